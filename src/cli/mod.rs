@@ -1,0 +1,1 @@
+//! Command-line interface: clap definitions and dispatch to the pod layer. Thin by design.

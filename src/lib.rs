@@ -1,0 +1,14 @@
+//! podbox: a small Linux container runtime with Kubernetes-style pod sandboxes.
+//!
+//! Layers, top to bottom (data flows one way):
+//! - `cli`: command-line parsing and printing; thin.
+//! - `pod`: pod sandboxes — names, manifests, namespace pins, the pause process, and turning a
+//!   container of a pod into an OCI runtime spec.
+//! - `container`: executes OCI runtime specs; knows nothing of pods.
+//! - `network`: bridge, veth, IPAM, routes, NAT over netlink and nftables.
+//! - `state`: the runtime root on disk — atomic JSON records and locks.
+pub mod cli;
+pub mod container;
+pub mod network;
+pub mod pod;
+pub mod state;

@@ -1,0 +1,182 @@
+//! Test harness: a throwaway *node* — new network, PID and mount namespaces whose init is podbox's
+//! pause (so orphans are reaped even where the machine's PID 1 does not) — and helpers to run
+//! podbox and shell commands inside it. Dropping a `Node` removes every pod through podbox, then
+//! kills the node's init by PID, which makes the kernel end everything left in it.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const PODBOX: &str = env!("CARGO_BIN_EXE_podbox");
+
+pub fn is_root() -> bool {
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Skip (return early) from a test that needs root.
+#[macro_export]
+macro_rules! require_root {
+    () => {
+        if !common::is_root() {
+            eprintln!("skipped: needs root");
+            return;
+        }
+    };
+}
+
+pub struct Node {
+    pub name: String,
+    /// PID (in the machine's PID namespace) of the node's init.
+    pub init_pid: i32,
+    /// The node's podbox state root.
+    pub root: PathBuf,
+    pub dir: PathBuf,
+    unshare: Child,
+}
+
+pub fn tempdir(prefix: &str) -> PathBuf {
+    let base = std::env::var("PODBOX_TEST_TMP").unwrap_or_else(|_| "/tmp".into());
+    let n: u64 = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
+    let p = PathBuf::from(base).join(format!("{prefix}-{}-{:x}", std::process::id(), n & 0xffffff));
+    std::fs::create_dir_all(&p).unwrap();
+    p
+}
+
+impl Node {
+    pub fn new(name: &str) -> Node {
+        let dir = tempdir(&format!("podbox-node-{name}"));
+        let root = dir.join("root");
+        let unshare = Command::new("unshare")
+            .args(["--fork", "--pid", "--mount", "--mount-proc", "--net", "--uts", "--propagation", "private", "--"])
+            .arg(PODBOX)
+            .arg("pause")
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("spawn unshare");
+        // The init is the only child of unshare.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let init_pid = loop {
+            let children = std::fs::read_to_string(format!("/proc/{}/task/{}/children", unshare.id(), unshare.id())).unwrap_or_default();
+            if let Some(p) = children.split_whitespace().next() {
+                let p: i32 = p.parse().unwrap();
+                // wait until it has exec'd the pause (its ns are then final)
+                let exe = std::fs::read_link(format!("/proc/{p}/exe")).map(|e| e.to_string_lossy().into_owned()).unwrap_or_default();
+                if exe.contains("pause") { break p; }
+            }
+            assert!(Instant::now() < deadline, "node {name}: init did not start");
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        let node = Node { name: name.into(), init_pid, root, dir, unshare };
+        node.sh_ok("ip link set lo up");
+        node
+    }
+
+    /// The node's network namespace as a path others can enter.
+    pub fn netns(&self) -> String {
+        format!("/proc/{}/ns/net", self.init_pid)
+    }
+
+    fn enter(&self) -> Command {
+        let mut c = Command::new("nsenter");
+        c.arg("-t").arg(self.init_pid.to_string()).args(["--net", "--pid", "--mount", "--uts", "--"]);
+        c.env("PODBOX_ROOT", &self.root);
+        c
+    }
+
+    /// Run podbox inside the node with this node's state root.
+    pub fn podbox(&self, args: &[&str]) -> Output {
+        let mut c = self.enter();
+        c.arg(PODBOX).arg("--root").arg(&self.root).args(args).stdin(Stdio::null());
+        let out = c.output().expect("run podbox");
+        log_output(&format!("[{}] podbox {}", self.name, args.join(" ")), &out);
+        out
+    }
+
+    /// Like `podbox` but panics unless it exits 0; returns stdout.
+    pub fn podbox_ok(&self, args: &[&str]) -> String {
+        let out = self.podbox(args);
+        assert!(out.status.success(), "podbox {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Spawn podbox inside the node without waiting.
+    pub fn podbox_spawn(&self, args: &[&str]) -> Child {
+        let mut c = self.enter();
+        c.arg(PODBOX).arg("--root").arg(&self.root).args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        c.spawn().expect("spawn podbox")
+    }
+
+    /// Run a shell command inside the node's namespaces.
+    pub fn sh(&self, script: &str) -> Output {
+        let mut c = self.enter();
+        c.args(["sh", "-c", script]).stdin(Stdio::null());
+        let out = c.output().expect("run sh");
+        log_output(&format!("[{}] $ {script}", self.name), &out);
+        out
+    }
+
+    pub fn sh_ok(&self, script: &str) -> String {
+        let out = self.sh(script);
+        assert!(out.status.success(), "`{script}` failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// PIDs (node-namespace numbering) of every process in the node but its init.
+    pub fn processes(&self) -> Vec<String> {
+        self.sh_ok("for p in /proc/[0-9]*; do [ \"${p#/proc/}\" = 1 ] || echo \"${p#/proc/} $(tr '\\0' ' ' < $p/cmdline)\"; done")
+            .lines().map(String::from).filter(|l| !l.contains(" sh -c for p in")).collect()
+    }
+
+    /// Assert podbox left nothing in the node: no processes, no mounts under the root, no state.
+    pub fn assert_clean(&self) {
+        let procs: Vec<_> = self.processes().into_iter().filter(|l| !l.starts_with(&format!("{} ", "self"))).collect();
+        // the `sh` that lists is itself a process; filter lines naming our own listing
+        let procs: Vec<_> = procs.into_iter().filter(|l| !l.contains("/proc/[0-9]*")).collect();
+        assert!(procs.is_empty(), "processes left in node {}: {procs:?}", self.name);
+        let mounts = self.sh_ok("cat /proc/self/mountinfo");
+        let root = self.root.to_string_lossy();
+        let left: Vec<_> = mounts.lines().filter(|l| l.contains(&*root)).collect();
+        assert!(left.is_empty(), "mounts left under {root}: {left:?}");
+        let pods = self.root.join("pods");
+        if pods.exists() {
+            let n = std::fs::read_dir(&pods).unwrap().count();
+            assert_eq!(n, 0, "pod state left under {}", pods.display());
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        // Remove pods through podbox first (that is what is under test) ...
+        let _ = self.enter().arg(PODBOX).arg("--root").arg(&self.root).args(["pod", "rm", "-f", "--all"])
+            .stdout(Stdio::null()).stderr(Stdio::null()).status();
+        // ... then end the node: SIGKILL to its init ends every process in its PID namespace, and
+        // with them the node's network and mount namespaces.
+        unsafe { libc::kill(self.init_pid, libc::SIGKILL) };
+        let _ = self.unshare.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn log_output(what: &str, out: &Output) {
+    eprintln!("{what} -> {}", out.status);
+    let so = String::from_utf8_lossy(&out.stdout);
+    let se = String::from_utf8_lossy(&out.stderr);
+    if !so.trim().is_empty() { eprintln!("  stdout: {}", so.trim_end().replace('\n', "\n          ")); }
+    if !se.trim().is_empty() { eprintln!("  stderr: {}", se.trim_end().replace('\n', "\n          ")); }
+}
+
+/// Poll `f` until it returns true or `secs` pass.
+pub fn wait_until(secs: u64, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < deadline {
+        if f() { return true; }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    f()
+}
+
+pub fn rootfs() -> &'static Path {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/rootfs"))
+}

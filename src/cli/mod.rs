@@ -1,1 +1,105 @@
-//! Command-line interface: clap definitions and dispatch to the pod layer. Thin by design.
+//! Command-line interface: clap definitions and dispatch to the pod layer. Thin by design: it
+//! parses, calls one pod-layer function, and prints.
+
+pub mod container;
+pub mod pod;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// The root file system every container runs from, unless --rootfs / PODBOX_ROOTFS say otherwise:
+/// the `rootfs/` directory of the source tree podbox was built from.
+pub const DEFAULT_ROOTFS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/rootfs");
+
+#[derive(Parser, Debug)]
+#[command(name = "podbox", version, about = "A small container runtime with Kubernetes-style pods")]
+pub struct Cli {
+    /// State directory of this node's pods and containers.
+    #[arg(long, global = true, env = "PODBOX_ROOT", default_value = "/run/podbox")]
+    pub root: PathBuf,
+    /// Root file system that containers run from (shared read-only; each container writes to
+    /// its own overlay layer).
+    #[arg(long, global = true, env = "PODBOX_ROOTFS", default_value = DEFAULT_ROOTFS)]
+    pub rootfs: PathBuf,
+    #[command(subcommand)]
+    pub cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Cmd {
+    /// Pod sandboxes: create, apply, ls, inspect, stop, rm.
+    #[command(subcommand)]
+    Pod(pod::PodCmd),
+    /// Run a container in a pod.
+    Run(container::RunArgs),
+    /// List containers.
+    Ps(container::PsArgs),
+    /// Run a command in a running container.
+    Exec(container::ExecArgs),
+    /// Print a container's output.
+    Logs(container::LogsArgs),
+    /// Stop a container (SIGTERM, then SIGKILL after a grace period).
+    Stop(container::StopArgs),
+    /// Remove a container.
+    Rm(container::RmArgs),
+    /// Reconcile state with the kernel after a crash: remove half-created pods, pods whose pause
+    /// died, stale pins, mounts, addresses and rules.
+    Gc {
+        #[arg(long)]
+        json: bool,
+    },
+    /// The pause process (what every pod runs as PID 1; also usable as a minimal init).
+    #[command(hide = true)]
+    Pause,
+}
+
+pub fn ctx(cli: &Cli) -> anyhow::Result<crate::pod::Ctx> {
+    Ok(crate::pod::Ctx::new(&cli.root, &cli.rootfs)?)
+}
+
+/// Run the parsed command; returns the process exit code.
+pub fn run(cli: Cli) -> anyhow::Result<i32> {
+    match &cli.cmd {
+        Cmd::Pause => Err(anyhow::anyhow!("exec of the pause process failed: {}", crate::pod::pause::exec())),
+        Cmd::Pod(c) => pod::run(&ctx(&cli)?, c),
+        Cmd::Run(a) => container::run(&ctx(&cli)?, a),
+        Cmd::Ps(a) => container::ps(&ctx(&cli)?, a),
+        Cmd::Exec(a) => container::exec(&ctx(&cli)?, a),
+        Cmd::Logs(a) => container::logs(&ctx(&cli)?, a),
+        Cmd::Stop(a) => container::stop(&ctx(&cli)?, a),
+        Cmd::Rm(a) => container::rm(&ctx(&cli)?, a),
+        Cmd::Gc { json } => {
+            let r = crate::pod::lifecycle::gc(&ctx(&cli)?)?;
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                for p in &r.removed_pods {
+                    println!("removed pod {p}");
+                }
+                for p in &r.problems {
+                    eprintln!("podbox gc: {p}");
+                }
+            }
+            Ok(if r.problems.is_empty() { 0 } else { 1 })
+        }
+    }
+}
+
+/// Print rows as aligned columns.
+pub fn table(header: &[&str], rows: &[Vec<String>]) {
+    let mut w: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            w[i] = w[i].max(c.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let s: Vec<String> = cells.iter().enumerate().map(|(i, c)| if i + 1 == cells.len() { c.clone() } else { format!("{c:<width$}", width = w[i]) }).collect();
+        println!("{}", s.join("  ").trim_end());
+    };
+    line(header.iter().map(|s| s.to_string()).collect());
+    for r in rows {
+        line(r.clone());
+    }
+}

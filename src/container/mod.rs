@@ -1,1 +1,93 @@
-//! placeholder
+//! Container layer: executes OCI runtime specs. It knows nothing of pods; a pod is just a spec
+//! whose namespaces carry paths to join.
+//!
+//! Process model of `start`:
+//! ```text
+//! caller ──fork──▶ monitor (new session, child subreaper; setns/unshare of the PID namespace)
+//!                     └─fork──▶ init: join/unshare namespaces → cgroup → rootfs → pivot_root →
+//!                                      hostname → rlimits → user → capabilities → seccomp → exec
+//! ```
+//! The monitor outlives the caller, reaps the init and writes `exit.json` into the container's
+//! state directory. A CLOEXEC sync pipe reports the init's PID, or an error from before exec
+//! (e.g. "executable not found", exit 127), back to the caller.
+
+pub mod exec;
+pub mod init;
+pub mod monitor;
+pub mod mounts;
+pub mod namespaces;
+pub mod process;
+pub mod rootfs;
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+pub use monitor::{Started, start};
+pub use process::ProcRef;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ContainerError {
+    #[error("unsupported or invalid OCI spec field {field}: {msg}")]
+    Spec { field: String, msg: String },
+    #[error("{what}: {source}")]
+    Sys { what: String, source: nix::Error },
+    #[error("{what}: {source}")]
+    Io { what: String, source: std::io::Error },
+    /// The container's process failed before it could exec the command.
+    #[error("{msg}")]
+    StartFailed { code: i32, msg: String },
+    #[error("container {0} is not running")]
+    NotRunning(String),
+}
+
+pub type Result<T> = std::result::Result<T, ContainerError>;
+
+pub(crate) fn sys(what: impl Into<String>) -> impl FnOnce(nix::Error) -> ContainerError {
+    let what = what.into();
+    move |source| ContainerError::Sys { what, source }
+}
+
+pub(crate) fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ContainerError {
+    let what = what.into();
+    move |source| ContainerError::Io { what, source }
+}
+
+/// Where the root filesystem comes from.
+#[derive(Debug, Clone)]
+pub enum Rootfs {
+    /// `root.path` of the spec, used as it is (bind-mounted onto itself).
+    Plain(PathBuf),
+    /// A read-only shared lower directory with a per-container writable upper layer; mounted
+    /// inside the container's own mount namespace, so nothing needs unmounting afterwards.
+    Overlay { lower: PathBuf, upper: PathBuf, work: PathBuf, merged: PathBuf },
+}
+
+/// Where the container's standard streams go.
+#[derive(Debug, Clone)]
+pub enum Stdio {
+    /// The caller's own stdin/stdout/stderr (foreground `run`, `exec`).
+    Inherit,
+    /// stdout and stderr appended to this file, stdin from /dev/null.
+    Log(PathBuf),
+}
+
+/// How a container ended; written by its monitor as `exit.json` in the state directory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExitRecord {
+    /// Exit code as a shell reports it (128 + signal when killed by a signal).
+    pub code: i32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<i32>,
+    pub finished_at: String,
+    #[serde(default)]
+    pub oom_killed: bool,
+    /// Why it never ran, when it failed before exec.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Extra explanation added by the caller's exit hook (e.g. who holds a port).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub diagnosis: Option<String>,
+}
+
+pub const EXIT_FILE: &str = "exit.json";

@@ -1,2 +1,151 @@
-//! placeholder
+//! Pod layer: turns a pod description into kernel objects through the layers below — namespace
+//! pins and the pause (sandbox), a network attachment (network), and each container as an OCI
+//! spec run by the container layer — and keeps their records in the state store.
+
+pub mod containers;
+pub mod diagnose;
+pub mod lifecycle;
+pub mod manifest;
+pub mod model;
 pub mod pause;
+pub mod sandbox;
+pub mod spec;
+
+use std::path::{Path, PathBuf};
+
+use crate::container::{ContainerError, EXIT_FILE, ExitRecord};
+use crate::network::NetError;
+use crate::state::{self, Root, StateError};
+use model::{ContainerRecord, ContainerState, ContainerStatus, PodRecord};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PodError {
+    #[error("invalid {kind} name {name:?}: use 1-63 lowercase letters, digits and '-', starting and ending with a letter or digit")]
+    InvalidName { kind: String, name: String },
+    #[error("{kind} name {name:?} is already taken{}", if pod.is_empty() { String::new() } else { format!(" in pod {pod}") })]
+    NameTaken { kind: String, name: String, pod: String },
+    #[error("no pod named {0:?} (see `podbox pod ls`)")]
+    UnknownPod(String),
+    #[error("no container {container:?} in pod {pod} (see `podbox ps`)")]
+    UnknownContainer { pod: String, container: String },
+    #[error("manifest field {field}: {msg}")]
+    Manifest { field: String, msg: String },
+    #[error("{0}")]
+    Invalid(String),
+    #[error("root file system {0} not found or incomplete: build it with scripts/build-rootfs.sh (or set --rootfs / PODBOX_ROOTFS)")]
+    RootfsMissing(PathBuf),
+    #[error("podbox must run as root (it creates namespaces, mounts and network devices)")]
+    NotRoot,
+    #[error("{0}")]
+    Busy(String),
+    #[error("{0}")]
+    Kernel(String),
+    #[error(transparent)]
+    Container(#[from] ContainerError),
+    #[error(transparent)]
+    Network(#[from] NetError),
+    #[error(transparent)]
+    State(#[from] StateError),
+}
+
+impl PodError {
+    /// The exit code the CLI should use: a container that failed to start reports the shell's
+    /// code (127 not found, 126 not executable); every other runtime error is 1.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            PodError::Container(ContainerError::StartFailed { code, .. }) => *code,
+            _ => 1,
+        }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, PodError>;
+
+/// Where podbox keeps state and finds the root file system.
+#[derive(Debug, Clone)]
+pub struct Ctx {
+    pub root: Root,
+    pub rootfs: PathBuf,
+}
+
+impl Ctx {
+    pub fn new(root: &Path, rootfs: &Path) -> Result<Ctx> {
+        // SAFETY: geteuid has no failure mode.
+        if unsafe { libc::geteuid() } != 0 {
+            return Err(PodError::NotRoot);
+        }
+        Ok(Ctx { root: Root::open(root)?, rootfs: rootfs.to_path_buf() })
+    }
+
+    pub fn check_rootfs(&self) -> Result<()> {
+        if self.rootfs.join("bin/sh").exists() {
+            Ok(())
+        } else {
+            Err(PodError::RootfsMissing(self.rootfs.clone()))
+        }
+    }
+
+    pub fn pod_record_path(&self, id: &str) -> PathBuf {
+        self.root.pod_dir(id).join("pod.json")
+    }
+
+    /// All readable pod records (a directory without a record is left to `gc`).
+    pub fn pods(&self) -> Result<Vec<PodRecord>> {
+        let mut out = Vec::new();
+        for id in self.root.pod_ids()? {
+            if let Ok(Some(p)) = state::read_json_opt::<PodRecord>(&self.pod_record_path(&id)) {
+                out.push(p);
+            }
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    /// A pod by name, or by id or unique id prefix.
+    pub fn find_pod(&self, key: &str) -> Result<PodRecord> {
+        let pods = self.pods()?;
+        if let Some(p) = pods.iter().find(|p| p.name == key) {
+            return Ok(p.clone());
+        }
+        let by_id: Vec<_> = pods.iter().filter(|p| key.len() >= 4 && p.id.starts_with(key)).collect();
+        match by_id.as_slice() {
+            [one] => Ok((*one).clone()),
+            _ => Err(PodError::UnknownPod(key.into())),
+        }
+    }
+
+    pub fn container_statuses(&self, pod: &PodRecord) -> Result<Vec<ContainerStatus>> {
+        let dir = self.root.pod_dir(&pod.id).join("containers");
+        let mut out = Vec::new();
+        for name in state::list_dir(&dir)? {
+            if let Some(s) = self.container_status(pod, &name)? {
+                out.push(s);
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn container_status(&self, pod: &PodRecord, name: &str) -> Result<Option<ContainerStatus>> {
+        let dir = self.root.container_dir(&pod.id, name);
+        let Some(record) = state::read_json_opt::<ContainerRecord>(&dir.join("container.json"))? else { return Ok(None) };
+        let exit: Option<ExitRecord> = state::read_json_opt(&dir.join(EXIT_FILE))?;
+        let state = match (&exit, &record.pid) {
+            (Some(_), _) => ContainerState::Exited,
+            (None, Some(p)) if p.alive() => ContainerState::Running,
+            // Started, but the monitor is gone without recording an end (killed, or the node
+            // crashed): it is not running any more.
+            (None, Some(_)) => ContainerState::Exited,
+            (None, None) => ContainerState::Created,
+        };
+        Ok(Some(ContainerStatus { record, state, exit }))
+    }
+}
+
+/// 32 random lowercase hex digits.
+pub fn new_id() -> String {
+    let mut b = [0u8; 16];
+    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+        let _ = std::io::Read::read_exact(&mut f, &mut b);
+    }
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}

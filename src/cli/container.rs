@@ -1,0 +1,194 @@
+//! `podbox run | ps | exec | logs | stop | rm`: containers of pods.
+
+use std::time::Duration;
+
+use clap::Args;
+
+use crate::pod::containers::{self, RunOutcome};
+use crate::pod::model::{ContainerSpec, ContainerState};
+use crate::pod::{Ctx, PodError};
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    #[arg(long)]
+    pub pod: String,
+    #[arg(long)]
+    pub name: String,
+    /// Run in the background; output goes to `podbox logs`.
+    #[arg(short, long)]
+    pub detach: bool,
+    #[arg(short, long = "env", value_name = "K=V")]
+    pub env: Vec<String>,
+    #[arg(short, long = "workdir")]
+    pub workdir: Option<String>,
+    /// UID[:GID]
+    #[arg(short, long)]
+    pub user: Option<String>,
+    #[arg(last = true, required = true)]
+    pub cmd: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct PsArgs {
+    /// Only this pod's containers.
+    #[arg(long)]
+    pub pod: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ExecArgs {
+    pub pod: String,
+    pub container: String,
+    #[arg(short, long = "env", value_name = "K=V")]
+    pub env: Vec<String>,
+    #[arg(short, long = "workdir")]
+    pub workdir: Option<String>,
+    #[arg(last = true, required = true)]
+    pub cmd: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct LogsArgs {
+    pub pod: String,
+    pub container: String,
+    #[arg(short, long)]
+    pub follow: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct StopArgs {
+    pub pod: String,
+    pub container: String,
+    #[arg(short = 't', long = "time", default_value_t = 10)]
+    pub time: u64,
+}
+
+#[derive(Args, Debug)]
+pub struct RmArgs {
+    #[arg(short, long)]
+    pub force: bool,
+    pub pod: String,
+    pub container: String,
+}
+
+fn parse_env(v: &[String]) -> anyhow::Result<Vec<(String, String)>> {
+    v.iter()
+        .map(|e| match e.split_once('=') {
+            Some((k, val)) if !k.is_empty() => Ok((k.to_string(), val.to_string())),
+            _ => Err(anyhow::anyhow!("environment variable {e:?}: expected K=V")),
+        })
+        .collect()
+}
+
+fn parse_user(u: &str) -> anyhow::Result<(u32, u32)> {
+    let bad = || anyhow::anyhow!("user {u:?}: expected a numeric UID[:GID]");
+    match u.split_once(':') {
+        Some((a, b)) => Ok((a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?)),
+        None => {
+            let uid = u.parse().map_err(|_| bad())?;
+            Ok((uid, uid))
+        }
+    }
+}
+
+pub fn run(ctx: &Ctx, a: &RunArgs) -> anyhow::Result<i32> {
+    let c = ContainerSpec {
+        name: a.name.clone(),
+        args: a.cmd.clone(),
+        env: parse_env(&a.env)?,
+        working_dir: a.workdir.clone(),
+        user: a.user.as_deref().map(parse_user).transpose()?,
+        ports: vec![],
+    };
+    match containers::run(ctx, &a.pod, &c, a.detach) {
+        Ok(RunOutcome::Detached(pid)) => {
+            println!("{} (pid {})", a.name, pid.pid);
+            Ok(0)
+        }
+        Ok(RunOutcome::Exited(code)) => Ok(code),
+        Err(e @ PodError::Container(_)) => {
+            eprintln!("podbox: container {}: {e}", a.name);
+            Ok(e.exit_code())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub fn ps(ctx: &Ctx, a: &PsArgs) -> anyhow::Result<i32> {
+    let pods = match &a.pod {
+        Some(p) => vec![ctx.find_pod(p)?],
+        None => ctx.pods()?,
+    };
+    let mut all = Vec::new();
+    for p in &pods {
+        for c in ctx.container_statuses(p)? {
+            all.push((p.name.clone(), c));
+        }
+    }
+    if a.json {
+        let v: Vec<_> = all.iter().map(|(pod, c)| serde_json::json!({"pod": pod, "container": c})).collect();
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(0);
+    }
+    let rows: Vec<Vec<String>> = all
+        .iter()
+        .map(|(pod, c)| {
+            let status = match (c.state, &c.exit) {
+                (ContainerState::Exited, Some(e)) => {
+                    let mut s = format!("exited ({})", e.code);
+                    if e.oom_killed {
+                        s.push_str(" OOMKilled");
+                    }
+                    if let Some(d) = &e.diagnosis {
+                        s.push_str(&format!(": {d}"));
+                    }
+                    s
+                }
+                (ContainerState::Exited, None) => "exited (unknown: monitor gone)".into(),
+                (s, _) => format!("{s:?}").to_lowercase(),
+            };
+            let status = match &c.record.start_error {
+                Some(err) => format!("{status}: {err}"),
+                None => status,
+            };
+            vec![
+                pod.clone(),
+                c.record.name.clone(),
+                c.record.pid.map(|p| p.pid.to_string()).unwrap_or_else(|| "-".into()),
+                c.record.started_at.clone().unwrap_or_else(|| "-".into()),
+                c.record.args.join(" "),
+                status,
+            ]
+        })
+        .collect();
+    super::table(&["POD", "CONTAINER", "PID", "STARTED", "COMMAND", "STATUS"], &rows);
+    Ok(0)
+}
+
+pub fn exec(ctx: &Ctx, a: &ExecArgs) -> anyhow::Result<i32> {
+    match containers::exec(ctx, &a.pod, &a.container, &a.cmd, &parse_env(&a.env)?, a.workdir.as_deref()) {
+        Ok(code) => Ok(code),
+        Err(e @ PodError::Container(_)) => {
+            eprintln!("podbox: exec in {}: {e}", a.container);
+            Ok(e.exit_code())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub fn logs(ctx: &Ctx, a: &LogsArgs) -> anyhow::Result<i32> {
+    containers::logs(ctx, &a.pod, &a.container, a.follow, &mut std::io::stdout().lock())?;
+    Ok(0)
+}
+
+pub fn stop(ctx: &Ctx, a: &StopArgs) -> anyhow::Result<i32> {
+    containers::stop(ctx, &a.pod, &a.container, Duration::from_secs(a.time))?;
+    Ok(0)
+}
+
+pub fn rm(ctx: &Ctx, a: &RmArgs) -> anyhow::Result<i32> {
+    containers::remove(ctx, &a.pod, &a.container, a.force)?;
+    Ok(0)
+}

@@ -1,0 +1,151 @@
+//! `podbox pod ...`: create, apply, ls, inspect, stop, rm.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+
+use crate::pod::model::{ContainerState, PodSpec, parse_port};
+use crate::pod::{Ctx, containers, lifecycle, manifest};
+
+#[derive(Subcommand, Debug)]
+pub enum PodCmd {
+    /// Create a pod: pinned net/ipc/uts namespaces, a pause process, and its network.
+    Create(CreateArgs),
+    /// Create a pod and its containers from a Kubernetes Pod manifest (JSON or YAML).
+    Apply {
+        #[arg(short = 'f', long = "file")]
+        file: PathBuf,
+        #[arg(long, default_value = "bridge", value_parser = ["bridge", "none"])]
+        network: String,
+    },
+    /// List pods.
+    Ls {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a pod's record, namespaces, network and containers as JSON.
+    Inspect { pod: String },
+    /// Stop a pod's containers and its pause; release its network.
+    Stop {
+        pod: String,
+        #[arg(short = 't', long = "time", default_value_t = 10)]
+        time: u64,
+    },
+    /// Remove pods.
+    Rm {
+        /// Kill running containers first.
+        #[arg(short, long)]
+        force: bool,
+        /// Every pod of this root.
+        #[arg(long, conflicts_with = "pods")]
+        all: bool,
+        pods: Vec<String>,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct CreateArgs {
+    pub name: String,
+    #[arg(long)]
+    pub hostname: Option<String>,
+    /// Share one PID namespace among the pod's containers (the pause is PID 1).
+    #[arg(long)]
+    pub share_pid: bool,
+    /// Forward a node port to the pod: HOST:CONTAINER[/tcp|udp].
+    #[arg(short = 'p', long = "publish")]
+    pub publish: Vec<String>,
+    /// `bridge`: a veth on the node bridge with an address; `none`: only loopback.
+    #[arg(long, default_value = "bridge", value_parser = ["bridge", "none"])]
+    pub network: String,
+}
+
+pub fn run(ctx: &Ctx, cmd: &PodCmd) -> anyhow::Result<i32> {
+    match cmd {
+        PodCmd::Create(a) => {
+            let spec = PodSpec {
+                name: a.name.clone(),
+                hostname: a.hostname.clone(),
+                share_pid: a.share_pid,
+                network: a.network == "bridge",
+                ports: a.publish.iter().map(|p| parse_port(p)).collect::<Result<_, _>>()?,
+                containers: vec![],
+            };
+            let rec = lifecycle::create(ctx, &spec)?;
+            println!("{}", rec.id);
+            Ok(0)
+        }
+        PodCmd::Apply { file, network } => {
+            let text = std::fs::read_to_string(file).map_err(|e| anyhow::anyhow!("reading {}: {e}", file.display()))?;
+            let mut spec = manifest::parse(&text)?;
+            spec.network = network == "bridge";
+            for w in spec.validate()? {
+                eprintln!("warning: {w}");
+            }
+            let rec = lifecycle::create(ctx, &spec)?;
+            for c in &spec.containers {
+                if let Err(e) = containers::run(ctx, &rec.id, c, true) {
+                    // A container that cannot start is reported; the pod stays, as in Kubernetes.
+                    eprintln!("container {}: {e}", c.name);
+                }
+            }
+            println!("{}", rec.id);
+            Ok(0)
+        }
+        PodCmd::Ls { json } => {
+            let pods = ctx.pods()?;
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&pods)?);
+                return Ok(0);
+            }
+            let mut rows = Vec::new();
+            for p in &pods {
+                let cs = ctx.container_statuses(p)?;
+                let running = cs.iter().filter(|c| c.state == ContainerState::Running).count();
+                let pause_alive = p.pause.map(|x| x.alive()).unwrap_or(false);
+                let phase = match (p.phase, pause_alive) {
+                    (crate::pod::model::PodPhase::Ready, false) => "dead (run podbox gc)".to_string(),
+                    (ph, _) => format!("{ph:?}").to_lowercase(),
+                };
+                rows.push(vec![
+                    p.name.clone(),
+                    p.id[..12].to_string(),
+                    phase,
+                    p.attachment.as_ref().map(|a| a.ip.to_string()).unwrap_or_else(|| "-".into()),
+                    format!("{running}/{}", cs.len()),
+                    p.pause.map(|x| x.pid.to_string()).unwrap_or_else(|| "-".into()),
+                    p.created_at.clone(),
+                ]);
+            }
+            super::table(&["NAME", "ID", "STATE", "IP", "RUNNING", "PAUSE", "CREATED"], &rows);
+            Ok(0)
+        }
+        PodCmd::Inspect { pod } => {
+            let p = ctx.find_pod(pod)?;
+            let cs = ctx.container_statuses(&p)?;
+            let mut v = serde_json::to_value(&p)?;
+            v["pause_alive"] = serde_json::json!(p.pause.map(|x| x.alive()).unwrap_or(false));
+            v["containers"] = serde_json::to_value(&cs)?;
+            println!("{}", serde_json::to_string_pretty(&v)?);
+            Ok(0)
+        }
+        PodCmd::Stop { pod, time } => {
+            lifecycle::stop(ctx, pod, Duration::from_secs(*time))?;
+            Ok(0)
+        }
+        PodCmd::Rm { force, all, pods } => {
+            let keys: Vec<String> = if *all { ctx.pods()?.into_iter().map(|p| p.id).collect() } else { pods.clone() };
+            if keys.is_empty() && !*all {
+                anyhow::bail!("name at least one pod, or use --all");
+            }
+            let mut code = 0;
+            for k in &keys {
+                if let Err(e) = lifecycle::remove(ctx, k, *force) {
+                    eprintln!("podbox: {e}");
+                    code = 1;
+                }
+            }
+            Ok(code)
+        }
+    }
+}

@@ -1,0 +1,98 @@
+//! `exec`: run another process in a running container — join all of its init's namespaces,
+//! apply the container's user, capabilities and no_new_privs, and exec.
+
+use std::fs::File;
+use std::os::fd::{AsFd, AsRawFd};
+
+use nix::sched::{CloneFlags, setns};
+use nix::sys::wait::waitpid;
+use nix::unistd::{ForkResult, fork};
+use oci_spec::runtime::Process;
+
+use super::init::{self, CODE_RUNTIME};
+use super::monitor::wait_forwarding;
+use super::{ContainerError, ProcRef, Result, sys};
+
+/// Run `process` inside the container whose init is `target`, with the caller's standard
+/// streams; returns the process's exit code. `cgroup_procs` are joined first.
+pub fn exec(target: ProcRef, process: &Process, cgroup_procs: &[std::path::PathBuf]) -> Result<i32> {
+    if !target.alive() {
+        return Err(ContainerError::NotRunning(target.pid.to_string()));
+    }
+    // Open every namespace before entering any (the mount namespace changes what paths mean).
+    let mut nss = Vec::new();
+    for (name, flag) in [("ipc", CloneFlags::CLONE_NEWIPC), ("uts", CloneFlags::CLONE_NEWUTS), ("net", CloneFlags::CLONE_NEWNET), ("pid", CloneFlags::CLONE_NEWPID), ("cgroup", CloneFlags::CLONE_NEWCGROUP), ("mnt", CloneFlags::CLONE_NEWNS)] {
+        let p = format!("/proc/{}/ns/{name}", target.pid);
+        let f = File::open(&p).map_err(|e| ContainerError::Io { what: format!("opening {p}"), source: e })?;
+        nss.push((name, flag, f));
+    }
+    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(sys("creating sync pipe"))?;
+    // SAFETY: single-threaded caller; see container::start.
+    match unsafe { fork() }.map_err(sys("fork"))? {
+        ForkResult::Child => {
+            drop(r);
+            let fd = w.as_raw_fd();
+            let fail = |msg: String| -> ! {
+                init::report(fd, &format!("err {CODE_RUNTIME} {msg}\n"));
+                unsafe { libc::_exit(CODE_RUNTIME) }
+            };
+            for p in cgroup_procs {
+                if let Err(e) = std::fs::write(p, "0") {
+                    fail(format!("joining cgroup {}: {e}", p.display()));
+                }
+            }
+            for (name, flag, f) in &nss {
+                if let Err(e) = setns(f.as_fd(), *flag) {
+                    fail(format!("joining the container's {name} namespace: {e}"));
+                }
+            }
+            // Entering the PID namespace takes effect for children: fork once more.
+            match unsafe { fork() } {
+                Ok(ForkResult::Child) => exec_child(process, fd),
+                Ok(ForkResult::Parent { child }) => {
+                    drop(w);
+                    let code = wait_forwarding(child, child);
+                    unsafe { libc::_exit(code) }
+                }
+                Err(e) => fail(format!("fork: {e}")),
+            }
+        }
+        ForkResult::Parent { child } => {
+            drop(w);
+            let mut buf = String::new();
+            let _ = std::io::Read::read_to_string(&mut File::from(r), &mut buf);
+            if let Some(rest) = buf.lines().find_map(|l| l.strip_prefix("err ")) {
+                let (code, msg) = rest.split_once(' ').unwrap_or((rest, ""));
+                let _ = waitpid(child, None);
+                return Err(ContainerError::StartFailed { code: code.parse().unwrap_or(CODE_RUNTIME), msg: msg.into() });
+            }
+            Ok(wait_forwarding(child, child))
+        }
+    }
+}
+
+fn exec_child(process: &Process, fd: i32) -> ! {
+    let result = (|| -> Result<std::convert::Infallible> {
+        let env = process.env().clone().unwrap_or_default();
+        let argv = process.args().clone().unwrap_or_default();
+        if argv.is_empty() {
+            return Err(ContainerError::Spec { field: "process.args".into(), msg: "empty command".into() });
+        }
+        let exe = init::resolve_executable(&argv[0], &env)?;
+        init::set_rlimits(process.rlimits().as_deref().unwrap_or(&[]))?;
+        init::switch_user(process)?;
+        nix::unistd::chdir(process.cwd().as_path()).map_err(sys(format!("chdir {}", process.cwd().display())))?;
+        if process.no_new_privileges().unwrap_or(false) {
+            unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
+        }
+        unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) };
+        init::exec(&exe, &argv, &env)
+    })();
+    let (code, msg) = match result {
+        Ok(never) => match never {},
+        Err(ContainerError::StartFailed { code, msg }) => (code, msg),
+        Err(e) => (CODE_RUNTIME, e.to_string()),
+    };
+    init::report(fd, &format!("err {code} {msg}\n"));
+    unsafe { libc::_exit(code) }
+}

@@ -1,0 +1,241 @@
+//! The container's init, from fork to exec: namespaces, root file system, hostname, sysctls,
+//! rlimits, user, capabilities, no_new_privs, then exec of `process.args`. Any failure is sent to
+//! the caller over the sync pipe and ends the process with the shell's code for it.
+
+use std::convert::Infallible;
+use std::ffi::CString;
+use std::os::fd::RawFd;
+use std::path::{Path, PathBuf};
+
+use nix::unistd::{Gid, Uid, dup2_stderr, dup2_stdin, dup2_stdout};
+use oci_spec::runtime::{PosixRlimit, Process, Spec};
+
+use super::namespaces::Plan;
+use super::{ContainerError, Result, Rootfs, Stdio, io, rootfs, sys};
+
+/// Exit codes of a failed start, as shells and other runtimes use them.
+pub const CODE_NOT_FOUND: i32 = 127;
+pub const CODE_NOT_EXECUTABLE: i32 = 126;
+pub const CODE_RUNTIME: i32 = 1;
+
+/// Everything the init needs, prepared by the caller before fork.
+pub struct InitArgs<'a> {
+    pub spec: &'a Spec,
+    pub rootfs: &'a Rootfs,
+    pub plan: &'a Plan,
+    pub stdio: &'a Stdio,
+    /// Write end of the sync pipe (CLOEXEC): errors before exec go here.
+    pub sync_fd: RawFd,
+}
+
+/// Run in the forked init; never returns.
+pub fn run(args: InitArgs) -> ! {
+    let err = match setup_and_exec(&args) {
+        Ok(never) => match never {},
+        Err(e) => e,
+    };
+    let (code, msg) = match &err {
+        ContainerError::StartFailed { code, msg } => (*code, msg.clone()),
+        other => (CODE_RUNTIME, other.to_string()),
+    };
+    report(args.sync_fd, &format!("err {code} {msg}\n"));
+    // SAFETY: _exit skips destructors and atexit handlers that belong to the parent's image.
+    unsafe { libc::_exit(code) }
+}
+
+/// Write one message to the sync pipe (a single write: atomic below PIPE_BUF).
+pub fn report(fd: RawFd, msg: &str) {
+    let b = msg.as_bytes();
+    let n = b.len().min(4000);
+    // SAFETY: writing our own buffer to an fd we hold.
+    unsafe { libc::write(fd, b.as_ptr().cast(), n) };
+}
+
+fn setup_and_exec(a: &InitArgs) -> Result<Infallible> {
+    let process = a.spec.process().as_ref().ok_or_else(|| ContainerError::Spec { field: "process".into(), msg: "missing".into() })?;
+    redirect_stdio(a.stdio)?;
+    super::namespaces::join_all(&a.plan.join)?;
+    super::namespaces::unshare_new(a.plan.new)?;
+    if a.plan.new_uts {
+        if let Some(h) = a.spec.hostname() {
+            nix::unistd::sethostname(h).map_err(sys("setting hostname"))?;
+        }
+        if let Some(d) = a.spec.domainname() {
+            let c = CString::new(d.as_str()).unwrap_or_default();
+            // SAFETY: valid C string and its length.
+            if unsafe { libc::setdomainname(c.as_ptr(), d.len()) } != 0 {
+                return Err(ContainerError::Io { what: "setting domainname".into(), source: std::io::Error::last_os_error() });
+            }
+        }
+    }
+    let root = rootfs::prepare(a.rootfs, a.spec)?;
+    rootfs::pivot(&root)?;
+    apply_sysctls(a.spec)?;
+    rootfs::finish(a.spec)?;
+    set_rlimits(process.rlimits().as_deref().unwrap_or(&[]))?;
+    let env: Vec<String> = process.env().clone().unwrap_or_default();
+    let argv = process.args().clone().unwrap_or_default();
+    if argv.is_empty() {
+        return Err(ContainerError::Spec { field: "process.args".into(), msg: "empty command".into() });
+    }
+    // Resolve before dropping privileges: the lookup may need to read directories as root, the
+    // exec itself is then checked with the container user's rights.
+    let exe = resolve_executable(&argv[0], &env)?;
+    switch_user(process)?;
+    let cwd = process.cwd();
+    nix::unistd::chdir(cwd.as_path()).map_err(sys(format!("chdir to working directory {}", cwd.display())))?;
+    if process.no_new_privileges().unwrap_or(false) {
+        // SAFETY: prctl with integer arguments.
+        if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+            return Err(io("setting no_new_privs")(std::io::Error::last_os_error()));
+        }
+    }
+    // Every inherited descriptor but 0-2 (and the sync pipe, already CLOEXEC) is closed at exec.
+    // SAFETY: close_range on our own descriptor table.
+    unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) };
+    exec(&exe, &argv, &env)
+}
+
+fn redirect_stdio(stdio: &Stdio) -> Result<()> {
+    if let Stdio::Log(path) = stdio {
+        rootfs::ensure_parent(path)?;
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(path).map_err(io(format!("opening log {}", path.display())))?;
+        let null = std::fs::File::open("/dev/null").map_err(io("opening /dev/null"))?;
+        dup2_stdin(&null).map_err(sys("redirecting stdin"))?;
+        dup2_stdout(&log).map_err(sys("redirecting stdout"))?;
+        dup2_stderr(&log).map_err(sys("redirecting stderr"))?;
+    }
+    Ok(())
+}
+
+fn apply_sysctls(spec: &Spec) -> Result<()> {
+    if let Some(map) = spec.linux().as_ref().and_then(|l| l.sysctl().as_ref()) {
+        for (k, v) in map {
+            let path = PathBuf::from("/proc/sys").join(k.replace('.', "/"));
+            std::fs::write(&path, v).map_err(io(format!("setting sysctl {k}={v}")))?;
+        }
+    }
+    Ok(())
+}
+
+fn rlimit_resource(name: &str) -> Option<libc::__rlimit_resource_t> {
+    Some(match name {
+        "RLIMIT_CPU" => libc::RLIMIT_CPU,
+        "RLIMIT_FSIZE" => libc::RLIMIT_FSIZE,
+        "RLIMIT_DATA" => libc::RLIMIT_DATA,
+        "RLIMIT_STACK" => libc::RLIMIT_STACK,
+        "RLIMIT_CORE" => libc::RLIMIT_CORE,
+        "RLIMIT_RSS" => libc::RLIMIT_RSS,
+        "RLIMIT_NPROC" => libc::RLIMIT_NPROC,
+        "RLIMIT_NOFILE" => libc::RLIMIT_NOFILE,
+        "RLIMIT_MEMLOCK" => libc::RLIMIT_MEMLOCK,
+        "RLIMIT_AS" => libc::RLIMIT_AS,
+        "RLIMIT_LOCKS" => libc::RLIMIT_LOCKS,
+        "RLIMIT_SIGPENDING" => libc::RLIMIT_SIGPENDING,
+        "RLIMIT_MSGQUEUE" => libc::RLIMIT_MSGQUEUE,
+        "RLIMIT_NICE" => libc::RLIMIT_NICE,
+        "RLIMIT_RTPRIO" => libc::RLIMIT_RTPRIO,
+        "RLIMIT_RTTIME" => libc::RLIMIT_RTTIME,
+        _ => return None,
+    })
+}
+
+pub fn set_rlimits(limits: &[PosixRlimit]) -> Result<()> {
+    for l in limits {
+        let name = serde_json::to_value(l.typ()).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
+        let res = rlimit_resource(&name).ok_or_else(|| ContainerError::Spec { field: "process.rlimits".into(), msg: format!("unknown rlimit {name}") })?;
+        let want = libc::rlimit { rlim_cur: l.soft(), rlim_max: l.hard() };
+        // SAFETY: setrlimit with a valid struct.
+        if unsafe { libc::setrlimit(res, &want) } != 0 {
+            let e = std::io::Error::last_os_error();
+            let mut cur = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+            unsafe { libc::getrlimit(res, &mut cur) };
+            return Err(ContainerError::Spec {
+                field: "process.rlimits".into(),
+                msg: format!("{name} {}:{} refused ({e}); the hard limit here is {} and raising it needs CAP_SYS_RESOURCE", l.soft(), l.hard(), cur.rlim_max),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn caps_of(set: &Option<oci_spec::runtime::Capabilities>) -> Result<caps::CapsHashSet> {
+    let mut out = caps::CapsHashSet::new();
+    for c in set.iter().flatten() {
+        let name = serde_json::to_value(c).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
+        let cap = name.parse::<caps::Capability>().map_err(|_| ContainerError::Spec { field: "process.capabilities".into(), msg: format!("unknown capability {name}") })?;
+        out.insert(cap);
+    }
+    Ok(out)
+}
+
+fn caps_err(what: &'static str) -> impl FnOnce(caps::errors::CapsError) -> ContainerError {
+    move |e| ContainerError::Io { what: what.into(), source: std::io::Error::other(e.to_string()) }
+}
+
+/// Groups, gid, uid and capability sets, in the order that keeps the needed capabilities
+/// until the end: bounding set first, uid switch with KEEPCAPS, then the exact sets, ambient last.
+pub fn switch_user(process: &Process) -> Result<()> {
+    use caps::CapSet;
+    let user = process.user();
+    let capsets = process.capabilities().as_ref();
+    if let Some(c) = capsets {
+        let keep = caps_of(c.bounding())?;
+        for cap in caps::all() {
+            if !keep.contains(&cap) && caps::has_cap(None, CapSet::Bounding, cap).unwrap_or(false) {
+                caps::drop(None, CapSet::Bounding, cap).map_err(caps_err("dropping from the capability bounding set"))?;
+            }
+        }
+    }
+    // SAFETY: prctl with integer arguments.
+    unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) };
+    let groups: Vec<Gid> = user.additional_gids().clone().unwrap_or_default().into_iter().map(Gid::from_raw).collect();
+    nix::unistd::setgroups(&groups).map_err(sys("setting supplementary groups"))?;
+    let gid = Gid::from_raw(user.gid());
+    nix::unistd::setresgid(gid, gid, gid).map_err(sys(format!("setting gid {}", user.gid())))?;
+    let uid = Uid::from_raw(user.uid());
+    nix::unistd::setresuid(uid, uid, uid).map_err(sys(format!("setting uid {}", user.uid())))?;
+    unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 0, 0, 0, 0) };
+    if let Some(c) = capsets {
+        caps::set(None, CapSet::Inheritable, &caps_of(c.inheritable())?).map_err(caps_err("setting inheritable capabilities"))?;
+        caps::set(None, CapSet::Effective, &caps_of(c.effective())?).map_err(caps_err("setting effective capabilities"))?;
+        caps::set(None, CapSet::Permitted, &caps_of(c.permitted())?).map_err(caps_err("setting permitted capabilities"))?;
+        caps::clear(None, CapSet::Ambient).ok();
+        for cap in caps_of(c.ambient())? {
+            caps::raise(None, CapSet::Ambient, cap).map_err(caps_err("raising ambient capabilities"))?;
+        }
+    }
+    Ok(())
+}
+
+/// `argv0` as execvp would find it, searching PATH from the container's environment.
+pub fn resolve_executable(argv0: &str, env: &[String]) -> Result<PathBuf> {
+    if argv0.contains('/') {
+        return Ok(PathBuf::from(argv0));
+    }
+    let path = env.iter().find_map(|e| e.strip_prefix("PATH=")).unwrap_or("/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin");
+    for dir in path.split(':').filter(|d| !d.is_empty()) {
+        let cand = Path::new(dir).join(argv0);
+        if let Ok(m) = std::fs::metadata(&cand) {
+            if m.is_file() {
+                return Ok(cand);
+            }
+        }
+    }
+    Err(ContainerError::StartFailed { code: CODE_NOT_FOUND, msg: format!("executable file `{argv0}` not found in $PATH ({path})") })
+}
+
+fn cstrings(v: &[String]) -> Result<Vec<CString>> {
+    v.iter().map(|s| CString::new(s.as_str()).map_err(|_| ContainerError::Spec { field: "process".into(), msg: format!("NUL byte in {s:?}") })).collect()
+}
+
+pub fn exec(exe: &Path, argv: &[String], env: &[String]) -> Result<Infallible> {
+    let exe_c = CString::new(exe.as_os_str().as_encoded_bytes()).map_err(|_| ContainerError::Spec { field: "process.args".into(), msg: "NUL byte".into() })?;
+    let e = nix::unistd::execve(&exe_c, &cstrings(argv)?, &cstrings(env)?).unwrap_err();
+    let code = match e {
+        nix::Error::ENOENT => CODE_NOT_FOUND,
+        nix::Error::EACCES | nix::Error::ENOEXEC => CODE_NOT_EXECUTABLE,
+        _ => CODE_RUNTIME,
+    };
+    Err(ContainerError::StartFailed { code, msg: format!("exec {}: {}", exe.display(), e.desc()) })
+}

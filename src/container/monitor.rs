@@ -1,0 +1,185 @@
+//! Starting a container and watching it: the caller forks a monitor, the monitor forks the init
+//! and stays its parent, reaps it and records how it ended. The caller learns the init's PID (or
+//! why it could not start) from the sync pipe, and may wait for the monitor to get the exit code.
+
+use std::io::Read;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::{ForkResult, Pid, fork, setsid};
+use oci_spec::runtime::Spec;
+
+use super::init::{self, CODE_RUNTIME, InitArgs};
+use super::{ContainerError, EXIT_FILE, ExitRecord, ProcRef, Result, Rootfs, Stdio, namespaces, process, sys};
+
+/// Called in the monitor once the init has ended, before `exit.json` is written.
+pub type ExitHook = fn(state_dir: &Path, record: &mut ExitRecord);
+
+pub struct StartOptions<'a> {
+    pub spec: &'a Spec,
+    pub rootfs: Rootfs,
+    /// Where the monitor writes `exit.json`.
+    pub state_dir: PathBuf,
+    pub stdio: Stdio,
+    /// Detach the monitor from the caller's terminal and standard streams.
+    pub detach: bool,
+    pub on_exit: Option<ExitHook>,
+    /// Run in the init after its namespaces exist and before the root file system is set up,
+    /// e.g. to join cgroups.
+    pub cgroup_procs: Vec<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Started {
+    /// The container's init, in the caller's PID namespace numbering.
+    pub pid: ProcRef,
+    /// The monitor: a child of the caller until the caller exits.
+    pub monitor: ProcRef,
+}
+
+fn pipe() -> Result<(OwnedFd, OwnedFd)> {
+    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(sys("creating sync pipe"))
+}
+
+/// Start a container from `opts.spec`. Must be called while the process has a single thread.
+pub fn start(opts: StartOptions) -> Result<Started> {
+    let plan = namespaces::plan(opts.spec)?;
+    let (r, w) = pipe()?;
+    // SAFETY: the caller is single-threaded (no tokio runtime on this path), so the child may
+    // allocate and run ordinary Rust code until it execs or exits.
+    match unsafe { fork() }.map_err(sys("fork"))? {
+        ForkResult::Child => {
+            drop(r);
+            monitor_main(&opts, &plan, w)
+        }
+        ForkResult::Parent { child } => {
+            drop(w);
+            let (pid, err) = read_sync(r);
+            let monitor = ProcRef::of(child.as_raw()).unwrap_or(ProcRef { pid: child.as_raw(), start_time: 0 });
+            if let Some((code, msg)) = err {
+                // The monitor ends right after its init; reap it so no zombie is left.
+                let _ = waitpid(child, None);
+                return Err(ContainerError::StartFailed { code, msg });
+            }
+            match pid {
+                Some(pid) => Ok(Started { pid: ProcRef::of(pid).unwrap_or(ProcRef { pid, start_time: 0 }), monitor }),
+                None => {
+                    let _ = waitpid(child, None);
+                    Err(ContainerError::StartFailed { code: CODE_RUNTIME, msg: "the container monitor died before starting the container".into() })
+                }
+            }
+        }
+    }
+}
+
+fn read_sync(r: OwnedFd) -> (Option<i32>, Option<(i32, String)>) {
+    let mut buf = String::new();
+    let _ = std::fs::File::from(r).read_to_string(&mut buf);
+    let mut pid = None;
+    let mut err = None;
+    for line in buf.lines() {
+        if let Some(p) = line.strip_prefix("pid ") {
+            pid = p.trim().parse().ok();
+        } else if let Some(rest) = line.strip_prefix("err ") {
+            let (code, msg) = rest.split_once(' ').unwrap_or((rest, ""));
+            err = Some((code.parse().unwrap_or(CODE_RUNTIME), msg.to_string()));
+        }
+    }
+    (pid, err)
+}
+
+fn monitor_main(opts: &StartOptions, plan: &namespaces::Plan, w: OwnedFd) -> ! {
+    let fd = w.as_raw_fd();
+    // The monitor lives long and never execs: drop every descriptor it inherited (the caller's
+    // lock file above all) but the standard streams and the sync pipe.
+    // SAFETY: closing descriptors of our own table that nothing in this process uses any more.
+    unsafe {
+        if fd > 3 {
+            libc::syscall(libc::SYS_close_range, 3u32, (fd - 1) as u32, 0);
+        }
+        libc::syscall(libc::SYS_close_range, (fd + 1) as u32, u32::MAX, 0);
+    }
+    let _ = setsid();
+    if opts.detach {
+        detach_stdio();
+    }
+    if let Err(e) = namespaces::prepare_pid(&plan.pid) {
+        init::report(fd, &format!("err {CODE_RUNTIME} {e}\n"));
+        unsafe { libc::_exit(CODE_RUNTIME) }
+    }
+    // SAFETY: the monitor is single-threaded.
+    let init_pid = match unsafe { fork() } {
+        Ok(ForkResult::Child) => {
+            join_cgroups(&opts.cgroup_procs, fd);
+            init::run(InitArgs { spec: opts.spec, rootfs: &opts.rootfs, plan, stdio: &opts.stdio, sync_fd: fd })
+        }
+        Ok(ForkResult::Parent { child }) => child,
+        Err(e) => {
+            init::report(fd, &format!("err {CODE_RUNTIME} fork: {e}\n"));
+            unsafe { libc::_exit(CODE_RUNTIME) }
+        }
+    };
+    init::report(fd, &format!("pid {}\n", init_pid.as_raw()));
+    drop(w);
+    let status = wait_for(init_pid);
+    let (code, signal) = process::shell_code(status);
+    let mut record = ExitRecord { code, signal, finished_at: crate::state::now_rfc3339(), oom_killed: false, error: None, diagnosis: None };
+    if let Some(hook) = opts.on_exit {
+        hook(&opts.state_dir, &mut record);
+    }
+    let _ = crate::state::write_json(&opts.state_dir.join(EXIT_FILE), &record);
+    unsafe { libc::_exit(code.clamp(0, 255)) }
+}
+
+fn join_cgroups(procs: &[PathBuf], fd: i32) {
+    for p in procs {
+        if let Err(e) = std::fs::write(p, "0") {
+            init::report(fd, &format!("err {CODE_RUNTIME} joining cgroup {}: {e}\n", p.display()));
+            unsafe { libc::_exit(CODE_RUNTIME) }
+        }
+    }
+}
+
+fn detach_stdio() {
+    if let Ok(null) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null") {
+        let _ = nix::unistd::dup2_stdin(&null);
+        let _ = nix::unistd::dup2_stdout(&null);
+        let _ = nix::unistd::dup2_stderr(&null);
+    }
+}
+
+fn wait_for(pid: Pid) -> WaitStatus {
+    loop {
+        match waitpid(pid, None) {
+            Ok(s @ (WaitStatus::Exited(..) | WaitStatus::Signaled(..))) => return s,
+            Ok(_) | Err(nix::Error::EINTR) => continue,
+            Err(_) => return WaitStatus::Exited(pid, CODE_RUNTIME),
+        }
+    }
+}
+
+/// Wait for our child `child` to exit while passing SIGINT, SIGTERM and SIGHUP on to `target`
+/// (a foreground container or exec'd process). Returns the shell-style exit code of `child`.
+pub fn wait_forwarding(child: Pid, target: Pid) -> i32 {
+    let mut set = SigSet::empty();
+    for s in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP, Signal::SIGCHLD] {
+        set.add(s);
+    }
+    let _ = set.thread_block();
+    loop {
+        match waitpid(child, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) => {}
+            Ok(s @ (WaitStatus::Exited(..) | WaitStatus::Signaled(..))) => return process::shell_code(s).0,
+            Ok(_) => {}
+            Err(nix::Error::EINTR) => {}
+            Err(_) => return CODE_RUNTIME,
+        }
+        if let Ok(sig) = set.wait() {
+            if sig != Signal::SIGCHLD {
+                let _ = nix::sys::signal::kill(target, sig);
+            }
+        }
+    }
+}

@@ -1,0 +1,101 @@
+//! Namespaces from the spec's `linux.namespaces`: which to join by path (setns) and which to
+//! create (unshare). The PID namespace is special: it applies to children, so the monitor enters
+//! it before forking the init; every other namespace is handled by the init itself.
+
+use std::fs::File;
+use std::os::fd::AsFd;
+use std::path::PathBuf;
+
+use nix::sched::{CloneFlags, setns, unshare};
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+
+use super::{ContainerError, Result, sys};
+
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// (namespace flag, path) pairs to join, PID excluded.
+    pub join: Vec<(CloneFlags, PathBuf)>,
+    /// Namespaces to create, PID excluded.
+    pub new: CloneFlags,
+    /// None: stay in the caller's PID namespace; Some(None): a new one; Some(Some(p)): join p.
+    pub pid: Option<Option<PathBuf>>,
+    pub new_uts: bool,
+}
+
+fn flag(t: LinuxNamespaceType) -> Result<CloneFlags> {
+    Ok(match t {
+        LinuxNamespaceType::Mount => CloneFlags::CLONE_NEWNS,
+        LinuxNamespaceType::Network => CloneFlags::CLONE_NEWNET,
+        LinuxNamespaceType::Ipc => CloneFlags::CLONE_NEWIPC,
+        LinuxNamespaceType::Uts => CloneFlags::CLONE_NEWUTS,
+        LinuxNamespaceType::Pid => CloneFlags::CLONE_NEWPID,
+        LinuxNamespaceType::Cgroup => CloneFlags::CLONE_NEWCGROUP,
+        other => {
+            return Err(ContainerError::Spec {
+                field: "linux.namespaces".into(),
+                msg: format!("namespace type {other:?} is not supported by podbox"),
+            });
+        }
+    })
+}
+
+pub fn plan(spec: &Spec) -> Result<Plan> {
+    let mut p = Plan { join: vec![], new: CloneFlags::empty(), pid: None, new_uts: false };
+    let empty = vec![];
+    let nss = spec.linux().as_ref().and_then(|l| l.namespaces().as_ref()).unwrap_or(&empty);
+    let mut has_mount = false;
+    for ns in nss {
+        let f = flag(ns.typ())?;
+        if f == CloneFlags::CLONE_NEWNS {
+            has_mount = true;
+        }
+        match (f, ns.path()) {
+            (CloneFlags::CLONE_NEWPID, path) => p.pid = Some(path.clone()),
+            (f, Some(path)) => p.join.push((f, path.clone())),
+            (f, None) => {
+                if f == CloneFlags::CLONE_NEWUTS {
+                    p.new_uts = true;
+                }
+                p.new |= f
+            }
+        }
+    }
+    if !has_mount {
+        return Err(ContainerError::Spec {
+            field: "linux.namespaces".into(),
+            msg: "a mount namespace is required (podbox pivots into the root filesystem)".into(),
+        });
+    }
+    Ok(p)
+}
+
+/// Open every namespace to join first (paths resolve in the caller's mount namespace), then join.
+pub fn join_all(join: &[(CloneFlags, PathBuf)]) -> Result<()> {
+    let mut files = Vec::with_capacity(join.len());
+    for (f, path) in join {
+        let file = File::open(path).map_err(|e| ContainerError::Io { what: format!("opening namespace {}", path.display()), source: e })?;
+        files.push((*f, path, file));
+    }
+    // The mount namespace last: after it, the other paths might no longer resolve.
+    files.sort_by_key(|(f, _, _)| *f == CloneFlags::CLONE_NEWNS);
+    for (f, path, file) in &files {
+        setns(file.as_fd(), *f).map_err(sys(format!("joining namespace {}", path.display())))?;
+    }
+    Ok(())
+}
+
+pub fn unshare_new(flags: CloneFlags) -> Result<()> {
+    if flags.is_empty() {
+        return Ok(());
+    }
+    unshare(flags).map_err(sys("creating namespaces (unshare)"))
+}
+
+/// Enter the PID namespace that the monitor's children will be born in.
+pub fn prepare_pid(pid: &Option<Option<PathBuf>>) -> Result<()> {
+    match pid {
+        None => Ok(()),
+        Some(None) => unshare(CloneFlags::CLONE_NEWPID).map_err(sys("creating a PID namespace")),
+        Some(Some(path)) => join_all(&[(CloneFlags::CLONE_NEWPID, path.clone())]),
+    }
+}

@@ -1,0 +1,143 @@
+//! The container's file system view: make mount events stop at the container, mount the root
+//! (overlay or bind), the spec's mounts, the device nodes, then pivot_root into it and apply
+//! masked paths, read-only paths and a read-only root. Runs in the init, in its new mount namespace.
+
+use std::fs;
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+
+use nix::mount::{MntFlags, MsFlags, mount, umount2};
+use nix::sys::stat::{Mode, SFlag, makedev, mknod};
+use nix::unistd::{chdir, pivot_root};
+use oci_spec::runtime::{LinuxDeviceType, Spec};
+
+use super::{ContainerError, Result, Rootfs, io, mounts, sys};
+
+/// The standard device set every container gets: (path, major, minor).
+const DEFAULT_DEVICES: &[(&str, u64, u64)] =
+    &[("/dev/null", 1, 3), ("/dev/zero", 1, 5), ("/dev/full", 1, 7), ("/dev/random", 1, 8), ("/dev/urandom", 1, 9), ("/dev/tty", 5, 0)];
+
+/// Mount the root file system and everything in it; returns the directory to pivot into.
+pub fn prepare(rootfs: &Rootfs, spec: &Spec) -> Result<PathBuf> {
+    // Mounts we make must not propagate back to the node, while the node's unmounts still reach
+    // us (the default of runc: rslave). A spec may ask for another propagation.
+    let prop = match spec.linux().as_ref().and_then(|l| l.rootfs_propagation().clone()).as_deref() {
+        None | Some("rslave") | Some("slave") => MsFlags::MS_SLAVE,
+        Some("rprivate") | Some("private") => MsFlags::MS_PRIVATE,
+        Some("rshared") | Some("shared") => MsFlags::MS_SHARED,
+        Some("runbindable") | Some("unbindable") => MsFlags::MS_UNBINDABLE,
+        Some(other) => return Err(ContainerError::Spec { field: "linux.rootfsPropagation".into(), msg: format!("unknown value {other}") }),
+    };
+    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | prop, None::<&str>).map_err(sys("setting root mount propagation"))?;
+
+    let root = match rootfs {
+        Rootfs::Plain(path) => {
+            mount(Some(path), path, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
+                .map_err(sys(format!("bind-mounting root {}", path.display())))?;
+            path.clone()
+        }
+        Rootfs::Overlay { lower, upper, work, merged } => {
+            for d in [upper, work, merged] {
+                fs::create_dir_all(d).map_err(io(format!("creating {}", d.display())))?;
+            }
+            let data = format!("lowerdir={},upperdir={},workdir={}", lower.display(), upper.display(), work.display());
+            mount(Some("overlay"), merged, Some("overlay"), MsFlags::empty(), Some(data.as_str()))
+                .map_err(sys(format!("mounting overlay over {}", lower.display())))?;
+            merged.clone()
+        }
+    };
+
+    let empty = vec![];
+    for m in spec.mounts().as_ref().unwrap_or(&empty) {
+        mounts::mount_one(&root, m)?;
+    }
+    create_devices(&root, spec)?;
+    Ok(root)
+}
+
+fn create_devices(root: &Path, spec: &Spec) -> Result<()> {
+    let dev = root.join("dev");
+    if !dev.is_dir() {
+        return Ok(());
+    }
+    let mut nodes: Vec<(PathBuf, SFlag, u64, u64, u32, Option<u32>, Option<u32>)> = DEFAULT_DEVICES
+        .iter()
+        .map(|(p, ma, mi)| (PathBuf::from(p), SFlag::S_IFCHR, *ma, *mi, 0o666, None, None))
+        .collect();
+    if let Some(devs) = spec.linux().as_ref().and_then(|l| l.devices().as_ref()) {
+        for d in devs {
+            let kind = match d.typ() {
+                LinuxDeviceType::C | LinuxDeviceType::U => SFlag::S_IFCHR,
+                LinuxDeviceType::B => SFlag::S_IFBLK,
+                LinuxDeviceType::P => SFlag::S_IFIFO,
+                LinuxDeviceType::A => return Err(ContainerError::Spec { field: "linux.devices[].type".into(), msg: "type 'a' is only valid in cgroup rules".into() }),
+            };
+            nodes.retain(|n| n.0 != *d.path());
+            nodes.push((d.path().clone(), kind, d.major() as u64, d.minor() as u64, d.file_mode().unwrap_or(0o666), d.uid(), d.gid()));
+        }
+    }
+    for (path, kind, major, minor, mode, uid, gid) in nodes {
+        let target = mounts::secure_join(root, &path)?;
+        let _ = fs::remove_file(&target);
+        mknod(&target, kind, Mode::from_bits_truncate(mode), makedev(major, minor)).map_err(sys(format!("creating device {}", path.display())))?;
+        // mknod is subject to the umask; set the exact mode asked for.
+        nix::sys::stat::fchmodat(nix::fcntl::AT_FDCWD, &target, Mode::from_bits_truncate(mode), nix::sys::stat::FchmodatFlags::FollowSymlink)
+            .map_err(sys(format!("chmod {}", path.display())))?;
+        if uid.is_some() || gid.is_some() {
+            nix::unistd::chown(&target, uid.map(Into::into), gid.map(Into::into)).map_err(sys(format!("chown {}", path.display())))?;
+        }
+    }
+    for (link, target) in [("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")] {
+        let _ = symlink(target, dev.join(link));
+    }
+    if dev.join("pts/ptmx").exists() {
+        let _ = fs::remove_file(dev.join("ptmx"));
+        let _ = symlink("pts/ptmx", dev.join("ptmx"));
+    }
+    Ok(())
+}
+
+/// Make `root` the process's `/` and detach the old root entirely.
+pub fn pivot(root: &Path) -> Result<()> {
+    chdir(root).map_err(sys(format!("chdir {}", root.display())))?;
+    // pivot_root(".", ".") stacks the old root under the new one; unmounting "." then drops it
+    // without needing a directory for it inside the container.
+    pivot_root(".", ".").map_err(sys("pivot_root"))?;
+    umount2(".", MntFlags::MNT_DETACH).map_err(sys("detaching the old root"))?;
+    chdir("/").map_err(sys("chdir /"))
+}
+
+/// After pivot: masked paths, read-only paths, read-only root.
+pub fn finish(spec: &Spec) -> Result<()> {
+    let linux = spec.linux().as_ref();
+    let empty = vec![];
+    for p in linux.and_then(|l| l.masked_paths().as_ref()).unwrap_or(&empty) {
+        let path = Path::new(p);
+        match fs::metadata(path) {
+            Err(_) => continue, // nothing to hide
+            Ok(m) if m.is_dir() => mount(Some("tmpfs"), path, Some("tmpfs"), MsFlags::MS_RDONLY, None::<&str>),
+            Ok(_) => mount(Some("/dev/null"), path, None::<&str>, MsFlags::MS_BIND, None::<&str>),
+        }
+        .map_err(sys(format!("masking {p}")))?;
+    }
+    for p in linux.and_then(|l| l.readonly_paths().as_ref()).unwrap_or(&empty) {
+        if fs::symlink_metadata(p).is_err() {
+            continue;
+        }
+        mount(Some(p.as_str()), p.as_str(), None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>).map_err(sys(format!("binding {p}")))?;
+        mount(None::<&str>, p.as_str(), None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_REC | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC, None::<&str>)
+            .map_err(sys(format!("making {p} read-only")))?;
+    }
+    if spec.root().as_ref().and_then(|r| r.readonly()).unwrap_or(false) {
+        mount(None::<&str>, "/", None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY, None::<&str>).map_err(sys("making / read-only"))?;
+    }
+    Ok(())
+}
+
+/// Create the host-side directory for the log before anything else is mounted (used by callers).
+pub fn ensure_parent(path: &Path) -> Result<()> {
+    match path.parent() {
+        Some(p) => fs::create_dir_all(p).map_err(io(format!("creating {}", p.display()))),
+        None => Ok(()),
+    }
+}

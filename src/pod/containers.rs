@@ -1,0 +1,182 @@
+//! Containers of a pod: run (spec → container layer), exec, logs, stop, remove.
+
+use std::fs;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::time::Duration;
+
+use oci_spec::runtime::{Process, Spec};
+
+use super::model::{ContainerRecord, ContainerSpec, ContainerState, PodPhase, PodRecord, validate_name};
+use super::{Ctx, PodError, Result, diagnose, spec};
+use crate::container::{self, ContainerError, EXIT_FILE, ProcRef, Rootfs, Stdio, monitor::StartOptions};
+use crate::state;
+
+pub const LOG_FILE: &str = "container.log";
+
+/// How `run` ended for the caller.
+pub enum RunOutcome {
+    /// Detached: the container runs on under its monitor.
+    Detached(ProcRef),
+    /// Foreground: the container's exit code.
+    Exited(i32),
+}
+
+/// Run container `c` in pod `key`.
+pub fn run(ctx: &Ctx, key: &str, c: &ContainerSpec, detach: bool) -> Result<RunOutcome> {
+    validate_name("container", &c.name)?;
+    if c.args.is_empty() {
+        return Err(PodError::Invalid("no command given: podbox run --pod POD --name NAME -- CMD [ARGS]".into()));
+    }
+    ctx.check_rootfs()?;
+    let lock = ctx.root.lock()?;
+    let pod = ctx.find_pod(key)?;
+    if pod.phase != PodPhase::Ready || !pod.pause.map(|p| p.alive()).unwrap_or(false) {
+        return Err(PodError::Busy(format!("pod {} is not running (phase {:?}, pause gone): remove it, or run `podbox gc`", pod.name, pod.phase)));
+    }
+    let dir = ctx.root.container_dir(&pod.id, &c.name);
+    if let Some(existing) = ctx.container_status(&pod, &c.name)? {
+        let state = format!("{:?}", existing.state).to_lowercase();
+        return Err(PodError::Busy(format!("container {} already exists in pod {} ({state}): remove it first with `podbox rm {} {}`", c.name, pod.name, pod.name, c.name)));
+    }
+    let pod_dir = ctx.root.pod_dir(&pod.id);
+    let spec = spec::container_spec(&pod, &pod_dir, c, &ctx.rootfs)?;
+    fs::create_dir_all(&dir).map_err(|e| PodError::Kernel(format!("creating {}: {e}", dir.display())))?;
+    let _ = spec.save(dir.join("config.json"));
+    let mut rec = ContainerRecord {
+        name: c.name.clone(),
+        pod_id: pod.id.clone(),
+        args: c.args.clone(),
+        created_at: state::now_rfc3339(),
+        started_at: None,
+        pid: None,
+        monitor: None,
+        start_error: None,
+    };
+    state::write_json(&dir.join("container.json"), &rec)?;
+    let opts = StartOptions {
+        spec: &spec,
+        rootfs: Rootfs::Overlay { lower: ctx.rootfs.clone(), upper: dir.join("upper"), work: dir.join("work"), merged: dir.join("merged") },
+        state_dir: dir.clone(),
+        stdio: if detach { Stdio::Log(dir.join(LOG_FILE)) } else { Stdio::Inherit },
+        detach,
+        on_exit: Some(diagnose::on_exit),
+        cgroup_procs: vec![],
+    };
+    rec.started_at = Some(state::now_rfc3339());
+    let started = match container::start(opts) {
+        Ok(s) => s,
+        Err(e) => {
+            rec.start_error = Some(e.to_string());
+            let _ = state::write_json(&dir.join("container.json"), &rec);
+            return Err(e.into());
+        }
+    };
+    rec.pid = Some(started.pid);
+    rec.monitor = Some(started.monitor);
+    state::write_json(&dir.join("container.json"), &rec)?;
+    drop(lock);
+    if detach {
+        return Ok(RunOutcome::Detached(started.pid));
+    }
+    let code = container::monitor::wait_forwarding(nix::unistd::Pid::from_raw(started.monitor.pid), nix::unistd::Pid::from_raw(started.pid.pid));
+    Ok(RunOutcome::Exited(code))
+}
+
+fn find(ctx: &Ctx, key: &str, name: &str) -> Result<(PodRecord, super::model::ContainerStatus)> {
+    let pod = ctx.find_pod(key)?;
+    let st = ctx.container_status(&pod, name)?.ok_or_else(|| PodError::UnknownContainer { pod: pod.name.clone(), container: name.into() })?;
+    Ok((pod, st))
+}
+
+/// Run `args` inside a running container; returns its exit code.
+pub fn exec(ctx: &Ctx, key: &str, name: &str, args: &[String], env: &[(String, String)], workdir: Option<&str>) -> Result<i32> {
+    let (pod, st) = find(ctx, key, name)?;
+    if st.state != ContainerState::Running {
+        return Err(PodError::Busy(format!("container {name} in pod {} is not running", pod.name)));
+    }
+    let spec = Spec::load(ctx.root.container_dir(&pod.id, name).join("config.json"))
+        .map_err(|e| PodError::Kernel(format!("reading the spec of container {name}: {e}")))?;
+    let mut process: Process = spec.process().clone().unwrap_or_default();
+    let mut penv = process.env().clone().unwrap_or_default();
+    for (k, v) in env {
+        penv.retain(|e| !e.starts_with(&format!("{k}=")));
+        penv.push(format!("{k}={v}"));
+    }
+    process.set_env(Some(penv));
+    process.set_args(Some(args.to_vec()));
+    if let Some(w) = workdir {
+        process.set_cwd(w.into());
+    }
+    let pid = st.record.pid.ok_or_else(|| ContainerError::NotRunning(name.into()))?;
+    Ok(container::exec::exec(pid, &process, &[])?)
+}
+
+/// Copy the container's log to `out`; with `follow`, keep copying until the container has exited.
+pub fn logs(ctx: &Ctx, key: &str, name: &str, follow: bool, out: &mut dyn Write) -> Result<()> {
+    let (pod, _) = find(ctx, key, name)?;
+    let dir = ctx.root.container_dir(&pod.id, name);
+    let path = dir.join(LOG_FILE);
+    let mut pos = 0u64;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        // The status is read before the log so that the last bytes written before exit are seen.
+        let done = !follow || ctx.container_status(&pod, name)?.map(|s| s.state != ContainerState::Running).unwrap_or(true);
+        if let Ok(mut f) = fs::File::open(&path) {
+            f.seek(SeekFrom::Start(pos)).map_err(|e| PodError::Kernel(format!("reading {}: {e}", path.display())))?;
+            loop {
+                let n = f.read(&mut buf).map_err(|e| PodError::Kernel(format!("reading {}: {e}", path.display())))?;
+                if n == 0 {
+                    break;
+                }
+                pos += n as u64;
+                if out.write_all(&buf[..n]).and_then(|_| out.flush()).is_err() {
+                    return Ok(()); // reader went away (e.g. `| head`)
+                }
+            }
+        }
+        if done {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// SIGTERM, wait up to `grace`, SIGKILL; then wait until the monitor has recorded the exit.
+pub fn stop_one(ctx: &Ctx, pod: &PodRecord, name: &str, grace: Duration) -> Result<()> {
+    let st = ctx.container_status(pod, name)?.ok_or_else(|| PodError::UnknownContainer { pod: pod.name.clone(), container: name.into() })?;
+    let Some(pid) = st.record.pid else { return Ok(()) };
+    if st.state == ContainerState::Running {
+        pid.signal(libc::SIGTERM);
+        if !pid.wait_gone(grace) {
+            pid.signal(libc::SIGKILL);
+            pid.wait_gone(Duration::from_secs(10));
+        }
+    }
+    if let Some(m) = st.record.monitor {
+        m.wait_gone(Duration::from_secs(5));
+    }
+    Ok(())
+}
+
+pub fn stop(ctx: &Ctx, key: &str, name: &str, grace: Duration) -> Result<()> {
+    let pod = ctx.find_pod(key)?;
+    stop_one(ctx, &pod, name, grace)
+}
+
+/// Remove a container; a running one only with `force` (SIGKILL first).
+pub fn remove(ctx: &Ctx, key: &str, name: &str, force: bool) -> Result<()> {
+    let _lock = ctx.root.lock()?;
+    let (pod, st) = find(ctx, key, name)?;
+    if st.state == ContainerState::Running {
+        if !force {
+            return Err(PodError::Busy(format!("container {name} in pod {} is running: stop it first, or use `rm -f`", pod.name)));
+        }
+        stop_one(ctx, &pod, name, Duration::ZERO)?;
+    } else if let Some(m) = st.record.monitor {
+        m.wait_gone(Duration::from_secs(5));
+    }
+    let dir = ctx.root.container_dir(&pod.id, name);
+    fs::remove_dir_all(&dir).map_err(|e| PodError::Kernel(format!("removing {}: {e}", dir.display())))?;
+    let _ = EXIT_FILE;
+    Ok(())
+}

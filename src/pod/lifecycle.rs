@@ -1,0 +1,211 @@
+//! Pod lifecycle: create (pins → shm → pause → network → record), stop, remove, and `gc`, which
+//! finishes the removal of whatever a crash left behind. Every removal path goes through
+//! `destroy`, which is idempotent and works from the pod id alone.
+
+use std::fs;
+use std::path::Path;
+use std::time::Duration;
+
+use super::model::{ContainerState, PodPhase, PodRecord, PodSpec};
+use super::{Ctx, PodError, Result, containers, new_id, sandbox};
+use crate::network;
+use crate::state;
+
+/// Create a pod sandbox and return its record. On error everything is rolled back.
+pub fn create(ctx: &Ctx, spec: &PodSpec) -> Result<PodRecord> {
+    spec.validate()?;
+    ctx.check_rootfs()?;
+    let _lock = ctx.root.lock()?;
+    if ctx.pods()?.iter().any(|p| p.name == spec.name) {
+        return Err(PodError::NameTaken { kind: "pod".into(), name: spec.name.clone(), pod: String::new() });
+    }
+    let id = new_id();
+    let dir = ctx.root.pod_dir(&id);
+    fs::create_dir_all(&dir).map_err(|e| PodError::Kernel(format!("creating {}: {e}", dir.display())))?;
+    let mut rec = PodRecord {
+        id: id.clone(),
+        name: spec.name.clone(),
+        hostname: spec.hostname.clone().unwrap_or_else(|| spec.name.clone()),
+        phase: PodPhase::Creating,
+        created_at: state::now_rfc3339(),
+        share_pid: spec.share_pid,
+        network: spec.network,
+        ports: spec.ports.clone(),
+        namespaces: Default::default(),
+        attachment: None,
+        pause: None,
+        declared_ports: spec.containers.iter().filter(|c| !c.ports.is_empty()).map(|c| (c.name.clone(), c.ports.clone())).collect(),
+    };
+    // The record comes first: from here on, a crash leaves something `gc` can find.
+    state::write_json(&ctx.pod_record_path(&id), &rec)?;
+    match build(ctx, &mut rec) {
+        Ok(()) => Ok(rec),
+        Err(e) => {
+            destroy(ctx, &id, Some(&rec));
+            Err(e)
+        }
+    }
+}
+
+fn build(ctx: &Ctx, rec: &mut PodRecord) -> Result<()> {
+    let dir = ctx.root.pod_dir(&rec.id);
+    let pins = sandbox::pin_namespaces(&dir.join("ns"), &rec.hostname)?;
+    rec.namespaces = pins.clone();
+    sandbox::mount_shm(&dir.join("shm"))?;
+    write_etc(&dir.join("etc"), rec)?;
+    // The pause is started before the network: this keeps every fork ahead of the threads the
+    // network layer may use.
+    let pause = sandbox::start_pause(&pins)?;
+    rec.pause = Some(pause);
+    state::write_json(&ctx.pod_record_path(&rec.id), rec)?;
+    if rec.share_pid {
+        // Only a pod that shares its PID namespace lets containers join the pause's.
+        let pin = dir.join("ns/pid");
+        sandbox::pin_pid_namespace(&pause, &pin)?;
+        rec.namespaces.insert("pid".into(), pin);
+    }
+    if rec.network {
+        rec.attachment = Some(network::setup(&ctx.root.path, &rec.id, &pins["net"], &rec.ports)?);
+        write_etc(&dir.join("etc"), rec)?;
+    }
+    rec.phase = PodPhase::Ready;
+    state::write_json(&ctx.pod_record_path(&rec.id), rec)?;
+    Ok(())
+}
+
+fn write_etc(etc: &Path, rec: &PodRecord) -> Result<()> {
+    let err = |e: std::io::Error| PodError::Kernel(format!("writing {}: {e}", etc.display()));
+    fs::create_dir_all(etc).map_err(err)?;
+    fs::write(etc.join("hostname"), format!("{}\n", rec.hostname)).map_err(err)?;
+    let mut hosts = String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
+    match &rec.attachment {
+        Some(a) => hosts.push_str(&format!("{}\t{}\n", a.ip, rec.hostname)),
+        None => hosts.push_str(&format!("127.0.1.1\t{}\n", rec.hostname)),
+    }
+    fs::write(etc.join("hosts"), hosts).map_err(err)?;
+    // The node's resolver, minus loopback servers, which mean nothing inside the pod.
+    let node = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let resolv: String = node
+        .lines()
+        .filter(|l| !(l.starts_with("nameserver") && (l.contains(" 127.") || l.contains(" ::1"))))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    fs::write(etc.join("resolv.conf"), resolv).map_err(err)?;
+    Ok(())
+}
+
+/// Tear down pod `id` from whatever exists of it: processes, network, mounts, state. Idempotent;
+/// best effort (each step runs even if an earlier one failed), errors of the network layer are
+/// returned so that the caller can report them.
+pub fn destroy(ctx: &Ctx, id: &str, rec: Option<&PodRecord>) -> Vec<String> {
+    let dir = ctx.root.pod_dir(id);
+    let mut problems = Vec::new();
+    let mut known = Vec::new();
+    let mut monitors = Vec::new();
+    if let Some(r) = rec {
+        known.extend(r.pause);
+        if let Ok(cs) = ctx.container_statuses(r) {
+            for c in cs {
+                known.extend(c.record.pid);
+                monitors.extend(c.record.monitor);
+            }
+        }
+    }
+    // A pod created to the end has every process recorded; otherwise also look for processes
+    // in its network namespace (e.g. a pause whose PID a crashed CLI never wrote down).
+    let complete = rec.map(|r| r.phase != PodPhase::Creating && r.pause.is_some()).unwrap_or(false);
+    let net_pin = dir.join("ns/net");
+    sandbox::kill_all(if complete { None } else { Some(net_pin.as_path()) }, &known);
+    // Monitors record exits into the pod's directory: let them finish before it goes.
+    for m in &monitors {
+        m.wait_gone(Duration::from_secs(5));
+    }
+    if let Err(e) = network::teardown(&ctx.root.path, id) {
+        problems.push(e.to_string());
+    }
+    for m in sandbox::mounts_under(&dir) {
+        sandbox::unmount(&m);
+    }
+    if let Err(e) = fs::remove_dir_all(&dir) {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            problems.push(format!("removing {}: {e}", dir.display()));
+        }
+    }
+    problems
+}
+
+/// Stop a pod: its containers (SIGTERM, then SIGKILL after `grace`), then the pause; release its
+/// network as Kubernetes' StopPodSandbox does. The namespaces and records stay until `rm`.
+pub fn stop(ctx: &Ctx, key: &str, grace: Duration) -> Result<PodRecord> {
+    let _lock = ctx.root.lock()?;
+    let mut rec = ctx.find_pod(key)?;
+    for c in ctx.container_statuses(&rec)? {
+        if c.state == ContainerState::Running {
+            containers::stop_one(ctx, &rec, &c.record.name, grace)?;
+        }
+    }
+    if let Some(p) = rec.pause {
+        p.signal(libc::SIGTERM);
+        if !p.wait_gone(Duration::from_secs(2)) {
+            p.signal(libc::SIGKILL);
+            p.wait_gone(Duration::from_secs(5));
+        }
+    }
+    if rec.network {
+        network::teardown(&ctx.root.path, &rec.id)?;
+        rec.attachment = None;
+    }
+    rec.phase = PodPhase::Stopped;
+    state::write_json(&ctx.pod_record_path(&rec.id), &rec)?;
+    Ok(rec)
+}
+
+/// Remove a pod. Without `force`, a pod with running containers is refused.
+pub fn remove(ctx: &Ctx, key: &str, force: bool) -> Result<()> {
+    let _lock = ctx.root.lock()?;
+    let rec = ctx.find_pod(key)?;
+    if !force {
+        let running: Vec<_> = ctx.container_statuses(&rec)?.into_iter().filter(|c| c.state == ContainerState::Running).map(|c| c.record.name).collect();
+        if !running.is_empty() {
+            return Err(PodError::Busy(format!("pod {} has running containers ({}): stop them, or use `pod rm -f`", rec.name, running.join(", "))));
+        }
+    }
+    let problems = destroy(ctx, &rec.id, Some(&rec));
+    if problems.is_empty() { Ok(()) } else { Err(PodError::Kernel(format!("removing pod {}: {}", rec.name, problems.join("; ")))) }
+}
+
+/// What `gc` did.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct GcReport {
+    pub removed_pods: Vec<String>,
+    pub problems: Vec<String>,
+}
+
+/// Reconcile the state with the kernel after crashes: pods left half-created by a killed CLI,
+/// pods whose pause died, directories without a record; then the network layer's leftovers.
+pub fn gc(ctx: &Ctx) -> Result<GcReport> {
+    let _lock = ctx.root.lock()?;
+    let mut report = GcReport::default();
+    let mut live = Vec::new();
+    for id in ctx.root.pod_ids()? {
+        let rec: Option<PodRecord> = state::read_json_opt(&ctx.pod_record_path(&id)).ok().flatten();
+        let dead = match &rec {
+            None => true,
+            // Holding the root lock means no CLI is creating it right now.
+            Some(r) if r.phase == PodPhase::Creating => true,
+            Some(r) if r.phase == PodPhase::Ready => !r.pause.map(|p| p.alive()).unwrap_or(false),
+            Some(_) => false,
+        };
+        if dead {
+            let name = rec.as_ref().map(|r| r.name.clone()).unwrap_or_else(|| id.clone());
+            report.problems.extend(destroy(ctx, &id, rec.as_ref()));
+            report.removed_pods.push(name);
+        } else {
+            live.push(id);
+        }
+    }
+    if let Err(e) = network::gc(&ctx.root.path, &live) {
+        report.problems.push(e.to_string());
+    }
+    Ok(report)
+}

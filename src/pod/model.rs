@@ -1,0 +1,220 @@
+//! The pod model: validated descriptions of a pod and its containers (what to build), and the
+//! records kept in the state store (what was built). Pure data and validation; no kernel calls.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::container::{ExitRecord, ProcRef};
+use crate::network::{Attachment, PortMapping, Protocol};
+
+use super::PodError;
+
+/// Kubernetes' DNS label rule (RFC 1123): 1–63 of [a-z0-9-], starting and ending alphanumeric.
+pub fn validate_name(kind: &str, name: &str) -> Result<(), PodError> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err(PodError::InvalidName { kind: kind.into(), name: name.into() })
+    }
+}
+
+/// What a user asked for: a pod with its containers (from flags or a manifest).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PodSpec {
+    pub name: String,
+    pub hostname: Option<String>,
+    pub share_pid: bool,
+    /// false: only `lo` (like `--network none`).
+    pub network: bool,
+    pub ports: Vec<PortMapping>,
+    pub containers: Vec<ContainerSpec>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ContainerSpec {
+    pub name: String,
+    /// Command and arguments (a manifest's `command` followed by `args`).
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub working_dir: Option<String>,
+    pub user: Option<(u32, u32)>,
+    /// Ports the container declares (containerPort/protocol), for diagnosis.
+    pub ports: Vec<(u16, Protocol)>,
+}
+
+impl PodSpec {
+    pub fn validate(&self) -> Result<Vec<String>, PodError> {
+        validate_name("pod", &self.name)?;
+        if let Some(h) = &self.hostname {
+            validate_name("hostname", h)?;
+        }
+        let mut warnings = Vec::new();
+        let mut names = std::collections::HashSet::new();
+        let mut declared: BTreeMap<(u16, Protocol), String> = BTreeMap::new();
+        for c in &self.containers {
+            validate_name("container", &c.name)?;
+            if !names.insert(&c.name) {
+                return Err(PodError::NameTaken { kind: "container".into(), name: c.name.clone(), pod: self.name.clone() });
+            }
+            for &(port, proto) in &c.ports {
+                if let Some(other) = declared.insert((port, proto), c.name.clone()) {
+                    warnings.push(format!(
+                        "containers {other} and {} both declare port {port}/{}: they share one network namespace, so only one of them can bind it",
+                        c.name,
+                        proto_name(proto)
+                    ));
+                }
+            }
+        }
+        let mut hostports = std::collections::HashSet::new();
+        for p in &self.ports {
+            if p.host_port == 0 || p.container_port == 0 {
+                return Err(PodError::Invalid(format!("port mapping {}:{}: ports must be 1-65535", p.host_port, p.container_port)));
+            }
+            if !hostports.insert((p.host_port, p.protocol)) {
+                return Err(PodError::Invalid(format!("host port {}/{} is mapped twice", p.host_port, proto_name(p.protocol))));
+            }
+        }
+        if !self.network && !self.ports.is_empty() {
+            return Err(PodError::Invalid("port mappings need the pod network (drop --network none)".into()));
+        }
+        Ok(warnings)
+    }
+}
+
+pub fn proto_name(p: Protocol) -> &'static str {
+    match p {
+        Protocol::Tcp => "tcp",
+        Protocol::Udp => "udp",
+    }
+}
+
+/// `HOST:CONTAINER[/tcp|udp]`
+pub fn parse_port(s: &str) -> Result<PortMapping, PodError> {
+    let bad = || PodError::Invalid(format!("port mapping {s:?}: expected HOST:CONTAINER[/tcp|udp] with ports 1-65535"));
+    let (ports, proto) = match s.split_once('/') {
+        Some((p, "tcp")) => (p, Protocol::Tcp),
+        Some((p, "udp")) => (p, Protocol::Udp),
+        Some(_) => return Err(bad()),
+        None => (s, Protocol::Tcp),
+    };
+    let (h, c) = ports.split_once(':').ok_or_else(bad)?;
+    let host_port: u16 = h.parse().map_err(|_| bad())?;
+    let container_port: u16 = c.parse().map_err(|_| bad())?;
+    if host_port == 0 || container_port == 0 {
+        return Err(bad());
+    }
+    Ok(PortMapping { host_port, container_port, protocol: proto })
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PodPhase {
+    /// Being set up; a pod left in this phase by a crashed CLI is removed by `gc`.
+    Creating,
+    Ready,
+    Stopped,
+}
+
+/// The pod as recorded under `<root>/pods/<id>/pod.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PodRecord {
+    pub id: String,
+    pub name: String,
+    pub hostname: String,
+    pub phase: PodPhase,
+    pub created_at: String,
+    pub share_pid: bool,
+    pub network: bool,
+    #[serde(default)]
+    pub ports: Vec<PortMapping>,
+    /// Namespace pins: "net", "ipc", "uts", "pid" → path of the bind mount.
+    pub namespaces: BTreeMap<String, PathBuf>,
+    #[serde(default)]
+    pub attachment: Option<Attachment>,
+    #[serde(default)]
+    pub pause: Option<ProcRef>,
+    /// Declared ports of each container (from a manifest), for conflict diagnosis.
+    #[serde(default)]
+    pub declared_ports: BTreeMap<String, Vec<(u16, Protocol)>>,
+}
+
+/// A container as recorded under `<root>/pods/<id>/containers/<name>/container.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ContainerRecord {
+    pub name: String,
+    pub pod_id: String,
+    pub args: Vec<String>,
+    pub created_at: String,
+    #[serde(default)]
+    pub started_at: Option<String>,
+    #[serde(default)]
+    pub pid: Option<ProcRef>,
+    #[serde(default)]
+    pub monitor: Option<ProcRef>,
+    /// Why it could not start (e.g. executable not found).
+    #[serde(default)]
+    pub start_error: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ContainerState {
+    Created,
+    Running,
+    Exited,
+}
+
+/// A container record with its live state, as listings show it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ContainerStatus {
+    #[serde(flatten)]
+    pub record: ContainerRecord,
+    pub state: ContainerState,
+    #[serde(default)]
+    pub exit: Option<ExitRecord>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dns_labels() {
+        for ok in ["a", "web", "a-1", "0abc", &"x".repeat(63)] {
+            validate_name("pod", ok).unwrap();
+        }
+        for bad in ["", "-a", "a-", "A", "a_b", "a.b", &"x".repeat(64), "ünï"] {
+            assert!(validate_name("pod", bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn port_mappings() {
+        assert_eq!(parse_port("8080:80").unwrap(), PortMapping { host_port: 8080, container_port: 80, protocol: Protocol::Tcp });
+        assert_eq!(parse_port("53:5353/udp").unwrap().protocol, Protocol::Udp);
+        for bad in ["80", "0:80", "80:0", "80:80/sctp", "a:b", "70000:80", ""] {
+            assert!(parse_port(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn validation_catches_duplicates_and_warns_on_shared_ports() {
+        let c = |n: &str, p: u16| ContainerSpec { name: n.into(), args: vec!["x".into()], ports: vec![(p, Protocol::Tcp)], ..Default::default() };
+        let mut pod = PodSpec { name: "p".into(), network: true, containers: vec![c("a", 80), c("b", 80)], ..Default::default() };
+        let w = pod.validate().unwrap();
+        assert_eq!(w.len(), 1);
+        assert!(w[0].contains("port 80/tcp"), "{w:?}");
+        pod.containers.push(c("a", 81));
+        assert!(matches!(pod.validate(), Err(PodError::NameTaken { .. })));
+        let pod = PodSpec { name: "p".into(), network: false, ports: vec![parse_port("1:2").unwrap()], ..Default::default() };
+        assert!(pod.validate().is_err());
+    }
+}

@@ -1,0 +1,222 @@
+//! The pod sandbox in the kernel: new net/ipc/uts/pid namespaces pinned by bind mounts under the
+//! pod's directory (so they outlive any process), the pause process that joins them, the pod's
+//! /dev/shm, and the undoing of all of it — also from what a crashed CLI left half-done.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Read;
+use std::os::fd::{AsFd, AsRawFd};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use nix::mount::{MntFlags, MsFlags, mount, umount2};
+use nix::sched::{CloneFlags, setns, unshare};
+use nix::sys::wait::waitpid;
+use nix::unistd::{ForkResult, fork};
+
+use super::PodError;
+use crate::container::ProcRef;
+use crate::container::init::report;
+
+/// The namespaces of a pod that are pinned before anything runs in them. The PID namespace is
+/// not among them: the kernel hands out a PID namespace only once its init exists, so it is
+/// created with the pause (its PID 1) and pinned afterwards by `pin_pid_namespace`.
+pub const PINNED: &[(&str, CloneFlags)] = &[("net", CloneFlags::CLONE_NEWNET), ("ipc", CloneFlags::CLONE_NEWIPC), ("uts", CloneFlags::CLONE_NEWUTS)];
+
+fn sys_err(what: &str) -> impl FnOnce(nix::Error) -> PodError + '_ {
+    move |e| PodError::Kernel(format!("{what}: {e}"))
+}
+
+fn io_err(what: String) -> impl FnOnce(std::io::Error) -> PodError {
+    move |e| PodError::Kernel(format!("{what}: {e}"))
+}
+
+/// Read the sync pipe until EOF; "err CODE MSG" lines become an error, "pid N" the result.
+fn read_sync(r: std::os::fd::OwnedFd) -> Result<Option<i32>, String> {
+    let mut buf = String::new();
+    let _ = fs::File::from(r).read_to_string(&mut buf);
+    if let Some(rest) = buf.lines().find_map(|l| l.strip_prefix("err ")) {
+        return Err(rest.split_once(' ').map(|x| x.1).unwrap_or(rest).to_string());
+    }
+    Ok(buf.lines().find_map(|l| l.strip_prefix("pid ")).and_then(|p| p.trim().parse().ok()))
+}
+
+/// Create the pod's namespaces and pin them under `ns_dir`; set the hostname and bring `lo` up.
+/// Pins are created as empty files first so that a crash leaves only things `unpin` removes.
+pub fn pin_namespaces(ns_dir: &Path, hostname: &str) -> Result<BTreeMap<String, PathBuf>, PodError> {
+    fs::create_dir_all(ns_dir).map_err(io_err(format!("creating {}", ns_dir.display())))?;
+    let mut pins = BTreeMap::new();
+    for (name, _) in PINNED {
+        let p = ns_dir.join(name);
+        fs::File::create(&p).map_err(io_err(format!("creating {}", p.display())))?;
+        pins.insert(name.to_string(), p);
+    }
+    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(sys_err("pipe"))?;
+    // SAFETY: called before any other thread exists in the CLI.
+    match unsafe { fork() }.map_err(sys_err("fork"))? {
+        ForkResult::Child => {
+            drop(r);
+            let fd = w.as_raw_fd();
+            let res = (|| -> Result<(), String> {
+                let all = PINNED.iter().fold(CloneFlags::empty(), |a, (_, f)| a | *f);
+                unshare(all).map_err(|e| format!("creating namespaces: {e}"))?;
+                nix::unistd::sethostname(hostname).map_err(|e| format!("setting hostname: {e}"))?;
+                crate::network::loopback::up().map_err(|e| format!("bringing lo up: {e}"))?;
+                for (name, _) in PINNED {
+                    let src = format!("/proc/self/ns/{name}");
+                    mount(Some(src.as_str()), &ns_dir.join(name), None::<&str>, MsFlags::MS_BIND, None::<&str>)
+                        .map_err(|e| format!("pinning {name} namespace: {e}"))?;
+                }
+                Ok(())
+            })();
+            if let Err(msg) = res {
+                report(fd, &format!("err 1 {msg}\n"));
+                unsafe { libc::_exit(1) }
+            }
+            unsafe { libc::_exit(0) }
+        }
+        ForkResult::Parent { child } => {
+            drop(w);
+            let res = read_sync(r);
+            let _ = waitpid(child, None);
+            res.map_err(PodError::Kernel)?;
+            Ok(pins)
+        }
+    }
+}
+
+/// Pin the PID namespace of the running `pause` at `pin`.
+pub fn pin_pid_namespace(pause: &ProcRef, pin: &Path) -> Result<(), PodError> {
+    fs::File::create(pin).map_err(io_err(format!("creating {}", pin.display())))?;
+    let src = format!("/proc/{}/ns/pid", pause.pid);
+    mount(Some(src.as_str()), pin, None::<&str>, MsFlags::MS_BIND, None::<&str>).map_err(sys_err("pinning the pod's PID namespace"))?;
+    // The PID was checked before the mount; make sure it still is the pause we started.
+    if !pause.alive() {
+        return Err(PodError::Kernel("the pause process died while its PID namespace was pinned".into()));
+    }
+    Ok(())
+}
+
+/// Start the pause process inside the pinned namespaces, as PID 1 of a new PID namespace.
+pub fn start_pause(pins: &BTreeMap<String, PathBuf>) -> Result<ProcRef, PodError> {
+    let mut files = Vec::new();
+    for (name, flag) in PINNED {
+        let p = &pins[*name];
+        files.push((*flag, fs::File::open(p).map_err(io_err(format!("opening {}", p.display())))?));
+    }
+    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(sys_err("pipe"))?;
+    // SAFETY: single-threaded CLI; the child only makes syscalls and forks again.
+    match unsafe { fork() }.map_err(sys_err("fork"))? {
+        ForkResult::Child => {
+            drop(r);
+            let fd = w.as_raw_fd();
+            let fail = |msg: String| -> ! {
+                report(fd, &format!("err 1 {msg}\n"));
+                unsafe { libc::_exit(1) }
+            };
+            let _ = nix::unistd::setsid();
+            for (flag, f) in &files {
+                if let Err(e) = setns(f.as_fd(), *flag) {
+                    fail(format!("joining pod namespace {flag:?}: {e}"));
+                }
+            }
+            if let Err(e) = unshare(CloneFlags::CLONE_NEWPID) {
+                fail(format!("creating the pod's PID namespace: {e}"));
+            }
+            match unsafe { fork() } {
+                Ok(ForkResult::Child) => {
+                    if let Ok(null) = fs::OpenOptions::new().read(true).write(true).open("/dev/null") {
+                        let _ = nix::unistd::dup2_stdin(&null);
+                        let _ = nix::unistd::dup2_stdout(&null);
+                        let _ = nix::unistd::dup2_stderr(&null);
+                    }
+                    let _ = nix::sys::signal::SigSet::all().thread_unblock();
+                    unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) };
+                    let e = super::pause::exec();
+                    fail(format!("starting the pause process: {e}"))
+                }
+                Ok(ForkResult::Parent { child }) => {
+                    report(fd, &format!("pid {}\n", child.as_raw()));
+                    unsafe { libc::_exit(0) }
+                }
+                Err(e) => fail(format!("fork: {e}")),
+            }
+        }
+        ForkResult::Parent { child } => {
+            drop(w);
+            let res = read_sync(r);
+            let _ = waitpid(child, None);
+            let pid = res.map_err(PodError::Kernel)?.ok_or_else(|| PodError::Kernel("the pause process did not start".into()))?;
+            ProcRef::of(pid).ok_or_else(|| PodError::Kernel("the pause process exited right after it started".into()))
+        }
+    }
+}
+
+/// A tmpfs for the pod's /dev/shm, shared by its containers as their IPC namespace is.
+pub fn mount_shm(dir: &Path) -> Result<(), PodError> {
+    fs::create_dir_all(dir).map_err(io_err(format!("creating {}", dir.display())))?;
+    mount(Some("shm"), dir, Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC, Some("mode=1777,size=65536k"))
+        .map_err(sys_err("mounting the pod's /dev/shm"))
+}
+
+/// Unmount whatever is mounted at `path` (all stacked mounts); a non-mount is fine.
+pub fn unmount(path: &Path) {
+    for _ in 0..8 {
+        if umount2(path, MntFlags::MNT_DETACH).is_err() {
+            break;
+        }
+    }
+}
+
+/// Mount points under `dir` according to this mount namespace's mountinfo, deepest first.
+pub fn mounts_under(dir: &Path) -> Vec<PathBuf> {
+    let info = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let prefix = dir.to_string_lossy().to_string();
+    let mut v: Vec<PathBuf> = info
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|p| p.replace("\\040", " "))
+        .filter(|p| p == &prefix || p.starts_with(&format!("{prefix}/")))
+        .map(PathBuf::from)
+        .collect();
+    v.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    v.dedup();
+    v
+}
+
+/// The nsfs inode of the network namespace pinned at `pin`, if it is still pinned.
+pub fn pinned_netns_inode(pin: &Path) -> Option<u64> {
+    let m = fs::metadata(pin).ok()?;
+    // An unmounted pin is an ordinary empty file on the root's file system.
+    (m.dev() != fs::metadata(pin.parent()?).ok()?.dev()).then_some(m.ino())
+}
+
+/// Every process in the network namespace with inode `ino` (by the caller's PID numbering).
+pub fn processes_in_netns(ino: u64) -> Vec<i32> {
+    let want = format!("net:[{ino}]");
+    let mut out = Vec::new();
+    if let Ok(rd) = fs::read_dir("/proc") {
+        for e in rd.flatten() {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
+            if fs::read_link(format!("/proc/{pid}/ns/net")).map(|l| l.to_string_lossy() == want).unwrap_or(false) {
+                out.push(pid);
+            }
+        }
+    }
+    out
+}
+
+/// SIGKILL every process of the pod: those in its pinned network namespace (which catches a
+/// pause whose PID was never recorded) and the recorded ones; wait until they are gone.
+pub fn kill_all(net_pin: Option<&Path>, known: &[ProcRef]) {
+    let mut victims: Vec<ProcRef> = known.iter().copied().filter(|p| p.alive()).collect();
+    if let Some(ino) = net_pin.and_then(pinned_netns_inode) {
+        victims.extend(processes_in_netns(ino).into_iter().filter_map(ProcRef::of));
+    }
+    for v in &victims {
+        v.signal(libc::SIGKILL);
+    }
+    for v in &victims {
+        v.wait_gone(std::time::Duration::from_secs(5));
+    }
+}

@@ -29,8 +29,9 @@ pub enum NetError {
     #[error("network setup for pod {pod}: {msg}")]
     Setup { pod: String, msg: String },
     /// A setup step failed; everything done before it was rolled back.
-    #[error("network setup for pod {pod} failed at {step} (rolled back): {source}")]
-    Step { pod: String, step: &'static str, source: Box<NetError> },
+    /// (`cause` rather than `source`: the message already includes it, so chains print it once.)
+    #[error("network setup for pod {pod} failed at {step} (rolled back): {cause}")]
+    Step { pod: String, step: &'static str, cause: Box<NetError> },
     #[error("{0}")]
     Config(String),
     #[error("I/O on {path}: {source}")]
@@ -128,7 +129,7 @@ pub fn setup(root: &Path, pod_id: &str, netns: &Path, ports: &[PortMapping]) -> 
 }
 
 fn setup_steps(root: &Path, pod_id: &str, netns: &Path, ports: &[PortMapping], done: &mut Vec<Undo>) -> Result<Attachment, NetError> {
-    let step = |step: &'static str| move |e: NetError| NetError::Step { pod: pod_id.to_string(), step, source: Box::new(e) };
+    let step = |step: &'static str| move |e: NetError| NetError::Step { pod: pod_id.to_string(), step, cause: Box::new(e) };
     let cfg = NetConfig::load(root).map_err(step("loading the network config"))?;
     let veth = host_veth_name(pod_id);
 

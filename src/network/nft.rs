@@ -55,7 +55,7 @@ fn base_script(cfg: &NetConfig) -> String {
          add map {TABLE} hostports {{ type inet_proto . inet_service : ipv4_addr . inet_service; }}\n\
          add set {TABLE} nomasq {{ type ipv4_addr; flags interval; }}\n\
          add chain {TABLE} prerouting {{ type nat hook prerouting priority dstnat; policy accept; }}\n\
-         add chain {TABLE} output {{ type nat hook output priority dstnat; policy accept; }}\n\
+         add chain {TABLE} output {{ type nat hook output priority -100; policy accept; }}\n\
          add chain {TABLE} postrouting {{ type nat hook postrouting priority srcnat; policy accept; }}\n\
          flush set {TABLE} nomasq\n\
          flush chain {TABLE} prerouting\n\

@@ -98,6 +98,20 @@ pub fn apply_pod(cfg: &NetConfig, pod_id: &str, ip: Ipv4Addr, ports: &[PortMappi
     apply(&s)
 }
 
+/// Rewrite the config-driven rules after a config change, if our table exists (otherwise the next
+/// setup creates it). Host ports are kept.
+pub fn refresh(cfg: &NetConfig) -> Result<(), NetError> {
+    let exists = Command::new("nft")
+        .args(["list", "table"])
+        .args(TABLE.split(' '))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map_err(|e| NetError::Nft(format!("cannot run nft: {e}")))?
+        .success();
+    if exists { apply(&base_script(cfg)) } else { Ok(()) }
+}
+
 /// A host-port element as found in the kernel.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HostPort {

@@ -233,6 +233,28 @@ fn concurrent_adds_never_share_an_address() {
 }
 
 #[test]
+fn racing_pods_never_share_a_host_port() {
+    require_root!();
+    let node = Node::new("net-race");
+    let pins: Vec<String> = (0..6).map(|n| pin(&node, &format!("p{n}"))).collect();
+    let children: Vec<_> = (0..6u32)
+        .map(|n| node.podbox_spawn(&["network", "add", "--id", &id(n), "--netns", &pins[n as usize], "-p", "7000:80"]))
+        .collect();
+    let outs: Vec<_> = children.into_iter().map(|c| c.wait_with_output().unwrap()).collect();
+    assert_eq!(outs.iter().filter(|o| o.status.success()).count(), 1);
+    for o in outs.iter().filter(|o| !o.status.success()) {
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains("host port 7000/tcp is already used by pod"), "{err}");
+    }
+    assert_eq!(veth_count(&node), 1);
+    assert_eq!(ipam_files(&node).len(), 1);
+    assert_eq!(host_port_elements(&node), 1);
+    node.podbox_ok(&["network", "gc"]);
+    assert_eq!((veth_count(&node), ipam_files(&node).len(), host_port_elements(&node)), (0, 0, 0));
+    unpin_all(&node);
+}
+
+#[test]
 fn a_full_subnet_is_refused_and_everything_is_removed() {
     require_root!();
     let node = Node::new("net-full");

@@ -160,8 +160,7 @@ mod tests {
 
     #[test]
     fn rejects_bad_gateway() {
-        let mut c = NetConfig::default();
-        c.gateway = Ipv4Addr::new(10, 244, 0, 255);
+        let mut c = NetConfig { gateway: Ipv4Addr::new(10, 244, 0, 255), ..NetConfig::default() };
         assert!(c.validate().is_err());
         c.gateway = Ipv4Addr::new(10, 245, 0, 1);
         assert!(c.validate().is_err());

@@ -165,10 +165,24 @@ pub fn gc(root: &Path, live: &[String]) -> Result<Vec<Allocation>, NetError> {
 mod tests {
     use super::*;
 
-    fn tmp(name: &str) -> PathBuf {
+    /// A scratch root removed on drop, also when the test fails.
+    struct Tmp(PathBuf);
+    impl Drop for Tmp {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+    impl std::ops::Deref for Tmp {
+        type Target = Path;
+        fn deref(&self) -> &Path {
+            &self.0
+        }
+    }
+
+    fn tmp(name: &str) -> Tmp {
         let p = std::env::temp_dir().join(format!("podbox-ipam-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&p);
-        p
+        Tmp(p)
     }
 
     fn id(n: u32) -> String {
@@ -185,7 +199,6 @@ mod tests {
         assert_eq!(ips, want);
         let err = allocate(&root, net, gw, &id(9)).unwrap_err().to_string();
         assert_eq!(err, "no free address in 10.1.2.0/29");
-        std::fs::remove_dir_all(&root).unwrap();
     }
 
     #[test]
@@ -199,7 +212,6 @@ mod tests {
         let b = allocate(&root, net, gw, &id(1)).unwrap();
         assert_ne!(a, b);
         assert_eq!(lookup(&root, &id(1)).unwrap().unwrap().ip, b);
-        std::fs::remove_dir_all(&root).unwrap();
     }
 
     #[test]
@@ -213,7 +225,6 @@ mod tests {
         assert!(allocations(&root).unwrap().iter().all(|a| a.ip != gw));
         release(&root, &id(0)).unwrap(); // frees .1 (the gateway is .4); the hint is at the end: wrap
         assert_eq!(allocate(&root, net, gw, &id(7)).unwrap(), Ipv4Addr::new(10, 1, 2, 1));
-        std::fs::remove_dir_all(&root).unwrap();
     }
 
     #[test]
@@ -228,7 +239,6 @@ mod tests {
         assert_eq!(freed.len(), 2);
         let left: Vec<_> = allocations(&root).unwrap().into_iter().map(|a| a.pod_id).collect();
         assert_eq!(left, vec![id(1), id(3)]);
-        std::fs::remove_dir_all(&root).unwrap();
     }
 
     #[test]
@@ -238,7 +248,7 @@ mod tests {
         let gw = Ipv4Addr::new(10, 1, 2, 1);
         let hs: Vec<_> = (0..16)
             .map(|n| {
-                let root = root.clone();
+                let root = root.to_path_buf();
                 std::thread::spawn(move || allocate(&root, net, gw, &id(n)).unwrap())
             })
             .collect();
@@ -246,6 +256,5 @@ mod tests {
         ips.sort();
         ips.dedup();
         assert_eq!(ips.len(), 16);
-        std::fs::remove_dir_all(&root).unwrap();
     }
 }

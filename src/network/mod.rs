@@ -138,6 +138,15 @@ fn setup_steps(root: &Path, pod_id: &str, netns: &Path, ports: &[PortMapping], d
         return Err(NetError::Conflict(format!("pod {pod_id} is already attached with address {}", a.ip)));
     }
     nft::check_ports_free(pod_id, ports).map_err(step("checking host ports"))?;
+    // The name comes from the first 11 hex chars of the id; never adopt (or, on rollback, delete)
+    // a veth this call did not create.
+    let v = veth.clone();
+    if netlink::run(|h| async move { netlink::link_by_name(&h, &v).await }).map_err(step("checking the veth name"))?.is_some() {
+        return Err(NetError::Conflict(format!(
+            "link {veth} already exists: a leftover of pod {pod_id} (remove it with `podbox network del --id {pod_id}`) \
+             or a pod whose id starts with the same 11 characters"
+        )));
+    }
     let pod_ns = netlink::open_netns(netns).map_err(step("opening the pod network namespace"))?;
 
     let (bridge, gw, prefix, mtu) = (cfg.bridge.clone(), cfg.gateway, cfg.subnet.prefix_len(), cfg.mtu);
@@ -162,7 +171,15 @@ fn setup_steps(root: &Path, pod_id: &str, netns: &Path, ports: &[PortMapping], d
         .map_err(step("configuring the pod interface"))?;
 
     done.push(Undo::HostPorts);
-    nft::apply_pod(&cfg, pod_id, ip, ports).map_err(step("installing NAT rules"))?;
+    nft::apply_pod(&cfg, pod_id, ip, ports)
+        .map_err(|e| {
+            // A pod racing us may have taken a port since the check: say so, not "File exists".
+            match nft::check_ports_free(pod_id, ports) {
+                Err(taken @ NetError::PortTaken { .. }) => taken,
+                _ => e,
+            }
+        })
+        .map_err(step("installing NAT rules"))?;
     injected_failure("nat").map_err(step("installing NAT rules"))?;
 
     let v = veth.clone();

@@ -305,3 +305,43 @@ fn node_subnets_from_a_cluster_range() {
     node.podbox_ok(&["network", "config", "--subnet", "10.0.3.0/24"]);
     unpin_all(&node);
 }
+
+/// F6 and F7: two nodes on 10.100.0.0/24. With default configs their pods collide (same subnet);
+/// with slices of a cluster range plus routes "slice via node", pods reach each other by pod IP
+/// with no NAT in between.
+#[test]
+fn two_nodes_collide_by_default_and_route_with_a_cluster_range() {
+    require_root!();
+    let (a, b) = (Node::new("net-node-a"), Node::new("net-node-b"));
+    // The wire between the nodes, made from inside node A's network namespace (paths in /proc are
+    // resolved in the test's mount namespace, where both nodes' inits are visible).
+    let wire = std::process::Command::new("nsenter")
+        .arg(format!("--net={}", a.netns()))
+        .args(["ip", "link", "add", "eth0", "type", "veth", "peer", "name", "eth0", "netns"])
+        .arg(b.netns())
+        .status()
+        .unwrap();
+    assert!(wire.success());
+    a.sh_ok("ip addr add 10.100.0.2/24 dev eth0 && ip link set eth0 up");
+    b.sh_ok("ip addr add 10.100.0.3/24 dev eth0 && ip link set eth0 up");
+
+    // F6: the same default subnet on both nodes hands out the same address.
+    let (pa, pb) = (pin(&a, "pa"), pin(&b, "pb"));
+    assert_eq!(ip_of(&add(&a, 1, &pa, &[])), ip_of(&add(&b, 2, &pb, &[])));
+    a.podbox_ok(&["network", "del", "--id", &id(1)]);
+    b.podbox_ok(&["network", "del", "--id", &id(2)]);
+
+    // F7: node A gets 10.0.1.0/24, node B 10.0.2.0/24, and each routes the other's slice.
+    // (The config change also takes the old 10.244.0.1 off the bridges.)
+    a.podbox_ok(&["network", "config", "--cluster-cidr", "10.0.0.0/14", "--node-index", "1"]);
+    b.podbox_ok(&["network", "config", "--cluster-cidr", "10.0.0.0/14", "--node-index", "2"]);
+    a.sh_ok("ip route add 10.0.2.0/24 via 10.100.0.3");
+    b.sh_ok("ip route add 10.0.1.0/24 via 10.100.0.2");
+    let ipa = ip_of(&add(&a, 1, &pa, &[]));
+    let ipb = ip_of(&add(&b, 2, &pb, &[]));
+    assert!(ipa.starts_with("10.0.1.") && ipb.starts_with("10.0.2."), "{ipa} {ipb}");
+    serve(&b, &pb, 80);
+    assert_eq!(whoami(&a, Some(&pa), &ipb, 80).as_deref(), Some(ipa.as_str()), "pod to pod across nodes, no NAT");
+    unpin_all(&a);
+    unpin_all(&b);
+}

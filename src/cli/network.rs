@@ -124,8 +124,8 @@ pub fn run(root: &Path, cmd: NetworkCmd) -> anyhow::Result<i32> {
                 );
             }
             cfg.save(root)?;
-            // NAT policy changes (masquerade, exceptions) take effect now, not at the next pod.
-            network::nft::refresh(&cfg)?;
+            // Takes effect now (NAT policy, stale bridge address), not at the next pod.
+            network::reconfigure(&old, &cfg)?;
             println!("{}", serde_json::to_string_pretty(&cfg)?);
             Ok(0)
         }

@@ -204,6 +204,17 @@ fn node_sysctls(cfg: &NetConfig) -> Result<(), NetError> {
     Ok(())
 }
 
+/// Apply a config change to the node: take the old gateway address off the old bridge when the
+/// bridge, subnet or gateway changed (the caller makes sure no pod holds an address), and rewrite
+/// the NAT rules. The next `setup` puts the new address on.
+pub fn reconfigure(old: &NetConfig, new: &NetConfig) -> Result<(), NetError> {
+    if (&old.bridge, old.subnet, old.gateway) != (&new.bridge, new.subnet, new.gateway) {
+        let (br, gw, p) = (old.bridge.clone(), old.gateway, old.subnet.prefix_len());
+        netlink::run(|h| async move { netlink::remove_address(&h, &br, gw, p).await })?;
+    }
+    nft::refresh(new)
+}
+
 /// Undo `setup` for `pod_id`: delete the host veth (the pod end goes with it), release the
 /// address, remove the host ports. Idempotent; whatever is gone already counts as done.
 pub fn teardown(root: &Path, pod_id: &str) -> Result<(), NetError> {

@@ -128,6 +128,20 @@ pub async fn addresses(h: &Handle, index: u32) -> Result<Vec<(Ipv4Addr, u8)>, Ne
     Ok(out)
 }
 
+/// Remove `ip/prefix` from link `name` if it is there.
+pub async fn remove_address(h: &Handle, name: &str, ip: Ipv4Addr, prefix: u8) -> Result<(), NetError> {
+    let Some(l) = link_by_name(h, name).await? else { return Ok(()) };
+    let idx = l.header.index;
+    let mut s = h.address().get().set_link_index_filter(idx).execute();
+    while let Some(m) = s.try_next().await.map_err(nl("listing addresses"))? {
+        let is_it = m.attributes.iter().any(|a| matches!(a, AddressAttribute::Local(IpAddr::V4(a)) if *a == ip));
+        if m.header.index == idx && m.header.prefix_len == prefix && is_it {
+            return h.address().del(m).execute().await.map_err(nl(format!("removing {ip}/{prefix} from {name}")));
+        }
+    }
+    Ok(())
+}
+
 /// Make sure `name` is an up bridge with `mtu` holding `gw/prefix`; returns its index.
 pub async fn ensure_bridge(h: &Handle, name: &str, mtu: u32, gw: Ipv4Addr, prefix: u8) -> Result<u32, NetError> {
     let link = match link_by_name(h, name).await? {

@@ -290,7 +290,7 @@ pub fn status(root: &Path) -> Result<NetStatus, NetError> {
         .collect();
     let host_ports = nft::host_ports()?
         .iter()
-        .map(|h| format!("{}/{:?} -> {}:{} (pod {})", h.host_port, h.protocol, h.ip, h.container_port, h.pod_id).to_lowercase())
+        .map(|h| h.to_string())
         .collect();
     Ok(NetStatus {
         config: cfg,

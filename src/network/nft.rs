@@ -163,6 +163,12 @@ pub fn host_ports() -> Result<Vec<HostPort>, NetError> {
     Ok(found)
 }
 
+impl std::fmt::Display for HostPort {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{} -> {}:{} (pod {})", self.host_port, proto(self.protocol), self.ip, self.container_port, self.pod_id)
+    }
+}
+
 /// Refuse host ports another pod already holds, before anything is changed. (The atomic
 /// `create element` at the end of setup still catches a racing pod.)
 pub fn check_ports_free(pod_id: &str, ports: &[PortMapping]) -> Result<(), NetError> {

@@ -2,6 +2,7 @@
 //! parses, calls one pod-layer function, and prints.
 
 pub mod container;
+pub mod network;
 pub mod pod;
 
 use std::path::PathBuf;
@@ -43,6 +44,9 @@ pub enum Cmd {
     Stop(container::StopArgs),
     /// Remove a container.
     Rm(container::RmArgs),
+    /// The node's pod network: config, show, and CNI-like add/del plumbing.
+    #[command(subcommand, visible_alias = "net")]
+    Network(network::NetworkCmd),
     /// Reconcile state with the kernel after a crash: remove half-created pods, pods whose pause
     /// died, stale pins, mounts, addresses and rules.
     Gc {
@@ -63,6 +67,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
     match &cli.cmd {
         Cmd::Pause => Err(anyhow::anyhow!("exec of the pause process failed: {}", crate::pod::pause::exec())),
         Cmd::Pod(c) => pod::run(&ctx(&cli)?, c),
+        Cmd::Network(c) => network::run(&ctx(&cli)?.root.path, c.clone()),
         Cmd::Run(a) => container::run(&ctx(&cli)?, a),
         Cmd::Ps(a) => container::ps(&ctx(&cli)?, a),
         Cmd::Exec(a) => container::exec(&ctx(&cli)?, a),

@@ -10,21 +10,42 @@
 //!   idempotent: whatever is already gone counts as done.
 //! - `gc` frees everything whose pod id is not in `live`.
 
+pub mod config;
+pub mod ipam;
 pub mod loopback;
+mod netlink;
+pub mod nft;
 
 use std::net::Ipv4Addr;
 use std::path::Path;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+
+pub use config::NetConfig;
 
 #[derive(Debug, thiserror::Error)]
 pub enum NetError {
     #[error("network setup for pod {pod}: {msg}")]
     Setup { pod: String, msg: String },
+    /// A setup step failed; everything done before it was rolled back.
+    /// (`cause` rather than `source`: the message already includes it, so chains print it once.)
+    #[error("network setup for pod {pod} failed at {step} (rolled back): {cause}")]
+    Step { pod: String, step: &'static str, cause: Box<NetError> },
     #[error("{0}")]
     Config(String),
     #[error("I/O on {path}: {source}")]
     Io { path: String, source: std::io::Error },
+    #[error("no free address in {subnet}")]
+    Exhausted { subnet: ipnet::Ipv4Net },
+    #[error("host port {port}/{proto} is already used by pod {owner}")]
+    PortTaken { port: u16, proto: &'static str, owner: String },
+    #[error("{0}")]
+    Conflict(String),
+    #[error("netlink: {what}: {msg}")]
+    Netlink { what: String, msg: String },
+    #[error("nftables: {0}")]
+    Nft(String),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -53,17 +74,230 @@ pub struct Attachment {
     pub bridge: String,
 }
 
-/// Attach the network namespace pinned at `netns` to the node bridge (stub: not yet implemented).
-pub fn setup(_root: &Path, pod_id: &str, _netns: &Path, _ports: &[PortMapping]) -> Result<Attachment, NetError> {
-    Err(NetError::Setup { pod: pod_id.into(), msg: "pod networking is not implemented yet; use --network none".into() })
+/// The node-side veth name of a pod: derived from the id alone, so teardown needs no record.
+/// 4 + 11 = 15 chars, the kernel's limit; 44 bits of the id make collisions negligible.
+pub fn host_veth_name(pod_id: &str) -> String {
+    format!("veth{}", &pod_id[..11])
 }
 
-/// Undo `setup` for `pod_id`; idempotent.
-pub fn teardown(_root: &Path, _pod_id: &str) -> Result<(), NetError> {
+fn check_pod_id(pod_id: &str) -> Result<(), NetError> {
+    if pod_id.len() == 32 && pod_id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        Ok(())
+    } else {
+        Err(NetError::Config(format!("invalid pod id {pod_id:?}: expected 32 lowercase hex characters")))
+    }
+}
+
+/// Test hook: `PODBOX_NET_FAIL_AFTER=<step>` makes setup fail right after that step, to prove the
+/// rollback. Honoured only in debug builds, so a release binary cannot be told to fail.
+fn injected_failure(step: &'static str) -> Result<(), NetError> {
+    if cfg!(debug_assertions) && std::env::var("PODBOX_NET_FAIL_AFTER").is_ok_and(|s| s == step) {
+        return Err(NetError::Setup { pod: String::new(), msg: format!("injected failure after {step}") });
+    }
     Ok(())
+}
+
+/// What to undo if a later step fails, in reverse order.
+enum Undo {
+    Address,
+    Veth(String),
+    HostPorts,
+}
+
+fn undo(root: &Path, pod_id: &str, steps: Vec<Undo>) {
+    for step in steps.into_iter().rev() {
+        // Best effort: the error that caused the rollback is the one worth reporting.
+        let _ = match step {
+            Undo::Address => ipam::release(root, pod_id),
+            Undo::Veth(name) => netlink::run(|h| async move { netlink::delete_link(&h, &name).await }),
+            Undo::HostPorts => nft::remove_pod(pod_id),
+        };
+    }
+}
+
+/// Attach the network namespace pinned at `netns` to the node bridge: an address from the node's
+/// pod subnet on `eth0`, default route via the bridge, NAT and `ports`. Runs in the node's network
+/// namespace; on error everything it did for this pod is undone.
+pub fn setup(root: &Path, pod_id: &str, netns: &Path, ports: &[PortMapping]) -> Result<Attachment, NetError> {
+    check_pod_id(pod_id)?;
+    let mut done = Vec::new();
+    let res = setup_steps(root, pod_id, netns, ports, &mut done);
+    if res.is_err() {
+        undo(root, pod_id, done);
+    }
+    res
+}
+
+fn setup_steps(root: &Path, pod_id: &str, netns: &Path, ports: &[PortMapping], done: &mut Vec<Undo>) -> Result<Attachment, NetError> {
+    let step = |step: &'static str| move |e: NetError| NetError::Step { pod: pod_id.to_string(), step, cause: Box::new(e) };
+    let cfg = NetConfig::load(root).map_err(step("loading the network config"))?;
+    let veth = host_veth_name(pod_id);
+
+    // Checks first, so that a refused pod changes nothing.
+    if let Some(a) = ipam::lookup(root, pod_id).map_err(step("checking IPAM"))? {
+        return Err(NetError::Conflict(format!("pod {pod_id} is already attached with address {}", a.ip)));
+    }
+    nft::check_ports_free(pod_id, ports).map_err(step("checking host ports"))?;
+    // The name comes from the first 11 hex chars of the id; never adopt (or, on rollback, delete)
+    // a veth this call did not create.
+    let v = veth.clone();
+    if netlink::run(|h| async move { netlink::link_by_name(&h, &v).await }).map_err(step("checking the veth name"))?.is_some() {
+        return Err(NetError::Conflict(format!(
+            "link {veth} already exists: a leftover of pod {pod_id} (remove it with `podbox network del --id {pod_id}`) \
+             or a pod whose id starts with the same 11 characters"
+        )));
+    }
+    let pod_ns = netlink::open_netns(netns).map_err(step("opening the pod network namespace"))?;
+
+    let (bridge, gw, prefix, mtu) = (cfg.bridge.clone(), cfg.gateway, cfg.subnet.prefix_len(), cfg.mtu);
+    let bridge_idx = netlink::run(|h| async move { netlink::ensure_bridge(&h, &bridge, mtu, gw, prefix).await })
+        .map_err(step("preparing the bridge"))?;
+    node_sysctls(&cfg).map_err(step("setting node sysctls"))?;
+
+    done.push(Undo::Address);
+    let ip = ipam::allocate(root, cfg.subnet, cfg.gateway, pod_id).map_err(step("allocating an address"))?;
+    injected_failure("ipam").map_err(step("allocating an address"))?;
+
+    done.push(Undo::Veth(veth.clone()));
+    let (v, hairpin) = (veth.clone(), cfg.hairpin);
+    netlink::run(|h| async move {
+        let idx = netlink::create_veth(&h, &v, bridge_idx, mtu, &pod_ns).await?;
+        netlink::setup_port(&h, &v, idx, hairpin).await
+    })
+    .map_err(step("creating the veth pair"))?;
+    injected_failure("veth").map_err(step("creating the veth pair"))?;
+
+    let mac = netlink::in_netns(netns, move |h| async move { netlink::configure_pod(&h, ip, prefix, gw).await })
+        .map_err(step("configuring the pod interface"))?;
+
+    done.push(Undo::HostPorts);
+    nft::apply_pod(&cfg, pod_id, ip, ports)
+        .map_err(|e| {
+            // A pod racing us may have taken a port since the check: say so, not "File exists".
+            match nft::check_ports_free(pod_id, ports) {
+                Err(taken @ NetError::PortTaken { .. }) => taken,
+                _ => e,
+            }
+        })
+        .map_err(step("installing NAT rules"))?;
+    injected_failure("nat").map_err(step("installing NAT rules"))?;
+
+    let v = veth.clone();
+    netlink::run(|h| async move { netlink::wait_oper_up(&h, &v, Duration::from_secs(2)).await })
+        .map_err(step("waiting for the veth"))?;
+
+    Ok(Attachment { ip, prefix_len: prefix, gateway: gw, mac, host_veth: veth, bridge: cfg.bridge })
+}
+
+/// Per-namespace sysctls of the node: forwarding (pods reach beyond the bridge only if the node
+/// routes) and route_localnet on the bridge (so host ports work from 127.0.0.1 too).
+fn node_sysctls(cfg: &NetConfig) -> Result<(), NetError> {
+    for (path, val) in [
+        ("/proc/sys/net/ipv4/ip_forward".to_string(), "1"),
+        (format!("/proc/sys/net/ipv4/conf/{}/route_localnet", cfg.bridge), "1"),
+    ] {
+        if std::fs::read_to_string(&path).is_ok_and(|v| v.trim() == val) {
+            continue;
+        }
+        std::fs::write(&path, val).map_err(|e| config::io_err(Path::new(&path), e))?;
+    }
+    Ok(())
+}
+
+/// Apply a config change to the node: take the old gateway address off the old bridge when the
+/// bridge, subnet or gateway changed (the caller makes sure no pod holds an address), and rewrite
+/// the NAT rules. The next `setup` puts the new address on.
+pub fn reconfigure(old: &NetConfig, new: &NetConfig) -> Result<(), NetError> {
+    if (&old.bridge, old.subnet, old.gateway) != (&new.bridge, new.subnet, new.gateway) {
+        let (br, gw, p) = (old.bridge.clone(), old.gateway, old.subnet.prefix_len());
+        netlink::run(|h| async move { netlink::remove_address(&h, &br, gw, p).await })?;
+    }
+    nft::refresh(new)
+}
+
+/// Undo `setup` for `pod_id`: delete the host veth (the pod end goes with it), release the
+/// address, remove the host ports. Idempotent; whatever is gone already counts as done.
+pub fn teardown(root: &Path, pod_id: &str) -> Result<(), NetError> {
+    check_pod_id(pod_id)?;
+    let veth = host_veth_name(pod_id);
+    let link = netlink::run(|h| async move { netlink::delete_link(&h, &veth).await });
+    // Keep going on errors so one stuck piece does not leak the others; report the first.
+    let ports = nft::remove_pod(pod_id);
+    let addr = ipam::release(root, pod_id);
+    link.and(ports).and(addr)
 }
 
 /// Free addresses, veths and rules of pods not in `live`.
-pub fn gc(_root: &Path, _live: &[String]) -> Result<(), NetError> {
-    Ok(())
+pub fn gc(root: &Path, live: &[String]) -> Result<(), NetError> {
+    let cfg = NetConfig::load(root)?;
+    let live_veths: Vec<String> = live.iter().filter(|id| check_pod_id(id).is_ok()).map(|id| host_veth_name(id)).collect();
+    // Veths of ours are recognised by name and by being ports of our bridge.
+    let bridge = cfg.bridge.clone();
+    let links = netlink::run(|h| async move {
+        let all = netlink::links(&h).await?;
+        let Some(br) = all.iter().find(|l| netlink::name(l) == bridge).map(|l| l.header.index) else { return Ok(()) };
+        for l in all.iter().filter(|l| netlink::controller(l) == Some(br)) {
+            let n = netlink::name(l);
+            if n.starts_with("veth") && !live_veths.contains(&n) {
+                netlink::delete_link(&h, &n).await?;
+            }
+        }
+        Ok(())
+    });
+    let ports = nft::gc(live);
+    let addrs = ipam::gc(root, live).map(|_| ());
+    links.and(ports).and(addrs)
+}
+
+/// One pod's port on the bridge, as seen by `status`.
+#[derive(Debug, Clone, Serialize)]
+pub struct PortStatus {
+    pub host_veth: String,
+    pub oper_up: bool,
+    pub pod_id: Option<String>,
+    pub ip: Option<Ipv4Addr>,
+}
+
+/// The live state of the node network, read from the kernel and IPAM.
+#[derive(Debug, Clone, Serialize)]
+pub struct NetStatus {
+    pub config: NetConfig,
+    pub bridge_present: bool,
+    pub bridge_addresses: Vec<String>,
+    pub ports: Vec<PortStatus>,
+    pub allocations: Vec<(Ipv4Addr, String)>,
+    pub host_ports: Vec<String>,
+}
+
+pub fn status(root: &Path) -> Result<NetStatus, NetError> {
+    let cfg = NetConfig::load(root)?;
+    let allocs = ipam::allocations(root)?;
+    let bridge = cfg.bridge.clone();
+    let (bridge_present, bridge_addresses, veths) = netlink::run(|h| async move {
+        let all = netlink::links(&h).await?;
+        let Some(br) = all.iter().find(|l| netlink::name(l) == bridge) else { return Ok((false, vec![], vec![])) };
+        let idx = br.header.index;
+        let addrs = netlink::addresses(&h, idx).await?.iter().map(|(ip, p)| format!("{ip}/{p}")).collect();
+        let ports = all.iter().filter(|l| netlink::controller(l) == Some(idx)).map(|l| (netlink::name(l), netlink::oper_up(l))).collect::<Vec<_>>();
+        Ok((true, addrs, ports))
+    })?;
+    let ports = veths
+        .into_iter()
+        .map(|(name, up)| {
+            let a = allocs.iter().find(|a| a.pod_id.len() == 32 && host_veth_name(&a.pod_id) == name);
+            PortStatus { host_veth: name, oper_up: up, pod_id: a.map(|a| a.pod_id.clone()), ip: a.map(|a| a.ip) }
+        })
+        .collect();
+    let host_ports = nft::host_ports()?
+        .iter()
+        .map(|h| h.to_string())
+        .collect();
+    Ok(NetStatus {
+        config: cfg,
+        bridge_present,
+        bridge_addresses,
+        ports,
+        allocations: allocs.into_iter().map(|a| (a.ip, a.pod_id)).collect(),
+        host_ports,
+    })
 }

@@ -1,0 +1,190 @@
+//! `podbox network ...`: node network config, live state, and CNI-like plumbing (`add`/`del`)
+//! that attaches any pinned network namespace — for testing the network layer alone and for
+//! benchmarks. Thin: parsing and printing around `crate::network`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use ipnet::Ipv4Net;
+
+use crate::network::{self, NetConfig, PortMapping, Protocol, config, ipam};
+
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum NetworkCmd {
+    /// Change the node network config (only the given options; the rest is kept).
+    Config {
+        #[arg(long)]
+        bridge: Option<String>,
+        /// Pod subnet of this node, e.g. 10.244.0.0/24.
+        #[arg(long, conflicts_with_all = ["cluster_cidr", "node_index"])]
+        subnet: Option<Ipv4Net>,
+        /// Cluster-wide pod range; with --node-index picks this node's slice of it.
+        #[arg(long, requires = "node_index")]
+        cluster_cidr: Option<Ipv4Net>,
+        #[arg(long, requires = "cluster_cidr")]
+        node_index: Option<u32>,
+        /// Prefix length of a node's slice of --cluster-cidr.
+        #[arg(long, default_value_t = 24)]
+        node_mask: u8,
+        /// Bridge address (default: first address of the subnet).
+        #[arg(long)]
+        gateway: Option<std::net::Ipv4Addr>,
+        #[arg(long)]
+        mtu: Option<u32>,
+        #[arg(long)]
+        hairpin: Option<bool>,
+        #[arg(long)]
+        masquerade: Option<bool>,
+        /// Destinations not masqueraded (repeatable; replaces the list; "none" empties it).
+        #[arg(long = "no-masquerade-dst")]
+        no_masquerade_dst: Vec<String>,
+    },
+    /// Print the config and the live state (bridge, attached veths, addresses, host ports).
+    Show {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Attach the network namespace pinned at PATH as pod ID; prints the attachment as JSON.
+    Add {
+        #[arg(long)]
+        id: String,
+        #[arg(long)]
+        netns: PathBuf,
+        /// HOST:CONTAINER[/tcp|udp], repeatable.
+        #[arg(short = 'p', long = "port", value_parser = parse_port)]
+        ports: Vec<PortMapping>,
+    },
+    /// Detach pod ID (idempotent).
+    Del {
+        #[arg(long)]
+        id: String,
+    },
+    /// Free everything of pods not listed.
+    Gc {
+        #[arg(long = "live")]
+        live: Vec<String>,
+    },
+}
+
+pub fn parse_port(s: &str) -> Result<PortMapping, String> {
+    let (ports, proto) = match s.split_once('/') {
+        None => (s, Protocol::Tcp),
+        Some((p, "tcp")) => (p, Protocol::Tcp),
+        Some((p, "udp")) => (p, Protocol::Udp),
+        Some((_, other)) => return Err(format!("unknown protocol {other:?} (tcp or udp)")),
+    };
+    let (h, c) = ports.split_once(':').ok_or_else(|| format!("{s:?}: expected HOST:CONTAINER[/tcp|udp]"))?;
+    let num = |x: &str| x.parse::<u16>().ok().filter(|&n| n != 0).ok_or_else(|| format!("{x:?} is not a port (1-65535)"));
+    Ok(PortMapping { host_port: num(h)?, container_port: num(c)?, protocol: proto })
+}
+
+pub fn run(root: &Path, cmd: NetworkCmd) -> anyhow::Result<i32> {
+    match cmd {
+        NetworkCmd::Config { bridge, subnet, cluster_cidr, node_index, node_mask, gateway, mtu, hairpin, masquerade, no_masquerade_dst } => {
+            let old = NetConfig::load(root)?;
+            let mut cfg = old.clone();
+            if let Some(b) = bridge {
+                cfg.bridge = b;
+            }
+            let subnet = match (subnet, cluster_cidr, node_index) {
+                (Some(s), _, _) => Some(s),
+                (None, Some(c), Some(i)) => Some(config::node_subnet(c, i, node_mask)?),
+                _ => None,
+            };
+            if let Some(s) = subnet {
+                cfg.subnet = s;
+                cfg.gateway = config::first_host(s);
+            }
+            if let Some(g) = gateway {
+                cfg.gateway = g;
+            }
+            if let Some(m) = mtu {
+                cfg.mtu = m;
+            }
+            if let Some(h) = hairpin {
+                cfg.hairpin = h;
+            }
+            if let Some(m) = masquerade {
+                cfg.masquerade = m;
+            }
+            if !no_masquerade_dst.is_empty() {
+                cfg.no_masquerade_dst = no_masquerade_dst
+                    .iter()
+                    .filter(|s| s.as_str() != "none")
+                    .map(|s| s.parse().with_context(|| format!("--no-masquerade-dst {s:?}")))
+                    .collect::<anyhow::Result<_>>()?;
+            }
+            let in_use = ipam::allocations(root)?;
+            if (cfg.subnet != old.subnet || cfg.gateway != old.gateway || cfg.bridge != old.bridge) && !in_use.is_empty() {
+                bail!(
+                    "cannot change the bridge, subnet or gateway while {} pod address(es) are allocated (first: {} for pod {}); remove the pods first",
+                    in_use.len(),
+                    in_use[0].ip,
+                    in_use[0].pod_id
+                );
+            }
+            cfg.save(root)?;
+            // Takes effect now (NAT policy, stale bridge address), not at the next pod.
+            network::reconfigure(&old, &cfg)?;
+            println!("{}", serde_json::to_string_pretty(&cfg)?);
+            Ok(0)
+        }
+        NetworkCmd::Show { json } => {
+            let st = network::status(root)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&st)?);
+                return Ok(0);
+            }
+            let c = &st.config;
+            let nomasq: Vec<String> = c.no_masquerade_dst.iter().map(|n| n.to_string()).collect();
+            println!("bridge      {} ({})", c.bridge, if st.bridge_present { "present" } else { "not created yet" });
+            println!("subnet      {}  gateway {}  mtu {}", c.subnet, c.gateway, c.mtu);
+            println!("hairpin     {}  masquerade {} (except to {})", c.hairpin, c.masquerade, nomasq.join(", "));
+            println!("addresses   {}", st.bridge_addresses.join(", "));
+            println!("ports:");
+            for p in &st.ports {
+                let ip = p.ip.map(|i| i.to_string()).unwrap_or_else(|| "-".into());
+                let id = p.pod_id.as_deref().unwrap_or("(unknown pod)");
+                println!("  {:<15} {:<4} {:<15} {}", p.host_veth, if p.oper_up { "up" } else { "down" }, ip, id);
+            }
+            let orphans: Vec<_> = st.allocations.iter().filter(|(ip, _)| !st.ports.iter().any(|p| p.ip == Some(*ip))).collect();
+            for (ip, id) in orphans {
+                println!("  (no veth)            {ip:<15} {id}");
+            }
+            if !st.host_ports.is_empty() {
+                println!("host ports:");
+                for h in &st.host_ports {
+                    println!("  {h}");
+                }
+            }
+            Ok(0)
+        }
+        NetworkCmd::Add { id, netns, ports } => {
+            let a = network::setup(root, &id, &netns, &ports)?;
+            println!("{}", serde_json::to_string(&a)?);
+            Ok(0)
+        }
+        NetworkCmd::Del { id } => {
+            network::teardown(root, &id)?;
+            Ok(0)
+        }
+        NetworkCmd::Gc { live } => {
+            network::gc(root, &live)?;
+            Ok(0)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ports_parse() {
+        assert_eq!(parse_port("8080:80").unwrap(), PortMapping { host_port: 8080, container_port: 80, protocol: Protocol::Tcp });
+        assert_eq!(parse_port("53:5353/udp").unwrap().protocol, Protocol::Udp);
+        assert!(parse_port("80").is_err());
+        assert!(parse_port("0:80").is_err());
+        assert!(parse_port("80:80/sctp").is_err());
+    }
+}

@@ -1,0 +1,268 @@
+//! The kernel side of the data path over rtnetlink: the bridge, veth pairs, addresses and routes,
+//! plus `in_netns`, which runs netlink work inside a pod's network namespace on a dedicated thread
+//! (the calling thread never changes namespace).
+
+use std::fs::File;
+use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr};
+use std::os::fd::{AsFd, AsRawFd};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use futures_util::TryStreamExt;
+use rtnetlink::packet_route::address::AddressAttribute;
+use rtnetlink::packet_route::link::{InfoData, InfoKind, InfoVeth, LinkAttribute, LinkInfo, LinkMessage, State};
+use rtnetlink::{Handle, LinkBridge, LinkBridgePort, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder};
+
+use super::NetError;
+
+/// A netlink failure, with what we were doing.
+fn nl(what: impl Into<String>) -> impl FnOnce(rtnetlink::Error) -> NetError {
+    let what = what.into();
+    move |e| NetError::Netlink { what, msg: e.to_string() }
+}
+
+fn errno(e: &rtnetlink::Error) -> i32 {
+    match e {
+        rtnetlink::Error::NetlinkError(m) => -m.raw_code(),
+        _ => 0,
+    }
+}
+
+/// Run `f` with a fresh netlink connection on a current-thread runtime, in the calling thread's
+/// network namespace.
+pub fn run<T, Fut>(f: impl FnOnce(Handle) -> Fut) -> Result<T, NetError>
+where
+    Fut: Future<Output = Result<T, NetError>>,
+{
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| NetError::Netlink { what: "starting the netlink runtime".into(), msg: e.to_string() })?;
+    rt.block_on(async {
+        let (conn, handle, _) = rtnetlink::new_connection()
+            .map_err(|e| NetError::Netlink { what: "opening a netlink socket".into(), msg: e.to_string() })?;
+        tokio::spawn(conn);
+        f(handle).await
+    })
+}
+
+/// Like `run`, but inside the network namespace at `netns`: a new thread enters it (setns is
+/// per-thread) and opens its own netlink socket there, so the socket belongs to that namespace.
+pub fn in_netns<T: Send + 'static, Fut>(netns: &Path, f: impl FnOnce(Handle) -> Fut + Send + 'static) -> Result<T, NetError>
+where
+    Fut: Future<Output = Result<T, NetError>>,
+{
+    let ns = open_netns(netns)?;
+    let shown = netns.display().to_string();
+    std::thread::spawn(move || {
+        nix::sched::setns(ns.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)
+            .map_err(|e| NetError::Netlink { what: format!("entering network namespace {shown}"), msg: e.to_string() })?;
+        run(f)
+    })
+    .join()
+    .unwrap_or_else(|_| Err(NetError::Netlink { what: "netns worker thread".into(), msg: "panicked".into() }))
+}
+
+pub fn open_netns(netns: &Path) -> Result<File, NetError> {
+    File::open(netns).map_err(|e| super::config::io_err(netns, e))
+}
+
+pub async fn link_by_name(h: &Handle, name: &str) -> Result<Option<LinkMessage>, NetError> {
+    match h.link().get().match_name(name.to_string()).execute().try_next().await {
+        Ok(l) => Ok(l),
+        Err(e) if errno(&e) == libc::ENODEV => Ok(None),
+        Err(e) => Err(nl(format!("looking up link {name}"))(e)),
+    }
+}
+
+fn kind(l: &LinkMessage) -> Option<&InfoKind> {
+    l.attributes.iter().find_map(|a| match a {
+        LinkAttribute::LinkInfo(infos) => infos.iter().find_map(|i| match i {
+            LinkInfo::Kind(k) => Some(k),
+            _ => None,
+        }),
+        _ => None,
+    })
+}
+
+pub fn mac(l: &LinkMessage) -> String {
+    l.attributes
+        .iter()
+        .find_map(|a| match a {
+            LinkAttribute::Address(b) => Some(b.iter().map(|x| format!("{x:02x}")).collect::<Vec<_>>().join(":")),
+            _ => None,
+        })
+        .unwrap_or_default()
+}
+
+pub fn oper_up(l: &LinkMessage) -> bool {
+    l.attributes.iter().any(|a| matches!(a, LinkAttribute::OperState(State::Up)))
+}
+
+pub fn name(l: &LinkMessage) -> String {
+    l.attributes
+        .iter()
+        .find_map(|a| match a {
+            LinkAttribute::IfName(n) => Some(n.clone()),
+            _ => None,
+        })
+        .unwrap_or_default()
+}
+
+/// IPv4 addresses (address, prefix) on link `index`.
+pub async fn addresses(h: &Handle, index: u32) -> Result<Vec<(Ipv4Addr, u8)>, NetError> {
+    let mut out = Vec::new();
+    let mut s = h.address().get().set_link_index_filter(index).execute();
+    while let Some(m) = s.try_next().await.map_err(nl("listing addresses"))? {
+        if m.header.index != index {
+            continue;
+        }
+        for a in &m.attributes {
+            if let AddressAttribute::Local(IpAddr::V4(ip)) | AddressAttribute::Address(IpAddr::V4(ip)) = a {
+                out.push((*ip, m.header.prefix_len));
+                break;
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Remove `ip/prefix` from link `name` if it is there.
+pub async fn remove_address(h: &Handle, name: &str, ip: Ipv4Addr, prefix: u8) -> Result<(), NetError> {
+    let Some(l) = link_by_name(h, name).await? else { return Ok(()) };
+    let idx = l.header.index;
+    let mut s = h.address().get().set_link_index_filter(idx).execute();
+    while let Some(m) = s.try_next().await.map_err(nl("listing addresses"))? {
+        let is_it = m.attributes.iter().any(|a| matches!(a, AddressAttribute::Local(IpAddr::V4(a)) if *a == ip));
+        if m.header.index == idx && m.header.prefix_len == prefix && is_it {
+            return h.address().del(m).execute().await.map_err(nl(format!("removing {ip}/{prefix} from {name}")));
+        }
+    }
+    Ok(())
+}
+
+/// Make sure `name` is an up bridge with `mtu` holding `gw/prefix`; returns its index.
+pub async fn ensure_bridge(h: &Handle, name: &str, mtu: u32, gw: Ipv4Addr, prefix: u8) -> Result<u32, NetError> {
+    let link = match link_by_name(h, name).await? {
+        Some(l) => l,
+        None => {
+            match h.link().add(LinkBridge::new(name).mtu(mtu).build()).execute().await {
+                Ok(()) => {}
+                // Another podbox created it meanwhile: fine, we check it below like any other.
+                Err(e) if errno(&e) == libc::EEXIST => {}
+                Err(e) => return Err(nl(format!("creating bridge {name}"))(e)),
+            }
+            link_by_name(h, name).await?.ok_or_else(|| NetError::Netlink {
+                what: format!("creating bridge {name}"),
+                msg: "it vanished right after creation".into(),
+            })?
+        }
+    };
+    if kind(&link) != Some(&InfoKind::Bridge) {
+        return Err(NetError::Conflict(format!(
+            "link {name} exists but is not a bridge ({:?}); choose another bridge name with `podbox network config --bridge`",
+            kind(&link)
+        )));
+    }
+    let idx = link.header.index;
+    h.link()
+        .set(LinkUnspec::new_with_index(idx).mtu(mtu).up().build())
+        .execute()
+        .await
+        .map_err(nl(format!("setting bridge {name} up with MTU {mtu}")))?;
+    let have = addresses(h, idx).await?;
+    if let Some((ip, p)) = have.iter().find(|a| **a != (gw, prefix)) {
+        return Err(NetError::Conflict(format!(
+            "bridge {name} has address {ip}/{p}, but the network config wants {gw}/{prefix}; \
+             remove that address or change the config (`podbox network config`)"
+        )));
+    }
+    if have.is_empty() {
+        match h.address().add(idx, IpAddr::V4(gw), prefix).execute().await {
+            Ok(()) => {}
+            Err(e) if errno(&e) == libc::EEXIST => {}
+            Err(e) => return Err(nl(format!("adding {gw}/{prefix} to bridge {name}"))(e)),
+        }
+    }
+    Ok(idx)
+}
+
+/// Create the veth pair: `host` on the node, enslaved to the bridge, and its peer created directly
+/// as `eth0` inside the namespace `pod_ns` (no move or rename afterwards). Returns the host index.
+pub async fn create_veth(h: &Handle, host: &str, bridge_idx: u32, mtu: u32, pod_ns: &File) -> Result<u32, NetError> {
+    let peer = LinkMessageBuilder::<LinkUnspec>::new().name("eth0").mtu(mtu).setns_by_fd(pod_ns.as_raw_fd()).build();
+    let msg = LinkVeth::new(host, "eth0")
+        .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
+        .mtu(mtu)
+        .controller(bridge_idx)
+        .build();
+    h.link().add(msg).execute().await.map_err(nl(format!("creating veth {host} with peer eth0 in the pod")))?;
+    let link = link_by_name(h, host).await?.ok_or_else(|| NetError::Netlink {
+        what: format!("creating veth {host}"),
+        msg: "it vanished right after creation".into(),
+    })?;
+    Ok(link.header.index)
+}
+
+/// Hairpin on the bridge port lets a pod reach itself through a host port (the frame goes back
+/// out of the port it came in), then bring the port up.
+pub async fn setup_port(h: &Handle, host: &str, idx: u32, hairpin: bool) -> Result<(), NetError> {
+    h.link()
+        .set_port(LinkBridgePort::new(idx).hairpin(hairpin).build())
+        .execute()
+        .await
+        .map_err(nl(format!("setting hairpin={hairpin} on bridge port {host}")))?;
+    h.link().set(LinkUnspec::new_with_index(idx).up().build()).execute().await.map_err(nl(format!("setting {host} up")))
+}
+
+/// Inside the pod: `lo` and `eth0` up, `ip/prefix` on eth0, default route via `gw`. Returns
+/// eth0's MAC address.
+pub async fn configure_pod(h: &Handle, ip: Ipv4Addr, prefix: u8, gw: Ipv4Addr) -> Result<String, NetError> {
+    let lo = link_by_name(h, "lo").await?.ok_or_else(|| NetError::Netlink { what: "pod lo".into(), msg: "missing".into() })?;
+    h.link().set(LinkUnspec::new_with_index(lo.header.index).up().build()).execute().await.map_err(nl("setting lo up in the pod"))?;
+    let eth0 = link_by_name(h, "eth0").await?.ok_or_else(|| NetError::Netlink { what: "pod eth0".into(), msg: "missing".into() })?;
+    let idx = eth0.header.index;
+    h.address().add(idx, IpAddr::V4(ip), prefix).execute().await.map_err(nl(format!("adding {ip}/{prefix} to eth0 in the pod")))?;
+    h.link().set(LinkUnspec::new_with_index(idx).up().build()).execute().await.map_err(nl("setting eth0 up in the pod"))?;
+    let route = RouteMessageBuilder::<Ipv4Addr>::new().gateway(gw).output_interface(idx).build();
+    h.route().add(route).execute().await.map_err(nl(format!("adding default route via {gw} in the pod")))?;
+    Ok(mac(&eth0))
+}
+
+/// Wait (bounded) until link `name` is operationally up; a veth is once both ends are up.
+pub async fn wait_oper_up(h: &Handle, name: &str, timeout: Duration) -> Result<(), NetError> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if link_by_name(h, name).await?.as_ref().is_some_and(oper_up) {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(NetError::Netlink { what: format!("waiting for {name} to come up"), msg: format!("still down after {timeout:?}") });
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Delete link `name`; a missing link counts as deleted.
+pub async fn delete_link(h: &Handle, name: &str) -> Result<(), NetError> {
+    let Some(l) = link_by_name(h, name).await? else { return Ok(()) };
+    match h.link().del(l.header.index).execute().await {
+        Ok(()) => Ok(()),
+        Err(e) if errno(&e) == libc::ENODEV => Ok(()),
+        Err(e) => Err(nl(format!("deleting {name}"))(e)),
+    }
+}
+
+/// Every link on the node.
+pub async fn links(h: &Handle) -> Result<Vec<LinkMessage>, NetError> {
+    h.link().get().execute().try_collect().await.map_err(nl("listing links"))
+}
+
+/// The bridge a link is enslaved to, if any.
+pub fn controller(l: &LinkMessage) -> Option<u32> {
+    l.attributes.iter().find_map(|a| match a {
+        LinkAttribute::Controller(i) => Some(*i),
+        _ => None,
+    })
+}

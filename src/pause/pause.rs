@@ -13,6 +13,7 @@ const SIGINT: usize = 2;
 const SIGTERM: usize = 15;
 const SIGCHLD: usize = 17;
 const WNOHANG: usize = 1;
+const PR_SET_NAME: usize = 15;
 
 #[cfg(target_arch = "x86_64")]
 mod nr {
@@ -20,6 +21,7 @@ mod nr {
     pub const RT_SIGTIMEDWAIT: usize = 128;
     pub const WAIT4: usize = 61;
     pub const EXIT_GROUP: usize = 231;
+    pub const PRCTL: usize = 157;
 }
 #[cfg(target_arch = "aarch64")]
 mod nr {
@@ -27,6 +29,7 @@ mod nr {
     pub const RT_SIGTIMEDWAIT: usize = 137;
     pub const WAIT4: usize = 260;
     pub const EXIT_GROUP: usize = 94;
+    pub const PRCTL: usize = 167;
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -60,6 +63,9 @@ fn exit(code: usize) -> ! {
 
 #[unsafe(no_mangle)]
 pub extern "C" fn pause_main() -> ! {
+    // Exec'd from a memfd, the process would be named "memfd:pause"; `ps` should say "pause".
+    let name = *b"pause\0";
+    unsafe { syscall4(nr::PRCTL, PR_SET_NAME, name.as_ptr() as usize, 0, 0) };
     let mask: u64 = (1 << (SIGINT - 1)) | (1 << (SIGTERM - 1)) | (1 << (SIGCHLD - 1));
     let mask_ptr = &mask as *const u64 as usize;
     // SIG_BLOCK = 0; sigset size 8.

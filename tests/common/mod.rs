@@ -122,17 +122,43 @@ impl Node {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    /// PIDs (node-namespace numbering) of every process in the node but its init.
+    /// Every process left in the node: the descendants of its init (orphans are reparented to
+    /// it), as "PID(machine numbering) STATE cmdline". Read from the machine's /proc, so the
+    /// listing itself adds no process.
     pub fn processes(&self) -> Vec<String> {
-        self.sh_ok("for p in /proc/[0-9]*; do [ \"${p#/proc/}\" = 1 ] || echo \"${p#/proc/} $(tr '\\0' ' ' < $p/cmdline)\"; done")
-            .lines().map(String::from).filter(|l| !l.contains(" sh -c for p in")).collect()
+        let mut parent = std::collections::HashMap::new();
+        for e in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+            let Some(rest) = stat.rfind(')').map(|i| &stat[i + 2..]) else { continue };
+            let mut f = rest.split_whitespace();
+            let state = f.next().unwrap_or("?").to_string();
+            let ppid: i32 = f.next().and_then(|x| x.parse().ok()).unwrap_or(0);
+            parent.insert(pid, (ppid, state));
+        }
+        let mut out = Vec::new();
+        for (&pid, (_, state)) in &parent {
+            let mut p = pid;
+            let mut depth = 0;
+            while let Some((pp, _)) = parent.get(&p) {
+                if *pp == self.init_pid {
+                    let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                    let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+                    out.push(format!("{pid} {state} {cmd}"));
+                    break;
+                }
+                p = *pp;
+                depth += 1;
+                if depth > 64 || p <= 1 { break; }
+            }
+        }
+        out.sort();
+        out
     }
 
     /// Assert podbox left nothing in the node: no processes, no mounts under the root, no state.
     pub fn assert_clean(&self) {
-        let procs: Vec<_> = self.processes().into_iter().filter(|l| !l.starts_with(&format!("{} ", "self"))).collect();
-        // the `sh` that lists is itself a process; filter lines naming our own listing
-        let procs: Vec<_> = procs.into_iter().filter(|l| !l.contains("/proc/[0-9]*")).collect();
+        let procs = self.processes();
         assert!(procs.is_empty(), "processes left in node {}: {procs:?}", self.name);
         let mounts = self.sh_ok("cat /proc/self/mountinfo");
         let root = self.root.to_string_lossy();

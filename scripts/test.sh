@@ -4,4 +4,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
-cargo test --all-targets -- --test-threads="${PODBOX_TEST_THREADS:-2}" "$@"
+cargo test --all-targets --no-fail-fast -- --test-threads="${PODBOX_TEST_THREADS:-2}" "$@"

@@ -233,7 +233,7 @@ spec:
 
     #[test]
     fn errors_name_the_field() {
-        assert_eq!(field_of(&YAML.replace("workingDir", "imagePullPolicy")), "spec.containers[0]");
+        assert_eq!(field_of(&YAML.replace("workingDir", "imagePullPolicy")), "spec.containers[0].imagePullPolicy");
         assert!(parse(&YAML.replace("workingDir", "imagePullPolicy")).unwrap_err().to_string().contains("imagePullPolicy"));
         assert_eq!(field_of(&YAML.replace("UDP", "SCTP")), "spec.containers[1].ports[0].protocol");
         assert_eq!(field_of(&YAML.replace("containerPort: 80", "containerPort: 99999")), "spec.containers[0].ports[0].containerPort");

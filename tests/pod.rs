@@ -31,9 +31,14 @@ fn two_containers_share_localhost_and_a_third_cannot_bind_the_same_port() {
     let second = container_state(&node, "web", "second");
     assert_eq!(second["state"], "exited");
     assert_eq!(second["exit"]["code"], 1);
+    // podbox says who holds the port, read from the pod's socket table.
+    let why = second["exit"]["diagnosis"].as_str().unwrap_or_default().to_string();
+    assert!(why.contains("port 80/tcp is held by container server"), "diagnosis: {why:?}");
+    // A foreground container's output went to the terminal and to its log.
+    assert!(node.podbox_ok(&["logs", "web", "client"]).contains("hello from podbox"));
     assert_eq!(container_state(&node, "web", "server")["state"], "running");
     let ps = node.podbox_ok(&["ps"]);
-    assert!(ps.lines().any(|l| l.contains("second") && l.contains("exited (1)")), "{ps}");
+    assert!(ps.lines().any(|l| l.contains("second") && l.contains("exited (1): port 80/tcp is held by container server")), "{ps}");
     assert!(ps.lines().any(|l| l.contains("server") && l.contains("running")), "{ps}");
 
     node.podbox_ok(&["pod", "rm", "-f", "web"]);

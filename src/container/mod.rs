@@ -18,6 +18,7 @@ pub mod mounts;
 pub mod namespaces;
 pub mod process;
 pub mod rootfs;
+mod tee;
 
 use std::path::PathBuf;
 
@@ -70,6 +71,9 @@ pub enum Stdio {
     Inherit,
     /// stdout and stderr appended to this file, stdin from /dev/null.
     Log(PathBuf),
+    /// stdin from the caller; stdout and stderr through pipes that the monitor copies both to
+    /// the caller's streams and to this file (a foreground container that still has logs).
+    Tee(PathBuf),
 }
 
 /// How a container ended; written by its monitor as `exit.json` in the state directory.

@@ -12,7 +12,7 @@ use nix::unistd::{ForkResult, Pid, fork, setsid};
 use oci_spec::runtime::Spec;
 
 use super::init::{self, CODE_RUNTIME, InitArgs};
-use super::{ContainerError, EXIT_FILE, ExitRecord, ProcRef, Result, Rootfs, Stdio, namespaces, process, sys};
+use super::{ContainerError, EXIT_FILE, ExitRecord, ProcRef, Result, Rootfs, Stdio, namespaces, process, sys, tee};
 
 /// Called in the monitor once the init has ended, before `exit.json` is written.
 pub type ExitHook = fn(state_dir: &Path, record: &mut ExitRecord);
@@ -109,11 +109,25 @@ fn monitor_main(opts: &StartOptions, plan: &namespaces::Plan, w: OwnedFd) -> ! {
         init::report(fd, &format!("err {CODE_RUNTIME} {e}\n"));
         unsafe { libc::_exit(CODE_RUNTIME) }
     }
+    let pipes = match &opts.stdio {
+        Stdio::Tee(_) => match tee::Pipes::new() {
+            Ok(p) => Some(p),
+            Err(e) => {
+                init::report(fd, &format!("err {CODE_RUNTIME} creating output pipes: {e}\n"));
+                unsafe { libc::_exit(CODE_RUNTIME) }
+            }
+        },
+        _ => None,
+    };
     // SAFETY: the monitor is single-threaded.
     let init_pid = match unsafe { fork() } {
         Ok(ForkResult::Child) => {
+            if let Some(p) = pipes {
+                p.attach_child();
+            }
             join_cgroups(&opts.cgroup_procs, fd);
-            init::run(InitArgs { spec: opts.spec, rootfs: &opts.rootfs, plan, stdio: &opts.stdio, sync_fd: fd })
+            let stdio = if matches!(opts.stdio, Stdio::Tee(_)) { &Stdio::Inherit } else { &opts.stdio };
+            init::run(InitArgs { spec: opts.spec, rootfs: &opts.rootfs, plan, stdio, sync_fd: fd })
         }
         Ok(ForkResult::Parent { child }) => child,
         Err(e) => {
@@ -123,7 +137,10 @@ fn monitor_main(opts: &StartOptions, plan: &namespaces::Plan, w: OwnedFd) -> ! {
     };
     init::report(fd, &format!("pid {}\n", init_pid.as_raw()));
     drop(w);
-    let status = wait_for(init_pid);
+    let status = match (pipes, &opts.stdio) {
+        (Some(p), Stdio::Tee(log)) => p.copy_until_exit(log, init_pid),
+        _ => wait_for(init_pid),
+    };
     let (code, signal) = process::shell_code(status);
     let mut record = ExitRecord { code, signal, finished_at: crate::state::now_rfc3339(), oom_killed: false, error: None, diagnosis: None };
     if let Some(hook) = opts.on_exit {
@@ -150,7 +167,7 @@ fn detach_stdio() {
     }
 }
 
-fn wait_for(pid: Pid) -> WaitStatus {
+pub(crate) fn wait_for(pid: Pid) -> WaitStatus {
     loop {
         match waitpid(pid, None) {
             Ok(s @ (WaitStatus::Exited(..) | WaitStatus::Signaled(..))) => return s,

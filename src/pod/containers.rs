@@ -57,7 +57,7 @@ pub fn run(ctx: &Ctx, key: &str, c: &ContainerSpec, detach: bool) -> Result<RunO
         spec: &spec,
         rootfs: Rootfs::Overlay { lower: ctx.rootfs.clone(), upper: dir.join("upper"), work: dir.join("work"), merged: dir.join("merged") },
         state_dir: dir.clone(),
-        stdio: if detach { Stdio::Log(dir.join(LOG_FILE)) } else { Stdio::Inherit },
+        stdio: if detach { Stdio::Log(dir.join(LOG_FILE)) } else { Stdio::Tee(dir.join(LOG_FILE)) },
         detach,
         on_exit: Some(diagnose::on_exit),
         cgroup_procs: vec![],

@@ -1,0 +1,65 @@
+//! The pod network through `pod create` (issue #3 at the pod level): parallel creates never share
+//! an address, a failed create leaves no veth/address/pod, host ports reach a pod's container.
+mod common;
+
+use common::{Node, wait_until};
+
+fn json(s: &str) -> serde_json::Value {
+    serde_json::from_str(s).unwrap_or_else(|e| panic!("not JSON ({e}): {s}"))
+}
+
+#[test]
+fn twenty_parallel_pod_creates_get_distinct_addresses() {
+    require_root!();
+    let node = Node::new("parallel");
+    let children: Vec<_> = (0..20).map(|i| node.podbox_spawn(&["pod", "create", &format!("p{i}")])).collect();
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let pods = json(&node.podbox_ok(&["pod", "ls", "--json"]));
+    let mut ips: Vec<String> = pods.as_array().unwrap().iter().map(|p| p["attachment"]["ip"].as_str().unwrap().to_string()).collect();
+    assert_eq!(ips.len(), 20);
+    ips.sort();
+    ips.dedup();
+    assert_eq!(ips.len(), 20, "an address was handed out twice");
+    // every pod answers on its own address
+    for ip in &ips {
+        node.sh_ok(&format!("ping -c1 -W2 {ip} >/dev/null"));
+    }
+    node.podbox_ok(&["pod", "rm", "-f", "--all"]);
+    node.assert_clean();
+    assert_eq!(node.sh_ok("ip -o link show type veth | wc -l").trim(), "0");
+}
+
+#[test]
+fn a_failed_create_leaves_no_pod_veth_or_address_and_host_ports_work() {
+    require_root!();
+    let node = Node::new("hostport");
+    node.podbox_ok(&["pod", "create", "web", "-p", "8080:80"]);
+    node.podbox_ok(&["run", "--pod", "web", "--name", "srv", "-d", "--", "httpd", "-f", "-p", "80", "-h", "/var/www"]);
+    let ip = json(&node.podbox_ok(&["pod", "inspect", "web"]))["attachment"]["ip"].as_str().unwrap().to_string();
+    assert!(wait_until(5, || node.sh(&format!("wget -qO- http://{ip}:80")).status.success()));
+    // through the host port, from the node itself (its loopback)
+    assert!(node.sh_ok("wget -qO- http://127.0.0.1:8080").contains("hello from podbox"));
+    let before_links = node.sh_ok("ip -o link show type veth | wc -l");
+    let out = node.podbox(&["pod", "create", "thief", "-p", "8080:80"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("8080"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(node.sh_ok("ip -o link show type veth | wc -l"), before_links);
+    let pods = json(&node.podbox_ok(&["pod", "ls", "--json"]));
+    assert_eq!(pods.as_array().unwrap().len(), 1, "the failed pod left a record");
+    let ipam = node.sh_ok(&format!("ls {}/network/ipam/*/ | grep -c '^10\\.' || true", node.root.display()));
+    assert_eq!(ipam.trim(), "1", "the failed pod kept an address");
+    node.podbox_ok(&["pod", "rm", "-f", "web"]);
+    node.assert_clean();
+}
+
+#[test]
+fn podbox_refuses_to_run_without_root() {
+    require_root!();
+    let node = Node::new("nonroot");
+    let out = node.sh(&format!("setpriv --reuid=65534 --regid=65534 --clear-groups {} --root /tmp/none pod ls", common::PODBOX));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("must run as root"), "{}", String::from_utf8_lossy(&out.stderr));
+}

@@ -11,7 +11,7 @@ use oci_spec::runtime::Process;
 
 use super::init::{self, CODE_RUNTIME};
 use super::monitor::wait_forwarding;
-use super::{ContainerError, ProcRef, Result, sys};
+use super::{ContainerError, ProcRef, Result, sync, sys};
 
 /// Run `process` inside the container whose init is `target`, with the caller's standard
 /// streams; returns the process's exit code. `cgroup_procs` are joined first.
@@ -26,16 +26,13 @@ pub fn exec(target: ProcRef, process: &Process, cgroup_procs: &[std::path::PathB
         let f = File::open(&p).map_err(|e| ContainerError::Io { what: format!("opening {p}"), source: e })?;
         nss.push((name, flag, f));
     }
-    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(sys("creating sync pipe"))?;
+    let (r, w) = sync::pipe().map_err(sys("creating sync pipe"))?;
     // SAFETY: single-threaded caller; see container::start.
     match unsafe { fork() }.map_err(sys("fork"))? {
         ForkResult::Child => {
             drop(r);
             let fd = w.as_raw_fd();
-            let fail = |msg: String| -> ! {
-                init::report(fd, &format!("err {CODE_RUNTIME} {msg}\n"));
-                unsafe { libc::_exit(CODE_RUNTIME) }
-            };
+            let fail = |msg: String| -> ! { sync::fail(fd, CODE_RUNTIME, &msg) };
             for p in cgroup_procs {
                 if let Err(e) = std::fs::write(p, "0") {
                     fail(format!("joining cgroup {}: {e}", p.display()));
@@ -59,12 +56,9 @@ pub fn exec(target: ProcRef, process: &Process, cgroup_procs: &[std::path::PathB
         }
         ForkResult::Parent { child } => {
             drop(w);
-            let mut buf = String::new();
-            let _ = std::io::Read::read_to_string(&mut File::from(r), &mut buf);
-            if let Some(rest) = buf.lines().find_map(|l| l.strip_prefix("err ")) {
-                let (code, msg) = rest.split_once(' ').unwrap_or((rest, ""));
+            if let Some((code, msg)) = sync::read(r).error {
                 let _ = waitpid(child, None);
-                return Err(ContainerError::StartFailed { code: code.parse().unwrap_or(CODE_RUNTIME), msg: msg.into() });
+                return Err(ContainerError::StartFailed { code, msg });
             }
             Ok(wait_forwarding(child, child))
         }
@@ -93,6 +87,5 @@ fn exec_child(process: &Process, fd: i32) -> ! {
         Err(ContainerError::StartFailed { code, msg }) => (code, msg),
         Err(e) => (CODE_RUNTIME, e.to_string()),
     };
-    init::report(fd, &format!("err {code} {msg}\n"));
-    unsafe { libc::_exit(code) }
+    sync::fail(fd, code, &msg)
 }

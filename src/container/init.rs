@@ -38,17 +38,7 @@ pub fn run(args: InitArgs) -> ! {
         ContainerError::StartFailed { code, msg } => (*code, msg.clone()),
         other => (CODE_RUNTIME, other.to_string()),
     };
-    report(args.sync_fd, &format!("err {code} {msg}\n"));
-    // SAFETY: _exit skips destructors and atexit handlers that belong to the parent's image.
-    unsafe { libc::_exit(code) }
-}
-
-/// Write one message to the sync pipe (a single write: atomic below PIPE_BUF).
-pub fn report(fd: RawFd, msg: &str) {
-    let b = msg.as_bytes();
-    let n = b.len().min(4000);
-    // SAFETY: writing our own buffer to an fd we hold.
-    unsafe { libc::write(fd, b.as_ptr().cast(), n) };
+    super::sync::fail(args.sync_fd, code, &msg)
 }
 
 fn setup_and_exec(a: &InitArgs) -> Result<Infallible> {

@@ -18,6 +18,7 @@ pub mod mounts;
 pub mod namespaces;
 pub mod process;
 pub mod rootfs;
+pub mod sync;
 mod tee;
 
 use std::path::PathBuf;

@@ -2,7 +2,6 @@
 //! and stays its parent, reaps it and records how it ended. The caller learns the init's PID (or
 //! why it could not start) from the sync pipe, and may wait for the monitor to get the exit code.
 
-use std::io::Read;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
@@ -12,7 +11,7 @@ use nix::unistd::{ForkResult, Pid, fork, setsid};
 use oci_spec::runtime::Spec;
 
 use super::init::{self, CODE_RUNTIME, InitArgs};
-use super::{ContainerError, EXIT_FILE, ExitRecord, ProcRef, Result, Rootfs, Stdio, namespaces, process, sys, tee};
+use super::{ContainerError, EXIT_FILE, ExitRecord, ProcRef, Result, Rootfs, Stdio, namespaces, process, sync, sys, tee};
 
 /// Called in the monitor once the init has ended, before `exit.json` is written.
 pub type ExitHook = fn(state_dir: &Path, record: &mut ExitRecord);
@@ -39,14 +38,10 @@ pub struct Started {
     pub monitor: ProcRef,
 }
 
-fn pipe() -> Result<(OwnedFd, OwnedFd)> {
-    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(sys("creating sync pipe"))
-}
-
 /// Start a container from `opts.spec`. Must be called while the process has a single thread.
 pub fn start(opts: StartOptions) -> Result<Started> {
     let plan = namespaces::plan(opts.spec)?;
-    let (r, w) = pipe()?;
+    let (r, w) = sync::pipe().map_err(sys("creating sync pipe"))?;
     // SAFETY: the caller is single-threaded (no tokio runtime on this path), so the child may
     // allocate and run ordinary Rust code until it execs or exits.
     match unsafe { fork() }.map_err(sys("fork"))? {
@@ -56,7 +51,7 @@ pub fn start(opts: StartOptions) -> Result<Started> {
         }
         ForkResult::Parent { child } => {
             drop(w);
-            let (pid, err) = read_sync(r);
+            let sync::Report { pid, error: err } = sync::read(r);
             let monitor = ProcRef::of(child.as_raw()).unwrap_or(ProcRef { pid: child.as_raw(), start_time: 0 });
             if let Some((code, msg)) = err {
                 // The monitor ends right after its init; reap it so no zombie is left.
@@ -72,22 +67,6 @@ pub fn start(opts: StartOptions) -> Result<Started> {
             }
         }
     }
-}
-
-fn read_sync(r: OwnedFd) -> (Option<i32>, Option<(i32, String)>) {
-    let mut buf = String::new();
-    let _ = std::fs::File::from(r).read_to_string(&mut buf);
-    let mut pid = None;
-    let mut err = None;
-    for line in buf.lines() {
-        if let Some(p) = line.strip_prefix("pid ") {
-            pid = p.trim().parse().ok();
-        } else if let Some(rest) = line.strip_prefix("err ") {
-            let (code, msg) = rest.split_once(' ').unwrap_or((rest, ""));
-            err = Some((code.parse().unwrap_or(CODE_RUNTIME), msg.to_string()));
-        }
-    }
-    (pid, err)
 }
 
 fn monitor_main(opts: &StartOptions, plan: &namespaces::Plan, w: OwnedFd) -> ! {
@@ -106,16 +85,12 @@ fn monitor_main(opts: &StartOptions, plan: &namespaces::Plan, w: OwnedFd) -> ! {
         detach_stdio();
     }
     if let Err(e) = namespaces::prepare_pid(&plan.pid) {
-        init::report(fd, &format!("err {CODE_RUNTIME} {e}\n"));
-        unsafe { libc::_exit(CODE_RUNTIME) }
+        sync::fail(fd, CODE_RUNTIME, &e.to_string());
     }
     let pipes = match &opts.stdio {
         Stdio::Tee(_) => match tee::Pipes::new() {
             Ok(p) => Some(p),
-            Err(e) => {
-                init::report(fd, &format!("err {CODE_RUNTIME} creating output pipes: {e}\n"));
-                unsafe { libc::_exit(CODE_RUNTIME) }
-            }
+            Err(e) => sync::fail(fd, CODE_RUNTIME, &format!("creating output pipes: {e}")),
         },
         _ => None,
     };
@@ -130,12 +105,9 @@ fn monitor_main(opts: &StartOptions, plan: &namespaces::Plan, w: OwnedFd) -> ! {
             init::run(InitArgs { spec: opts.spec, rootfs: &opts.rootfs, plan, stdio, sync_fd: fd })
         }
         Ok(ForkResult::Parent { child }) => child,
-        Err(e) => {
-            init::report(fd, &format!("err {CODE_RUNTIME} fork: {e}\n"));
-            unsafe { libc::_exit(CODE_RUNTIME) }
-        }
+        Err(e) => sync::fail(fd, CODE_RUNTIME, &format!("fork: {e}")),
     };
-    init::report(fd, &format!("pid {}\n", init_pid.as_raw()));
+    sync::send(fd, &format!("pid {}\n", init_pid.as_raw()));
     drop(w);
     let status = match (pipes, &opts.stdio) {
         (Some(p), Stdio::Tee(log)) => p.copy_until_exit(log, init_pid),
@@ -153,8 +125,7 @@ fn monitor_main(opts: &StartOptions, plan: &namespaces::Plan, w: OwnedFd) -> ! {
 fn join_cgroups(procs: &[PathBuf], fd: i32) {
     for p in procs {
         if let Err(e) = std::fs::write(p, "0") {
-            init::report(fd, &format!("err {CODE_RUNTIME} joining cgroup {}: {e}\n", p.display()));
-            unsafe { libc::_exit(CODE_RUNTIME) }
+            sync::fail(fd, CODE_RUNTIME, &format!("joining cgroup {}: {e}", p.display()));
         }
     }
 }

@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::Read;
 use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -16,7 +15,7 @@ use nix::unistd::{ForkResult, fork};
 
 use super::PodError;
 use crate::container::ProcRef;
-use crate::container::init::report;
+use crate::container::sync;
 
 /// The namespaces of a pod that are pinned before anything runs in them. The PID namespace is
 /// not among them: the kernel hands out a PID namespace only once its init exists, so it is
@@ -31,14 +30,13 @@ fn io_err(what: String) -> impl FnOnce(std::io::Error) -> PodError {
     move |e| PodError::Kernel(format!("{what}: {e}"))
 }
 
-/// Read the sync pipe until EOF; "err CODE MSG" lines become an error, "pid N" the result.
+/// The pid a child reported on the sync pipe, or its error message.
 fn read_sync(r: std::os::fd::OwnedFd) -> Result<Option<i32>, String> {
-    let mut buf = String::new();
-    let _ = fs::File::from(r).read_to_string(&mut buf);
-    if let Some(rest) = buf.lines().find_map(|l| l.strip_prefix("err ")) {
-        return Err(rest.split_once(' ').map(|x| x.1).unwrap_or(rest).to_string());
+    let rep = sync::read(r);
+    match rep.error {
+        Some((_, msg)) => Err(msg),
+        None => Ok(rep.pid),
     }
-    Ok(buf.lines().find_map(|l| l.strip_prefix("pid ")).and_then(|p| p.trim().parse().ok()))
 }
 
 /// Create the pod's namespaces and pin them under `ns_dir`; set the hostname and bring `lo` up.
@@ -51,7 +49,7 @@ pub fn pin_namespaces(ns_dir: &Path, hostname: &str) -> Result<BTreeMap<String, 
         fs::File::create(&p).map_err(io_err(format!("creating {}", p.display())))?;
         pins.insert(name.to_string(), p);
     }
-    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(sys_err("pipe"))?;
+    let (r, w) = sync::pipe().map_err(sys_err("pipe"))?;
     // SAFETY: called before any other thread exists in the CLI.
     match unsafe { fork() }.map_err(sys_err("fork"))? {
         ForkResult::Child => {
@@ -70,8 +68,7 @@ pub fn pin_namespaces(ns_dir: &Path, hostname: &str) -> Result<BTreeMap<String, 
                 Ok(())
             })();
             if let Err(msg) = res {
-                report(fd, &format!("err 1 {msg}\n"));
-                unsafe { libc::_exit(1) }
+                sync::fail(fd, 1, &msg);
             }
             unsafe { libc::_exit(0) }
         }
@@ -104,16 +101,13 @@ pub fn start_pause(pins: &BTreeMap<String, PathBuf>) -> Result<ProcRef, PodError
         let p = &pins[*name];
         files.push((*flag, fs::File::open(p).map_err(io_err(format!("opening {}", p.display())))?));
     }
-    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(sys_err("pipe"))?;
+    let (r, w) = sync::pipe().map_err(sys_err("pipe"))?;
     // SAFETY: single-threaded CLI; the child only makes syscalls and forks again.
     match unsafe { fork() }.map_err(sys_err("fork"))? {
         ForkResult::Child => {
             drop(r);
             let fd = w.as_raw_fd();
-            let fail = |msg: String| -> ! {
-                report(fd, &format!("err 1 {msg}\n"));
-                unsafe { libc::_exit(1) }
-            };
+            let fail = |msg: String| -> ! { sync::fail(fd, 1, &msg) };
             let _ = nix::unistd::setsid();
             for (flag, f) in &files {
                 if let Err(e) = setns(f.as_fd(), *flag) {
@@ -136,7 +130,7 @@ pub fn start_pause(pins: &BTreeMap<String, PathBuf>) -> Result<ProcRef, PodError
                     fail(format!("starting the pause process: {e}"))
                 }
                 Ok(ForkResult::Parent { child }) => {
-                    report(fd, &format!("pid {}\n", child.as_raw()));
+                    sync::send(fd, &format!("pid {}\n", child.as_raw()));
                     unsafe { libc::_exit(0) }
                 }
                 Err(e) => fail(format!("fork: {e}")),

@@ -97,8 +97,9 @@ pub fn pin_pid_namespace(pause: &ProcRef, pin: &Path) -> Result<(), PodError> {
     Ok(())
 }
 
-/// Start the pause process inside the pinned namespaces, as PID 1 of a new PID namespace.
-pub fn start_pause(pins: &BTreeMap<String, PathBuf>) -> Result<ProcRef, PodError> {
+/// Start the pause process inside the pinned namespaces, as PID 1 of a new PID namespace, in the
+/// cgroups whose `cgroup.procs` files are `cgroup_procs`.
+pub fn start_pause(pins: &BTreeMap<String, PathBuf>, cgroup_procs: &[PathBuf]) -> Result<ProcRef, PodError> {
     let mut files = Vec::new();
     for (name, flag) in PINNED {
         let p = &pins[*name];
@@ -115,6 +116,11 @@ pub fn start_pause(pins: &BTreeMap<String, PathBuf>) -> Result<ProcRef, PodError
                 unsafe { libc::_exit(1) }
             };
             let _ = nix::unistd::setsid();
+            for p in cgroup_procs {
+                if let Err(e) = fs::write(p, "0") {
+                    fail(format!("joining cgroup {}: {e}", p.display()));
+                }
+            }
             for (flag, f) in &files {
                 if let Err(e) = setns(f.as_fd(), *flag) {
                     fail(format!("joining pod namespace {flag:?}: {e}"));

@@ -225,7 +225,7 @@ impl Cgroup {
             if d.v2 {
                 enable_controllers(d, &wanted)?;
             }
-            fs::create_dir_all(&d.path).map_err(io_err(format!("creating cgroup {}", d.path.display())))?;
+            create_dir_racing(&d.path)?;
             for (_, ctrl, v1, v2, value) in &wanted {
                 let file = if d.v2 { v2 } else { v1 };
                 if let Some(file) = file.filter(|_| d.controllers.iter().any(|c| c == ctrl)) {
@@ -235,6 +235,14 @@ impl Cgroup {
             }
         }
         Ok(())
+    }
+
+    /// Remove the cgroup's directories if they are empty, and nothing else: for parents that
+    /// several users share (e.g. `podbox`), where another pod may still have children.
+    pub fn prune(&self) {
+        for d in &self.dirs {
+            let _ = fs::remove_dir(&d.path);
+        }
     }
 
     /// The `cgroup.procs` files a process writes "0" into to join the cgroup.
@@ -264,6 +272,17 @@ impl Cgroup {
             }
         }
         Ok(())
+    }
+}
+
+/// mkdir -p that survives another podbox pruning an empty shared parent at the same moment.
+fn create_dir_racing(p: &Path) -> Result<()> {
+    let mut tries = 0;
+    loop {
+        match fs::create_dir_all(p) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && tries < 5 => tries += 1,
+            other => return other.map_err(io_err(format!("creating cgroup {}", p.display()))),
+        }
     }
 }
 
@@ -308,7 +327,7 @@ fn enable_controllers(d: &Dir, wanted: &[Setting]) -> Result<()> {
     let rel = d.path.strip_prefix(&d.mount).unwrap_or(Path::new(""));
     let mut cur = d.mount.clone();
     for comp in rel.components() {
-        fs::create_dir_all(&cur).map_err(io_err(format!("creating cgroup {}", cur.display())))?;
+        create_dir_racing(&cur)?;
         let enabled = fs::read_to_string(cur.join("cgroup.subtree_control")).unwrap_or_default();
         for c in &need {
             if !enabled.split_whitespace().any(|e| e == *c) {

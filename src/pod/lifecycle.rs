@@ -128,6 +128,9 @@ pub fn destroy(ctx: &Ctx, id: &str, rec: Option<&PodRecord>) -> Vec<String> {
     if let Err(e) = Cgroup::resolve(&spec::pod_cgroup(id)).and_then(|cg| cg.remove()) {
         problems.push(e.to_string());
     }
+    if let Ok(parent) = Cgroup::resolve(spec::CGROUP_PARENT) {
+        parent.prune();
+    }
     if let Err(e) = network::teardown(&ctx.root.path, id) {
         problems.push(e.to_string());
     }

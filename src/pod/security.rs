@@ -39,9 +39,11 @@ pub fn parse_cap(name: &str) -> Result<Option<Capability>, PodError> {
         .map_err(|_| PodError::Invalid(format!("unknown capability {name:?} (see capabilities(7); e.g. NET_ADMIN or CAP_NET_ADMIN)")))
 }
 
-/// Every capability this build knows (those of the running kernel's era).
+/// "Every capability": every one podbox itself may hold (its bounding set), since a container
+/// cannot be given more than its runtime has (e.g. where the node withholds CAP_SYS_RESOURCE).
 pub fn all_caps() -> Capabilities {
-    caps::all().into_iter().filter_map(|c| serde_json::from_value(serde_json::Value::String(c.to_string())).ok()).collect()
+    let ours = caps::read(None, caps::CapSet::Bounding).unwrap_or_else(|_| caps::all());
+    ours.into_iter().filter_map(|c| serde_json::from_value(serde_json::Value::String(c.to_string())).ok()).collect()
 }
 
 /// The default set, then drops, then adds (Docker's order, so `--cap-drop ALL --cap-add X`

@@ -18,8 +18,11 @@ use super::security;
 /// The cgroup of pod `pod_id` (relative: the container layer places it below podbox's own
 /// cgroup), holding one child per container and one for the pause.
 pub fn pod_cgroup(pod_id: &str) -> String {
-    format!("podbox/{pod_id}")
+    format!("{CGROUP_PARENT}/{pod_id}")
 }
+
+/// The cgroup below which every pod's is (shared by all podbox roots of the machine).
+pub const CGROUP_PARENT: &str = "podbox";
 
 pub fn container_cgroup(pod_id: &str, container: &str) -> String {
     format!("{}/{container}", pod_cgroup(pod_id))

@@ -150,6 +150,13 @@ fn read_only_root_and_exec_are_confined() {
     // In the container's cgroup namespace its cgroup is the root: the exec'd process joined it.
     assert!(out.lines().filter(|l| l.contains("pids")).all(|l| l.ends_with(":/")), "{out}");
     node.podbox_ok(&["rm", "-f", "p", "d"]);
+    // A container that cannot start leaves no cgroup behind.
+    let id = node.podbox_ok(&["pod", "inspect", "p"]);
+    let id: serde_json::Value = serde_json::from_str(&id).unwrap();
+    let out = node.podbox(&["run", "--pod", "p", "--name", "nf", "--memory", "16m", "--", "no-such-command"]);
+    assert_eq!(out.status.code(), Some(127));
+    let left = node.sh_ok(&format!("find /sys/fs/cgroup -type d -path '*/podbox/{}/nf'", id["id"].as_str().unwrap()));
+    assert!(left.trim().is_empty(), "{left}");
 }
 
 #[test]

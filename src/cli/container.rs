@@ -5,7 +5,8 @@ use std::time::Duration;
 use clap::Args;
 
 use crate::pod::containers::{self, RunOutcome};
-use crate::pod::model::{ContainerSpec, ContainerState};
+use crate::pod::model::{ContainerSpec, ContainerState, Resources, Security};
+use crate::pod::quantity;
 use crate::pod::{Ctx, PodError};
 
 #[derive(Args, Debug)]
@@ -24,6 +25,34 @@ pub struct RunArgs {
     /// UID[:GID]
     #[arg(short, long)]
     pub user: Option<String>,
+    /// Supplementary group ID (repeatable).
+    #[arg(long = "group-add", value_name = "GID")]
+    pub group_add: Vec<u32>,
+    /// Add a capability to the default set (NET_ADMIN, CAP_NET_ADMIN or ALL; repeatable).
+    #[arg(long = "cap-add", value_name = "CAP")]
+    pub cap_add: Vec<String>,
+    /// Remove a capability from the default set (or ALL); applied before --cap-add.
+    #[arg(long = "cap-drop", value_name = "CAP")]
+    pub cap_drop: Vec<String>,
+    /// Every capability, no seccomp filter, no masked or read-only paths, writable /sys, every
+    /// device: only for containers you trust with the node.
+    #[arg(long)]
+    pub privileged: bool,
+    /// `seccomp=unconfined` runs without the default seccomp filter.
+    #[arg(long = "security-opt", value_name = "OPT")]
+    pub security_opt: Vec<String>,
+    /// Mount the container's root file system read-only.
+    #[arg(long = "read-only")]
+    pub read_only: bool,
+    /// Memory limit: 64m, 1g (binary units) or a Kubernetes quantity (64Mi, 1G).
+    #[arg(short, long)]
+    pub memory: Option<String>,
+    /// CPU limit in CPUs (0.5 = half of one CPU; also 500m).
+    #[arg(long)]
+    pub cpus: Option<String>,
+    /// Maximum number of processes and threads (-1: unlimited).
+    #[arg(long = "pids-limit")]
+    pub pids_limit: Option<i64>,
     #[arg(last = true, required = true)]
     pub cmd: Vec<String>,
 }
@@ -93,6 +122,28 @@ fn parse_user(u: &str) -> anyhow::Result<(u32, u32)> {
     }
 }
 
+fn parse_security(a: &RunArgs) -> anyhow::Result<Security> {
+    let mut sec = Security { cap_add: a.cap_add.clone(), cap_drop: a.cap_drop.clone(), privileged: a.privileged, read_only: a.read_only, ..Default::default() };
+    for o in &a.security_opt {
+        match o.as_str() {
+            "seccomp=unconfined" | "seccomp:unconfined" => sec.seccomp_unconfined = true,
+            "no-new-privileges" | "no-new-privileges=true" | "no-new-privileges:true" => {} // always on
+            other => anyhow::bail!("--security-opt {other:?}: supported are seccomp=unconfined and no-new-privileges"),
+        }
+    }
+    Ok(sec)
+}
+
+fn parse_resources(a: &RunArgs) -> anyhow::Result<Resources> {
+    let cpu = a.cpus.as_deref().map(quantity::cpu_millis).transpose()?;
+    Ok(Resources {
+        memory_bytes: a.memory.as_deref().map(quantity::memory_flag).transpose()?,
+        cpu_millis: cpu,
+        cpu_request_millis: cpu,
+        pids: a.pids_limit.map(|p| if p <= 0 { -1 } else { p }),
+    })
+}
+
 pub fn run(ctx: &Ctx, a: &RunArgs) -> anyhow::Result<i32> {
     let c = ContainerSpec {
         name: a.name.clone(),
@@ -101,6 +152,9 @@ pub fn run(ctx: &Ctx, a: &RunArgs) -> anyhow::Result<i32> {
         working_dir: a.workdir.clone(),
         user: a.user.as_deref().map(parse_user).transpose()?,
         ports: vec![],
+        group_add: a.group_add.clone(),
+        security: parse_security(a)?,
+        resources: parse_resources(a)?,
     };
     match containers::run(ctx, &a.pod, &c, a.detach) {
         Ok(RunOutcome::Detached(pid)) => {

@@ -1,5 +1,5 @@
 //! `exec`: run another process in a running container — join all of its init's namespaces,
-//! apply the container's user, capabilities and no_new_privs, and exec.
+//! apply the container's user, capabilities, no_new_privs and seccomp filter, and exec.
 
 use std::fs::File;
 use std::os::fd::{AsFd, AsRawFd};
@@ -7,18 +7,20 @@ use std::os::fd::{AsFd, AsRawFd};
 use nix::sched::{CloneFlags, setns};
 use nix::sys::wait::waitpid;
 use nix::unistd::{ForkResult, fork};
-use oci_spec::runtime::Process;
+use oci_spec::runtime::{LinuxSeccomp, Process};
 
 use super::init::{self, CODE_RUNTIME};
 use super::monitor::wait_forwarding;
 use super::{ContainerError, ProcRef, Result, sync, sys};
 
 /// Run `process` inside the container whose init is `target`, with the caller's standard
-/// streams; returns the process's exit code. `cgroup_procs` are joined first.
-pub fn exec(target: ProcRef, process: &Process, cgroup_procs: &[std::path::PathBuf]) -> Result<i32> {
+/// streams; returns the process's exit code. `cgroup_procs` are joined first; `seccomp` is the
+/// container's profile (the spec's `linux.seccomp`), which binds exec'd processes as well.
+pub fn exec(target: ProcRef, process: &Process, seccomp: Option<&LinuxSeccomp>, cgroup_procs: &[std::path::PathBuf]) -> Result<i32> {
     if !target.alive() {
         return Err(ContainerError::NotRunning(target.pid.to_string()));
     }
+    let filters = super::seccomp::compile(seccomp)?;
     // Open every namespace before entering any (the mount namespace changes what paths mean).
     let mut nss = Vec::new();
     for (name, flag) in [("ipc", CloneFlags::CLONE_NEWIPC), ("uts", CloneFlags::CLONE_NEWUTS), ("net", CloneFlags::CLONE_NEWNET), ("pid", CloneFlags::CLONE_NEWPID), ("cgroup", CloneFlags::CLONE_NEWCGROUP), ("mnt", CloneFlags::CLONE_NEWNS)] {
@@ -45,7 +47,7 @@ pub fn exec(target: ProcRef, process: &Process, cgroup_procs: &[std::path::PathB
             }
             // Entering the PID namespace takes effect for children: fork once more.
             match unsafe { fork() } {
-                Ok(ForkResult::Child) => exec_child(process, fd),
+                Ok(ForkResult::Child) => exec_child(process, &filters, fd),
                 Ok(ForkResult::Parent { child }) => {
                     drop(w);
                     let code = wait_forwarding(child, child);
@@ -65,7 +67,7 @@ pub fn exec(target: ProcRef, process: &Process, cgroup_procs: &[std::path::PathB
     }
 }
 
-fn exec_child(process: &Process, fd: i32) -> ! {
+fn exec_child(process: &Process, seccomp: &[seccompiler::BpfProgram], fd: i32) -> ! {
     let result = (|| -> Result<std::convert::Infallible> {
         let env = process.env().clone().unwrap_or_default();
         let argv = process.args().clone().unwrap_or_default();
@@ -74,13 +76,7 @@ fn exec_child(process: &Process, fd: i32) -> ! {
         }
         let exe = init::resolve_executable(&argv[0], &env)?;
         init::set_rlimits(process.rlimits().as_deref().unwrap_or(&[]))?;
-        init::switch_user(process)?;
-        nix::unistd::chdir(process.cwd().as_path()).map_err(sys(format!("chdir {}", process.cwd().display())))?;
-        if process.no_new_privileges().unwrap_or(false) {
-            unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
-        }
-        unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) };
-        init::exec(&exe, &argv, &env)
+        init::become_process(process, seccomp, &exe, &argv, &env)
     })();
     let (code, msg) = match result {
         Ok(never) => match never {},

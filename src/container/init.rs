@@ -1,5 +1,5 @@
 //! The container's init, from fork to exec: namespaces, root file system, hostname, sysctls,
-//! rlimits, user, capabilities, no_new_privs, then exec of `process.args`. Any failure is sent to
+//! rlimits, user, capabilities, no_new_privs, seccomp, then exec of `process.args`. Any failure is sent to
 //! the caller over the sync pipe and ends the process with the shell's code for it.
 
 use std::convert::Infallible;
@@ -26,6 +26,8 @@ pub struct InitArgs<'a> {
     pub stdio: &'a Stdio,
     /// Write end of the sync pipe (CLOEXEC): errors before exec go here.
     pub sync_fd: RawFd,
+    /// Compiled `linux.seccomp`, installed just before exec.
+    pub seccomp: &'a [seccompiler::BpfProgram],
 }
 
 /// Run in the forked init; never returns.
@@ -71,10 +73,22 @@ fn setup_and_exec(a: &InitArgs) -> Result<Infallible> {
     // Resolve before dropping privileges: the lookup may need to read directories as root, the
     // exec itself is then checked with the container user's rights.
     let exe = resolve_executable(&argv[0], &env)?;
+    become_process(process, a.seccomp, &exe, &argv, &env)
+}
+
+/// The last steps of both the init and an exec'd process: user and capabilities, working
+/// directory, no_new_privs, seccomp, exec. seccomp comes last so that its filter need not allow
+/// podbox's own setup; only without no_new_privs must it be installed earlier, while the
+/// process still has CAP_SYS_ADMIN (as runc does).
+pub fn become_process(process: &Process, seccomp: &[seccompiler::BpfProgram], exe: &Path, argv: &[String], env: &[String]) -> Result<Infallible> {
+    let nnp = process.no_new_privileges().unwrap_or(false);
+    if !nnp {
+        super::seccomp::install(seccomp)?;
+    }
     switch_user(process)?;
     let cwd = process.cwd();
     nix::unistd::chdir(cwd.as_path()).map_err(sys(format!("chdir to working directory {}", cwd.display())))?;
-    if process.no_new_privileges().unwrap_or(false) {
+    if nnp {
         // SAFETY: prctl with integer arguments.
         if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
             return Err(io("setting no_new_privs")(std::io::Error::last_os_error()));
@@ -83,7 +97,10 @@ fn setup_and_exec(a: &InitArgs) -> Result<Infallible> {
     // Every inherited descriptor but 0-2 (and the sync pipe, already CLOEXEC) is closed at exec.
     // SAFETY: close_range on our own descriptor table.
     unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) };
-    exec(&exe, &argv, &env)
+    if nnp {
+        super::seccomp::install(seccomp)?;
+    }
+    exec(exe, argv, env)
 }
 
 fn redirect_stdio(stdio: &Stdio) -> Result<()> {

@@ -4,13 +4,14 @@
 //! Process model of `start`:
 //! ```text
 //! caller ──fork──▶ monitor (new session, child subreaper; setns/unshare of the PID namespace)
-//!                     └─fork──▶ init: join/unshare namespaces → cgroup → rootfs → pivot_root →
+//!                     └─fork──▶ init: cgroup → join/unshare namespaces → rootfs → pivot_root →
 //!                                      hostname → rlimits → user → capabilities → seccomp → exec
 //! ```
 //! The monitor outlives the caller, reaps the init and writes `exit.json` into the container's
 //! state directory. A CLOEXEC sync pipe reports the init's PID, or an error from before exec
 //! (e.g. "executable not found", exit 127), back to the caller.
 
+pub mod cgroups;
 pub mod exec;
 pub mod init;
 pub mod monitor;
@@ -18,6 +19,7 @@ pub mod mounts;
 pub mod namespaces;
 pub mod process;
 pub mod rootfs;
+pub mod seccomp;
 pub mod sync;
 mod tee;
 

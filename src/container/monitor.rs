@@ -11,7 +11,7 @@ use nix::unistd::{ForkResult, Pid, fork, setsid};
 use oci_spec::runtime::Spec;
 
 use super::init::{self, CODE_RUNTIME, InitArgs};
-use super::{ContainerError, EXIT_FILE, ExitRecord, ProcRef, Result, Rootfs, Stdio, namespaces, process, sync, sys, tee};
+use super::{ContainerError, EXIT_FILE, ExitRecord, ProcRef, Result, Rootfs, Stdio, cgroups, namespaces, process, seccomp, sync, sys, tee};
 
 /// Called in the monitor once the init has ended, before `exit.json` is written.
 pub type ExitHook = fn(state_dir: &Path, record: &mut ExitRecord);
@@ -39,15 +39,28 @@ pub struct Started {
 }
 
 /// Start a container from `opts.spec`. Must be called while the process has a single thread.
+/// The spec's cgroup is created here and removed again if the container cannot start.
 pub fn start(opts: StartOptions) -> Result<Started> {
     let plan = namespaces::plan(opts.spec)?;
+    let filters = seccomp::compile(opts.spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()))?;
+    let cgroup = cgroups::setup(opts.spec)?;
+    let result = fork_monitor(&opts, &plan, &filters, cgroup.as_ref());
+    if result.is_err() {
+        if let Some(cg) = &cgroup {
+            let _ = cg.remove();
+        }
+    }
+    result
+}
+
+fn fork_monitor(opts: &StartOptions, plan: &namespaces::Plan, filters: &[seccompiler::BpfProgram], cgroup: Option<&cgroups::Cgroup>) -> Result<Started> {
     let (r, w) = sync::pipe().map_err(sys("creating sync pipe"))?;
     // SAFETY: the caller is single-threaded (no tokio runtime on this path), so the child may
     // allocate and run ordinary Rust code until it execs or exits.
     match unsafe { fork() }.map_err(sys("fork"))? {
         ForkResult::Child => {
             drop(r);
-            monitor_main(&opts, &plan, w)
+            monitor_main(opts, plan, filters, cgroup, w)
         }
         ForkResult::Parent { child } => {
             drop(w);
@@ -69,7 +82,7 @@ pub fn start(opts: StartOptions) -> Result<Started> {
     }
 }
 
-fn monitor_main(opts: &StartOptions, plan: &namespaces::Plan, w: OwnedFd) -> ! {
+fn monitor_main(opts: &StartOptions, plan: &namespaces::Plan, filters: &[seccompiler::BpfProgram], cgroup: Option<&cgroups::Cgroup>, w: OwnedFd) -> ! {
     let fd = w.as_raw_fd();
     // The monitor lives long and never execs: drop every descriptor it inherited (the caller's
     // lock file above all) but the standard streams and the sync pipe.
@@ -100,9 +113,10 @@ fn monitor_main(opts: &StartOptions, plan: &namespaces::Plan, w: OwnedFd) -> ! {
             if let Some(p) = pipes {
                 p.attach_child();
             }
-            join_cgroups(&opts.cgroup_procs, fd);
+            // The spec's own cgroup first: the init is confined before it does anything else.
+            join_cgroups(cgroup.map(|c| c.procs_files()).unwrap_or_default().iter().chain(&opts.cgroup_procs), fd);
             let stdio = if matches!(opts.stdio, Stdio::Tee(_)) { &Stdio::Inherit } else { &opts.stdio };
-            init::run(InitArgs { spec: opts.spec, rootfs: &opts.rootfs, plan, stdio, sync_fd: fd })
+            init::run(InitArgs { spec: opts.spec, rootfs: &opts.rootfs, plan, stdio, sync_fd: fd, seccomp: filters })
         }
         Ok(ForkResult::Parent { child }) => child,
         Err(e) => sync::fail(fd, CODE_RUNTIME, &format!("fork: {e}")),
@@ -114,7 +128,9 @@ fn monitor_main(opts: &StartOptions, plan: &namespaces::Plan, w: OwnedFd) -> ! {
         _ => wait_for(init_pid),
     };
     let (code, signal) = process::shell_code(status);
-    let mut record = ExitRecord { code, signal, finished_at: crate::state::now_rfc3339(), oom_killed: false, error: None, diagnosis: None };
+    // The container's cgroup is its own, so any OOM kill counted there happened to it.
+    let oom_killed = cgroup.map(|c| c.oom_kills() > 0).unwrap_or(false);
+    let mut record = ExitRecord { code, signal, finished_at: crate::state::now_rfc3339(), oom_killed, error: None, diagnosis: None };
     if let Some(hook) = opts.on_exit {
         hook(&opts.state_dir, &mut record);
     }
@@ -122,7 +138,7 @@ fn monitor_main(opts: &StartOptions, plan: &namespaces::Plan, w: OwnedFd) -> ! {
     unsafe { libc::_exit(code.clamp(0, 255)) }
 }
 
-fn join_cgroups(procs: &[PathBuf], fd: i32) {
+fn join_cgroups<'a>(procs: impl Iterator<Item = &'a PathBuf>, fd: i32) {
     for p in procs {
         if let Err(e) = std::fs::write(p, "0") {
             sync::fail(fd, CODE_RUNTIME, &format!("joining cgroup {}: {e}", p.display()));

@@ -8,6 +8,7 @@ use oci_spec::runtime::{Process, Spec};
 
 use super::model::{ContainerRecord, ContainerSpec, ContainerState, PodPhase, PodRecord, validate_name};
 use super::{Ctx, PodError, Result, diagnose, spec};
+use crate::container::cgroups::Cgroup;
 use crate::container::{self, ContainerError, EXIT_FILE, ProcRef, Rootfs, Stdio, monitor::StartOptions};
 use crate::state;
 
@@ -108,7 +109,13 @@ pub fn exec(ctx: &Ctx, key: &str, name: &str, args: &[String], env: &[(String, S
         process.set_cwd(w.into());
     }
     let pid = st.record.pid.ok_or_else(|| ContainerError::NotRunning(name.into()))?;
-    Ok(container::exec::exec(pid, &process, &[])?)
+    // The exec'd process is confined like the container: its seccomp filter and its cgroup.
+    let linux = spec.linux().as_ref();
+    let procs = match linux.and_then(|l| l.cgroups_path().as_ref()) {
+        Some(p) => Cgroup::resolve(&p.to_string_lossy())?.procs_files(),
+        None => vec![],
+    };
+    Ok(container::exec::exec(pid, &process, linux.and_then(|l| l.seccomp().as_ref()), &procs)?)
 }
 
 /// Copy the container's log to `out`; with `follow`, keep copying until the container has exited.
@@ -175,6 +182,7 @@ pub fn remove(ctx: &Ctx, key: &str, name: &str, force: bool) -> Result<()> {
     } else if let Some(m) = st.record.monitor {
         m.wait_gone(Duration::from_secs(5));
     }
+    Cgroup::resolve(&spec::container_cgroup(&pod.id, name))?.remove()?;
     let dir = ctx.root.container_dir(&pod.id, name);
     fs::remove_dir_all(&dir).map_err(|e| PodError::Kernel(format!("removing {}: {e}", dir.display())))?;
     let _ = EXIT_FILE;

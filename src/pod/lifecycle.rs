@@ -1,4 +1,4 @@
-//! Pod lifecycle: create (pins → shm → pause → network → record), stop, remove, and `gc`, which
+//! Pod lifecycle: create (pins → shm → cgroup and pause → network → record), stop, remove, and `gc`, which
 //! finishes the removal of whatever a crash left behind. Every removal path goes through
 //! `destroy`, which is idempotent and works from the pod id alone.
 
@@ -7,7 +7,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::model::{ContainerState, PodPhase, PodRecord, PodSpec};
-use super::{Ctx, PodError, Result, containers, new_id, sandbox};
+use super::{Ctx, PodError, Result, containers, new_id, sandbox, spec};
+use crate::container::cgroups::Cgroup;
 use crate::network;
 use crate::state;
 
@@ -53,9 +54,12 @@ fn build(ctx: &Ctx, rec: &mut PodRecord) -> Result<()> {
     rec.namespaces = pins.clone();
     sandbox::mount_shm(&dir.join("shm"))?;
     write_etc(&dir.join("etc"), rec)?;
+    // The pod's cgroup comes into being with the pause's child of it; containers add theirs.
+    let pause_cg = Cgroup::resolve(&spec::pause_cgroup(&rec.id))?;
+    pause_cg.create(None)?;
     // The pause is started before the network: this keeps every fork ahead of the threads the
     // network layer may use.
-    let pause = sandbox::start_pause(&pins)?;
+    let pause = sandbox::start_pause(&pins, &pause_cg.procs_files())?;
     rec.pause = Some(pause);
     state::write_json(&ctx.pod_record_path(&rec.id), rec)?;
     if rec.share_pid {
@@ -94,7 +98,7 @@ fn write_etc(etc: &Path, rec: &PodRecord) -> Result<()> {
     Ok(())
 }
 
-/// Tear down pod `id` from whatever exists of it: processes, network, mounts, state. Idempotent;
+/// Tear down pod `id` from whatever exists of it: processes, cgroups, network, mounts, state. Idempotent;
 /// best effort (each step runs even if an earlier one failed), errors of the network layer are
 /// returned so that the caller can report them.
 pub fn destroy(ctx: &Ctx, id: &str, rec: Option<&PodRecord>) -> Vec<String> {
@@ -119,6 +123,13 @@ pub fn destroy(ctx: &Ctx, id: &str, rec: Option<&PodRecord>) -> Vec<String> {
     // Monitors record exits into the pod's directory: let them finish before it goes.
     for m in &monitors {
         m.wait_gone(Duration::from_secs(5));
+    }
+    // Every process is gone (or a zombie about to be reaped): the cgroups can go.
+    if let Err(e) = Cgroup::resolve(&spec::pod_cgroup(id)).and_then(|cg| cg.remove()) {
+        problems.push(e.to_string());
+    }
+    if let Ok(parent) = Cgroup::resolve(spec::CGROUP_PARENT) {
+        parent.prune();
     }
     if let Err(e) = network::teardown(&ctx.root.path, id) {
         problems.push(e.to_string());

@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 use super::PodError;
-use super::model::{ContainerSpec, PodSpec};
+use super::model::{ContainerSpec, PodSpec, Resources};
+use super::quantity;
 use crate::network::{PortMapping, Protocol};
 
 #[derive(Debug, Deserialize)]
@@ -70,6 +71,80 @@ struct Container {
     working_dir: Option<String>,
     #[serde(default)]
     ports: Vec<Port>,
+    #[serde(default)]
+    resources: Option<ResourceRequirements>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResourceRequirements {
+    #[serde(default)]
+    limits: Option<ResourceList>,
+    #[serde(default)]
+    requests: Option<ResourceList>,
+}
+
+/// Quantities are strings or plain numbers in manifests (`cpu: 0.5`, `memory: 64Mi`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResourceList {
+    #[serde(default)]
+    memory: Option<Quantity>,
+    #[serde(default)]
+    cpu: Option<Quantity>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Quantity {
+    Text(String),
+    Number(f64),
+}
+
+impl Quantity {
+    fn text(&self) -> String {
+        match self {
+            Quantity::Text(s) => s.clone(),
+            Quantity::Number(n) => n.to_string(),
+        }
+    }
+}
+
+/// Limits become cgroup limits; a cpu request becomes the CPU weight (shares), as in the
+/// kubelet. A memory request only guides a scheduler, which podbox has not, so it is accepted
+/// and checked but has no effect.
+fn resources(i: usize, r: &ResourceRequirements) -> Result<Resources, PodError> {
+    let field = |part: &str, name: &str| format!("spec.containers[{i}].resources.{part}.{name}");
+    let wrap = |f: String| move |e: PodError| invalid(&f, e.to_string());
+    let mut out = Resources::default();
+    if let Some(l) = &r.limits {
+        if let Some(m) = &l.memory {
+            out.memory_bytes = Some(quantity::memory_bytes(&m.text()).map_err(wrap(field("limits", "memory")))?);
+        }
+        if let Some(c) = &l.cpu {
+            out.cpu_millis = Some(quantity::cpu_millis(&c.text()).map_err(wrap(field("limits", "cpu")))?);
+        }
+    }
+    if let Some(q) = &r.requests {
+        if let Some(m) = &q.memory {
+            let req = quantity::memory_bytes(&m.text()).map_err(wrap(field("requests", "memory")))?;
+            if out.memory_bytes.is_some_and(|l| req > l) {
+                return Err(invalid(&field("requests", "memory"), "must not exceed limits.memory"));
+            }
+        }
+        if let Some(c) = &q.cpu {
+            let req = quantity::cpu_millis(&c.text()).map_err(wrap(field("requests", "cpu")))?;
+            if out.cpu_millis.is_some_and(|l| req > l) {
+                return Err(invalid(&field("requests", "cpu"), "must not exceed limits.cpu"));
+            }
+            out.cpu_request_millis = Some(req);
+        }
+    }
+    // As in Kubernetes, a limit without a request requests the limit.
+    if out.cpu_request_millis.is_none() {
+        out.cpu_request_millis = out.cpu_millis;
+    }
+    Ok(out)
 }
 
 #[derive(Debug, Deserialize)]
@@ -166,6 +241,10 @@ pub fn parse(text: &str) -> Result<PodSpec, PodError> {
                 return Err(invalid(&format!("spec.containers[{i}].env[{j}].name"), format!("{:?} is not a valid variable name", e.name)));
             }
         }
+        let resources = match &c.resources {
+            Some(r) => resources(i, r)?,
+            None => Resources::default(),
+        };
         pod.containers.push(ContainerSpec {
             name: c.name,
             args,
@@ -173,6 +252,8 @@ pub fn parse(text: &str) -> Result<PodSpec, PodError> {
             working_dir: c.working_dir,
             user: None,
             ports,
+            resources,
+            ..Default::default()
         });
     }
     Ok(pod)
@@ -200,6 +281,9 @@ spec:
     env: [{name: A, value: "1"}]
     workingDir: /tmp
     ports: [{containerPort: 80, hostPort: 8080}]
+    resources:
+      limits: {memory: 64Mi, cpu: 500m}
+      requests: {memory: 32Mi, cpu: 0.25}
   - name: client
     command: ["sleep", "1000"]
     ports: [{containerPort: 53, protocol: UDP}]
@@ -215,6 +299,8 @@ spec:
         assert_eq!(p.containers[0].env, vec![("A".to_string(), "1".to_string())]);
         assert_eq!(p.ports, vec![PortMapping { host_port: 8080, container_port: 80, protocol: Protocol::Tcp }]);
         assert_eq!(p.containers[1].ports, vec![(53, Protocol::Udp)]);
+        assert_eq!(p.containers[0].resources, Resources { memory_bytes: Some(64 << 20), cpu_millis: Some(500), cpu_request_millis: Some(250), pids: None });
+        assert_eq!(p.containers[1].resources, Resources::default());
         p.validate().unwrap();
     }
 
@@ -238,6 +324,9 @@ spec:
         assert_eq!(field_of(&YAML.replace("UDP", "SCTP")), "spec.containers[1].ports[0].protocol");
         assert_eq!(field_of(&YAML.replace("containerPort: 80", "containerPort: 99999")), "spec.containers[0].ports[0].containerPort");
         assert_eq!(field_of(&YAML.replace("restartPolicy: Never", "restartPolicy: Sometimes")), "spec.restartPolicy");
+        assert_eq!(field_of(&YAML.replace("memory: 64Mi", "memory: 64Xi")), "spec.containers[0].resources.limits.memory");
+        assert_eq!(field_of(&YAML.replace("cpu: 0.25", "cpu: 2")), "spec.containers[0].resources.requests.cpu");
+        assert!(parse(&YAML.replace("cpu: 500m", "gpu: 1")).unwrap_err().to_string().contains("gpu"));
         assert_eq!(field_of("metadata: {name: a}\nspec: {containers: []}"), "spec.containers");
         assert_eq!(field_of("{\"metadata\":{},\"spec\":{\"containers\":[]}}"), "metadata");
         assert_eq!(field_of("kind: Deployment\nmetadata: {name: a}\nspec: {containers: []}"), "kind");

@@ -8,7 +8,9 @@ pub mod lifecycle;
 pub mod manifest;
 pub mod model;
 pub mod pause;
+pub mod quantity;
 pub mod sandbox;
+pub mod security;
 pub mod spec;
 
 use std::path::{Path, PathBuf};

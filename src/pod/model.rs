@@ -47,6 +47,34 @@ pub struct ContainerSpec {
     pub user: Option<(u32, u32)>,
     /// Ports the container declares (containerPort/protocol), for diagnosis.
     pub ports: Vec<(u16, Protocol)>,
+    /// Supplementary groups (--group-add).
+    pub group_add: Vec<u32>,
+    pub security: Security,
+    pub resources: Resources,
+}
+
+/// How much of the kernel a container may reach (--cap-add, --privileged, ...).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Security {
+    pub cap_add: Vec<String>,
+    pub cap_drop: Vec<String>,
+    /// Every capability, no seccomp filter, no masked or read-only paths, every device.
+    pub privileged: bool,
+    /// `--security-opt seccomp=unconfined`: no seccomp filter.
+    pub seccomp_unconfined: bool,
+    /// A read-only root file system.
+    pub read_only: bool,
+}
+
+/// Limits enforced through the container's cgroup.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Resources {
+    pub memory_bytes: Option<i64>,
+    /// CPU limit in thousandths of a CPU (CFS quota).
+    pub cpu_millis: Option<u64>,
+    /// CPU request in thousandths of a CPU (relative weight: cpu.shares).
+    pub cpu_request_millis: Option<u64>,
+    pub pids: Option<i64>,
 }
 
 impl PodSpec {

@@ -94,8 +94,9 @@ pub fn pin_pid_namespace(pause: &ProcRef, pin: &Path) -> Result<(), PodError> {
     Ok(())
 }
 
-/// Start the pause process inside the pinned namespaces, as PID 1 of a new PID namespace.
-pub fn start_pause(pins: &BTreeMap<String, PathBuf>) -> Result<ProcRef, PodError> {
+/// Start the pause process inside the pinned namespaces, as PID 1 of a new PID namespace, in the
+/// cgroups whose `cgroup.procs` files are `cgroup_procs`.
+pub fn start_pause(pins: &BTreeMap<String, PathBuf>, cgroup_procs: &[PathBuf]) -> Result<ProcRef, PodError> {
     let mut files = Vec::new();
     for (name, flag) in PINNED {
         let p = &pins[*name];
@@ -109,6 +110,11 @@ pub fn start_pause(pins: &BTreeMap<String, PathBuf>) -> Result<ProcRef, PodError
             let fd = w.as_raw_fd();
             let fail = |msg: String| -> ! { sync::fail(fd, 1, &msg) };
             let _ = nix::unistd::setsid();
+            for p in cgroup_procs {
+                if let Err(e) = fs::write(p, "0") {
+                    fail(format!("joining cgroup {}: {e}", p.display()));
+                }
+            }
             for (flag, f) in &files {
                 if let Err(e) = setns(f.as_fd(), *flag) {
                     fail(format!("joining pod namespace {flag:?}: {e}"));

@@ -1,34 +1,63 @@
 //! A container of a pod → an OCI runtime spec. The pod's namespaces appear as `path`s to join
 //! (as containerd's CRI plugin does), everything else is the container engines' usual defaults:
-//! capability set, masked and read-only paths, minimal /dev, read-only /sys, no_new_privs.
+//! capability set, seccomp profile, masked and read-only paths, minimal /dev with its device
+//! cgroup rules, read-only /sys, no_new_privs, and the container's cgroup with its limits.
 
 use std::path::Path;
 
 use oci_spec::runtime::{
-    Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxNamespaceBuilder, LinuxNamespaceType, Mount, MountBuilder, PosixRlimitBuilder,
-    PosixRlimitType, ProcessBuilder, RootBuilder, Spec, SpecBuilder, UserBuilder,
+    LinuxBuilder, LinuxCapabilitiesBuilder, LinuxCpuBuilder, LinuxMemoryBuilder, LinuxNamespaceBuilder, LinuxNamespaceType, LinuxPidsBuilder,
+    LinuxResources, LinuxResourcesBuilder, Mount, MountBuilder, PosixRlimitBuilder, PosixRlimitType, ProcessBuilder, RootBuilder, Spec, SpecBuilder,
+    UserBuilder,
 };
 
 use super::PodError;
-use super::model::{ContainerSpec, PodRecord};
+use super::model::{ContainerSpec, PodRecord, Resources};
+use super::security;
 
-/// The capability set container engines grant by default.
-pub const DEFAULT_CAPS: &[Capability] = &[
-    Capability::Chown,
-    Capability::DacOverride,
-    Capability::Fsetid,
-    Capability::Fowner,
-    Capability::Mknod,
-    Capability::NetRaw,
-    Capability::Setgid,
-    Capability::Setuid,
-    Capability::Setfcap,
-    Capability::Setpcap,
-    Capability::NetBindService,
-    Capability::SysChroot,
-    Capability::Kill,
-    Capability::AuditWrite,
-];
+/// The cgroup of pod `pod_id` (relative: the container layer places it below podbox's own
+/// cgroup), holding one child per container and one for the pause.
+pub fn pod_cgroup(pod_id: &str) -> String {
+    format!("{CGROUP_PARENT}/{pod_id}")
+}
+
+/// The cgroup below which every pod's is (shared by all podbox roots of the machine).
+pub const CGROUP_PARENT: &str = "podbox";
+
+pub fn container_cgroup(pod_id: &str, container: &str) -> String {
+    format!("{}/{container}", pod_cgroup(pod_id))
+}
+
+/// The pause's cgroup: `_` cannot occur in a container name, so it never collides with one.
+pub fn pause_cgroup(pod_id: &str) -> String {
+    format!("{}/_pause", pod_cgroup(pod_id))
+}
+
+/// CFS period of podbox's CPU limits (the kernel's default, as Kubernetes uses it).
+const CPU_PERIOD_US: u64 = 100_000;
+
+fn resources(r: &Resources, devices: Vec<oci_spec::runtime::LinuxDeviceCgroup>) -> Result<LinuxResources, PodError> {
+    let mut b = LinuxResourcesBuilder::default().devices(devices);
+    if let Some(m) = r.memory_bytes {
+        b = b.memory(LinuxMemoryBuilder::default().limit(m).build().map_err(build_err)?);
+    }
+    if let Some(p) = r.pids {
+        b = b.pids(LinuxPidsBuilder::default().limit(p).build().map_err(build_err)?);
+    }
+    if r.cpu_millis.is_some() || r.cpu_request_millis.is_some() {
+        let mut cpu = LinuxCpuBuilder::default();
+        if let Some(m) = r.cpu_millis {
+            // At least 1ms per period: the kernel refuses smaller quotas.
+            cpu = cpu.quota(((m * CPU_PERIOD_US / 1000).max(1000)) as i64).period(CPU_PERIOD_US);
+        }
+        if let Some(m) = r.cpu_request_millis {
+            // Kubernetes' MilliCPUToShares: 1024 shares per CPU, at least 2.
+            cpu = cpu.shares((m * 1024 / 1000).max(2));
+        }
+        b = b.cpu(cpu.build().map_err(build_err)?);
+    }
+    b.build().map_err(build_err)
+}
 
 pub const MASKED_PATHS: &[&str] = &[
     "/proc/acpi",
@@ -70,11 +99,12 @@ pub fn container_spec(pod: &PodRecord, pod_dir: &Path, c: &ContainerSpec, rootfs
         env.push(format!("{k}={v}"));
     }
     let (uid, gid) = c.user.unwrap_or((0, 0));
-    let caps: oci_spec::runtime::Capabilities = DEFAULT_CAPS.iter().copied().collect();
+    let sec = &c.security;
+    let caps = security::capabilities(&sec.cap_add, &sec.cap_drop, sec.privileged)?;
     let capabilities = LinuxCapabilitiesBuilder::default()
         .bounding(caps.clone())
         .effective(caps.clone())
-        .permitted(caps)
+        .permitted(caps.clone())
         .inheritable(oci_spec::runtime::Capabilities::new())
         .ambient(oci_spec::runtime::Capabilities::new())
         .build()
@@ -85,8 +115,9 @@ pub fn container_spec(pod: &PodRecord, pod_dir: &Path, c: &ContainerSpec, rootfs
         .args(c.args.clone())
         .env(env)
         .cwd(c.working_dir.clone().unwrap_or_else(|| "/".into()))
-        .user(UserBuilder::default().uid(uid).gid(gid).build().map_err(build_err)?)
+        .user(UserBuilder::default().uid(uid).gid(gid).additional_gids(c.group_add.clone()).build().map_err(build_err)?)
         .capabilities(capabilities)
+        // Kept for privileged containers too: it only stops gaining privileges through exec.
         .no_new_privileges(true)
         .rlimits(vec![PosixRlimitBuilder::default().typ(PosixRlimitType::RlimitNofile).soft(nofile).hard(nofile).build().map_err(build_err)?])
         .build()
@@ -104,7 +135,7 @@ pub fn container_spec(pod: &PodRecord, pod_dir: &Path, c: &ContainerSpec, rootfs
         mount("/dev/pts", "devpts", "devpts", &["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]),
         bind("/dev/shm", &pod_dir.join("shm"), &[]),
         mount("/dev/mqueue", "mqueue", "mqueue", &["nosuid", "noexec", "nodev"]),
-        mount("/sys", "sysfs", "sysfs", &["nosuid", "noexec", "nodev", "ro"]),
+        mount("/sys", "sysfs", "sysfs", if sec.privileged { &["nosuid", "noexec", "nodev"] } else { &["nosuid", "noexec", "nodev", "ro"] }),
         bind("/etc/hostname", &etc.join("hostname"), &["ro"]),
         bind("/etc/hosts", &etc.join("hosts"), &[]),
         bind("/etc/resolv.conf", &etc.join("resolv.conf"), &[]),
@@ -120,16 +151,22 @@ pub fn container_spec(pod: &PodRecord, pod_dir: &Path, c: &ContainerSpec, rootfs
     let mut namespaces = vec![ns(LinuxNamespaceType::Mount, "-")?, ns(LinuxNamespaceType::Network, "net")?, ns(LinuxNamespaceType::Ipc, "ipc")?, ns(LinuxNamespaceType::Uts, "uts")?, ns(LinuxNamespaceType::Cgroup, "-")?];
     namespaces.push(if pod.share_pid { ns(LinuxNamespaceType::Pid, "pid")? } else { ns(LinuxNamespaceType::Pid, "-")? });
 
-    let linux = LinuxBuilder::default()
+    let strs = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let mut linux = LinuxBuilder::default()
         .namespaces(namespaces)
-        .masked_paths(MASKED_PATHS.iter().map(|s| s.to_string()).collect::<Vec<_>>())
-        .readonly_paths(READONLY_PATHS.iter().map(|s| s.to_string()).collect::<Vec<_>>())
-        .build()
-        .map_err(build_err)?;
+        .cgroups_path(container_cgroup(&pod.id, &c.name))
+        .resources(resources(&c.resources, security::device_rules(sec.privileged))?);
+    if !sec.privileged {
+        linux = linux.masked_paths(strs(MASKED_PATHS)).readonly_paths(strs(READONLY_PATHS));
+        if !sec.seccomp_unconfined {
+            linux = linux.seccomp(security::default_seccomp(&caps));
+        }
+    }
+    let linux = linux.build().map_err(build_err)?;
 
     SpecBuilder::default()
         .version("1.0.2")
-        .root(RootBuilder::default().path(rootfs).readonly(false).build().map_err(build_err)?)
+        .root(RootBuilder::default().path(rootfs).readonly(sec.read_only).build().map_err(build_err)?)
         .hostname(pod.hostname.clone())
         .process(process)
         .mounts(mounts)

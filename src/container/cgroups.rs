@@ -1,0 +1,409 @@
+//! A container's cgroup from the spec's `linux.cgroupsPath` and `linux.resources`: create it in
+//! every mounted hierarchy (cgroup v1, also the v1 half of a hybrid layout) or in the unified
+//! one (pure v2), write the limits, tell the init which `cgroup.procs` to join, read OOM kills,
+//! and remove it again. A limit that cannot be applied is an error naming the spec field: a
+//! container never runs less confined than its spec says.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType, LinuxResources, Spec};
+
+use super::{ContainerError, Result};
+
+/// v1 controllers podbox creates a cgroup in. cpuset is left out: a new cpuset cgroup has no
+/// CPUs until they are copied from the parent, and podbox sets no cpusets.
+const V1_CONTROLLERS: &[&str] = &["memory", "pids", "cpu", "cpuacct", "devices", "freezer", "blkio", "hugetlb", "net_cls", "net_prio", "perf_event", "rdma", "misc"];
+
+/// One directory of the container's cgroup: per v1 hierarchy, or the one of the unified tree.
+#[derive(Debug, Clone, PartialEq)]
+struct Dir {
+    /// The hierarchy's mount point, and the cgroup's directory below it.
+    mount: PathBuf,
+    path: PathBuf,
+    /// Controllers of this hierarchy (v1) or available at its root (v2).
+    controllers: Vec<String>,
+    v2: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cgroup {
+    dirs: Vec<Dir>,
+}
+
+fn spec_err(field: &str, msg: impl Into<String>) -> ContainerError {
+    ContainerError::Spec { field: field.into(), msg: msg.into() }
+}
+
+fn io_err(what: String) -> impl FnOnce(std::io::Error) -> ContainerError {
+    move |source| ContainerError::Io { what, source }
+}
+
+/// A mounted hierarchy: (mount point, v2?, controllers) from one line of /proc/self/mountinfo.
+fn parse_mount(line: &str) -> Option<(PathBuf, bool, Vec<String>)> {
+    let (left, right) = line.split_once(" - ")?;
+    let mount = left.split(' ').nth(4)?;
+    let mut r = right.split(' ');
+    let fstype = r.next()?;
+    let opts = r.nth(1)?;
+    match fstype {
+        "cgroup2" => Some((PathBuf::from(mount), true, vec![])),
+        "cgroup" => {
+            let ctrls: Vec<String> = opts.split(',').filter(|o| V1_CONTROLLERS.contains(o)).map(String::from).collect();
+            (!ctrls.is_empty()).then(|| (PathBuf::from(mount), false, ctrls))
+        }
+        _ => None,
+    }
+}
+
+/// The caller's own cgroup in the hierarchy with `controllers` (v1) or the unified one.
+fn own_path(proc_cgroup: &str, v2: bool, controllers: &[String]) -> Option<String> {
+    proc_cgroup.lines().find_map(|l| {
+        let mut it = l.splitn(3, ':');
+        let (_, ctrls, path) = (it.next()?, it.next()?, it.next()?);
+        let matches = if v2 { ctrls.is_empty() } else { ctrls.split(',').any(|c| controllers.iter().any(|x| x == c)) };
+        matches.then(|| path.to_string())
+    })
+}
+
+/// Where cgroup `cgroups_path` lives in each hierarchy, from the mount table and the caller's
+/// own cgroups. A relative path is placed below the caller's own cgroup on v1 (the OCI spec
+/// leaves relative paths to the runtime) and below the root on v2, whose "no processes in inner
+/// cgroups" rule forbids delegating controllers below the cgroup the caller itself runs in.
+fn plan(mountinfo: &str, proc_cgroup: &str, cgroups_path: &str) -> Result<Cgroup> {
+    let rel = Path::new(cgroups_path.trim_start_matches('/'));
+    if rel.as_os_str().is_empty() || rel.components().any(|c| !matches!(c, std::path::Component::Normal(_))) {
+        return Err(spec_err("linux.cgroupsPath", format!("{cgroups_path:?} must name a cgroup below the root without '..'")));
+    }
+    let mounts: Vec<_> = mountinfo.lines().filter_map(parse_mount).collect();
+    // Unified mode when no v1 hierarchy has controllers: hybrid layouts also mount a cgroup2
+    // (sometimes with a stray controller such as hugetlb), but keep the limits in v1.
+    let unified = if mounts.iter().any(|(_, v2, _)| !v2) { None } else { mounts.iter().find(|(_, v2, _)| *v2) };
+    let mut dirs = Vec::new();
+    if let Some((mount, _, _)) = unified {
+        let controllers = fs::read_to_string(mount.join("cgroup.controllers")).unwrap_or_default().split_whitespace().map(String::from).collect();
+        dirs.push(Dir { mount: mount.clone(), path: mount.join(rel), controllers, v2: true });
+    } else {
+        let mut seen: Vec<Vec<String>> = Vec::new();
+        for (mount, v2, ctrls) in mounts {
+            if v2 || seen.contains(&ctrls) {
+                continue;
+            }
+            let base = if cgroups_path.starts_with('/') {
+                mount.clone()
+            } else {
+                let own = own_path(proc_cgroup, false, &ctrls).unwrap_or_else(|| "/".into());
+                mount.join(own.trim_start_matches('/'))
+            };
+            seen.push(ctrls.clone());
+            dirs.push(Dir { path: base.join(rel), mount, controllers: ctrls, v2: false });
+        }
+    }
+    if dirs.is_empty() {
+        return Err(spec_err("linux.cgroupsPath", "no cgroup hierarchy is mounted (looked for cgroup and cgroup2 in /proc/self/mountinfo)"));
+    }
+    Ok(Cgroup { dirs })
+}
+
+fn write(path: &Path, value: &str) -> Result<()> {
+    fs::write(path, value).map_err(io_err(format!("writing {value:?} to {}", path.display())))
+}
+
+fn device_rule(r: &LinuxDeviceCgroup) -> String {
+    let typ = match r.typ().unwrap_or(LinuxDeviceType::A) {
+        LinuxDeviceType::A => "a",
+        LinuxDeviceType::B => "b",
+        LinuxDeviceType::C | LinuxDeviceType::U => "c",
+        LinuxDeviceType::P => "p",
+    };
+    let num = |n: Option<i64>| n.filter(|n| *n >= 0).map(|n| n.to_string()).unwrap_or_else(|| "*".into());
+    format!("{typ} {}:{} {}", num(r.major()), num(r.minor()), r.access().clone().unwrap_or_else(|| "rwm".into()))
+}
+
+/// One setting: (spec field, controller, v1 file, v2 file, value). The file is None where that
+/// cgroup version has no equivalent.
+type Setting = (&'static str, &'static str, Option<&'static str>, Option<&'static str>, String);
+
+/// Every setting `r` asks for, in the order they must be written; fields podbox does not
+/// implement are errors.
+fn settings(r: &LinuxResources) -> Result<Vec<Setting>> {
+    let mut out: Vec<Setting> = Vec::new();
+    if let Some(m) = r.memory() {
+        let f = "linux.resources.memory";
+        if let Some(l) = m.limit() {
+            // "max" is v2's "no limit"; `create` spells it -1 for v1.
+            let v = if l < 0 { "max".to_string() } else { l.to_string() };
+            out.push(("linux.resources.memory.limit", "memory", Some("memory.limit_in_bytes"), Some("memory.max"), v));
+        }
+        if let Some(s) = m.swap() {
+            // OCI's swap is memory+swap (v1's memsw); v2 limits swap alone.
+            out.push(("linux.resources.memory.swap", "memory", Some("memory.memsw.limit_in_bytes"), Some("memory.swap.max"), s.to_string()));
+        }
+        if let Some(res) = m.reservation() {
+            out.push(("linux.resources.memory.reservation", "memory", Some("memory.soft_limit_in_bytes"), Some("memory.low"), res.to_string()));
+        }
+        if let Some(s) = m.swappiness() {
+            out.push(("linux.resources.memory.swappiness", "memory", Some("memory.swappiness"), None, s.to_string()));
+        }
+        if m.disable_oom_killer() == Some(true) {
+            out.push(("linux.resources.memory.disableOOMKiller", "memory", Some("memory.oom_control"), None, "1".into()));
+        }
+        #[allow(deprecated)]
+        if m.kernel().is_some() || m.kernel_tcp().is_some() {
+            return Err(spec_err(f, "kernel and kernelTCP limits are not supported (obsolete since Linux 5.4)"));
+        }
+    }
+    if let Some(p) = r.pids() {
+        let v = if p.limit() > 0 { p.limit().to_string() } else { "max".into() };
+        out.push(("linux.resources.pids.limit", "pids", Some("pids.max"), Some("pids.max"), v));
+    }
+    if let Some(c) = r.cpu() {
+        if let Some(s) = c.shares() {
+            // The v2 weight for v1 shares, as runc and the kernel documentation convert it.
+            let weight = 1 + (s.clamp(2, 262_144) - 2) * 9999 / 262_142;
+            out.push(("linux.resources.cpu.shares", "cpu", Some("cpu.shares"), None, s.to_string()));
+            out.push(("linux.resources.cpu.shares", "cpu", None, Some("cpu.weight"), weight.to_string()));
+        }
+        if c.quota().is_some() || c.period().is_some() {
+            let period = c.period().unwrap_or(100_000);
+            let quota = c.quota().unwrap_or(-1);
+            out.push(("linux.resources.cpu.period", "cpu", Some("cpu.cfs_period_us"), None, period.to_string()));
+            out.push(("linux.resources.cpu.quota", "cpu", Some("cpu.cfs_quota_us"), None, quota.to_string()));
+            let q = if quota < 0 { "max".to_string() } else { quota.to_string() };
+            out.push(("linux.resources.cpu.quota", "cpu", None, Some("cpu.max"), format!("{q} {period}")));
+        }
+        if c.realtime_runtime().is_some() || c.realtime_period().is_some() || c.idle().is_some() || c.burst().is_some() || c.cpus().is_some() || c.mems().is_some() {
+            return Err(spec_err("linux.resources.cpu", "only shares, quota and period are supported (not realtime, idle, burst, cpus, mems)"));
+        }
+    }
+    for d in r.devices().iter().flatten() {
+        let file = if d.allow() { "devices.allow" } else { "devices.deny" };
+        out.push(("linux.resources.devices", "devices", Some(file), None, device_rule(d)));
+    }
+    let unsupported = [
+        ("blockIO", r.block_io().is_some()),
+        ("hugepageLimits", r.hugepage_limits().as_ref().is_some_and(|h| !h.is_empty())),
+        ("network", r.network().is_some()),
+        ("rdma", r.rdma().as_ref().is_some_and(|h| !h.is_empty())),
+        ("unified", r.unified().as_ref().is_some_and(|h| !h.is_empty())),
+    ];
+    if let Some((name, _)) = unsupported.iter().find(|(_, set)| *set) {
+        return Err(spec_err(&format!("linux.resources.{name}"), "not supported by podbox"));
+    }
+    Ok(out)
+}
+
+impl Cgroup {
+    /// Where `cgroups_path` is on this machine (nothing is created).
+    pub fn resolve(cgroups_path: &str) -> Result<Cgroup> {
+        let mountinfo = fs::read_to_string("/proc/self/mountinfo").map_err(io_err("reading /proc/self/mountinfo".into()))?;
+        let own = fs::read_to_string("/proc/self/cgroup").map_err(io_err("reading /proc/self/cgroup".into()))?;
+        plan(&mountinfo, &own, cgroups_path)
+    }
+
+    /// Create the cgroup and apply `resources`. On error the caller removes it.
+    pub fn create(&self, resources: Option<&LinuxResources>) -> Result<()> {
+        let wanted = match resources {
+            Some(r) => settings(r)?,
+            None => vec![],
+        };
+        for (field, ctrl, v1, v2, _) in &wanted {
+            let ok = self.dirs.iter().any(|d| d.controllers.iter().any(|c| c == ctrl) && if d.v2 { v2.is_some() } else { v1.is_some() });
+            // A setting with no file in this version (e.g. cpu.shares on v2) has its twin.
+            let has_twin = wanted.iter().any(|(f, c, a, b, _)| f == field && c == ctrl && (a.is_some() != v1.is_some() || b.is_some() != v2.is_some()));
+            if !ok && !has_twin {
+                let why = if self.dirs.iter().any(|d| d.v2) && *ctrl == "devices" {
+                    "cgroup v2 controls devices with eBPF programs, which podbox does not implement yet".to_string()
+                } else {
+                    format!("the {ctrl} cgroup controller is not available on this machine (not mounted, or not enabled in cgroup.controllers)")
+                };
+                return Err(spec_err(field, why));
+            }
+        }
+        for d in &self.dirs {
+            if d.v2 {
+                enable_controllers(d, &wanted)?;
+            }
+            create_dir_racing(&d.path)?;
+            for (_, ctrl, v1, v2, value) in &wanted {
+                let file = if d.v2 { v2 } else { v1 };
+                if let Some(file) = file.filter(|_| d.controllers.iter().any(|c| c == ctrl)) {
+                    let value = if !d.v2 && value == "max" && !file.starts_with("pids") { "-1" } else { value.as_str() };
+                    write(&d.path.join(file), value)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Remove the cgroup's directories if they are empty, and nothing else: for parents that
+    /// several users share (e.g. `podbox`), where another pod may still have children.
+    pub fn prune(&self) {
+        for d in &self.dirs {
+            let _ = fs::remove_dir(&d.path);
+        }
+    }
+
+    /// The `cgroup.procs` files a process writes "0" into to join the cgroup.
+    pub fn procs_files(&self) -> Vec<PathBuf> {
+        self.dirs.iter().map(|d| d.path.join("cgroup.procs")).collect()
+    }
+
+    /// How many processes the kernel's OOM killer has killed in this cgroup.
+    pub fn oom_kills(&self) -> u64 {
+        let count = |text: String| text.lines().find_map(|l| l.strip_prefix("oom_kill ")).and_then(|n| n.trim().parse().ok()).unwrap_or(0);
+        self.dirs
+            .iter()
+            .filter(|d| d.controllers.iter().any(|c| c == "memory"))
+            .map(|d| count(fs::read_to_string(d.path.join(if d.v2 { "memory.events" } else { "memory.oom_control" })).unwrap_or_default()))
+            .sum()
+    }
+
+    /// Remove the cgroup and every cgroup below it, deepest first. Processes must be gone (or
+    /// going: a killed process leaves its cgroup only once reaped, so EBUSY is retried briefly).
+    pub fn remove(&self) -> Result<()> {
+        for d in &self.dirs {
+            let mut tree = Vec::new();
+            collect_dirs(&d.path, &mut tree);
+            tree.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+            for p in tree {
+                rmdir_retrying(&p)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// mkdir -p that survives another podbox pruning an empty shared parent at the same moment.
+fn create_dir_racing(p: &Path) -> Result<()> {
+    let mut tries = 0;
+    loop {
+        match fs::create_dir_all(p) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && tries < 5 => tries += 1,
+            other => return other.map_err(io_err(format!("creating cgroup {}", p.display()))),
+        }
+    }
+}
+
+fn collect_dirs(p: &Path, out: &mut Vec<PathBuf>) {
+    if !p.is_dir() {
+        return;
+    }
+    if let Ok(rd) = fs::read_dir(p) {
+        for e in rd.flatten() {
+            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                collect_dirs(&e.path(), out);
+            }
+        }
+    }
+    out.push(p.to_path_buf());
+}
+
+fn rmdir_retrying(p: &Path) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        match fs::remove_dir(p) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            Err(e) => {
+                let procs = fs::read_to_string(p.join("cgroup.procs")).unwrap_or_default().split_whitespace().collect::<Vec<_>>().join(" ");
+                return Err(ContainerError::Io { what: format!("removing cgroup {} (processes still in it: [{procs}])", p.display()), source: e });
+            }
+        }
+    }
+}
+
+/// v2: controllers must be enabled in `cgroup.subtree_control` of every ancestor before a
+/// child's files exist.
+fn enable_controllers(d: &Dir, wanted: &[Setting]) -> Result<()> {
+    let mut need: Vec<&str> = wanted.iter().filter(|w| w.3.is_some()).map(|w| w.1).collect();
+    need.sort();
+    need.dedup();
+    if need.is_empty() {
+        return Ok(());
+    }
+    let rel = d.path.strip_prefix(&d.mount).unwrap_or(Path::new(""));
+    let mut cur = d.mount.clone();
+    for comp in rel.components() {
+        create_dir_racing(&cur)?;
+        let enabled = fs::read_to_string(cur.join("cgroup.subtree_control")).unwrap_or_default();
+        for c in &need {
+            if !enabled.split_whitespace().any(|e| e == *c) {
+                write(&cur.join("cgroup.subtree_control"), &format!("+{c}"))?;
+            }
+        }
+        cur.push(comp);
+    }
+    Ok(())
+}
+
+/// The cgroup of `spec`, created with its resources; None when the spec has no cgroupsPath.
+pub fn setup(spec: &Spec) -> Result<Option<Cgroup>> {
+    let linux = spec.linux().as_ref();
+    let resources = linux.and_then(|l| l.resources().as_ref());
+    let Some(path) = linux.and_then(|l| l.cgroups_path().as_ref()) else {
+        if resources.is_some() {
+            return Err(spec_err("linux.resources", "limits need linux.cgroupsPath to say which cgroup to put them on"));
+        }
+        return Ok(None);
+    };
+    let cg = Cgroup::resolve(&path.to_string_lossy())?;
+    if let Err(e) = cg.create(resources) {
+        let _ = cg.remove();
+        return Err(e);
+    }
+    Ok(Some(cg))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use oci_spec::runtime::{LinuxCpuBuilder, LinuxDeviceCgroupBuilder, LinuxMemoryBuilder, LinuxPidsBuilder, LinuxResourcesBuilder};
+
+    const HYBRID: &str = "\
+30 25 0:26 / /sys/fs/cgroup rw - tmpfs tmpfs rw,mode=755
+31 30 0:27 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu
+32 30 0:28 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
+33 30 0:29 / /sys/fs/cgroup/systemd rw,relatime - cgroup cgroup rw,name=systemd
+34 30 0:30 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
+35 30 0:31 / /sys/fs/cgroup/cpuset rw,relatime - cgroup cgroup rw,cpuset
+";
+    const OWN: &str = "4:memory:/session/x\n1:cpu:/\n9:name=systemd:/\n0::/\n";
+
+    #[test]
+    fn relative_paths_nest_below_our_own_v1_cgroups() {
+        let cg = plan(HYBRID, OWN, "podbox/p1/c").unwrap();
+        let paths: Vec<_> = cg.dirs.iter().map(|d| d.path.clone()).collect();
+        assert_eq!(paths, vec![PathBuf::from("/sys/fs/cgroup/cpu/podbox/p1/c"), PathBuf::from("/sys/fs/cgroup/memory/session/x/podbox/p1/c")]);
+        let cg = plan(HYBRID, OWN, "/podbox/p1").unwrap();
+        assert_eq!(cg.dirs[1].path, PathBuf::from("/sys/fs/cgroup/memory/podbox/p1"));
+        assert!(plan(HYBRID, OWN, "../x").is_err());
+        let v2 = "40 30 0:26 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n";
+        let cg = plan(v2, "0::/user/session\n", "podbox/p1/c").unwrap();
+        assert_eq!((cg.dirs.len(), cg.dirs[0].v2, cg.dirs[0].path.clone()), (1, true, PathBuf::from("/sys/fs/cgroup/podbox/p1/c")));
+        assert!(plan("", OWN, "x").is_err());
+    }
+
+    #[test]
+    fn resources_become_cgroup_files() {
+        let r = LinuxResourcesBuilder::default()
+            .memory(LinuxMemoryBuilder::default().limit(64i64 << 20).build().unwrap())
+            .pids(LinuxPidsBuilder::default().limit(100).build().unwrap())
+            .cpu(LinuxCpuBuilder::default().quota(50_000i64).period(100_000u64).build().unwrap())
+            .devices(vec![LinuxDeviceCgroupBuilder::default().allow(false).access("rwm").build().unwrap()])
+            .build()
+            .unwrap();
+        let s = settings(&r).unwrap();
+        let v1: Vec<_> = s.iter().filter_map(|x| x.2.map(|f| (f, x.4.as_str()))).collect();
+        assert!(v1.contains(&("memory.limit_in_bytes", "67108864")));
+        assert!(v1.contains(&("pids.max", "100")));
+        assert!(v1.contains(&("cpu.cfs_quota_us", "50000")));
+        assert!(v1.contains(&("devices.deny", "a *:* rwm")));
+        let v2: Vec<_> = s.iter().filter_map(|x| x.3.map(|f| (f, x.4.as_str()))).collect();
+        assert!(v2.contains(&("cpu.max", "50000 100000")));
+        let bad = LinuxResourcesBuilder::default().cpu(LinuxCpuBuilder::default().cpus("0-1").build().unwrap()).build().unwrap();
+        assert!(matches!(settings(&bad), Err(ContainerError::Spec { field, .. }) if field == "linux.resources.cpu"));
+    }
+}

@@ -1,0 +1,213 @@
+//! The spec's `linux.seccomp` → BPF programs (compiled by the seccompiler crate) and their
+//! installation. Whatever the spec asks for that podbox cannot express is an error naming the
+//! field: a container never runs with less confinement than its spec says.
+//!
+//! seccompiler filters have one action for "matched" and one for "not matched", while an OCI
+//! profile maps each syscall to its own action. So a profile becomes a stack of filters, which
+//! the kernel evaluates all, taking the most restrictive answer:
+//! - a base filter: listed syscalls → ALLOW, the rest → defaultAction (only if the default is
+//!   not ALLOW);
+//! - one filter per other (action, errno) group: its syscalls → that action, the rest → ALLOW.
+//!
+//! A syscall of a non-ALLOW group is listed in the base filter too (with the same conditions),
+//! so that the base filter does not shadow the group's action with a more restrictive default.
+
+use std::collections::BTreeMap;
+
+use oci_spec::runtime::{Arch, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompOperator, LinuxSyscall};
+use seccompiler::{BpfProgram, TargetArch};
+use serde_json::{Value, json};
+
+use super::{ContainerError, Result};
+
+fn spec_err(field: &str, msg: impl Into<String>) -> ContainerError {
+    ContainerError::Spec { field: field.into(), msg: msg.into() }
+}
+
+fn native() -> Result<(TargetArch, Arch)> {
+    match std::env::consts::ARCH {
+        "x86_64" => Ok((TargetArch::x86_64, Arch::ScmpArchX86_64)),
+        "aarch64" => Ok((TargetArch::aarch64, Arch::ScmpArchAarch64)),
+        other => Err(spec_err("linux.seccomp", format!("seccomp filters are not supported on {other}"))),
+    }
+}
+
+/// The seccompiler JSON action of an OCI action.
+fn action(field: &str, a: LinuxSeccompAction, errno: Option<u32>) -> Result<Value> {
+    Ok(match a {
+        LinuxSeccompAction::ScmpActAllow => json!("allow"),
+        // libseccomp's default errno for SCMP_ACT_ERRNO without errnoRet is EPERM.
+        LinuxSeccompAction::ScmpActErrno => json!({ "errno": errno.unwrap_or(libc::EPERM as u32) }),
+        LinuxSeccompAction::ScmpActKill | LinuxSeccompAction::ScmpActKillThread => json!("kill_thread"),
+        LinuxSeccompAction::ScmpActKillProcess => json!("kill_process"),
+        LinuxSeccompAction::ScmpActTrap => json!("trap"),
+        LinuxSeccompAction::ScmpActLog => json!("log"),
+        LinuxSeccompAction::ScmpActTrace => json!({ "trace": errno.unwrap_or(0) }),
+        LinuxSeccompAction::ScmpActNotify => return Err(spec_err(field, "SCMP_ACT_NOTIFY (a user-space seccomp agent) is not supported by podbox")),
+    })
+}
+
+fn known_syscall(arch: TargetArch, name: &str) -> bool {
+    let probe = json!({ "p": { "mismatch_action": "allow", "match_action": "log", "filter": [{ "syscall": name }] } });
+    seccompiler::compile_from_json(probe.to_string().as_bytes(), arch).is_ok()
+}
+
+/// The seccompiler rules of one OCI syscall entry: conditions on distinct arguments are ANDed in
+/// one rule; several conditions on the same argument become alternative rules (as runc does),
+/// since one rule cannot test an argument twice in libseccomp's model.
+fn rules_of(field: &str, sc: &LinuxSyscall, arch: TargetArch) -> Result<Vec<Value>> {
+    let mut conds = Vec::new();
+    for (i, a) in sc.args().iter().flatten().enumerate() {
+        let f = format!("{field}.args[{i}]");
+        if a.index() > 5 {
+            return Err(spec_err(&f, format!("argument index {} out of range 0-5", a.index())));
+        }
+        let (op, val) = match a.op() {
+            LinuxSeccompOperator::ScmpCmpNe => (json!("ne"), a.value()),
+            LinuxSeccompOperator::ScmpCmpLt => (json!("lt"), a.value()),
+            LinuxSeccompOperator::ScmpCmpLe => (json!("le"), a.value()),
+            LinuxSeccompOperator::ScmpCmpEq => (json!("eq"), a.value()),
+            LinuxSeccompOperator::ScmpCmpGe => (json!("ge"), a.value()),
+            LinuxSeccompOperator::ScmpCmpGt => (json!("gt"), a.value()),
+            // libseccomp: (arg & value) == valueTwo.
+            LinuxSeccompOperator::ScmpCmpMaskedEq => (json!({ "masked_eq": a.value() }), a.value_two().unwrap_or(0)),
+        };
+        conds.push((a.index(), json!({ "index": a.index(), "type": "qword", "op": op, "val": val })));
+    }
+    let distinct: std::collections::HashSet<_> = conds.iter().map(|c| c.0).collect();
+    let groups: Vec<Vec<Value>> =
+        if distinct.len() == conds.len() { vec![conds.into_iter().map(|c| c.1).collect()] } else { conds.into_iter().map(|c| vec![c.1]).collect() };
+    let mut out = Vec::new();
+    for name in sc.names() {
+        if !known_syscall(arch, name) {
+            // Profiles list syscalls of every architecture; one this one lacks cannot be called.
+            continue;
+        }
+        for g in &groups {
+            out.push(if g.is_empty() { json!({ "syscall": name }) } else { json!({ "syscall": name, "args": g }) });
+        }
+    }
+    Ok(out)
+}
+
+/// Compile `linux.seccomp` for this machine's architecture. The programs are to be installed in
+/// order; none at all means no seccomp entry in the spec.
+pub fn compile(profile: Option<&LinuxSeccomp>) -> Result<Vec<BpfProgram>> {
+    let Some(p) = profile else { return Ok(vec![]) };
+    let (arch, scmp_arch) = native()?;
+    if let Some(archs) = p.architectures() {
+        if !archs.is_empty() && !archs.contains(&scmp_arch) && !archs.contains(&Arch::ScmpArchNative) {
+            return Err(spec_err("linux.seccomp.architectures", format!("{archs:?} does not include this machine's {scmp_arch}")));
+        }
+        // Other (compat) architectures in the list: seccompiler's filters kill any syscall made
+        // with another architecture's ABI, which is stricter than the profile, never looser.
+    }
+    if p.flags().as_ref().is_some_and(|f| !f.is_empty()) {
+        return Err(spec_err("linux.seccomp.flags", format!("{:?} are not supported by podbox", p.flags().as_ref().unwrap())));
+    }
+    if p.listener_path().is_some() || p.listener_metadata().is_some() {
+        return Err(spec_err("linux.seccomp.listenerPath", "seccomp agents (SCMP_ACT_NOTIFY) are not supported by podbox"));
+    }
+    let default = action("linux.seccomp.defaultAction", p.default_action(), p.default_errno_ret())?;
+    let default_allows = p.default_action() == LinuxSeccompAction::ScmpActAllow;
+    let mut base_allow = Vec::new();
+    // (action as JSON text) → rules; a BTreeMap keeps the installation order stable.
+    let mut groups: BTreeMap<String, (Value, Vec<Value>)> = BTreeMap::new();
+    for (i, sc) in p.syscalls().iter().flatten().enumerate() {
+        let field = format!("linux.seccomp.syscalls[{i}]");
+        let act = action(&format!("{field}.action"), sc.action(), sc.errno_ret())?;
+        let rules = rules_of(&field, sc, arch)?;
+        if sc.action() != LinuxSeccompAction::ScmpActAllow {
+            groups.entry(act.to_string()).or_insert_with(|| (act.clone(), vec![])).1.extend(rules.iter().cloned());
+        }
+        if !default_allows {
+            base_allow.extend(rules);
+        }
+    }
+    let mut filters = Vec::new();
+    if !default_allows {
+        filters.push(json!({ "mismatch_action": default, "match_action": "allow", "filter": base_allow }));
+    }
+    for (_, (act, rules)) in groups {
+        if !rules.is_empty() {
+            filters.push(json!({ "mismatch_action": "allow", "match_action": act, "filter": rules }));
+        }
+    }
+    let mut out = Vec::new();
+    for (i, f) in filters.into_iter().enumerate() {
+        let doc = json!({ "f": f });
+        let mut map = seccompiler::compile_from_json(doc.to_string().as_bytes(), arch)
+            .map_err(|e| spec_err("linux.seccomp", format!("compiling filter {i}: {e}")))?;
+        out.push(map.remove("f").unwrap_or_default());
+    }
+    Ok(out)
+}
+
+/// Install `filters` in the calling thread. Without no_new_privs this needs CAP_SYS_ADMIN, so
+/// the init calls it before dropping capabilities in that case.
+pub fn install(filters: &[BpfProgram]) -> Result<()> {
+    for f in filters {
+        let prog = libc::sock_fprog { len: f.len() as u16, filter: f.as_ptr() as *mut libc::sock_filter };
+        // SAFETY: the kernel copies the program; `f` outlives the call. seccompiler's
+        // sock_filter has the kernel's layout, as libc's does.
+        let rc = unsafe { libc::syscall(libc::SYS_seccomp, libc::SECCOMP_SET_MODE_FILTER, 0, &prog as *const libc::sock_fprog) };
+        if rc != 0 {
+            return Err(ContainerError::Io { what: "installing the seccomp filter".into(), source: std::io::Error::last_os_error() });
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use oci_spec::runtime::{LinuxSeccompArgBuilder, LinuxSeccompBuilder, LinuxSyscallBuilder};
+
+    fn syscall(names: &[&str], act: LinuxSeccompAction) -> LinuxSyscall {
+        LinuxSyscallBuilder::default().names(names.iter().map(|s| s.to_string()).collect::<Vec<_>>()).action(act).build().unwrap()
+    }
+
+    #[test]
+    fn denylist_compiles_to_one_filter_and_skips_unknown_names() {
+        let p = LinuxSeccompBuilder::default()
+            .default_action(LinuxSeccompAction::ScmpActAllow)
+            .syscalls(vec![syscall(&["mount", "no_such_syscall"], LinuxSeccompAction::ScmpActErrno)])
+            .build()
+            .unwrap();
+        assert_eq!(compile(Some(&p)).unwrap().len(), 1);
+        assert!(compile(None).unwrap().is_empty());
+    }
+
+    #[test]
+    fn allowlist_with_errno_groups_compiles_to_a_stack() {
+        let arg = LinuxSeccompArgBuilder::default().index(0usize).value(1u64).op(LinuxSeccompOperator::ScmpCmpEq).build().unwrap();
+        let mut clone3 = syscall(&["clone3"], LinuxSeccompAction::ScmpActErrno);
+        clone3.set_errno_ret(Some(libc::ENOSYS as u32));
+        let mut pers = syscall(&["personality"], LinuxSeccompAction::ScmpActAllow);
+        pers.set_args(Some(vec![arg, arg]));
+        let p = LinuxSeccompBuilder::default()
+            .default_action(LinuxSeccompAction::ScmpActErrno)
+            .syscalls(vec![syscall(&["read", "write"], LinuxSeccompAction::ScmpActAllow), clone3, pers])
+            .build()
+            .unwrap();
+        assert_eq!(compile(Some(&p)).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn unsupported_features_name_the_field() {
+        let p = LinuxSeccompBuilder::default().default_action(LinuxSeccompAction::ScmpActNotify).build().unwrap();
+        assert!(matches!(compile(Some(&p)), Err(ContainerError::Spec { field, .. }) if field == "linux.seccomp.defaultAction"));
+        let p = LinuxSeccompBuilder::default()
+            .default_action(LinuxSeccompAction::ScmpActAllow)
+            .architectures(vec![Arch::ScmpArchS390x])
+            .build()
+            .unwrap();
+        assert!(matches!(compile(Some(&p)), Err(ContainerError::Spec { field, .. }) if field == "linux.seccomp.architectures"));
+        let p = LinuxSeccompBuilder::default()
+            .default_action(LinuxSeccompAction::ScmpActAllow)
+            .syscalls(vec![syscall(&["mount"], LinuxSeccompAction::ScmpActNotify)])
+            .build()
+            .unwrap();
+        assert!(matches!(compile(Some(&p)), Err(ContainerError::Spec { field, .. }) if field == "linux.seccomp.syscalls[0].action"));
+    }
+}

@@ -44,6 +44,15 @@ pub enum NetworkCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Print the route peers need to reach this node's pods ("SUBNET via NODE-ADDRESS", as for
+    /// `ip route add` on the router or on each other node).
+    Routes {
+        /// The interface peers reach this node on (default: that of the default route).
+        #[arg(long)]
+        via_dev: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Attach the network namespace pinned at PATH as pod ID; prints the attachment as JSON.
     Add {
         #[arg(long)]
@@ -156,6 +165,15 @@ pub fn run(root: &Path, cmd: NetworkCmd) -> anyhow::Result<i32> {
                 for h in &st.host_ports {
                     println!("  {h}");
                 }
+            }
+            Ok(0)
+        }
+        NetworkCmd::Routes { via_dev, json } => {
+            let r = network::peer_route(root, via_dev.as_deref())?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                println!("{r}");
             }
             Ok(0)
         }

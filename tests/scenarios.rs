@@ -325,3 +325,51 @@ fn f7_pod_network_routes_pod_ips_and_masquerades_to_the_outside() {
     a.assert_clean();
     b.assert_clean();
 }
+
+/// `podbox net show` draws what the kernel has: compare its text and DOT with `ip` and `pod
+/// inspect` in a node with two pods and a default route.
+#[test]
+fn net_show_draws_the_kernels_state() {
+    require_root!();
+    let (node, _host) = node_with_outside_host("netshow");
+    node.sh_ok(&format!("ip route add default via {OUTSIDE}"));
+    pod_with_app(&node, "p1");
+    pod_with_app(&node, "p2");
+    let text = node.podbox_ok(&["net", "show"]);
+    let dot = node.podbox_ok(&["net", "show", "--format", "dot"]);
+    let lines: Vec<&str> = text.lines().collect();
+
+    let bridge_addr = node.sh_ok("ip -4 -o addr show cbr0");
+    let bridge_addr = bridge_addr.split_whitespace().nth(3).unwrap();
+    assert!(lines.iter().any(|l| l.contains("cbr0") && l.contains("bridge") && l.contains(bridge_addr)), "{text}");
+    assert!(lines.iter().any(|l| l.contains("eth0") && l.contains(&format!("{OUTSIDE_GW}/24"))), "{text}");
+    let default = node.sh_ok("ip route show default");
+    let default = default.split_whitespace().take(5).collect::<Vec<_>>().join(" "); // default via X dev eth0
+    assert!(text.contains(&default) && dot.contains(&default), "{default:?} missing:\n{text}\n{dot}");
+
+    for p in ["p1", "p2"] {
+        let inside = exec(&node, p, "app", "ip -4 -o addr show eth0");
+        let addr = inside.split_whitespace().nth(3).unwrap().to_string();
+        // The host end: the cbr0 port whose peer is this pod's eth0 (ifindex from inside the pod).
+        let peer = exec(&node, p, "app", "cat /sys/class/net/eth0/iflink").trim().to_string();
+        let veth = node.sh_ok(&format!("ip -o link show master cbr0 | awk -F': ' '$1 == {peer} {{print $2}}'"));
+        let veth = veth.trim().split('@').next().unwrap().to_string();
+        assert!(!veth.is_empty(), "no cbr0 port with index {peer}");
+        let at = lines.iter().position(|l| l.contains(&format!("{veth} ◄─veth─► ┌─ pod {p} "))).unwrap_or_else(|| panic!("{veth} ↔ {p} missing:\n{text}"));
+        assert!(lines[at + 1].contains(&format!("eth0 {addr}")), "{text}");
+        let pause = json(&node.podbox_ok(&["pod", "inspect", p]))["pause"]["pid"].as_i64().unwrap();
+        assert!(lines[at + 2].contains(&format!("pause pid {pause}")), "{text}");
+        assert!(lines[at + 3].contains("app running"), "{text}");
+        assert!(dot.contains(&format!("\"node/{veth}\" -- \"pod {p}/eth0\"")), "{dot}");
+        assert!(dot.contains(&format!("\"node/{veth}\" -- \"node/cbr0\"")), "{dot}");
+        assert!(dot.contains(&format!("eth0\\n{addr}")), "{dot}");
+    }
+    let svg = node.podbox(&["net", "show", "--format", "svg"]);
+    if node.sh("command -v dot").status.success() {
+        assert!(String::from_utf8_lossy(&svg.stdout).contains("<svg"));
+    } else {
+        assert!(String::from_utf8_lossy(&svg.stderr).contains("graphviz"), "a clear error without dot");
+    }
+    node.podbox_ok(&["pod", "rm", "-f", "p1", "p2"]);
+    node.assert_clean();
+}

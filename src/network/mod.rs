@@ -15,6 +15,7 @@ pub mod ipam;
 pub mod loopback;
 mod netlink;
 pub mod nft;
+pub mod view;
 
 use std::net::Ipv4Addr;
 use std::path::Path;

@@ -76,7 +76,7 @@ pub async fn link_by_name(h: &Handle, name: &str) -> Result<Option<LinkMessage>,
     }
 }
 
-fn kind(l: &LinkMessage) -> Option<&InfoKind> {
+pub fn kind(l: &LinkMessage) -> Option<&InfoKind> {
     l.attributes.iter().find_map(|a| match a {
         LinkAttribute::LinkInfo(infos) => infos.iter().find_map(|i| match i {
             LinkInfo::Kind(k) => Some(k),
@@ -303,4 +303,12 @@ pub async fn routes(h: &Handle) -> Result<Vec<Route>, NetError> {
         out.push(r);
     }
     Ok(out)
+}
+
+/// The peer's index of a veth (IFLA_LINK), in the namespace the peer lives in.
+pub fn peer_index(l: &LinkMessage) -> Option<u32> {
+    l.attributes.iter().find_map(|a| match a {
+        LinkAttribute::Link(i) => Some(*i),
+        _ => None,
+    })
 }

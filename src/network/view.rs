@@ -303,14 +303,13 @@ mod tests {
     #[test]
     fn text_draws_bridge_ports_with_their_pods_and_routes() {
         let t = text(&sample());
-        println!("{t}");
         let lines: Vec<&str> = t.lines().collect();
         assert_eq!(lines[0], "node node-a");
         let line_of = |s: &str| lines.iter().position(|l| l.contains(s)).unwrap_or_else(|| panic!("{s:?} missing:\n{t}"));
         // The bridge, then its first port with the pod box beside it, then the pod's contents.
         assert!(line_of("cbr0") < line_of("veth0123456789a ◄─veth─► ┌─ pod web"));
-        assert!(lines[line_of("veth0123456789a")].contains("bridge") == false);
-        assert!(line_of("eth0 10.0.1.2/24") == line_of("veth0123456789a") + 1);
+        assert!(!lines[line_of("veth0123456789a")].contains("bridge"));
+        assert_eq!(line_of("eth0 10.0.1.2/24"), line_of("veth0123456789a") + 1);
         assert!(line_of("server running") < line_of("vethbbbbbbbbbbb ◄─veth─► ┌─ pod db"));
         assert!(lines[line_of("eth0            veth")].contains("10.100.0.2/24"));
         // Box edges line up: every line of a box has the same width.

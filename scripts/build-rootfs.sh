@@ -44,6 +44,15 @@ G
 mkdir -p "$tmp/home/user" && chown 1000:1000 "$tmp/home/user"
 : > "$tmp/etc/hostname"; : > "$tmp/etc/hosts"; : > "$tmp/etc/resolv.conf"
 echo '<html><body>hello from podbox</body></html>' > "$tmp/var/www/index.html"
+# whoami: the client address the server saw (no NAT between pods; the node's address when masqueraded).
+# httpd listens on IPv6 too and reports IPv4 peers as [::ffff:a.b.c.d]; print the plain address.
+mkdir -p "$tmp/var/www/cgi-bin"
+cat > "$tmp/var/www/cgi-bin/whoami" <<'W'
+#!/bin/sh
+printf 'Content-Type: text/plain\r\n\r\n'
+echo "$REMOTE_ADDR" | sed 's/^\[::ffff:\(.*\)\]$/\1/; s/^\[\(.*\)\]$/\1/'
+W
+chmod 0755 "$tmp/var/www/cgi-bin/whoami"
 chmod 0600 "$tmp/root" 2>/dev/null || true; chmod 0700 "$tmp/root"
 printf "Built by scripts/build-rootfs.sh from Debian's busybox-static; everything here but this file is ignored by git.\n" > "$tmp/README.md"
 echo "podbox rootfs from $("$bb" | head -1)" > "$tmp/etc/podbox-release"

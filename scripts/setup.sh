@@ -18,5 +18,5 @@ if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq >/dev/null
   apt-get install -y -qq "${need[@]}" >/dev/null
 fi
-[ -x rootfs/bin/busybox ] && [ -e rootfs/usr/sbin/httpd ] || ./scripts/build-rootfs.sh
+[ -x rootfs/bin/busybox ] && [ -e rootfs/usr/sbin/httpd ] && [ -x rootfs/var/www/cgi-bin/whoami ] || ./scripts/build-rootfs.sh
 cargo build --quiet ${PODBOX_RELEASE:+--release}

@@ -313,17 +313,9 @@ fn node_subnets_from_a_cluster_range() {
 fn two_nodes_collide_by_default_and_route_with_a_cluster_range() {
     require_root!();
     let (a, b) = (Node::new("net-node-a"), Node::new("net-node-b"));
-    // The wire between the nodes, made from inside node A's network namespace (paths in /proc are
-    // resolved in the test's mount namespace, where both nodes' inits are visible).
-    let wire = std::process::Command::new("nsenter")
-        .arg(format!("--net={}", a.netns()))
-        .args(["ip", "link", "add", "eth0", "type", "veth", "peer", "name", "eth0", "netns"])
-        .arg(b.netns())
-        .status()
-        .unwrap();
-    assert!(wire.success());
-    a.sh_ok("ip addr add 10.100.0.2/24 dev eth0 && ip link set eth0 up");
-    b.sh_ok("ip addr add 10.100.0.3/24 dev eth0 && ip link set eth0 up");
+    common::wire(&a, "eth0", &b, "eth0");
+    a.sh_ok("ip addr add 10.100.0.2/24 dev eth0");
+    b.sh_ok("ip addr add 10.100.0.3/24 dev eth0");
 
     // F6: the same default subnet on both nodes hands out the same address.
     let (pa, pb) = (pin(&a, "pa"), pin(&b, "pb"));

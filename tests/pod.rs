@@ -3,12 +3,8 @@
 //! exit codes, crash recovery with `gc`, and bad input that must change nothing.
 mod common;
 
-use common::{Node, wait_until};
+use common::{Node, json, wait_until};
 use std::time::Duration;
-
-fn json(s: &str) -> serde_json::Value {
-    serde_json::from_str(s).unwrap_or_else(|e| panic!("not JSON ({e}): {s}"))
-}
 
 fn container_state(node: &Node, pod: &str, name: &str) -> serde_json::Value {
     let v = json(&node.podbox_ok(&["pod", "inspect", pod]));

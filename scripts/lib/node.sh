@@ -42,3 +42,12 @@ node_down_all() {
   for n in "${!NODE_INIT[@]}"; do node_down "$n"; done
   rm -rf "$NODE_TMP"
 }
+
+# wire A A_IF B B_IF: a cable between two nodes — a veth pair with end A_IF in node A's network
+# namespace and B_IF in node B's, both up. Made from inside A, never in the machine's namespace.
+wire() {
+  local a=$1 a_if=$2 b=$3 b_if=$4
+  nsenter --net=/proc/${NODE_INIT[$a]}/ns/net ip link add "$a_if" type veth peer name "$b_if" netns /proc/${NODE_INIT[$b]}/ns/net
+  in_node "$a" ip link set "$a_if" up
+  in_node "$b" ip link set "$b_if" up
+}

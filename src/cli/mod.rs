@@ -67,7 +67,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
     match &cli.cmd {
         Cmd::Pause => Err(anyhow::anyhow!("exec of the pause process failed: {}", crate::pod::pause::exec())),
         Cmd::Pod(c) => pod::run(&ctx(&cli)?, c),
-        Cmd::Network(c) => network::run(&ctx(&cli)?.root.path, c.clone()),
+        Cmd::Network(c) => network::run(&ctx(&cli)?, c.clone()),
         Cmd::Run(a) => container::run(&ctx(&cli)?, a),
         Cmd::Ps(a) => container::ps(&ctx(&cli)?, a),
         Cmd::Exec(a) => container::exec(&ctx(&cli)?, a),

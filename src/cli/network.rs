@@ -1,13 +1,16 @@
-//! `podbox network ...`: node network config, live state, and CNI-like plumbing (`add`/`del`)
-//! that attaches any pinned network namespace — for testing the network layer alone and for
-//! benchmarks. Thin: parsing and printing around `crate::network`.
+//! `podbox network ...` (alias `net`): node network config, live state and its picture, routes for
+//! peers, and CNI-like plumbing (`add`/`del`) that attaches any pinned network namespace — for
+//! testing the network layer alone and for benchmarks. Thin: parsing and printing around
+//! `crate::network`, with the pod list from the pod layer for the picture.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use ipnet::Ipv4Net;
 
-use crate::network::{self, NetConfig, PortMapping, Protocol, config, ipam};
+use crate::network::{self, NetConfig, PortMapping, Protocol, config, ipam, view};
+use crate::pod::Ctx;
+use crate::pod::model::ContainerState;
 
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum NetworkCmd {
@@ -39,8 +42,22 @@ pub enum NetworkCmd {
         #[arg(long = "no-masquerade-dst")]
         no_masquerade_dst: Vec<String>,
     },
-    /// Print the config and the live state (bridge, attached veths, addresses, host ports).
+    /// Print the config and the live state (bridge, attached veths, addresses, host ports), then a
+    /// picture of the node's network read from the kernel: interfaces, bridge ports, each pod's
+    /// veth pair with its IP and the processes sharing its namespace, routes.
     Show {
+        #[arg(long, conflicts_with = "format")]
+        json: bool,
+        /// `text` (the terminal picture), `dot` (Graphviz) or `svg` (needs the `dot` program).
+        #[arg(long, value_enum)]
+        format: Option<Format>,
+    },
+    /// Print the route peers need to reach this node's pods ("SUBNET via NODE-ADDRESS", as for
+    /// `ip route add` on the router or on each other node).
+    Routes {
+        /// The interface peers reach this node on (default: that of the default route).
+        #[arg(long)]
+        via_dev: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -66,6 +83,13 @@ pub enum NetworkCmd {
     },
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Text,
+    Dot,
+    Svg,
+}
+
 pub fn parse_port(s: &str) -> Result<PortMapping, String> {
     let (ports, proto) = match s.split_once('/') {
         None => (s, Protocol::Tcp),
@@ -78,7 +102,8 @@ pub fn parse_port(s: &str) -> Result<PortMapping, String> {
     Ok(PortMapping { host_port: num(h)?, container_port: num(c)?, protocol: proto })
 }
 
-pub fn run(root: &Path, cmd: NetworkCmd) -> anyhow::Result<i32> {
+pub fn run(ctx: &Ctx, cmd: NetworkCmd) -> anyhow::Result<i32> {
+    let root = ctx.root.path.as_path();
     match cmd {
         NetworkCmd::Config { bridge, subnet, cluster_cidr, node_index, node_mask, gateway, mtu, hairpin, masquerade, no_masquerade_dst } => {
             let old = NetConfig::load(root)?;
@@ -129,7 +154,16 @@ pub fn run(root: &Path, cmd: NetworkCmd) -> anyhow::Result<i32> {
             println!("{}", serde_json::to_string_pretty(&cfg)?);
             Ok(0)
         }
-        NetworkCmd::Show { json } => {
+        NetworkCmd::Show { json, format: Some(f) } if !json && f != Format::Text => {
+            let dot = view::dot(&view::gather(&sandboxes(ctx)?)?);
+            if f == Format::Dot {
+                print!("{dot}");
+            } else {
+                print!("{}", svg(&dot)?);
+            }
+            Ok(0)
+        }
+        NetworkCmd::Show { json, .. } => {
             let st = network::status(root)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&st)?);
@@ -157,6 +191,17 @@ pub fn run(root: &Path, cmd: NetworkCmd) -> anyhow::Result<i32> {
                     println!("  {h}");
                 }
             }
+            println!();
+            print!("{}", view::text(&view::gather(&sandboxes(ctx)?)?));
+            Ok(0)
+        }
+        NetworkCmd::Routes { via_dev, json } => {
+            let r = network::peer_route(root, via_dev.as_deref())?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                println!("{r}");
+            }
             Ok(0)
         }
         NetworkCmd::Add { id, netns, ports } => {
@@ -173,6 +218,52 @@ pub fn run(root: &Path, cmd: NetworkCmd) -> anyhow::Result<i32> {
             Ok(0)
         }
     }
+}
+
+/// The pods of this node as sandboxes for the picture: label, network namespace (its pin, or the
+/// pause's namespace if the pin is gone) and the processes sharing it.
+fn sandboxes(ctx: &Ctx) -> anyhow::Result<Vec<view::SandboxInput>> {
+    let mut out = Vec::new();
+    for p in ctx.pods()? {
+        let netns = match (p.namespaces.get("net"), &p.pause) {
+            (Some(pin), _) if pin.exists() => pin.clone(),
+            (_, Some(pause)) => PathBuf::from(format!("/proc/{}/ns/net", pause.pid)),
+            _ => continue,
+        };
+        let mut members = vec![match &p.pause {
+            Some(x) if x.alive() => format!("pause pid {}", x.pid),
+            _ => "pause (not running)".into(),
+        }];
+        for c in ctx.container_statuses(&p)? {
+            let state = match (c.state, &c.exit) {
+                (ContainerState::Exited, Some(e)) => format!("exited ({})", e.code),
+                (s, _) => format!("{s:?}").to_lowercase(),
+            };
+            let pid = c.record.pid.filter(|_| c.state == ContainerState::Running).map(|x| format!(" pid {}", x.pid)).unwrap_or_default();
+            members.push(format!("{} {state}{pid}", c.record.name));
+        }
+        out.push(view::SandboxInput { label: format!("pod {}", p.name), netns, members });
+    }
+    Ok(out)
+}
+
+/// Render DOT as SVG with Graphviz's `dot`.
+fn svg(dot: &str) -> anyhow::Result<String> {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = match Command::new("dot").arg("-Tsvg").stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn() {
+        Ok(c) => c,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            bail!("--format svg needs Graphviz's `dot` program (Debian: apt-get install graphviz); `--format dot` prints the graph to render elsewhere")
+        }
+        Err(e) => return Err(e).context("starting dot"),
+    };
+    child.stdin.take().expect("piped").write_all(dot.as_bytes()).context("writing to dot")?;
+    let out = child.wait_with_output().context("waiting for dot")?;
+    if !out.status.success() {
+        bail!("dot failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+    }
+    String::from_utf8(out.stdout).context("dot wrote non-UTF-8")
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ pub mod ipam;
 pub mod loopback;
 mod netlink;
 pub mod nft;
+pub mod view;
 
 use std::net::Ipv4Addr;
 use std::path::Path;
@@ -247,6 +248,48 @@ pub fn gc(root: &Path, live: &[String]) -> Result<(), NetError> {
     let ports = nft::gc(live);
     let addrs = ipam::gc(root, live).map(|_| ());
     links.and(ports).and(addrs)
+}
+
+/// The route other nodes (or the router) need to reach this node's pods: "subnet via address".
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PeerRoute {
+    pub subnet: ipnet::Ipv4Net,
+    pub via: Ipv4Addr,
+    /// The node interface that address is on.
+    pub dev: String,
+}
+
+impl std::fmt::Display for PeerRoute {
+    /// In `ip route add` syntax, so the line can be pasted on the router.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} via {}", self.subnet, self.via)
+    }
+}
+
+/// This node's pod subnet and the node address peers should send it to: the first IPv4 address
+/// of `via_dev`, or of the interface of the default route — the node's address on the network
+/// the other nodes share (F7's "pod slice X via node Y's eth0"). Read from the kernel.
+pub fn peer_route(root: &Path, via_dev: Option<&str>) -> Result<PeerRoute, NetError> {
+    let cfg = NetConfig::load(root)?;
+    let via_dev = via_dev.map(str::to_string);
+    let (dev, via) = netlink::run(|h| async move {
+        let all = netlink::links(&h).await?;
+        let link = match &via_dev {
+            Some(d) => all.iter().find(|l| &netlink::name(l) == d).ok_or_else(|| NetError::Config(format!("no interface {d} on this node")))?,
+            None => {
+                let routes = netlink::routes(&h).await?;
+                let oif = routes.iter().find(|r| r.dst.prefix_len() == 0).and_then(|r| r.oif).ok_or_else(|| {
+                    NetError::Config("this node has no default route; name the interface peers reach it on with --via-dev".into())
+                })?;
+                all.iter().find(|l| l.header.index == oif).ok_or_else(|| NetError::Config(format!("default route via unknown link {oif}")))?
+            }
+        };
+        let name = netlink::name(link);
+        let addrs = netlink::addresses(&h, link.header.index).await?;
+        let (ip, _) = addrs.first().ok_or_else(|| NetError::Config(format!("interface {name} has no IPv4 address")))?;
+        Ok((name, *ip))
+    })?;
+    Ok(PeerRoute { subnet: cfg.subnet, via, dev })
 }
 
 /// One pod's port on the bridge, as seen by `status`.

@@ -203,6 +203,25 @@ pub fn wait_until(secs: u64, mut f: impl FnMut() -> bool) -> bool {
     f()
 }
 
+/// A cable between two nodes: a veth pair with end `a_if` in `a`'s network namespace and `b_if`
+/// in `b`'s, both up. Made from inside `a` (the /proc paths of both inits resolve in the test's
+/// mount namespace), so nothing touches the machine's own network namespace.
+pub fn wire(a: &Node, a_if: &str, b: &Node, b_if: &str) {
+    let ok = Command::new("nsenter")
+        .arg(format!("--net={}", a.netns()))
+        .args(["ip", "link", "add", a_if, "type", "veth", "peer", "name", b_if, "netns"])
+        .arg(b.netns())
+        .status()
+        .expect("run nsenter ip link add");
+    assert!(ok.success(), "wiring {}:{a_if} to {}:{b_if} failed", a.name, b.name);
+    a.sh_ok(&format!("ip link set {a_if} up"));
+    b.sh_ok(&format!("ip link set {b_if} up"));
+}
+
+pub fn json(s: &str) -> serde_json::Value {
+    serde_json::from_str(s).unwrap_or_else(|e| panic!("not JSON ({e}): {s}"))
+}
+
 pub fn rootfs() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/rootfs"))
 }

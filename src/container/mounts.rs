@@ -115,7 +115,7 @@ pub fn mount_one(rootfs: &Path, m: &Mount) -> Result<()> {
     let is_bind = o.flags.contains(MsFlags::MS_BIND) || typ == "bind";
     let source = m.source().clone().unwrap_or_else(|| PathBuf::from(typ));
     if typ == "cgroup" || typ == "cgroup2" {
-        return Err(ContainerError::Spec { field: "mounts[].type".into(), msg: format!("{typ} mounts at {} are not supported yet", dest_rel.display()) });
+        return mount_cgroups(&dest, dest_rel, &o);
     }
     if is_bind {
         let meta = fs::metadata(&source).map_err(io(format!("bind source {}", source.display())))?;
@@ -147,6 +147,36 @@ pub fn mount_one(rootfs: &Path, m: &Mount) -> Result<()> {
         mount(None::<&str>, &dest, None::<&str>, o.propagation, None::<&str>).map_err(sys(format!("setting propagation of {}", dest_rel.display())))?;
     }
     Ok(())
+}
+
+/// A `cgroup`/`cgroup2` mount without a cgroup namespace, as runc does it: the container sees
+/// only its own cgroups — on v1 a tmpfs with one bind mount of the container's cgroup per
+/// hierarchy, on pure v2 a bind of its cgroup directory — read-only when the options say `ro`.
+fn mount_cgroups(dest: &Path, dest_rel: &Path, o: &Options) -> Result<()> {
+    let views = super::cgroups::own_views()?;
+    let ro = o.flags & MsFlags::MS_RDONLY;
+    let hardening = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    fs::create_dir_all(dest).map_err(io(format!("creating {}", dest.display())))?;
+    let bind = |src: &Path, at: &Path| -> Result<()> {
+        fs::create_dir_all(at).map_err(io(format!("creating {}", at.display())))?;
+        mount(Some(src), at, None::<&str>, MsFlags::MS_BIND, None::<&str>).map_err(sys(format!("bind-mounting cgroup {} on {}", src.display(), dest_rel.display())))?;
+        mount(None::<&str>, at, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REMOUNT | hardening | ro, None::<&str>)
+            .map_err(sys(format!("remounting cgroup at {}", at.display())))
+    };
+    match views.as_slice() {
+        [] => Err(ContainerError::Spec { field: "mounts[].type".into(), msg: format!("cgroup mount at {}: no cgroup hierarchy is mounted on this machine", dest_rel.display()) }),
+        [(name, dir)] if name.is_empty() => bind(dir, dest),
+        _ => {
+            mount(Some("tmpfs"), dest, Some("tmpfs"), hardening, Some("mode=755")).map_err(sys(format!("mounting tmpfs for cgroups on {}", dest_rel.display())))?;
+            for (name, dir) in &views {
+                bind(dir, &dest.join(name))?;
+            }
+            if !ro.is_empty() {
+                mount(None::<&str>, dest, None::<&str>, MsFlags::MS_REMOUNT | hardening | ro, Some("mode=755")).map_err(sys(format!("making {} read-only", dest_rel.display())))?;
+            }
+            Ok(())
+        }
+    }
 }
 
 #[cfg(test)]

@@ -48,8 +48,9 @@ pub fn prepare(rootfs: &Rootfs, spec: &Spec) -> Result<PathBuf> {
     };
 
     let empty = vec![];
+    let cgroupns = spec.linux().as_ref().and_then(|l| l.namespaces().as_ref()).is_some_and(|n| n.iter().any(|n| n.typ() == oci_spec::runtime::LinuxNamespaceType::Cgroup));
     for m in spec.mounts().as_ref().unwrap_or(&empty) {
-        mounts::mount_one(&root, m)?;
+        mounts::mount_one(&root, m, cgroupns)?;
     }
     create_devices(&root, spec)?;
     Ok(root)

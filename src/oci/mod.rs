@@ -185,9 +185,10 @@ impl Runtime {
 
     /// The OCI state of a container, as `state` prints it and hooks receive it.
     pub fn state_json(&self, rec: &Record, status: Status) -> serde_json::Value {
+        // A stopped container's PID may belong to another process by now.
         let pid = match status {
-            Status::Created | Status::Running => rec.pid.map(|p| p.pid).unwrap_or(0),
-            _ => 0,
+            Status::Stopped => 0,
+            _ => rec.pid.map(|p| p.pid).unwrap_or(0),
         };
         serde_json::json!({
             "ociVersion": OCI_VERSION,

@@ -293,3 +293,81 @@ fn pod_command_and_oci_subcommand_coexist() {
     let out = std::process::Command::new(common::PODBOX).args(["run", "--help"]).output().unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("--pod"));
 }
+
+/// podman with `--runtime` = the podbox-runc symlink, offline: an image imported from podbox's
+/// rootfs, storage and configuration in a temp dir, everything run inside a Node (podman and
+/// conmon change the namespaces they run in). Skips where podman is not installed.
+#[test]
+fn podman_runs_containers_on_podbox() {
+    require_root!();
+    if std::process::Command::new("podman").arg("--version").output().map(|o| !o.status.success()).unwrap_or(true) {
+        eprintln!("skipped: podman is not installed (apt-get install -y podman)");
+        return;
+    }
+    let node = Node::new("oci-podman");
+    let env = Env::new("podman");
+    // podman passes no --root to a custom runtime, and keeps locks and network state under
+    // /run too: a tmpfs there, in the node's own mount namespace, keeps all of it off the machine.
+    node.sh_ok("mount -t tmpfs -o mode=755 podbox-test-run /run");
+    let d = env.dir.display().to_string();
+    // No CAP_SYS_RESOURCE here: podman's default rlimits must stay within the hard limits.
+    let limits = std::fs::read_to_string("/proc/self/limits").unwrap();
+    let hard = |name: &str| limits.lines().find(|l| l.starts_with(name)).and_then(|l| l[name.len()..].split_whitespace().nth(1)).unwrap().to_string();
+    let (nofile, nproc) = (hard("Max open files"), hard("Max processes"));
+    std::fs::write(
+        env.dir.join("containers.conf"),
+        format!(
+            "[containers]\ndefault_ulimits = [\"nofile={nofile}:{nofile}\", \"nproc={nproc}:{nproc}\"]\n\
+             [engine]\ncgroup_manager = \"cgroupfs\"\nevents_logger = \"file\"\nevents_logfile_path = \"{d}/events.log\"\n\
+             runtime = \"podbox\"\ntmp_dir = \"{d}/tmp\"\n[engine.runtimes]\npodbox = [\"{}\"]\n",
+            env.runc.display()
+        ),
+    )
+    .unwrap();
+    std::fs::write(env.dir.join("storage.conf"), format!("[storage]\ndriver = \"vfs\"\ngraphroot = \"{d}/storage\"\nrunroot = \"{d}/run\"\n")).unwrap();
+    // The pod's infra container needs a process that waits forever: a script added to the image.
+    std::fs::create_dir_all(env.dir.join("extra")).unwrap();
+    std::fs::write(env.dir.join("extra/pause"), "#!/bin/sh\nexec sleep 2147483647\n").unwrap();
+    let podman = format!("CONTAINERS_CONF={d}/containers.conf CONTAINERS_STORAGE_CONF={d}/storage.conf timeout 120 podman");
+    node.sh_ok(&format!(
+        "tar -C {} -cf {d}/rootfs.tar . && chmod 755 {d}/extra/pause && tar -C {d}/extra -rf {d}/rootfs.tar ./pause && {podman} import {d}/rootfs.tar podbox-rootfs",
+        common::rootfs().display()
+    ));
+    let p = |args: &str| node.sh(&format!("{podman} {args}"));
+    let ok = |args: &str| {
+        let out = p(args);
+        assert!(out.status.success(), "podman {args}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert_eq!(ok("run --rm --network none podbox-rootfs echo hi"), "hi");
+    let out = p("run --rm --network none podbox-rootfs sh -c 'exit 3'");
+    assert_eq!(code(&out), 3);
+
+    ok("run -d --name bg --network none podbox-rootfs sh -c 'echo started; sleep 1000'");
+    let out = p("exec bg sh -c 'echo in-exec; exit 4'");
+    assert_eq!((code(&out), String::from_utf8_lossy(&out.stdout).trim()), (4, "in-exec"));
+    assert!(ok("ps --format '{{.Names}} {{.Status}}'").contains("bg Up"));
+    ok("stop -t 1 bg");
+    assert_eq!(ok("logs bg"), "started");
+    ok("rm bg");
+
+    // A terminal: `script` gives podman one, podman gives the container a pty through conmon.
+    // `script` reads EOF from its /dev/null stdin at once and may end before all output is
+    // copied, so a miss is retried.
+    let tty_run = format!("script -qc \"{podman} run -it --rm --network none podbox-rootfs sh -c '[ -t 0 ] && [ -t 1 ] && echo is-a-tty; sleep 0.3'\" /dev/null </dev/null");
+    let mut tries = 0;
+    assert!(common::wait_until(60, || { tries += 1; tries > 3 || node.sh(&tty_run).stdout.windows(8).any(|w| w == b"is-a-tty") }) && tries <= 3, "no terminal in podman run -it");
+
+    // A pod: two containers share the infra container's network namespace, so localhost.
+    ok("pod create --name web --infra-image podbox-rootfs --infra-command /pause --network none");
+    ok("run -d --pod web --name server podbox-rootfs sh -c 'echo hello-from-server > /tmp/index.html; exec httpd -f -p 8080 -h /tmp'");
+    assert!(
+        common::wait_until(10, || p("run --rm --pod web podbox-rootfs wget -qO- http://127.0.0.1:8080/index.html").stdout.starts_with(b"hello-from-server")),
+        "the second container of the pod could not reach the first over localhost"
+    );
+    ok("pod rm -f web");
+    assert_eq!(ok("ps -a -q"), "");
+    // podman removed every container through podbox: nothing left in podbox's state.
+    let leftovers = node.sh_ok(&format!("{} list -q", env.runc.display()));
+    assert!(leftovers.trim().is_empty(), "{leftovers}");
+}

@@ -113,6 +113,11 @@ fn setup_and_exec(a: &InitArgs) -> Result<Infallible> {
     redirect_stdio(a.stdio)?;
     super::namespaces::join_all(&a.plan.join)?;
     super::namespaces::unshare_new(a.plan.new)?;
+    if a.plan.new.contains(nix::sched::CloneFlags::CLONE_NEWNET) {
+        // A new network namespace starts with `lo` down; engines (podman's --network none,
+        // a pod's infra container) expect localhost to work, as runc provides it.
+        crate::network::loopback::up().map_err(io("bringing lo up in the new network namespace"))?;
+    }
     if a.plan.new_uts {
         if let Some(h) = a.spec.hostname() {
             nix::unistd::sethostname(h).map_err(sys("setting hostname"))?;

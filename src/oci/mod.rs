@@ -294,14 +294,22 @@ impl Runtime {
         let fifo_path = self.dir(id).join(FIFO);
         // Non-blocking open: a blocking one would hang forever if the init died meanwhile.
         let fifo = fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(&fifo_path).map_err(io(format!("opening {}", fifo_path.display())))?;
+        // The init writes one byte once released, and its end closes when it execs (CLOEXEC)
+        // or dies: wait for that EOF, so that poststart runs after the startContainer hooks
+        // and the user's process has started.
+        let mut released = false;
         loop {
             let mut b = [0u8; 1];
             match nix::unistd::read(&fifo, &mut b) {
-                Ok(1) => break,
+                Ok(1) => released = true,
+                Ok(_) if released => break,
                 Ok(_) | Err(nix::Error::EAGAIN) | Err(nix::Error::EINTR) => {}
                 Err(e) => return Err(io("reading the exec FIFO")(e.into())),
             }
             if !pid.alive() {
+                if released {
+                    break; // started, and already done
+                }
                 let _ = fs::remove_file(&fifo_path);
                 return Err(OciError::WrongState { id: id.into(), status: "stopped".into(), msg: "its init exited before it could be started".into() });
             }

@@ -10,5 +10,6 @@
 pub mod cli;
 pub mod container;
 pub mod network;
+pub mod oci;
 pub mod pod;
 pub mod state;

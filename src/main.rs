@@ -3,7 +3,18 @@
 //! container's own status).
 use clap::Parser;
 
+/// Invoked as `…runc` or `…-oci` (e.g. a symlink `podbox-runc`), podbox speaks the runc command
+/// line that podman/conmon and containerd use; see README "OCI runtime mode".
+fn oci_name(argv0: &str) -> bool {
+    let name = std::path::Path::new(argv0).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    name.ends_with("runc") || name.ends_with("-oci")
+}
+
 fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.first().is_some_and(|a| oci_name(a)) {
+        std::process::exit(podbox::cli::oci::main(args));
+    }
     let cli = podbox::cli::Cli::parse();
     let code = match podbox::cli::run(cli) {
         Ok(code) => code,

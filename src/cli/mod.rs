@@ -3,6 +3,7 @@
 
 pub mod container;
 pub mod network;
+pub mod oci;
 pub mod pod;
 
 use std::path::PathBuf;
@@ -53,6 +54,13 @@ pub enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// OCI runtime mode: the runc command line (`podbox oci create|start|state|kill|delete|…`);
+    /// the same as invoking podbox through a symlink named `podbox-runc`.
+    #[command(disable_help_flag = true)]
+    Oci {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// The pause process (what every pod runs as PID 1; also usable as a minimal init).
     #[command(hide = true)]
     Pause,
@@ -65,6 +73,10 @@ pub fn ctx(cli: &Cli) -> anyhow::Result<crate::pod::Ctx> {
 /// Run the parsed command; returns the process exit code.
 pub fn run(cli: Cli) -> anyhow::Result<i32> {
     match &cli.cmd {
+        Cmd::Oci { args } => {
+            let argv = std::iter::once("podbox oci".to_string()).chain(args.iter().cloned()).collect();
+            Ok(oci::main(argv))
+        }
         Cmd::Pause => Err(anyhow::anyhow!("exec of the pause process failed: {}", crate::pod::pause::exec())),
         Cmd::Pod(c) => pod::run(&ctx(&cli)?, c),
         Cmd::Network(c) => network::run(&ctx(&cli)?, c.clone()),

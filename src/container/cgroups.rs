@@ -245,6 +245,11 @@ impl Cgroup {
         }
     }
 
+    /// The cgroup's directory in every hierarchy.
+    pub fn paths(&self) -> Vec<PathBuf> {
+        self.dirs.iter().map(|d| d.path.clone()).collect()
+    }
+
     /// The `cgroup.procs` files a process writes "0" into to join the cgroup.
     pub fn procs_files(&self) -> Vec<PathBuf> {
         self.dirs.iter().map(|d| d.path.join("cgroup.procs")).collect()
@@ -263,16 +268,21 @@ impl Cgroup {
     /// Remove the cgroup and every cgroup below it, deepest first. Processes must be gone (or
     /// going: a killed process leaves its cgroup only once reaped, so EBUSY is retried briefly).
     pub fn remove(&self) -> Result<()> {
-        for d in &self.dirs {
-            let mut tree = Vec::new();
-            collect_dirs(&d.path, &mut tree);
-            tree.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
-            for p in tree {
-                rmdir_retrying(&p)?;
-            }
-        }
-        Ok(())
+        remove_paths(&self.paths())
     }
+}
+
+/// Remove cgroup directories recorded earlier with `paths()` (and everything below them).
+pub fn remove_paths(paths: &[PathBuf]) -> Result<()> {
+    for p in paths {
+        let mut tree = Vec::new();
+        collect_dirs(p, &mut tree);
+        tree.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+        for d in tree {
+            rmdir_retrying(&d)?;
+        }
+    }
+    Ok(())
 }
 
 /// mkdir -p that survives another podbox pruning an empty shared parent at the same moment.
@@ -339,6 +349,56 @@ fn enable_controllers(d: &Dir, wanted: &[Setting]) -> Result<()> {
     Ok(())
 }
 
+/// What a container's `/sys/fs/cgroup` shows of the calling process's own cgroups: one
+/// (subdirectory name, directory of our cgroup) per mounted hierarchy, named like its mount
+/// point ("memory", "cpu,cpuacct", "unified"), or a single ("", dir) when the machine is pure v2.
+pub fn own_views() -> Result<Vec<View>> {
+    let mountinfo = fs::read_to_string("/proc/self/mountinfo").map_err(io_err("reading /proc/self/mountinfo".into()))?;
+    let own = fs::read_to_string("/proc/self/cgroup").map_err(io_err("reading /proc/self/cgroup".into()))?;
+    Ok(views(&mountinfo, &own))
+}
+
+/// (subdirectory name, our cgroup's directory, hierarchy options for a fresh mount: its v1
+/// controllers or `name=`, empty for v2).
+pub type View = (String, PathBuf, String);
+
+fn views(mountinfo: &str, proc_cgroup: &str) -> Vec<View> {
+    let mut out = Vec::new();
+    let mut any_v1 = false;
+    for line in mountinfo.lines() {
+        let Some((left, right)) = line.split_once(" - ") else { continue };
+        let (Some(mount), mut r) = (left.split(' ').nth(4), right.split(' ')) else { continue };
+        let (fstype, opts) = (r.next().unwrap_or(""), r.nth(1).unwrap_or(""));
+        // The hierarchy's line in /proc/self/cgroup: its controllers or name=, or "" for v2.
+        let key = match fstype {
+            "cgroup2" => String::new(),
+            "cgroup" => {
+                any_v1 = true;
+                opts.split(',').filter(|o| V1_CONTROLLERS.contains(o) || o.starts_with("name=") || *o == "cpuset").collect::<Vec<_>>().join(",")
+            }
+            _ => continue,
+        };
+        let Some(path) = proc_cgroup.lines().find_map(|l| {
+            let mut it = l.splitn(3, ':');
+            let (_, ctrls, path) = (it.next()?, it.next()?, it.next()?);
+            let mut a: Vec<&str> = ctrls.split(',').filter(|c| !c.is_empty()).collect();
+            let mut b: Vec<&str> = key.split(',').filter(|c| !c.is_empty()).collect();
+            a.sort();
+            b.sort();
+            (a == b).then(|| path.to_string())
+        }) else { continue };
+        let name = Path::new(mount).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        out.push((name, Path::new(mount).join(path.trim_start_matches('/')), key));
+    }
+    if !any_v1 {
+        out.truncate(1);
+        if let Some(v) = out.first_mut() {
+            v.0 = String::new();
+        }
+    }
+    out
+}
+
 /// The cgroup of `spec`, created with its resources; None when the spec has no cgroupsPath.
 pub fn setup(spec: &Spec) -> Result<Option<Cgroup>> {
     let linux = spec.linux().as_ref();
@@ -384,6 +444,18 @@ mod tests {
         let cg = plan(v2, "0::/user/session\n", "podbox/p1/c").unwrap();
         assert_eq!((cg.dirs.len(), cg.dirs[0].v2, cg.dirs[0].path.clone()), (1, true, PathBuf::from("/sys/fs/cgroup/podbox/p1/c")));
         assert!(plan("", OWN, "x").is_err());
+    }
+
+    #[test]
+    fn container_views_of_own_cgroups() {
+        let v = views(HYBRID, "4:memory:/session/x\n1:cpu:/\n9:name=systemd:/s\n0::/u\n3:cpuset:/\n");
+        let names: Vec<_> = v.iter().map(|x| (x.0.as_str(), x.1.to_string_lossy().into_owned())).collect();
+        assert!(v.iter().any(|x| x.2 == "name=systemd"));
+        assert!(names.contains(&("memory", "/sys/fs/cgroup/memory/session/x".into())), "{names:?}");
+        assert!(names.contains(&("systemd", "/sys/fs/cgroup/systemd/s".into())));
+        assert!(names.contains(&("unified", "/sys/fs/cgroup/unified/u".into())));
+        let v2 = views("40 30 0:26 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n", "0::/a/b\n");
+        assert_eq!(v2, vec![(String::new(), PathBuf::from("/sys/fs/cgroup/a/b"), String::new())]);
     }
 
     #[test]

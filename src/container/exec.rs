@@ -11,12 +11,30 @@ use oci_spec::runtime::{LinuxSeccomp, Process};
 
 use super::init::{self, CODE_RUNTIME};
 use super::monitor::wait_forwarding;
-use super::{ContainerError, ProcRef, Result, sync, sys};
+use super::{ContainerError, ProcRef, Result, Stdio, sync, sys};
 
 /// Run `process` inside the container whose init is `target`, with the caller's standard
 /// streams; returns the process's exit code. `cgroup_procs` are joined first; `seccomp` is the
 /// container's profile (the spec's `linux.seccomp`), which binds exec'd processes as well.
 pub fn exec(target: ProcRef, process: &Process, seccomp: Option<&LinuxSeccomp>, cgroup_procs: &[std::path::PathBuf]) -> Result<i32> {
+    match spawn(target, process, seccomp, cgroup_procs, &Stdio::Inherit, false)? {
+        Spawned::Exited(code) => Ok(code),
+        Spawned::Detached(_) => unreachable!("spawn waits unless detached"),
+    }
+}
+
+/// How `spawn` returned.
+pub enum Spawned {
+    /// Waited for: the process's exit code.
+    Exited(i32),
+    /// Detached: the running process, already reparented to the caller's subreaper (or init).
+    Detached(ProcRef),
+}
+
+/// `exec` with a choice of standard streams (`Inherit` or `Terminal`) and, with `detach`, no
+/// waiting: the caller gets the process's PID once it has exec'd (OCI `exec --detach`, whose
+/// supervisor reaps the process itself).
+pub fn spawn(target: ProcRef, process: &Process, seccomp: Option<&LinuxSeccomp>, cgroup_procs: &[std::path::PathBuf], stdio: &Stdio, detach: bool) -> Result<Spawned> {
     if !target.alive() {
         return Err(ContainerError::NotRunning(target.pid.to_string()));
     }
@@ -47,8 +65,14 @@ pub fn exec(target: ProcRef, process: &Process, seccomp: Option<&LinuxSeccomp>, 
             }
             // Entering the PID namespace takes effect for children: fork once more.
             match unsafe { fork() } {
-                Ok(ForkResult::Child) => exec_child(process, &filters, fd),
+                Ok(ForkResult::Child) => exec_child(process, &filters, stdio, fd),
                 Ok(ForkResult::Parent { child }) => {
+                    if detach {
+                        // Report the PID and leave: the process is reparented to the caller's
+                        // subreaper, which is the one to wait for it.
+                        sync::send(fd, &format!("pid {}\n", child.as_raw()));
+                        unsafe { libc::_exit(0) }
+                    }
                     drop(w);
                     let code = wait_forwarding(child, child);
                     unsafe { libc::_exit(code) }
@@ -58,17 +82,28 @@ pub fn exec(target: ProcRef, process: &Process, seccomp: Option<&LinuxSeccomp>, 
         }
         ForkResult::Parent { child } => {
             drop(w);
-            if let Some((code, msg)) = sync::read(r).error {
+            let report = sync::read(r);
+            if let Some((code, msg)) = report.error {
                 let _ = waitpid(child, None);
                 return Err(ContainerError::StartFailed { code, msg });
             }
-            Ok(wait_forwarding(child, child))
+            if detach {
+                let _ = waitpid(child, None);
+                let pid = report.pid.ok_or_else(|| ContainerError::StartFailed { code: CODE_RUNTIME, msg: "the exec'd process did not report its PID".into() })?;
+                // The read ended at exec (the sync pipe is CLOEXEC), so the process exists or
+                // has already exited; a zero start time stands for "already gone".
+                return Ok(Spawned::Detached(ProcRef::of(pid).unwrap_or(ProcRef { pid, start_time: 0 })));
+            }
+            Ok(Spawned::Exited(wait_forwarding(child, child)))
         }
     }
 }
 
-fn exec_child(process: &Process, seccomp: &[seccompiler::BpfProgram], fd: i32) -> ! {
+fn exec_child(process: &Process, seccomp: &[seccompiler::BpfProgram], stdio: &Stdio, fd: i32) -> ! {
     let result = (|| -> Result<std::convert::Infallible> {
+        if let Stdio::Terminal(slave) = stdio {
+            super::terminal::attach(*slave)?;
+        }
         let env = process.env().clone().unwrap_or_default();
         let argv = process.args().clone().unwrap_or_default();
         if argv.is_empty() {
@@ -76,7 +111,7 @@ fn exec_child(process: &Process, seccomp: &[seccompiler::BpfProgram], fd: i32) -
         }
         let exe = init::resolve_executable(&argv[0], &env)?;
         init::set_rlimits(process.rlimits().as_deref().unwrap_or(&[]))?;
-        init::become_process(process, seccomp, &exe, &argv, &env)
+        init::become_process(process, seccomp, &exe, &argv, &env, None)
     })();
     let (code, msg) = match result {
         Ok(never) => match never {},

@@ -2,6 +2,7 @@
 //! rlimits, user, capabilities, no_new_privs, seccomp, then exec of `process.args`. Any failure is sent to
 //! the caller over the sync pipe and ends the process with the shell's code for it.
 
+use std::cell::{Cell, RefCell};
 use std::convert::Infallible;
 use std::ffi::CString;
 use std::os::fd::RawFd;
@@ -28,6 +29,65 @@ pub struct InitArgs<'a> {
     pub sync_fd: RawFd,
     /// Compiled `linux.seccomp`, installed just before exec.
     pub seccomp: &'a [seccompiler::BpfProgram],
+    /// OCI mode: stop for the runtime's hooks and for `start`; None in pod mode.
+    pub gate: Option<&'a Gate>,
+}
+
+/// OCI mode (`create` … `start`): the init stops twice for the runtime. Before pivot_root it
+/// asks the caller to run the prestart and createRuntime hooks and receives the state JSON back,
+/// then runs the createContainer hooks itself (they belong in the container's namespaces, with
+/// paths of the runtime's); just before exec it blocks opening the exec FIFO for writing until
+/// `start` opens it for reading, then runs the startContainer hooks.
+pub struct Gate {
+    /// O_PATH descriptor of the exec FIFO, opened by the caller: after pivot_root the FIFO's
+    /// path no longer resolves, so it is reopened through /proc/self/fd.
+    pub fifo: RawFd,
+    /// Read end of the pipe on which the caller answers "hooks" with one line of state JSON.
+    pub go: RawFd,
+    pub sync_fd: RawFd,
+    pub hooks: Option<oci_spec::runtime::Hooks>,
+    /// Set once `start` has released the init: its caller is gone, so later errors can only go
+    /// to the container's stderr (which its supervisor logs).
+    pub started: Cell<bool>,
+    pub state_json: RefCell<String>,
+}
+
+impl Gate {
+    fn before_pivot(&self) -> Result<()> {
+        super::sync::send(self.sync_fd, "hooks\n");
+        let mut line = Vec::new();
+        let mut b = [0u8; 1];
+        loop {
+            // SAFETY: reading into our own one-byte buffer.
+            match unsafe { libc::read(self.go, b.as_mut_ptr().cast(), 1) } {
+                1 if b[0] == b'\n' => break,
+                1 => line.push(b[0]),
+                n if n < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted => continue,
+                _ => return Err(ContainerError::StartFailed { code: CODE_RUNTIME, msg: "the runtime gave up on the container during its hooks".into() }),
+            }
+        }
+        *self.state_json.borrow_mut() = String::from_utf8_lossy(&line).into_owned();
+        super::hooks::run("createContainer", self.hooks.as_ref().and_then(|h| h.create_container().as_ref()), &self.state_json.borrow())
+    }
+
+    fn wait_for_start(&self) -> Result<()> {
+        super::sync::send(self.sync_fd, "ready\n");
+        let path = format!("/proc/self/fd/{}", self.fifo);
+        // Blocks until `start` opens the FIFO for reading.
+        let fifo = std::fs::OpenOptions::new().write(true).open(&path).map_err(io(format!(
+            "opening the exec FIFO through {path} (the container needs /proc mounted for `start`)"
+        )))?;
+        self.started.set(true);
+        let _ = std::io::Write::write_all(&mut &fifo, b"0");
+        let state = match serde_json::from_str::<serde_json::Value>(&self.state_json.borrow()) {
+            Ok(mut v) => {
+                v["status"] = "running".into();
+                v.to_string()
+            }
+            Err(_) => self.state_json.borrow().clone(),
+        };
+        super::hooks::run("startContainer", self.hooks.as_ref().and_then(|h| h.start_container().as_ref()), &state)
+    }
 }
 
 /// Run in the forked init; never returns.
@@ -40,6 +100,11 @@ pub fn run(args: InitArgs) -> ! {
         ContainerError::StartFailed { code, msg } => (*code, msg.clone()),
         other => (CODE_RUNTIME, other.to_string()),
     };
+    if args.gate.is_some_and(|g| g.started.get()) {
+        eprintln!("podbox: {msg}");
+        // SAFETY: _exit in a forked child.
+        unsafe { libc::_exit(code) }
+    }
     super::sync::fail(args.sync_fd, code, &msg)
 }
 
@@ -48,6 +113,11 @@ fn setup_and_exec(a: &InitArgs) -> Result<Infallible> {
     redirect_stdio(a.stdio)?;
     super::namespaces::join_all(&a.plan.join)?;
     super::namespaces::unshare_new(a.plan.new)?;
+    if a.plan.new.contains(nix::sched::CloneFlags::CLONE_NEWNET) {
+        // A new network namespace starts with `lo` down; engines (podman's --network none,
+        // a pod's infra container) expect localhost to work, as runc provides it.
+        crate::network::loopback::up().map_err(io("bringing lo up in the new network namespace"))?;
+    }
     if a.plan.new_uts {
         if let Some(h) = a.spec.hostname() {
             nix::unistd::sethostname(h).map_err(sys("setting hostname"))?;
@@ -60,7 +130,13 @@ fn setup_and_exec(a: &InitArgs) -> Result<Infallible> {
             }
         }
     }
+    if let Some(adj) = process.oom_score_adj() {
+        std::fs::write("/proc/self/oom_score_adj", adj.to_string()).map_err(io(format!("setting process.oomScoreAdj {adj}")))?;
+    }
     let root = rootfs::prepare(a.rootfs, a.spec)?;
+    if let Some(g) = a.gate {
+        g.before_pivot()?;
+    }
     rootfs::pivot(&root)?;
     apply_sysctls(a.spec)?;
     rootfs::finish(a.spec)?;
@@ -73,14 +149,18 @@ fn setup_and_exec(a: &InitArgs) -> Result<Infallible> {
     // Resolve before dropping privileges: the lookup may need to read directories as root, the
     // exec itself is then checked with the container user's rights.
     let exe = resolve_executable(&argv[0], &env)?;
-    become_process(process, a.seccomp, &exe, &argv, &env)
+    if let Some(mask) = process.user().umask() {
+        nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(mask));
+    }
+    become_process(process, a.seccomp, &exe, &argv, &env, a.gate)
 }
 
 /// The last steps of both the init and an exec'd process: user and capabilities, working
 /// directory, no_new_privs, seccomp, exec. seccomp comes last so that its filter need not allow
 /// podbox's own setup; only without no_new_privs must it be installed earlier, while the
-/// process still has CAP_SYS_ADMIN (as runc does).
-pub fn become_process(process: &Process, seccomp: &[seccompiler::BpfProgram], exe: &Path, argv: &[String], env: &[String]) -> Result<Infallible> {
+/// process still has CAP_SYS_ADMIN (as runc does). With a `gate` (OCI mode) the process waits
+/// for `start` as late as possible, so that `create` has checked everything it can.
+pub fn become_process(process: &Process, seccomp: &[seccompiler::BpfProgram], exe: &Path, argv: &[String], env: &[String], gate: Option<&Gate>) -> Result<Infallible> {
     let nnp = process.no_new_privileges().unwrap_or(false);
     if !nnp {
         super::seccomp::install(seccomp)?;
@@ -97,6 +177,9 @@ pub fn become_process(process: &Process, seccomp: &[seccompiler::BpfProgram], ex
     // Every inherited descriptor but 0-2 (and the sync pipe, already CLOEXEC) is closed at exec.
     // SAFETY: close_range on our own descriptor table.
     unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) };
+    if let Some(g) = gate {
+        g.wait_for_start()?;
+    }
     if nnp {
         super::seccomp::install(seccomp)?;
     }
@@ -104,6 +187,9 @@ pub fn become_process(process: &Process, seccomp: &[seccompiler::BpfProgram], ex
 }
 
 fn redirect_stdio(stdio: &Stdio) -> Result<()> {
+    if let Stdio::Terminal(slave) = stdio {
+        return super::terminal::attach(*slave);
+    }
     if let Stdio::Log(path) = stdio {
         rootfs::ensure_parent(path)?;
         let log = std::fs::OpenOptions::new().create(true).append(true).open(path).map_err(io(format!("opening log {}", path.display())))?;

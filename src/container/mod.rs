@@ -12,7 +12,9 @@
 //! (e.g. "executable not found", exit 127), back to the caller.
 
 pub mod cgroups;
+pub mod create;
 pub mod exec;
+pub mod hooks;
 pub mod init;
 pub mod monitor;
 pub mod mounts;
@@ -22,6 +24,8 @@ pub mod rootfs;
 pub mod seccomp;
 pub mod sync;
 mod tee;
+pub mod terminal;
+pub mod unsupported;
 
 use std::path::PathBuf;
 
@@ -41,6 +45,8 @@ pub enum ContainerError {
     /// The container's process failed before it could exec the command.
     #[error("{msg}")]
     StartFailed { code: i32, msg: String },
+    #[error("{phase} hook #{index} ({path}) {msg}")]
+    Hook { phase: String, index: usize, path: String, msg: String },
     #[error("container {0} is not running")]
     NotRunning(String),
 }
@@ -77,6 +83,9 @@ pub enum Stdio {
     /// stdin from the caller; stdout and stderr through pipes that the monitor copies both to
     /// the caller's streams and to this file (a foreground container that still has logs).
     Tee(PathBuf),
+    /// The slave of a pseudo-terminal: the process's controlling terminal and all three
+    /// standard streams (OCI `process.terminal`).
+    Terminal(std::os::fd::RawFd),
 }
 
 /// How a container ended; written by its monitor as `exit.json` in the state directory.

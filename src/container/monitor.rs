@@ -116,7 +116,7 @@ fn monitor_main(opts: &StartOptions, plan: &namespaces::Plan, filters: &[seccomp
             // The spec's own cgroup first: the init is confined before it does anything else.
             join_cgroups(cgroup.map(|c| c.procs_files()).unwrap_or_default().iter().chain(&opts.cgroup_procs), fd);
             let stdio = if matches!(opts.stdio, Stdio::Tee(_)) { &Stdio::Inherit } else { &opts.stdio };
-            init::run(InitArgs { spec: opts.spec, rootfs: &opts.rootfs, plan, stdio, sync_fd: fd, seccomp: filters })
+            init::run(InitArgs { spec: opts.spec, rootfs: &opts.rootfs, plan, stdio, sync_fd: fd, seccomp: filters, gate: None })
         }
         Ok(ForkResult::Parent { child }) => child,
         Err(e) => sync::fail(fd, CODE_RUNTIME, &format!("fork: {e}")),
@@ -138,7 +138,7 @@ fn monitor_main(opts: &StartOptions, plan: &namespaces::Plan, filters: &[seccomp
     unsafe { libc::_exit(code.clamp(0, 255)) }
 }
 
-fn join_cgroups<'a>(procs: impl Iterator<Item = &'a PathBuf>, fd: i32) {
+pub(crate) fn join_cgroups<'a>(procs: impl Iterator<Item = &'a PathBuf>, fd: i32) {
     for p in procs {
         if let Err(e) = std::fs::write(p, "0") {
             sync::fail(fd, CODE_RUNTIME, &format!("joining cgroup {}: {e}", p.display()));

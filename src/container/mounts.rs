@@ -102,8 +102,9 @@ pub fn secure_join(root: &Path, path: &Path) -> Result<PathBuf> {
     Ok(root.join(resolved))
 }
 
-/// Perform one spec mount inside `rootfs` (before pivot_root).
-pub fn mount_one(rootfs: &Path, m: &Mount) -> Result<()> {
+/// Perform one spec mount inside `rootfs` (before pivot_root). `cgroupns`: the container has
+/// its own cgroup namespace (decides how cgroup mounts are made).
+pub fn mount_one(rootfs: &Path, m: &Mount, cgroupns: bool) -> Result<()> {
     let dest_rel = m.destination();
     if !dest_rel.is_absolute() {
         return Err(ContainerError::Spec { field: "mounts[].destination".into(), msg: format!("{} is not absolute", dest_rel.display()) });
@@ -115,7 +116,7 @@ pub fn mount_one(rootfs: &Path, m: &Mount) -> Result<()> {
     let is_bind = o.flags.contains(MsFlags::MS_BIND) || typ == "bind";
     let source = m.source().clone().unwrap_or_else(|| PathBuf::from(typ));
     if typ == "cgroup" || typ == "cgroup2" {
-        return Err(ContainerError::Spec { field: "mounts[].type".into(), msg: format!("{typ} mounts at {} are not supported yet", dest_rel.display()) });
+        return mount_cgroups(&dest, dest_rel, &o, cgroupns);
     }
     if is_bind {
         let meta = fs::metadata(&source).map_err(io(format!("bind source {}", source.display())))?;
@@ -147,6 +148,41 @@ pub fn mount_one(rootfs: &Path, m: &Mount) -> Result<()> {
         mount(None::<&str>, &dest, None::<&str>, o.propagation, None::<&str>).map_err(sys(format!("setting propagation of {}", dest_rel.display())))?;
     }
     Ok(())
+}
+
+/// A `cgroup`/`cgroup2` mount, as runc makes it: the container sees only its own cgroups — on
+/// v1 a tmpfs with one mount per hierarchy, on pure v2 a single one — read-only when the options
+/// say `ro`. In a cgroup namespace each is a fresh mount of the hierarchy (which the kernel roots
+/// at the namespace); without one, a bind mount of the container's cgroup directory.
+fn mount_cgroups(dest: &Path, dest_rel: &Path, o: &Options, cgroupns: bool) -> Result<()> {
+    let views = super::cgroups::own_views()?;
+    let ro = o.flags & MsFlags::MS_RDONLY;
+    let hardening = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    fs::create_dir_all(dest).map_err(io(format!("creating {}", dest.display())))?;
+    let bind = |(_, src, key): &super::cgroups::View, at: &Path| -> Result<()> {
+        fs::create_dir_all(at).map_err(io(format!("creating {}", at.display())))?;
+        if cgroupns {
+            let (fstype, data) = if key.is_empty() { ("cgroup2", None) } else { ("cgroup", Some(key.as_str())) };
+            return mount(Some(fstype), at, Some(fstype), hardening | ro, data).map_err(sys(format!("mounting {fstype} {} on {}", key, at.display())));
+        }
+        mount(Some(src), at, None::<&str>, MsFlags::MS_BIND, None::<&str>).map_err(sys(format!("bind-mounting cgroup {} on {}", src.display(), dest_rel.display())))?;
+        mount(None::<&str>, at, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REMOUNT | hardening | ro, None::<&str>)
+            .map_err(sys(format!("remounting cgroup at {}", at.display())))
+    };
+    match views.as_slice() {
+        [] => Err(ContainerError::Spec { field: "mounts[].type".into(), msg: format!("cgroup mount at {}: no cgroup hierarchy is mounted on this machine", dest_rel.display()) }),
+        [v] if v.0.is_empty() => bind(v, dest),
+        _ => {
+            mount(Some("tmpfs"), dest, Some("tmpfs"), hardening, Some("mode=755")).map_err(sys(format!("mounting tmpfs for cgroups on {}", dest_rel.display())))?;
+            for v in &views {
+                bind(v, &dest.join(&v.0))?;
+            }
+            if !ro.is_empty() {
+                mount(None::<&str>, dest, None::<&str>, MsFlags::MS_REMOUNT | hardening | ro, Some("mode=755")).map_err(sys(format!("making {} read-only", dest_rel.display())))?;
+            }
+            Ok(())
+        }
+    }
 }
 
 #[cfg(test)]

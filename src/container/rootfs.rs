@@ -48,8 +48,9 @@ pub fn prepare(rootfs: &Rootfs, spec: &Spec) -> Result<PathBuf> {
     };
 
     let empty = vec![];
+    let cgroupns = spec.linux().as_ref().and_then(|l| l.namespaces().as_ref()).is_some_and(|n| n.iter().any(|n| n.typ() == oci_spec::runtime::LinuxNamespaceType::Cgroup));
     for m in spec.mounts().as_ref().unwrap_or(&empty) {
-        mounts::mount_one(&root, m)?;
+        mounts::mount_one(&root, m, cgroupns)?;
     }
     create_devices(&root, spec)?;
     Ok(root)
@@ -79,7 +80,16 @@ fn create_devices(root: &Path, spec: &Spec) -> Result<()> {
     for (path, kind, major, minor, mode, uid, gid) in nodes {
         let target = mounts::secure_join(root, &path)?;
         let _ = fs::remove_file(&target);
-        mknod(&target, kind, Mode::from_bits_truncate(mode), makedev(major, minor)).map_err(sys(format!("creating device {}", path.display())))?;
+        match mknod(&target, kind, Mode::from_bits_truncate(mode), makedev(major, minor)) {
+            // A device cgroup that denies mknod (podman's rules do): bind the node's own device
+            // instead, as runc does; opening it is still subject to the cgroup's rules.
+            Err(nix::Error::EPERM) if path.exists() => {
+                fs::File::create(&target).map_err(io(format!("creating {}", target.display())))?;
+                mount(Some(&path), &target, None::<&str>, MsFlags::MS_BIND, None::<&str>).map_err(sys(format!("bind-mounting device {}", path.display())))?;
+                continue;
+            }
+            other => other.map_err(sys(format!("creating device {}", path.display())))?,
+        }
         // mknod is subject to the umask; set the exact mode asked for.
         nix::sys::stat::fchmodat(nix::fcntl::AT_FDCWD, &target, Mode::from_bits_truncate(mode), nix::sys::stat::FchmodatFlags::FollowSymlink)
             .map_err(sys(format!("chmod {}", path.display())))?;

@@ -1,0 +1,373 @@
+//! OCI runtime mode end to end: the binary is driven through a `podbox-runc` symlink, as podman
+//! or containerd would call it, with bundles whose config.json comes from `spec`. Every
+//! container runs inside a throwaway `Node`, whose init reaps the containers' inits (the role
+//! conmon plays for podman).
+mod common;
+
+use std::io::{IoSliceMut, Read};
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use common::Node;
+use serde_json::{Value, json};
+
+/// A temp dir with the `podbox-runc` symlink, bundles and the runtime root.
+struct Env {
+    dir: PathBuf,
+    runc: PathBuf,
+    root: PathBuf,
+}
+
+impl Env {
+    fn new(name: &str) -> Env {
+        let dir = common::tempdir(&format!("podbox-oci-{name}"));
+        let runc = dir.join("podbox-runc");
+        std::os::unix::fs::symlink(common::PODBOX, &runc).unwrap();
+        Env { root: dir.join("state"), runc, dir }
+    }
+
+    /// A bundle `name` whose process runs `sh -c script`; `tweak` edits the config further.
+    fn bundle(&self, name: &str, script: &str, tweak: impl FnOnce(&mut Value)) -> PathBuf {
+        let b = self.dir.join(name);
+        std::fs::create_dir_all(&b).unwrap();
+        let out = std::process::Command::new(&self.runc).arg("spec").arg("--bundle").arg(&b).output().unwrap();
+        assert!(out.status.success(), "spec: {}", String::from_utf8_lossy(&out.stderr));
+        std::os::unix::fs::symlink(common::rootfs(), b.join("rootfs")).unwrap();
+        let mut c: Value = serde_json::from_str(&std::fs::read_to_string(b.join("config.json")).unwrap()).unwrap();
+        c["process"]["terminal"] = json!(false);
+        c["process"]["args"] = json!(["sh", "-c", script]);
+        tweak(&mut c);
+        std::fs::write(b.join("config.json"), c.to_string()).unwrap();
+        b
+    }
+
+    /// The runtime command line, for `node.sh`.
+    fn cmd(&self, args: &str) -> String {
+        format!("{} --root {} {args}", self.runc.display(), self.root.display())
+    }
+
+    /// A command that leaves a container running: the container inherits the runtime's stdio
+    /// (as conmon's pipes), so it goes to a file, or `node.sh` would wait for the pipes to close.
+    fn bg(&self, args: &str) -> String {
+        format!("{} </dev/null >>{}/container.out 2>&1", self.cmd(args), self.dir.display())
+    }
+
+    fn state(&self, node: &Node, id: &str) -> Value {
+        serde_json::from_str(&node.sh_ok(&self.cmd(&format!("state {id}")))).unwrap()
+    }
+
+    fn status(&self, node: &Node, id: &str) -> String {
+        self.state(node, id)["status"].as_str().unwrap().to_string()
+    }
+
+    /// Nothing left: no container state, no processes in the node.
+    fn assert_clean(&self, node: &Node) {
+        let left: Vec<_> = std::fs::read_dir(&self.root).map(|d| d.flatten().map(|e| e.file_name()).collect()).unwrap_or_default();
+        assert!(left.is_empty(), "state left: {left:?}");
+        assert!(common::wait_until(5, || node.processes().is_empty()), "processes left: {:?}", node.processes());
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn code(out: &std::process::Output) -> i32 {
+    out.status.code().unwrap_or(-1)
+}
+
+#[test]
+fn lifecycle_states_pid_file_signals_and_hook_order() {
+    require_root!();
+    let node = Node::new("oci-life");
+    let env = Env::new("life");
+    let log = env.dir.join("hooks");
+    std::fs::create_dir_all(&log).unwrap();
+    let hook = |name: &str, file: &str| json!({ "path": "/bin/sh", "args": ["sh", "-c", format!("echo {name} >> {file}")] });
+    let host_log = log.join("order").display().to_string();
+    let b = env.bundle("b", "trap 'echo got-term > /hooks/term; exit 7' TERM; echo started > /hooks/started; while true; do sleep 0.05; done", |c| {
+        c["mounts"].as_array_mut().unwrap().push(json!({ "destination": "/hooks", "type": "bind", "source": log, "options": ["rbind", "rw"] }));
+        c["hooks"] = json!({
+            "prestart": [hook("prestart", &host_log)],
+            "createRuntime": [hook("createRuntime", &host_log),
+                              { "path": "/bin/sh", "args": ["sh", "-c", format!("cat > {}/state.json", log.display())] }],
+            "createContainer": [hook("createContainer", &host_log)],
+            // Runs in the container after pivot_root: the log is at /hooks there.
+            "startContainer": [hook("startContainer", "/hooks/order")],
+            "poststart": [hook("poststart", &host_log)],
+            "poststop": [hook("poststop", &host_log)],
+        });
+    });
+    let pid_file = env.dir.join("pid");
+    node.sh_ok(&env.bg(&format!("create --bundle {} --pid-file {} c1", b.display(), pid_file.display())));
+    let st = env.state(&node, "c1");
+    assert_eq!(st["status"], "created");
+    assert_eq!(st["id"], "c1");
+    assert_eq!(st["bundle"], b.display().to_string());
+    let pid: i64 = std::fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
+    assert_eq!(st["pid"], pid);
+    // The createRuntime hook got the state, with the init's PID, on stdin.
+    let hook_state: Value = serde_json::from_str(&std::fs::read_to_string(log.join("state.json")).unwrap()).unwrap();
+    assert_eq!((hook_state["id"].as_str(), hook_state["pid"].as_i64(), hook_state["status"].as_str()), (Some("c1"), Some(pid), Some("creating")));
+    // Created means set up but not exec'd: the command has not run.
+    assert!(!log.join("started").exists());
+    node.sh_ok(&env.bg("start c1"));
+    assert!(common::wait_until(5, || log.join("started").exists()), "container did not run after start");
+    assert_eq!(env.status(&node, "c1"), "running");
+    let listed = node.sh_ok(&env.cmd("list --format json"));
+    assert!(listed.contains("\"c1\"") && listed.contains("running"), "{listed}");
+    // A second start is refused.
+    let out = node.sh(&env.cmd("start c1"));
+    assert_ne!(code(&out), 0);
+    // delete of a running container needs --force.
+    let out = node.sh(&env.cmd("delete c1"));
+    assert_ne!(code(&out), 0);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--force"), "{}", String::from_utf8_lossy(&out.stderr));
+    node.sh_ok(&env.cmd("kill c1 TERM"));
+    assert!(common::wait_until(5, || env.status(&node, "c1") == "stopped"), "TERM did not stop the container");
+    assert_eq!(std::fs::read_to_string(log.join("term")).unwrap().trim(), "got-term");
+    assert_eq!(env.state(&node, "c1")["pid"], 0);
+    node.sh_ok(&env.cmd("delete c1"));
+    let order: Vec<String> = std::fs::read_to_string(log.join("order")).unwrap().lines().map(String::from).collect();
+    assert_eq!(order, ["prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"]);
+    env.assert_clean(&node);
+}
+
+#[test]
+fn run_exit_codes_exec_and_kill_all() {
+    require_root!();
+    let node = Node::new("oci-run");
+    let env = Env::new("run");
+    let b = env.bundle("b", "echo out-$(hostname); exit 3", |_| {});
+    let out = node.sh(&env.cmd(&format!("run --bundle {} r1", b.display())));
+    assert_eq!(code(&out), 3, "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "out-podbox");
+    let b = env.bundle("nf", "x", |c| c["process"]["args"] = json!(["no-such-command"]));
+    let out = node.sh(&env.cmd(&format!("run -b {} r2", b.display())));
+    assert_eq!(code(&out), 1);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not found"), "{}", String::from_utf8_lossy(&out.stderr));
+    env.assert_clean(&node);
+
+    // Detached run, exec (foreground with exit code, detached with a pid file), kill --all.
+    let b = env.bundle("bg", "sleep 1000 & sleep 1000 & while true; do sleep 1; done", |_| {});
+    node.sh_ok(&env.bg(&format!("run --detach --bundle {} r3", b.display())));
+    assert_eq!(env.status(&node, "r3"), "running");
+    let out = node.sh(&env.cmd("exec --env X=42 r3 sh -c 'echo x=$X; exit 5'"));
+    assert_eq!((code(&out), String::from_utf8_lossy(&out.stdout).trim()), (5, "x=42"));
+    let proc_file = env.dir.join("process.json");
+    std::fs::write(&proc_file, json!({ "args": ["sleep", "1000"], "cwd": "/", "user": { "uid": 0, "gid": 0 }, "env": ["PATH=/bin"] }).to_string()).unwrap();
+    let pf = env.dir.join("exec.pid");
+    node.sh_ok(&env.bg(&format!("exec --detach --pid-file {} --process {} r3", pf.display(), proc_file.display())));
+    let exec_pid: i32 = std::fs::read_to_string(&pf).unwrap().trim().parse().unwrap();
+    let ps: Vec<i32> = serde_json::from_str(&node.sh_ok(&env.cmd("ps --format json r3"))).unwrap();
+    assert!(ps.len() >= 4 && ps.contains(&exec_pid), "ps: {ps:?}, exec pid {exec_pid}");
+    node.sh_ok(&env.cmd("kill --all r3 KILL"));
+    assert!(common::wait_until(5, || env.status(&node, "r3") == "stopped"));
+    // PIDs are the node's numbering: look in its /proc (a zombie awaits the node's init).
+    let gone = |p: &i32| node.sh(&format!("! [ -e /proc/{p} ] || grep -q ') Z' /proc/{p}/stat")).status.success();
+    assert!(common::wait_until(5, || ps.iter().all(gone)), "kill --all left processes");
+    node.sh_ok(&env.cmd("delete r3"));
+    env.assert_clean(&node);
+}
+
+#[test]
+fn errors_are_clear_and_leave_nothing_behind() {
+    require_root!();
+    let node = Node::new("oci-err");
+    let env = Env::new("err");
+    for cmd in ["state nope", "start nope", "kill nope", "delete nope", "exec nope true"] {
+        let out = node.sh(&env.cmd(cmd));
+        assert_ne!(code(&out), 0, "{cmd}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("does not exist"), "{cmd}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let empty = env.dir.join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let bad_json = env.dir.join("badjson");
+    std::fs::create_dir_all(&bad_json).unwrap();
+    std::fs::write(bad_json.join("config.json"), "{ \"ociVersion\": \"1.0.2\", \"process\": { \"args\": 7 } }").unwrap();
+    let rdt = env.bundle("rdt", "true", |c| c["linux"]["intelRdt"] = json!({ "closID": "x" }));
+    let userns = env.bundle("userns", "true", |c| c["linux"]["namespaces"].as_array_mut().unwrap().push(json!({ "type": "user" })));
+    let badcg = env.bundle("badcg", "true", |c| c["linux"]["resources"] = json!({ "pids": { "limit": 10 } }));
+    let log = env.dir.join("runtime.log");
+    for (bundle, expect) in [
+        (&empty, "config.json"),
+        (&bad_json, "process.args"),
+        (&rdt, "linux.intelRdt"),
+        (&userns, "linux.namespaces"),
+        (&badcg, "linux.cgroupsPath"),
+    ] {
+        let out = node.sh(&env.cmd(&format!("--log {} --log-format json create --bundle {} x", log.display(), bundle.display())));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_ne!(code(&out), 0, "{bundle:?}");
+        assert!(err.contains(expect), "{bundle:?}: expected {expect} in {err}");
+        env.assert_clean(&node);
+    }
+    // --log got one JSON line per error.
+    let lines = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(lines.lines().count(), 5);
+    let first: Value = serde_json::from_str(lines.lines().next().unwrap()).unwrap();
+    assert_eq!(first["level"], "error");
+    // An existing id is refused, and the first container is untouched.
+    let b = env.bundle("ok", "sleep 1000", |_| {});
+    node.sh_ok(&env.bg(&format!("create --bundle {} dup", b.display())));
+    let out = node.sh(&env.cmd(&format!("create --bundle {} dup", b.display())));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already exists"));
+    assert_eq!(env.status(&node, "dup"), "created");
+    // A created container can be deleted without --force (its init never ran the command).
+    node.sh_ok(&env.cmd("delete dup"));
+    // A spec rlimit above the hard limit fails clearly at create.
+    let b = env.bundle("rl", "true", |c| c["process"]["rlimits"] = json!([{ "type": "RLIMIT_NOFILE", "soft": 1048576, "hard": 1048576 }]));
+    let out = node.sh(&env.cmd(&format!("create --bundle {} rl", b.display())));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("RLIMIT_NOFILE"), "{}", String::from_utf8_lossy(&out.stderr));
+    env.assert_clean(&node);
+}
+
+/// Receive one descriptor sent with SCM_RIGHTS on `stream`.
+fn recv_fd(stream: &std::os::unix::net::UnixStream) -> OwnedFd {
+    use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
+    use std::os::fd::AsRawFd;
+    let mut buf = [0u8; 256];
+    let mut iov = [IoSliceMut::new(&mut buf)];
+    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+    let msg = recvmsg::<()>(stream.as_raw_fd(), &mut iov, Some(&mut space), MsgFlags::empty()).unwrap();
+    for c in msg.cmsgs().unwrap() {
+        if let ControlMessageOwned::ScmRights(fds) = c {
+            return unsafe { OwnedFd::from_raw_fd(fds[0]) };
+        }
+    }
+    panic!("no descriptor received");
+}
+
+#[test]
+fn console_socket_hands_over_the_pty() {
+    require_root!();
+    let node = Node::new("oci-tty");
+    let env = Env::new("tty");
+    let b = env.bundle("b", "[ -t 0 ] && [ -t 1 ] && echo on-a-tty; stty size; read line; echo got-$line", |c| {
+        c["process"]["terminal"] = json!(true);
+        c["process"]["consoleSize"] = json!({ "height": 33, "width": 101 });
+    });
+    let sock = env.dir.join("console.sock");
+    let listener = UnixListener::bind(&sock).unwrap();
+    let mut create = std::process::Command::new("nsenter")
+        .args(["-t", &node.init_pid.to_string(), "--net", "--pid", "--mount", "--uts", "--"])
+        .args(env.cmd(&format!("create --bundle {} --console-socket {} t1", b.display(), sock.display())).split(' '))
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (stream, _) = listener.accept().unwrap();
+    let master = recv_fd(&stream);
+    assert!(create.wait().unwrap().success(), "create failed");
+    node.sh_ok(&env.bg("start t1"));
+    let mut pty = std::fs::File::from(master);
+    std::io::Write::write_all(&mut pty, b"hello\n").unwrap();
+    let mut seen = String::new();
+    let mut buf = [0u8; 1024];
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !seen.contains("got-hello") && std::time::Instant::now() < deadline {
+        match pty.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => seen.push_str(&String::from_utf8_lossy(&buf[..n])),
+        }
+    }
+    assert!(seen.contains("on-a-tty"), "{seen:?}");
+    assert!(seen.contains("33 101"), "console size: {seen:?}");
+    assert!(seen.contains("got-hello"), "{seen:?}");
+    assert!(common::wait_until(5, || env.status(&node, "t1") == "stopped"));
+    node.sh_ok(&env.cmd("delete t1"));
+    env.assert_clean(&node);
+}
+
+#[test]
+fn pod_command_and_oci_subcommand_coexist() {
+    // `podbox oci …` is the same CLI as the symlink; `podbox run` keeps its pod meaning.
+    let out = std::process::Command::new(common::PODBOX).args(["oci", "features"]).output().unwrap();
+    let f: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(f["hooks"].as_array().unwrap().iter().any(|h| h == "createRuntime"));
+    let out = std::process::Command::new(Path::new(&Env::new("v").runc)).arg("--version").output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("spec: 1.2.0"));
+    let out = std::process::Command::new(common::PODBOX).args(["run", "--help"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("--pod"));
+}
+
+/// podman with `--runtime` = the podbox-runc symlink, offline: an image imported from podbox's
+/// rootfs, storage and configuration in a temp dir, everything run inside a Node (podman and
+/// conmon change the namespaces they run in). Skips where podman is not installed.
+#[test]
+fn podman_runs_containers_on_podbox() {
+    require_root!();
+    if std::process::Command::new("podman").arg("--version").output().map(|o| !o.status.success()).unwrap_or(true) {
+        eprintln!("skipped: podman is not installed (apt-get install -y podman)");
+        return;
+    }
+    let node = Node::new("oci-podman");
+    let env = Env::new("podman");
+    // podman passes no --root to a custom runtime, and keeps locks and network state under
+    // /run too: a tmpfs there, in the node's own mount namespace, keeps all of it off the machine.
+    node.sh_ok("mount -t tmpfs -o mode=755 podbox-test-run /run");
+    let d = env.dir.display().to_string();
+    // No CAP_SYS_RESOURCE here: podman's default rlimits must stay within the hard limits.
+    let limits = std::fs::read_to_string("/proc/self/limits").unwrap();
+    let hard = |name: &str| limits.lines().find(|l| l.starts_with(name)).and_then(|l| l[name.len()..].split_whitespace().nth(1)).unwrap().to_string();
+    let (nofile, nproc) = (hard("Max open files"), hard("Max processes"));
+    std::fs::write(
+        env.dir.join("containers.conf"),
+        format!(
+            "[containers]\ndefault_ulimits = [\"nofile={nofile}:{nofile}\", \"nproc={nproc}:{nproc}\"]\n\
+             [engine]\ncgroup_manager = \"cgroupfs\"\nevents_logger = \"file\"\nevents_logfile_path = \"{d}/events.log\"\n\
+             runtime = \"podbox\"\ntmp_dir = \"{d}/tmp\"\n[engine.runtimes]\npodbox = [\"{}\"]\n",
+            env.runc.display()
+        ),
+    )
+    .unwrap();
+    std::fs::write(env.dir.join("storage.conf"), format!("[storage]\ndriver = \"vfs\"\ngraphroot = \"{d}/storage\"\nrunroot = \"{d}/run\"\n")).unwrap();
+    // The pod's infra container needs a process that waits forever: a script added to the image.
+    std::fs::create_dir_all(env.dir.join("extra")).unwrap();
+    std::fs::write(env.dir.join("extra/pause"), "#!/bin/sh\nexec sleep 2147483647\n").unwrap();
+    let podman = format!("CONTAINERS_CONF={d}/containers.conf CONTAINERS_STORAGE_CONF={d}/storage.conf timeout 120 podman");
+    node.sh_ok(&format!(
+        "tar -C {} -cf {d}/rootfs.tar . && chmod 755 {d}/extra/pause && tar -C {d}/extra -rf {d}/rootfs.tar ./pause && {podman} import {d}/rootfs.tar podbox-rootfs",
+        common::rootfs().display()
+    ));
+    let p = |args: &str| node.sh(&format!("{podman} {args}"));
+    let ok = |args: &str| {
+        let out = p(args);
+        assert!(out.status.success(), "podman {args}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert_eq!(ok("run --rm --network none podbox-rootfs echo hi"), "hi");
+    let out = p("run --rm --network none podbox-rootfs sh -c 'exit 3'");
+    assert_eq!(code(&out), 3);
+
+    ok("run -d --name bg --network none podbox-rootfs sh -c 'echo started; sleep 1000'");
+    let out = p("exec bg sh -c 'echo in-exec; exit 4'");
+    assert_eq!((code(&out), String::from_utf8_lossy(&out.stdout).trim()), (4, "in-exec"));
+    assert!(ok("ps --format '{{.Names}} {{.Status}}'").contains("bg Up"));
+    ok("stop -t 1 bg");
+    assert_eq!(ok("logs bg"), "started");
+    ok("rm bg");
+
+    // A terminal: `script` gives podman one, podman gives the container a pty through conmon.
+    // `script` reads EOF from its /dev/null stdin at once and may end before all output is
+    // copied, so a miss is retried.
+    let tty_run = format!("script -qc \"{podman} run -it --rm --network none podbox-rootfs sh -c '[ -t 0 ] && [ -t 1 ] && echo is-a-tty; sleep 0.3'\" /dev/null </dev/null");
+    let mut tries = 0;
+    assert!(common::wait_until(60, || { tries += 1; tries > 3 || node.sh(&tty_run).stdout.windows(8).any(|w| w == b"is-a-tty") }) && tries <= 3, "no terminal in podman run -it");
+
+    // A pod: two containers share the infra container's network namespace, so localhost.
+    ok("pod create --name web --infra-image podbox-rootfs --infra-command /pause --network none");
+    ok("run -d --pod web --name server podbox-rootfs sh -c 'echo hello-from-server > /tmp/index.html; exec httpd -f -p 8080 -h /tmp'");
+    assert!(
+        common::wait_until(10, || p("run --rm --pod web podbox-rootfs wget -qO- http://127.0.0.1:8080/index.html").stdout.starts_with(b"hello-from-server")),
+        "the second container of the pod could not reach the first over localhost"
+    );
+    ok("pod rm -f web");
+    assert_eq!(ok("ps -a -q"), "");
+    // podman removed every container through podbox: nothing left in podbox's state.
+    let leftovers = node.sh_ok(&format!("{} list -q", env.runc.display()));
+    assert!(leftovers.trim().is_empty(), "{leftovers}");
+}

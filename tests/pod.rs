@@ -310,3 +310,44 @@ spec:
     node.podbox_ok(&["pod", "rm", "-f", "web"]);
     node.assert_clean();
 }
+
+#[test]
+fn restart_policies_start_a_container_again_and_stop_ends_them() {
+    require_root!();
+    let node = Node::new("restart");
+    node.podbox_ok(&["pod", "create", "p", "--network", "none"]);
+    // on-failure: a failing container is started again (back-off 1 s, then 2 s) ...
+    node.podbox_ok(&["run", "--pod", "p", "--name", "flaky", "-d", "--restart", "on-failure", "--", "sh", "-c", "echo started; exit 3"]);
+    assert!(wait_until(10, || node.podbox_ok(&["logs", "p", "flaky"]).matches("started").count() >= 3), "not restarted");
+    let st = container_state(&node, "p", "flaky");
+    assert!(st["restarts"].as_u64().unwrap() >= 2, "{st}");
+    assert_eq!(st["last_exit"]["code"], 3);
+    assert!(st["state"] == "restarting" || st["state"] == "running", "{st}");
+    // ... and `stop` ends the loop for good, also during the back-off.
+    node.podbox_ok(&["stop", "p", "flaky", "-t", "1"]);
+    let st = container_state(&node, "p", "flaky");
+    assert_eq!(st["state"], "exited", "{st}");
+    let n = node.podbox_ok(&["logs", "p", "flaky"]).matches("started").count();
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(node.podbox_ok(&["logs", "p", "flaky"]).matches("started").count(), n, "started again after stop");
+    // on-failure does not restart a success; always does, and the PID changes, the pod stays.
+    node.podbox_ok(&["run", "--pod", "p", "--name", "ok", "-d", "--restart", "on-failure", "--", "true"]);
+    assert!(wait_until(5, || container_state(&node, "p", "ok")["state"] == "exited"));
+    assert_eq!(container_state(&node, "p", "ok")["restarts"], 0);
+    node.podbox_ok(&["run", "--pod", "p", "--name", "always", "-d", "--restart", "always", "--", "sleep", "1000"]);
+    let pid1 = container_state(&node, "p", "always")["pid"]["pid"].as_i64().unwrap();
+    node.sh_ok(&format!("kill -9 {pid1}"));
+    assert!(wait_until(10, || {
+        let st = container_state(&node, "p", "always");
+        st["state"] == "running" && st["restarts"] == 1
+    }));
+    let pid2 = container_state(&node, "p", "always")["pid"]["pid"].as_i64().unwrap();
+    assert_ne!(pid1, pid2);
+    assert_eq!(container_state(&node, "p", "always")["last_exit"]["code"], 137);
+    // pod rm -f ends restarting containers too, and nothing is left.
+    node.podbox_ok(&["run", "--pod", "p", "--name", "loop", "-d", "--restart", "always", "--", "sh", "-c", "exit 1"]);
+    std::thread::sleep(Duration::from_millis(300));
+    node.podbox_ok(&["pod", "rm", "-f", "p"]);
+    std::thread::sleep(Duration::from_millis(1500));
+    node.assert_clean();
+}

@@ -7,6 +7,7 @@ use clap::Args;
 use crate::pod::containers::{self, RunOutcome};
 use crate::pod::model::{ContainerSpec, ContainerState, Resources, Security};
 use crate::pod::quantity;
+use crate::container::RestartPolicy;
 use crate::pod::{Ctx, PodError};
 
 #[derive(Args, Debug)]
@@ -18,6 +19,10 @@ pub struct RunArgs {
     /// Run in the background; output goes to `podbox logs`.
     #[arg(short, long)]
     pub detach: bool,
+    /// Start the container again when it ends: never, on-failure (non-zero exit) or always, with
+    /// a back-off doubling from 1 s to 5 min, as the kubelet does.
+    #[arg(long, default_value = "never", value_parser = ["never", "on-failure", "always"])]
+    pub restart: String,
     #[arg(short, long = "env", value_name = "K=V")]
     pub env: Vec<String>,
     #[arg(short, long = "workdir")]
@@ -155,6 +160,11 @@ pub fn run(ctx: &Ctx, a: &RunArgs) -> anyhow::Result<i32> {
         group_add: a.group_add.clone(),
         security: parse_security(a)?,
         resources: parse_resources(a)?,
+        restart: match a.restart.as_str() {
+            "on-failure" => RestartPolicy::OnFailure,
+            "always" => RestartPolicy::Always,
+            _ => RestartPolicy::Never,
+        },
     };
     match containers::run(ctx, &a.pod, &c, a.detach) {
         Ok(RunOutcome::Detached(pid)) => {
@@ -201,8 +211,13 @@ pub fn ps(ctx: &Ctx, a: &PsArgs) -> anyhow::Result<i32> {
                     s
                 }
                 (ContainerState::Exited, None) => "exited (unknown: monitor gone)".into(),
+                (ContainerState::Restarting, _) => {
+                    let last = c.last_exit.as_ref().map(|e| format!("; last exit {}{}", e.code, if e.oom_killed { " OOMKilled" } else { "" })).unwrap_or_default();
+                    format!("restarting (back-off{last})")
+                }
                 (s, _) => format!("{s:?}").to_lowercase(),
             };
+            let status = if c.restarts > 0 { format!("{status} [{} restarts]", c.restarts) } else { status };
             let status = match &c.record.start_error {
                 Some(err) => format!("{status}: {err}"),
                 None => status,

@@ -107,3 +107,41 @@ pub struct ExitRecord {
 }
 
 pub const EXIT_FILE: &str = "exit.json";
+
+/// When the monitor starts a container again (restart policy), what runs now and how the last
+/// run ended; kept up to date in `current.json` next to `exit.json`.
+pub const CURRENT_FILE: &str = "current.json";
+
+/// Written by whoever stops or removes a container: its monitor must not start it again.
+pub const STOP_FILE: &str = "stop-requested";
+
+/// When the monitor starts a container's process again after it ended (Kubernetes' restartPolicy).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub enum RestartPolicy {
+    #[default]
+    Never,
+    OnFailure,
+    Always,
+}
+
+impl RestartPolicy {
+    pub fn restarts_after(self, code: i32) -> bool {
+        match self {
+            RestartPolicy::Never => false,
+            RestartPolicy::OnFailure => code != 0,
+            RestartPolicy::Always => true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CurrentRun {
+    /// The running process; None while waiting out the back-off before the next start.
+    pub pid: Option<ProcRef>,
+    pub restarts: u32,
+    pub started_at: Option<String>,
+    pub last_exit: Option<ExitRecord>,
+    /// When the next start is due, while backing off.
+    pub next_start_at: Option<String>,
+}

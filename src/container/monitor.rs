@@ -11,7 +11,7 @@ use nix::unistd::{ForkResult, Pid, fork, setsid};
 use oci_spec::runtime::Spec;
 
 use super::init::{self, CODE_RUNTIME, InitArgs};
-use super::{ContainerError, EXIT_FILE, ExitRecord, ProcRef, Result, Rootfs, Stdio, cgroups, namespaces, process, seccomp, sync, sys, tee};
+use super::{CURRENT_FILE, ContainerError, CurrentRun, EXIT_FILE, ExitRecord, ProcRef, RestartPolicy, STOP_FILE, Result, Rootfs, Stdio, cgroups, namespaces, process, seccomp, sync, sys, tee};
 
 /// Called in the monitor once the init has ended, before `exit.json` is written.
 pub type ExitHook = fn(state_dir: &Path, record: &mut ExitRecord);
@@ -28,6 +28,7 @@ pub struct StartOptions<'a> {
     /// Run in the init after its namespaces exist and before the root file system is set up,
     /// e.g. to join cgroups.
     pub cgroup_procs: Vec<PathBuf>,
+    pub restart: RestartPolicy,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -97,19 +98,105 @@ fn monitor_main(opts: &StartOptions, plan: &namespaces::Plan, filters: &[seccomp
     if opts.detach {
         detach_stdio();
     }
-    if let Err(e) = namespaces::prepare_pid(&plan.pid) {
-        sync::fail(fd, CODE_RUNTIME, &e.to_string());
+    // Kept to return to before a restart can create a fresh PID namespace.
+    let own_pid_ns = std::fs::File::open("/proc/self/ns/pid").ok();
+    let mut attempt = match spawn_init(opts, plan, filters, cgroup, fd, None) {
+        Ok(a) => a,
+        Err(msg) => sync::fail(fd, CODE_RUNTIME, &msg),
+    };
+    sync::send(fd, &format!("pid {}\n", attempt.pid.as_raw()));
+    drop(w);
+    let mut restarts = 0u32;
+    let mut backoff = RESTART_BACKOFF_MIN;
+    loop {
+        let started = std::time::Instant::now();
+        let oom_before = cgroup.map(|c| c.oom_kills()).unwrap_or(0);
+        let status = match (attempt.pipes.take(), &opts.stdio) {
+            (Some(p), Stdio::Tee(log)) => p.copy_until_exit(log, attempt.pid),
+            _ => wait_for(attempt.pid),
+        };
+        let (code, signal) = process::shell_code(status);
+        // The container's cgroup is its own, so an OOM kill counted there during this run
+        // happened to it.
+        let oom_killed = cgroup.map(|c| c.oom_kills() > oom_before).unwrap_or(false);
+        let error = attempt.errors.take().and_then(|r| sync::read(r).error).map(|(_, m)| m);
+        let mut record = ExitRecord { code, signal, finished_at: crate::state::now_rfc3339(), oom_killed, error, diagnosis: None };
+        if let Some(hook) = opts.on_exit {
+            hook(&opts.state_dir, &mut record);
+        }
+        let stop = opts.state_dir.join(STOP_FILE);
+        if !opts.restart.restarts_after(code) || stop.exists() {
+            let _ = crate::state::write_json(&opts.state_dir.join(EXIT_FILE), &record);
+            unsafe { libc::_exit(code.clamp(0, 255)) }
+        }
+        // Back off as the kubelet does (doubling, capped), starting over after a long run.
+        if started.elapsed() > RESTART_BACKOFF_RESET {
+            backoff = RESTART_BACKOFF_MIN;
+        }
+        let due = std::time::SystemTime::now() + backoff;
+        let mut current = CurrentRun { pid: None, restarts, started_at: None, last_exit: Some(record.clone()), next_start_at: Some(crate::state::rfc3339_of(due)) };
+        let _ = crate::state::write_json(&opts.state_dir.join(CURRENT_FILE), &current);
+        let deadline = std::time::Instant::now() + backoff;
+        while std::time::Instant::now() < deadline && !stop.exists() {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        if stop.exists() {
+            let _ = crate::state::write_json(&opts.state_dir.join(EXIT_FILE), &record);
+            unsafe { libc::_exit(code.clamp(0, 255)) }
+        }
+        backoff = (backoff * 2).min(RESTART_BACKOFF_MAX);
+        restarts += 1;
+        attempt = match spawn_init(opts, plan, filters, cgroup, -1, own_pid_ns.as_ref()) {
+            Ok(a) => a,
+            Err(msg) => {
+                record.error = Some(format!("restarting: {msg}"));
+                let _ = crate::state::write_json(&opts.state_dir.join(EXIT_FILE), &record);
+                unsafe { libc::_exit(CODE_RUNTIME) }
+            }
+        };
+        current.pid = ProcRef::of(attempt.pid.as_raw());
+        current.restarts = restarts;
+        current.started_at = Some(crate::state::now_rfc3339());
+        current.next_start_at = None;
+        let _ = crate::state::write_json(&opts.state_dir.join(CURRENT_FILE), &current);
     }
+}
+
+const RESTART_BACKOFF_MIN: std::time::Duration = std::time::Duration::from_secs(1);
+const RESTART_BACKOFF_MAX: std::time::Duration = std::time::Duration::from_secs(300);
+const RESTART_BACKOFF_RESET: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// One run of the container's process: its PID, the output pipes of a foreground container, and
+/// (for restarts, when the caller's sync pipe is gone) the pipe its start errors arrive on.
+struct Attempt {
+    pid: Pid,
+    pipes: Option<tee::Pipes>,
+    errors: Option<OwnedFd>,
+}
+
+/// Fork the init of one run. `sync_fd` is the caller's sync pipe for the first run; later runs
+/// (`sync_fd` < 0) get a pipe of their own, read after they end.
+fn spawn_init(opts: &StartOptions, plan: &namespaces::Plan, filters: &[seccompiler::BpfProgram], cgroup: Option<&cgroups::Cgroup>, sync_fd: i32, reset_pid: Option<&std::fs::File>) -> std::result::Result<Attempt, String> {
+    if let (Some(own), Some(None)) = (reset_pid, &plan.pid) {
+        namespaces::reset_pid(own).map_err(|e| e.to_string())?;
+    }
+    namespaces::prepare_pid(&plan.pid).map_err(|e| e.to_string())?;
+    let (errors, fd) = if sync_fd >= 0 {
+        (None, sync_fd)
+    } else {
+        let (r, w) = sync::pipe().map_err(|e| format!("creating sync pipe: {e}"))?;
+        let fd = w.as_raw_fd();
+        std::mem::forget(w); // closed below in the parent, inherited by the child
+        (Some(r), fd)
+    };
     let pipes = match &opts.stdio {
-        Stdio::Tee(_) => match tee::Pipes::new() {
-            Ok(p) => Some(p),
-            Err(e) => sync::fail(fd, CODE_RUNTIME, &format!("creating output pipes: {e}")),
-        },
+        Stdio::Tee(_) => Some(tee::Pipes::new().map_err(|e| format!("creating output pipes: {e}"))?),
         _ => None,
     };
     // SAFETY: the monitor is single-threaded.
-    let init_pid = match unsafe { fork() } {
+    match unsafe { fork() } {
         Ok(ForkResult::Child) => {
+            drop(errors);
             if let Some(p) = pipes {
                 p.attach_child();
             }
@@ -118,24 +205,15 @@ fn monitor_main(opts: &StartOptions, plan: &namespaces::Plan, filters: &[seccomp
             let stdio = if matches!(opts.stdio, Stdio::Tee(_)) { &Stdio::Inherit } else { &opts.stdio };
             init::run(InitArgs { spec: opts.spec, rootfs: &opts.rootfs, plan, stdio, sync_fd: fd, seccomp: filters, gate: None })
         }
-        Ok(ForkResult::Parent { child }) => child,
-        Err(e) => sync::fail(fd, CODE_RUNTIME, &format!("fork: {e}")),
-    };
-    sync::send(fd, &format!("pid {}\n", init_pid.as_raw()));
-    drop(w);
-    let status = match (pipes, &opts.stdio) {
-        (Some(p), Stdio::Tee(log)) => p.copy_until_exit(log, init_pid),
-        _ => wait_for(init_pid),
-    };
-    let (code, signal) = process::shell_code(status);
-    // The container's cgroup is its own, so any OOM kill counted there happened to it.
-    let oom_killed = cgroup.map(|c| c.oom_kills() > 0).unwrap_or(false);
-    let mut record = ExitRecord { code, signal, finished_at: crate::state::now_rfc3339(), oom_killed, error: None, diagnosis: None };
-    if let Some(hook) = opts.on_exit {
-        hook(&opts.state_dir, &mut record);
+        Ok(ForkResult::Parent { child }) => {
+            if sync_fd < 0 {
+                // SAFETY: the write end forgotten above; only the child keeps a copy.
+                unsafe { libc::close(fd) };
+            }
+            Ok(Attempt { pid: child, pipes, errors })
+        }
+        Err(e) => Err(format!("fork: {e}")),
     }
-    let _ = crate::state::write_json(&opts.state_dir.join(EXIT_FILE), &record);
-    unsafe { libc::_exit(code.clamp(0, 255)) }
 }
 
 pub(crate) fn join_cgroups<'a>(procs: impl Iterator<Item = &'a PathBuf>, fd: i32) {

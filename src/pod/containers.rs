@@ -9,7 +9,7 @@ use oci_spec::runtime::{Process, Spec};
 use super::model::{ContainerRecord, ContainerSpec, ContainerState, PodPhase, PodRecord, validate_name};
 use super::{Ctx, PodError, Result, diagnose, spec};
 use crate::container::cgroups::Cgroup;
-use crate::container::{self, ContainerError, EXIT_FILE, ProcRef, Rootfs, Stdio, monitor::StartOptions};
+use crate::container::{self, ContainerError, EXIT_FILE, ProcRef, STOP_FILE, Rootfs, Stdio, monitor::StartOptions};
 use crate::state;
 
 pub const LOG_FILE: &str = "container.log";
@@ -62,6 +62,7 @@ pub fn run(ctx: &Ctx, key: &str, c: &ContainerSpec, detach: bool) -> Result<RunO
         detach,
         on_exit: Some(diagnose::on_exit),
         cgroup_procs: vec![],
+        restart: c.restart,
     };
     rec.started_at = Some(state::now_rfc3339());
     let started = match container::start(opts) {
@@ -127,7 +128,7 @@ pub fn logs(ctx: &Ctx, key: &str, name: &str, follow: bool, out: &mut dyn Write)
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         // The status is read before the log so that the last bytes written before exit are seen.
-        let done = !follow || ctx.container_status(&pod, name)?.map(|s| s.state != ContainerState::Running).unwrap_or(true);
+        let done = !follow || ctx.container_status(&pod, name)?.map(|s| !s.state.is_active()).unwrap_or(true);
         if let Ok(mut f) = fs::File::open(&path) {
             f.seek(SeekFrom::Start(pos)).map_err(|e| PodError::Kernel(format!("reading {}: {e}", path.display())))?;
             loop {
@@ -150,17 +151,23 @@ pub fn logs(ctx: &Ctx, key: &str, name: &str, follow: bool, out: &mut dyn Write)
 
 /// SIGTERM, wait up to `grace`, SIGKILL; then wait until the monitor has recorded the exit.
 pub fn stop_one(ctx: &Ctx, pod: &PodRecord, name: &str, grace: Duration) -> Result<()> {
-    let st = ctx.container_status(pod, name)?.ok_or_else(|| PodError::UnknownContainer { pod: pod.name.clone(), container: name.into() })?;
-    let Some(pid) = st.record.pid else { return Ok(()) };
-    if st.state == ContainerState::Running {
-        pid.signal(libc::SIGTERM);
-        if !pid.wait_gone(grace) {
-            pid.signal(libc::SIGKILL);
-            pid.wait_gone(Duration::from_secs(10));
+    // Tell the monitor first, so that it does not start the container again; only then look at
+    // what runs. A monitor that was just starting a new run when the request came is caught by
+    // the second round.
+    fs::write(ctx.root.container_dir(&pod.id, name).join(STOP_FILE), b"").map_err(|e| PodError::Kernel(format!("stopping {name}: {e}")))?;
+    for _ in 0..3 {
+        let st = ctx.container_status(pod, name)?.ok_or_else(|| PodError::UnknownContainer { pod: pod.name.clone(), container: name.into() })?;
+        if let (ContainerState::Running, Some(pid)) = (st.state, st.record.pid) {
+            pid.signal(libc::SIGTERM);
+            if !pid.wait_gone(grace) {
+                pid.signal(libc::SIGKILL);
+                pid.wait_gone(Duration::from_secs(10));
+            }
         }
-    }
-    if let Some(m) = st.record.monitor {
-        m.wait_gone(Duration::from_secs(5));
+        match st.record.monitor {
+            Some(m) if !m.wait_gone(Duration::from_secs(2)) => continue,
+            _ => return Ok(()),
+        }
     }
     Ok(())
 }
@@ -174,7 +181,7 @@ pub fn stop(ctx: &Ctx, key: &str, name: &str, grace: Duration) -> Result<()> {
 pub fn remove(ctx: &Ctx, key: &str, name: &str, force: bool) -> Result<()> {
     let _lock = ctx.root.lock()?;
     let (pod, st) = find(ctx, key, name)?;
-    if st.state == ContainerState::Running {
+    if st.state.is_active() {
         if !force {
             return Err(PodError::Busy(format!("container {name} in pod {} is running: stop it first, or use `rm -f`", pod.name)));
         }

@@ -6,7 +6,7 @@ use std::fs;
 use std::path::Path;
 use std::time::Duration;
 
-use super::model::{ContainerState, PodPhase, PodRecord, PodSpec};
+use super::model::{PodPhase, PodRecord, PodSpec};
 use super::{Ctx, PodError, Result, containers, new_id, sandbox, spec};
 use crate::container::cgroups::Cgroup;
 use crate::network;
@@ -110,6 +110,8 @@ pub fn destroy(ctx: &Ctx, id: &str, rec: Option<&PodRecord>) -> Vec<String> {
         known.extend(r.pause);
         if let Ok(cs) = ctx.container_statuses(r) {
             for c in cs {
+                // No restart policy may start it again while the pod goes away.
+                let _ = fs::write(ctx.root.container_dir(id, &c.record.name).join(crate::container::STOP_FILE), b"");
                 known.extend(c.record.pid);
                 monitors.extend(c.record.monitor);
             }
@@ -151,7 +153,7 @@ pub fn stop(ctx: &Ctx, key: &str, grace: Duration) -> Result<PodRecord> {
     let _lock = ctx.root.lock()?;
     let mut rec = ctx.find_pod(key)?;
     for c in ctx.container_statuses(&rec)? {
-        if c.state == ContainerState::Running {
+        if c.state.is_active() {
             containers::stop_one(ctx, &rec, &c.record.name, grace)?;
         }
     }
@@ -176,7 +178,7 @@ pub fn remove(ctx: &Ctx, key: &str, force: bool) -> Result<()> {
     let _lock = ctx.root.lock()?;
     let rec = ctx.find_pod(key)?;
     if !force {
-        let running: Vec<_> = ctx.container_statuses(&rec)?.into_iter().filter(|c| c.state == ContainerState::Running).map(|c| c.record.name).collect();
+        let running: Vec<_> = ctx.container_statuses(&rec)?.into_iter().filter(|c| c.state.is_active()).map(|c| c.record.name).collect();
         if !running.is_empty() {
             return Err(PodError::Busy(format!("pod {} has running containers ({}): stop them, or use `pod rm -f`", rec.name, running.join(", "))));
         }

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 use super::PodError;
+use crate::container::RestartPolicy;
 use super::model::{ContainerSpec, PodSpec, Resources};
 use super::quantity;
 use crate::network::{PortMapping, Protocol};
@@ -194,13 +195,13 @@ pub fn parse(text: &str) -> Result<PodSpec, PodError> {
     if m.spec.host_network {
         return Err(invalid("spec.hostNetwork", "true is not supported: every podbox pod has its own network namespace"));
     }
-    match m.spec.restart_policy.as_deref() {
-        None | Some("Never") => {}
-        Some(p @ ("Always" | "OnFailure")) => {
-            return Err(invalid("spec.restartPolicy", format!("{p} is not supported yet; podbox does not restart containers (use Never)")));
-        }
+    // Kubernetes' default is Always.
+    let restart = match m.spec.restart_policy.as_deref() {
+        None | Some("Always") => RestartPolicy::Always,
+        Some("OnFailure") => RestartPolicy::OnFailure,
+        Some("Never") => RestartPolicy::Never,
         Some(p) => return Err(invalid("spec.restartPolicy", format!("{p:?}: must be Always, OnFailure or Never"))),
-    }
+    };
     if m.spec.containers.is_empty() {
         return Err(invalid("spec.containers", "at least one container is required"));
     }
@@ -253,6 +254,7 @@ pub fn parse(text: &str) -> Result<PodSpec, PodError> {
             user: None,
             ports,
             resources,
+            restart,
             ..Default::default()
         });
     }

@@ -15,7 +15,7 @@ pub mod spec;
 
 use std::path::{Path, PathBuf};
 
-use crate::container::{ContainerError, EXIT_FILE, ExitRecord};
+use crate::container::{CURRENT_FILE, ContainerError, CurrentRun, EXIT_FILE, ExitRecord};
 use crate::network::NetError;
 use crate::state::{self, Root, StateError};
 use model::{ContainerRecord, ContainerState, ContainerStatus, PodRecord};
@@ -130,16 +130,33 @@ impl Ctx {
     pub fn container_status(&self, pod: &PodRecord, name: &str) -> Result<Option<ContainerStatus>> {
         let dir = self.root.container_dir(&pod.id, name);
         let Some(record) = state::read_json_opt::<ContainerRecord>(&dir.join("container.json"))? else { return Ok(None) };
+        let mut record = record;
         let exit: Option<ExitRecord> = state::read_json_opt(&dir.join(EXIT_FILE))?;
+        // A container its monitor has started again: the current run is what counts.
+        let current: Option<CurrentRun> = state::read_json_opt(&dir.join(CURRENT_FILE))?;
+        let mut restarts = 0;
+        let mut last_exit = None;
+        let mut backing_off = false;
+        if let Some(c) = current {
+            restarts = c.restarts;
+            last_exit = c.last_exit;
+            backing_off = c.pid.is_none();
+            if let Some(p) = c.pid {
+                record.pid = Some(p);
+                record.started_at = c.started_at;
+            }
+        }
+        let monitor_alive = record.monitor.map(|m| m.alive()).unwrap_or(false);
         let state = match (&exit, &record.pid) {
             (Some(_), _) => ContainerState::Exited,
+            (None, _) if backing_off && monitor_alive => ContainerState::Restarting,
             (None, Some(p)) if p.alive() => ContainerState::Running,
             // Started, but the monitor is gone without recording an end (killed, or the node
             // crashed): it is not running any more.
             (None, Some(_)) => ContainerState::Exited,
             (None, None) => ContainerState::Created,
         };
-        Ok(Some(ContainerStatus { record, state, exit }))
+        Ok(Some(ContainerStatus { record, state, exit, restarts, last_exit }))
     }
 }
 

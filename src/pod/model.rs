@@ -51,6 +51,9 @@ pub struct ContainerSpec {
     pub group_add: Vec<u32>,
     pub security: Security,
     pub resources: Resources,
+    /// Whether its monitor starts it again when it ends (a manifest's pod-wide restartPolicy,
+    /// or `run --restart`).
+    pub restart: crate::container::RestartPolicy,
 }
 
 /// How much of the kernel a container may reach (--cap-add, --privileged, ...).
@@ -197,7 +200,16 @@ pub struct ContainerRecord {
 pub enum ContainerState {
     Created,
     Running,
+    /// Ended, and its monitor will start it again after a back-off (restart policy).
+    Restarting,
     Exited,
+}
+
+impl ContainerState {
+    /// Still driven by its monitor: running, or about to be started again.
+    pub fn is_active(self) -> bool {
+        matches!(self, ContainerState::Running | ContainerState::Restarting)
+    }
 }
 
 /// A container record with its live state, as listings show it.
@@ -208,6 +220,12 @@ pub struct ContainerStatus {
     pub state: ContainerState,
     #[serde(default)]
     pub exit: Option<ExitRecord>,
+    /// How often its monitor has started it again.
+    #[serde(default)]
+    pub restarts: u32,
+    /// How the previous run ended, for a container that was restarted.
+    #[serde(default)]
+    pub last_exit: Option<ExitRecord>,
 }
 
 #[cfg(test)]

@@ -130,7 +130,11 @@ pub fn read_json_opt<T: DeserializeOwned>(path: &Path) -> Result<Option<T>> {
 
 /// Seconds since the epoch, as RFC 3339 UTC text (no timezone crate needed for UTC).
 pub fn now_rfc3339() -> String {
-    let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    rfc3339_of(std::time::SystemTime::now())
+}
+
+pub fn rfc3339_of(t: std::time::SystemTime) -> String {
+    let d = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     rfc3339(d.as_secs() as i64, d.subsec_millis())
 }
 

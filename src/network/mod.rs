@@ -171,7 +171,7 @@ fn setup_steps(root: &Path, pod_id: &str, netns: &Path, ports: &[PortMapping], d
         .map_err(step("configuring the pod interface"))?;
 
     done.push(Undo::HostPorts);
-    nft::apply_pod(&cfg, pod_id, ip, ports)
+    nft::apply_pod(root, &cfg, pod_id, ip, ports)
         .map_err(|e| {
             // A pod racing us may have taken a port since the check: say so, not "File exists".
             match nft::check_ports_free(pod_id, ports) {
@@ -261,6 +261,7 @@ pub fn gc(root: &Path, live: &[String]) -> Result<(), NetError> {
         Ok(())
     });
     let ports = nft::gc(live);
+    nft::forget_base(root);
     let addrs = ipam::gc(root, live).map(|_| ());
     links.and(ports).and(addrs)
 }

@@ -119,22 +119,32 @@ fn undo(root: &Path, pod_id: &str, steps: Vec<Undo>) {
 /// pod subnet on `eth0`, default route via the bridge, NAT and `ports`. Runs in the node's network
 /// namespace; on error everything it did for this pod is undone.
 pub fn setup(root: &Path, pod_id: &str, netns: &Path, ports: &[PortMapping]) -> Result<Attachment, NetError> {
+    setup_with(root, pod_id, netns, ports, false)
+}
+
+/// `setup` for a pod id the caller has just generated (so it cannot hold an address yet): skips
+/// the check for an existing allocation, which reads every allocation file — O(pods) per pod.
+pub fn setup_fresh_id(root: &Path, pod_id: &str, netns: &Path, ports: &[PortMapping]) -> Result<Attachment, NetError> {
+    setup_with(root, pod_id, netns, ports, true)
+}
+
+fn setup_with(root: &Path, pod_id: &str, netns: &Path, ports: &[PortMapping], fresh_id: bool) -> Result<Attachment, NetError> {
     check_pod_id(pod_id)?;
     let mut done = Vec::new();
-    let res = setup_steps(root, pod_id, netns, ports, &mut done);
+    let res = setup_steps(root, pod_id, netns, ports, fresh_id, &mut done);
     if res.is_err() {
         undo(root, pod_id, done);
     }
     res
 }
 
-fn setup_steps(root: &Path, pod_id: &str, netns: &Path, ports: &[PortMapping], done: &mut Vec<Undo>) -> Result<Attachment, NetError> {
+fn setup_steps(root: &Path, pod_id: &str, netns: &Path, ports: &[PortMapping], fresh_id: bool, done: &mut Vec<Undo>) -> Result<Attachment, NetError> {
     let step = |step: &'static str| move |e: NetError| NetError::Step { pod: pod_id.to_string(), step, cause: Box::new(e) };
     let cfg = NetConfig::load(root).map_err(step("loading the network config"))?;
     let veth = host_veth_name(pod_id);
 
     // Checks first, so that a refused pod changes nothing.
-    if let Some(a) = ipam::lookup(root, pod_id).map_err(step("checking IPAM"))? {
+    if let Some(a) = if fresh_id { None } else { ipam::lookup(root, pod_id).map_err(step("checking IPAM"))? } {
         return Err(NetError::Conflict(format!("pod {pod_id} is already attached with address {}", a.ip)));
     }
     nft::check_ports_free(pod_id, ports).map_err(step("checking host ports"))?;

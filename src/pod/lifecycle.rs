@@ -65,7 +65,7 @@ fn build(ctx: &Ctx, rec: &mut PodRecord) -> Result<()> {
         rec.namespaces.insert("pid".into(), pin);
     }
     if rec.network {
-        rec.attachment = Some(network::setup(&ctx.root.path, &rec.id, &pins["net"], &rec.ports)?);
+        rec.attachment = Some(network::setup_fresh_id(&ctx.root.path, &rec.id, &pins["net"], &rec.ports)?);
         write_etc(&dir.join("etc"), rec)?;
     }
     rec.phase = PodPhase::Ready;

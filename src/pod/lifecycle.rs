@@ -176,13 +176,25 @@ pub fn stop(ctx: &Ctx, key: &str, grace: Duration) -> Result<PodRecord> {
 pub fn remove(ctx: &Ctx, key: &str, force: bool) -> Result<()> {
     let _lock = ctx.root.lock()?;
     let rec = ctx.find_pod(key)?;
+    remove_locked(ctx, &rec, force)
+}
+
+/// Remove every pod (`pod rm --all`): one lock and one listing of the records, instead of a
+/// `find_pod` (which reads every record) per pod — O(pods) rather than O(pods²). Returns the
+/// error of each pod that could not be removed.
+pub fn remove_all(ctx: &Ctx, force: bool) -> Result<Vec<PodError>> {
+    let _lock = ctx.root.lock()?;
+    Ok(ctx.pods()?.iter().filter_map(|rec| remove_locked(ctx, rec, force).err()).collect())
+}
+
+fn remove_locked(ctx: &Ctx, rec: &PodRecord, force: bool) -> Result<()> {
     if !force {
-        let running: Vec<_> = ctx.container_statuses(&rec)?.into_iter().filter(|c| c.state == ContainerState::Running).map(|c| c.record.name).collect();
+        let running: Vec<_> = ctx.container_statuses(rec)?.into_iter().filter(|c| c.state == ContainerState::Running).map(|c| c.record.name).collect();
         if !running.is_empty() {
             return Err(PodError::Busy(format!("pod {} has running containers ({}): stop them, or use `pod rm -f`", rec.name, running.join(", "))));
         }
     }
-    let problems = destroy(ctx, &rec.id, Some(&rec));
+    let problems = destroy(ctx, &rec.id, Some(rec));
     if problems.is_empty() { Ok(()) } else { Err(PodError::Kernel(format!("removing pod {}: {}", rec.name, problems.join("; ")))) }
 }
 

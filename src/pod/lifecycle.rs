@@ -16,12 +16,16 @@ pub fn create(ctx: &Ctx, spec: &PodSpec) -> Result<PodRecord> {
     spec.validate()?;
     ctx.check_rootfs()?;
     let _lock = ctx.root.lock()?;
-    if ctx.pods()?.iter().any(|p| p.name == spec.name) {
+    if name_taken(ctx, &spec.name)? {
         return Err(PodError::NameTaken { kind: "pod".into(), name: spec.name.clone(), pod: String::new() });
     }
     let id = new_id();
     let dir = ctx.root.pod_dir(&id);
     fs::create_dir_all(&dir).map_err(|e| PodError::Kernel(format!("creating {}: {e}", dir.display())))?;
+    // The name entry before the record: a crash in between leaves an entry whose pod does not
+    // exist, which counts as free.
+    let entry = names_dir(ctx).join(&spec.name);
+    fs::write(&entry, &id).map_err(|e| PodError::Kernel(format!("writing {}: {e}", entry.display())))?;
     let mut rec = PodRecord {
         id: id.clone(),
         name: spec.name.clone(),
@@ -44,6 +48,33 @@ pub fn create(ctx: &Ctx, spec: &PodSpec) -> Result<PodRecord> {
             destroy(ctx, &id, Some(&rec));
             Err(e)
         }
+    }
+}
+
+/// The pod name index: `<root>/names/<name>` holds the pod's id.
+fn names_dir(ctx: &Ctx) -> std::path::PathBuf {
+    ctx.root.path.join("names")
+}
+
+/// Whether a pod named `name` exists. Performance: the name index answers without reading every
+/// pod record (which made each create O(pods)). A root without the index (pods created by an
+/// older podbox) is indexed once from the records. Call with the root lock held.
+fn name_taken(ctx: &Ctx, name: &str) -> Result<bool> {
+    let dir = names_dir(ctx);
+    let err = |e: std::io::Error| PodError::Kernel(format!("pod name index {}: {e}", dir.display()));
+    if !dir.is_dir() {
+        let tmp = ctx.root.path.join("names.tmp");
+        let _ = fs::remove_dir_all(&tmp);
+        fs::create_dir_all(&tmp).map_err(err)?;
+        for p in ctx.pods()? {
+            fs::write(tmp.join(&p.name), &p.id).map_err(err)?;
+        }
+        fs::rename(&tmp, &dir).map_err(err)?;
+    }
+    match fs::read_to_string(dir.join(name)) {
+        Ok(id) => Ok(!id.is_empty() && ctx.pod_record_path(id.trim()).exists()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(err(e)),
     }
 }
 
@@ -141,6 +172,14 @@ pub fn destroy(ctx: &Ctx, id: &str, rec: Option<&PodRecord>) -> Vec<String> {
     if let Err(e) = fs::remove_dir_all(&dir) {
         if e.kind() != std::io::ErrorKind::NotFound {
             problems.push(format!("removing {}: {e}", dir.display()));
+        }
+    }
+    // The name index entry, if it still names this pod (an entry left without its pod counts as
+    // free anyway).
+    if let Some(r) = rec {
+        let entry = names_dir(ctx).join(&r.name);
+        if fs::read_to_string(&entry).is_ok_and(|e| e.trim() == id) {
+            let _ = fs::remove_file(&entry);
         }
     }
     problems

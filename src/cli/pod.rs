@@ -134,8 +134,15 @@ pub fn run(ctx: &Ctx, cmd: &PodCmd) -> anyhow::Result<i32> {
             Ok(0)
         }
         PodCmd::Rm { force, all, pods } => {
-            let keys: Vec<String> = if *all { ctx.pods()?.into_iter().map(|p| p.id).collect() } else { pods.clone() };
-            if keys.is_empty() && !*all {
+            if *all {
+                let errs = lifecycle::remove_all(ctx, *force)?;
+                for e in &errs {
+                    eprintln!("podbox: {e}");
+                }
+                return Ok(if errs.is_empty() { 0 } else { 1 });
+            }
+            let keys: Vec<String> = pods.clone();
+            if keys.is_empty() {
                 anyhow::bail!("name at least one pod, or use --all");
             }
             let mut code = 0;

@@ -13,6 +13,8 @@
 
 use std::io::Write;
 use std::net::Ipv4Addr;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use super::config::NetConfig;
@@ -84,8 +86,34 @@ fn base_script(cfg: &NetConfig) -> String {
     s
 }
 
+/// Where `apply_pod` notes which base table it installed in which network namespace.
+fn base_stamp_path(root: &Path) -> PathBuf {
+    root.join("network/nft-base.applied")
+}
+
+/// The stamp's content: the node's network namespace (its nsfs inode) and the base script.
+fn base_stamp(cfg: &NetConfig) -> Option<String> {
+    let ino = std::fs::metadata("/proc/self/ns/net").ok()?.ino();
+    Some(format!("{ino}\n{}", base_script(cfg)))
+}
+
+/// Forget that the base table is installed: the next `apply_pod` rewrites it.
+pub fn forget_base(root: &Path) {
+    let _ = std::fs::remove_file(base_stamp_path(root));
+}
+
 /// Install/refresh the base table and add `ports` for `pod_id` → `ip`, in one transaction.
-pub fn apply_pod(cfg: &NetConfig, pod_id: &str, ip: Ipv4Addr, ports: &[PortMapping]) -> Result<(), NetError> {
+///
+/// Performance: rewriting the base table flushes its chains, and that transaction waits for RCU
+/// (~10-20 ms per pod). A pod without host ports needs nothing of its own from nftables, so when
+/// the stamp says this very base table was installed in this network namespace, nft is not run
+/// at all. (A config change changes the script, so the stamp no longer matches; `podbox gc`
+/// drops the stamp, so a table removed from outside is put back by the next pod after a `gc`.)
+pub fn apply_pod(root: &Path, cfg: &NetConfig, pod_id: &str, ip: Ipv4Addr, ports: &[PortMapping]) -> Result<(), NetError> {
+    let stamp = base_stamp(cfg);
+    if ports.is_empty() && stamp.is_some() && std::fs::read_to_string(base_stamp_path(root)).ok() == stamp {
+        return Ok(());
+    }
     let mut s = base_script(cfg);
     for p in ports {
         s += &format!(
@@ -95,7 +123,16 @@ pub fn apply_pod(cfg: &NetConfig, pod_id: &str, ip: Ipv4Addr, ports: &[PortMappi
             p.container_port
         );
     }
-    apply(&s)
+    apply(&s)?;
+    if let Some(stamp) = stamp {
+        // Best effort: without the stamp the next pod just rewrites the table again.
+        let path = base_stamp_path(root);
+        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        if std::fs::write(&tmp, stamp).and_then(|_| std::fs::rename(&tmp, &path)).is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+    }
+    Ok(())
 }
 
 /// Rewrite the config-driven rules after a config change, if our table exists (otherwise the next

@@ -1,0 +1,359 @@
+#!/usr/bin/env bash
+# scripts/bench.sh — podbox performance benchmark (issue #6).
+#
+# Compares podbox (release build) with the usual peer stack — CNI bridge plugin (host-local
+# IPAM) + crun/runc — on: pod ready, container in a pod, pod gone, 250-pod scale, and memory.
+# Everything runs inside a throwaway *node*: new PID, mount, network and UTS namespaces whose init
+# is podbox's pause; killing that init by PID ends everything the benchmark started. Nothing is
+# created in the machine's root network namespace.
+#
+# Timing: hyperfine (-N, no shell; --prepare resets the state before every timed run) for the
+# single-operation benchmarks; our own loop with `date +%s%N` for the scale run.
+#
+# Output: one table on stdout (median, min, max, runs, and ratios against the targets) and the
+# same as JSON in target/bench-results.json (override with BENCH_JSON=path).
+# Knobs: BENCH_RUNS (hyperfine runs per benchmark, default 20), BENCH_SCALE (pods, default 250).
+#
+# Needs root. Installs crun, runc, containernetworking-plugins, hyperfine, catatonit, time with
+# apt-get if they are missing.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+SELF="$HERE/scripts/bench.sh"
+
+# --------------------------------------------------------------------------------------------
+# Outer part: prerequisites, the node, cleanup.
+# --------------------------------------------------------------------------------------------
+if [[ "${1:-}" != --inner ]]; then
+    [[ $(id -u) == 0 ]] || { echo "bench.sh: needs root" >&2; exit 1; }
+    need=()
+    for pair in crun:crun runc:runc /usr/lib/cni/bridge:containernetworking-plugins hyperfine:hyperfine \
+                catatonit:catatonit /usr/bin/time:time jq:jq; do
+        bin=${pair%%:*} pkg=${pair#*:}
+        if [[ $bin == /* ]]; then [[ -x $bin ]] || need+=("$pkg"); else command -v "$bin" >/dev/null || need+=("$pkg"); fi
+    done
+    if ((${#need[@]})); then
+        echo "bench.sh: installing ${need[*]}" >&2
+        apt-get update -qq >/dev/null
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+    fi
+    (cd "$HERE" && cargo build --release --quiet)
+    [[ -x "$HERE/rootfs/bin/busybox" ]] || "$HERE/scripts/build-rootfs.sh"
+
+    WORK=$(mktemp -d /tmp/podbox-bench.XXXXXX)
+    CG="podbox-bench-$$"
+    UNSHARE=""
+    INIT=""
+    cleanup() {
+        local rc=$?
+        # Killing the node's init makes the kernel end every process of the node; its mount and
+        # network namespaces (pins, veths, bridges) go with the last reference.
+        if [[ -n $INIT ]]; then kill -KILL "$INIT" 2>/dev/null || true; fi
+        if [[ -n $UNSHARE ]]; then wait "$UNSHARE" 2>/dev/null || true; fi
+        # crun/runc cgroups live in the machine-wide cgroup hierarchies: remove ours (deepest first).
+        for d in /sys/fs/cgroup/*/"$CG"; do
+            [[ -d $d ]] && find "$d" -depth -type d -exec rmdir {} + 2>/dev/null || true
+        done
+        rm -rf "$WORK"
+        exit "$rc"
+    }
+    trap cleanup EXIT INT TERM
+
+    unshare --fork --pid --mount --mount-proc --net --uts --propagation private -- \
+        "$HERE/target/release/podbox" pause </dev/null &
+    UNSHARE=$!
+    for _ in $(seq 200); do
+        INIT=$(cut -d' ' -f1 "/proc/$UNSHARE/task/$UNSHARE/children" 2>/dev/null || true)
+        [[ -n $INIT ]] && [[ $(readlink "/proc/$INIT/exe" 2>/dev/null) == *pause* ]] && break
+        INIT=""
+        sleep 0.01
+    done
+    [[ -n $INIT ]] || { echo "bench.sh: node init did not start" >&2; exit 1; }
+
+    root_links_before=$(ip -o link | awk -F': ' '{print $2}' | sort)
+    nsenter -t "$INIT" --net --pid --mount --uts -- \
+        env BENCH_WORK="$WORK" BENCH_CG="$CG" BENCH_JSON="${BENCH_JSON:-$HERE/target/bench-results.json}" \
+        BENCH_RUNS="${BENCH_RUNS:-20}" BENCH_SCALE="${BENCH_SCALE:-250}" "$SELF" --inner
+    root_links_after=$(ip -o link | awk -F': ' '{print $2}' | sort)
+    if [[ $root_links_before != "$root_links_after" ]]; then
+        echo "bench.sh: WARNING: the root namespace's links changed during the run" >&2
+    fi
+    exit 0
+fi
+
+# --------------------------------------------------------------------------------------------
+# Inner part: runs inside the node (PID 1 of this PID namespace is podbox's pause).
+# --------------------------------------------------------------------------------------------
+# All state (podbox root, netns pins, CNI IPAM, crun/runc state, bundles) lives on a tmpfs
+# mounted in the node's private mount namespace, as /run is on a usual node: the work dir is on
+# disk here, where each file create costs ~0.4 ms and would swamp both sides' numbers.
+W=$BENCH_WORK/run
+mkdir -p "$W"
+mount -t tmpfs -o mode=0755,size=512m bench-run "$W"
+PB="$HERE/target/release/podbox"
+ROOTFS="$HERE/rootfs"
+R="$W/podbox-root"
+RUNS=$BENCH_RUNS
+SCALE=$BENCH_SCALE
+CRUN=(crun --root "$W/crun-state")
+RUNC=(runc --root "$W/runc-state")
+BUSYBOX="$ROOTFS/bin/busybox"
+ROWS="$W/rows.tsv" # name, median_ms, min_ms, max_ms, runs, tool
+: >"$ROWS"
+mkdir -p "$W/netns" "$W/cni-ipam" "$W/hf" "$W/crun-state" "$W/runc-state"
+
+inner_cleanup() {
+    # Containers first (their cgroups are machine-wide), then the rest goes with the node.
+    for id in $("${CRUN[@]}" list -q 2>/dev/null); do "${CRUN[@]}" delete -f "$id" >/dev/null 2>&1 || true; done
+    for id in $("${RUNC[@]}" list -q 2>/dev/null); do "${RUNC[@]}" delete -f "$id" >/dev/null 2>&1 || true; done
+    "$PB" --root "$R" pod rm -f --all >/dev/null 2>&1 || true
+}
+trap inner_cleanup EXIT
+
+log() { echo "== $*" >&2; }
+fail() { echo "bench.sh: FAILED: $*" >&2; exit 1; }
+
+ip link set lo up
+# crun 1.8 refuses hybrid cgroups: hide cgroup2 in this (private) mount namespace only.
+if mountpoint -q /sys/fs/cgroup/unified; then umount /sys/fs/cgroup/unified; fi
+"$PB" --root "$R" network config --subnet 10.244.0.0/22 >/dev/null
+
+# ---- the peer's pieces -------------------------------------------------------------------------
+cat >"$W/cni.json" <<EOF
+{"cniVersion": "1.0.0", "name": "benchnet", "type": "bridge", "bridge": "cni0", "isGateway": true,
+ "ipMasq": false, "hairpinMode": true,
+ "ipam": {"type": "host-local", "subnet": "10.88.0.0/22", "dataDir": "$W/cni-ipam",
+          "routes": [{"dst": "0.0.0.0/0"}]}}
+EOF
+(cd "$W" && crun spec >/dev/null && mv config.json spec.json)
+grep -q '"RLIMIT_NOFILE"' "$W/spec.json" && [[ $(jq '[.process.rlimits[]?.hard] | max' "$W/spec.json") -le $(ulimit -Hn) ]] \
+    || fail "crun spec's RLIMIT_NOFILE exceeds the hard limit"
+# make_bundle DIR CGROUP ARGS_JSON [NETNS]: a bundle on podbox's rootfs (read-only, shared).
+make_bundle() {
+    local dir=$1 cg=$2 args=$3 netns=${4:-}
+    mkdir -p "$dir"
+    jq --arg root "$ROOTFS" --arg cg "/$BENCH_CG/$cg" --argjson args "$args" --arg netns "$netns" '
+        .process.terminal = false | .process.args = $args | .root = {path: $root, readonly: true}
+        | .linux.cgroupsPath = $cg | .hostname = "bench"
+        | .mounts += [{destination: "/dev/catatonit", type: "bind", source: "/usr/bin/catatonit", options: ["bind", "ro"]}]
+        | if $netns != "" then .linux.namespaces = [.linux.namespaces[] | if .type == "network" then .path = $netns else . end] else . end
+    ' "$W/spec.json" >"$dir/config.json"
+}
+make_bundle "$W/b-true" true '["/bin/true"]'
+make_bundle "$W/b-sleep" sleep '["/bin/sleep", "infinity"]'
+make_bundle "$W/b-cat" cat '["/dev/catatonit", "-P"]'
+
+# peer-up N: the peer's "pod ready": pin a netns, CNI bridge ADD into it, crun run -d a pause.
+cat >"$W/peer-up" <<EOF
+#!/bin/sh
+set -e
+n=\$1; pin=$W/netns/peer\$n
+touch "\$pin"; unshare --net="\$pin" true
+CNI_COMMAND=ADD CNI_CONTAINERID=peer\$n CNI_NETNS=\$pin CNI_IFNAME=eth0 CNI_PATH=/usr/lib/cni \\
+    /usr/lib/cni/bridge <$W/cni.json >$W/netns/peer\$n.result
+[ "\${2:-}" = nopause ] && exit 0
+${CRUN[*]} run -d --bundle $W/b-peer\$n peer\$n </dev/null >/dev/null 2>&1
+EOF
+# peer-down N: the peer's "pod gone": CNI DEL, crun delete -f, netns removal.
+cat >"$W/peer-down" <<EOF
+#!/bin/sh
+set -e
+n=\$1; pin=$W/netns/peer\$n
+[ -e "\$pin" ] || exit 0
+CNI_COMMAND=DEL CNI_CONTAINERID=peer\$n CNI_NETNS=\$pin CNI_IFNAME=eth0 CNI_PATH=/usr/lib/cni \\
+    /usr/lib/cni/bridge <$W/cni.json
+[ "\${2:-}" = nopause ] || ${CRUN[*]} delete -f peer\$n
+umount "\$pin"; rm -f "\$pin" $W/netns/peer\$n.result
+EOF
+# podbox state resets for hyperfine's --prepare (errors: "not there" is fine).
+cat >"$W/pod-absent" <<EOF
+#!/bin/sh
+$PB --root $R pod rm -f "\$1" >/dev/null 2>&1 || true
+EOF
+cat >"$W/pod-present" <<EOF
+#!/bin/sh
+$PB --root $R pod create "\$1" --network bridge >/dev/null
+EOF
+cat >"$W/ctr-absent" <<EOF
+#!/bin/sh
+$PB --root $R rm -f "\$1" "\$2" >/dev/null 2>&1 || true
+EOF
+chmod +x "$W"/peer-up "$W"/peer-down "$W"/pod-absent "$W"/pod-present "$W"/ctr-absent
+make_bundle "$W/b-peer0" peer0 '["/dev/catatonit", "-P"]' "$W/netns/peer0"
+
+# ---- measurement helpers -----------------------------------------------------------------------
+# hf NAME [hyperfine args...]: one hyperfine benchmark, appended to the rows.
+hf() {
+    local name=$1; shift
+    log "$name"
+    hyperfine -N --style none --warmup 2 --runs "$RUNS" --export-json "$W/hf/$name.json" "$@" >/dev/null \
+        || fail "hyperfine $name"
+    jq -r --arg n "$name" '.results[0] | def ms: . * 1e6 | round / 1000; [$n, (.median|ms), (.min|ms), (.max|ms), (.times|length), "hyperfine"] | @tsv' \
+        "$W/hf/$name.json" >>"$ROWS"
+}
+# stats NAME FILE_OF_NS [TOOL]: median/min/max of nanosecond samples, appended to the rows.
+stats() {
+    sort -n "$2" | awk -v n="$1" -v t="${3:-loop}" '{v[NR]=$1} END {
+        m = (NR % 2) ? v[(NR+1)/2] : (v[NR/2] + v[NR/2+1]) / 2
+        printf "%s\t%.3f\t%.3f\t%.3f\t%d\t%s\n", n, m/1e6, v[1]/1e6, v[NR]/1e6, NR, t }' >>"$ROWS"
+}
+now() { date +%s%N; }
+median_of() { awk -F'\t' -v n="$1" '$1 == n {print $2}' "$ROWS"; }
+
+# ---- 1. pod ready ------------------------------------------------------------------------------
+hf pod_ready.podbox --prepare "$W/pod-absent pb" "$PB --root $R pod create pb --network bridge"
+"$W/pod-absent" pb
+hf pod_ready.peer --prepare "$W/peer-down 0" "$W/peer-up 0"
+"$W/peer-down" 0
+
+# ---- 2. container in a pod ---------------------------------------------------------------------
+"$W/pod-present" pc
+hf container.podbox --prepare "$W/ctr-absent pc c1" "$PB --root $R run --pod pc --name c1 -- /bin/true"
+hf container.crun "${CRUN[*]} run --bundle $W/b-true ct"
+hf container.runc "${RUNC[*]} run --bundle $W/b-true ct"
+hf container.crun_nocgroup "${CRUN[*]} --cgroup-manager=disabled run --bundle $W/b-true ct"
+"$W/pod-absent" pc
+
+# ---- 3. pod gone -------------------------------------------------------------------------------
+hf pod_gone.podbox --prepare "$W/pod-present pg" "$PB --root $R pod rm -f pg"
+hf pod_gone.peer --prepare "$W/peer-up 0" "$W/peer-down 0"
+
+# ---- 4. scale ----------------------------------------------------------------------------------
+# assert_clean WHAT BRIDGE IPAMDIR: after a teardown nothing may be left: no veth on the node,
+# no allocation, no process but the node's init and this script's ancestry. Veths in a dying
+# netns are removed by the kernel in the background: wait for them (bounded) and report how long.
+assert_clean() {
+    local what=$1 ipam=$2 t0 left
+    t0=$(now)
+    for _ in $(seq 500); do
+        left=$(ip -o link show type veth | wc -l)
+        [[ $left == 0 ]] && break
+        sleep 0.01
+    done
+    [[ $left == 0 ]] || fail "$what: $left veths left"
+    echo "$what.veths_gone_after_ms $(( ($(now) - t0) / 1000000 ))" >>"$W/notes"
+    local allocs
+    # both IPAMs keep one file per allocated address, named by the address
+    allocs=$(find "$ipam" -type f -regextype posix-extended -regex '.*/[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+' | wc -l)
+    [[ $allocs == 0 ]] || { find "$ipam" -type f >&2; fail "$what: $allocs IPAM allocations left"; }
+    local procs
+    # anything but the node's init, this script and its ps is a leak
+    ps -e -o pid=,ppid= >"$W/ps"
+    procs=$(awk -v me=$$ '$1 != 1 && $1 != me && $2 != me' "$W/ps" | wc -l)
+    [[ $procs == 0 ]] || { ps -ef >&2; fail "$what: $procs processes left"; }
+}
+# ping_all FILE_OF_IPS: one ping from the node to every pod.
+ping_all() {
+    local bad=0 ip
+    while read -r ip; do "$BUSYBOX" ping -c1 -W2 -q "$ip" >/dev/null 2>&1 || { echo "unreachable: $ip" >&2; bad=$((bad + 1)); }; done <"$1"
+    [[ $bad == 0 ]] || fail "$bad pods unreachable"
+}
+
+log "scale.podbox ($SCALE pods)"
+: >"$W/scale-podbox.ns"; : >"$W/ips-podbox"
+t_all=$(now)
+for i in $(seq "$SCALE"); do
+    t0=$(now)
+    "$PB" --root "$R" pod create "s$i" --network bridge >/dev/null
+    echo $(( $(now) - t0 )) >>"$W/scale-podbox.ns"
+done
+echo $(( $(now) - t_all )) >"$W/scale-podbox-total.ns"
+"$PB" --root "$R" ps --json >/dev/null
+for i in $(seq "$SCALE"); do "$PB" --root "$R" pod inspect "s$i" | jq -r .attachment.ip; done >"$W/ips-podbox"
+[[ $(sort -u "$W/ips-podbox" | grep -c .) == "$SCALE" ]] || fail "podbox: not $SCALE distinct pod IPs"
+ping_all "$W/ips-podbox"
+t0=$(now)
+"$PB" --root "$R" pod rm -f --all
+echo $(( $(now) - t0 )) >"$W/scale-podbox-rm.ns"
+assert_clean scale.podbox "$R/network/ipam"
+
+log "scale.peer ($SCALE netns + CNI ADD)"
+: >"$W/scale-peer.ns"
+t_all=$(now)
+for i in $(seq "$SCALE"); do
+    t0=$(now)
+    "$W/peer-up" "$i" nopause
+    echo $(( $(now) - t0 )) >>"$W/scale-peer.ns"
+done
+echo $(( $(now) - t_all )) >"$W/scale-peer-total.ns"
+for i in $(seq "$SCALE"); do jq -r '.ips[0].address' "$W/netns/peer$i.result" | cut -d/ -f1; done >"$W/ips-peer"
+[[ $(sort -u "$W/ips-peer" | grep -c .) == "$SCALE" ]] || fail "peer: not $SCALE distinct pod IPs"
+ping_all "$W/ips-peer"
+t0=$(now)
+for i in $(seq "$SCALE"); do "$W/peer-down" "$i" nopause; done
+echo $(( $(now) - t0 )) >"$W/scale-peer-rm.ns"
+assert_clean scale.peer "$W/cni-ipam"
+
+for who in podbox peer; do
+    head -n 10 "$W/scale-$who.ns" >"$W/first10"; tail -n 10 "$W/scale-$who.ns" >"$W/last10"
+    stats "scale.$who.first10" "$W/first10"
+    stats "scale.$who.last10" "$W/last10"
+    stats "scale.$who.create_total" "$W/scale-$who-total.ns"
+    stats "scale.$who.teardown_total" "$W/scale-$who-rm.ns"
+done
+
+# ---- 5. memory ---------------------------------------------------------------------------------
+log memory
+rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+# (time writes to a file: a detached container must not hold a pipe of ours open)
+maxrss_kib() {
+    /usr/bin/time -v -o "$W/time.out" "$@" </dev/null >/dev/null 2>&1
+    awk -F': ' '/Maximum resident set size/ {print $2}' "$W/time.out"
+}
+mem_row() { printf '%s\t%s\t%s\t%s\t1\tKiB\n' "$1" "$2" "$2" "$2" >>"$ROWS"; }
+
+mem_row mem.cli_pod_create.podbox "$(maxrss_kib "$PB" --root "$R" pod create pm --network bridge)"
+pause_pid=$("$PB" --root "$R" pod inspect pm | jq -r .pause.pid)
+mem_row mem.pause.podbox "$(rss_kib "$pause_pid")"
+mem_row mem.cli_run.podbox "$(maxrss_kib "$PB" --root "$R" run --pod pm --name c1 -- /bin/true)"
+mem_row mem.cli_run.crun "$(maxrss_kib "${CRUN[@]}" run --bundle "$W/b-true" ct)"
+mem_row mem.cli_run.runc "$(maxrss_kib "${RUNC[@]}" run --bundle "$W/b-true" ct)"
+mem_row mem.cli_run_d_pause.crun "$(maxrss_kib "${CRUN[@]}" run -d --bundle "$W/b-cat" pcat)"
+mem_row mem.pause.catatonit "$(rss_kib "$("${CRUN[@]}" state pcat | jq .pid)")"
+"${CRUN[@]}" run -d --bundle "$W/b-sleep" psleep </dev/null >/dev/null 2>&1
+mem_row mem.pause.busybox_sleep "$(rss_kib "$("${CRUN[@]}" state psleep | jq .pid)")"
+"${CRUN[@]}" delete -f pcat >/dev/null; "${CRUN[@]}" delete -f psleep >/dev/null
+"$PB" --root "$R" pod rm -f pm
+
+# ---- report ------------------------------------------------------------------------------------
+ratio() { awk -v a="$(median_of "$1")" -v b="$(median_of "$2")" 'BEGIN { printf "%.3f", a / b }'; }
+: >"$W/ratios.tsv"
+# target NAME NUMERATOR DENOMINATOR LIMIT
+target() {
+    local r; r=$(ratio "$2" "$3")
+    printf '%s\t%s\t%s\t%s\n' "$1" "$r" "$4" "$(awk -v r="$r" -v l="$4" 'BEGIN { print (r <= l) ? "met" : "MISSED" }')" >>"$W/ratios.tsv"
+}
+target "pod ready: podbox / peer" pod_ready.podbox pod_ready.peer 0.333
+target "container: podbox / crun" container.podbox container.crun 1.0
+target "container: podbox / runc" container.podbox container.runc 1.0
+target "pod gone: podbox / peer" pod_gone.podbox pod_gone.peer 0.2
+target "scale: podbox last10 / first10" scale.podbox.last10 scale.podbox.first10 1.25
+target "scale: peer last10 / first10" scale.peer.last10 scale.peer.first10 9999
+target "scale: podbox create total / peer" scale.podbox.create_total scale.peer.create_total 9999
+target "scale: podbox teardown total / peer" scale.podbox.teardown_total scale.peer.teardown_total 0.2
+pause_rss=$(median_of mem.pause.podbox)
+printf '%s\t%s\t%s\t%s\n' "pause RSS KiB (limit)" "$pause_rss" 100 "$( ((pause_rss <= 100)) && echo met || echo MISSED)" >>"$W/ratios.tsv"
+
+{
+    echo "podbox benchmark — $(nproc) cores, kernel $(uname -r), $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)"
+    echo
+    { printf 'benchmark\tmedian\tmin\tmax\truns\tunit/tool\n'
+      awk -F'\t' '{ u = ($6 == "KiB") ? "KiB" : "ms " $6; printf "%s\t%s\t%s\t%s\t%s\t%s\n", $1, $2, $3, $4, $5, u }' "$ROWS"; } | column -t -s $'\t'
+    echo
+    { printf 'ratio (medians)\tvalue\ttarget\tverdict\n'; sed 's/\t9999\t.*/\t-\t-/' "$W/ratios.tsv"; } | column -t -s $'\t'
+    echo
+    sed 's/^/note: /' "$W/notes"
+} | tee "$W/table.txt"
+
+mkdir -p "$(dirname "$BENCH_JSON")"
+jq -n --rawfile rows "$ROWS" --rawfile ratios "$W/ratios.tsv" --rawfile notes "$W/notes" \
+    --arg cpu "$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)" --arg kernel "$(uname -r)" --argjson nproc "$(nproc)" '
+    {machine: {nproc: $nproc, kernel: $kernel, cpu: $cpu},
+     results: [$rows | split("\n")[] | select(length > 0) | split("\t")
+               | {name: .[0], median: (.[1]|tonumber), min: (.[2]|tonumber), max: (.[3]|tonumber), runs: (.[4]|tonumber),
+                  unit: (if .[5] == "KiB" then "KiB" else "ms" end), tool: .[5]}],
+     ratios: [$ratios | split("\n")[] | select(length > 0) | split("\t")
+              | {name: .[0], value: (.[1]|tonumber), target: (if .[2] == "9999" then null else (.[2]|tonumber) end),
+                 verdict: (if .[2] == "9999" then null else .[3] end)}],
+     notes: [$notes | split("\n")[] | select(length > 0)]}' >"$BENCH_JSON"
+echo "results: $BENCH_JSON" >&2

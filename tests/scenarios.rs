@@ -97,7 +97,8 @@ fn f1_one_pod_on_a_bridge_reaches_the_outside_through_the_node() {
     assert_eq!(whoami(&node, "p1", "app", OUTSIDE).as_deref(), Some(OUTSIDE_GW));
 
     node.podbox_ok(&["pod", "rm", "-f", "p1"]);
-    assert!(node.sh_ok("ip -o link show master docker0").trim().is_empty(), "veth left on docker0");
+    // The kernel removes the veth with the pod's network namespace, in the background.
+    assert!(common::wait_until(5, || node.sh_ok("ip -o link show master docker0").trim().is_empty()), "veth left on docker0");
     node.assert_clean();
 }
 

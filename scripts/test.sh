@@ -8,7 +8,8 @@ cd "$(dirname "$0")/.."
 # cannot be installed.
 if ! command -v podman >/dev/null; then
   echo "installing podman (for the OCI runtime test)" >&2
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq podman >/dev/null 2>&1 ||
+  { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq podman >/dev/null 2>&1 ||
+    { apt-get update -qq >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq podman >/dev/null 2>&1; }; } ||
     echo "podman could not be installed: the podman test will skip" >&2
 fi
 cargo test --all-targets --no-fail-fast -- --test-threads="${PODBOX_TEST_THREADS:-2}" "$@"

@@ -159,6 +159,9 @@ pub fn mount_shm(dir: &Path) -> Result<(), PodError> {
         .map_err(sys_err("mounting the pod's /dev/shm"))
 }
 
+/// Every mount point podbox creates under a pod's directory: the namespace pins and /dev/shm.
+pub const POD_MOUNTS: &[&str] = &["ns/net", "ns/ipc", "ns/uts", "ns/pid", "shm"];
+
 /// Unmount whatever is mounted at `path` (all stacked mounts); a non-mount is fine.
 pub fn unmount(path: &Path) {
     for _ in 0..8 {

@@ -40,6 +40,49 @@ fn io_err(what: String) -> impl FnOnce(std::io::Error) -> ContainerError {
     move |source| ContainerError::Io { what, source }
 }
 
+/// The cgroup hierarchies as lines in /proc/self/mountinfo's format. The usual places are
+/// looked at first — `/sys/fs/cgroup` itself (pure v2) or its subdirectories, one per v1
+/// hierarchy named after its controllers — by their file system magic: the kernel serves
+/// mountinfo 4 KiB per read and walks the mount list from the start on each read, so on a node
+/// with hundreds of pods (each with its pins) reading it would cost milliseconds per pod. Only
+/// where nothing is found there is the mount table read.
+fn cgroup_mount_table() -> Result<String> {
+    const CGROUP_SUPER_MAGIC: i64 = 0x0027_e0eb;
+    const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
+    let magic = |p: &Path| nix::sys::statfs::statfs(p).ok().map(|s| s.filesystem_type().0 as i64);
+    let base = Path::new("/sys/fs/cgroup");
+    let line = |mount: &Path, v2: bool, opts: &str| {
+        if v2 { format!("0 0 0:0 / {} rw - cgroup2 cgroup2 rw\n", mount.display()) } else { format!("0 0 0:0 / {} rw - cgroup cgroup rw,{opts}\n", mount.display()) }
+    };
+    let mut table = String::new();
+    match magic(base) {
+        Some(CGROUP2_SUPER_MAGIC) => table.push_str(&line(base, true, "")),
+        Some(_) => {
+            for e in fs::read_dir(base).into_iter().flatten().flatten() {
+                // "cpu" and "cpuacct" are symlinks to "cpu,cpuacct": the real directory counts.
+                if e.file_type().map(|t| !t.is_dir()).unwrap_or(true) {
+                    continue;
+                }
+                let (path, name) = (e.path(), e.file_name().to_string_lossy().into_owned());
+                match magic(&path) {
+                    Some(CGROUP2_SUPER_MAGIC) => table.push_str(&line(&path, true, "")),
+                    Some(CGROUP_SUPER_MAGIC) => {
+                        // A named hierarchy without controllers ("systemd") is mounted name=...
+                        let known = name.split(',').all(|c| V1_CONTROLLERS.contains(&c) || c == "cpuset");
+                        table.push_str(&line(&path, false, &if known { name } else { format!("name={name}") }))
+                    }
+                    _ => {}
+                }
+            }
+        }
+        None => {}
+    }
+    if table.is_empty() {
+        table = fs::read_to_string("/proc/self/mountinfo").map_err(io_err("reading /proc/self/mountinfo".into()))?;
+    }
+    Ok(table)
+}
+
 /// A mounted hierarchy: (mount point, v2?, controllers) from one line of /proc/self/mountinfo.
 fn parse_mount(line: &str) -> Option<(PathBuf, bool, Vec<String>)> {
     let (left, right) = line.split_once(" - ")?;
@@ -197,7 +240,7 @@ fn settings(r: &LinuxResources) -> Result<Vec<Setting>> {
 impl Cgroup {
     /// Where `cgroups_path` is on this machine (nothing is created).
     pub fn resolve(cgroups_path: &str) -> Result<Cgroup> {
-        let mountinfo = fs::read_to_string("/proc/self/mountinfo").map_err(io_err("reading /proc/self/mountinfo".into()))?;
+        let mountinfo = cgroup_mount_table()?;
         let own = fs::read_to_string("/proc/self/cgroup").map_err(io_err("reading /proc/self/cgroup".into()))?;
         plan(&mountinfo, &own, cgroups_path)
     }
@@ -353,7 +396,7 @@ fn enable_controllers(d: &Dir, wanted: &[Setting]) -> Result<()> {
 /// (subdirectory name, directory of our cgroup) per mounted hierarchy, named like its mount
 /// point ("memory", "cpu,cpuacct", "unified"), or a single ("", dir) when the machine is pure v2.
 pub fn own_views() -> Result<Vec<View>> {
-    let mountinfo = fs::read_to_string("/proc/self/mountinfo").map_err(io_err("reading /proc/self/mountinfo".into()))?;
+    let mountinfo = cgroup_mount_table()?;
     let own = fs::read_to_string("/proc/self/cgroup").map_err(io_err("reading /proc/self/cgroup".into()))?;
     Ok(views(&mountinfo, &own))
 }
@@ -419,6 +462,18 @@ pub fn setup(spec: &Spec) -> Result<Option<Cgroup>> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_cgroup_table_found_without_mountinfo_matches_it() {
+        // Both describe the same hierarchies (where /sys/fs/cgroup is the usual layout).
+        let fast = super::cgroup_mount_table().unwrap();
+        let full = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let mut a: Vec<_> = fast.lines().filter_map(super::parse_mount).collect();
+        let mut b: Vec<_> = full.lines().filter_map(super::parse_mount).filter(|(m, _, _)| m.starts_with("/sys/fs/cgroup")).collect();
+        a.sort_by(|x, y| x.0.cmp(&y.0));
+        b.sort_by(|x, y| x.0.cmp(&y.0));
+        assert_eq!(a, b);
+    }
+
     use super::*;
     use oci_spec::runtime::{LinuxCpuBuilder, LinuxDeviceCgroupBuilder, LinuxMemoryBuilder, LinuxPidsBuilder, LinuxResourcesBuilder};
 

@@ -49,7 +49,7 @@ fn io_err(what: String) -> impl FnOnce(std::io::Error) -> ContainerError {
 fn cgroup_mount_table() -> Result<String> {
     const CGROUP_SUPER_MAGIC: i64 = 0x0027_e0eb;
     const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
-    let magic = |p: &Path| nix::sys::statfs::statfs(p).ok().map(|s| s.filesystem_type().0 as i64);
+    let magic = |p: &Path| nix::sys::statfs::statfs(p).ok().map(|s| s.filesystem_type().0);
     let base = Path::new("/sys/fs/cgroup");
     let line = |mount: &Path, v2: bool, opts: &str| {
         if v2 { format!("0 0 0:0 / {} rw - cgroup2 cgroup2 rw\n", mount.display()) } else { format!("0 0 0:0 / {} rw - cgroup cgroup rw,{opts}\n", mount.display()) }

@@ -309,11 +309,10 @@ pub fn resolve_executable(argv0: &str, env: &[String]) -> Result<PathBuf> {
     let path = env.iter().find_map(|e| e.strip_prefix("PATH=")).unwrap_or("/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin");
     for dir in path.split(':').filter(|d| !d.is_empty()) {
         let cand = Path::new(dir).join(argv0);
-        if let Ok(m) = std::fs::metadata(&cand) {
-            if m.is_file() {
+        if let Ok(m) = std::fs::metadata(&cand)
+            && m.is_file() {
                 return Ok(cand);
             }
-        }
     }
     Err(ContainerError::StartFailed { code: CODE_NOT_FOUND, msg: format!("executable file `{argv0}` not found in $PATH ({path})") })
 }

@@ -46,11 +46,10 @@ pub fn start(opts: StartOptions) -> Result<Started> {
     let filters = seccomp::compile(opts.spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()))?;
     let cgroup = cgroups::setup(opts.spec)?;
     let result = fork_monitor(&opts, &plan, &filters, cgroup.as_ref());
-    if result.is_err() {
-        if let Some(cg) = &cgroup {
+    if result.is_err()
+        && let Some(cg) = &cgroup {
             let _ = cg.remove();
         }
-    }
     result
 }
 
@@ -258,10 +257,9 @@ pub fn wait_forwarding(child: Pid, target: Pid) -> i32 {
             Err(nix::Error::EINTR) => {}
             Err(_) => return CODE_RUNTIME,
         }
-        if let Ok(sig) = set.wait() {
-            if sig != Signal::SIGCHLD {
+        if let Ok(sig) = set.wait()
+            && sig != Signal::SIGCHLD {
                 let _ = nix::sys::signal::kill(target, sig);
             }
-        }
     }
 }

@@ -95,13 +95,12 @@ fn rules_of(field: &str, sc: &LinuxSyscall, arch: TargetArch) -> Result<Vec<Valu
 pub fn compile(profile: Option<&LinuxSeccomp>) -> Result<Vec<BpfProgram>> {
     let Some(p) = profile else { return Ok(vec![]) };
     let (arch, scmp_arch) = native()?;
-    if let Some(archs) = p.architectures() {
-        if !archs.is_empty() && !archs.contains(&scmp_arch) && !archs.contains(&Arch::ScmpArchNative) {
+    if let Some(archs) = p.architectures()
+        && !archs.is_empty() && !archs.contains(&scmp_arch) && !archs.contains(&Arch::ScmpArchNative) {
             return Err(spec_err("linux.seccomp.architectures", format!("{archs:?} does not include this machine's {scmp_arch}")));
         }
         // Other (compat) architectures in the list: seccompiler's filters kill any syscall made
         // with another architecture's ABI, which is stricter than the profile, never looser.
-    }
     if p.flags().as_ref().is_some_and(|f| !f.is_empty()) {
         return Err(spec_err("linux.seccomp.flags", format!("{:?} are not supported by podbox", p.flags().as_ref().unwrap())));
     }

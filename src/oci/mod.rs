@@ -394,11 +394,10 @@ impl Runtime {
         let st = self.state_json(&rec, Status::Stopped).to_string();
         let dir = self.dir(id);
         fs::remove_dir_all(&dir).map_err(io(format!("removing {}", dir.display())))?;
-        if let Some(spec) = spec {
-            if let Err(e) = hooks::run("poststop", spec.hooks().as_ref().and_then(|h| h.poststop().as_ref()), &st) {
+        if let Some(spec) = spec
+            && let Err(e) = hooks::run("poststop", spec.hooks().as_ref().and_then(|h| h.poststop().as_ref()), &st) {
                 eprintln!("podbox: warning: {e}");
             }
-        }
         Ok(())
     }
 
@@ -509,11 +508,10 @@ fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
 
 /// A signal by name (`TERM`, `SIGTERM`, `sigterm`) or number.
 pub fn parse_signal(s: &str) -> Result<i32> {
-    if let Ok(n) = s.parse::<i32>() {
-        if (1..=64).contains(&n) {
+    if let Ok(n) = s.parse::<i32>()
+        && (1..=64).contains(&n) {
             return Ok(n);
         }
-    }
     let up = s.to_ascii_uppercase();
     let name = if up.starts_with("SIG") { up } else { format!("SIG{up}") };
     name.parse::<nix::sys::signal::Signal>().map(|s| s as i32).map_err(|_| OciError::Invalid(format!("unknown signal {s:?}: use a name like TERM or SIGKILL, or a number")))

@@ -35,11 +35,10 @@ pub fn parse_socket_table(text: &str, proto: Protocol) -> Vec<Listener> {
             Protocol::Tcp => f[3] == "0A",
             Protocol::Udp => f[3] == "07" && port != 0,
         };
-        if listening {
-            if let Ok(inode) = f[9].parse() {
+        if listening
+            && let Ok(inode) = f[9].parse() {
                 out.push(Listener { proto, port, inode });
             }
-        }
     }
     out
 }
@@ -67,11 +66,10 @@ fn holders(pod_dir: &Path, net_ns_of: i32) -> HashMap<u64, (String, i32)> {
     let mut by_mnt: HashMap<String, String> = HashMap::new();
     for name in crate::state::list_dir(&pod_dir.join("containers")).unwrap_or_default() {
         let rec: Option<ContainerRecord> = crate::state::read_json_opt(&pod_dir.join("containers").join(&name).join("container.json")).ok().flatten();
-        if let Some(p) = rec.and_then(|r| r.pid).filter(|p| p.alive()) {
-            if let Some(m) = ns_of(p.pid, "mnt") {
+        if let Some(p) = rec.and_then(|r| r.pid).filter(|p| p.alive())
+            && let Some(m) = ns_of(p.pid, "mnt") {
                 by_mnt.insert(m, name);
             }
-        }
     }
     let mut out = HashMap::new();
     let Some(net) = fs::metadata(format!("/proc/{net_ns_of}/ns/net")).ok().map(|m| std::os::unix::fs::MetadataExt::ino(&m)) else { return out };

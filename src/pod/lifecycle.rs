@@ -190,11 +190,10 @@ pub fn destroy(ctx: &Ctx, id: &str, rec: Option<&PodRecord>) -> Vec<String> {
             sandbox::unmount(&m);
         }
     }
-    if let Err(e) = fs::remove_dir_all(&dir) {
-        if e.kind() != std::io::ErrorKind::NotFound {
+    if let Err(e) = fs::remove_dir_all(&dir)
+        && e.kind() != std::io::ErrorKind::NotFound {
             problems.push(format!("removing {}: {e}", dir.display()));
         }
-    }
     // The name index entry, if it still names this pod (an entry left without its pod counts as
     // free anyway).
     if let Some(r) = rec {

@@ -182,16 +182,14 @@ pub fn parse(text: &str) -> Result<PodSpec, PodError> {
         let de = serde_yaml_ng::Deserializer::from_str(text);
         serde_path_to_error::deserialize(de).map_err(|e| invalid(&e.path().to_string(), e.inner().to_string()))?
     };
-    if let Some(v) = &m.api_version {
-        if v != "v1" {
+    if let Some(v) = &m.api_version
+        && v != "v1" {
             return Err(invalid("apiVersion", format!("{v:?}: only v1 is supported")));
         }
-    }
-    if let Some(k) = &m.kind {
-        if k != "Pod" {
+    if let Some(k) = &m.kind
+        && k != "Pod" {
             return Err(invalid("kind", format!("{k:?}: only Pod is supported")));
         }
-    }
     if m.spec.host_network {
         return Err(invalid("spec.hostNetwork", "true is not supported: every podbox pod has its own network namespace"));
     }

@@ -11,14 +11,6 @@ cd "$(dirname "$0")/.."
 source scripts/lib/node.sh
 trap node_down_all EXIT
 
-bold=$(tput bold 2>/dev/null || true); dim=$(tput dim 2>/dev/null || true); off=$(tput sgr0 2>/dev/null || true)
-say() { printf '\n%s# %s%s\n' "$bold" "$*" "$off"; }
-# on NODE CMD...: print the command as typed on that machine, run it there, indent its output.
-on() {
-  local n=$1; shift
-  printf '%s[%s]$ %s%s\n' "$dim" "$n" "$*" "$off"
-  in_node "$n" "$@" 2>&1 | sed 's/^/  /' || true
-}
 # quiet NODE CMD...: run without printing (plumbing the reader need not see).
 quiet() { in_node "$@" >/dev/null; }
 val() { in_node "$@" 2>/dev/null; }

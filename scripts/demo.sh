@@ -9,15 +9,8 @@ cd "$(dirname "$0")/.."
 source scripts/lib/node.sh
 trap node_down_all EXIT
 
-bold=$(tput bold 2>/dev/null || true); dim=$(tput dim 2>/dev/null || true); off=$(tput sgr0 2>/dev/null || true)
-say() { printf '\n%s# %s%s\n' "$bold" "$*" "$off"; }
-# show CMD...: print the command as a user would type it, then run it in the node.
-show() {
-  printf '%s$ %s%s\n' "$dim" "$*" "$off"
-  local rc=0
-  in_node node-a "$@" 2>&1 | sed 's/^/  /' || rc=$?
-  return 0
-}
+# show CMD...: print the command as typed on the node, run it there.
+show() { on node-a "$@"; }
 podbox() { show podbox "$@"; }
 PATH=$(dirname "$PODBOX"):$PATH
 

@@ -51,3 +51,13 @@ wire() {
   in_node "$a" ip link set "$a_if" up
   in_node "$b" ip link set "$b_if" up
 }
+
+# Demo output. say TEXT: a heading. on NODE CMD...: print the command as typed on that node, run it
+# there, indent its output (a failing command is shown, not fatal: demos show failures too).
+bold=$(tput bold 2>/dev/null || true); dim=$(tput dim 2>/dev/null || true); off=$(tput sgr0 2>/dev/null || true)
+say() { printf '\n%s# %s%s\n' "$bold" "$*" "$off"; }
+on() {
+  local n=$1; shift
+  printf '%s[%s]$ %s%s\n' "$dim" "$n" "$*" "$off"
+  in_node "$n" "$@" 2>&1 | sed 's/^/  /' || true
+}

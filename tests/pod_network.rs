@@ -2,11 +2,7 @@
 //! an address, a failed create leaves no veth/address/pod, host ports reach a pod's container.
 mod common;
 
-use common::{Node, wait_until};
-
-fn json(s: &str) -> serde_json::Value {
-    serde_json::from_str(s).unwrap_or_else(|e| panic!("not JSON ({e}): {s}"))
-}
+use common::{Node, json, wait_until};
 
 #[test]
 fn twenty_parallel_pod_creates_get_distinct_addresses() {

@@ -53,11 +53,7 @@ pub fn spawn(target: ProcRef, process: &Process, seccomp: Option<&LinuxSeccomp>,
             drop(r);
             let fd = w.as_raw_fd();
             let fail = |msg: String| -> ! { sync::fail(fd, CODE_RUNTIME, &msg) };
-            for p in cgroup_procs {
-                if let Err(e) = std::fs::write(p, "0") {
-                    fail(format!("joining cgroup {}: {e}", p.display()));
-                }
-            }
+            super::monitor::join_cgroups(cgroup_procs.iter(), fd);
             for (name, flag, f) in &nss {
                 if let Err(e) = setns(f.as_fd(), *flag) {
                     fail(format!("joining the container's {name} namespace: {e}"));

@@ -176,7 +176,7 @@ pub fn become_process(process: &Process, seccomp: &[seccompiler::BpfProgram], ex
     }
     // Every inherited descriptor but 0-2 (and the sync pipe, already CLOEXEC) is closed at exec.
     // SAFETY: close_range on our own descriptor table.
-    unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) };
+    super::process::cloexec_above_stdio();
     if let Some(g) = gate {
         g.wait_for_start()?;
     }

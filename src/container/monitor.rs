@@ -95,7 +95,7 @@ fn monitor_main(opts: &StartOptions, plan: &namespaces::Plan, filters: &[seccomp
     }
     let _ = setsid();
     if opts.detach {
-        detach_stdio();
+        process::stdio_to_null();
     }
     // Kept to return to before a restart can create a fresh PID namespace.
     let own_pid_ns = std::fs::File::open("/proc/self/ns/pid").ok();
@@ -223,13 +223,6 @@ pub(crate) fn join_cgroups<'a>(procs: impl Iterator<Item = &'a PathBuf>, fd: i32
     }
 }
 
-fn detach_stdio() {
-    if let Ok(null) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null") {
-        let _ = nix::unistd::dup2_stdin(&null);
-        let _ = nix::unistd::dup2_stdout(&null);
-        let _ = nix::unistd::dup2_stderr(&null);
-    }
-}
 
 pub(crate) fn wait_for(pid: Pid) -> WaitStatus {
     loop {

@@ -67,6 +67,23 @@ fn stat_fields(pid: i32) -> Option<(char, u64)> {
     Some((state, st))
 }
 
+/// Mark every descriptor above stdin/stdout/stderr close-on-exec, so that an exec'd program
+/// inherits nothing of its launcher (lock files, sync pipes, sockets).
+pub fn cloexec_above_stdio() {
+    // SAFETY: close_range with CLOEXEC only changes flags in our own descriptor table.
+    unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) };
+}
+
+/// Point stdin, stdout and stderr at /dev/null (a process that must not hold its caller's
+/// terminal or pipes).
+pub fn stdio_to_null() {
+    if let Ok(null) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null") {
+        let _ = nix::unistd::dup2_stdin(&null);
+        let _ = nix::unistd::dup2_stdout(&null);
+        let _ = nix::unistd::dup2_stderr(&null);
+    }
+}
+
 /// Exit code a shell would report for a wait status: the code, or 128 + signal.
 pub fn shell_code(status: nix::sys::wait::WaitStatus) -> (i32, Option<i32>) {
     use nix::sys::wait::WaitStatus::*;

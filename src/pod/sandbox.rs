@@ -125,13 +125,9 @@ pub fn start_pause(pins: &BTreeMap<String, PathBuf>, cgroup_procs: &[PathBuf]) -
             }
             match unsafe { fork() } {
                 Ok(ForkResult::Child) => {
-                    if let Ok(null) = fs::OpenOptions::new().read(true).write(true).open("/dev/null") {
-                        let _ = nix::unistd::dup2_stdin(&null);
-                        let _ = nix::unistd::dup2_stdout(&null);
-                        let _ = nix::unistd::dup2_stderr(&null);
-                    }
+                    crate::container::process::stdio_to_null();
                     let _ = nix::sys::signal::SigSet::all().thread_unblock();
-                    unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) };
+                    crate::container::process::cloexec_above_stdio();
                     let e = super::pause::exec();
                     fail(format!("starting the pause process: {e}"))
                 }

@@ -76,6 +76,27 @@ impl Drop for Env {
     }
 }
 
+/// A cgroup parent of the test's own (`--cgroup-parent` for podman), removed with everything under
+/// it in every hierarchy when dropped — after the node, so its processes are gone by then. podman
+/// leaves its pod and conmon cgroups behind otherwise, and a killed run leaves the containers' too.
+struct CgroupParent(String);
+
+impl Drop for CgroupParent {
+    fn drop(&mut self) {
+        fn rmdir_tree(d: &Path) {
+            for e in std::fs::read_dir(d).into_iter().flatten().flatten() {
+                if e.file_type().is_ok_and(|t| t.is_dir()) { rmdir_tree(&e.path()); }
+            }
+            let _ = std::fs::remove_dir(d);
+        }
+        let roots = std::fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten().map(|e| e.path());
+        for hierarchy in roots.chain(std::iter::once(Path::new("/sys/fs/cgroup").to_path_buf())) {
+            let d = hierarchy.join(&self.0);
+            if d.is_dir() { rmdir_tree(&d); }
+        }
+    }
+}
+
 fn code(out: &std::process::Output) -> i32 {
     out.status.code().unwrap_or(-1)
 }
@@ -304,8 +325,10 @@ fn podman_runs_containers_on_podbox() {
         eprintln!("skipped: podman is not installed (apt-get install -y podman)");
         return;
     }
+    let cgroup_parent = CgroupParent(format!("podbox-test-podman-{}", std::process::id()));
     let node = Node::new("oci-podman");
     let env = Env::new("podman");
+    let cg = format!("--cgroup-parent /{}", cgroup_parent.0);
     // podman passes no --root to a custom runtime, and keeps locks and network state under
     // /run too: a tmpfs there, in the node's own mount namespace, keeps all of it off the machine.
     node.sh_ok("mount -t tmpfs -o mode=755 podbox-test-run /run");
@@ -328,7 +351,8 @@ fn podman_runs_containers_on_podbox() {
     // The pod's infra container needs a process that waits forever: a script added to the image.
     std::fs::create_dir_all(env.dir.join("extra")).unwrap();
     std::fs::write(env.dir.join("extra/pause"), "#!/bin/sh\nexec sleep 2147483647\n").unwrap();
-    let podman = format!("CONTAINERS_CONF={d}/containers.conf CONTAINERS_STORAGE_CONF={d}/storage.conf timeout 120 podman");
+    let podman_env = format!("CONTAINERS_CONF={d}/containers.conf CONTAINERS_STORAGE_CONF={d}/storage.conf");
+    let podman = format!("{podman_env} timeout 120 podman");
     node.sh_ok(&format!(
         "tar -C {} -cf {d}/rootfs.tar . && chmod 755 {d}/extra/pause && tar -C {d}/extra -rf {d}/rootfs.tar ./pause && {podman} import {d}/rootfs.tar podbox-rootfs",
         common::rootfs().display()
@@ -339,11 +363,11 @@ fn podman_runs_containers_on_podbox() {
         assert!(out.status.success(), "podman {args}: {}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     };
-    assert_eq!(ok("run --rm --network none podbox-rootfs echo hi"), "hi");
-    let out = p("run --rm --network none podbox-rootfs sh -c 'exit 3'");
+    assert_eq!(ok(&format!("run --rm {cg} --network none podbox-rootfs echo hi")), "hi");
+    let out = p(&format!("run --rm {cg} --network none podbox-rootfs sh -c 'exit 3'"));
     assert_eq!(code(&out), 3);
 
-    ok("run -d --name bg --network none podbox-rootfs sh -c 'echo started; sleep 1000'");
+    ok(&format!("run -d {cg} --name bg --network none podbox-rootfs sh -c 'echo started; sleep 1000'"));
     let out = p("exec bg sh -c 'echo in-exec; exit 4'");
     assert_eq!((code(&out), String::from_utf8_lossy(&out.stdout).trim()), (4, "in-exec"));
     assert!(ok("ps --format '{{.Names}} {{.Status}}'").contains("bg Up"));
@@ -353,13 +377,15 @@ fn podman_runs_containers_on_podbox() {
 
     // A terminal: `script` gives podman one, podman gives the container a pty through conmon.
     // `script` reads EOF from its /dev/null stdin at once and may end before all output is
-    // copied, so a miss is retried.
-    let tty_run = format!("script -qc \"{podman} run -it --rm --network none podbox-rootfs sh -c '[ -t 0 ] && [ -t 1 ] && echo is-a-tty; sleep 0.3'\" /dev/null </dev/null");
+    // copied, so a miss is retried. The time limit goes around `script`: inside, `timeout` would
+    // put podman in a background process group of the pty, where the kernel stops it (SIGTTOU)
+    // as soon as it sets the terminal's mode.
+    let tty_run = format!("timeout -k 5 60 script -qc \"{podman_env} podman run -it --rm {cg} --network none podbox-rootfs sh -c '[ -t 0 ] && [ -t 1 ] && echo is-a-tty; sleep 0.3'\" /dev/null </dev/null");
     let mut tries = 0;
     assert!(common::wait_until(60, || { tries += 1; tries > 3 || node.sh(&tty_run).stdout.windows(8).any(|w| w == b"is-a-tty") }) && tries <= 3, "no terminal in podman run -it");
 
     // A pod: two containers share the infra container's network namespace, so localhost.
-    ok("pod create --name web --infra-image podbox-rootfs --infra-command /pause --network none");
+    ok(&format!("pod create {cg} --name web --infra-image podbox-rootfs --infra-command /pause --network none"));
     ok("run -d --pod web --name server podbox-rootfs sh -c 'echo hello-from-server > /tmp/index.html; exec httpd -f -p 8080 -h /tmp'");
     assert!(
         common::wait_until(10, || p("run --rm --pod web podbox-rootfs wget -qO- http://127.0.0.1:8080/index.html").stdout.starts_with(b"hello-from-server")),
@@ -370,4 +396,7 @@ fn podman_runs_containers_on_podbox() {
     // podman removed every container through podbox: nothing left in podbox's state.
     let leftovers = node.sh_ok(&format!("{} list -q", env.runc.display()));
     assert!(leftovers.trim().is_empty(), "{leftovers}");
+    // ... and removed each container's cgroup (podman's own pod and conmon cgroups are podman's).
+    let cgroups = node.sh_ok(&format!("find /sys/fs/cgroup -path '*/{}/*' -name 'libpod-*'", cgroup_parent.0));
+    assert!(cgroups.trim().is_empty(), "container cgroups left: {cgroups}");
 }

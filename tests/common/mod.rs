@@ -84,11 +84,42 @@ impl Node {
         c
     }
 
+    /// Run `c` to completion and collect its output, but never for longer than
+    /// `PODBOX_TEST_CMD_TIMEOUT` seconds (default 240): past that a watchdog kills every process
+    /// in the node except its init — which also closes any pipe a stray daemon held — and the
+    /// test fails naming the command, instead of hanging the whole suite.
+    fn output_within_deadline(&self, mut c: Command, what: &str) -> Output {
+        let secs = std::env::var("PODBOX_TEST_CMD_TIMEOUT").ok().and_then(|s| s.parse().ok()).unwrap_or(240);
+        let (done, watch) = std::sync::mpsc::channel::<()>();
+        let init_pid = self.init_pid;
+        let fired = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let fired2 = fired.clone();
+        let watchdog = std::thread::spawn(move || {
+            if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = watch.recv_timeout(Duration::from_secs(secs)) {
+                fired2.store(true, std::sync::atomic::Ordering::SeqCst);
+                // Processes may fork while we kill: sweep until only the init is left.
+                for _ in 0..50 {
+                    let left = members_of_pid_ns(init_pid);
+                    if left.is_empty() { break; }
+                    for pid in left { unsafe { libc::kill(pid, libc::SIGKILL) }; }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+        });
+        let out = c.stdout(Stdio::piped()).stderr(Stdio::piped()).output();
+        let _ = done.send(());
+        let _ = watchdog.join();
+        let out = out.unwrap_or_else(|e| panic!("[{}] cannot run {what}: {e}", self.name));
+        log_output(&format!("[{}] {what}", self.name), &out);
+        assert!(!fired.load(std::sync::atomic::Ordering::SeqCst), "[{}] {what}: did not finish within {secs} s; killed everything in the node", self.name);
+        out
+    }
+
     /// Run podbox inside the node with this node's state root.
     pub fn podbox(&self, args: &[&str]) -> Output {
         let mut c = self.enter();
         c.arg(PODBOX).arg("--root").arg(&self.root).args(args).stdin(Stdio::null());
-        let out = c.output().expect("run podbox");
+        let out = self.output_within_deadline(c, &format!("podbox {}", args.join(" ")));
         log_output(&format!("[{}] podbox {}", self.name, args.join(" ")), &out);
         out
     }
@@ -111,9 +142,7 @@ impl Node {
     pub fn sh(&self, script: &str) -> Output {
         let mut c = self.enter();
         c.args(["sh", "-c", script]).stdin(Stdio::null());
-        let out = c.output().expect("run sh");
-        log_output(&format!("[{}] $ {script}", self.name), &out);
-        out
+        self.output_within_deadline(c, &format!("$ {script}"))
     }
 
     pub fn sh_ok(&self, script: &str) -> String {
@@ -126,32 +155,13 @@ impl Node {
     /// it), as "PID(machine numbering) STATE cmdline". Read from the machine's /proc, so the
     /// listing itself adds no process.
     pub fn processes(&self) -> Vec<String> {
-        let mut parent = std::collections::HashMap::new();
-        for e in std::fs::read_dir("/proc").unwrap().flatten() {
-            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
-            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
-            let Some(rest) = stat.rfind(')').map(|i| &stat[i + 2..]) else { continue };
-            let mut f = rest.split_whitespace();
-            let state = f.next().unwrap_or("?").to_string();
-            let ppid: i32 = f.next().and_then(|x| x.parse().ok()).unwrap_or(0);
-            parent.insert(pid, (ppid, state));
-        }
-        let mut out = Vec::new();
-        for (&pid, (_, state)) in &parent {
-            let mut p = pid;
-            let mut depth = 0;
-            while let Some((pp, _)) = parent.get(&p) {
-                if *pp == self.init_pid {
-                    let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-                    let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
-                    out.push(format!("{pid} {state} {cmd}"));
-                    break;
-                }
-                p = *pp;
-                depth += 1;
-                if depth > 64 || p <= 1 { break; }
-            }
-        }
+        let mut out: Vec<String> = descendants(self.init_pid)
+            .into_iter()
+            .map(|(pid, state)| {
+                let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                format!("{pid} {state} {}", String::from_utf8_lossy(&cmd).replace('\0', " "))
+            })
+            .collect();
         out.sort();
         out
     }
@@ -183,6 +193,48 @@ impl Drop for Node {
         let _ = self.unshare.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Every process in the PID namespace of `init` but `init` itself: the node's orphans and the
+/// commands entered into it with nsenter (whose parents are outside the node).
+fn members_of_pid_ns(init: i32) -> Vec<i32> {
+    let Ok(ns) = std::fs::read_link(format!("/proc/{init}/ns/pid")) else { return vec![] };
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_string_lossy().parse::<i32>().ok())
+        .filter(|&pid| pid != init && std::fs::read_link(format!("/proc/{pid}/ns/pid")).is_ok_and(|l| l == ns))
+        .collect()
+}
+
+/// The descendants of `init` (PID and state letter), read from the machine's /proc, so the
+/// listing itself adds no process.
+fn descendants(init: i32) -> Vec<(i32, String)> {
+    let mut parent = std::collections::HashMap::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 2..]) else { continue };
+        let mut f = rest.split_whitespace();
+        let state = f.next().unwrap_or("?").to_string();
+        let ppid: i32 = f.next().and_then(|x| x.parse().ok()).unwrap_or(0);
+        parent.insert(pid, (ppid, state));
+    }
+    let mut out = Vec::new();
+    for (&pid, (_, state)) in &parent {
+        let mut p = pid;
+        for _ in 0..64 {
+            match parent.get(&p) {
+                Some((pp, _)) if *pp == init => {
+                    out.push((pid, state.clone()));
+                    break;
+                }
+                Some((pp, _)) if *pp > 1 => p = *pp,
+                _ => break,
+            }
+        }
+    }
+    out
 }
 
 fn log_output(what: &str, out: &Output) {

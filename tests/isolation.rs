@@ -242,3 +242,42 @@ fn limits_from_flags_and_manifest_reach_the_cgroup() {
     assert!(cgroup_dirs(&node, &id).is_empty() && cgroup_dirs(&node, &mid).is_empty(), "cgroups left");
     node.assert_clean();
 }
+
+/// A node that sees cgroup v2 alone (this machine is hybrid: the node's own mount namespace
+/// mounts the unified hierarchy over /sys/fs/cgroup): podbox puts pods and containers there and,
+/// with no devices controller in v2, enforces the device rules with an eBPF program.
+#[test]
+fn pure_cgroup_v2_denies_devices_with_ebpf() {
+    require_root!();
+    let node = Node::new("v2");
+    node.sh_ok("umount -R /sys/fs/cgroup && mount -t cgroup2 cgroup2 /sys/fs/cgroup");
+    let id = pod(&node, "p");
+    let script = r#"
+        mknod /tmp/sda b 8 0 && echo MKNOD=ok
+        head -c 1 /tmp/sda 2>&1 >/dev/null | sed 's/^/DISKERR /'
+        mknod /tmp/tun c 10 200 && echo TUNNODE=ok
+        (exec 3</tmp/tun) 2>&1 | sed 's/^/TUNERR /'
+        (exec 3</tmp/tun) 2>/dev/null && echo TUN=opened
+        head -c 1 /dev/zero | wc -c | sed 's/^/ZERO=/'
+        echo x > /dev/null && echo NULL=ok
+    "#;
+    let (code, out) = run(&node, "p", "c", &[], script);
+    assert_eq!(code, 0, "{out}");
+    for want in ["MKNOD=ok", "TUNNODE=ok", "ZERO=1", "NULL=ok"] {
+        assert!(out.lines().any(|l| l == want), "expected {want} in:\n{out}");
+    }
+    // mknod is allowed (CAP_MKNOD, as the engines do) but opening the node is refused — also
+    // /dev/net/tun's, which any root process could open were it not for the device rules.
+    assert!(!out.contains("TUN=opened"), "{out}");
+    for err in ["DISKERR", "TUNERR"] {
+        assert!(out.lines().any(|l| l.starts_with(err) && l.contains("Operation not permitted")), "{err}: {out}");
+    }
+    // One v2 cgroup per container, below the pod's.
+    node.podbox_ok(&["run", "-d", "--pod", "p", "--name", "s", "--", "sleep", "100"]);
+    assert_eq!(node.sh_ok(&format!("cat /sys/fs/cgroup/podbox/{id}/s/cgroup.procs | wc -l")).trim(), "1");
+    let dirs = cgroup_dirs(&node, &id);
+    assert_eq!(dirs, vec![format!("/sys/fs/cgroup/podbox/{id}")], "{dirs:?}");
+    node.podbox_ok(&["pod", "rm", "-f", "p"]);
+    assert!(cgroup_dirs(&node, &id).is_empty(), "the pod's v2 cgroup is left");
+    node.assert_clean();
+}

@@ -251,17 +251,14 @@ impl Cgroup {
             Some(r) => settings(r)?,
             None => vec![],
         };
+        let devices = resources.and_then(|r| r.devices().as_deref()).unwrap_or_default();
         for (field, ctrl, v1, v2, _) in &wanted {
-            let ok = self.dirs.iter().any(|d| d.controllers.iter().any(|c| c == ctrl) && if d.v2 { v2.is_some() } else { v1.is_some() });
+            // v2 has no devices controller: its device rules are an eBPF program (device_filter).
+            let ok = self.dirs.iter().any(|d| if d.v2 { *ctrl == "devices" || d.controllers.iter().any(|c| c == ctrl) && v2.is_some() } else { d.controllers.iter().any(|c| c == ctrl) && v1.is_some() });
             // A setting with no file in this version (e.g. cpu.shares on v2) has its twin.
             let has_twin = wanted.iter().any(|(f, c, a, b, _)| f == field && c == ctrl && (a.is_some() != v1.is_some() || b.is_some() != v2.is_some()));
             if !ok && !has_twin {
-                let why = if self.dirs.iter().any(|d| d.v2) && *ctrl == "devices" {
-                    "cgroup v2 controls devices with eBPF programs, which podbox does not implement yet".to_string()
-                } else {
-                    format!("the {ctrl} cgroup controller is not available on this machine (not mounted, or not enabled in cgroup.controllers)")
-                };
-                return Err(spec_err(field, why));
+                return Err(spec_err(field, format!("the {ctrl} cgroup controller is not available on this machine (not mounted, or not enabled in cgroup.controllers)")));
             }
         }
         for d in &self.dirs {
@@ -275,6 +272,9 @@ impl Cgroup {
                     let value = if !d.v2 && value == "max" && !file.starts_with("pids") { "-1" } else { value.as_str() };
                     write(&d.path.join(file), value)?;
                 }
+            }
+            if d.v2 && !devices.is_empty() {
+                super::device_filter::attach(&d.path, devices)?;
             }
         }
         Ok(())

@@ -13,6 +13,7 @@
 
 pub mod cgroups;
 pub mod create;
+mod device_filter;
 pub mod exec;
 pub mod hooks;
 pub mod init;

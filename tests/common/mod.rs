@@ -119,9 +119,7 @@ impl Node {
     pub fn podbox(&self, args: &[&str]) -> Output {
         let mut c = self.enter();
         c.arg(PODBOX).arg("--root").arg(&self.root).args(args).stdin(Stdio::null());
-        let out = self.output_within_deadline(c, &format!("podbox {}", args.join(" ")));
-        log_output(&format!("[{}] podbox {}", self.name, args.join(" ")), &out);
-        out
+        self.output_within_deadline(c, &format!("podbox {}", args.join(" ")))
     }
 
     /// Like `podbox` but panics unless it exits 0; returns stdout.

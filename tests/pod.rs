@@ -317,9 +317,12 @@ fn restart_policies_start_a_container_again_and_stop_ends_them() {
     require_root!();
     let node = Node::new("restart");
     node.podbox_ok(&["pod", "create", "p", "--network", "none"]);
-    // on-failure: a failing container is started again (back-off 1 s, then 2 s) ...
-    node.podbox_ok(&["run", "--pod", "p", "--name", "flaky", "-d", "--restart", "on-failure", "--", "sh", "-c", "echo started; exit 3"]);
+    // on-failure: a failing container is started again (back-off 1 s, then 2 s), each time from
+    // the image, without what the last run wrote to its root ...
+    let script = "echo started; [ -e /scribble ] && echo LEFTOVER; touch /scribble; exit 3";
+    node.podbox_ok(&["run", "--pod", "p", "--name", "flaky", "-d", "--restart", "on-failure", "--", "sh", "-c", script]);
     assert!(wait_until(10, || node.podbox_ok(&["logs", "p", "flaky"]).matches("started").count() >= 3), "not restarted");
+    assert!(!node.podbox_ok(&["logs", "p", "flaky"]).contains("LEFTOVER"), "a restart kept the last run's writable layer");
     let st = container_state(&node, "p", "flaky");
     assert!(st["restarts"].as_u64().unwrap() >= 2, "{st}");
     assert_eq!(st["last_exit"]["code"], 3);

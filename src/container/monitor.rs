@@ -145,6 +145,14 @@ fn monitor_main(opts: &StartOptions, plan: &namespaces::Plan, filters: &[seccomp
         }
         backoff = (backoff * 2).min(RESTART_BACKOFF_MAX);
         restarts += 1;
+        // A restarted container is a new container, as in Kubernetes: it starts from the image
+        // again, not from what the last run wrote. (The overlay was mounted in the last run's
+        // own mount namespace, which went with it.)
+        if let Rootfs::Overlay { upper, work, .. } = &opts.rootfs {
+            for d in [upper, work] {
+                let _ = std::fs::remove_dir_all(d);
+            }
+        }
         attempt = match spawn_init(opts, plan, filters, cgroup, -1, own_pid_ns.as_ref()) {
             Ok(a) => a,
             Err(msg) => {

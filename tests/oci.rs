@@ -173,6 +173,25 @@ fn run_exit_codes_exec_and_kill_all() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("not found"), "{}", String::from_utf8_lossy(&out.stderr));
     env.assert_clean(&node);
 
+    // --preserve-fds N hands descriptors 3 .. 3+N-1 to the process, and nothing above them;
+    // --no-pivot enters the root with MS_MOVE + chroot: the same root, no old root left in it.
+    let b = env.bundle("fds", "read line <&3; echo got=$line; echo to-4 >&4; [ -e /proc/self/fd/5 ] && echo LEAKED-5; cat /proc/self/mountinfo | wc -l | sed 's/^/mounts=/'", |_| {});
+    let (fd3, fds) = (env.dir.join("fd3.txt"), env.dir.join("fd4.txt"));
+    std::fs::write(&fd3, "from-3\n").unwrap();
+    let run = |flags: &str| node.sh(&format!("{} 3<{} 4>{} 5</dev/null", env.cmd(&format!("run {flags} -b {} r4", b.display())), fd3.display(), fds.display()));
+    let out = run("--preserve-fds 2");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(text.contains("got=from-3") && !text.contains("LEAKED"), "{text}");
+    assert_eq!(std::fs::read_to_string(&fds).unwrap(), "to-4\n");
+    let pivoted = text.lines().find(|l| l.starts_with("mounts=")).unwrap().to_string();
+    let out = run("--preserve-fds 2 --no-pivot");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(code(&out) == 0 && text.contains("got=from-3"), "{text}");
+    assert_eq!(text.lines().find(|l| l.starts_with("mounts=")).unwrap(), pivoted, "--no-pivot shows other mounts than pivot_root");
+    let out = run("");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("got=from-3"), "fd 3 reached the process without --preserve-fds");
+    env.assert_clean(&node);
+
     // Detached run, exec (foreground with exit code, detached with a pid file), kill --all.
     let b = env.bundle("bg", "sleep 1000 & sleep 1000 & while true; do sleep 1; done", |_| {});
     node.sh_ok(&env.bg(&format!("run --detach --bundle {} r3", b.display())));

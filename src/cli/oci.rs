@@ -54,13 +54,13 @@ pub struct CreateOpts {
     /// Unix socket that receives the master of the container's pty (process.terminal).
     #[arg(long)]
     console_socket: Option<PathBuf>,
-    /// Accepted; podbox always pivots.
+    /// Enter the root with MS_MOVE + chroot instead of pivot_root (a root on ramfs).
     #[arg(long)]
     no_pivot: bool,
     /// Accepted; podbox creates no session keyring.
     #[arg(long)]
     no_new_keyring: bool,
-    /// Accepted for compatibility (descriptors beyond stdio are not passed).
+    /// Pass descriptors 3 .. 3+N-1 on to the container's process (e.g. sockets).
     #[arg(long, default_value_t = 0)]
     preserve_fds: u32,
     id: String,
@@ -113,7 +113,7 @@ pub enum OciCmd {
         /// KEY=VALUE, repeatable.
         #[arg(long, short = 'e')]
         env: Vec<String>,
-        /// Accepted for compatibility (descriptors beyond stdio are not passed).
+        /// Pass descriptors 3 .. 3+N-1 on to the process.
         #[arg(long, default_value_t = 0)]
         preserve_fds: u32,
         id: String,
@@ -170,7 +170,14 @@ pub fn main(args: Vec<String>) -> i32 {
 }
 
 fn create_args(c: &CreateOpts) -> CreateArgs {
-    CreateArgs { id: c.id.clone(), bundle: c.bundle.clone(), pid_file: c.pid_file.clone(), console_socket: c.console_socket.clone() }
+    CreateArgs {
+        id: c.id.clone(),
+        bundle: c.bundle.clone(),
+        pid_file: c.pid_file.clone(),
+        console_socket: c.console_socket.clone(),
+        preserve_fds: c.preserve_fds,
+        no_pivot: c.no_pivot,
+    }
 }
 
 pub fn run(cli: &OciCli) -> anyhow::Result<i32> {
@@ -184,7 +191,7 @@ pub fn run(cli: &OciCli) -> anyhow::Result<i32> {
         OciCmd::Kill { all, id, signal } => rt.kill(id, oci::parse_signal(signal)?, *all)?,
         OciCmd::Delete { force, id } => rt.delete(id, *force)?,
         OciCmd::Run { c, detach } => return Ok(rt.run(&create_args(c), *detach)?),
-        OciCmd::Exec { process, detach, tty, pid_file, console_socket, cwd, env, id, args, .. } => {
+        OciCmd::Exec { process, detach, tty, pid_file, console_socket, cwd, env, id, args, preserve_fds } => {
             let a = ExecArgs {
                 id: id.clone(),
                 process_file: process.clone(),
@@ -195,6 +202,7 @@ pub fn run(cli: &OciCli) -> anyhow::Result<i32> {
                 detach: *detach,
                 pid_file: pid_file.clone(),
                 console_socket: console_socket.clone(),
+                preserve_fds: *preserve_fds,
             };
             return Ok(rt.exec(&a)?);
         }

@@ -31,6 +31,9 @@ pub struct CreateOptions<'a> {
     pub stdio: Stdio,
     /// The FIFO (already made by the caller) that `start` opens to release the init.
     pub exec_fifo: &'a Path,
+    /// `--preserve-fds` and `--no-pivot`, see `InitArgs`.
+    pub preserve_fds: u32,
+    pub no_pivot: bool,
 }
 
 /// Run while the init is stopped before pivot_root, given its PID: the prestart and
@@ -128,7 +131,7 @@ fn intermediate_main(
                 started: Cell::new(false),
                 state_json: RefCell::new(String::new()),
             };
-            init::run(InitArgs { spec: opts.spec, rootfs: &opts.rootfs, plan, stdio: &opts.stdio, sync_fd: fd, seccomp: filters, gate: Some(&gate) })
+            init::run(InitArgs { spec: opts.spec, rootfs: &opts.rootfs, plan, stdio: &opts.stdio, sync_fd: fd, seccomp: filters, gate: Some(&gate), preserve_fds: opts.preserve_fds, no_pivot: opts.no_pivot })
         }
         Ok(ForkResult::Parent { child }) => {
             sync::send(fd, &format!("pid {}\n", child.as_raw()));

@@ -17,7 +17,7 @@ use super::{ContainerError, ProcRef, Result, Stdio, sync, sys};
 /// streams; returns the process's exit code. `cgroup_procs` are joined first; `seccomp` is the
 /// container's profile (the spec's `linux.seccomp`), which binds exec'd processes as well.
 pub fn exec(target: ProcRef, process: &Process, seccomp: Option<&LinuxSeccomp>, cgroup_procs: &[std::path::PathBuf]) -> Result<i32> {
-    match spawn(target, process, seccomp, cgroup_procs, &Stdio::Inherit, false)? {
+    match spawn(target, process, seccomp, cgroup_procs, &Stdio::Inherit, false, 0)? {
         Spawned::Exited(code) => Ok(code),
         Spawned::Detached(_) => unreachable!("spawn waits unless detached"),
     }
@@ -33,8 +33,9 @@ pub enum Spawned {
 
 /// `exec` with a choice of standard streams (`Inherit` or `Terminal`) and, with `detach`, no
 /// waiting: the caller gets the process's PID once it has exec'd (OCI `exec --detach`, whose
-/// supervisor reaps the process itself).
-pub fn spawn(target: ProcRef, process: &Process, seccomp: Option<&LinuxSeccomp>, cgroup_procs: &[std::path::PathBuf], stdio: &Stdio, detach: bool) -> Result<Spawned> {
+/// supervisor reaps the process itself). The process inherits descriptors 3 to 3 + `preserve_fds`
+/// - 1 of the caller (OCI `exec --preserve-fds`), no others.
+pub fn spawn(target: ProcRef, process: &Process, seccomp: Option<&LinuxSeccomp>, cgroup_procs: &[std::path::PathBuf], stdio: &Stdio, detach: bool, preserve_fds: u32) -> Result<Spawned> {
     if !target.alive() {
         return Err(ContainerError::NotRunning(target.pid.to_string()));
     }
@@ -61,7 +62,7 @@ pub fn spawn(target: ProcRef, process: &Process, seccomp: Option<&LinuxSeccomp>,
             }
             // Entering the PID namespace takes effect for children: fork once more.
             match unsafe { fork() } {
-                Ok(ForkResult::Child) => exec_child(process, &filters, stdio, fd),
+                Ok(ForkResult::Child) => exec_child(process, &filters, stdio, fd, preserve_fds),
                 Ok(ForkResult::Parent { child }) => {
                     if detach {
                         // Report the PID and leave: the process is reparented to the caller's
@@ -95,7 +96,7 @@ pub fn spawn(target: ProcRef, process: &Process, seccomp: Option<&LinuxSeccomp>,
     }
 }
 
-fn exec_child(process: &Process, seccomp: &[seccompiler::BpfProgram], stdio: &Stdio, fd: i32) -> ! {
+fn exec_child(process: &Process, seccomp: &[seccompiler::BpfProgram], stdio: &Stdio, fd: i32, preserve_fds: u32) -> ! {
     let result = (|| -> Result<std::convert::Infallible> {
         if let Stdio::Terminal(slave) = stdio {
             super::terminal::attach(*slave)?;
@@ -107,7 +108,7 @@ fn exec_child(process: &Process, seccomp: &[seccompiler::BpfProgram], stdio: &St
         }
         let exe = init::resolve_executable(&argv[0], &env)?;
         init::set_rlimits(process.rlimits().as_deref().unwrap_or(&[]))?;
-        init::become_process(process, seccomp, &exe, &argv, &env, None)
+        init::become_process(process, seccomp, &exe, &argv, &env, None, preserve_fds)
     })();
     let (code, msg) = match result {
         Ok(never) => match never {},

@@ -31,6 +31,12 @@ pub struct InitArgs<'a> {
     pub seccomp: &'a [seccompiler::BpfProgram],
     /// OCI mode: stop for the runtime's hooks and for `start`; None in pod mode.
     pub gate: Option<&'a Gate>,
+    /// How many descriptors from 3 on the program inherits (`--preserve-fds`, e.g. sockets
+    /// of socket activation); every other descriptor above stdio is closed at exec.
+    pub preserve_fds: u32,
+    /// `--no-pivot`: enter the root with MS_MOVE + chroot (for a root on ramfs, where
+    /// pivot_root fails); the old root stays reachable to a process with CAP_SYS_CHROOT.
+    pub no_pivot: bool,
 }
 
 /// OCI mode (`create` … `start`): the init stops twice for the runtime. Before pivot_root it
@@ -137,7 +143,11 @@ fn setup_and_exec(a: &InitArgs) -> Result<Infallible> {
     if let Some(g) = a.gate {
         g.before_pivot()?;
     }
-    rootfs::pivot(&root)?;
+    if a.no_pivot {
+        rootfs::move_root(&root)?;
+    } else {
+        rootfs::pivot(&root)?;
+    }
     apply_sysctls(a.spec)?;
     rootfs::finish(a.spec)?;
     set_rlimits(process.rlimits().as_deref().unwrap_or(&[]))?;
@@ -152,7 +162,7 @@ fn setup_and_exec(a: &InitArgs) -> Result<Infallible> {
     if let Some(mask) = process.user().umask() {
         nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(mask));
     }
-    become_process(process, a.seccomp, &exe, &argv, &env, a.gate)
+    become_process(process, a.seccomp, &exe, &argv, &env, a.gate, a.preserve_fds)
 }
 
 /// The last steps of both the init and an exec'd process: user and capabilities, working
@@ -160,7 +170,7 @@ fn setup_and_exec(a: &InitArgs) -> Result<Infallible> {
 /// podbox's own setup; only without no_new_privs must it be installed earlier, while the
 /// process still has CAP_SYS_ADMIN (as runc does). With a `gate` (OCI mode) the process waits
 /// for `start` as late as possible, so that `create` has checked everything it can.
-pub fn become_process(process: &Process, seccomp: &[seccompiler::BpfProgram], exe: &Path, argv: &[String], env: &[String], gate: Option<&Gate>) -> Result<Infallible> {
+pub fn become_process(process: &Process, seccomp: &[seccompiler::BpfProgram], exe: &Path, argv: &[String], env: &[String], gate: Option<&Gate>, preserve_fds: u32) -> Result<Infallible> {
     let nnp = process.no_new_privileges().unwrap_or(false);
     if !nnp {
         super::seccomp::install(seccomp)?;
@@ -174,9 +184,9 @@ pub fn become_process(process: &Process, seccomp: &[seccompiler::BpfProgram], ex
             return Err(io("setting no_new_privs")(std::io::Error::last_os_error()));
         }
     }
-    // Every inherited descriptor but 0-2 (and the sync pipe, already CLOEXEC) is closed at exec.
-    // SAFETY: close_range on our own descriptor table.
-    super::process::cloexec_above_stdio();
+    // Every inherited descriptor but 0-2 and the preserved ones (the sync pipe is CLOEXEC and
+    // opened after them) is closed at exec.
+    super::process::cloexec_from(3 + preserve_fds);
     if let Some(g) = gate {
         g.wait_for_start()?;
     }

@@ -70,8 +70,13 @@ fn stat_fields(pid: i32) -> Option<(char, u64)> {
 /// Mark every descriptor above stdin/stdout/stderr close-on-exec, so that an exec'd program
 /// inherits nothing of its launcher (lock files, sync pipes, sockets).
 pub fn cloexec_above_stdio() {
+    cloexec_from(3);
+}
+
+/// Mark every descriptor from `first` on close-on-exec.
+pub fn cloexec_from(first: u32) {
     // SAFETY: close_range with CLOEXEC only changes flags in our own descriptor table.
-    unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) };
+    unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) };
 }
 
 /// Point stdin, stdout and stderr at /dev/null (a process that must not hold its caller's

@@ -117,6 +117,15 @@ pub fn pivot(root: &Path) -> Result<()> {
     chdir("/").map_err(sys("chdir /"))
 }
 
+/// `--no-pivot`: move the root mount over `/` and chroot into it, as runc does where
+/// pivot_root is impossible (a root on ramfs/initramfs).
+pub fn move_root(root: &Path) -> Result<()> {
+    chdir(root).map_err(sys(format!("chdir {}", root.display())))?;
+    mount(Some("."), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>).map_err(sys("moving the root mount over /"))?;
+    nix::unistd::chroot(".").map_err(sys("chroot"))?;
+    chdir("/").map_err(sys("chdir /"))
+}
+
 /// After pivot: masked paths, read-only paths, read-only root.
 pub fn finish(spec: &Spec) -> Result<()> {
     let linux = spec.linux().as_ref();

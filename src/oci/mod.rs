@@ -101,6 +101,10 @@ pub struct CreateArgs {
     pub bundle: PathBuf,
     pub pid_file: Option<PathBuf>,
     pub console_socket: Option<PathBuf>,
+    /// Descriptors 3 .. 3 + preserve_fds - 1 of the caller go to the container's process.
+    pub preserve_fds: u32,
+    /// MS_MOVE + chroot instead of pivot_root.
+    pub no_pivot: bool,
 }
 
 /// Options of `exec`.
@@ -115,6 +119,7 @@ pub struct ExecArgs {
     pub detach: bool,
     pub pid_file: Option<PathBuf>,
     pub console_socket: Option<PathBuf>,
+    pub preserve_fds: u32,
 }
 
 /// The runtime: its state root and global options.
@@ -265,7 +270,7 @@ impl Runtime {
             None => Stdio::Inherit,
         };
         let hooks = spec.hooks().clone();
-        let opts = container::create::CreateOptions { spec, rootfs: Rootfs::Plain(rec.rootfs.clone()), stdio, exec_fifo: &fifo };
+        let opts = container::create::CreateOptions { spec, rootfs: Rootfs::Plain(rec.rootfs.clone()), stdio, exec_fifo: &fifo, preserve_fds: a.preserve_fds, no_pivot: a.no_pivot };
         let mut before_pivot = |pid: ProcRef| -> container::Result<String> {
             rec.pid = Some(pid);
             state::write_json(&dir.join(STATE), &*rec).map_err(|e| ContainerError::Io { what: "writing state.json".into(), source: std::io::Error::other(e.to_string()) })?;
@@ -470,7 +475,7 @@ impl Runtime {
         let procs: Vec<PathBuf> = rec.cgroup.iter().map(|d| d.join("cgroup.procs")).collect();
         let seccomp = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
         let init = rec.pid.expect("created/running has a pid");
-        match container::exec::spawn(init, &process, seccomp, &procs, &stdio, a.detach)? {
+        match container::exec::spawn(init, &process, seccomp, &procs, &stdio, a.detach, a.preserve_fds)? {
             container::exec::Spawned::Detached(p) => {
                 if let Some(pf) = &a.pid_file {
                     write_pid_file(pf, p.pid)?;

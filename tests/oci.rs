@@ -9,6 +9,7 @@ use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::time::Duration;
 
 use common::Node;
 use serde_json::{Value, json};
@@ -110,7 +111,7 @@ fn lifecycle_states_pid_file_signals_and_hook_order() {
     std::fs::create_dir_all(&log).unwrap();
     let hook = |name: &str, file: &str| json!({ "path": "/bin/sh", "args": ["sh", "-c", format!("echo {name} >> {file}")] });
     let host_log = log.join("order").display().to_string();
-    let b = env.bundle("b", "trap 'echo got-term > /hooks/term; exit 7' TERM; echo started > /hooks/started; while true; do sleep 0.05; done", |c| {
+    let b = env.bundle("b", "trap 'echo got-term > /hooks/term; exit 7' TERM; echo started > /hooks/started; i=0; while true; do i=$((i+1)); echo $i > /hooks/tick; sleep 0.05; done", |c| {
         c["mounts"].as_array_mut().unwrap().push(json!({ "destination": "/hooks", "type": "bind", "source": log, "options": ["rbind", "rw"] }));
         c["hooks"] = json!({
             "prestart": [hook("prestart", &host_log)],
@@ -144,6 +145,19 @@ fn lifecycle_states_pid_file_signals_and_hook_order() {
     // A second start is refused.
     let out = node.sh(&env.cmd("start c1"));
     assert_ne!(code(&out), 0);
+    // pause freezes every process (the counter stops, exec is refused), resume thaws them.
+    let tick = || std::fs::read_to_string(log.join("tick")).unwrap_or_default();
+    node.sh_ok(&env.cmd("pause c1"));
+    assert_eq!(env.status(&node, "c1"), "paused");
+    let frozen_at = tick();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(tick(), frozen_at, "a paused container went on running");
+    assert_ne!(code(&node.sh(&env.cmd("exec c1 true"))), 0, "exec into a paused container");
+    assert_ne!(code(&node.sh(&env.cmd("pause c1"))), 0, "paused twice");
+    node.sh_ok(&env.cmd("resume c1"));
+    assert_eq!(env.status(&node, "c1"), "running");
+    assert!(common::wait_until(5, || tick() != frozen_at), "resume did not thaw the container");
+    assert_ne!(code(&node.sh(&env.cmd("resume c1"))), 0, "resumed a running container");
     // delete of a running container needs --force.
     let out = node.sh(&env.cmd("delete c1"));
     assert_ne!(code(&out), 0);
@@ -231,7 +245,7 @@ fn errors_are_clear_and_leave_nothing_behind() {
     std::fs::write(bad_json.join("config.json"), "{ \"ociVersion\": \"1.0.2\", \"process\": { \"args\": 7 } }").unwrap();
     let rdt = env.bundle("rdt", "true", |c| c["linux"]["intelRdt"] = json!({ "closID": "x" }));
     let userns = env.bundle("userns", "true", |c| c["linux"]["namespaces"].as_array_mut().unwrap().push(json!({ "type": "user" })));
-    let badcg = env.bundle("badcg", "true", |c| c["linux"]["resources"] = json!({ "pids": { "limit": 10 } }));
+    let badcg = env.bundle("badcg", "true", |c| c["linux"]["cgroupsPath"] = json!("../escape"));
     let log = env.dir.join("runtime.log");
     for (bundle, expect) in [
         (&empty, "config.json"),
@@ -390,6 +404,11 @@ fn podman_runs_containers_on_podbox() {
     let out = p("exec bg sh -c 'echo in-exec; exit 4'");
     assert_eq!((code(&out), String::from_utf8_lossy(&out.stdout).trim()), (4, "in-exec"));
     assert!(ok("ps --format '{{.Names}} {{.Status}}'").contains("bg Up"));
+    ok("pause bg");
+    let listed = ok("ps -a --format '{{.Names}} {{.Status}}'");
+    assert!(listed.contains("bg Paused"), "podman does not see bg paused: {listed}");
+    ok("unpause bg");
+    assert_eq!(ok("exec bg echo thawed"), "thawed");
     ok("stop -t 1 bg");
     assert_eq!(ok("logs bg"), "started");
     ok("rm bg");

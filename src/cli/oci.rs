@@ -74,6 +74,10 @@ pub enum OciCmd {
     Start { id: String },
     /// Print a container's OCI state as JSON.
     State { id: String },
+    /// Freeze every process of a running container.
+    Pause { id: String },
+    /// Thaw a paused container.
+    Resume { id: String },
     /// Signal a container's init (or all its processes).
     Kill {
         #[arg(long, short = 'a')]
@@ -187,6 +191,8 @@ pub fn run(cli: &OciCli) -> anyhow::Result<i32> {
             rt.create(&create_args(c))?;
         }
         OciCmd::Start { id } => rt.start(id)?,
+        OciCmd::Pause { id } => rt.pause(id)?,
+        OciCmd::Resume { id } => rt.resume(id)?,
         OciCmd::State { id } => println!("{}", serde_json::to_string_pretty(&rt.state(id)?)?),
         OciCmd::Kill { all, id, signal } => rt.kill(id, oci::parse_signal(signal)?, *all)?,
         OciCmd::Delete { force, id } => rt.delete(id, *force)?,

@@ -328,6 +328,50 @@ pub fn remove_paths(paths: &[PathBuf]) -> Result<()> {
     Ok(())
 }
 
+/// Freeze (or thaw) every process of the cgroups recorded with `paths()`: v1's freezer
+/// controller (`freezer.state`), or v2's `cgroup.freeze`. Returns once the kernel reports the
+/// change done (v1 passes through FREEZING while tasks are stopped).
+pub fn set_frozen(paths: &[PathBuf], frozen: bool) -> Result<()> {
+    let mut found = false;
+    for p in paths {
+        let (file, value, done): (PathBuf, &str, Box<dyn Fn() -> bool>) = if p.join("freezer.state").exists() {
+            let f = p.join("freezer.state");
+            let want = if frozen { "FROZEN" } else { "THAWED" };
+            (f.clone(), want, Box::new(move || fs::read_to_string(&f).is_ok_and(|s| s.trim() == want)))
+        } else if p.join("cgroup.freeze").exists() {
+            let events = p.join("cgroup.events");
+            let want = if frozen { "frozen 1" } else { "frozen 0" };
+            (p.join("cgroup.freeze"), if frozen { "1" } else { "0" }, Box::new(move || fs::read_to_string(&events).is_ok_and(|s| s.lines().any(|l| l == want))))
+        } else {
+            continue;
+        };
+        found = true;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        write(&file, value)?;
+        while !done() {
+            if Instant::now() > deadline {
+                return Err(ContainerError::Io { what: format!("waiting for {} to become {value}", file.display()), source: std::io::Error::from(std::io::ErrorKind::TimedOut) });
+            }
+            // v1 retries the freeze of tasks that were busy: writing again nudges it.
+            if frozen && file.ends_with("freezer.state") {
+                write(&file, value)?;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+    if !found {
+        return Err(spec_err("linux.cgroupsPath", "the container's cgroup has no freezer (v1 freezer controller or v2 cgroup.freeze)"));
+    }
+    Ok(())
+}
+
+/// Whether the cgroups recorded with `paths()` are frozen.
+pub fn is_frozen(paths: &[PathBuf]) -> bool {
+    paths.iter().any(|p| {
+        fs::read_to_string(p.join("freezer.state")).is_ok_and(|s| s.trim() == "FROZEN") || fs::read_to_string(p.join("cgroup.freeze")).is_ok_and(|s| s.trim() == "1")
+    })
+}
+
 /// mkdir -p that survives another podbox pruning an empty shared parent at the same moment.
 fn create_dir_racing(p: &Path) -> Result<()> {
     let mut tries = 0;

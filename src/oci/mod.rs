@@ -59,6 +59,11 @@ fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> OciError {
 }
 
 /// A container's record in `state.json`.
+/// Where a container whose spec names no cgroup gets one: `podbox-runc/<id>-<root>`, relative,
+/// so below the caller's own cgroup; `<root>` (a hash of the state root) keeps two runtimes
+/// with their own roots apart when they reuse an id.
+const DEFAULT_CGROUP_PARENT: &str = "podbox-runc";
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Record {
     pub id: String,
@@ -80,6 +85,7 @@ pub enum Status {
     Creating,
     Created,
     Running,
+    Paused,
     Stopped,
 }
 
@@ -89,6 +95,7 @@ impl Status {
             Status::Creating => "creating",
             Status::Created => "created",
             Status::Running => "running",
+            Status::Paused => "paused",
             Status::Stopped => "stopped",
         }
     }
@@ -180,6 +187,8 @@ impl Runtime {
             Some(p) if p.alive() => {
                 if self.dir(&rec.id).join(FIFO).exists() {
                     Status::Created
+                } else if cgroups::is_frozen(&rec.cgroup) {
+                    Status::Paused
                 } else {
                     Status::Running
                 }
@@ -213,7 +222,16 @@ impl Runtime {
             return Err(OciError::InvalidId(a.id.clone()));
         }
         let bundle = fs::canonicalize(&a.bundle).map_err(|e| OciError::Bundle { bundle: a.bundle.clone(), msg: e.to_string() })?;
-        let spec = load_bundle(&bundle)?;
+        let mut spec = load_bundle(&bundle)?;
+        // Without a cgroupsPath the container still gets a cgroup of its own (as runc gives
+        // one), so that pause/resume, ps and kill --all see exactly its processes.
+        if spec.linux().as_ref().is_none_or(|l| l.cgroups_path().is_none()) && !self.systemd_cgroup {
+            let mut linux = spec.linux().clone().unwrap_or_default();
+            // FNV-1a: stable across releases, unlike std's hasher.
+            let root_hash = self.root.as_os_str().as_encoded_bytes().iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ *b as u64).wrapping_mul(0x100_0000_01b3));
+            linux.set_cgroups_path(Some(PathBuf::from(format!("{DEFAULT_CGROUP_PARENT}/{}-{:08x}", a.id, root_hash as u32))));
+            spec.set_linux(Some(linux));
+        }
         let process = spec.process().clone().unwrap_or_default();
         let terminal = process.terminal().unwrap_or(false);
         if terminal && a.console_socket.is_none() {
@@ -363,7 +381,7 @@ impl Runtime {
     pub fn kill(&self, id: &str, signal: i32, all: bool) -> Result<()> {
         let rec = self.load(id)?;
         let status = self.status(&rec);
-        if !matches!(status, Status::Created | Status::Running) {
+        if !matches!(status, Status::Created | Status::Running | Status::Paused) {
             return Err(OciError::WrongState { id: id.into(), status: status.as_str().into(), msg: "there is no process to signal".into() });
         }
         let init = rec.pid.expect("created/running has a pid");
@@ -378,17 +396,41 @@ impl Runtime {
         Ok(())
     }
 
+    /// `pause`: freeze every process of a running container (its cgroup's freezer).
+    pub fn pause(&self, id: &str) -> Result<()> {
+        let rec = self.load(id)?;
+        let status = self.status(&rec);
+        if status != Status::Running {
+            return Err(OciError::WrongState { id: id.into(), status: status.as_str().into(), msg: "only a running container can be paused".into() });
+        }
+        Ok(cgroups::set_frozen(&rec.cgroup, true)?)
+    }
+
+    /// `resume`: thaw a paused container.
+    pub fn resume(&self, id: &str) -> Result<()> {
+        let rec = self.load(id)?;
+        let status = self.status(&rec);
+        if status != Status::Paused {
+            return Err(OciError::WrongState { id: id.into(), status: status.as_str().into(), msg: "only a paused container can be resumed".into() });
+        }
+        Ok(cgroups::set_frozen(&rec.cgroup, false)?)
+    }
+
     /// `delete`: remove a created or stopped container (a running one only with `force`, which
     /// kills it), its cgroup and state; then the poststop hooks.
     pub fn delete(&self, id: &str, force: bool) -> Result<()> {
         let rec = self.load(id)?;
         let status = self.status(&rec);
-        if status == Status::Running && !force {
-            return Err(OciError::WrongState { id: id.into(), status: "running".into(), msg: "stop it first, or use delete --force".into() });
+        if matches!(status, Status::Running | Status::Paused) && !force {
+            return Err(OciError::WrongState { id: id.into(), status: status.as_str().into(), msg: "stop it first, or use delete --force".into() });
         }
         if let Some(init) = rec.pid {
             for p in self.processes(&rec) {
                 unsafe { libc::kill(p, libc::SIGKILL) };
+            }
+            // Frozen processes act on SIGKILL only once thawed.
+            if status == Status::Paused {
+                cgroups::set_frozen(&rec.cgroup, false)?;
             }
             if !init.wait_gone(Duration::from_secs(10)) {
                 return Err(OciError::Invalid(format!("container {id}: its init {} did not die after SIGKILL", init.pid)));
@@ -396,6 +438,12 @@ impl Runtime {
         }
         let spec = self.spec_of(id).ok();
         cgroups::remove_paths(&rec.cgroup)?;
+        // The default parent goes when its last container does (another create retries).
+        for p in &rec.cgroup {
+            if let Some(parent) = p.parent().filter(|d| d.file_name().is_some_and(|n| n == DEFAULT_CGROUP_PARENT)) {
+                let _ = fs::remove_dir(parent);
+            }
+        }
         let st = self.state_json(&rec, Status::Stopped).to_string();
         let dir = self.dir(id);
         fs::remove_dir_all(&dir).map_err(io(format!("removing {}", dir.display())))?;

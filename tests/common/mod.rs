@@ -99,7 +99,8 @@ impl Node {
                 fired2.store(true, std::sync::atomic::Ordering::SeqCst);
                 // Processes may fork while we kill: sweep until only the init is left.
                 for _ in 0..50 {
-                    let left = members_of_pid_ns(init_pid);
+                    let left = node_processes(init_pid);
+                    thaw(&left);
                     if left.is_empty() { break; }
                     for pid in left { unsafe { libc::kill(pid, libc::SIGKILL) }; }
                     std::thread::sleep(Duration::from_millis(20));
@@ -153,7 +154,7 @@ impl Node {
     /// it), as "PID(machine numbering) STATE cmdline". Read from the machine's /proc, so the
     /// listing itself adds no process.
     pub fn processes(&self) -> Vec<String> {
-        let mut out: Vec<String> = descendants(self.init_pid)
+        let mut out: Vec<String> = descendants(&[self.init_pid])
             .into_iter()
             .map(|(pid, state)| {
                 let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
@@ -186,28 +187,52 @@ impl Drop for Node {
         let _ = self.enter().arg(PODBOX).arg("--root").arg(&self.root).args(["pod", "rm", "-f", "--all"])
             .stdout(Stdio::null()).stderr(Stdio::null()).status();
         // ... then end the node: SIGKILL to its init ends every process in its PID namespace, and
-        // with them the node's network and mount namespaces.
+        // with them the node's network and mount namespaces. A frozen process (a paused
+        // container of a failed test) would hold that up forever: thaw it first.
+        thaw(&node_processes(self.init_pid));
         unsafe { libc::kill(self.init_pid, libc::SIGKILL) };
         let _ = self.unshare.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
-/// Every process in the PID namespace of `init` but `init` itself: the node's orphans and the
-/// commands entered into it with nsenter (whose parents are outside the node).
-fn members_of_pid_ns(init: i32) -> Vec<i32> {
+/// Every process of the node but its `init`: the members of its PID namespace (the commands
+/// entered with nsenter have parents outside the node) and all their descendants, which
+/// includes containers in PID namespaces of their own.
+fn node_processes(init: i32) -> Vec<i32> {
     let Ok(ns) = std::fs::read_link(format!("/proc/{init}/ns/pid")) else { return vec![] };
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| e.file_name().to_string_lossy().parse::<i32>().ok())
-        .filter(|&pid| pid != init && std::fs::read_link(format!("/proc/{pid}/ns/pid")).is_ok_and(|l| l == ns))
-        .collect()
+    let pids: Vec<i32> = std::fs::read_dir("/proc").unwrap().flatten().filter_map(|e| e.file_name().to_string_lossy().parse::<i32>().ok()).collect();
+    let mut out: Vec<i32> = pids.iter().copied().filter(|&p| p != init && std::fs::read_link(format!("/proc/{p}/ns/pid")).is_ok_and(|l| l == ns)).collect();
+    let mut roots = out.clone();
+    roots.push(init);
+    for (pid, _) in descendants(&roots) {
+        if !out.contains(&pid) { out.push(pid); }
+    }
+    out
 }
 
-/// The descendants of `init` (PID and state letter), read from the machine's /proc, so the
+/// Thaw the freezer cgroups (v1 `freezer.state`, v2 `cgroup.freeze`) of `pids`, so that they
+/// can die: a frozen process acts on SIGKILL only once thawed.
+fn thaw(pids: &[i32]) {
+    for pid in pids {
+        for line in std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default().lines() {
+            let mut it = line.splitn(3, ':');
+            let (_, ctrls, path) = (it.next(), it.next().unwrap_or(""), it.next().unwrap_or("").trim_start_matches('/'));
+            let (file, value) = match ctrls {
+                c if c.split(',').any(|c| c == "freezer") => (Path::new("/sys/fs/cgroup/freezer").join(path).join("freezer.state"), "THAWED"),
+                "" => (Path::new("/sys/fs/cgroup/unified").join(path).join("cgroup.freeze"), "0"),
+                _ => continue,
+            };
+            if std::fs::read_to_string(&file).is_ok_and(|s| s.trim() == "FROZEN" || s.trim() == "1") {
+                let _ = std::fs::write(&file, value);
+            }
+        }
+    }
+}
+
+/// The descendants of any of `roots` (PID and state letter), read from the machine's /proc, so the
 /// listing itself adds no process.
-fn descendants(init: i32) -> Vec<(i32, String)> {
+fn descendants(roots: &[i32]) -> Vec<(i32, String)> {
     let mut parent = std::collections::HashMap::new();
     for e in std::fs::read_dir("/proc").unwrap().flatten() {
         let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
@@ -223,7 +248,7 @@ fn descendants(init: i32) -> Vec<(i32, String)> {
         let mut p = pid;
         for _ in 0..64 {
             match parent.get(&p) {
-                Some((pp, _)) if *pp == init => {
+                Some((pp, _)) if roots.contains(pp) => {
                     out.push((pid, state.clone()));
                     break;
                 }

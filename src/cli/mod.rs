@@ -29,6 +29,8 @@ pub struct Cli {
 }
 
 #[derive(Subcommand, Debug)]
+// `run`'s many flags make its variant large; the command line is parsed once, so no Box.
+#[allow(clippy::large_enum_variant)]
 pub enum Cmd {
     /// Pod sandboxes: create, apply, ls, inspect, stop, rm.
     #[command(subcommand)]

@@ -56,14 +56,25 @@ pub fn prepare(rootfs: &Rootfs, spec: &Spec) -> Result<PathBuf> {
     Ok(root)
 }
 
+/// A device node to create in the container's /dev.
+struct DeviceNode {
+    path: PathBuf,
+    kind: SFlag,
+    major: u64,
+    minor: u64,
+    mode: u32,
+    uid: Option<u32>,
+    gid: Option<u32>,
+}
+
 fn create_devices(root: &Path, spec: &Spec) -> Result<()> {
     let dev = root.join("dev");
     if !dev.is_dir() {
         return Ok(());
     }
-    let mut nodes: Vec<(PathBuf, SFlag, u64, u64, u32, Option<u32>, Option<u32>)> = DEFAULT_DEVICES
+    let mut nodes: Vec<DeviceNode> = DEFAULT_DEVICES
         .iter()
-        .map(|(p, ma, mi)| (PathBuf::from(p), SFlag::S_IFCHR, *ma, *mi, 0o666, None, None))
+        .map(|(p, major, minor)| DeviceNode { path: PathBuf::from(p), kind: SFlag::S_IFCHR, major: *major, minor: *minor, mode: 0o666, uid: None, gid: None })
         .collect();
     if let Some(devs) = spec.linux().as_ref().and_then(|l| l.devices().as_ref()) {
         for d in devs {
@@ -73,11 +84,11 @@ fn create_devices(root: &Path, spec: &Spec) -> Result<()> {
                 LinuxDeviceType::P => SFlag::S_IFIFO,
                 LinuxDeviceType::A => return Err(ContainerError::Spec { field: "linux.devices[].type".into(), msg: "type 'a' is only valid in cgroup rules".into() }),
             };
-            nodes.retain(|n| n.0 != *d.path());
-            nodes.push((d.path().clone(), kind, d.major() as u64, d.minor() as u64, d.file_mode().unwrap_or(0o666), d.uid(), d.gid()));
+            nodes.retain(|n| n.path != *d.path());
+            nodes.push(DeviceNode { path: d.path().clone(), kind, major: d.major() as u64, minor: d.minor() as u64, mode: d.file_mode().unwrap_or(0o666), uid: d.uid(), gid: d.gid() });
         }
     }
-    for (path, kind, major, minor, mode, uid, gid) in nodes {
+    for DeviceNode { path, kind, major, minor, mode, uid, gid } in nodes {
         let target = mounts::secure_join(root, &path)?;
         let _ = fs::remove_file(&target);
         match mknod(&target, kind, Mode::from_bits_truncate(mode), makedev(major, minor)) {

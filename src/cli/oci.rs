@@ -191,8 +191,8 @@ pub fn run(cli: &OciCli) -> anyhow::Result<i32> {
             rt.create(&create_args(c))?;
         }
         OciCmd::Start { id } => rt.start(id)?,
-        OciCmd::Pause { id } => rt.pause(id)?,
-        OciCmd::Resume { id } => rt.resume(id)?,
+        OciCmd::Pause { id } => rt.set_paused(id, true)?,
+        OciCmd::Resume { id } => rt.set_paused(id, false)?,
         OciCmd::State { id } => println!("{}", serde_json::to_string_pretty(&rt.state(id)?)?),
         OciCmd::Kill { all, id, signal } => rt.kill(id, oci::parse_signal(signal)?, *all)?,
         OciCmd::Delete { force, id } => rt.delete(id, *force)?,

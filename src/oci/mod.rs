@@ -396,24 +396,16 @@ impl Runtime {
         Ok(())
     }
 
-    /// `pause`: freeze every process of a running container (its cgroup's freezer).
-    pub fn pause(&self, id: &str) -> Result<()> {
+    /// `pause` (`frozen`) freezes every process of a running container with its cgroup's
+    /// freezer; `resume` thaws a paused one.
+    pub fn set_paused(&self, id: &str, frozen: bool) -> Result<()> {
         let rec = self.load(id)?;
         let status = self.status(&rec);
-        if status != Status::Running {
-            return Err(OciError::WrongState { id: id.into(), status: status.as_str().into(), msg: "only a running container can be paused".into() });
+        let (from, verb) = if frozen { (Status::Running, "paused") } else { (Status::Paused, "resumed") };
+        if status != from {
+            return Err(OciError::WrongState { id: id.into(), status: status.as_str().into(), msg: format!("only a {} container can be {verb}", from.as_str()) });
         }
-        Ok(cgroups::set_frozen(&rec.cgroup, true)?)
-    }
-
-    /// `resume`: thaw a paused container.
-    pub fn resume(&self, id: &str) -> Result<()> {
-        let rec = self.load(id)?;
-        let status = self.status(&rec);
-        if status != Status::Paused {
-            return Err(OciError::WrongState { id: id.into(), status: status.as_str().into(), msg: "only a paused container can be resumed".into() });
-        }
-        Ok(cgroups::set_frozen(&rec.cgroup, false)?)
+        Ok(cgroups::set_frozen(&rec.cgroup, frozen)?)
     }
 
     /// `delete`: remove a created or stopped container (a running one only with `force`, which

@@ -360,7 +360,8 @@ pub fn set_frozen(paths: &[PathBuf], frozen: bool) -> Result<()> {
         }
     }
     if !found {
-        return Err(spec_err("linux.cgroupsPath", "the container's cgroup has no freezer (v1 freezer controller or v2 cgroup.freeze)"));
+        let what = "freezing or thawing: the container's cgroup has no freezer (no v1 freezer controller, no v2 cgroup.freeze)".to_string();
+        return Err(ContainerError::Io { what, source: std::io::ErrorKind::Unsupported.into() });
     }
     Ok(())
 }

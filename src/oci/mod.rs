@@ -58,12 +58,12 @@ fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> OciError {
     move |source| OciError::Io { what, source }
 }
 
-/// A container's record in `state.json`.
 /// Where a container whose spec names no cgroup gets one: `podbox-runc/<id>-<root>`, relative,
 /// so below the caller's own cgroup; `<root>` (a hash of the state root) keeps two runtimes
 /// with their own roots apart when they reuse an id.
 const DEFAULT_CGROUP_PARENT: &str = "podbox-runc";
 
+/// A container's record in `state.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Record {
     pub id: String,

@@ -14,11 +14,13 @@ use std::time::Duration;
 use common::Node;
 use serde_json::{Value, json};
 
-/// A temp dir with the `podbox-runc` symlink, bundles and the runtime root.
+/// A temp dir with the `podbox-runc` symlink, bundles and the runtime root; dropped, it deletes
+/// (--force) every container left in its root from inside `node`, also after a failed test.
 struct Env {
     dir: PathBuf,
     runc: PathBuf,
     root: PathBuf,
+    node_init: Option<i32>,
 }
 
 impl Env {
@@ -26,7 +28,14 @@ impl Env {
         let dir = common::tempdir(&format!("podbox-oci-{name}"));
         let runc = dir.join("podbox-runc");
         std::os::unix::fs::symlink(common::PODBOX, &runc).unwrap();
-        Env { root: dir.join("state"), runc, dir }
+        Env { root: dir.join("state"), runc, dir, node_init: None }
+    }
+
+    /// An Env whose containers run in `node`.
+    fn in_node(name: &str, node: &Node) -> Env {
+        let mut env = Env::new(name);
+        env.node_init = Some(node.init_pid);
+        env
     }
 
     /// A bundle `name` whose process runs `sh -c script`; `tweak` edits the config further.
@@ -73,6 +82,15 @@ impl Env {
 
 impl Drop for Env {
     fn drop(&mut self) {
+        if let Some(init) = self.node_init {
+            for id in std::fs::read_dir(&self.root).into_iter().flatten().flatten() {
+                let _ = std::process::Command::new("nsenter")
+                    .arg("-t").arg(init.to_string()).args(["--net", "--pid", "--mount", "--uts", "--"])
+                    .arg(&self.runc).arg("--root").arg(&self.root).args(["delete", "--force"]).arg(id.file_name())
+                    .stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null())
+                    .status();
+            }
+        }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
@@ -106,7 +124,7 @@ fn code(out: &std::process::Output) -> i32 {
 fn lifecycle_states_pid_file_signals_and_hook_order() {
     require_root!();
     let node = Node::new("oci-life");
-    let env = Env::new("life");
+    let env = Env::in_node("life", &node);
     let log = env.dir.join("hooks");
     std::fs::create_dir_all(&log).unwrap();
     let hook = |name: &str, file: &str| json!({ "path": "/bin/sh", "args": ["sh", "-c", format!("echo {name} >> {file}")] });
@@ -176,7 +194,7 @@ fn lifecycle_states_pid_file_signals_and_hook_order() {
 fn run_exit_codes_exec_and_kill_all() {
     require_root!();
     let node = Node::new("oci-run");
-    let env = Env::new("run");
+    let env = Env::in_node("run", &node);
     let b = env.bundle("b", "echo out-$(hostname); exit 3", |_| {});
     let out = node.sh(&env.cmd(&format!("run --bundle {} r1", b.display())));
     assert_eq!(code(&out), 3, "{}", String::from_utf8_lossy(&out.stderr));
@@ -232,7 +250,7 @@ fn run_exit_codes_exec_and_kill_all() {
 fn errors_are_clear_and_leave_nothing_behind() {
     require_root!();
     let node = Node::new("oci-err");
-    let env = Env::new("err");
+    let env = Env::in_node("err", &node);
     for cmd in ["state nope", "start nope", "kill nope", "delete nope", "exec nope true"] {
         let out = node.sh(&env.cmd(cmd));
         assert_ne!(code(&out), 0, "{cmd}");
@@ -300,7 +318,7 @@ fn recv_fd(stream: &std::os::unix::net::UnixStream) -> OwnedFd {
 fn console_socket_hands_over_the_pty() {
     require_root!();
     let node = Node::new("oci-tty");
-    let env = Env::new("tty");
+    let env = Env::in_node("tty", &node);
     let b = env.bundle("b", "[ -t 0 ] && [ -t 1 ] && echo on-a-tty; stty size; read line; echo got-$line", |c| {
         c["process"]["terminal"] = json!(true);
         c["process"]["consoleSize"] = json!({ "height": 33, "width": 101 });
@@ -360,7 +378,7 @@ fn podman_runs_containers_on_podbox() {
     }
     let cgroup_parent = CgroupParent(format!("podbox-test-podman-{}", std::process::id()));
     let node = Node::new("oci-podman");
-    let env = Env::new("podman");
+    let env = Env::in_node("podman", &node);
     let cg = format!("--cgroup-parent /{}", cgroup_parent.0);
     // podman passes no --root to a custom runtime, and keeps locks and network state under
     // /run too: a tmpfs there, in the node's own mount namespace, keeps all of it off the machine.
@@ -437,4 +455,47 @@ fn podman_runs_containers_on_podbox() {
     // ... and removed each container's cgroup (podman's own pod and conmon cgroups are podman's).
     let cgroups = node.sh_ok(&format!("find /sys/fs/cgroup -path '*/{}/*' -name 'libpod-*'", cgroup_parent.0));
     assert!(cgroups.trim().is_empty(), "container cgroups left: {cgroups}");
+}
+
+/// On a node that sees only cgroup v2 (the unified hierarchy mounted over /sys/fs/cgroup in the
+/// node's own mount namespace), the default cgroup is a v2 one with the device rules as an eBPF
+/// program, and pause/resume use v2's cgroup.freeze.
+#[test]
+fn pure_cgroup_v2_default_cgroup_pause_and_devices() {
+    require_root!();
+    let node = Node::new("oci-v2");
+    let env = Env::in_node("v2", &node);
+    node.sh_ok("umount -R /sys/fs/cgroup && mount -t cgroup2 cgroup2 /sys/fs/cgroup");
+    let tick = env.dir.join("tick");
+    std::fs::create_dir_all(&tick).unwrap();
+    let b = env.bundle("b", "[ -c /dev/net/tun ] && echo NODE > /t/node; (exec 3</dev/net/tun) 2>/dev/null && echo TUN > /t/tun; i=0; while true; do i=$((i+1)); echo $i > /t/n; sleep 0.05; done", |c| {
+        c["mounts"].as_array_mut().unwrap().push(json!({ "destination": "/t", "type": "bind", "source": tick, "options": ["rbind", "rw"] }));
+        // The node is created; the rules (as engines send them: deny all, then the standard
+        // devices) do not allow it.
+        c["linux"]["devices"] = json!([{ "path": "/dev/net/tun", "type": "c", "major": 10, "minor": 200 }]);
+        c["linux"]["resources"] = json!({ "devices": [
+            { "allow": false, "access": "rwm" },
+            { "allow": true, "type": "c", "major": 1, "minor": 3, "access": "rwm" },
+            { "allow": true, "type": "c", "major": 1, "minor": 5, "access": "rwm" },
+        ] });
+    });
+    let out = node.sh(&env.bg(&format!("run --detach -b {} v", b.display())));
+    assert!(out.status.success(), "{}", std::fs::read_to_string(env.dir.join("container.out")).unwrap_or_default());
+    let n = || std::fs::read_to_string(tick.join("n")).unwrap_or_default();
+    assert!(common::wait_until(5, || !n().is_empty()), "the container did not run");
+    assert!(tick.join("node").exists(), "/dev/net/tun was not created");
+    assert!(!tick.join("tun").exists(), "/dev/net/tun opened despite the device rules");
+    let cg = node.sh_ok("find /sys/fs/cgroup -type d -path '*/podbox-runc/v-*'").trim().to_string();
+    assert!(!cg.is_empty() && !cg.contains('\n'), "one v2 cgroup expected: {cg:?}");
+    node.sh_ok(&env.cmd("pause v"));
+    assert_eq!(env.status(&node, "v"), "paused");
+    assert_eq!(node.sh_ok(&format!("cat {cg}/cgroup.freeze")).trim(), "1");
+    let at = n();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(n(), at, "a paused container went on running");
+    node.sh_ok(&env.cmd("resume v"));
+    assert!(common::wait_until(5, || n() != at), "resume did not thaw the container");
+    node.sh_ok(&env.cmd("delete --force v"));
+    assert!(node.sh_ok("find /sys/fs/cgroup -type d -name 'podbox-runc*'").trim().is_empty(), "cgroups left");
+    env.assert_clean(&node);
 }

@@ -90,6 +90,10 @@ fn create_devices(root: &Path, spec: &Spec) -> Result<()> {
     }
     for DeviceNode { path, kind, major, minor, mode, uid, gid } in nodes {
         let target = mounts::secure_join(root, &path)?;
+        // e.g. /dev/net for /dev/net/tun
+        if let Some(parent) = target.parent() {
+            fs::create_dir_all(parent).map_err(io(format!("creating {}", parent.display())))?;
+        }
         let _ = fs::remove_file(&target);
         match mknod(&target, kind, Mode::from_bits_truncate(mode), makedev(major, minor)) {
             // A device cgroup that denies mknod (podman's rules do): bind the node's own device

@@ -205,6 +205,16 @@ fn run_exit_codes_exec_and_kill_all() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("not found"), "{}", String::from_utf8_lossy(&out.stderr));
     env.assert_clean(&node);
 
+    // `spec`'s "deny all" device rule plus the standard set (v1 device cgroup here): the
+    // machine's /dev/net/tun bound in cannot be opened, /dev/null and /dev/zero can.
+    let b = env.bundle("dev", "(exec 3</dev/net/tun) 2>&1; head -c 3 /dev/zero | wc -c; echo x > /dev/null && echo null-ok", |c| {
+        c["mounts"].as_array_mut().unwrap().push(json!({ "destination": "/dev/net/tun", "type": "bind", "source": "/dev/net/tun", "options": ["bind"] }));
+    });
+    let out = node.sh(&env.cmd(&format!("run -b {} r5", b.display())));
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(text.contains("Operation not permitted") && text.contains("3\nnull-ok"), "{text}");
+    env.assert_clean(&node);
+
     // --preserve-fds N hands descriptors 3 .. 3+N-1 to the process, and nothing above them;
     // --no-pivot enters the root with MS_MOVE + chroot: the same root, no old root left in it.
     let b = env.bundle("fds", "read line <&3; echo got=$line; echo to-4 >&4; [ -e /proc/self/fd/5 ] && echo LEAKED-5; cat /proc/self/mountinfo | wc -l | sed 's/^/mounts=/'", |_| {});
@@ -470,14 +480,9 @@ fn pure_cgroup_v2_default_cgroup_pause_and_devices() {
     std::fs::create_dir_all(&tick).unwrap();
     let b = env.bundle("b", "[ -c /dev/net/tun ] && echo NODE > /t/node; (exec 3</dev/net/tun) 2>/dev/null && echo TUN > /t/tun; i=0; while true; do i=$((i+1)); echo $i > /t/n; sleep 0.05; done", |c| {
         c["mounts"].as_array_mut().unwrap().push(json!({ "destination": "/t", "type": "bind", "source": tick, "options": ["rbind", "rw"] }));
-        // The node is created; the rules (as engines send them: deny all, then the standard
-        // devices) do not allow it.
-        c["linux"]["devices"] = json!([{ "path": "/dev/net/tun", "type": "c", "major": 10, "minor": 200 }]);
-        c["linux"]["resources"] = json!({ "devices": [
-            { "allow": false, "access": "rwm" },
-            { "allow": true, "type": "c", "major": 1, "minor": 3, "access": "rwm" },
-            { "allow": true, "type": "c", "major": 1, "minor": 5, "access": "rwm" },
-        ] });
+        // The machine's /dev/net/tun, bound in: `spec`'s "deny all" plus the standard set that
+        // create adds do not allow opening it. (A node listed in linux.devices would be allowed.)
+        c["mounts"].as_array_mut().unwrap().push(json!({ "destination": "/dev/net/tun", "type": "bind", "source": "/dev/net/tun", "options": ["bind"] }));
     });
     let out = node.sh(&env.bg(&format!("run --detach -b {} v", b.display())));
     assert!(out.status.success(), "{}", std::fs::read_to_string(env.dir.join("container.out")).unwrap_or_default());

@@ -153,7 +153,26 @@ fn write(path: &Path, value: &str) -> Result<()> {
     fs::write(path, value).map_err(io_err(format!("writing {value:?} to {}", path.display())))
 }
 
-fn device_rule(r: &LinuxDeviceCgroup) -> String {
+/// One device cgroup rule.
+pub fn device_rule(allow: bool, typ: LinuxDeviceType, major: Option<i64>, minor: Option<i64>, access: &str) -> LinuxDeviceCgroup {
+    let mut d = LinuxDeviceCgroup::default();
+    d.set_allow(allow).set_typ(Some(typ)).set_major(major).set_minor(minor).set_access(Some(access.into()));
+    d
+}
+
+/// The devices every container may use, whatever else its rules say (runc's and youki's
+/// "allowed devices"): creating any node (harmless when it cannot be opened), and /dev/null,
+/// zero, full, random, urandom, tty, console, ptmx and the ptys.
+pub fn standard_device_allows() -> Vec<LinuxDeviceCgroup> {
+    use LinuxDeviceType::{B, C};
+    let mut rules = vec![device_rule(true, C, None, None, "m"), device_rule(true, B, None, None, "m")];
+    for (major, minor) in [(1, Some(3)), (1, Some(5)), (1, Some(7)), (1, Some(8)), (1, Some(9)), (5, Some(0)), (5, Some(1)), (5, Some(2)), (136, None)] {
+        rules.push(device_rule(true, C, Some(major), minor, "rwm"));
+    }
+    rules
+}
+
+fn device_rule_text(r: &LinuxDeviceCgroup) -> String {
     let typ = match r.typ().unwrap_or(LinuxDeviceType::A) {
         LinuxDeviceType::A => "a",
         LinuxDeviceType::B => "b",
@@ -222,7 +241,7 @@ fn settings(r: &LinuxResources) -> Result<Vec<Setting>> {
     }
     for d in r.devices().iter().flatten() {
         let file = if d.allow() { "devices.allow" } else { "devices.deny" };
-        out.push(("linux.resources.devices", "devices", Some(file), None, device_rule(d)));
+        out.push(("linux.resources.devices", "devices", Some(file), None, device_rule_text(d)));
     }
     let unsupported = [
         ("blockIO", r.block_io().is_some()),

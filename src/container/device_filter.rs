@@ -234,11 +234,7 @@ mod tests {
         }
     }
 
-    fn dev(allow: bool, typ: LinuxDeviceType, major: Option<i64>, minor: Option<i64>, access: &str) -> LinuxDeviceCgroup {
-        let mut d = LinuxDeviceCgroup::default();
-        d.set_allow(allow).set_typ(Some(typ)).set_major(major).set_minor(minor).set_access(Some(access.into()));
-        d
-    }
+    use crate::container::cgroups::device_rule as dev;
 
     fn compile(devs: &[LinuxDeviceCgroup]) -> Vec<Insn> {
         program(&devs.iter().filter_map(|d| rule(d).unwrap()).collect::<Vec<_>>())

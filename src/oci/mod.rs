@@ -161,6 +161,22 @@ pub fn load_bundle(bundle: &Path) -> Result<Spec> {
     Ok(spec)
 }
 
+/// Where a spec restricts devices, the standard set stays usable and so do the devices it asks
+/// to be created (`linux.devices`): runc appends the same allow rules, and specs are written
+/// for it (`runc spec` has only "deny all").
+fn allow_standard_devices(spec: &mut Spec) {
+    let Some(mut linux) = spec.linux().clone() else { return };
+    let Some(mut resources) = linux.resources().clone() else { return };
+    let Some(mut rules) = resources.devices().clone().filter(|r| !r.is_empty()) else { return };
+    rules.extend(cgroups::standard_device_allows());
+    for d in linux.devices().iter().flatten() {
+        rules.push(cgroups::device_rule(true, d.typ(), Some(d.major()), Some(d.minor()), "rwm"));
+    }
+    resources.set_devices(Some(rules));
+    linux.set_resources(Some(resources));
+    spec.set_linux(Some(linux));
+}
+
 impl Runtime {
     fn dir(&self, id: &str) -> PathBuf {
         self.root.join(id)
@@ -232,6 +248,7 @@ impl Runtime {
             linux.set_cgroups_path(Some(PathBuf::from(format!("{DEFAULT_CGROUP_PARENT}/{}-{:08x}", a.id, root_hash as u32))));
             spec.set_linux(Some(linux));
         }
+        allow_standard_devices(&mut spec);
         let process = spec.process().clone().unwrap_or_default();
         let terminal = process.terminal().unwrap_or(false);
         if terminal && a.console_socket.is_none() {

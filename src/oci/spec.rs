@@ -6,8 +6,8 @@ use serde_json::{Value, json};
 use super::OCI_VERSION;
 
 /// What `spec` writes: a container running `sh` on a terminal from `rootfs/`, with runc's usual
-/// defaults (few capabilities, masked /proc paths, read-only /sys). No resources, as they would
-/// need a cgroupsPath.
+/// defaults (few capabilities, masked /proc paths, read-only /sys, every device denied but the
+/// standard set that `create` allows).
 pub fn default_spec() -> Value {
     let caps = json!(["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]);
     json!({
@@ -34,6 +34,7 @@ pub fn default_spec() -> Value {
             { "destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["nosuid", "noexec", "nodev", "relatime", "ro"] }
         ],
         "linux": {
+            "resources": { "devices": [{ "allow": false, "access": "rwm" }] },
             "namespaces": [{ "type": "pid" }, { "type": "network" }, { "type": "ipc" }, { "type": "uts" }, { "type": "mount" }],
             "maskedPaths": ["/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats", "/proc/timer_list",
                             "/proc/timer_stats", "/proc/sched_debug", "/sys/firmware", "/proc/scsi"],

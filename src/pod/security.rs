@@ -4,7 +4,7 @@
 //! device cgroup rules.
 
 use oci_spec::runtime::{
-    Capabilities, Capability, LinuxDeviceCgroup, LinuxDeviceCgroupBuilder, LinuxDeviceType, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompArgBuilder,
+    Capabilities, Capability, LinuxDeviceCgroup, LinuxDeviceType, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompArgBuilder,
     LinuxSeccompBuilder, LinuxSeccompOperator, LinuxSyscall, LinuxSyscallBuilder,
 };
 
@@ -143,29 +143,16 @@ pub fn default_seccomp(caps: &Capabilities) -> LinuxSeccomp {
         .expect("static profile is valid")
 }
 
-fn dev_rule(allow: bool, typ: LinuxDeviceType, major: Option<i64>, minor: Option<i64>, access: &str) -> LinuxDeviceCgroup {
-    let mut b = LinuxDeviceCgroupBuilder::default().allow(allow).typ(typ).access(access);
-    if let Some(m) = major {
-        b = b.major(m);
-    }
-    if let Some(m) = minor {
-        b = b.minor(m);
-    }
-    b.build().expect("static device rule is valid")
-}
-
-/// The device cgroup rules: deny everything, then allow creating any node (mknod is harmless
-/// when the node cannot be opened) and using the standard set, as runc does. A privileged
-/// container may use every device.
+/// The device cgroup rules: deny everything, then the standard set every container may use
+/// (container::cgroups::standard_device_allows), as runc does. A privileged container may use
+/// every device.
 pub fn device_rules(privileged: bool) -> Vec<LinuxDeviceCgroup> {
-    use LinuxDeviceType::{A, B, C};
+    use crate::container::cgroups::device_rule;
     if privileged {
-        return vec![dev_rule(true, A, None, None, "rwm")];
+        return vec![device_rule(true, LinuxDeviceType::A, None, None, "rwm")];
     }
-    let mut rules = vec![dev_rule(false, A, None, None, "rwm"), dev_rule(true, C, None, None, "m"), dev_rule(true, B, None, None, "m")];
-    for (major, minor) in [(1, Some(3)), (1, Some(5)), (1, Some(7)), (1, Some(8)), (1, Some(9)), (5, Some(0)), (5, Some(1)), (5, Some(2)), (136, None)] {
-        rules.push(dev_rule(true, C, Some(major), minor, "rwm"));
-    }
+    let mut rules = vec![device_rule(false, LinuxDeviceType::A, None, None, "rwm")];
+    rules.extend(crate::container::cgroups::standard_device_allows());
     rules
 }
 

@@ -86,6 +86,10 @@ fn fork_init(
     let _ = waitpid(intermediate, None);
     let mut lines = BufReader::new(std::fs::File::from(r)).lines();
     let mut go = std::fs::File::from(go_w);
+    // The init and the intermediate share the pipe: the init may ask for its hooks before the
+    // intermediate has reported the init's PID. The init waits for the answer, so the hooks
+    // simply run once both lines are in.
+    let mut hooks_asked = false;
     loop {
         let Some(Ok(line)) = lines.next() else {
             return Err(ContainerError::StartFailed { code: CODE_RUNTIME, msg: "the container's init died while being set up".into() });
@@ -97,11 +101,14 @@ fn fork_init(
             let (code, msg) = rest.split_once(' ').unwrap_or((rest, ""));
             return Err(ContainerError::StartFailed { code: code.parse().unwrap_or(CODE_RUNTIME), msg: msg.to_string() });
         } else if line == "hooks" {
-            let pid = init_pid.ok_or_else(|| ContainerError::StartFailed { code: CODE_RUNTIME, msg: "the init's PID was not reported".into() })?;
-            let state = before_pivot(pid)?;
-            go.write_all(format!("{}\n", state.replace('\n', " ")).as_bytes()).map_err(super::io("answering the init"))?;
+            hooks_asked = true;
         } else if line == "ready" {
             return init_pid.ok_or_else(|| ContainerError::StartFailed { code: CODE_RUNTIME, msg: "the init's PID was not reported".into() });
+        }
+        if hooks_asked && let Some(pid) = *init_pid {
+            hooks_asked = false;
+            let state = before_pivot(pid)?;
+            go.write_all(format!("{}\n", state.replace('\n', " ")).as_bytes()).map_err(super::io("answering the init"))?;
         }
     }
 }

@@ -161,6 +161,16 @@ pub fn load_bundle(bundle: &Path) -> Result<Spec> {
     Ok(spec)
 }
 
+/// Remove the default cgroup parent when its last container is gone (a create racing with this
+/// retries its mkdir).
+fn prune_default_parent(cgroup: &[PathBuf]) {
+    for p in cgroup {
+        if let Some(parent) = p.parent().filter(|d| d.file_name().is_some_and(|n| n == DEFAULT_CGROUP_PARENT)) {
+            let _ = fs::remove_dir(parent);
+        }
+    }
+}
+
 /// Where a spec restricts devices, the standard set stays usable and so do the devices it asks
 /// to be created (`linux.devices`): runc appends the same allow rules, and specs are written
 /// for it (`runc spec` has only "deny all").
@@ -285,6 +295,8 @@ impl Runtime {
         let result = self.create_in(&dir, &spec, &mut rec, a, terminal);
         if result.is_err() {
             let _ = fs::remove_dir_all(&dir);
+            // The container's own cgroup is gone already (container::create removes it).
+            prune_default_parent(&rec.cgroup);
         }
         result
     }
@@ -447,12 +459,7 @@ impl Runtime {
         }
         let spec = self.spec_of(id).ok();
         cgroups::remove_paths(&rec.cgroup)?;
-        // The default parent goes when its last container does (another create retries).
-        for p in &rec.cgroup {
-            if let Some(parent) = p.parent().filter(|d| d.file_name().is_some_and(|n| n == DEFAULT_CGROUP_PARENT)) {
-                let _ = fs::remove_dir(parent);
-            }
-        }
+        prune_default_parent(&rec.cgroup);
         let st = self.state_json(&rec, Status::Stopped).to_string();
         let dir = self.dir(id);
         fs::remove_dir_all(&dir).map_err(io(format!("removing {}", dir.display())))?;

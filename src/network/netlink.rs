@@ -110,10 +110,20 @@ pub fn name(l: &LinkMessage) -> String {
         .unwrap_or_default()
 }
 
+/// A dump request for the IPv4 addresses of link `index`. The family goes in the request: the
+/// kernel then dumps IPv4 addresses only, instead of every address of the node — among them the
+/// IPv6 link-local address of every pod's veth, which made each `pod create` O(pods). (The index
+/// is filtered here; the kernel filters by index only on strict-checking sockets.)
+fn ipv4_addresses_of(h: &Handle, index: u32) -> impl futures_util::Stream<Item = Result<rtnetlink::packet_route::address::AddressMessage, rtnetlink::Error>> {
+    let mut req = h.address().get().set_link_index_filter(index);
+    req.message_mut().header.family = rtnetlink::packet_route::AddressFamily::Inet;
+    req.execute()
+}
+
 /// IPv4 addresses (address, prefix) on link `index`.
 pub async fn addresses(h: &Handle, index: u32) -> Result<Vec<(Ipv4Addr, u8)>, NetError> {
     let mut out = Vec::new();
-    let mut s = h.address().get().set_link_index_filter(index).execute();
+    let mut s = ipv4_addresses_of(h, index);
     while let Some(m) = s.try_next().await.map_err(nl("listing addresses"))? {
         if m.header.index != index {
             continue;
@@ -132,7 +142,7 @@ pub async fn addresses(h: &Handle, index: u32) -> Result<Vec<(Ipv4Addr, u8)>, Ne
 pub async fn remove_address(h: &Handle, name: &str, ip: Ipv4Addr, prefix: u8) -> Result<(), NetError> {
     let Some(l) = link_by_name(h, name).await? else { return Ok(()) };
     let idx = l.header.index;
-    let mut s = h.address().get().set_link_index_filter(idx).execute();
+    let mut s = ipv4_addresses_of(h, idx);
     while let Some(m) = s.try_next().await.map_err(nl("listing addresses"))? {
         let is_it = m.attributes.iter().any(|a| matches!(a, AddressAttribute::Local(IpAddr::V4(a)) if *a == ip));
         if m.header.index == idx && m.header.prefix_len == prefix && is_it {

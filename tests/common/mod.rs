@@ -220,7 +220,11 @@ fn thaw(pids: &[i32]) {
             let (_, ctrls, path) = (it.next(), it.next().unwrap_or(""), it.next().unwrap_or("").trim_start_matches('/'));
             let (file, value) = match ctrls {
                 c if c.split(',').any(|c| c == "freezer") => (Path::new("/sys/fs/cgroup/freezer").join(path).join("freezer.state"), "THAWED"),
-                "" => (Path::new("/sys/fs/cgroup/unified").join(path).join("cgroup.freeze"), "0"),
+                // The unified hierarchy: beside v1 on a hybrid machine, else at the top.
+                "" => {
+                    let unified = if Path::new("/sys/fs/cgroup/unified").is_dir() { "/sys/fs/cgroup/unified" } else { "/sys/fs/cgroup" };
+                    (Path::new(unified).join(path).join("cgroup.freeze"), "0")
+                }
                 _ => continue,
             };
             if std::fs::read_to_string(&file).is_ok_and(|s| s.trim() == "FROZEN" || s.trim() == "1") {

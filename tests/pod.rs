@@ -255,9 +255,9 @@ fn bad_input_is_refused_clearly_and_changes_nothing() {
     let (_, msg) = err(&["run", "--pod", "ghost", "--name", "c", "--", "true"]);
     assert!(msg.contains("no pod named \"ghost\""), "{msg}");
     let manifest = node.dir.join("bad.yaml");
-    std::fs::write(&manifest, "metadata: {name: m}\nspec:\n  containers:\n  - name: c\n    command: [sh]\n    imagePullPolicy: Always\n").unwrap();
+    std::fs::write(&manifest, "metadata: {name: m}\nspec:\n  containers:\n  - name: c\n    command: [sh]\n    imagePullPolicyy: Always\n").unwrap();
     let (_, msg) = err(&["pod", "apply", "-f", manifest.to_str().unwrap()]);
-    assert!(msg.contains("spec.containers[0]") && msg.contains("imagePullPolicy"), "{msg}");
+    assert!(msg.contains("spec.containers[0].imagePullPolicyy") && msg.contains("did you mean `imagePullPolicy`"), "{msg}");
     std::fs::write(&manifest, "{ not yaml: [").unwrap();
     err(&["pod", "apply", "-f", manifest.to_str().unwrap()]);
     // nothing was created by any of that

@@ -152,6 +152,7 @@ fn parse_resources(a: &RunArgs) -> anyhow::Result<Resources> {
 pub fn run(ctx: &Ctx, a: &RunArgs) -> anyhow::Result<i32> {
     let c = ContainerSpec {
         name: a.name.clone(),
+        image: None,
         args: a.cmd.clone(),
         env: parse_env(&a.env)?,
         working_dir: a.workdir.clone(),

@@ -1,4 +1,4 @@
-//! `podbox pod ...`: create, apply, ls, inspect, stop, rm.
+//! `podbox pod ...`: create, apply, generate, ls, inspect, stop, rm.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -12,13 +12,20 @@ use crate::pod::{Ctx, containers, lifecycle, manifest};
 pub enum PodCmd {
     /// Create a pod: pinned net/ipc/uts namespaces, a pause process, and its network.
     Create(CreateArgs),
-    /// Create a pod and its containers from a Kubernetes Pod manifest (JSON or YAML).
+    /// Create pods and their containers from a Kubernetes Pod manifest (JSON or YAML; several
+    /// documents or a `kind: List` make several pods).
     Apply {
+        /// The manifest; `-` reads standard input.
         #[arg(short = 'f', long = "file")]
         file: PathBuf,
         #[arg(long, default_value = "bridge", value_parser = ["bridge", "none"])]
         network: String,
+        /// List the fields that were accepted and ignored, and why.
+        #[arg(short, long)]
+        verbose: bool,
     },
+    /// Print a pod as a Kubernetes Pod manifest (YAML) that `pod apply` takes back.
+    Generate { pod: String },
     /// List pods.
     Ls {
         #[arg(long)]
@@ -69,27 +76,69 @@ pub fn run(ctx: &Ctx, cmd: &PodCmd) -> anyhow::Result<i32> {
                 share_pid: a.share_pid,
                 network: a.network == "bridge",
                 ports: a.publish.iter().map(|p| parse_port(p)).collect::<Result<_, _>>()?,
-                containers: vec![],
+                ..Default::default()
             };
             let rec = lifecycle::create(ctx, &spec)?;
             println!("{}", rec.id);
             Ok(0)
         }
-        PodCmd::Apply { file, network } => {
-            let text = std::fs::read_to_string(file).map_err(|e| anyhow::anyhow!("reading {}: {e}", file.display()))?;
-            let mut spec = manifest::parse(&text)?;
-            spec.network = network == "bridge";
-            for w in spec.validate()? {
+        PodCmd::Apply { file, network, verbose } => {
+            let text = manifest::read(file)?;
+            let mut pods = manifest::parse_all(&text)?;
+            // Everything is checked before anything is created.
+            let mut warnings = Vec::new();
+            for spec in &mut pods {
+                spec.network = network == "bridge";
+                warnings.extend(spec.validate()?.into_iter().map(|w| format!("pod {}: {w}", spec.name)));
+            }
+            for w in warnings {
                 eprintln!("warning: {w}");
             }
-            let rec = lifecycle::create(ctx, &spec)?;
-            for c in &spec.containers {
-                if let Err(e) = containers::run(ctx, &rec.id, c, true) {
-                    // A container that cannot start is reported; the pod stays, as in Kubernetes.
-                    eprintln!("container {}: {e}", c.name);
+            let mut ignored: Vec<&String> = Vec::new();
+            for i in pods.iter().flat_map(|p| &p.ignored) {
+                if !ignored.contains(&i) {
+                    ignored.push(i);
                 }
             }
-            println!("{}", rec.id);
+            if *verbose {
+                for i in &ignored {
+                    eprintln!("ignored: {i}");
+                }
+            } else if !ignored.is_empty() {
+                eprintln!("note: {} fields were accepted and ignored (see --verbose, or `pod inspect`)", ignored.len());
+            }
+            let mut created = Vec::new();
+            for spec in &pods {
+                match lifecycle::create(ctx, spec) {
+                    Ok(rec) => created.push(rec),
+                    Err(e) => {
+                        // The manifest is applied whole or not at all.
+                        for rec in &created {
+                            let _ = lifecycle::remove(ctx, &rec.id, true);
+                        }
+                        return Err(anyhow::anyhow!("pod {}: {e}", spec.name));
+                    }
+                }
+            }
+            for (spec, rec) in pods.iter().zip(&created) {
+                for c in &spec.containers {
+                    if let Err(e) = containers::run(ctx, &rec.id, c, true) {
+                        // A container that cannot start is reported; the pod stays, as in Kubernetes.
+                        eprintln!("pod {}: container {}: {e}", spec.name, c.name);
+                    }
+                }
+                println!("{}", rec.id);
+            }
+            Ok(0)
+        }
+        PodCmd::Generate { pod } => {
+            let p = ctx.find_pod(pod)?;
+            let cs = ctx.container_statuses(&p)?;
+            let (doc, notes) = manifest::generate::pod_manifest(&p, &cs);
+            for n in notes {
+                eprintln!("note: {n}");
+            }
+            print!("{}", serde_yaml_ng::to_string(&doc)?);
             Ok(0)
         }
         PodCmd::Ls { json } => {

@@ -52,6 +52,7 @@ pub fn run(ctx: &Ctx, key: &str, c: &ContainerSpec, detach: bool) -> Result<RunO
         pid: None,
         monitor: None,
         start_error: None,
+        spec: Some(c.clone()),
     };
     state::write_json(&dir.join("container.json"), &rec)?;
     let opts = StartOptions {

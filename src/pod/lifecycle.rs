@@ -40,6 +40,8 @@ pub fn create(ctx: &Ctx, spec: &PodSpec) -> Result<PodRecord> {
         attachment: None,
         pause: None,
         declared_ports: spec.containers.iter().filter(|c| !c.ports.is_empty()).map(|c| (c.name.clone(), c.ports.clone())).collect(),
+        labels: spec.labels.clone(),
+        ignored_fields: spec.ignored.clone(),
     };
     // The record comes first: from here on, a crash leaves something `gc` can find.
     state::write_json(&ctx.pod_record_path(&id), &rec)?;

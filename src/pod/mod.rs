@@ -30,8 +30,10 @@ pub enum PodError {
     UnknownPod(String),
     #[error("no container {container:?} in pod {pod} (see `podbox ps`)")]
     UnknownContainer { pod: String, container: String },
-    #[error("manifest field {field}: {msg}")]
-    Manifest { field: String, msg: String },
+    /// `doc` names the document of a manifest with several ("document 2 (web)", "items[1]"),
+    /// else it is empty; `field` is the path in it.
+    #[error("manifest {}: {msg}", manifest_location(doc, field))]
+    Manifest { doc: String, field: String, msg: String },
     #[error("{0}")]
     Invalid(String),
     #[error("root file system {0} not found or incomplete: build it with scripts/build-rootfs.sh (or set --rootfs / PODBOX_ROOTFS)")]
@@ -48,6 +50,15 @@ pub enum PodError {
     Network(#[from] NetError),
     #[error(transparent)]
     State(#[from] StateError),
+}
+
+fn manifest_location(doc: &str, field: &str) -> String {
+    match (doc.is_empty(), field.is_empty()) {
+        (true, true) => "document".into(),
+        (true, false) => format!("field {field}"),
+        (false, true) => doc.into(),
+        (false, false) => format!("{doc}, field {field}"),
+    }
 }
 
 impl PodError {

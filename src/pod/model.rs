@@ -35,11 +35,19 @@ pub struct PodSpec {
     pub network: bool,
     pub ports: Vec<PortMapping>,
     pub containers: Vec<ContainerSpec>,
+    /// A manifest's metadata.labels: recorded, written back by `pod generate`.
+    pub labels: BTreeMap<String, String>,
+    /// Fields of a manifest that were accepted and ignored ("PATH: REASON").
+    pub ignored: Vec<String>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ContainerSpec {
     pub name: String,
+    /// A manifest's image name: recorded only (every container runs from podbox's root file
+    /// system), so that `pod generate` can write it back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
     /// Command and arguments (a manifest's `command` followed by `args`).
     pub args: Vec<String>,
     pub env: Vec<(String, String)>,
@@ -57,7 +65,7 @@ pub struct ContainerSpec {
 }
 
 /// How much of the kernel a container may reach (--cap-add, --privileged, ...).
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Security {
     pub cap_add: Vec<String>,
     pub cap_drop: Vec<String>,
@@ -70,7 +78,7 @@ pub struct Security {
 }
 
 /// Limits enforced through the container's cgroup.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Resources {
     pub memory_bytes: Option<i64>,
     /// CPU limit in thousandths of a CPU (CFS quota).
@@ -175,6 +183,11 @@ pub struct PodRecord {
     /// Declared ports of each container (from a manifest), for conflict diagnosis.
     #[serde(default)]
     pub declared_ports: BTreeMap<String, Vec<(u16, Protocol)>>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// Fields of the manifest that were accepted and ignored ("PATH: REASON"), for `pod inspect`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ignored_fields: Vec<String>,
 }
 
 /// A container as recorded under `<root>/pods/<id>/containers/<name>/container.json`.
@@ -193,6 +206,9 @@ pub struct ContainerRecord {
     /// Why it could not start (e.g. executable not found).
     #[serde(default)]
     pub start_error: Option<String>,
+    /// What it was asked to be (for `pod generate`); absent in records of older podbox versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spec: Option<ContainerSpec>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

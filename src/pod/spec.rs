@@ -206,6 +206,8 @@ mod tests {
             attachment: None,
             pause: None,
             declared_ports: BTreeMap::new(),
+            labels: BTreeMap::new(),
+            ignored_fields: vec![],
         }
     }
 

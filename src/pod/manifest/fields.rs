@@ -1,0 +1,439 @@
+//! The one table of what podbox does with each field of a Kubernetes core/v1 Pod, and the walk
+//! that applies it to a parsed document before the typed parse sees it: honoured fields stay,
+//! accepted-and-ignored ones are noted and removed, refused ones and unknown names are errors
+//! naming the field's path (an unknown name with the nearest known one).
+//!
+//! Why a table rather than `deny_unknown_fields` alone: manifests written by kubectl, podman or a
+//! cluster carry dozens of fields only a control plane reads. Strictness stays for what changes
+//! what runs; the table says, per field, which kind it is, and the README shows the same table.
+
+use serde_json::{Map, Value};
+
+use super::invalid_at;
+use crate::pod::PodError;
+
+/// What podbox does with a field.
+#[derive(Debug, Clone, Copy)]
+pub enum Class {
+    /// podbox does what the field says (its children, if the table lists any, are classified too).
+    Honoured,
+    /// Accepted and without effect, for the reason given: it belongs to the control plane or has
+    /// no meaning on one node.
+    Ignored(&'static str),
+    /// It would change what runs and podbox cannot do it (the reason says why).
+    Refused(&'static str),
+    /// Fine as long as its value is one podbox behaves as anyway (`note`: why that is, listed
+    /// like an ignored field; None when nothing needs saying); any other value is refused.
+    OnlyIf { accept: Accept, note: Option<&'static str>, refused: &'static str },
+}
+
+/// The values an `OnlyIf` field may have.
+#[derive(Debug, Clone, Copy)]
+pub enum Accept {
+    /// false (or null).
+    False,
+    /// true (or null).
+    True,
+    /// null, false, "", [] or {}.
+    Empty,
+    /// One of these strings (or null).
+    OneOf(&'static [&'static str]),
+}
+
+impl Accept {
+    fn accepts(self, v: &Value) -> bool {
+        match (self, v) {
+            (_, Value::Null) => true,
+            (Accept::False, Value::Bool(b)) => !b,
+            (Accept::True, Value::Bool(b)) => *b,
+            (Accept::Empty, Value::Bool(b)) => !b,
+            (Accept::Empty, Value::String(s)) => s.is_empty(),
+            (Accept::Empty, Value::Array(a)) => a.is_empty(),
+            (Accept::Empty, Value::Object(o)) => o.is_empty(),
+            (Accept::OneOf(ok), Value::String(s)) => ok.contains(&s.as_str()),
+            _ => false,
+        }
+    }
+
+    pub fn describe(self) -> String {
+        match self {
+            Accept::False => "false".into(),
+            Accept::True => "true".into(),
+            Accept::Empty => "empty".into(),
+            Accept::OneOf(v) => v.join(" or "),
+        }
+    }
+}
+
+/// A field by its path: `spec.containers[].ports[].hostPort` (`[]`: any element of a list).
+#[derive(Debug, Clone, Copy)]
+pub struct Field {
+    pub path: &'static str,
+    pub class: Class,
+}
+
+const fn f(path: &'static str, class: Class) -> Field {
+    Field { path, class }
+}
+
+const API: &str = "bookkeeping of the API server";
+const SCHED: &str = "scheduling: the pod runs on this node";
+const NO_API: &str = "no API server on a podbox node";
+const NO_VOLUMES: &str = "podbox has no volumes yet";
+const NO_PULL: &str = "podbox pulls no images: every container runs from its root file system";
+const NO_SERVICES: &str = "no Services on a podbox node";
+
+use Class::*;
+
+/// Every field of core/v1 Pod (Kubernetes 1.32), in the order the walk visits them: volumes
+/// before containers, so that a pod whose container mounts an unsupported volume is refused
+/// naming the volume's type.
+pub const FIELDS: &[Field] = &[
+    f("apiVersion", Honoured),
+    f("kind", Honoured),
+    f("metadata", Honoured),
+    f("metadata.name", Honoured),
+    f("metadata.labels", Honoured),
+    f("metadata.generateName", Ignored("podbox uses metadata.name")),
+    f("metadata.namespace", Ignored("podbox has no object namespaces")),
+    f("metadata.annotations", Ignored("read by controllers and tools, not by a runtime")),
+    f("metadata.uid", Ignored(API)),
+    f("metadata.resourceVersion", Ignored(API)),
+    f("metadata.generation", Ignored(API)),
+    f("metadata.creationTimestamp", Ignored(API)),
+    f("metadata.deletionTimestamp", Ignored(API)),
+    f("metadata.deletionGracePeriodSeconds", Ignored(API)),
+    f("metadata.ownerReferences", Ignored("garbage collection of the control plane")),
+    f("metadata.finalizers", Ignored(API)),
+    f("metadata.managedFields", Ignored(API)),
+    f("metadata.selfLink", Ignored(API)),
+    f("spec", Honoured),
+    // Volumes: each type by name, so that the error says which one podbox lacks. The projected
+    // service-account token volume every API-server pod has is taken out before the walk
+    // (`drop_service_account_volume`).
+    f("spec.volumes", Honoured),
+    f("spec.volumes[].name", Honoured),
+    f("spec.volumes[].hostPath", Refused(NO_VOLUMES)),
+    f("spec.volumes[].emptyDir", Refused(NO_VOLUMES)),
+    f("spec.volumes[].configMap", Refused(NO_VOLUMES)),
+    f("spec.volumes[].secret", Refused(NO_VOLUMES)),
+    f("spec.volumes[].projected", Refused(NO_VOLUMES)),
+    f("spec.volumes[].downwardAPI", Refused(NO_VOLUMES)),
+    f("spec.volumes[].persistentVolumeClaim", Refused("no persistent volumes on a podbox node")),
+    f("spec.volumes[].ephemeral", Refused("no persistent volumes on a podbox node")),
+    f("spec.volumes[].csi", Refused("no CSI drivers on a podbox node")),
+    f("spec.volumes[].image", Refused(NO_VOLUMES)),
+    f("spec.volumes[].nfs", Refused(NO_VOLUMES)),
+    f("spec.volumes[].iscsi", Refused(NO_VOLUMES)),
+    f("spec.volumes[].gitRepo", Refused(NO_VOLUMES)),
+    f("spec.volumes[].gcePersistentDisk", Refused(NO_VOLUMES)),
+    f("spec.volumes[].awsElasticBlockStore", Refused(NO_VOLUMES)),
+    f("spec.volumes[].glusterfs", Refused(NO_VOLUMES)),
+    f("spec.volumes[].rbd", Refused(NO_VOLUMES)),
+    f("spec.volumes[].flexVolume", Refused(NO_VOLUMES)),
+    f("spec.volumes[].cinder", Refused(NO_VOLUMES)),
+    f("spec.volumes[].cephfs", Refused(NO_VOLUMES)),
+    f("spec.volumes[].flocker", Refused(NO_VOLUMES)),
+    f("spec.volumes[].fc", Refused(NO_VOLUMES)),
+    f("spec.volumes[].azureFile", Refused(NO_VOLUMES)),
+    f("spec.volumes[].azureDisk", Refused(NO_VOLUMES)),
+    f("spec.volumes[].vsphereVolume", Refused(NO_VOLUMES)),
+    f("spec.volumes[].quobyte", Refused(NO_VOLUMES)),
+    f("spec.volumes[].photonPersistentDisk", Refused(NO_VOLUMES)),
+    f("spec.volumes[].portworxVolume", Refused(NO_VOLUMES)),
+    f("spec.volumes[].scaleIO", Refused(NO_VOLUMES)),
+    f("spec.volumes[].storageos", Refused(NO_VOLUMES)),
+    f("spec.initContainers", OnlyIf { accept: Accept::Empty, note: None, refused: "init containers are not built yet" }),
+    f("spec.ephemeralContainers", OnlyIf { accept: Accept::Empty, note: None, refused: "ephemeral containers are not built; use `podbox exec`" }),
+    f("spec.containers", Honoured),
+    f("spec.containers[].name", Honoured),
+    // Recorded and written back by `pod generate`; the container runs from --rootfs.
+    f("spec.containers[].image", Honoured),
+    f("spec.containers[].command", Honoured),
+    f("spec.containers[].args", Honoured),
+    f("spec.containers[].workingDir", Honoured),
+    f("spec.containers[].env", Honoured),
+    f("spec.containers[].env[].name", Honoured),
+    f("spec.containers[].env[].value", Honoured),
+    f("spec.containers[].env[].valueFrom", Refused("no API objects to take values from")),
+    f("spec.containers[].envFrom", Refused("no ConfigMaps or Secrets on a podbox node")),
+    f("spec.containers[].ports", Honoured),
+    f("spec.containers[].ports[].containerPort", Honoured),
+    f("spec.containers[].ports[].hostPort", Honoured),
+    f("spec.containers[].ports[].protocol", Honoured),
+    f("spec.containers[].ports[].name", Ignored("port names serve Services and probes")),
+    f("spec.containers[].ports[].hostIP", OnlyIf { accept: Accept::Empty, note: None, refused: "host ports listen on every address of the node" }),
+    f("spec.containers[].resources", Honoured),
+    f("spec.containers[].resources.limits", Honoured),
+    f("spec.containers[].resources.limits.cpu", Honoured),
+    f("spec.containers[].resources.limits.memory", Honoured),
+    f("spec.containers[].resources.limits.ephemeral-storage", Refused("podbox does not limit disk use")),
+    f("spec.containers[].resources.requests", Honoured),
+    f("spec.containers[].resources.requests.cpu", Honoured),
+    f("spec.containers[].resources.requests.memory", Honoured),
+    f("spec.containers[].resources.requests.ephemeral-storage", Ignored(SCHED)),
+    f("spec.containers[].resources.claims", Refused("no dynamic resource allocation")),
+    f("spec.containers[].resizePolicy", Ignored("podbox does not resize containers in place")),
+    f("spec.containers[].restartPolicy", Refused("per-container restart policies (sidecars) are not built: spec.restartPolicy applies")),
+    f("spec.containers[].volumeMounts", OnlyIf { accept: Accept::Empty, note: None, refused: NO_VOLUMES }),
+    f("spec.containers[].volumeDevices", OnlyIf { accept: Accept::Empty, note: None, refused: NO_VOLUMES }),
+    f("spec.containers[].livenessProbe", Refused("podbox runs no probes, and a liveness probe restarts the container")),
+    f("spec.containers[].readinessProbe", Ignored("readiness steers Service traffic; no Services on a podbox node")),
+    f("spec.containers[].startupProbe", Ignored("it only holds back other probes")),
+    f("spec.containers[].lifecycle", Refused("postStart/preStop hooks are not run by podbox")),
+    f("spec.containers[].terminationMessagePath", Ignored("podbox records the exit status and the log instead")),
+    f("spec.containers[].terminationMessagePolicy", Ignored("podbox records the exit status and the log instead")),
+    f("spec.containers[].imagePullPolicy", Ignored(NO_PULL)),
+    f("spec.containers[].stdin", OnlyIf { accept: Accept::False, note: None, refused: "a manifest's containers get no stdin" }),
+    f("spec.containers[].stdinOnce", OnlyIf { accept: Accept::False, note: None, refused: "a manifest's containers get no stdin" }),
+    f("spec.containers[].tty", OnlyIf { accept: Accept::False, note: None, refused: "a manifest's containers get no terminal" }),
+    f("spec.containers[].securityContext", Honoured),
+    f("spec.containers[].securityContext.capabilities", Honoured),
+    f("spec.containers[].securityContext.capabilities.add", Honoured),
+    f("spec.containers[].securityContext.capabilities.drop", Honoured),
+    f("spec.containers[].securityContext.privileged", Honoured),
+    f("spec.containers[].securityContext.readOnlyRootFilesystem", Honoured),
+    f("spec.containers[].securityContext.runAsUser", Honoured),
+    f("spec.containers[].securityContext.runAsGroup", Honoured),
+    f("spec.containers[].securityContext.runAsNonRoot", Honoured),
+    f("spec.containers[].securityContext.allowPrivilegeEscalation", OnlyIf { accept: Accept::False, note: None, refused: "podbox always sets no_new_privs" }),
+    f("spec.containers[].securityContext.seccompProfile", Honoured),
+    // RuntimeDefault or Unconfined; Localhost is refused by the typed parse.
+    f("spec.containers[].securityContext.seccompProfile.type", Honoured),
+    f("spec.containers[].securityContext.seccompProfile.localhostProfile", Refused("podbox has its default filter (RuntimeDefault) or none (Unconfined)")),
+    f("spec.containers[].securityContext.procMount", OnlyIf { accept: Accept::OneOf(&["Default"]), note: None, refused: "podbox masks /proc as usual" }),
+    f("spec.containers[].securityContext.seLinuxOptions", Refused("podbox sets no SELinux labels")),
+    f("spec.containers[].securityContext.appArmorProfile", Refused("podbox loads no AppArmor profiles")),
+    f("spec.containers[].securityContext.windowsOptions", Ignored("Windows only")),
+    f("spec.restartPolicy", Honoured),
+    f("spec.hostname", Honoured),
+    f("spec.shareProcessNamespace", Honoured),
+    f("spec.hostNetwork", OnlyIf { accept: Accept::False, note: None, refused: "every podbox pod has its own network namespace" }),
+    f("spec.hostPID", OnlyIf { accept: Accept::False, note: None, refused: "every podbox pod has its own PID namespaces" }),
+    f("spec.hostIPC", OnlyIf { accept: Accept::False, note: None, refused: "every podbox pod has its own IPC namespace" }),
+    f("spec.hostUsers", OnlyIf { accept: Accept::True, note: None, refused: "user namespaces are not built" }),
+    f("spec.securityContext", Honoured),
+    f("spec.securityContext.runAsUser", Honoured),
+    f("spec.securityContext.runAsGroup", Honoured),
+    f("spec.securityContext.runAsNonRoot", Honoured),
+    f("spec.securityContext.supplementalGroups", Honoured),
+    f("spec.securityContext.supplementalGroupsPolicy", OnlyIf { accept: Accept::OneOf(&["Merge"]), note: None, refused: "podbox merges the groups (Merge)" }),
+    f("spec.securityContext.seccompProfile", Honoured),
+    // RuntimeDefault or Unconfined; Localhost is refused by the typed parse.
+    f("spec.securityContext.seccompProfile.type", Honoured),
+    f("spec.securityContext.seccompProfile.localhostProfile", Refused("podbox has its default filter (RuntimeDefault) or none (Unconfined)")),
+    f("spec.securityContext.fsGroup", Refused("fsGroup owns volumes and adds a group; podbox has no volumes yet")),
+    f("spec.securityContext.fsGroupChangePolicy", Ignored("applies to volumes")),
+    f("spec.securityContext.sysctls", Refused("podbox sets no pod sysctls")),
+    f("spec.securityContext.seLinuxOptions", Refused("podbox sets no SELinux labels")),
+    f("spec.securityContext.seLinuxChangePolicy", Ignored("applies to volumes")),
+    f("spec.securityContext.appArmorProfile", Refused("podbox loads no AppArmor profiles")),
+    f("spec.securityContext.windowsOptions", Ignored("Windows only")),
+    f("spec.os", Honoured),
+    f("spec.os.name", OnlyIf { accept: Accept::OneOf(&["linux"]), note: None, refused: "podbox runs Linux containers" }),
+    f("spec.dnsPolicy", OnlyIf {
+        accept: Accept::OneOf(&["ClusterFirst", "ClusterFirstWithHostNet", "Default"]),
+        note: Some("no cluster DNS: the pod uses the node's resolvers (as with Default)"),
+        refused: "None needs dnsConfig, which podbox does not build",
+    }),
+    f("spec.dnsConfig", Refused("podbox writes the pod's resolv.conf from the node's")),
+    f("spec.hostAliases", Refused("podbox writes /etc/hosts without extra entries")),
+    f("spec.setHostnameAsFQDN", OnlyIf { accept: Accept::False, note: None, refused: "no cluster DNS domain" }),
+    f("spec.subdomain", Ignored("no cluster DNS")),
+    f("spec.terminationGracePeriodSeconds", Ignored("`podbox pod stop -t` gives the grace period")),
+    f("spec.activeDeadlineSeconds", Refused("podbox does not end pods after a deadline")),
+    f("spec.runtimeClassName", Refused("podbox is the only runtime")),
+    f("spec.resources", Refused("pod-level resources are not built: give them per container")),
+    f("spec.resourceClaims", Refused("no dynamic resource allocation")),
+    f("spec.serviceAccountName", Ignored(NO_API)),
+    f("spec.serviceAccount", Ignored(NO_API)),
+    f("spec.automountServiceAccountToken", Ignored(NO_API)),
+    f("spec.enableServiceLinks", Ignored(NO_SERVICES)),
+    f("spec.imagePullSecrets", Ignored(NO_PULL)),
+    f("spec.readinessGates", Ignored(NO_SERVICES)),
+    f("spec.nodeName", Ignored(SCHED)),
+    f("spec.nodeSelector", Ignored(SCHED)),
+    f("spec.affinity", Ignored(SCHED)),
+    f("spec.tolerations", Ignored(SCHED)),
+    f("spec.schedulerName", Ignored(SCHED)),
+    f("spec.schedulingGates", Ignored(SCHED)),
+    f("spec.priorityClassName", Ignored(SCHED)),
+    f("spec.priority", Ignored(SCHED)),
+    f("spec.preemptionPolicy", Ignored(SCHED)),
+    f("spec.overhead", Ignored(SCHED)),
+    f("spec.topologySpreadConstraints", Ignored(SCHED)),
+    f("status", Ignored("reported by the kubelet; see `podbox pod inspect`")),
+];
+
+/// Fields that were accepted and ignored, each once: "PATH: REASON".
+pub type Notes = Vec<String>;
+
+fn note(notes: &mut Notes, pattern: &str, reason: &str) {
+    let line = format!("{pattern}: {reason}");
+    if !notes.contains(&line) {
+        notes.push(line);
+    }
+}
+
+fn lookup(pattern: &str) -> Option<&'static Field> {
+    FIELDS.iter().find(|f| f.path == pattern)
+}
+
+/// Direct children of `parent` in the table (`parent` "" is the top).
+fn children(parent: &str) -> impl Iterator<Item = &'static Field> + '_ {
+    FIELDS.iter().filter(move |f| match f.path.rsplit_once('.') {
+        Some((p, _)) => p == parent,
+        None => parent.is_empty(),
+    })
+}
+
+fn last_segment(path: &str) -> &str {
+    path.rsplit_once('.').map(|(_, n)| n).unwrap_or(path)
+}
+
+fn join(parent: &str, name: &str) -> String {
+    if parent.is_empty() { name.to_string() } else { format!("{parent}.{name}") }
+}
+
+/// Levenshtein distance, ignoring case (so `ContainerPort` finds `containerPort`).
+fn distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.to_lowercase().chars().collect();
+    let b: Vec<char> = b.to_lowercase().chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.iter().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            cur[j + 1] = (prev[j] + usize::from(ca != cb)).min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+/// The known field under `parent` nearest to `name`, if it is near enough to be a typo.
+pub fn suggest(parent: &str, name: &str) -> Option<&'static str> {
+    children(parent)
+        .map(|f| (distance(name, last_segment(f.path)), last_segment(f.path)))
+        .filter(|(d, known)| *d <= (known.len() / 3).max(2))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, known)| known)
+}
+
+/// Check `doc` (one Pod document) against the table: remove what is accepted and ignored (noting
+/// it), fail on what is refused or unknown. What is left is the honoured subset.
+pub fn walk(doc_label: &str, doc: &mut Value, notes: &mut Notes) -> Result<(), PodError> {
+    if let Some(spec) = doc.get_mut("spec").and_then(Value::as_object_mut) {
+        drop_service_account_volume(spec, notes);
+    }
+    walk_object(doc_label, "", "", doc, notes)
+}
+
+fn walk_object(doc: &str, pattern: &str, concrete: &str, v: &mut Value, notes: &mut Notes) -> Result<(), PodError> {
+    let Some(obj) = v.as_object_mut() else { return Ok(()) }; // a wrong type is the typed parse's to report
+    for key in obj.keys() {
+        if lookup(&join(pattern, key)).is_none() {
+            let msg = match suggest(pattern, key) {
+                Some(s) => format!("unknown field; did you mean `{s}`?"),
+                None => "unknown field".to_string(),
+            };
+            return Err(invalid_at(doc, &join(concrete, key), msg));
+        }
+    }
+    for field in children(pattern) {
+        let name = last_segment(field.path);
+        let Some(value) = obj.get_mut(name) else { continue };
+        let here = join(concrete, name);
+        match field.class {
+            Honoured => descend(doc, field.path, &here, value, notes)?,
+            Ignored(reason) => {
+                note(notes, field.path, reason);
+                obj.remove(name);
+            }
+            Refused(reason) => return Err(invalid_at(doc, &here, format!("not supported: {reason}"))),
+            OnlyIf { accept, note: why, refused } => {
+                if !accept.accepts(value) {
+                    return Err(invalid_at(doc, &here, format!("{value} is not supported (only {}): {refused}", accept.describe())));
+                }
+                if let Some(why) = why {
+                    note(notes, field.path, why);
+                }
+                obj.remove(name);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn descend(doc: &str, pattern: &str, concrete: &str, v: &mut Value, notes: &mut Notes) -> Result<(), PodError> {
+    let elements = format!("{pattern}[]");
+    match v {
+        Value::Array(items) if children(&elements).next().is_some() => {
+            for (i, item) in items.iter_mut().enumerate() {
+                walk_object(doc, &elements, &format!("{concrete}[{i}]"), item, notes)?;
+            }
+            Ok(())
+        }
+        Value::Object(_) if children(pattern).next().is_some() => walk_object(doc, pattern, concrete, v, notes),
+        // A leaf (labels, command, ...): the typed parse checks it.
+        _ => Ok(()),
+    }
+}
+
+/// The service-account token volume that the API server adds to every pod
+/// (`kube-api-access-xxxxx`: a projected token, the cluster's CA and the namespace) and its
+/// mount in each container. Accepted and ignored, not refused: every `kubectl get pod -o yaml`
+/// has it, and on a node without an API server the token would have nothing to talk to.
+fn drop_service_account_volume(spec: &mut Map<String, Value>, notes: &mut Notes) {
+    let is_sa = |v: &Value| {
+        let Some(o) = v.as_object() else { return false };
+        o.get("name").and_then(Value::as_str).is_some_and(|n| n.starts_with("kube-api-access-"))
+            && o.contains_key("projected")
+            && o.keys().all(|k| k == "name" || k == "projected")
+    };
+    let Some(Value::Array(volumes)) = spec.get_mut("volumes") else { return };
+    let names: Vec<String> = volumes.iter().filter(|v| is_sa(v)).filter_map(|v| v["name"].as_str().map(String::from)).collect();
+    if names.is_empty() {
+        return;
+    }
+    volumes.retain(|v| !is_sa(v));
+    if volumes.is_empty() {
+        spec.remove("volumes");
+    }
+    for list in ["containers", "initContainers"] {
+        let Some(Value::Array(cs)) = spec.get_mut(list) else { continue };
+        for c in cs.iter_mut().filter_map(Value::as_object_mut) {
+            let Some(Value::Array(mounts)) = c.get_mut("volumeMounts") else { continue };
+            mounts.retain(|m| !m.get("name").and_then(Value::as_str).is_some_and(|n| names.iter().any(|x| x == n)));
+            if mounts.is_empty() {
+                c.remove("volumeMounts");
+            }
+        }
+    }
+    note(notes, "spec.volumes[kube-api-access-*] and its volumeMounts", "the service-account token volume; no API server on a podbox node");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_is_consistent() {
+        for (i, f) in FIELDS.iter().enumerate() {
+            assert!(!FIELDS[..i].iter().any(|g| g.path == f.path), "{} listed twice", f.path);
+            // Every field's parent is listed (as an object, or as a list of objects) and honoured.
+            if let Some((parent, _)) = f.path.rsplit_once('.') {
+                let p = lookup(parent.strip_suffix("[]").unwrap_or(parent)).unwrap_or_else(|| panic!("{}: parent not listed", f.path));
+                assert!(matches!(p.class, Honoured), "{}: parent not honoured", f.path);
+            }
+        }
+    }
+
+    #[test]
+    fn suggestions_find_typos() {
+        assert_eq!(suggest("spec", "contianers"), Some("containers"));
+        assert_eq!(suggest("spec.containers[]", "imagePullPolicyy"), Some("imagePullPolicy"));
+        assert_eq!(suggest("spec.containers[].ports[]", "ContainerPort"), Some("containerPort"));
+        assert_eq!(suggest("", "metdata"), Some("metadata"));
+        assert_eq!(suggest("spec", "frobnicate"), None);
+    }
+}

@@ -1,0 +1,194 @@
+//! `pod generate`: a pod as it was created, written as a Kubernetes core/v1 Pod manifest that
+//! `pod apply` takes back (and a cluster would too), as `podman kube generate` does for podman.
+//! Built from the records only (pod record, each container's recorded spec), never from /proc.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value, json};
+
+use crate::container::RestartPolicy;
+use crate::network::Protocol;
+use crate::pod::model::{ContainerSpec, ContainerStatus, PodRecord, Resources};
+
+/// The image of a container that was not given one: podbox's default root file system is
+/// Debian's busybox-static, so a cluster running the manifest gets the same programs.
+pub const DEFAULT_IMAGE: &str = "busybox";
+
+/// The manifest, and notes on what it cannot express (e.g. a pids limit).
+pub fn pod_manifest(pod: &PodRecord, containers: &[ContainerStatus]) -> (Value, Vec<String>) {
+    let mut notes = Vec::new();
+    let specs: Vec<ContainerSpec> = containers
+        .iter()
+        .map(|c| {
+            c.record.spec.clone().unwrap_or_else(|| {
+                notes.push(format!("container {}: recorded by an older podbox; only its command is known", c.record.name));
+                ContainerSpec { name: c.record.name.clone(), args: c.record.args.clone(), ..Default::default() }
+            })
+        })
+        .collect();
+    // Host ports belong to the pod; each goes to the container that declares its container port,
+    // the rest (`pod create -p`) to the first container.
+    let mut host_ports = pod.ports.clone();
+    let mut out_containers = Vec::new();
+    for (i, c) in specs.iter().enumerate() {
+        let mut ports = Vec::new();
+        for &(port, proto) in &c.ports {
+            let mut p = json!({ "containerPort": port, "protocol": protocol(proto) });
+            if let Some(k) = host_ports.iter().position(|m| m.container_port == port && m.protocol == proto) {
+                p["hostPort"] = json!(host_ports.remove(k).host_port);
+            }
+            ports.push(p);
+        }
+        if i == specs.len() - 1 {
+            // Whatever no container declares: on the first one (run last, so declarations win).
+            for m in host_ports.drain(..) {
+                let p = json!({ "containerPort": m.container_port, "hostPort": m.host_port, "protocol": protocol(m.protocol) });
+                match out_containers.first_mut().map(|c: &mut Value| &mut c["ports"]) {
+                    Some(Value::Array(a)) => a.push(p),
+                    Some(slot) => *slot = json!([p]),
+                    None => ports.push(p),
+                }
+            }
+        }
+        out_containers.push(container(c, ports, &mut notes));
+    }
+    if specs.is_empty() {
+        notes.push("the pod has no containers; Kubernetes requires at least one".into());
+    }
+    let mut spec = Map::new();
+    spec.insert("containers".into(), Value::Array(out_containers));
+    if pod.hostname != pod.name {
+        spec.insert("hostname".into(), json!(pod.hostname));
+    }
+    if pod.share_pid {
+        spec.insert("shareProcessNamespace".into(), json!(true));
+    }
+    // Kubernetes has one policy per pod; podbox containers started with `run` may differ.
+    let policies: Vec<RestartPolicy> = specs.iter().map(|c| c.restart).collect();
+    if let Some(&first) = policies.first() {
+        if policies.iter().any(|&p| p != first) {
+            notes.push("the containers have different restart policies; Kubernetes has one per pod: the first container's is used".into());
+        }
+        spec.insert("restartPolicy".into(), json!(first));
+    }
+    let groups: Vec<&Vec<u32>> = specs.iter().map(|c| &c.group_add).collect();
+    if let Some(first) = groups.first().filter(|g| !g.is_empty()) {
+        if groups.iter().any(|g| g != first) {
+            notes.push("the containers have different supplementary groups; Kubernetes has them per pod: the first container's are used".into());
+        }
+        spec.insert("securityContext".into(), json!({ "supplementalGroups": first }));
+    }
+    if !pod.network {
+        notes.push("the pod has no network (--network none): apply the manifest with --network none to get that again".into());
+    }
+    let mut metadata = json!({ "name": pod.name });
+    if !pod.labels.is_empty() {
+        metadata["labels"] = json!(pod.labels);
+    }
+    (json!({ "apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": spec }), notes)
+}
+
+fn container(c: &ContainerSpec, ports: Vec<Value>, notes: &mut Vec<String>) -> Value {
+    let mut v = json!({
+        "name": c.name,
+        "image": c.image.as_deref().unwrap_or(DEFAULT_IMAGE),
+        "command": c.args,
+    });
+    if !c.env.is_empty() {
+        v["env"] = c.env.iter().map(|(k, val)| json!({ "name": k, "value": val })).collect();
+    }
+    if let Some(w) = &c.working_dir {
+        v["workingDir"] = json!(w);
+    }
+    if !ports.is_empty() {
+        v["ports"] = Value::Array(ports);
+    }
+    if let Some(r) = resources(&c.resources) {
+        v["resources"] = r;
+    }
+    if c.resources.pids.is_some() {
+        notes.push(format!("container {}: a pids limit has no Pod field; left out", c.name));
+    }
+    let mut sc = Map::new();
+    let s = &c.security;
+    if !s.cap_add.is_empty() || !s.cap_drop.is_empty() {
+        let mut caps = Map::new();
+        if !s.cap_add.is_empty() {
+            caps.insert("add".into(), json!(s.cap_add));
+        }
+        if !s.cap_drop.is_empty() {
+            caps.insert("drop".into(), json!(s.cap_drop));
+        }
+        sc.insert("capabilities".into(), Value::Object(caps));
+    }
+    if s.privileged {
+        sc.insert("privileged".into(), json!(true));
+    }
+    if s.read_only {
+        sc.insert("readOnlyRootFilesystem".into(), json!(true));
+    }
+    if s.seccomp_unconfined {
+        sc.insert("seccompProfile".into(), json!({ "type": "Unconfined" }));
+    }
+    if let Some((uid, gid)) = c.user {
+        sc.insert("runAsUser".into(), json!(uid));
+        sc.insert("runAsGroup".into(), json!(gid));
+    }
+    if !sc.is_empty() {
+        v["securityContext"] = Value::Object(sc);
+    }
+    v
+}
+
+fn protocol(p: Protocol) -> &'static str {
+    match p {
+        Protocol::Tcp => "TCP",
+        Protocol::Udp => "UDP",
+    }
+}
+
+/// Limits, and a CPU request where it differs from the limit (a limit alone requests itself).
+fn resources(r: &Resources) -> Option<Value> {
+    let mut limits = BTreeMap::new();
+    if let Some(m) = r.memory_bytes {
+        limits.insert("memory", memory(m));
+    }
+    if let Some(c) = r.cpu_millis {
+        limits.insert("cpu", cpu(c));
+    }
+    let mut out = Map::new();
+    if !limits.is_empty() {
+        out.insert("limits".into(), json!(limits));
+    }
+    if let Some(c) = r.cpu_request_millis.filter(|&c| Some(c) != r.cpu_millis) {
+        out.insert("requests".into(), json!({ "cpu": cpu(c) }));
+    }
+    (!out.is_empty()).then_some(Value::Object(out))
+}
+
+fn memory(bytes: i64) -> String {
+    for (unit, shift) in [("Gi", 30), ("Mi", 20), ("Ki", 10)] {
+        if bytes > 0 && bytes % (1 << shift) == 0 {
+            return format!("{}{unit}", bytes >> shift);
+        }
+    }
+    bytes.to_string()
+}
+
+fn cpu(millis: u64) -> String {
+    if millis.is_multiple_of(1000) { (millis / 1000).to_string() } else { format!("{millis}m") }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantities_are_written_as_kubernetes_does() {
+        assert_eq!(memory(64 << 20), "64Mi");
+        assert_eq!(memory(3 << 30), "3Gi");
+        assert_eq!(memory(1000), "1000");
+        assert_eq!(cpu(500), "500m");
+        assert_eq!(cpu(2000), "2");
+    }
+}

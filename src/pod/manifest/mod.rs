@@ -1,0 +1,750 @@
+//! `pod apply -f`: Kubernetes Pod manifests as kubectl, podman or a cluster write them, in JSON or
+//! YAML, one or several documents (`---`) or a `kind: List`. Every field is classified in
+//! `fields::FIELDS` (honoured, accepted and ignored, refused); unknown names are errors naming the
+//! field's path and the nearest known name. What is honoured becomes a validated `PodSpec`.
+
+pub mod fields;
+pub mod generate;
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::Path;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::PodError;
+use super::model::{ContainerSpec, PodSpec, Resources, Security};
+use super::{quantity, security};
+use crate::container::RestartPolicy;
+use crate::network::{PortMapping, Protocol};
+
+/// The largest manifest podbox reads: a pod is a few KiB; this stops `-f /dev/zero` at once.
+pub const MAX_BYTES: usize = 1 << 20;
+/// The deepest nesting of `[`/`{` a manifest may have (a Pod needs fewer than 10 levels). Checked
+/// by a linear scan before parsing, so a hostile flow nesting costs no parser time.
+pub const MAX_DEPTH: usize = 100;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct Manifest {
+    #[serde(default)]
+    #[allow(dead_code)] // checked on the untyped document
+    api_version: Option<String>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    kind: Option<String>,
+    metadata: Metadata,
+    spec: Spec,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Metadata {
+    name: String,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct Spec {
+    #[serde(default)]
+    hostname: Option<String>,
+    #[serde(default)]
+    share_process_namespace: bool,
+    #[serde(default)]
+    restart_policy: Option<String>,
+    #[serde(default)]
+    security_context: Option<PodSecurityContext>,
+    /// Only volumes without a type are left here by the walk (Kubernetes would make them
+    /// emptyDir volumes); podbox has none yet.
+    #[serde(default)]
+    volumes: Vec<Value>,
+    #[serde(default)]
+    os: Option<Value>,
+    containers: Vec<Container>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct PodSecurityContext {
+    #[serde(default)]
+    run_as_user: Option<u32>,
+    #[serde(default)]
+    run_as_group: Option<u32>,
+    #[serde(default)]
+    run_as_non_root: Option<bool>,
+    #[serde(default)]
+    supplemental_groups: Vec<u32>,
+    #[serde(default)]
+    seccomp_profile: Option<SeccompProfile>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct SecurityContext {
+    #[serde(default)]
+    capabilities: Option<Capabilities>,
+    #[serde(default)]
+    privileged: Option<bool>,
+    #[serde(default)]
+    read_only_root_filesystem: Option<bool>,
+    #[serde(default)]
+    run_as_user: Option<u32>,
+    #[serde(default)]
+    run_as_group: Option<u32>,
+    #[serde(default)]
+    run_as_non_root: Option<bool>,
+    #[serde(default)]
+    seccomp_profile: Option<SeccompProfile>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Capabilities {
+    #[serde(default)]
+    add: Vec<String>,
+    #[serde(default)]
+    drop: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SeccompProfile {
+    #[serde(rename = "type")]
+    kind: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct Container {
+    name: String,
+    /// Every container runs from podbox's one root file system; the image name is recorded (and
+    /// written back by `pod generate`).
+    #[serde(default)]
+    image: Option<String>,
+    #[serde(default)]
+    command: Vec<String>,
+    #[serde(default)]
+    args: Vec<String>,
+    #[serde(default)]
+    env: Vec<EnvVar>,
+    #[serde(default)]
+    working_dir: Option<String>,
+    #[serde(default)]
+    ports: Vec<Port>,
+    #[serde(default)]
+    resources: Option<ResourceRequirements>,
+    #[serde(default)]
+    security_context: Option<SecurityContext>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResourceRequirements {
+    #[serde(default)]
+    limits: Option<ResourceList>,
+    #[serde(default)]
+    requests: Option<ResourceList>,
+}
+
+/// Quantities are strings or plain numbers in manifests (`cpu: 0.5`, `memory: 64Mi`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResourceList {
+    #[serde(default)]
+    memory: Option<Quantity>,
+    #[serde(default)]
+    cpu: Option<Quantity>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Quantity {
+    Text(String),
+    Number(f64),
+}
+
+impl Quantity {
+    fn text(&self) -> String {
+        match self {
+            Quantity::Text(s) => s.clone(),
+            Quantity::Number(n) => n.to_string(),
+        }
+    }
+}
+
+/// Limits become cgroup limits; a cpu request becomes the CPU weight (shares), as in the
+/// kubelet. A memory request only guides a scheduler, which podbox has not, so it is accepted
+/// and checked but has no effect.
+fn resources(i: usize, r: &ResourceRequirements) -> Result<Resources, PodError> {
+    let field = |part: &str, name: &str| format!("spec.containers[{i}].resources.{part}.{name}");
+    let wrap = |f: String| move |e: PodError| invalid(&f, e.to_string());
+    let mut out = Resources::default();
+    if let Some(l) = &r.limits {
+        if let Some(m) = &l.memory {
+            out.memory_bytes = Some(quantity::memory_bytes(&m.text()).map_err(wrap(field("limits", "memory")))?);
+        }
+        if let Some(c) = &l.cpu {
+            out.cpu_millis = Some(quantity::cpu_millis(&c.text()).map_err(wrap(field("limits", "cpu")))?);
+        }
+    }
+    if let Some(q) = &r.requests {
+        if let Some(m) = &q.memory {
+            let req = quantity::memory_bytes(&m.text()).map_err(wrap(field("requests", "memory")))?;
+            if out.memory_bytes.is_some_and(|l| req > l) {
+                return Err(invalid(&field("requests", "memory"), "must not exceed limits.memory"));
+            }
+        }
+        if let Some(c) = &q.cpu {
+            let req = quantity::cpu_millis(&c.text()).map_err(wrap(field("requests", "cpu")))?;
+            if out.cpu_millis.is_some_and(|l| req > l) {
+                return Err(invalid(&field("requests", "cpu"), "must not exceed limits.cpu"));
+            }
+            out.cpu_request_millis = Some(req);
+        }
+    }
+    // As in Kubernetes, a limit without a request requests the limit.
+    if out.cpu_request_millis.is_none() {
+        out.cpu_request_millis = out.cpu_millis;
+    }
+    Ok(out)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EnvVar {
+    name: String,
+    #[serde(default)]
+    value: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct Port {
+    container_port: u16,
+    #[serde(default)]
+    host_port: Option<u16>,
+    #[serde(default)]
+    protocol: Option<String>,
+}
+
+fn invalid(field: &str, msg: impl Into<String>) -> PodError {
+    invalid_at("", field, msg)
+}
+
+/// An error at `field` of the document labelled `doc` ("" when the manifest has one document).
+pub(crate) fn invalid_at(doc: &str, field: &str, msg: impl Into<String>) -> PodError {
+    PodError::Manifest { doc: doc.into(), field: field.into(), msg: msg.into() }
+}
+
+/// Read a manifest (`-` is stdin), at most `MAX_BYTES`.
+pub fn read(path: &Path) -> Result<String, PodError> {
+    let name = path.display();
+    let file: Box<dyn Read> = if path == Path::new("-") {
+        Box::new(std::io::stdin())
+    } else {
+        Box::new(std::fs::File::open(path).map_err(|e| PodError::Invalid(format!("reading {name}: {e}")))?)
+    };
+    let mut buf = Vec::new();
+    file.take(MAX_BYTES as u64 + 1).read_to_end(&mut buf).map_err(|e| PodError::Invalid(format!("reading {name}: {e}")))?;
+    if buf.len() > MAX_BYTES {
+        return Err(PodError::Invalid(format!("{name}: a manifest may have at most {MAX_BYTES} bytes")));
+    }
+    String::from_utf8(buf).map_err(|e| PodError::Invalid(format!("{name}: not UTF-8 text (byte {})", e.utf8_error().valid_up_to())))
+}
+
+/// Refuse nesting deeper than `MAX_DEPTH` before a parser sees it. Counts `[`/`{` that open a
+/// flow collection (at the start of a value) and their closers, skipping quoted scalars and
+/// comments; YAML's block nesting needs indentation, so the size cap bounds it.
+fn check_depth(text: &str) -> Result<(), PodError> {
+    let mut depth = 0usize;
+    let mut quote: Option<char> = None;
+    // The character before, outside quotes: an opener counts only where a value can start.
+    let mut prev = '\n';
+    let mut line = 1;
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\n' {
+            line += 1;
+        }
+        if let Some(q) = quote {
+            if c == '\\' && q == '"' {
+                chars.next();
+            } else if c == q {
+                quote = None;
+            }
+            prev = c;
+            continue;
+        }
+        let value_starts = matches!(prev, '\n' | ' ' | '\t' | ':' | ',' | '[' | '{' | '-');
+        match c {
+            '"' | '\'' if value_starts => quote = Some(c),
+            '#' if matches!(prev, '\n' | ' ' | '\t') => {
+                while chars.next_if(|&n| n != '\n').is_some() {}
+            }
+            '[' | '{' if value_starts => {
+                depth += 1;
+                if depth > MAX_DEPTH {
+                    return Err(PodError::Invalid(format!("manifest line {line}: nested deeper than {MAX_DEPTH} levels")));
+                }
+            }
+            ']' | '}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        prev = c;
+    }
+    Ok(())
+}
+
+/// The documents of a manifest: one JSON value, or each YAML document (empty ones skipped).
+fn documents(text: &str) -> Result<Vec<Value>, PodError> {
+    if text.len() > MAX_BYTES {
+        return Err(PodError::Invalid(format!("a manifest may have at most {MAX_BYTES} bytes")));
+    }
+    check_depth(text)?;
+    if text.trim_start().starts_with('{') {
+        let de = &mut serde_json::Deserializer::from_str(text);
+        let v: Value = serde_path_to_error::deserialize(de).map_err(|e| invalid(&e.path().to_string(), e.inner().to_string()))?;
+        return Ok(vec![v]);
+    }
+    let mut out = Vec::new();
+    for (i, de) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
+        let v: Value = serde_path_to_error::deserialize(de).map_err(|e| invalid_at(&format!("document {}", i + 1), &e.path().to_string(), e.inner().to_string()))?;
+        if !v.is_null() {
+            out.push(v);
+        }
+    }
+    Ok(out)
+}
+
+/// Parse and validate a manifest: every Pod it holds (documents, and the items of `kind: List`).
+pub fn parse_all(text: &str) -> Result<Vec<PodSpec>, PodError> {
+    let docs = documents(text)?;
+    if docs.is_empty() {
+        return Err(invalid("", "the manifest holds no document"));
+    }
+    let several = docs.len() > 1;
+    let mut pods: Vec<(String, Value)> = Vec::new();
+    for (i, doc) in docs.into_iter().enumerate() {
+        let label = if several { format!("document {}", i + 1) } else { String::new() };
+        if doc.get("kind").and_then(Value::as_str) == Some("List") {
+            check_api_version(&label, &doc)?;
+            let Some(Value::Array(items)) = doc.get("items") else {
+                return Err(invalid_at(&label, "items", "a List needs a list of items"));
+            };
+            for (j, item) in items.iter().enumerate() {
+                let l = if label.is_empty() { format!("items[{j}]") } else { format!("{label} items[{j}]") };
+                pods.push((l, item.clone()));
+            }
+        } else {
+            pods.push((label, doc));
+        }
+    }
+    let mut out: Vec<PodSpec> = Vec::new();
+    for (label, mut doc) in pods {
+        // The pod's name helps find the document in an error.
+        let label = match doc.pointer("/metadata/name").and_then(Value::as_str) {
+            Some(n) if !label.is_empty() => format!("{label} ({n})"),
+            _ => label,
+        };
+        let pod = parse_doc(&label, &mut doc)?;
+        if out.iter().any(|p| p.name == pod.name) {
+            return Err(invalid_at(&label, "metadata.name", format!("{:?}: two pods of this manifest have this name", pod.name)));
+        }
+        out.push(pod);
+    }
+    Ok(out)
+}
+
+/// Parse a manifest that holds exactly one Pod.
+pub fn parse(text: &str) -> Result<PodSpec, PodError> {
+    let mut pods = parse_all(text)?;
+    if pods.len() != 1 {
+        return Err(invalid("", format!("{} pods where one was expected", pods.len())));
+    }
+    Ok(pods.remove(0))
+}
+
+fn check_api_version(label: &str, doc: &Value) -> Result<(), PodError> {
+    match doc.get("apiVersion") {
+        None | Some(Value::Null) => Ok(()),
+        Some(Value::String(v)) if v == "v1" => Ok(()),
+        Some(v) => Err(invalid_at(label, "apiVersion", format!("{v}: only v1 is supported"))),
+    }
+}
+
+fn parse_doc(label: &str, doc: &mut Value) -> Result<PodSpec, PodError> {
+    if !doc.is_object() {
+        return Err(invalid_at(label, "", "a document must be a mapping (a Kubernetes object)"));
+    }
+    check_api_version(label, doc)?;
+    match doc.get("kind") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(k)) if k == "Pod" => {}
+        Some(Value::String(k)) if k == "ConfigMap" || k == "Secret" => {
+            return Err(invalid_at(label, "kind", format!("{k} documents are not supported yet: podbox has no volumes to mount them in")));
+        }
+        Some(k) => return Err(invalid_at(label, "kind", format!("{k}: only Pod (and a List of Pods) is supported"))),
+    }
+    let mut ignored = Vec::new();
+    fields::walk(label, doc, &mut ignored)?;
+    let m: Manifest = serde_path_to_error::deserialize(doc.take()).map_err(|e| invalid_at(label, &e.path().to_string(), e.inner().to_string()))?;
+    let mut pod = to_pod_spec(m).map_err(|e| match e {
+        PodError::Manifest { field, msg, .. } => invalid_at(label, &field, msg),
+        e => e,
+    })?;
+    pod.ignored = ignored;
+    Ok(pod)
+}
+
+/// The user and groups a container runs as: its own securityContext over the pod's.
+fn identity(i: usize, pod: &PodSecurityContext, c: &SecurityContext) -> Result<Option<(u32, u32)>, PodError> {
+    let uid = c.run_as_user.or(pod.run_as_user);
+    let gid = c.run_as_group.or(pod.run_as_group);
+    if c.run_as_non_root.or(pod.run_as_non_root) == Some(true) && uid.unwrap_or(0) == 0 {
+        let field = if c.run_as_non_root.is_some() { format!("spec.containers[{i}].securityContext.runAsNonRoot") } else { "spec.securityContext.runAsNonRoot".into() };
+        return Err(invalid(&field, "the container would run as root: give runAsUser a non-zero UID (podbox images name no user)"));
+    }
+    // As in Kubernetes without a user database: the primary group defaults to 0.
+    Ok(if uid.is_some() || gid.is_some() { Some((uid.unwrap_or(0), gid.unwrap_or(0))) } else { None })
+}
+
+fn seccomp_unconfined(field: &str, p: &Option<SeccompProfile>) -> Result<Option<bool>, PodError> {
+    match p.as_ref().map(|p| p.kind.as_str()) {
+        None => Ok(None),
+        Some("RuntimeDefault") => Ok(Some(false)),
+        Some("Unconfined") => Ok(Some(true)),
+        Some(k) => Err(invalid(field, format!("{k:?} is not supported: podbox has its default filter (RuntimeDefault) or none (Unconfined)"))),
+    }
+}
+
+fn to_pod_spec(m: Manifest) -> Result<PodSpec, PodError> {
+    if let Some(v) = m.spec.volumes.first() {
+        let name = v.get("name").and_then(Value::as_str).unwrap_or("?");
+        return Err(invalid("spec.volumes[0]", format!("volume {name:?} (emptyDir when no type is given) is not supported: podbox has no volumes yet")));
+    }
+    let _ = m.spec.os;
+    // Kubernetes' default is Always.
+    let restart = match m.spec.restart_policy.as_deref() {
+        None | Some("Always") => RestartPolicy::Always,
+        Some("OnFailure") => RestartPolicy::OnFailure,
+        Some("Never") => RestartPolicy::Never,
+        Some(p) => return Err(invalid("spec.restartPolicy", format!("{p:?}: must be Always, OnFailure or Never"))),
+    };
+    if m.spec.containers.is_empty() {
+        return Err(invalid("spec.containers", "at least one container is required"));
+    }
+    let pod_sec = m.spec.security_context.unwrap_or_default();
+    let pod_unconfined = seccomp_unconfined("spec.securityContext.seccompProfile.type", &pod_sec.seccomp_profile)?;
+    let mut pod = PodSpec {
+        name: m.metadata.name,
+        hostname: m.spec.hostname,
+        share_pid: m.spec.share_process_namespace,
+        network: true,
+        labels: m.metadata.labels,
+        ..Default::default()
+    };
+    for (i, c) in m.spec.containers.into_iter().enumerate() {
+        let mut args = c.command;
+        args.extend(c.args);
+        if args.is_empty() {
+            return Err(invalid(&format!("spec.containers[{i}].command"), "podbox images have no default command: give command (and args)"));
+        }
+        let mut ports = Vec::new();
+        for (j, p) in c.ports.iter().enumerate() {
+            let field = format!("spec.containers[{i}].ports[{j}]");
+            let protocol = match p.protocol.as_deref() {
+                None | Some("TCP") => Protocol::Tcp,
+                Some("UDP") => Protocol::Udp,
+                Some(other) => return Err(invalid(&format!("{field}.protocol"), format!("{other:?}: must be TCP or UDP"))),
+            };
+            if p.container_port == 0 {
+                return Err(invalid(&format!("{field}.containerPort"), "must be 1-65535"));
+            }
+            ports.push((p.container_port, protocol));
+            if let Some(h) = p.host_port {
+                if h == 0 {
+                    return Err(invalid(&format!("{field}.hostPort"), "must be 1-65535"));
+                }
+                pod.ports.push(PortMapping { host_port: h, container_port: p.container_port, protocol });
+            }
+        }
+        for (j, e) in c.env.iter().enumerate() {
+            if e.name.is_empty() || e.name.contains('=') {
+                return Err(invalid(&format!("spec.containers[{i}].env[{j}].name"), format!("{:?} is not a valid variable name", e.name)));
+            }
+        }
+        let resources = match &c.resources {
+            Some(r) => resources(i, r)?,
+            None => Resources::default(),
+        };
+        let mut sc = c.security_context.unwrap_or_default();
+        let caps = sc.capabilities.take().unwrap_or_default();
+        for (list, names) in [("add", &caps.add), ("drop", &caps.drop)] {
+            for (j, name) in names.iter().enumerate() {
+                security::parse_cap(name).map_err(|e| invalid(&format!("spec.containers[{i}].securityContext.capabilities.{list}[{j}]"), e.to_string()))?;
+            }
+        }
+        let unconfined = seccomp_unconfined(&format!("spec.containers[{i}].securityContext.seccompProfile.type"), &sc.seccomp_profile)?;
+        let user = identity(i, &pod_sec, &sc)?;
+        pod.containers.push(ContainerSpec {
+            name: c.name,
+            image: c.image,
+            args,
+            env: c.env.into_iter().map(|e| (e.name, e.value)).collect(),
+            working_dir: c.working_dir,
+            user,
+            ports,
+            group_add: pod_sec.supplemental_groups.clone(),
+            security: Security {
+                cap_add: caps.add,
+                cap_drop: caps.drop,
+                privileged: sc.privileged.unwrap_or(false),
+                seccomp_unconfined: unconfined.or(pod_unconfined).unwrap_or(false),
+                read_only: sc.read_only_root_filesystem.unwrap_or(false),
+            },
+            resources,
+            restart,
+        });
+    }
+    Ok(pod)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const YAML: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: web
+  labels: {app: web}
+spec:
+  hostname: webhost
+  shareProcessNamespace: true
+  restartPolicy: Never
+  containers:
+  - name: server
+    image: busybox
+    command: ["httpd", "-f"]
+    args: ["-p", "80"]
+    env: [{name: A, value: "1"}]
+    workingDir: /tmp
+    ports: [{containerPort: 80, hostPort: 8080}]
+    resources:
+      limits: {memory: 64Mi, cpu: 500m}
+      requests: {memory: 32Mi, cpu: 0.25}
+  - name: client
+    command: ["sleep", "1000"]
+    ports: [{containerPort: 53, protocol: UDP}]
+"#;
+
+    #[test]
+    fn yaml_subset_is_understood() {
+        let p = parse(YAML).unwrap();
+        assert_eq!(p.name, "web");
+        assert_eq!(p.hostname.as_deref(), Some("webhost"));
+        assert!(p.share_pid);
+        assert_eq!(p.containers[0].args, vec!["httpd", "-f", "-p", "80"]);
+        assert_eq!(p.containers[0].env, vec![("A".to_string(), "1".to_string())]);
+        assert_eq!(p.ports, vec![PortMapping { host_port: 8080, container_port: 80, protocol: Protocol::Tcp }]);
+        assert_eq!(p.containers[1].ports, vec![(53, Protocol::Udp)]);
+        assert_eq!(p.containers[0].resources, Resources { memory_bytes: Some(64 << 20), cpu_millis: Some(500), cpu_request_millis: Some(250), pids: None });
+        assert_eq!(p.containers[1].resources, Resources::default());
+        p.validate().unwrap();
+    }
+
+    #[test]
+    fn json_is_accepted() {
+        let p = parse(r#"{"metadata":{"name":"a"},"spec":{"containers":[{"name":"c","command":["true"]}]}}"#).unwrap();
+        assert_eq!(p.containers[0].args, vec!["true"]);
+    }
+
+    fn field_of(text: &str) -> String {
+        match parse(text) {
+            Err(PodError::Manifest { field, .. }) => field,
+            other => panic!("expected a manifest error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        assert_eq!(field_of(&YAML.replace("workingDir", "workDir")), "spec.containers[0].workDir");
+        assert!(parse(&YAML.replace("workingDir", "workDir")).unwrap_err().to_string().contains("did you mean `workingDir`"));
+        assert_eq!(field_of(&YAML.replace("UDP", "SCTP")), "spec.containers[1].ports[0].protocol");
+        assert_eq!(field_of(&YAML.replace("containerPort: 80", "containerPort: 99999")), "spec.containers[0].ports[0].containerPort");
+        assert_eq!(field_of(&YAML.replace("restartPolicy: Never", "restartPolicy: Sometimes")), "spec.restartPolicy");
+        assert_eq!(field_of(&YAML.replace("memory: 64Mi", "memory: 64Xi")), "spec.containers[0].resources.limits.memory");
+        assert_eq!(field_of(&YAML.replace("cpu: 0.25", "cpu: 2")), "spec.containers[0].resources.requests.cpu");
+        assert!(parse(&YAML.replace("cpu: 500m", "gpu: 1")).unwrap_err().to_string().contains("gpu"));
+        assert_eq!(field_of("metadata: {name: a}\nspec: {containers: []}"), "spec.containers");
+        assert_eq!(field_of("{\"metadata\":{},\"spec\":{\"containers\":[]}}"), "metadata");
+        assert_eq!(field_of("kind: Deployment\nmetadata: {name: a}\nspec: {containers: []}"), "kind");
+    }
+
+    const KUBECTL_RUN: &str = include_str!("../../../tests/fixtures/kubectl-run.yaml");
+    const KUBECTL_RUN_ARGS: &str = include_str!("../../../tests/fixtures/kubectl-run-args.yaml");
+    const KUBECTL_GET: &str = include_str!("../../../tests/fixtures/kubectl-get-pod.yaml");
+    const PODMAN: &str = include_str!("../../../tests/fixtures/podman-kube-generate.yaml");
+
+    fn err_of(text: &str) -> (String, String, String) {
+        match parse_all(text) {
+            Err(e @ PodError::Manifest { .. }) => {
+                let msg = e.to_string();
+                let PodError::Manifest { doc, field, .. } = e else { unreachable!() };
+                (doc, field, msg)
+            }
+            other => panic!("expected a manifest error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn kubectl_run_without_a_command_is_refused_naming_command() {
+        // Everything else in it (creationTimestamp: null, resources: {}, dnsPolicy, status: {})
+        // is accepted: the only field podbox cannot do without is the command the image would give.
+        let (_, field, msg) = err_of(KUBECTL_RUN);
+        assert_eq!(field, "spec.containers[0].command", "{msg}");
+        let p = parse(KUBECTL_RUN_ARGS).unwrap();
+        assert_eq!(p.containers[0].args, ["httpd", "-f", "-p", "8080", "-h", "/var/www"]);
+        assert_eq!(p.containers[0].image.as_deref(), Some("busybox"));
+        assert_eq!(p.labels.get("run").map(String::as_str), Some("web"));
+        assert!(p.ignored.iter().any(|i| i.starts_with("spec.dnsPolicy:")), "{:?}", p.ignored);
+        assert!(p.ignored.iter().any(|i| i.starts_with("status:")), "{:?}", p.ignored);
+        assert!(p.ignored.iter().any(|i| i.starts_with("metadata.creationTimestamp:")), "{:?}", p.ignored);
+        p.validate().unwrap();
+    }
+
+    #[test]
+    fn a_kubectl_get_dump_is_accepted_with_its_control_plane_fields_ignored() {
+        let p = parse(KUBECTL_GET).unwrap();
+        assert_eq!(p.name, "web");
+        assert_eq!(p.containers.len(), 1);
+        assert_eq!(p.containers[0].args[..2], ["sh", "-c"]);
+        assert_eq!(p.containers[0].env, [("GREETING".to_string(), "hello".to_string())]);
+        assert_eq!(p.containers[0].ports, [(8080, Protocol::Tcp)]);
+        assert_eq!(p.containers[0].restart, RestartPolicy::Always);
+        for f in ["metadata.managedFields", "metadata.uid", "metadata.resourceVersion", "spec.nodeName", "spec.tolerations", "status",
+                  "spec.volumes[kube-api-access-*] and its volumeMounts", "spec.containers[].terminationMessagePath", "spec.serviceAccountName"] {
+            assert!(p.ignored.iter().any(|i| i.starts_with(&format!("{f}:"))), "{f} not listed: {:?}", p.ignored);
+        }
+        // Listed once, not once per occurrence.
+        assert_eq!(p.ignored.iter().filter(|i| i.starts_with("spec.containers[].imagePullPolicy")).count(), 1);
+        // A `kubectl get pods -o yaml` list of two such pods.
+        let item = |name: &str| KUBECTL_GET.replace("name: web\n  namespace", &format!("name: {name}\n  namespace")).lines().map(|l| format!("  {l}\n")).collect::<String>();
+        let list = format!("apiVersion: v1\nkind: List\nmetadata:\n  resourceVersion: \"\"\nitems:\n- {}- {}", &item("a")[2..], &item("b")[2..]);
+        let pods = parse_all(&list).unwrap();
+        assert_eq!(pods.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(), ["a", "b"]);
+    }
+
+    #[test]
+    fn podman_kube_generate_output_is_accepted() {
+        let p = parse(PODMAN).unwrap();
+        assert_eq!(p.containers.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), ["server", "sidecar"]);
+        assert_eq!(p.ports, [PortMapping { host_port: 8080, container_port: 80, protocol: Protocol::Tcp }]);
+        assert_eq!(p.containers[0].working_dir.as_deref(), Some("/tmp"));
+        assert_eq!(p.containers[1].resources.memory_bytes, Some(64 << 20));
+        assert_eq!(p.containers[0].restart, RestartPolicy::Never);
+        assert!(p.ignored.iter().any(|i| i.starts_with("metadata.annotations:")));
+    }
+
+    #[test]
+    fn a_misspelt_field_names_the_one_meant() {
+        let (_, field, msg) = err_of(&KUBECTL_RUN_ARGS.replace("  containers:", "  contianers:"));
+        assert_eq!(field, "spec.contianers");
+        assert!(msg.contains("did you mean `containers`"), "{msg}");
+        let (_, field, msg) = err_of(&KUBECTL_RUN_ARGS.replace("containerPort", "containerport"));
+        assert_eq!(field, "spec.containers[0].ports[0].containerport");
+        assert!(msg.contains("`containerPort`"), "{msg}");
+    }
+
+    #[test]
+    fn fields_that_change_what_runs_are_refused_by_name() {
+        let pod = |extra: &str| format!("metadata: {{name: a}}\nspec:\n  containers:\n  - name: c\n    command: [sleep, '1']\n{extra}");
+        for (extra, want) in [
+            ("  volumes:\n  - name: data\n    persistentVolumeClaim: {claimName: data}\n", "spec.volumes[0].persistentVolumeClaim"),
+            ("  volumes:\n  - name: data\n    emptyDir: {}\n", "spec.volumes[0].emptyDir"),
+            ("  volumes:\n  - name: data\n", "spec.volumes[0]"),
+            ("  ephemeralContainers:\n  - name: debug\n    image: busybox\n", "spec.ephemeralContainers"),
+            ("  initContainers:\n  - name: init\n    command: [true]\n", "spec.initContainers"),
+            ("  hostNetwork: true\n", "spec.hostNetwork"),
+            ("  hostUsers: false\n", "spec.hostUsers"),
+            ("  dnsPolicy: None\n", "spec.dnsPolicy"),
+            ("    livenessProbe: {exec: {command: [true]}}\n", "spec.containers[0].livenessProbe"),
+            ("    volumeMounts: [{name: data, mountPath: /data}]\n", "spec.containers[0].volumeMounts"),
+            ("    env: [{name: A, valueFrom: {fieldRef: {fieldPath: status.podIP}}}]\n", "spec.containers[0].env[0].valueFrom"),
+            ("    securityContext: {seccompProfile: {type: Localhost}}\n", "spec.containers[0].securityContext.seccompProfile.type"),
+            ("    securityContext: {runAsNonRoot: true}\n", "spec.containers[0].securityContext.runAsNonRoot"),
+            ("    securityContext: {capabilities: {add: [NET_FLY]}}\n", "spec.containers[0].securityContext.capabilities.add[0]"),
+        ] {
+            let (_, field, msg) = err_of(&pod(extra));
+            assert_eq!(field, want, "{extra}: {msg}");
+        }
+        // ... and the same fields with the values podbox behaves as anyway are fine.
+        let fine = "metadata: {name: a}\nspec:\n  hostNetwork: false\n  hostUsers: true\n  initContainers: []\n  dnsPolicy: Default\n  containers:\n  - name: c\n    command: [sleep, '1']\n    securityContext: {runAsUser: 1000, runAsNonRoot: true, allowPrivilegeEscalation: false, capabilities: {drop: [CAP_MKNOD]}, seccompProfile: {type: Unconfined}}\n";
+        let p = parse(fine).unwrap_or_else(|e| panic!("{e}"));
+        let c = &p.containers[0];
+        assert_eq!(c.user, Some((1000, 0)));
+        assert_eq!(c.security.cap_drop, ["CAP_MKNOD"]);
+        assert!(c.security.seccomp_unconfined);
+    }
+
+    #[test]
+    fn several_documents_each_error_names_its_document() {
+        let two = "metadata: {name: a}\nspec: {containers: [{name: c, command: [sleep, '1']}]}\n---\nmetadata: {name: b}\nspec: {containers: [{name: c, command: [sleep, '1']}]}\n---\n";
+        let pods = parse_all(two).unwrap();
+        assert_eq!(pods.len(), 2);
+        let (doc, field, msg) = err_of(&two.replace("name: b}\nspec: {containers", "name: b}\nspec: {contaners"));
+        assert_eq!((doc.as_str(), field.as_str()), ("document 2 (b)", "spec.contaners"), "{msg}");
+        assert!(msg.starts_with("manifest document 2 (b), field spec.contaners:"), "{msg}");
+        let (doc, field, _) = err_of(&format!("{two}apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: cfg}}\ndata: {{a: b}}\n"));
+        assert_eq!((doc.as_str(), field.as_str()), ("document 3 (cfg)", "kind"));
+        let (_, field, _) = err_of(&two.replace("name: b", "name: a"));
+        assert_eq!(field, "metadata.name");
+        let (_, field, _) = err_of("apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: a}\n");
+        assert_eq!(field, "apiVersion");
+    }
+
+    #[test]
+    fn size_and_nesting_are_capped_before_parsing() {
+        let big = format!("metadata: {{name: a}}\n#{}\n", "x".repeat(MAX_BYTES));
+        assert!(matches!(parse_all(&big), Err(PodError::Invalid(m)) if m.contains("at most")));
+        let t = std::time::Instant::now();
+        let deep = "[".repeat(MAX_BYTES - 10);
+        assert!(matches!(parse_all(&deep), Err(PodError::Invalid(m)) if m.contains("nested deeper than 100")));
+        let deep_json = format!("{{\"a\":{}", "[".repeat(200_000));
+        assert!(matches!(parse_all(&deep_json), Err(PodError::Invalid(m)) if m.contains("nested deeper")));
+        assert!(t.elapsed() < std::time::Duration::from_millis(500), "{:?}", t.elapsed());
+        // Brackets inside quoted scalars, comments and words do not count.
+        let script = format!("metadata: {{name: a}}\n# {}\nspec:\n  containers:\n  - name: c\n    command:\n    - sh\n    - \"echo {}\"\n    - x[1]\n", "[".repeat(200), "{[".repeat(200));
+        parse(&script).unwrap();
+    }
+
+    #[test]
+    fn generate_round_trips_through_parse() {
+        use crate::pod::model::{ContainerRecord, ContainerState, ContainerStatus, PodPhase, PodRecord};
+        let spec = parse(YAML).unwrap();
+        let rec = PodRecord {
+            id: "x".into(), name: spec.name.clone(), hostname: spec.hostname.clone().unwrap(), phase: PodPhase::Ready, created_at: String::new(),
+            share_pid: spec.share_pid, network: true, ports: spec.ports.clone(), namespaces: Default::default(), attachment: None, pause: None,
+            declared_ports: Default::default(), labels: spec.labels.clone(), ignored_fields: vec![],
+        };
+        let statuses: Vec<ContainerStatus> = spec.containers.iter().map(|c| ContainerStatus {
+            record: ContainerRecord { name: c.name.clone(), pod_id: "x".into(), args: c.args.clone(), created_at: String::new(), started_at: None, pid: None, monitor: None, start_error: None, spec: Some(c.clone()) },
+            state: ContainerState::Running, exit: None, restarts: 0, last_exit: None,
+        }).collect();
+        let (doc, notes) = generate::pod_manifest(&rec, &statuses);
+        assert!(notes.is_empty(), "{notes:?}");
+        let yaml = serde_yaml_ng::to_string(&doc).unwrap();
+        let mut back = parse(&yaml).unwrap_or_else(|e| panic!("{e}\n{yaml}"));
+        // `args` come back as one command; the rest is the same.
+        let mut want = spec.clone();
+        want.ignored.clear();
+        // A container without an image gets the default one.
+        want.containers[1].image = Some(generate::DEFAULT_IMAGE.into());
+        back.ignored.clear();
+        assert_eq!(back, want, "{yaml}");
+    }
+}

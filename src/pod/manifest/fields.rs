@@ -384,11 +384,14 @@ fn descend(doc: &str, pattern: &str, concrete: &str, v: &mut Value, notes: &mut 
 /// mount in each container. Accepted and ignored, not refused: every `kubectl get pod -o yaml`
 /// has it, and on a node without an API server the token would have nothing to talk to.
 fn drop_service_account_volume(spec: &mut Map<String, Value>, notes: &mut Notes) {
+    // Kubernetes 1.22 on: a projected volume `kube-api-access-*`; before: a secret volume of the
+    // service account's token secret, `<account>-token-*`.
     let is_sa = |v: &Value| {
         let Some(o) = v.as_object() else { return false };
-        o.get("name").and_then(Value::as_str).is_some_and(|n| n.starts_with("kube-api-access-"))
-            && o.contains_key("projected")
-            && o.keys().all(|k| k == "name" || k == "projected")
+        let name = o.get("name").and_then(Value::as_str).unwrap_or("");
+        let only = |kind: &str| o.contains_key(kind) && o.keys().all(|k| k == "name" || k == kind);
+        (name.starts_with("kube-api-access-") && only("projected"))
+            || (only("secret") && v.pointer("/secret/secretName").and_then(Value::as_str).is_some_and(|s| s.contains("-token-")))
     };
     let Some(Value::Array(volumes)) = spec.get_mut("volumes") else { return };
     let names: Vec<String> = volumes.iter().filter(|v| is_sa(v)).filter_map(|v| v["name"].as_str().map(String::from)).collect();
@@ -409,7 +412,10 @@ fn drop_service_account_volume(spec: &mut Map<String, Value>, notes: &mut Notes)
             }
         }
     }
-    note(notes, "spec.volumes[kube-api-access-*] and its volumeMounts", "the service-account token volume; no API server on a podbox node");
+    for n in &names {
+        let pattern = if n.starts_with("kube-api-access-") { "kube-api-access-*" } else { "*-token-*" };
+        note(notes, &format!("spec.volumes[{pattern}] and its volumeMounts"), "the service-account token volume; no API server on a podbox node");
+    }
 }
 
 #[cfg(test)]

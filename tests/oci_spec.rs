@@ -149,3 +149,56 @@ fn proc_and_sys_on_a_symlink_are_refused_and_nothing_is_created() {
         env.assert_clean(&node);
     }
 }
+
+#[test]
+fn a_failing_poststart_or_poststop_hook_warns_and_the_rest_run() {
+    require_root!();
+    let node = Node::new("ocispec-hooks");
+    let env = Env::in_node("hooks", &node);
+    let order = env.dir.join("order");
+    let hook = |name: &str| json!({ "path": "/bin/sh", "args": ["sh", "-c", format!("echo {name} >> {}", order.display())] });
+    let fail = json!({ "path": "/bin/sh", "args": ["sh", "-c", "exit 3"] });
+    let b = env.bundle("b", "sleep 1000", |c| {
+        c["hooks"] = json!({ "poststart": [fail.clone(), hook("poststart-1"), fail.clone(), hook("poststart-2")], "poststop": [fail.clone(), hook("poststop-1"), hook("poststop-2")] });
+    });
+    let log = env.dir.join("runtime.log");
+    node.sh_ok(&env.bg(&format!("create -b {} h", b.display())));
+    let out = node.sh(&env.cmd(&format!("--log {} --log-format json start h", log.display())));
+    assert_eq!(code(&out), 0, "a failing poststart hook failed start: {}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("level=warning") && text(&out.stderr).contains("poststart hook #0"), "{}", text(&out.stderr));
+    assert_eq!(env.status(&node, "h"), "running", "a failing poststart hook stopped the container");
+    let out = node.sh(&env.cmd(&format!("--log {} --log-format json delete --force h", log.display())));
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    assert_eq!(std::fs::read_to_string(&order).unwrap(), "poststart-1\npoststart-2\npoststop-1\npoststop-2\n");
+    let records: Vec<Value> = std::fs::read_to_string(&log).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let warned: Vec<&str> = records.iter().filter(|r| r["level"] == "warning").filter_map(|r| r["msg"].as_str()).collect();
+    assert_eq!(warned.len(), 3, "{records:?}");
+    assert!(warned[0].contains("poststart hook #0") && warned[1].contains("poststart hook #2") && warned[2].contains("poststop hook #0"), "{warned:?}");
+    env.assert_clean(&node);
+}
+
+#[test]
+fn errors_are_one_line_with_the_level_on_stderr_and_in_the_log() {
+    require_root!();
+    let node = Node::new("ocispec-errline");
+    let env = Env::in_node("errline", &node);
+    let out = node.sh(&env.cmd("state nope"));
+    assert_eq!(code(&out), 1);
+    let err = text(&out.stderr);
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 1, "{err}");
+    assert!(lines[0].contains("level=error") && lines[0].contains(r#"msg="container \"nope\" does not exist"#), "{err}");
+    // --log-format json: the same error as a JSON record in the log, with the exit code kept.
+    let log = env.dir.join("log.json");
+    let out = node.sh(&env.cmd(&format!("--log {} --log-format json kill nope", log.display())));
+    assert_eq!(code(&out), 1);
+    assert!(text(&out.stderr).contains("level=error"), "{}", text(&out.stderr));
+    let rec: Value = serde_json::from_str(std::fs::read_to_string(&log).unwrap().trim()).unwrap();
+    assert_eq!(rec["level"], "error");
+    assert!(rec["msg"].as_str().unwrap().contains("does not exist") && rec["time"].is_string(), "{rec}");
+    // The text format writes the stderr line to the log too.
+    let log = env.dir.join("log.txt");
+    node.sh(&env.cmd(&format!("--log {} delete nope", log.display())));
+    let line = std::fs::read_to_string(&log).unwrap();
+    assert!(line.starts_with("time=\"") && line.contains("level=error msg="), "{line}");
+}

@@ -2,7 +2,6 @@
 //! when the binary's name ends in `runc` or `-oci` (e.g. a symlink `podbox-runc`), or as
 //! `podbox oci …`; parses, calls the `oci` layer, prints, and reports errors also to `--log`.
 
-use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -16,7 +15,7 @@ pub struct OciCli {
     /// State directory of the containers.
     #[arg(long, global = true, default_value = "/run/podbox-runc")]
     pub root: PathBuf,
-    /// Also write errors to this file.
+    /// Also write errors and warnings to this file.
     #[arg(long, global = true)]
     pub log: Option<PathBuf>,
     #[arg(long, global = true, value_enum, default_value = "text")]
@@ -157,20 +156,15 @@ pub fn main(args: Vec<String>) -> i32 {
     match run(&cli) {
         Ok(code) => code,
         Err(e) => {
-            let msg = format!("{e:#}");
-            eprintln!("podbox: {msg}");
-            if let Some(log) = &cli.log {
-                let line = match cli.log_format {
-                    LogFormat::Json => serde_json::json!({ "level": "error", "msg": msg, "time": crate::state::now_rfc3339() }).to_string(),
-                    LogFormat::Text => format!("{} error: {msg}", crate::state::now_rfc3339()),
-                };
-                if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(log) {
-                    let _ = writeln!(f, "{line}");
-                }
-            }
+            // runc's form: one record with the level and the message, on stderr and in --log.
+            log_of(&cli).error(&format!("{e:#}"));
             1
         }
     }
+}
+
+fn log_of(cli: &OciCli) -> oci::log::Log {
+    oci::log::Log { file: cli.log.clone(), json: matches!(cli.log_format, LogFormat::Json) }
 }
 
 fn create_args(c: &CreateOpts) -> CreateArgs {
@@ -185,7 +179,7 @@ fn create_args(c: &CreateOpts) -> CreateArgs {
 }
 
 pub fn run(cli: &OciCli) -> anyhow::Result<i32> {
-    let rt = Runtime { root: cli.root.clone(), systemd_cgroup: cli.systemd_cgroup };
+    let rt = Runtime { root: cli.root.clone(), systemd_cgroup: cli.systemd_cgroup, log: log_of(cli) };
     match &cli.cmd {
         OciCmd::Create(c) => {
             rt.create(&create_args(c))?;

@@ -11,6 +11,7 @@
 //! <id>/exec.fifo    removed by `start`
 //! ```
 
+pub mod log;
 pub mod spec;
 
 use std::collections::HashMap;
@@ -134,6 +135,8 @@ pub struct Runtime {
     pub root: PathBuf,
     /// `--systemd-cgroup`: podbox has no systemd cgroup driver, so specs with a cgroup are refused.
     pub systemd_cgroup: bool,
+    /// Where warnings go (`--log`, `--log-format`).
+    pub log: log::Log,
 }
 
 const STATE: &str = "state.json";
@@ -371,9 +374,10 @@ impl Runtime {
         let _ = fs::remove_file(&fifo_path);
         let spec = self.spec_of(id)?;
         let st = self.state_json(&rec, Status::Running).to_string();
-        // A failing poststart hook does not stop the container (the spec says: log a warning).
-        if let Err(e) = hooks::run("poststart", spec.hooks().as_ref().and_then(|h| h.poststart().as_ref()), &st) {
-            eprintln!("podbox: warning: {e}");
+        // A failing poststart hook does not stop the container, nor the hooks after it (the
+        // spec: log a warning, continue as if it had succeeded).
+        for e in hooks::run_all("poststart", spec.hooks().as_ref().and_then(|h| h.poststart().as_ref()), &st) {
+            self.log.warn(&e.to_string());
         }
         Ok(())
     }
@@ -463,10 +467,11 @@ impl Runtime {
         let st = self.state_json(&rec, Status::Stopped).to_string();
         let dir = self.dir(id);
         fs::remove_dir_all(&dir).map_err(io(format!("removing {}", dir.display())))?;
-        if let Some(spec) = spec
-            && let Err(e) = hooks::run("poststop", spec.hooks().as_ref().and_then(|h| h.poststop().as_ref()), &st) {
-                eprintln!("podbox: warning: {e}");
+        if let Some(spec) = spec {
+            for e in hooks::run_all("poststop", spec.hooks().as_ref().and_then(|h| h.poststop().as_ref()), &st) {
+                self.log.warn(&e.to_string());
             }
+        }
         Ok(())
     }
 

@@ -202,3 +202,23 @@ fn errors_are_one_line_with_the_level_on_stderr_and_in_the_log() {
     let line = std::fs::read_to_string(&log).unwrap();
     assert!(line.starts_with("time=\"") && line.contains("level=error msg="), "{line}");
 }
+
+/// A `linux.devices` entry of type `p` is a FIFO: created in /dev, and no device cgroup rule
+/// (v1 refuses `p` in devices.allow), on v1 (this machine) and on a node that sees only v2.
+#[test]
+fn a_fifo_device_is_created_on_cgroup_v1_and_v2() {
+    require_root!();
+    for v2 in [false, true] {
+        let node = Node::new(if v2 { "ocispec-fifo2" } else { "ocispec-fifo1" });
+        if v2 {
+            node.sh_ok("umount -R /sys/fs/cgroup && mount -t cgroup2 cgroup2 /sys/fs/cgroup");
+        }
+        let env = Env::in_node("fifo", &node);
+        let b = env.bundle("b", "[ -p /dev/myfifo ] && stat -c %a /dev/myfifo && echo x > /dev/null && echo null-ok", |c| {
+            c["linux"]["devices"] = json!([{ "path": "/dev/myfifo", "type": "p", "major": 0, "minor": 0, "fileMode": 0o640 }]);
+        });
+        let out = node.sh(&env.cmd(&format!("run -b {} f", b.display())));
+        assert_eq!((code(&out), text(&out.stdout)), (0, "640\nnull-ok\n".to_string()), "v2={v2}: {}", text(&out.stderr));
+        env.assert_clean(&node);
+    }
+}

@@ -157,10 +157,25 @@ pub fn main(args: Vec<String>) -> i32 {
         Ok(code) => code,
         Err(e) => {
             // runc's form: one record with the level and the message, on stderr and in --log.
-            log_of(&cli).error(&format!("{e:#}"));
+            log_of(&cli).error(&message(&e));
             1
         }
     }
+}
+
+/// The error and its causes on one line, each cause once: podbox's errors already quote their
+/// source's text, which `{:#}` would print a second time.
+fn message(e: &anyhow::Error) -> String {
+    let mut msg = String::new();
+    for cause in e.chain().map(|c| c.to_string()) {
+        if !msg.contains(&cause) {
+            if !msg.is_empty() {
+                msg.push_str(": ");
+            }
+            msg.push_str(&cause);
+        }
+    }
+    msg
 }
 
 fn log_of(cli: &OciCli) -> oci::log::Log {

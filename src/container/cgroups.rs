@@ -239,7 +239,9 @@ fn settings(r: &LinuxResources) -> Result<Vec<Setting>> {
             return Err(spec_err("linux.resources.cpu", "only shares, quota and period are supported (not realtime, idle, burst, cpus, mems)"));
         }
     }
-    for d in r.devices().iter().flatten() {
+    // The device cgroup governs block and character devices only: v1 refuses a rule of type
+    // `p`, and a FIFO needs none (v2's filter skips it alike).
+    for d in r.devices().iter().flatten().filter(|d| d.typ() != Some(LinuxDeviceType::P)) {
         let file = if d.allow() { "devices.allow" } else { "devices.deny" };
         out.push(("linux.resources.devices", "devices", Some(file), None, device_rule_text(d)));
     }

@@ -182,7 +182,9 @@ fn allow_standard_devices(spec: &mut Spec) {
     let Some(mut resources) = linux.resources().clone() else { return };
     let Some(mut rules) = resources.devices().clone().filter(|r| !r.is_empty()) else { return };
     rules.extend(cgroups::standard_device_allows());
-    for d in linux.devices().iter().flatten() {
+    // A FIFO is no device to the device cgroup (it governs block and character devices only,
+    // and v1 refuses a `p` rule).
+    for d in linux.devices().iter().flatten().filter(|d| d.typ() != oci_spec::runtime::LinuxDeviceType::P) {
         rules.push(cgroups::device_rule(true, d.typ(), Some(d.major()), Some(d.minor()), "rwm"));
     }
     resources.set_devices(Some(rules));

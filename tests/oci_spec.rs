@@ -222,3 +222,38 @@ fn a_fifo_device_is_created_on_cgroup_v1_and_v2() {
         env.assert_clean(&node);
     }
 }
+
+#[test]
+fn create_refuses_a_bad_oci_version_and_a_missing_absolute_command() {
+    require_root!();
+    let node = Node::new("ocispec-create");
+    let env = Env::in_node("create", &node);
+    for (name, version, expect) in [("v2", "2.0.0", "major version 2"), ("vx", "banana", "not a semantic version"), ("v1", "1", "not a semantic version")] {
+        let b = env.bundle(name, "true", |c| c["ociVersion"] = json!(version));
+        let _ = std::fs::remove_file(env.dir.join("container.out"));
+        let out = node.sh(&env.bg(&format!("create -b {} {name}", b.display())));
+        let log = std::fs::read_to_string(env.dir.join("container.out")).unwrap_or_default();
+        assert_eq!(code(&out), 1, "ociVersion {version} accepted");
+        assert!(log.contains("ociVersion") && log.contains(expect), "{log}");
+        env.assert_clean(&node);
+    }
+    // An absolute command that the root file system does not have fails create, as a relative
+    // one found nowhere in PATH does; a directory is not executable.
+    for (name, cmd, expect) in [("abs", "/no/such/cmd", "not found"), ("dir", "/bin", "is a directory"), ("rel", "./bin/nope", "not found")] {
+        let b = env.bundle(name, "true", |c| c["process"]["args"] = json!([cmd]));
+        let _ = std::fs::remove_file(env.dir.join("container.out"));
+        let out = node.sh(&env.bg(&format!("create -b {} {name}", b.display())));
+        assert_ne!(code(&out), 0, "create of {cmd} succeeded");
+        let log = std::fs::read_to_string(env.dir.join("container.out")).unwrap_or_default();
+        assert!(log.contains(cmd) && log.contains(expect), "{cmd}: {log}");
+        env.assert_clean(&node);
+    }
+    // A relative path is looked up below process.cwd, where it will run.
+    let b = env.bundle("cwd", "true", |c| {
+        c["process"]["args"] = json!(["./busybox", "echo", "from-cwd"]);
+        c["process"]["cwd"] = json!("/bin");
+    });
+    let out = node.sh(&env.cmd(&format!("run -b {} cwd", b.display())));
+    assert_eq!((code(&out), text(&out.stdout)), (0, "from-cwd\n".into()), "{}", text(&out.stderr));
+    env.assert_clean(&node);
+}

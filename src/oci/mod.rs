@@ -157,11 +157,27 @@ pub fn load_bundle(bundle: &Path) -> Result<Spec> {
     let text = fs::read_to_string(&path).map_err(|e| berr(format!("cannot read config.json: {e}")))?;
     let de = &mut serde_json::Deserializer::from_str(&text);
     let spec: Spec = serde_path_to_error::deserialize(de).map_err(|e| berr(format!("invalid config.json at {}: {}", e.path(), e.inner())))?;
+    check_oci_version(spec.version()).map_err(berr)?;
     container::unsupported::check(&spec)?;
     if spec.process().is_none() {
         return Err(berr("config.json has no process: nothing to run".into()));
     }
     Ok(spec)
+}
+
+/// `ociVersion` must be a semantic version (MAJOR.MINOR.PATCH, optionally -pre and +build) of
+/// major version 1: a spec of another major version may mean things podbox does not know.
+fn check_oci_version(v: &str) -> std::result::Result<(), String> {
+    let core = v.split(['-', '+']).next().unwrap_or_default();
+    let nums: Vec<&str> = core.split('.').collect();
+    let numeric = |n: &&str| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) && (n.len() == 1 || !n.starts_with('0'));
+    if nums.len() != 3 || !nums.iter().all(numeric) || v.ends_with(['-', '+']) {
+        return Err(format!("ociVersion {v:?} is not a semantic version (like \"{OCI_VERSION}\")"));
+    }
+    if nums[0] != "1" {
+        return Err(format!("ociVersion {v:?}: major version {} is not supported (podbox implements runtime spec 1.x up to {OCI_VERSION})", nums[0]));
+    }
+    Ok(())
 }
 
 /// Remove the default cgroup parent when its last container is gone (a create racing with this
@@ -605,5 +621,15 @@ mod tests {
         assert_eq!(parse_signal("9").unwrap(), 9);
         assert!(parse_signal("NOPE").is_err());
         assert!(valid_id("abc-1.2_x") && !valid_id("../x") && !valid_id("a/b") && !valid_id(""));
+    }
+
+    #[test]
+    fn oci_versions() {
+        for ok in ["1.0.0", "1.0.2-dev", "1.2.0", "1.0.0-rc.1+build.5", "1.10.3"] {
+            assert!(check_oci_version(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "1", "1.0", "banana", "01.0.0", "1.0.0-", "2.0.0", "0.9.0", "1.a.0"] {
+            assert!(check_oci_version(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -257,3 +257,77 @@ fn create_refuses_a_bad_oci_version_and_a_missing_absolute_command() {
     assert_eq!((code(&out), text(&out.stdout)), (0, "from-cwd\n".into()), "{}", text(&out.stderr));
     env.assert_clean(&node);
 }
+
+/// The cgroup lines of /proc/self/cgroup output, as controller → path.
+fn cgroup_lines(out: &str) -> std::collections::HashMap<String, String> {
+    out.lines().filter_map(|l| l.splitn(3, ':').collect::<Vec<_>>().get(1..3).map(|v| (v[0].to_string(), v[1].to_string()))).collect()
+}
+
+#[test]
+fn exec_cap_ignore_paused_and_cgroup() {
+    require_root!();
+    let node = Node::new("ocispec-exec");
+    let env = Env::in_node("exec", &node);
+    let t = env.dir.join("t");
+    std::fs::create_dir_all(&t).unwrap();
+    let b = env.bundle("b", "sleep 1000", |c| {
+        c["mounts"].as_array_mut().unwrap().push(json!({ "destination": "/t", "type": "bind", "source": t, "options": ["rbind", "rw"] }));
+    });
+    node.sh_ok(&env.bg(&format!("run -d -b {} e", b.display())));
+
+    // --cap: the capability is the process's (CAP_SYS_ADMIN is not in `spec`'s set: mount fails).
+    let mount = "mount -t tmpfs podbox-test /tmp && echo mounted";
+    let out = node.sh(&env.cmd(&format!("exec e sh -c '{mount}'")));
+    assert_ne!(text(&out.stdout), "mounted\n", "mounted without CAP_SYS_ADMIN");
+    let out = node.sh(&env.cmd(&format!("exec --cap CAP_SYS_ADMIN --cap NET_RAW e sh -c '{mount}; grep CapEff /proc/self/status'")));
+    let stdout = text(&out.stdout);
+    assert!(stdout.starts_with("mounted\n"), "{stdout} {}", text(&out.stderr));
+    let eff = u64::from_str_radix(stdout.lines().nth(1).unwrap().split_whitespace().nth(1).unwrap(), 16).unwrap();
+    assert!(eff & (1 << 21) != 0 && eff & (1 << 13) != 0, "CapEff {eff:x}");
+    let out = node.sh(&env.cmd("exec --cap CAP_NO_SUCH e true"));
+    assert!(code(&out) == 1 && text(&out.stderr).contains("CAP_NO_SUCH"), "{}", text(&out.stderr));
+
+    // --cgroup: a sub-cgroup in every hierarchy, or in the named controllers' only.
+    let dirs: Vec<String> = node.sh_ok("find /sys/fs/cgroup -type d -path '*/podbox-runc/e-*' -prune").lines().map(String::from).collect();
+    assert!(dirs.len() >= 2, "{dirs:?}");
+    for d in &dirs {
+        std::fs::create_dir(format!("{d}/sub")).unwrap();
+    }
+    let memory = dirs.iter().find(|d| d.starts_with("/sys/fs/cgroup/memory/")).unwrap();
+    std::fs::create_dir(format!("{memory}/mem-only")).unwrap();
+    let out = node.sh_ok(&env.cmd("exec --cgroup sub e cat /proc/self/cgroup"));
+    let lines = cgroup_lines(&out);
+    for ctrl in ["memory", "pids", "freezer", "devices", "cpu"] {
+        assert!(lines[ctrl].contains("/podbox-runc/e-") && lines[ctrl].ends_with("/sub"), "{ctrl}: {out}");
+    }
+    let out = node.sh_ok(&env.cmd("exec --cgroup memory:mem-only e cat /proc/self/cgroup"));
+    let lines = cgroup_lines(&out);
+    assert!(lines["memory"].ends_with("/mem-only") && lines["pids"].contains("/podbox-runc/e-") && !lines["pids"].ends_with("/mem-only"), "{out}");
+    for bad in ["no-such", "pids:mem-only", "nonexistent-ctrl:sub", "../x"] {
+        let out = node.sh(&env.cmd(&format!("exec --cgroup {bad} e true")));
+        assert_eq!(code(&out), 1, "--cgroup {bad} accepted");
+        assert!(text(&out.stderr).contains("--cgroup"), "{}", text(&out.stderr));
+    }
+
+    // --ignore-paused: refused without it; with it the process starts frozen and runs on resume.
+    node.sh_ok(&env.cmd("pause e"));
+    let out = node.sh(&env.cmd("exec e true"));
+    assert!(code(&out) == 1 && text(&out.stderr).contains("--ignore-paused"), "{}", text(&out.stderr));
+    let mut exec = std::process::Command::new("nsenter")
+        .args(["-t", &node.init_pid.to_string(), "--net", "--pid", "--mount", "--uts", "--"])
+        .args(env.cmd("exec --ignore-paused e").split(' '))
+        .args(["sh", "-c", "echo ran > /t/ran"])
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert!(!t.join("ran").exists(), "the exec'd process ran in a paused container");
+    node.sh_ok(&env.cmd("resume e"));
+    assert!(common::wait_until(10, || t.join("ran").exists()), "the exec'd process did not run after resume");
+    assert!(exec.wait().unwrap().success());
+    node.sh_ok(&env.cmd("delete --force e"));
+    for d in &dirs {
+        assert!(!std::path::Path::new(d).exists(), "cgroup {d} left");
+    }
+    env.assert_clean(&node);
+}

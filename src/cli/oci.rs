@@ -119,6 +119,15 @@ pub enum OciCmd {
         /// Pass descriptors 3 .. 3+N-1 on to the process.
         #[arg(long, default_value_t = 0)]
         preserve_fds: u32,
+        /// Add a capability (e.g. CAP_NET_ADMIN) to the process; repeatable.
+        #[arg(long = "cap", short = 'c')]
+        caps: Vec<String>,
+        /// Exec into a paused container too (the process stays frozen until resume).
+        #[arg(long)]
+        ignore_paused: bool,
+        /// Join an existing sub-cgroup of the container's cgroup: [CONTROLLER[,…]:]PATH; repeatable.
+        #[arg(long = "cgroup")]
+        cgroups: Vec<String>,
         id: String,
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
@@ -206,7 +215,7 @@ pub fn run(cli: &OciCli) -> anyhow::Result<i32> {
         OciCmd::Kill { all, id, signal } => rt.kill(id, oci::parse_signal(signal)?, *all)?,
         OciCmd::Delete { force, id } => rt.delete(id, *force)?,
         OciCmd::Run { c, detach } => return Ok(rt.run(&create_args(c), *detach)?),
-        OciCmd::Exec { process, detach, tty, pid_file, console_socket, cwd, env, id, args, preserve_fds } => {
+        OciCmd::Exec { process, detach, tty, pid_file, console_socket, cwd, env, id, args, preserve_fds, caps, ignore_paused, cgroups } => {
             let a = ExecArgs {
                 id: id.clone(),
                 process_file: process.clone(),
@@ -218,6 +227,9 @@ pub fn run(cli: &OciCli) -> anyhow::Result<i32> {
                 pid_file: pid_file.clone(),
                 console_socket: console_socket.clone(),
                 preserve_fds: *preserve_fds,
+                caps: caps.clone(),
+                ignore_paused: *ignore_paused,
+                cgroups: cgroups.clone(),
             };
             return Ok(rt.exec(&a)?);
         }

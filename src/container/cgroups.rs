@@ -394,6 +394,14 @@ pub fn is_frozen(paths: &[PathBuf]) -> bool {
     })
 }
 
+/// The v1 controllers of the hierarchy that cgroup directory `dir` belongs to (empty for v2),
+/// from the mount table: the hierarchy mounted at the longest prefix of `dir`.
+pub fn controllers_of(dir: &Path) -> Result<Vec<String>> {
+    let table = cgroup_mount_table()?;
+    let best = table.lines().filter_map(parse_mount).filter(|(mount, _, _)| dir.starts_with(mount)).max_by_key(|(mount, _, _)| mount.components().count());
+    Ok(best.map(|(_, _, ctrls)| ctrls).unwrap_or_default())
+}
+
 /// mkdir -p that survives another podbox pruning an empty shared parent at the same moment.
 fn create_dir_racing(p: &Path) -> Result<()> {
     let mut tries = 0;

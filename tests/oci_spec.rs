@@ -331,3 +331,36 @@ fn exec_cap_ignore_paused_and_cgroup() {
     }
     env.assert_clean(&node);
 }
+
+/// A spec without a mount namespace runs in the caller's mount namespace and sees its files, as
+/// runc runs it; a field that needs a mount namespace is then refused by name.
+#[test]
+fn no_mount_namespace_runs_in_the_callers() {
+    require_root!();
+    let node = Node::new("ocispec-nomnt");
+    let env = Env::in_node("nomnt", &node);
+    // Only in the node's mount namespace: the container sees it only if it shares that namespace.
+    let marker = env.dir.join("marker");
+    node.sh_ok(&format!("mkdir {0} && mount -t tmpfs podbox-test-marker {0} && echo node-files > {0}/m", marker.display()));
+    let no_mnt = |c: &mut Value| {
+        c["linux"]["namespaces"] = json!([{ "type": "pid" }, { "type": "network" }, { "type": "ipc" }, { "type": "uts" }]);
+        c["mounts"] = json!([]);
+        c["linux"]["maskedPaths"] = json!([]);
+        c["linux"]["readonlyPaths"] = json!([]);
+        c["root"]["readonly"] = json!(false);
+    };
+    let b = env.bundle("b", &format!("cat {}/m; readlink /proc/self/ns/mnt; hostname", marker.display()), no_mnt);
+    let out = node.sh(&env.cmd(&format!("run -b {} n", b.display())));
+    let node_mnt = node.sh_ok("readlink /proc/self/ns/mnt");
+    assert_eq!((code(&out), text(&out.stdout)), (0, format!("node-files\n{node_mnt}podbox\n")), "{}", text(&out.stderr));
+    env.assert_clean(&node);
+    // What would need a mount namespace is refused by name, not skipped.
+    let b = env.bundle("m", "true", |c| {
+        no_mnt(c);
+        c["linux"]["maskedPaths"] = json!(["/proc/kcore"]);
+    });
+    let out = node.sh(&env.cmd(&format!("run -b {} m", b.display())));
+    assert_eq!(code(&out), 1);
+    assert!(text(&out.stderr).contains("linux.maskedPaths") && text(&out.stderr).contains("needs a mount namespace"), "{}", text(&out.stderr));
+    env.assert_clean(&node);
+}

@@ -139,17 +139,21 @@ fn setup_and_exec(a: &InitArgs) -> Result<Infallible> {
     if let Some(adj) = process.oom_score_adj() {
         std::fs::write("/proc/self/oom_score_adj", adj.to_string()).map_err(io(format!("setting process.oomScoreAdj {adj}")))?;
     }
-    let root = rootfs::prepare(a.rootfs, a.spec)?;
+    // Without a mount namespace of its own the process keeps the caller's files (namespaces::plan
+    // refused every field that would need a mount), as runc does.
+    let root = if a.plan.mount_ns { Some(rootfs::prepare(a.rootfs, a.spec)?) } else { None };
     if let Some(g) = a.gate {
         g.before_pivot()?;
     }
-    if a.no_pivot {
-        rootfs::move_root(&root)?;
-    } else {
-        rootfs::pivot(&root)?;
+    match &root {
+        Some(root) if a.no_pivot => rootfs::move_root(root)?,
+        Some(root) => rootfs::pivot(root)?,
+        None => {}
     }
     apply_sysctls(a.spec)?;
-    rootfs::finish(a.spec)?;
+    if root.is_some() {
+        rootfs::finish(a.spec)?;
+    }
     set_rlimits(process.rlimits().as_deref().unwrap_or(&[]))?;
     let env: Vec<String> = process.env().clone().unwrap_or_default();
     let argv = process.args().clone().unwrap_or_default();

@@ -95,7 +95,7 @@ fn text(b: &[u8]) -> String {
 
 /// The per-mount options (mountinfo field 6) of the mount at `point` in a mountinfo dump.
 fn mount_opts<'a>(mountinfo: &'a str, point: &str) -> Vec<&'a str> {
-    let line = mountinfo.lines().filter(|l| l.split(' ').nth(4) == Some(point)).last().unwrap_or_else(|| panic!("no mount at {point} in:\n{mountinfo}"));
+    let line = mountinfo.lines().rfind(|l| l.split(' ').nth(4) == Some(point)).unwrap_or_else(|| panic!("no mount at {point} in:\n{mountinfo}"));
     line.split(' ').nth(5).unwrap().split(',').collect()
 }
 
@@ -353,6 +353,13 @@ fn no_mount_namespace_runs_in_the_callers() {
     let out = node.sh(&env.cmd(&format!("run -b {} n", b.display())));
     let node_mnt = node.sh_ok("readlink /proc/self/ns/mnt");
     assert_eq!((code(&out), text(&out.stdout)), (0, format!("node-files\n{node_mnt}podbox\n")), "{}", text(&out.stderr));
+    env.assert_clean(&node);
+    // exec joins it the same way.
+    let b = env.bundle("x", "sleep 1000", no_mnt);
+    node.sh_ok(&env.bg(&format!("run -d -b {} x", b.display())));
+    let out = node.sh(&env.cmd(&format!("exec x sh -c 'cat {}/m; hostname'", marker.display())));
+    assert_eq!((code(&out), text(&out.stdout)), (0, "node-files\npodbox\n".to_string()), "{}", text(&out.stderr));
+    node.sh_ok(&env.cmd("delete --force x"));
     env.assert_clean(&node);
     // What would need a mount namespace is refused by name, not skipped.
     let b = env.bundle("m", "true", |c| {

@@ -126,6 +126,23 @@ fn recursive_mount_options_reach_every_submount() {
     let out = node.sh(&env.cmd(&format!("run -b {} bad", b.display())));
     assert_ne!(code(&out), 0);
     assert!(text(&out.stderr).contains("rnoexecc"), "{}", text(&out.stderr));
+    // The cgroup mount takes the recursive options too (its v1 hierarchies are submounts of a
+    // tmpfs), and refuses file system data it has no place for.
+    let b = env.bundle("cg", "cat /proc/self/mountinfo", |c| {
+        c["mounts"].as_array_mut().unwrap().push(json!({ "destination": "/cg", "type": "cgroup", "source": "cgroup", "options": ["rw", "rro", "rnoatime"] }));
+    });
+    let out = node.sh(&env.cmd(&format!("run -b {} cg", b.display())));
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    let mi = text(&out.stdout);
+    for point in ["/cg", "/cg/memory", "/cg/pids"] {
+        let opts = mount_opts(&mi, point);
+        assert!(opts.contains(&"ro") && opts.contains(&"noatime"), "{point}: {opts:?}");
+    }
+    let b = env.bundle("cgbad", "true", |c| {
+        c["mounts"].as_array_mut().unwrap().push(json!({ "destination": "/cg", "type": "cgroup", "source": "cgroup", "options": ["ro", "nsdelegate"] }));
+    });
+    let out = node.sh(&env.cmd(&format!("run -b {} cgbad", b.display())));
+    assert!(code(&out) != 0 && text(&out.stderr).contains("nsdelegate"), "{}", text(&out.stderr));
     env.assert_clean(&node);
 }
 

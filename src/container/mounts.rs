@@ -234,7 +234,17 @@ pub fn mount_one(rootfs: &Path, m: &Mount, cgroupns: bool) -> Result<()> {
     let is_bind = o.flags.contains(MsFlags::MS_BIND) || typ == "bind";
     let source = m.source().clone().unwrap_or_else(|| PathBuf::from(typ));
     if typ == "cgroup" || typ == "cgroup2" {
-        return mount_cgroups(&dest, dest_rel, &o, cgroupns);
+        // podbox makes these mounts itself (binds, or a hierarchy's own options): it has no
+        // place for file system data.
+        if let Some(d) = o.data.first() {
+            return Err(ContainerError::Spec { field: "mounts[].options".into(), msg: format!("unknown option {d:?} for the cgroup mount on {}", dest_rel.display()) });
+        }
+        mount_cgroups(&dest, dest_rel, &o, cgroupns)?;
+        set_recursive(&dest, dest_rel, &o)?;
+        if !o.propagation.is_empty() {
+            mount(None::<&str>, &dest, None::<&str>, o.propagation, None::<&str>).map_err(sys(format!("setting propagation of {}", dest_rel.display())))?;
+        }
+        return Ok(());
     }
     if is_bind {
         // A bind mount has no file system to hand data to: the kernel would drop it silently.

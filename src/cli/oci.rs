@@ -2,7 +2,6 @@
 //! when the binary's name ends in `runc` or `-oci` (e.g. a symlink `podbox-runc`), or as
 //! `podbox oci …`; parses, calls the `oci` layer, prints, and reports errors also to `--log`.
 
-use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -16,7 +15,7 @@ pub struct OciCli {
     /// State directory of the containers.
     #[arg(long, global = true, default_value = "/run/podbox-runc")]
     pub root: PathBuf,
-    /// Also write errors to this file.
+    /// Also write errors and warnings to this file.
     #[arg(long, global = true)]
     pub log: Option<PathBuf>,
     #[arg(long, global = true, value_enum, default_value = "text")]
@@ -120,6 +119,15 @@ pub enum OciCmd {
         /// Pass descriptors 3 .. 3+N-1 on to the process.
         #[arg(long, default_value_t = 0)]
         preserve_fds: u32,
+        /// Add a capability (e.g. CAP_NET_ADMIN) to the process; repeatable.
+        #[arg(long = "cap", short = 'c')]
+        caps: Vec<String>,
+        /// Exec into a paused container too (the process stays frozen until resume).
+        #[arg(long)]
+        ignore_paused: bool,
+        /// Join an existing sub-cgroup of the container's cgroup: [CONTROLLER[,…]:]PATH; repeatable.
+        #[arg(long = "cgroup")]
+        cgroups: Vec<String>,
         id: String,
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
@@ -157,20 +165,30 @@ pub fn main(args: Vec<String>) -> i32 {
     match run(&cli) {
         Ok(code) => code,
         Err(e) => {
-            let msg = format!("{e:#}");
-            eprintln!("podbox: {msg}");
-            if let Some(log) = &cli.log {
-                let line = match cli.log_format {
-                    LogFormat::Json => serde_json::json!({ "level": "error", "msg": msg, "time": crate::state::now_rfc3339() }).to_string(),
-                    LogFormat::Text => format!("{} error: {msg}", crate::state::now_rfc3339()),
-                };
-                if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(log) {
-                    let _ = writeln!(f, "{line}");
-                }
-            }
+            // runc's form: one record with the level and the message, on stderr and in --log.
+            log_of(&cli).error(&message(&e));
             1
         }
     }
+}
+
+/// The error and its causes on one line, each cause once: podbox's errors already quote their
+/// source's text, which `{:#}` would print a second time.
+fn message(e: &anyhow::Error) -> String {
+    let mut msg = String::new();
+    for cause in e.chain().map(|c| c.to_string()) {
+        if !msg.contains(&cause) {
+            if !msg.is_empty() {
+                msg.push_str(": ");
+            }
+            msg.push_str(&cause);
+        }
+    }
+    msg
+}
+
+fn log_of(cli: &OciCli) -> oci::log::Log {
+    oci::log::Log { file: cli.log.clone(), json: matches!(cli.log_format, LogFormat::Json) }
 }
 
 fn create_args(c: &CreateOpts) -> CreateArgs {
@@ -185,7 +203,7 @@ fn create_args(c: &CreateOpts) -> CreateArgs {
 }
 
 pub fn run(cli: &OciCli) -> anyhow::Result<i32> {
-    let rt = Runtime { root: cli.root.clone(), systemd_cgroup: cli.systemd_cgroup };
+    let rt = Runtime { root: cli.root.clone(), systemd_cgroup: cli.systemd_cgroup, log: log_of(cli) };
     match &cli.cmd {
         OciCmd::Create(c) => {
             rt.create(&create_args(c))?;
@@ -197,7 +215,7 @@ pub fn run(cli: &OciCli) -> anyhow::Result<i32> {
         OciCmd::Kill { all, id, signal } => rt.kill(id, oci::parse_signal(signal)?, *all)?,
         OciCmd::Delete { force, id } => rt.delete(id, *force)?,
         OciCmd::Run { c, detach } => return Ok(rt.run(&create_args(c), *detach)?),
-        OciCmd::Exec { process, detach, tty, pid_file, console_socket, cwd, env, id, args, preserve_fds } => {
+        OciCmd::Exec { process, detach, tty, pid_file, console_socket, cwd, env, id, args, preserve_fds, caps, ignore_paused, cgroups } => {
             let a = ExecArgs {
                 id: id.clone(),
                 process_file: process.clone(),
@@ -209,6 +227,9 @@ pub fn run(cli: &OciCli) -> anyhow::Result<i32> {
                 pid_file: pid_file.clone(),
                 console_socket: console_socket.clone(),
                 preserve_fds: *preserve_fds,
+                caps: caps.clone(),
+                ignore_paused: *ignore_paused,
+                cgroups: cgroups.clone(),
             };
             return Ok(rt.exec(&a)?);
         }

@@ -239,7 +239,9 @@ fn settings(r: &LinuxResources) -> Result<Vec<Setting>> {
             return Err(spec_err("linux.resources.cpu", "only shares, quota and period are supported (not realtime, idle, burst, cpus, mems)"));
         }
     }
-    for d in r.devices().iter().flatten() {
+    // The device cgroup governs block and character devices only: v1 refuses a rule of type
+    // `p`, and a FIFO needs none (v2's filter skips it alike).
+    for d in r.devices().iter().flatten().filter(|d| d.typ() != Some(LinuxDeviceType::P)) {
         let file = if d.allow() { "devices.allow" } else { "devices.deny" };
         out.push(("linux.resources.devices", "devices", Some(file), None, device_rule_text(d)));
     }
@@ -390,6 +392,14 @@ pub fn is_frozen(paths: &[PathBuf]) -> bool {
     paths.iter().any(|p| {
         fs::read_to_string(p.join("freezer.state")).is_ok_and(|s| s.trim() == "FROZEN") || fs::read_to_string(p.join("cgroup.freeze")).is_ok_and(|s| s.trim() == "1")
     })
+}
+
+/// The v1 controllers of the hierarchy that cgroup directory `dir` belongs to (empty for v2),
+/// from the mount table: the hierarchy mounted at the longest prefix of `dir`.
+pub fn controllers_of(dir: &Path) -> Result<Vec<String>> {
+    let table = cgroup_mount_table()?;
+    let best = table.lines().filter_map(parse_mount).filter(|(mount, _, _)| dir.starts_with(mount)).max_by_key(|(mount, _, _)| mount.components().count());
+    Ok(best.map(|(_, _, ctrls)| ctrls).unwrap_or_default())
 }
 
 /// mkdir -p that survives another podbox pruning an empty shared parent at the same moment.

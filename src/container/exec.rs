@@ -106,7 +106,7 @@ fn exec_child(process: &Process, seccomp: &[seccompiler::BpfProgram], stdio: &St
         if argv.is_empty() {
             return Err(ContainerError::Spec { field: "process.args".into(), msg: "empty command".into() });
         }
-        let exe = init::resolve_executable(&argv[0], &env)?;
+        let exe = init::resolve_executable(&argv[0], &env, process.cwd())?;
         init::set_rlimits(process.rlimits().as_deref().unwrap_or(&[]))?;
         init::become_process(process, seccomp, &exe, &argv, &env, None, preserve_fds)
     })();

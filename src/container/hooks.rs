@@ -1,6 +1,8 @@
 //! OCI lifecycle hooks: run each hook of one phase in order with the container's state JSON on
 //! its stdin, kill it when its timeout passes. Which process runs a phase (and so in which
-//! namespaces) is the caller's business; the first failing hook fails the phase.
+//! namespaces) is the caller's business. In the phases that can still stop the container the
+//! first failing hook fails the phase (`run`); after the process started (poststart) or ended
+//! (poststop) the spec wants every hook run and failures only reported (`run_all`).
 
 use std::io::Write;
 use std::os::unix::process::CommandExt;
@@ -21,6 +23,11 @@ pub fn run(phase: &str, hooks: Option<&Vec<Hook>>, state_json: &str) -> Result<(
         run_one(phase, i, h, state_json)?;
     }
     Ok(())
+}
+
+/// Run every hook of `phase`, whatever the earlier ones did; returns the failures in order.
+pub fn run_all(phase: &str, hooks: Option<&Vec<Hook>>, state_json: &str) -> Vec<ContainerError> {
+    hooks.into_iter().flatten().enumerate().filter_map(|(i, h)| run_one(phase, i, h, state_json).err()).collect()
 }
 
 fn hook_err(phase: &str, i: usize, h: &Hook, msg: String) -> ContainerError {

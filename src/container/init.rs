@@ -139,17 +139,21 @@ fn setup_and_exec(a: &InitArgs) -> Result<Infallible> {
     if let Some(adj) = process.oom_score_adj() {
         std::fs::write("/proc/self/oom_score_adj", adj.to_string()).map_err(io(format!("setting process.oomScoreAdj {adj}")))?;
     }
-    let root = rootfs::prepare(a.rootfs, a.spec)?;
+    // Without a mount namespace of its own the process keeps the caller's files (namespaces::plan
+    // refused every field that would need a mount), as runc does.
+    let root = if a.plan.mount_ns { Some(rootfs::prepare(a.rootfs, a.spec)?) } else { None };
     if let Some(g) = a.gate {
         g.before_pivot()?;
     }
-    if a.no_pivot {
-        rootfs::move_root(&root)?;
-    } else {
-        rootfs::pivot(&root)?;
+    match &root {
+        Some(root) if a.no_pivot => rootfs::move_root(root)?,
+        Some(root) => rootfs::pivot(root)?,
+        None => {}
     }
     apply_sysctls(a.spec)?;
-    rootfs::finish(a.spec)?;
+    if root.is_some() {
+        rootfs::finish(a.spec)?;
+    }
     set_rlimits(process.rlimits().as_deref().unwrap_or(&[]))?;
     let env: Vec<String> = process.env().clone().unwrap_or_default();
     let argv = process.args().clone().unwrap_or_default();
@@ -158,7 +162,7 @@ fn setup_and_exec(a: &InitArgs) -> Result<Infallible> {
     }
     // Resolve before dropping privileges: the lookup may need to read directories as root, the
     // exec itself is then checked with the container user's rights.
-    let exe = resolve_executable(&argv[0], &env)?;
+    let exe = resolve_executable(&argv[0], &env, process.cwd())?;
     if let Some(mask) = process.user().umask() {
         nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(mask));
     }
@@ -311,10 +315,19 @@ pub fn switch_user(process: &Process) -> Result<()> {
     Ok(())
 }
 
-/// `argv0` as execvp would find it, searching PATH from the container's environment.
-pub fn resolve_executable(argv0: &str, env: &[String]) -> Result<PathBuf> {
+/// `argv0` as execvp would find it, searching PATH from the container's environment. A path
+/// (with a `/`) must exist, relative ones below `cwd` where the process will run: found here,
+/// a missing command fails `create` rather than `start`.
+pub fn resolve_executable(argv0: &str, env: &[String], cwd: &Path) -> Result<PathBuf> {
     if argv0.contains('/') {
-        return Ok(PathBuf::from(argv0));
+        return match std::fs::metadata(cwd.join(argv0)) {
+            Ok(m) if m.is_dir() => Err(ContainerError::StartFailed { code: CODE_NOT_EXECUTABLE, msg: format!("executable `{argv0}` is a directory") }),
+            Ok(_) => Ok(PathBuf::from(argv0)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(ContainerError::StartFailed { code: CODE_NOT_FOUND, msg: format!("executable file `{argv0}` not found: no such file or directory in the container") }),
+            // Not ours to judge (e.g. a directory the container's user may search but root may
+            // not): exec decides.
+            Err(_) => Ok(PathBuf::from(argv0)),
+        };
     }
     let path = env.iter().find_map(|e| e.strip_prefix("PATH=")).unwrap_or("/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin");
     for dir in path.split(':').filter(|d| !d.is_empty()) {

@@ -9,18 +9,76 @@ use oci_spec::runtime::Mount;
 
 use super::{ContainerError, Result, io, sys};
 
-/// Parsed `options` of a mount: flags to set, flags to clear, propagation, and fs-specific data.
+/// Parsed `options` of a mount: flags to set, flags to clear, propagation, fs-specific data, and
+/// the recursive (`r…`) attributes that `mount_setattr(2)` applies to the mount and every mount
+/// below it.
 #[derive(Debug, PartialEq)]
 pub struct Options {
     pub flags: MsFlags,
     pub clear: MsFlags,
     pub propagation: MsFlags,
     pub data: Vec<String>,
+    /// `MOUNT_ATTR_*` bits to set and to clear, recursively.
+    pub rec_set: u64,
+    pub rec_clear: u64,
+}
+
+// mount_setattr(2) ABI (linux/mount.h), stable since Linux 5.12.
+const MOUNT_ATTR_RDONLY: u64 = 0x1;
+const MOUNT_ATTR_NOSUID: u64 = 0x2;
+const MOUNT_ATTR_NODEV: u64 = 0x4;
+const MOUNT_ATTR_NOEXEC: u64 = 0x8;
+/// The atime mode is a 3-bit field, not a flag: setting one mode means clearing the whole field.
+const MOUNT_ATTR_ATIME_MASK: u64 = 0x70;
+const MOUNT_ATTR_RELATIME: u64 = 0x0;
+const MOUNT_ATTR_NOATIME: u64 = 0x10;
+const MOUNT_ATTR_STRICTATIME: u64 = 0x20;
+const MOUNT_ATTR_NODIRATIME: u64 = 0x80;
+const MOUNT_ATTR_NOSYMFOLLOW: u64 = 0x20_0000;
+
+/// `struct mount_attr` of mount_setattr(2).
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+/// A recursive option: (bits to set, bits to clear). `ratime`, `rnorelatime` and
+/// `rnostrictatime` give the kernel's default mode, relatime, as their non-recursive forms do
+/// through mount(2).
+fn recursive_attr(opt: &str) -> Option<(u64, u64)> {
+    let atime = |mode| (mode, MOUNT_ATTR_ATIME_MASK);
+    Some(match opt {
+        "rro" => (MOUNT_ATTR_RDONLY, 0),
+        "rrw" => (0, MOUNT_ATTR_RDONLY),
+        "rnosuid" => (MOUNT_ATTR_NOSUID, 0),
+        "rsuid" => (0, MOUNT_ATTR_NOSUID),
+        "rnodev" => (MOUNT_ATTR_NODEV, 0),
+        "rdev" => (0, MOUNT_ATTR_NODEV),
+        "rnoexec" => (MOUNT_ATTR_NOEXEC, 0),
+        "rexec" => (0, MOUNT_ATTR_NOEXEC),
+        "rnodiratime" => (MOUNT_ATTR_NODIRATIME, 0),
+        "rdiratime" => (0, MOUNT_ATTR_NODIRATIME),
+        "rnosymfollow" => (MOUNT_ATTR_NOSYMFOLLOW, 0),
+        "rsymfollow" => (0, MOUNT_ATTR_NOSYMFOLLOW),
+        "rnoatime" => atime(MOUNT_ATTR_NOATIME),
+        "rstrictatime" => atime(MOUNT_ATTR_STRICTATIME),
+        "rrelatime" | "ratime" | "rnorelatime" | "rnostrictatime" => atime(MOUNT_ATTR_RELATIME),
+        _ => return None,
+    })
 }
 
 pub fn parse_options(opts: &[String]) -> Options {
-    let mut o = Options { flags: MsFlags::empty(), clear: MsFlags::empty(), propagation: MsFlags::empty(), data: vec![] };
+    let mut o = Options { flags: MsFlags::empty(), clear: MsFlags::empty(), propagation: MsFlags::empty(), data: vec![], rec_set: 0, rec_clear: 0 };
     for opt in opts {
+        if let Some((set, clear)) = recursive_attr(opt) {
+            // Later options win, as with the flags: a new atime mode replaces the earlier one.
+            o.rec_set = (o.rec_set & !clear) | set;
+            o.rec_clear = (o.rec_clear & !set) | clear;
+            continue;
+        }
         let (set, clear, prop) = match opt.as_str() {
             "ro" => (MsFlags::MS_RDONLY, MsFlags::empty(), MsFlags::empty()),
             "rw" => (MsFlags::empty(), MsFlags::MS_RDONLY, MsFlags::empty()),
@@ -44,6 +102,8 @@ pub fn parse_options(opts: &[String]) -> Options {
             "norelatime" => (MsFlags::empty(), MsFlags::MS_RELATIME, MsFlags::empty()),
             "strictatime" => (MsFlags::MS_STRICTATIME, MsFlags::empty(), MsFlags::empty()),
             "nostrictatime" => (MsFlags::empty(), MsFlags::MS_STRICTATIME, MsFlags::empty()),
+            "nosymfollow" => (MS_NOSYMFOLLOW, MsFlags::empty(), MsFlags::empty()),
+            "symfollow" => (MsFlags::empty(), MS_NOSYMFOLLOW, MsFlags::empty()),
             "bind" => (MsFlags::MS_BIND, MsFlags::empty(), MsFlags::empty()),
             "rbind" => (MsFlags::MS_BIND | MsFlags::MS_REC, MsFlags::empty(), MsFlags::empty()),
             "private" => (MsFlags::empty(), MsFlags::empty(), MsFlags::MS_PRIVATE),
@@ -65,6 +125,33 @@ pub fn parse_options(opts: &[String]) -> Options {
         o.propagation |= prop;
     }
     o
+}
+
+/// MS_NOSYMFOLLOW (Linux 5.10), which nix does not name.
+const MS_NOSYMFOLLOW: MsFlags = MsFlags::from_bits_retain(libc::MS_NOSYMFOLLOW);
+
+/// Apply the recursive attributes of `o` to the mount at `dest` and every mount below it.
+fn set_recursive(dest: &Path, dest_rel: &Path, o: &Options) -> Result<()> {
+    if o.rec_set == 0 && o.rec_clear == 0 {
+        return Ok(());
+    }
+    let attr = MountAttr { attr_set: o.rec_set, attr_clr: o.rec_clear, propagation: 0, userns_fd: 0 };
+    let path = std::ffi::CString::new(dest.as_os_str().as_encoded_bytes())
+        .map_err(|_| ContainerError::Spec { field: "mounts[].destination".into(), msg: format!("NUL byte in {}", dest_rel.display()) })?;
+    // SAFETY: mount_setattr(2) reads `attr` (valid, of the size passed) and the NUL-terminated
+    // path; AT_SYMLINK_NOFOLLOW because `dest` was already resolved inside the root.
+    let rc = unsafe {
+        libc::syscall(libc::SYS_mount_setattr, libc::AT_FDCWD, path.as_ptr(), (libc::AT_RECURSIVE | libc::AT_SYMLINK_NOFOLLOW) as libc::c_uint, &attr as *const MountAttr, std::mem::size_of::<MountAttr>())
+    };
+    if rc != 0 {
+        let e = nix::Error::last();
+        let what = match e {
+            nix::Error::ENOSYS => format!("recursive options (r…) of the mount on {}: this kernel has no mount_setattr(2) (Linux 5.12 or later needed)", dest_rel.display()),
+            _ => format!("applying recursive options (r…) to the mount on {} and its submounts", dest_rel.display()),
+        };
+        return Err(ContainerError::Sys { what, source: e });
+    }
+    Ok(())
 }
 
 /// `root` joined with the absolute `path`, following symlinks as if `root` were `/`.
@@ -102,6 +189,37 @@ pub fn secure_join(root: &Path, path: &Path) -> Result<PathBuf> {
     Ok(root.join(resolved))
 }
 
+/// procfs and sysfs only on a real directory of the image: were a component of the destination a
+/// symlink, the mount would land wherever the image points it (inside the root, but e.g. over a
+/// directory the masked and read-only paths do not cover), and the link's target would be created.
+pub fn check_proc_sys_destination(rootfs: &Path, m: &Mount) -> Result<()> {
+    let typ = m.typ().as_deref().unwrap_or("");
+    if typ != "proc" && typ != "sysfs" {
+        return Ok(());
+    }
+    let dest = m.destination();
+    let refuse = |what: String| ContainerError::Spec { field: "mounts[].destination".into(), msg: format!("{typ} must be mounted on ordinary directory: {what}") };
+    let mut at = rootfs.to_path_buf();
+    let mut shown = PathBuf::from("/");
+    for c in dest.components() {
+        let Component::Normal(part) = c else {
+            if c == Component::ParentDir {
+                return Err(refuse(format!("{} contains '..'", dest.display())));
+            }
+            continue;
+        };
+        at.push(part);
+        shown.push(part);
+        match fs::symlink_metadata(&at) {
+            Ok(meta) if meta.file_type().is_symlink() => return Err(refuse(format!("{} is a symbolic link in the root file system", shown.display()))),
+            Ok(meta) if !meta.is_dir() => return Err(refuse(format!("{} is not a directory in the root file system", shown.display()))),
+            Ok(_) => {}
+            Err(_) => break, // created as a directory by the mount
+        }
+    }
+    Ok(())
+}
+
 /// Perform one spec mount inside `rootfs` (before pivot_root). `cgroupns`: the container has
 /// its own cgroup namespace (decides how cgroup mounts are made).
 pub fn mount_one(rootfs: &Path, m: &Mount, cgroupns: bool) -> Result<()> {
@@ -116,9 +234,23 @@ pub fn mount_one(rootfs: &Path, m: &Mount, cgroupns: bool) -> Result<()> {
     let is_bind = o.flags.contains(MsFlags::MS_BIND) || typ == "bind";
     let source = m.source().clone().unwrap_or_else(|| PathBuf::from(typ));
     if typ == "cgroup" || typ == "cgroup2" {
-        return mount_cgroups(&dest, dest_rel, &o, cgroupns);
+        // podbox makes these mounts itself (binds, or a hierarchy's own options): it has no
+        // place for file system data.
+        if let Some(d) = o.data.first() {
+            return Err(ContainerError::Spec { field: "mounts[].options".into(), msg: format!("unknown option {d:?} for the cgroup mount on {}", dest_rel.display()) });
+        }
+        mount_cgroups(&dest, dest_rel, &o, cgroupns)?;
+        set_recursive(&dest, dest_rel, &o)?;
+        if !o.propagation.is_empty() {
+            mount(None::<&str>, &dest, None::<&str>, o.propagation, None::<&str>).map_err(sys(format!("setting propagation of {}", dest_rel.display())))?;
+        }
+        return Ok(());
     }
     if is_bind {
+        // A bind mount has no file system to hand data to: the kernel would drop it silently.
+        if let Some(d) = o.data.first() {
+            return Err(ContainerError::Spec { field: "mounts[].options".into(), msg: format!("unknown option {d:?} for the bind mount on {}", dest_rel.display()) });
+        }
         let meta = fs::metadata(&source).map_err(io(format!("bind source {}", source.display())))?;
         if meta.is_dir() {
             fs::create_dir_all(&dest).map_err(io(format!("creating {}", dest.display())))?;
@@ -144,6 +276,7 @@ pub fn mount_one(rootfs: &Path, m: &Mount, cgroupns: bool) -> Result<()> {
         let data = if data.is_empty() { None } else { Some(data.as_str()) };
         mount(Some(&source), &dest, Some(typ), o.flags, data).map_err(sys(format!("mounting {typ} on {}", dest_rel.display())))?;
     }
+    set_recursive(&dest, dest_rel, &o)?;
     if !o.propagation.is_empty() {
         mount(None::<&str>, &dest, None::<&str>, o.propagation, None::<&str>).map_err(sys(format!("setting propagation of {}", dest_rel.display())))?;
     }
@@ -201,6 +334,19 @@ mod tests {
         assert_eq!(o.data, s(&["mode=755", "size=65536k"]));
         let o = parse_options(&s(&["ro", "rw", "rbind"]));
         assert_eq!(o.flags, MsFlags::MS_BIND | MsFlags::MS_REC);
+        assert_eq!((o.rec_set, o.rec_clear), (0, 0));
+    }
+
+    #[test]
+    fn recursive_options_become_mount_attributes() {
+        let o = parse_options(&s(&["rbind", "rro", "rnosuid", "rnodev", "rnoexec", "rnoatime"]));
+        assert_eq!(o.rec_set, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC | MOUNT_ATTR_NOATIME);
+        assert_eq!(o.rec_clear, MOUNT_ATTR_ATIME_MASK);
+        assert!(o.data.is_empty());
+        // The later option wins; a later atime mode replaces the earlier one.
+        let o = parse_options(&s(&["rro", "rrw", "rnoatime", "rstrictatime", "rsuid"]));
+        assert_eq!(o.rec_set, MOUNT_ATTR_STRICTATIME);
+        assert_eq!(o.rec_clear, MOUNT_ATTR_RDONLY | MOUNT_ATTR_ATIME_MASK | MOUNT_ATTR_NOSUID);
     }
 
     #[test]

@@ -20,6 +20,9 @@ pub struct Plan {
     /// None: stay in the caller's PID namespace; Some(None): a new one; Some(Some(p)): join p.
     pub pid: Option<Option<PathBuf>>,
     pub new_uts: bool,
+    /// The spec has a mount namespace (new or joined). Without one the process stays in the
+    /// caller's: no root file system is set up and it sees the caller's files, as runc does.
+    pub mount_ns: bool,
 }
 
 fn flag(t: LinuxNamespaceType) -> Result<CloneFlags> {
@@ -40,7 +43,7 @@ fn flag(t: LinuxNamespaceType) -> Result<CloneFlags> {
 }
 
 pub fn plan(spec: &Spec) -> Result<Plan> {
-    let mut p = Plan { join: vec![], new: CloneFlags::empty(), pid: None, new_uts: false };
+    let mut p = Plan { join: vec![], new: CloneFlags::empty(), pid: None, new_uts: false, mount_ns: false };
     let empty = vec![];
     let nss = spec.linux().as_ref().and_then(|l| l.namespaces().as_ref()).unwrap_or(&empty);
     let mut has_mount = false;
@@ -61,12 +64,31 @@ pub fn plan(spec: &Spec) -> Result<Plan> {
         }
     }
     if !has_mount {
+        refuse_without_mount_ns(spec)?;
+    }
+    p.mount_ns = has_mount;
+    Ok(p)
+}
+
+/// Without a mount namespace nothing of the file system view can be set up (it would change
+/// the caller's): every field that asks for some of it is refused, by name, rather than dropped.
+fn refuse_without_mount_ns(spec: &Spec) -> Result<()> {
+    let linux = spec.linux().as_ref();
+    let fields = [
+        ("mounts", spec.mounts().as_ref().is_some_and(|m| !m.is_empty())),
+        ("root.readonly", spec.root().as_ref().and_then(|r| r.readonly()).unwrap_or(false)),
+        ("linux.maskedPaths", linux.and_then(|l| l.masked_paths().as_ref()).is_some_and(|m| !m.is_empty())),
+        ("linux.readonlyPaths", linux.and_then(|l| l.readonly_paths().as_ref()).is_some_and(|m| !m.is_empty())),
+        ("linux.devices", linux.and_then(|l| l.devices().as_ref()).is_some_and(|m| !m.is_empty())),
+        ("linux.rootfsPropagation", linux.and_then(|l| l.rootfs_propagation().as_ref()).is_some()),
+    ];
+    if let Some((field, _)) = fields.iter().find(|(_, set)| *set) {
         return Err(ContainerError::Spec {
-            field: "linux.namespaces".into(),
-            msg: "a mount namespace is required (podbox pivots into the root filesystem)".into(),
+            field: (*field).into(),
+            msg: "needs a mount namespace: add {\"type\": \"mount\"} to linux.namespaces, or leave the field out to run in the caller's mount namespace and files".into(),
         });
     }
-    Ok(p)
+    Ok(())
 }
 
 /// Open every namespace to join first (paths resolve in the caller's mount namespace), then join.

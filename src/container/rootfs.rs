@@ -49,7 +49,12 @@ pub fn prepare(rootfs: &Rootfs, spec: &Spec) -> Result<PathBuf> {
 
     let empty = vec![];
     let cgroupns = spec.linux().as_ref().and_then(|l| l.namespaces().as_ref()).is_some_and(|n| n.iter().any(|n| n.typ() == oci_spec::runtime::LinuxNamespaceType::Cgroup));
-    for m in spec.mounts().as_ref().unwrap_or(&empty) {
+    let spec_mounts = spec.mounts().as_ref().unwrap_or(&empty);
+    // Before anything is mounted or created, so that a refused spec leaves the image untouched.
+    for m in spec_mounts {
+        mounts::check_proc_sys_destination(&root, m)?;
+    }
+    for m in spec_mounts {
         mounts::mount_one(&root, m, cgroupns)?;
     }
     create_devices(&root, spec)?;

@@ -64,8 +64,8 @@ pub fn check(spec: &Spec) -> Result<()> {
             return Err(refuse(&format!("mounts[{i}].uidMappings"), "no id-mapped mounts"));
         }
         for o in m.options().iter().flatten() {
-            if o == "idmap" || o == "ridmap" || o == "rro" {
-                return Err(refuse(&format!("mounts[{i}].options {o}"), "no id-mapped or recursive read-only mounts"));
+            if o == "idmap" || o == "ridmap" {
+                return Err(refuse(&format!("mounts[{i}].options {o}"), "no id-mapped mounts"));
             }
         }
     }

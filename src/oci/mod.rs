@@ -11,6 +11,7 @@
 //! <id>/exec.fifo    removed by `start`
 //! ```
 
+pub mod log;
 pub mod spec;
 
 use std::collections::HashMap;
@@ -127,6 +128,14 @@ pub struct ExecArgs {
     pub pid_file: Option<PathBuf>,
     pub console_socket: Option<PathBuf>,
     pub preserve_fds: u32,
+    /// `--cap`: capabilities added to the process's bounding, effective and permitted sets.
+    pub caps: Vec<String>,
+    /// `--ignore-paused`: exec into a paused container too (the process is frozen with it
+    /// until `resume`).
+    pub ignore_paused: bool,
+    /// `--cgroup [CONTROLLER[,CONTROLLER]:]PATH`: join this existing sub-cgroup of the
+    /// container's cgroup (in the hierarchies of the controllers named, or in all).
+    pub cgroups: Vec<String>,
 }
 
 /// The runtime: its state root and global options.
@@ -134,6 +143,8 @@ pub struct Runtime {
     pub root: PathBuf,
     /// `--systemd-cgroup`: podbox has no systemd cgroup driver, so specs with a cgroup are refused.
     pub systemd_cgroup: bool,
+    /// Where warnings go (`--log`, `--log-format`).
+    pub log: log::Log,
 }
 
 const STATE: &str = "state.json";
@@ -154,11 +165,27 @@ pub fn load_bundle(bundle: &Path) -> Result<Spec> {
     let text = fs::read_to_string(&path).map_err(|e| berr(format!("cannot read config.json: {e}")))?;
     let de = &mut serde_json::Deserializer::from_str(&text);
     let spec: Spec = serde_path_to_error::deserialize(de).map_err(|e| berr(format!("invalid config.json at {}: {}", e.path(), e.inner())))?;
+    check_oci_version(spec.version()).map_err(berr)?;
     container::unsupported::check(&spec)?;
     if spec.process().is_none() {
         return Err(berr("config.json has no process: nothing to run".into()));
     }
     Ok(spec)
+}
+
+/// `ociVersion` must be a semantic version (MAJOR.MINOR.PATCH, optionally -pre and +build) of
+/// major version 1: a spec of another major version may mean things podbox does not know.
+fn check_oci_version(v: &str) -> std::result::Result<(), String> {
+    let core = v.split(['-', '+']).next().unwrap_or_default();
+    let nums: Vec<&str> = core.split('.').collect();
+    let numeric = |n: &&str| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) && (n.len() == 1 || !n.starts_with('0'));
+    if nums.len() != 3 || !nums.iter().all(numeric) || v.ends_with(['-', '+']) {
+        return Err(format!("ociVersion {v:?} is not a semantic version (like \"{OCI_VERSION}\")"));
+    }
+    if nums[0] != "1" {
+        return Err(format!("ociVersion {v:?}: major version {} is not supported (podbox implements runtime spec 1.x up to {OCI_VERSION})", nums[0]));
+    }
+    Ok(())
 }
 
 /// Remove the default cgroup parent when its last container is gone (a create racing with this
@@ -179,7 +206,9 @@ fn allow_standard_devices(spec: &mut Spec) {
     let Some(mut resources) = linux.resources().clone() else { return };
     let Some(mut rules) = resources.devices().clone().filter(|r| !r.is_empty()) else { return };
     rules.extend(cgroups::standard_device_allows());
-    for d in linux.devices().iter().flatten() {
+    // A FIFO is no device to the device cgroup (it governs block and character devices only,
+    // and v1 refuses a `p` rule).
+    for d in linux.devices().iter().flatten().filter(|d| d.typ() != oci_spec::runtime::LinuxDeviceType::P) {
         rules.push(cgroups::device_rule(true, d.typ(), Some(d.major()), Some(d.minor()), "rwm"));
     }
     resources.set_devices(Some(rules));
@@ -371,9 +400,10 @@ impl Runtime {
         let _ = fs::remove_file(&fifo_path);
         let spec = self.spec_of(id)?;
         let st = self.state_json(&rec, Status::Running).to_string();
-        // A failing poststart hook does not stop the container (the spec says: log a warning).
-        if let Err(e) = hooks::run("poststart", spec.hooks().as_ref().and_then(|h| h.poststart().as_ref()), &st) {
-            eprintln!("podbox: warning: {e}");
+        // A failing poststart hook does not stop the container, nor the hooks after it (the
+        // spec: log a warning, continue as if it had succeeded).
+        for e in hooks::run_all("poststart", spec.hooks().as_ref().and_then(|h| h.poststart().as_ref()), &st) {
+            self.log.warn(&e.to_string());
         }
         Ok(())
     }
@@ -463,10 +493,11 @@ impl Runtime {
         let st = self.state_json(&rec, Status::Stopped).to_string();
         let dir = self.dir(id);
         fs::remove_dir_all(&dir).map_err(io(format!("removing {}", dir.display())))?;
-        if let Some(spec) = spec
-            && let Err(e) = hooks::run("poststop", spec.hooks().as_ref().and_then(|h| h.poststop().as_ref()), &st) {
-                eprintln!("podbox: warning: {e}");
+        if let Some(spec) = spec {
+            for e in hooks::run_all("poststop", spec.hooks().as_ref().and_then(|h| h.poststop().as_ref()), &st) {
+                self.log.warn(&e.to_string());
             }
+        }
         Ok(())
     }
 
@@ -497,9 +528,13 @@ impl Runtime {
     pub fn exec(&self, a: &ExecArgs) -> Result<i32> {
         let rec = self.load(&a.id)?;
         let status = self.status(&rec);
-        if !matches!(status, Status::Created | Status::Running) {
+        if status == Status::Paused && !a.ignore_paused {
+            return Err(OciError::WrongState { id: a.id.clone(), status: status.as_str().into(), msg: "cannot exec in it (use --ignore-paused to exec anyway; the process then waits frozen for resume)".into() });
+        }
+        if !matches!(status, Status::Created | Status::Running | Status::Paused) {
             return Err(OciError::WrongState { id: a.id.clone(), status: status.as_str().into(), msg: "cannot exec in it".into() });
         }
+        let procs: Vec<PathBuf> = exec_cgroups(&rec.cgroup, &a.cgroups)?.iter().map(|d| d.join("cgroup.procs")).collect();
         let spec = self.spec_of(&a.id)?;
         let process = match &a.process_file {
             Some(f) => {
@@ -527,6 +562,7 @@ impl Runtime {
                 p
             }
         };
+        let process = add_caps(process, &a.caps)?;
         let slave = match (process.terminal().unwrap_or(false), &a.console_socket) {
             (true, Some(sock)) => Some(terminal::open_for(sock, terminal::console_size(&process))?),
             (true, None) => return Err(OciError::Invalid("a terminal was asked for: --console-socket is required to hand it over".into())),
@@ -536,7 +572,6 @@ impl Runtime {
             Some(s) => Stdio::Terminal(s.as_raw_fd()),
             None => Stdio::Inherit,
         };
-        let procs: Vec<PathBuf> = rec.cgroup.iter().map(|d| d.join("cgroup.procs")).collect();
         let seccomp = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
         let init = rec.pid.expect("created/running has a pid");
         match container::exec::spawn(init, &process, seccomp, &procs, &stdio, a.detach, a.preserve_fds)? {
@@ -568,6 +603,73 @@ impl Runtime {
 }
 
 
+/// `exec --cap`: each capability (`CAP_NET_ADMIN` or `NET_ADMIN`) added to the bounding,
+/// effective and permitted sets, as runc does; not to inheritable or ambient, which would hand
+/// it on to programs the process executes as another user. A process without a capabilities
+/// section keeps all of the runtime's already.
+fn add_caps(mut process: Process, names: &[String]) -> Result<Process> {
+    if names.is_empty() {
+        return Ok(process);
+    }
+    let Some(mut c) = process.capabilities().clone() else { return Ok(process) };
+    for name in names {
+        let full = name.to_ascii_uppercase();
+        let full = if full.starts_with("CAP_") { full } else { format!("CAP_{full}") };
+        let cap: oci_spec::runtime::Capability =
+            serde_json::from_value(serde_json::Value::String(full.clone())).map_err(|_| OciError::Invalid(format!("--cap {name}: unknown capability {full}")))?;
+        let with = |set: &Option<oci_spec::runtime::Capabilities>| {
+            let mut v = set.clone().unwrap_or_default();
+            v.insert(cap);
+            Some(v)
+        };
+        c.set_bounding(with(c.bounding()));
+        c.set_effective(with(c.effective()));
+        c.set_permitted(with(c.permitted()));
+    }
+    process.set_capabilities(Some(c));
+    Ok(process)
+}
+
+/// The cgroup directories an exec'd process joins: the container's, or with `--cgroup` the
+/// existing sub-cgroups named. `[CONTROLLER[,CONTROLLER]:]PATH`, PATH relative to the
+/// container's cgroup; with controllers only their hierarchies' directories change.
+fn exec_cgroups(container: &[PathBuf], specs: &[String]) -> Result<Vec<PathBuf>> {
+    let mut dirs = container.to_vec();
+    if specs.is_empty() {
+        return Ok(dirs);
+    }
+    let ctrls: Vec<Vec<String>> = container.iter().map(|d| cgroups::controllers_of(d)).collect::<std::result::Result<_, _>>()?;
+    for spec in specs {
+        let (named, path) = match spec.split_once(':') {
+            Some((c, p)) => (c.split(',').map(str::to_string).collect::<Vec<_>>(), p),
+            None => (vec![], spec.as_str()),
+        };
+        let rel = Path::new(path.trim_start_matches('/'));
+        if rel.as_os_str().is_empty() || rel.components().any(|c| !matches!(c, std::path::Component::Normal(_))) {
+            return Err(OciError::Invalid(format!("--cgroup {spec}: the path must name a sub-cgroup of the container's cgroup, without '..'")));
+        }
+        if container.is_empty() {
+            return Err(OciError::Invalid(format!("--cgroup {spec}: the container has no cgroup")));
+        }
+        for n in &named {
+            if !ctrls.iter().any(|c| c.contains(n)) {
+                return Err(OciError::Invalid(format!("--cgroup {spec}: the container has no cgroup with controller {n:?} (cgroup v2 takes a plain PATH)")));
+            }
+        }
+        for (i, base) in container.iter().enumerate() {
+            if !named.is_empty() && !ctrls[i].iter().any(|c| named.contains(c)) {
+                continue;
+            }
+            let d = base.join(rel);
+            if !d.is_dir() {
+                return Err(OciError::Invalid(format!("--cgroup {spec}: sub-cgroup {} does not exist", d.display())));
+            }
+            dirs[i] = d;
+        }
+    }
+    Ok(dirs)
+}
+
 /// Write `pid` to `path` atomically: supervisors poll for the file and must never read half.
 fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
@@ -598,5 +700,15 @@ mod tests {
         assert_eq!(parse_signal("9").unwrap(), 9);
         assert!(parse_signal("NOPE").is_err());
         assert!(valid_id("abc-1.2_x") && !valid_id("../x") && !valid_id("a/b") && !valid_id(""));
+    }
+
+    #[test]
+    fn oci_versions() {
+        for ok in ["1.0.0", "1.0.2-dev", "1.2.0", "1.0.0-rc.1+build.5", "1.10.3"] {
+            assert!(check_oci_version(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "1", "1.0", "banana", "01.0.0", "1.0.0-", "2.0.0", "0.9.0", "1.a.0"] {
+            assert!(check_oci_version(bad).is_err(), "{bad}");
+        }
     }
 }

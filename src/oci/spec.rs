@@ -45,10 +45,12 @@ pub fn default_spec() -> Value {
 
 /// The runtime-spec features document: what this runtime accepts.
 pub fn features() -> Value {
-    let mount_options = [
+    let mount_options: &[&str] = &[
         "ro", "rw", "nosuid", "suid", "nodev", "dev", "noexec", "exec", "sync", "async", "dirsync", "remount", "mand", "nomand", "noatime", "atime",
         "nodiratime", "diratime", "relatime", "norelatime", "strictatime", "nostrictatime", "bind", "rbind", "private", "rprivate", "shared",
-        "rshared", "slave", "rslave", "unbindable", "runbindable",
+        "rshared", "slave", "rslave", "unbindable", "runbindable", "nosymfollow", "symfollow", "rro", "rrw", "rnosuid", "rsuid", "rnodev", "rdev",
+        "rnoexec", "rexec", "rnoatime", "ratime", "rnodiratime", "rdiratime", "rrelatime", "rnorelatime", "rstrictatime", "rnostrictatime",
+        "rnosymfollow", "rsymfollow",
     ];
     let caps: Vec<String> = caps::all().iter().map(|c| c.to_string()).collect();
     json!({

@@ -92,6 +92,8 @@ mkdir -p "$W"
 mount -t tmpfs -o mode=0755,size=512m bench-run "$W"
 PB="$HERE/target/release/podbox"
 ROOTFS="$HERE/rootfs"
+# Containers without an image run from the plain rootfs (podbox has no compiled-in default).
+export PODBOX_ROOTFS="$ROOTFS" PODBOX_IMAGES="$W/images"
 R="$W/podbox-root"
 RUNS=$BENCH_RUNS
 SCALE=$BENCH_SCALE

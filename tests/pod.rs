@@ -255,7 +255,7 @@ fn bad_input_is_refused_clearly_and_changes_nothing() {
     let (_, msg) = err(&["run", "--pod", "ghost", "--name", "c", "--", "true"]);
     assert!(msg.contains("no pod named \"ghost\""), "{msg}");
     let manifest = node.dir.join("bad.yaml");
-    std::fs::write(&manifest, "metadata: {name: m}\nspec:\n  containers:\n  - name: c\n    command: [sh]\n    imagePullPolicy: Always\n").unwrap();
+    std::fs::write(&manifest, "metadata: {name: m}\nspec:\n  containers:\n  - name: c\n    command: [sh]\n    imagePullPolicy: Sometimes\n").unwrap();
     let (_, msg) = err(&["pod", "apply", "-f", manifest.to_str().unwrap()]);
     assert!(msg.contains("spec.containers[0]") && msg.contains("imagePullPolicy"), "{msg}");
     std::fs::write(&manifest, "{ not yaml: [").unwrap();
@@ -280,6 +280,9 @@ fn bad_input_is_refused_clearly_and_changes_nothing() {
 fn apply_runs_a_manifests_containers_and_warns_about_shared_ports() {
     require_root!();
     let node = Node::new("apply");
+    // `image: busybox` finds the rootfs imported as localhost/busybox (never pulled); the
+    // sidecar has no image and runs from --rootfs.
+    node.podbox_ok(&["image", "import", common::rootfs().to_str().unwrap(), "busybox"]);
     let manifest = node.dir.join("pod.yaml");
     std::fs::write(
         &manifest,

@@ -1,5 +1,5 @@
 //! `pod apply -f`: the subset of a Kubernetes Pod manifest that podbox implements, in JSON or
-//! YAML. Unknown fields are errors naming the field's path (e.g. `spec.containers[0].imagePullPolicy`),
+//! YAML. Unknown fields are errors naming the field's path (e.g. `spec.containers[0].stdinOnce`),
 //! never silently ignored.
 
 use std::collections::BTreeMap;
@@ -57,11 +57,11 @@ struct Spec {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct Container {
     name: String,
-    /// Every container runs from podbox's one root file system; an image name is accepted only
-    /// as documentation.
+    /// The image the container runs from; without one it runs from `--rootfs`.
     #[serde(default)]
-    #[allow(dead_code)]
     image: Option<String>,
+    #[serde(default)]
+    image_pull_policy: Option<String>,
     #[serde(default)]
     command: Vec<String>,
     #[serde(default)]
@@ -211,11 +211,18 @@ pub fn parse(text: &str) -> Result<PodSpec, PodError> {
         ..Default::default()
     };
     for (i, c) in m.spec.containers.into_iter().enumerate() {
+        // With an image, command replaces its Entrypoint and args its Cmd (resolved at run).
+        let entrypoint = (!c.command.is_empty()).then(|| c.command.clone());
+        let cmd = (!c.args.is_empty()).then(|| c.args.clone());
         let mut args = c.command;
         args.extend(c.args);
-        if args.is_empty() {
-            return Err(invalid(&format!("spec.containers[{i}].command"), "podbox images have no default command: give command (and args)"));
+        if args.is_empty() && c.image.is_none() {
+            return Err(invalid(&format!("spec.containers[{i}].command"), "a container without an image needs a command (and args)"));
         }
+        let pull_policy = match c.image_pull_policy.as_deref() {
+            None => None,
+            Some(p) => Some(p.parse().map_err(|e: String| invalid(&format!("spec.containers[{i}].imagePullPolicy"), e))?),
+        };
         let mut ports = Vec::new();
         for (j, p) in c.ports.iter().enumerate() {
             let field = format!("spec.containers[{i}].ports[{j}]");
@@ -253,6 +260,10 @@ pub fn parse(text: &str) -> Result<PodSpec, PodError> {
             ports,
             resources,
             restart,
+            image: c.image,
+            pull_policy,
+            entrypoint,
+            cmd,
             ..Default::default()
         });
     }
@@ -319,8 +330,9 @@ spec:
 
     #[test]
     fn errors_name_the_field() {
-        assert_eq!(field_of(&YAML.replace("workingDir", "imagePullPolicy")), "spec.containers[0].imagePullPolicy");
-        assert!(parse(&YAML.replace("workingDir", "imagePullPolicy")).unwrap_err().to_string().contains("imagePullPolicy"));
+        assert_eq!(field_of(&YAML.replace("workingDir", "stdinOnce")), "spec.containers[0].stdinOnce");
+        assert!(parse(&YAML.replace("workingDir", "stdinOnce")).unwrap_err().to_string().contains("stdinOnce"));
+        assert_eq!(field_of(&YAML.replace("workingDir: /tmp", "imagePullPolicy: Sometimes")), "spec.containers[0].imagePullPolicy");
         assert_eq!(field_of(&YAML.replace("UDP", "SCTP")), "spec.containers[1].ports[0].protocol");
         assert_eq!(field_of(&YAML.replace("containerPort: 80", "containerPort: 99999")), "spec.containers[0].ports[0].containerPort");
         assert_eq!(field_of(&YAML.replace("restartPolicy: Never", "restartPolicy: Sometimes")), "spec.restartPolicy");

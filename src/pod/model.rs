@@ -54,6 +54,34 @@ pub struct ContainerSpec {
     /// Whether its monitor starts it again when it ends (a manifest's pod-wide restartPolicy,
     /// or `run --restart`).
     pub restart: crate::container::RestartPolicy,
+    /// The image it runs from (`run --image`, a manifest's `image:`); None: the `--rootfs` dir.
+    pub image: Option<String>,
+    /// None: Kubernetes' default (Always for `:latest`, else IfNotPresent).
+    pub pull_policy: Option<PullPolicy>,
+    /// With an image: replaces its Entrypoint (a manifest's `command`, `run --entrypoint`).
+    pub entrypoint: Option<Vec<String>>,
+    /// With an image: replaces its Cmd (a manifest's `args`, `run`'s trailing arguments).
+    pub cmd: Option<Vec<String>>,
+}
+
+/// When to pull a container's image (Kubernetes' imagePullPolicy).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PullPolicy {
+    Always,
+    IfNotPresent,
+    Never,
+}
+
+impl std::str::FromStr for PullPolicy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "Always" => Ok(PullPolicy::Always),
+            "IfNotPresent" => Ok(PullPolicy::IfNotPresent),
+            "Never" => Ok(PullPolicy::Never),
+            other => Err(format!("{other:?}: must be Always, IfNotPresent or Never")),
+        }
+    }
 }
 
 /// How much of the kernel a container may reach (--cap-add, --privileged, ...).
@@ -193,6 +221,14 @@ pub struct ContainerRecord {
     /// Why it could not start (e.g. executable not found).
     #[serde(default)]
     pub start_error: Option<String>,
+    /// The image it runs from (name) and its manifest digest: `image rm` and `prune` keep it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_digest: Option<String>,
+    /// The signal `stop` sends first (the image's StopSignal); None: SIGTERM.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_signal: Option<i32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

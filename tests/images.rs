@@ -1,0 +1,333 @@
+//! Images end to end: a real registry (Debian's docker-registry) on 127.0.0.1 inside each test's
+//! node, images built here from the busybox rootfs as OCI layouts and pushed with skopeo, then
+//! pulled, inspected, run, pruned by podbox. Everything lives in the node's temp dir.
+
+mod common;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::{Node, json, wait_until};
+use serde_json::json as j;
+use sha2::Digest as _;
+
+const PORT: u16 = 5000;
+
+fn sha(b: &[u8]) -> String {
+    format!("sha256:{}", sha2::Sha256::digest(b).iter().map(|x| format!("{x:02x}")).collect::<String>())
+}
+
+/// docker-registry running in a node.
+struct Registry {
+    storage: PathBuf,
+    log: PathBuf,
+    /// Its PID in the node's PID namespace.
+    pid: String,
+}
+
+impl Registry {
+    /// End it (by its PID) so that the node can be checked for leftovers.
+    fn stop(&self, node: &Node) {
+        node.sh_ok(&format!("kill {0}; while kill -0 {0} 2>/dev/null; do sleep 0.05; done", self.pid));
+    }
+
+    /// How often the blob `digest` was fetched (GET answered 200).
+    fn blob_gets(&self, digest: &str) -> usize {
+        std::fs::read_to_string(&self.log).unwrap().lines().filter(|l| l.contains("\"GET /v2/") && l.contains(&format!("/blobs/{digest}")) && l.contains("\" 200 ")).count()
+    }
+}
+
+/// Start docker-registry on 127.0.0.1:PORT in the node.
+fn registry(node: &Node) -> Registry {
+    let storage = node.dir.join("registry");
+    let log = node.dir.join("registry.log");
+    let cfg = node.dir.join("registry.yml");
+    std::fs::write(
+        &cfg,
+        format!("version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{PORT}\n", storage.display()),
+    )
+    .unwrap();
+    let pid = node.sh_ok(&format!("docker-registry serve {} >{} 2>&1 & echo $!", cfg.display(), log.display())).trim().to_string();
+    assert!(wait_until(20, || node.sh(&format!("curl -sf http://127.0.0.1:{PORT}/v2/")).status.success()), "registry did not start: {}", std::fs::read_to_string(&log).unwrap_or_default());
+    Registry { storage, log, pid }
+}
+
+/// An entry of a test layer.
+enum E<'a> {
+    Dir(&'a str, u32),
+    File(&'a str, u32, &'a [u8]),
+    /// A file owned by uid/gid.
+    Owned(&'a str, u32, u32, u32, &'a [u8]),
+    Symlink(&'a str, &'a str),
+    Hardlink(&'a str, &'a str),
+    /// Raw name written into the header as is (escapes the tar crate's own checks).
+    Raw(&'a [u8], &'a [u8]),
+}
+
+/// An OCI image layout written by the test.
+struct Layout {
+    dir: PathBuf,
+    refs: Vec<serde_json::Value>,
+}
+
+impl Layout {
+    fn new(dir: PathBuf) -> Layout {
+        std::fs::create_dir_all(dir.join("blobs/sha256")).unwrap();
+        std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+        Layout { dir, refs: vec![] }
+    }
+
+    fn blob(&self, b: &[u8]) -> (String, usize) {
+        let d = sha(b);
+        std::fs::write(self.dir.join("blobs/sha256").join(&d[7..]), b).unwrap();
+        (d, b.len())
+    }
+
+    /// A layer from `entries` (and the tree `base`, if given): (descriptor JSON, diff ID).
+    fn layer(&self, base: Option<&Path>, entries: &[E], compression: &str) -> (serde_json::Value, String) {
+        let mut b = tar::Builder::new(Vec::new());
+        b.follow_symlinks(false);
+        if let Some(base) = base {
+            b.append_dir_all(".", base).unwrap();
+        }
+        for e in entries {
+            let mut h = tar::Header::new_gnu();
+            h.set_mtime(1_700_000_000);
+            h.set_uid(0);
+            h.set_gid(0);
+            match e {
+                E::Dir(p, mode) => {
+                    h.set_entry_type(tar::EntryType::Directory);
+                    h.set_mode(*mode);
+                    h.set_size(0);
+                    b.append_data(&mut h, p, std::io::empty()).unwrap();
+                }
+                E::File(p, mode, data) | E::Owned(p, mode, _, _, data) => {
+                    if let E::Owned(_, _, uid, gid, _) = e {
+                        h.set_uid(*uid as u64);
+                        h.set_gid(*gid as u64);
+                    }
+                    h.set_entry_type(tar::EntryType::Regular);
+                    h.set_mode(*mode);
+                    h.set_size(data.len() as u64);
+                    b.append_data(&mut h, p, *data).unwrap();
+                }
+                E::Symlink(p, t) | E::Hardlink(p, t) => {
+                    h.set_entry_type(if matches!(e, E::Symlink(..)) { tar::EntryType::Symlink } else { tar::EntryType::Link });
+                    h.set_mode(0o777);
+                    h.set_size(0);
+                    b.append_link(&mut h, p, t).unwrap();
+                }
+                E::Raw(name, data) => {
+                    h.set_entry_type(tar::EntryType::Regular);
+                    h.set_mode(0o644);
+                    h.set_size(data.len() as u64);
+                    h.as_old_mut().name[..name.len()].copy_from_slice(name);
+                    h.set_cksum();
+                    b.append(&h, *data).unwrap();
+                }
+            }
+        }
+        let tar = b.into_inner().unwrap();
+        let diff = sha(&tar);
+        let (blob, mt) = match compression {
+            "gzip" => {
+                let mut z = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+                z.write_all(&tar).unwrap();
+                (z.finish().unwrap(), "application/vnd.oci.image.layer.v1.tar+gzip")
+            }
+            "zstd" => (zstd::encode_all(&tar[..], 3).unwrap(), "application/vnd.oci.image.layer.v1.tar+zstd"),
+            _ => (tar, "application/vnd.oci.image.layer.v1.tar"),
+        };
+        let (d, size) = self.blob(&blob);
+        (j!({"mediaType": mt, "digest": d, "size": size}), diff)
+    }
+
+    /// An image manifest over `layers`; returns its descriptor.
+    fn image(&self, layers: &[(serde_json::Value, String)], config: serde_json::Value, arch: &str) -> serde_json::Value {
+        let cfg = j!({
+            "architecture": arch, "os": "linux", "config": config,
+            "rootfs": {"type": "layers", "diff_ids": layers.iter().map(|l| l.1.clone()).collect::<Vec<_>>()},
+        });
+        let (cd, cs) = self.blob(&serde_json::to_vec(&cfg).unwrap());
+        let m = j!({
+            "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": cs},
+            "layers": layers.iter().map(|l| l.0.clone()).collect::<Vec<_>>(),
+        });
+        let (md, ms) = self.blob(&serde_json::to_vec(&m).unwrap());
+        j!({"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": md, "size": ms, "platform": {"architecture": arch, "os": "linux"}})
+    }
+
+    /// A multi-platform image index over `manifests`; returns its descriptor.
+    fn index(&self, manifests: &[serde_json::Value]) -> serde_json::Value {
+        let i = j!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": manifests});
+        let (d, s) = self.blob(&serde_json::to_vec(&i).unwrap());
+        j!({"mediaType": "application/vnd.oci.image.index.v1+json", "digest": d, "size": s})
+    }
+
+    fn tag(&mut self, desc: &serde_json::Value, tag: &str) {
+        let mut d = desc.clone();
+        d["annotations"] = j!({"org.opencontainers.image.ref.name": tag});
+        self.refs.push(d);
+        let idx = j!({"schemaVersion": 2, "manifests": self.refs});
+        std::fs::write(self.dir.join("index.json"), serde_json::to_vec(&idx).unwrap()).unwrap();
+    }
+}
+
+fn rootfs() -> &'static Path {
+    common::rootfs()
+}
+
+const PASSWD: &[u8] = b"root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/home/app:/bin/sh\n";
+const GROUP: &[u8] = b"root:x:0:\napp:x:1000:\nstaff:x:50:app\n";
+
+/// The test image: the busybox rootfs, then a layer with a user, files to be deleted, a setuid
+/// file, a hard link, a symlink; then a zstd layer deleting a file and making a dir opaque.
+fn app_layers(l: &Layout) -> Vec<(serde_json::Value, String)> {
+    let base = l.layer(Some(rootfs()), &[], "gzip");
+    let mid = l.layer(
+        None,
+        &[
+            E::Dir("etc", 0o755),
+            E::File("etc/passwd", 0o644, PASSWD),
+            E::File("etc/group", 0o644, GROUP),
+            E::Dir("opt", 0o755),
+            E::File("opt/doomed", 0o644, b"delete me"),
+            E::File("opt/keep", 0o644, b"kept"),
+            E::File("opt/suid", 0o4755, b"#!/bin/sh\n"),
+            E::File("opt/hl1", 0o644, b"linked"),
+            E::Hardlink("opt/hl2", "opt/hl1"),
+            E::Symlink("opt/link", "/opt/keep"),
+            E::Dir("data", 0o755),
+            E::Dir("data/old", 0o755),
+            E::File("data/old/hidden", 0o644, b"from below"),
+            E::Dir("work", 0o755),
+            E::Owned("work/mine", 0o600, 1000, 1000, b"owned by app"),
+        ],
+        "gzip",
+    );
+    let top = l.layer(None, &[E::Dir("opt", 0o755), E::File("opt/.wh.doomed", 0o644, b""), E::Dir("data/old", 0o755), E::File("data/old/.wh..wh..opq", 0o644, b""), E::File("data/old/new", 0o644, b"on top")], "zstd");
+    vec![base, mid, top]
+}
+
+fn app_config() -> serde_json::Value {
+    j!({
+        "Entrypoint": ["/bin/sh", "-c"],
+        "Cmd": ["echo cmd-ran; id -u; id -g; id -G; pwd; echo $GREETING"],
+        "Env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin", "GREETING=hello"],
+        "WorkingDir": "/work",
+        "User": "app",
+        "StopSignal": "SIGUSR1",
+    })
+}
+
+fn push(node: &Node, layout: &Path, tag: &str, dest: &str, all: bool) {
+    node.sh_ok(&format!(
+        "skopeo copy -q --insecure-policy {} --dest-tls-verify=false oci:{}:{tag} docker://127.0.0.1:{PORT}/{dest}",
+        if all { "--all" } else { "" },
+        layout.display()
+    ));
+}
+
+fn images_dir(node: &Node) -> PathBuf {
+    node.dir.join("images")
+}
+
+fn entries(p: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(p).map(|rd| rd.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect()).unwrap_or_default();
+    v.sort();
+    v
+}
+
+fn reg(path: &str) -> String {
+    format!("127.0.0.1:{PORT}/{path}")
+}
+
+#[test]
+fn pull_by_tag_and_digest_runs_with_the_image_config_layers_and_platform() {
+    require_root!();
+    let node = Node::new("img-pull");
+    let registry = registry(&node);
+    let mut l = Layout::new(node.dir.join("layout"));
+    let layers = app_layers(&l);
+    let app = l.image(&layers, app_config(), "amd64");
+    l.tag(&app, "v1");
+    // A multi-arch index: the arm64 image has a different top layer.
+    let arm_top = l.layer(None, &[E::File("arch", 0o644, b"arm64\n")], "gzip");
+    let amd_top = l.layer(None, &[E::File("arch", 0o644, b"amd64\n")], "gzip");
+    let cfg = j!({"Cmd": ["cat", "/arch"]});
+    let arm_top_digest = arm_top.0["digest"].as_str().unwrap().to_string();
+    let arm = l.image(&[layers[0].clone(), arm_top], cfg.clone(), "arm64");
+    let amd = l.image(&[layers[0].clone(), amd_top], cfg, "amd64");
+    let idx = l.index(&[arm, amd.clone()]);
+    l.tag(&idx, "multi");
+    push(&node, &l.dir, "v1", "app:v1", false);
+    push(&node, &l.dir, "multi", "multi:v1", true);
+
+    // pull by tag: a line per layer, then the digest
+    let out = node.podbox(&["image", "pull", &reg("app:v1")]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let progress = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(progress.matches(": fetching").count(), 3, "{progress}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), app["digest"].as_str().unwrap());
+    let ls = json(&node.podbox_ok(&["image", "ls", "--json"]));
+    assert_eq!(ls.as_array().unwrap().len(), 1, "{ls}");
+    assert_eq!(ls[0]["names"][0], reg("app:v1"));
+    assert_eq!(ls[0]["layers"], 3);
+    let inspect = json(&node.podbox_ok(&["image", "inspect", &reg("app:v1")]));
+    assert_eq!(inspect["digest"], app["digest"]);
+    assert_eq!(inspect["layers"].as_array().unwrap().iter().map(|x| x["diff_id"].as_str().unwrap().to_string()).collect::<Vec<_>>(), layers.iter().map(|l| l.1.clone()).collect::<Vec<_>>());
+    assert_eq!(inspect["config"]["config"]["User"], "app");
+    assert!(inspect["size"].as_u64().unwrap() > 500_000, "{inspect}");
+
+    // run with the image's Entrypoint, Cmd, Env, WorkingDir and User (app = 1000:1000, + staff)
+    node.podbox_ok(&["pod", "create", "p", "--network", "none"]);
+    let out = node.podbox_ok(&["run", "--pod", "p", "--name", "a", "--image", &reg("app:v1")]);
+    assert_eq!(out.lines().collect::<Vec<_>>(), vec!["cmd-ran", "1000", "1000", "1000 50", "/work", "hello"], "{out}");
+    // the user's env wins; trailing args replace Cmd, keeping the Entrypoint (sh -c)
+    let script = "echo $GREETING; ls /opt; stat -c '%a %U' /opt/suid; stat -c %h /opt/hl1; readlink /opt/link; ls /data/old; cat /work/mine; echo; test -c /opt/doomed || echo no-whiteout-device";
+    let out = node.podbox_ok(&["run", "--pod", "p", "--name", "b", "--image", &reg("app:v1"), "-e", "GREETING=bye", "--", script]);
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        vec!["bye", "hl1", "hl2", "keep", "link", "suid", "4755 root", "2", "/opt/keep", "new", "owned by app", "no-whiteout-device"],
+        "{out}"
+    );
+    // --entrypoint replaces the Entrypoint and drops the image's Cmd
+    let out = node.podbox_ok(&["run", "--pod", "p", "--name", "c", "--image", &reg("app:v1"), "--entrypoint", "pwd"]);
+    assert_eq!(out.trim(), "/work");
+    // The container wrote nothing into the store.
+    node.podbox_ok(&["run", "--pod", "p", "--name", "w", "--image", &reg("app:v1"), "-u", "0", "--", "echo x > /work/new-file; id -u"]);
+    let layer_dirs = entries(&images_dir(&node).join("layers"));
+    assert!(layer_dirs.iter().all(|d| !images_dir(&node).join("layers").join(d).join("work/new-file").exists()));
+    // StopSignal is recorded for stop
+    node.podbox_ok(&["run", "--pod", "p", "--name", "s", "-d", "--image", &reg("app:v1"), "--", "trap 'echo got-usr1; exit 0' USR1; while :; do sleep 0.1; done"]);
+    std::thread::sleep(Duration::from_millis(500));
+    node.podbox_ok(&["stop", "p", "s", "-t", "5"]);
+    assert!(node.podbox_ok(&["logs", "p", "s"]).contains("got-usr1"));
+
+    // pull by digest: nothing is fetched again (same blobs), the name carries the digest
+    let by_digest = format!("{}@{}", reg("app"), app["digest"].as_str().unwrap());
+    let out = node.podbox(&["image", "pull", &by_digest]);
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stderr).matches(": already present").count(), 3, "{}", String::from_utf8_lossy(&out.stderr));
+    let out = node.podbox_ok(&["run", "--pod", "p", "--name", "d", "--image", &by_digest, "--", "cat /opt/keep"]);
+    assert_eq!(out.trim(), "kept");
+
+    // the multi-arch index resolves to this machine's amd64 image
+    let out = node.podbox(&["image", "pull", "--json", &reg("multi:v1")]);
+    assert!(out.status.success());
+    let events: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout).lines().map(json).collect();
+    assert_eq!(events[0]["event"], "index");
+    assert_eq!(events[0]["manifest"], amd["digest"]);
+    assert_eq!(events.last().unwrap()["event"], "done");
+    let out = node.podbox_ok(&["run", "--pod", "p", "--name", "m", "--image", &reg("multi:v1")]);
+    assert_eq!(out.trim(), "amd64");
+    // the base layer is stored once for all three images; arm64's own layer was never fetched
+    assert_eq!(entries(&images_dir(&node).join("layers")).len(), 4);
+    assert!(!entries(&images_dir(&node).join("blobs/sha256")).contains(&arm_top_digest[7..].to_string()));
+    node.podbox_ok(&["pod", "rm", "-f", "p"]);
+    registry.stop(&node);
+    node.assert_clean();
+}

@@ -331,3 +331,155 @@ fn pull_by_tag_and_digest_runs_with_the_image_config_layers_and_platform() {
     registry.stop(&node);
     node.assert_clean();
 }
+
+/// Slow the node's loopback down (inside the node's own network namespace only).
+fn throttle(node: &Node, rate: Option<&str>) {
+    match rate {
+        // tbf: a burst above loopback's 64 KiB MTU, or large packets are never sent.
+        Some(r) => node.sh_ok(&format!("tc qdisc replace dev lo root tbf rate {r} burst 256kb latency 2s")),
+        None => node.sh_ok("tc qdisc del dev lo root"),
+    };
+}
+
+#[test]
+fn concurrent_pulls_fetch_shared_blobs_once_and_a_killed_pull_leaves_only_what_gc_removes() {
+    require_root!();
+    let node = Node::new("img-conc");
+    let registry = registry(&node);
+    let mut l = Layout::new(node.dir.join("layout"));
+    let base = l.layer(Some(rootfs()), &[], "gzip");
+    let shared = l.layer(None, &[E::File("shared", 0o644, b"shared\n")], "gzip");
+    let one_top = l.layer(None, &[E::File("who", 0o644, b"one\n")], "gzip");
+    let two_top = l.layer(None, &[E::File("who", 0o644, b"two\n")], "zstd");
+    let one = l.image(&[base.clone(), shared.clone(), one_top.clone()], j!({"Cmd": ["cat", "/who", "/shared"]}), "amd64");
+    let two = l.image(&[base.clone(), shared.clone(), two_top.clone()], j!({"Cmd": ["cat", "/who", "/shared"]}), "amd64");
+    l.tag(&one, "one");
+    l.tag(&two, "two");
+    // A big incompressible layer for the pull that gets killed.
+    let mut noise = vec![0u8; 6 << 20];
+    std::fs::File::open("/dev/urandom").unwrap().read_exact_into(&mut noise);
+    let big_layer = l.layer(None, &[E::File("noise", 0o644, &noise)], "tar");
+    let big = l.image(&[base.clone(), big_layer.clone()], j!({"Cmd": ["true"]}), "amd64");
+    l.tag(&big, "big");
+    push(&node, &l.dir, "one", "one:v1", false);
+    push(&node, &l.dir, "two", "two:v1", false);
+    push(&node, &l.dir, "big", "big:v1", false);
+
+    // Two pulls at once (loopback slowed so that they overlap on the shared blobs).
+    throttle(&node, Some("40mbit"));
+    let a = node.podbox_spawn(&["image", "pull", "-q", &reg("one:v1")]);
+    let b = node.podbox_spawn(&["image", "pull", "-q", &reg("two:v1")]);
+    for c in [a, b] {
+        let out = c.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    for (what, d) in [("base", &base), ("shared", &shared), ("one", &one_top), ("two", &two_top)] {
+        assert_eq!(registry.blob_gets(d.0["digest"].as_str().unwrap()), 1, "blob {what} fetched more or less than once");
+    }
+    node.podbox_ok(&["pod", "create", "p", "--network", "none"]);
+    assert_eq!(node.podbox_ok(&["run", "--pod", "p", "--name", "one", "--image", &reg("one:v1")]), "one\nshared\n");
+    assert_eq!(node.podbox_ok(&["run", "--pod", "p", "--name", "two", "--image", &reg("two:v1")]), "two\nshared\n");
+    node.podbox_ok(&["pod", "rm", "-f", "p"]);
+
+    // A pull SIGKILLed in the middle of a layer leaves temporary files only; gc removes them.
+    throttle(&node, Some("8mbit"));
+    let store = images_dir(&node);
+    let before_blobs = entries(&store.join("blobs/sha256"));
+    let before_layers = entries(&store.join("layers"));
+    let child = node.podbox_spawn(&["image", "pull", "-q", &reg("big:v1")]);
+    let partial = || entries(&store.join("tmp")).iter().any(|f| f.starts_with("blob-") && std::fs::metadata(store.join("tmp").join(f)).is_ok_and(|m| m.len() > 256 << 10));
+    assert!(wait_until(30, partial), "no partial download seen");
+    let nsenter = child.id() as i32;
+    let podbox: i32 = std::fs::read_to_string(format!("/proc/{nsenter}/task/{nsenter}/children")).unwrap().split_whitespace().next().unwrap().parse().unwrap();
+    unsafe { libc::kill(podbox, libc::SIGKILL) };
+    let _ = child.wait_with_output();
+    assert!(!entries(&store.join("tmp")).is_empty(), "the killed pull left nothing to clean (was it killed mid-layer?)");
+    let gc = json(&node.podbox_ok(&["gc", "--json"]));
+    assert!(gc["image_temporaries_removed"].as_u64().unwrap() >= 1, "{gc}");
+    assert_eq!(entries(&store.join("tmp")), Vec::<String>::new());
+    assert_eq!(entries(&store.join("locks")), vec!["index.lock", "store.lock"]);
+    assert_eq!(entries(&store.join("blobs/sha256")), before_blobs, "a partial blob was stored");
+    assert_eq!(entries(&store.join("layers")), before_layers);
+    assert!(!node.podbox_ok(&["image", "ls"]).contains("big"));
+    // ... and the pull can be done again.
+    throttle(&node, None);
+    node.podbox_ok(&["image", "pull", "-q", &reg("big:v1")]);
+    registry.stop(&node);
+    node.assert_clean();
+}
+
+#[test]
+fn a_corrupted_blob_is_a_digest_mismatch_and_stores_nothing() {
+    require_root!();
+    let node = Node::new("img-corrupt");
+    let registry = registry(&node);
+    let mut l = Layout::new(node.dir.join("layout"));
+    let base = l.layer(None, &[E::File("hello", 0o644, b"hello\n")], "gzip");
+    let bad = l.layer(None, &[E::File("payload", 0o644, &[7u8; 4096])], "gzip");
+    let img = l.image(&[base, bad.clone()], j!({"Cmd": ["true"]}), "amd64");
+    l.tag(&img, "v1");
+    push(&node, &l.dir, "v1", "bad:v1", false);
+    let d = bad.0["digest"].as_str().unwrap();
+    let data = registry.storage.join(format!("docker/registry/v2/blobs/sha256/{}/{}/data", &d[7..9], &d[7..]));
+    let mut bytes = std::fs::read(&data).unwrap();
+    let n = bytes.len();
+    bytes[n / 2] ^= 0xff;
+    std::fs::write(&data, bytes).unwrap();
+    let out = node.podbox(&["image", "pull", "-q", &reg("bad:v1")]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("digest mismatch") && err.contains(d), "{err}");
+    let store = images_dir(&node);
+    assert!(!entries(&store.join("blobs/sha256")).contains(&d[7..].to_string()), "the corrupt blob was stored");
+    assert_eq!(entries(&store.join("tmp")), Vec::<String>::new());
+    assert_eq!(node.podbox_ok(&["image", "ls", "--json"]).trim(), "[]");
+    registry.stop(&node);
+    node.assert_clean();
+}
+
+#[test]
+fn layers_that_escape_are_refused() {
+    require_root!();
+    let node = Node::new("img-escape");
+    let registry = registry(&node);
+    let mut l = Layout::new(node.dir.join("layout"));
+    let outside = node.dir.join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    let abs = format!("{}/abs-escape", outside.display());
+    let target = outside.display().to_string();
+    let cases: Vec<(&str, Vec<E>, &str)> = vec![
+        ("dotdot", vec![E::Raw(b"../../../outside/dotdot-escape", b"x")], "'..'"),
+        ("abs", vec![E::Raw(abs.as_bytes(), b"x")], "absolute path"),
+        ("symlink", vec![E::Symlink("evil", &target), E::File("evil/planted", 0o644, b"x")], "symlink"),
+    ];
+    for (tag, layer_entries, _) in &cases {
+        let base = l.layer(None, &[E::File("ok", 0o644, b"ok")], "gzip");
+        let evil = l.layer(None, layer_entries, "gzip");
+        let img = l.image(&[base, evil], j!({"Cmd": ["true"]}), "amd64");
+        l.tag(&img, tag);
+        push(&node, &l.dir, tag, &format!("evil:{tag}"), false);
+    }
+    for (tag, _, why) in &cases {
+        let out = node.podbox(&["image", "pull", "-q", &reg(&format!("evil:{tag}"))]);
+        assert!(!out.status.success(), "{tag} accepted");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("refused") && err.contains(why), "{tag}: {err}");
+    }
+    assert_eq!(entries(&outside), Vec::<String>::new(), "something was written outside the layer");
+    let store = images_dir(&node);
+    assert_eq!(entries(&store.join("tmp")), Vec::<String>::new());
+    assert_eq!(entries(&store.join("layers")).len(), 1, "only the harmless base layer is unpacked");
+    assert_eq!(node.podbox_ok(&["image", "ls", "--json"]).trim(), "[]");
+    registry.stop(&node);
+    node.assert_clean();
+}
+
+trait ReadExact {
+    fn read_exact_into(&mut self, buf: &mut [u8]);
+}
+
+impl ReadExact for std::fs::File {
+    fn read_exact_into(&mut self, buf: &mut [u8]) {
+        std::io::Read::read_exact(self, buf).unwrap();
+    }
+}

@@ -286,6 +286,17 @@ impl Client {
         Ok((body, mt, d))
     }
 
+    /// A blob of at most 8 MiB (a config) into memory, verified.
+    fn small_blob(&self, digest: &str) -> Result<Vec<u8>> {
+        let resp = self.get(&format!("blobs/{digest}"), "*/*")?;
+        let body = resp.into_body().with_config().limit(8 << 20).read_to_vec().map_err(|e| self.err(format!("reading blob {digest}: {e}")))?;
+        let actual = digest::sha256(&body);
+        if actual != digest {
+            return Err(ImageError::DigestMismatch { what: format!("blob {digest}"), expected: digest.into(), actual });
+        }
+        Ok(body)
+    }
+
     fn blob(&self, digest: &str) -> Result<Box<dyn Read>> {
         let resp = self.get(&format!("blobs/{digest}"), "*/*")?;
         Ok(Box::new(resp.into_body().into_reader()))
@@ -356,9 +367,11 @@ fn pull_from(store: &Store, c: &Client, r: &Reference, opts: &PullOptions) -> Re
         }
     }
     let m = ImageManifest::from_reader(&body[..]).map_err(|e| format_err(format!("manifest {mdigest}"), e))?;
+    // The config is small: read and verified in memory, stored with the manifest once every
+    // layer is in, so that a failed or killed pull leaves no blob of an image that is not there.
     let cfg_d = m.config().digest().to_string();
-    store.put_blob(&cfg_d, Some(m.config().size()), &mut || c.blob(&cfg_d))?;
-    let config = ImageConfiguration::from_reader(&store.read_blob(&cfg_d)?[..]).map_err(|e| format_err(format!("image config {cfg_d}"), e))?;
+    let cfg_bytes = if store.has_blob(&cfg_d) { store.read_blob(&cfg_d)? } else { c.small_blob(&cfg_d)? };
+    let config = ImageConfiguration::from_reader(&cfg_bytes[..]).map_err(|e| format_err(format!("image config {cfg_d}"), e))?;
     let diff_ids = config.rootfs().diff_ids().clone();
     if diff_ids.len() != m.layers().len() {
         return Err(format_err(format!("image {}", r.name()), format!("{} layers but {} diff IDs in its config", m.layers().len(), diff_ids.len())));
@@ -401,6 +414,7 @@ fn pull_from(store: &Store, c: &Client, r: &Reference, opts: &PullOptions) -> Re
     if let Some(e) = first_err.into_inner().unwrap() {
         return Err(e);
     }
+    store.put_bytes(&cfg_bytes)?;
     store.put_bytes(&body)?;
     store.tag(&r.name(), &mdigest, index_digest.as_deref())?;
     rep.event(|| format!("Pulled {} ({})", r.name(), mdigest), || serde_json::json!({"event": "done", "name": r.name(), "digest": mdigest}));

@@ -428,6 +428,13 @@ impl Store {
             r.map_err(io(format!("removing {}", p.display())))?;
             n += 1;
         }
+        // Per-blob and per-layer lock files: whoever takes one holds the store lock shared,
+        // which the caller holds exclusively, so none is in use.
+        for name in list(&self.root.join("locks"))? {
+            if name.starts_with("blob-") || name.starts_with("layer-") {
+                let _ = fs::remove_file(self.root.join("locks").join(name));
+            }
+        }
         // Index files of a writer killed between write and rename.
         for name in list(&self.root)? {
             if name.starts_with("index.json.") {

@@ -483,3 +483,105 @@ impl ReadExact for std::fs::File {
         std::io::Read::read_exact(self, buf).unwrap();
     }
 }
+
+#[test]
+fn image_rm_refuses_an_image_in_use_and_prune_frees_exactly_unreferenced_layers() {
+    require_root!();
+    let node = Node::new("img-prune");
+    let other = node.dir.join("other");
+    node.sh_ok(&format!("cp -a {} {} && echo other > {}/other", rootfs().display(), other.display(), other.display()));
+    node.podbox_ok(&["image", "import", rootfs().to_str().unwrap(), "busybox"]);
+    node.podbox_ok(&["image", "import", other.to_str().unwrap(), "other:v2"]);
+    let layer = |name: &str| json(&node.podbox_ok(&["image", "inspect", name]))["layers"][0]["diff_id"].as_str().unwrap().to_string();
+    let (bb, ot) = (layer("busybox"), layer("localhost/other:v2"));
+    assert_ne!(bb, ot);
+    let layers = || entries(&images_dir(&node).join("layers")).into_iter().map(|h| format!("sha256:{h}")).collect::<Vec<_>>();
+    let mut both = vec![bb.clone(), ot.clone()];
+    both.sort();
+    assert_eq!(layers(), both);
+
+    node.podbox_ok(&["pod", "create", "p", "--network", "none"]);
+    node.podbox_ok(&["run", "--pod", "p", "--name", "c", "-d", "--image", "busybox", "--", "sleep", "1000"]);
+    let out = node.podbox(&["image", "rm", "busybox"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("used by container(s) p/c"), "{}", String::from_utf8_lossy(&out.stderr));
+    // Nothing to prune while both are named.
+    assert_eq!(json(&node.podbox_ok(&["image", "prune", "--json"]))["layers"], j!([]));
+    node.podbox_ok(&["image", "rm", "other:v2"]);
+    let r = json(&node.podbox_ok(&["image", "prune", "--json"]));
+    assert_eq!(r["layers"], j!([ot]), "{r}");
+    assert_eq!(r["blobs"].as_array().unwrap().len(), 3, "layer, config and manifest of other: {r}");
+    assert_eq!(layers(), vec![bb.clone()]);
+    // -f untags an image in use; its layers stay while the container exists.
+    node.podbox_ok(&["image", "rm", "-f", "busybox"]);
+    assert_eq!(node.podbox_ok(&["image", "ls", "--json"]).trim(), "[]");
+    assert_eq!(json(&node.podbox_ok(&["image", "prune", "--json"]))["layers"], j!([]));
+    assert_eq!(node.podbox_ok(&["exec", "p", "c", "--", "cat", "/etc/podbox-release"]).lines().count(), 1);
+    node.podbox_ok(&["rm", "-f", "p", "c"]);
+    let r = json(&node.podbox_ok(&["image", "prune", "--json"]));
+    assert_eq!(r["layers"], j!([bb]), "{r}");
+    assert_eq!(layers(), Vec::<String>::new());
+    assert_eq!(entries(&images_dir(&node).join("blobs/sha256")), Vec::<String>::new());
+    node.podbox_ok(&["pod", "rm", "-f", "p"]);
+    node.assert_clean();
+}
+
+#[test]
+fn pod_apply_runs_images_with_each_pull_policy() {
+    require_root!();
+    let node = Node::new("img-apply");
+    let registry = registry(&node);
+    let mut l = Layout::new(node.dir.join("layout"));
+    let base = l.layer(Some(rootfs()), &[], "gzip");
+    let a = l.image(&[base.clone(), l.layer(None, &[E::File("v", 0o644, b"A\n")], "gzip")], j!({"Entrypoint": ["cat"], "Cmd": ["/v"]}), "amd64");
+    let b = l.image(&[base.clone(), l.layer(None, &[E::File("v", 0o644, b"B\n")], "gzip")], j!({"Entrypoint": ["cat"], "Cmd": ["/v"]}), "amd64");
+    l.tag(&a, "a");
+    l.tag(&b, "b");
+    push(&node, &l.dir, "a", "app:v1", false);
+    let apply = |pod: &str, image: &str, policy: Option<&str>| {
+        let m = node.dir.join(format!("{pod}.yaml"));
+        let policy = policy.map(|p| format!("\n    imagePullPolicy: {p}")).unwrap_or_default();
+        std::fs::write(&m, format!("metadata: {{name: {pod}}}\nspec:\n  restartPolicy: Never\n  containers:\n  - name: c\n    image: {image}{policy}\n")).unwrap();
+        let out = node.podbox(&["pod", "apply", "-f", m.to_str().unwrap(), "--network", "none"]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let output = |pod: &str| {
+        assert!(wait_until(10, || !node.podbox_ok(&["logs", pod, "c"]).is_empty()), "no output from {pod}");
+        node.podbox_ok(&["logs", pod, "c"]).trim().to_string()
+    };
+    let manifest_gets = || std::fs::read_to_string(&registry.log).unwrap().lines().filter(|l| l.contains("\"GET /v2/app/manifests/")).count();
+
+    // Never: not in the store -> the container is not created (the pod stays, as in Kubernetes)
+    let err = apply("never", &reg("app:v1"), Some("Never"));
+    assert!(err.contains("imagePullPolicy is Never"), "{err}");
+    assert!(!node.podbox_ok(&["ps", "--pod", "never"]).contains(" c "));
+    assert_eq!(manifest_gets(), 0);
+    // IfNotPresent: pulled once
+    apply("ifnp", &reg("app:v1"), Some("IfNotPresent"));
+    assert_eq!(output("ifnp"), "A");
+    // the tag moves to B in the registry
+    push(&node, &l.dir, "b", "app:v1", false);
+    let gets = manifest_gets();
+    apply("ifnp2", &reg("app:v1"), Some("IfNotPresent"));
+    assert_eq!(output("ifnp2"), "A", "IfNotPresent pulled again");
+    apply("never2", &reg("app:v1"), Some("Never"));
+    assert_eq!(output("never2"), "A");
+    assert_eq!(manifest_gets(), gets, "the registry was asked although the image is present");
+    // Always: pulled again, the new content runs
+    apply("always", &reg("app:v1"), Some("Always"));
+    assert_eq!(output("always"), "B");
+    // default policy: `:latest` (or no tag) means Always, another tag IfNotPresent
+    push(&node, &l.dir, "a", "app:latest", false);
+    apply("dflt", &reg("app"), None);
+    assert_eq!(output("dflt"), "A");
+    push(&node, &l.dir, "b", "app:latest", false);
+    apply("dflt2", &reg("app"), None);
+    assert_eq!(output("dflt2"), "B", ":latest was not pulled again");
+    let gets = manifest_gets();
+    apply("dflt3", &reg("app:v1"), None);
+    assert_eq!(manifest_gets(), gets, "a non-latest tag present in the store was pulled");
+    node.podbox_ok(&["pod", "rm", "-f", "--all"]);
+    registry.stop(&node);
+    node.assert_clean();
+}

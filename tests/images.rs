@@ -585,3 +585,46 @@ fn pod_apply_runs_images_with_each_pull_policy() {
     registry.stop(&node);
     node.assert_clean();
 }
+
+#[test]
+fn load_reads_oci_layouts_and_docker_archives() {
+    require_root!();
+    let node = Node::new("img-load");
+    let mut l = Layout::new(node.dir.join("layout"));
+    let base = l.layer(Some(rootfs()), &[], "gzip");
+    let top = l.layer(None, &[E::File("hello", 0o644, b"loaded\n")], "gzip");
+    let img = l.image(&[base, top.clone()], j!({"Cmd": ["cat", "/hello"], "Env": ["PATH=/bin"]}), "amd64");
+    l.tag(&img, "v1");
+    node.podbox_ok(&["pod", "create", "p", "--network", "none"]);
+    // an OCI layout directory: a bare tag names localhost/<dir>:<tag>
+    let out = node.podbox_ok(&["image", "load", "-i", l.dir.to_str().unwrap()]);
+    assert!(out.contains("localhost/layout:v1"), "{out}");
+    assert_eq!(node.podbox_ok(&["run", "--pod", "p", "--name", "a", "--image", "localhost/layout:v1"]), "loaded\n");
+    // the same layout as a tar
+    let tar = node.dir.join("layout.tar");
+    node.sh_ok(&format!("tar -C {} -cf {} .", l.dir.display(), tar.display()));
+    node.podbox_ok(&["image", "load", "-i", tar.to_str().unwrap(), "--name", "fromtar:v1"]);
+    assert_eq!(node.podbox_ok(&["run", "--pod", "p", "--name", "b", "--image", "fromtar:v1"]), "loaded\n");
+    // a docker-archive (docker save format) written by skopeo
+    let archive = node.dir.join("docker.tar");
+    node.sh_ok(&format!("skopeo copy -q --insecure-policy oci:{}:v1 docker-archive:{}:localhost/dockerapp:v1", l.dir.display(), archive.display()));
+    let out = node.podbox_ok(&["image", "load", "-i", archive.to_str().unwrap(), "--json"]);
+    assert_eq!(json(out.trim())["name"], "localhost/dockerapp:v1");
+    assert_eq!(node.podbox_ok(&["run", "--pod", "p", "--name", "c", "--image", "dockerapp:v1"]), "loaded\n");
+    // every layer is stored once, whatever the source
+    assert_eq!(entries(&images_dir(&node).join("layers")).len(), 2);
+    // a layout with a corrupt layer blob loads nothing
+    let d = top.0["digest"].as_str().unwrap();
+    let blob = l.dir.join("blobs/sha256").join(&d[7..]);
+    let mut b = std::fs::read(&blob).unwrap();
+    b[10] ^= 0xff;
+    std::fs::write(&blob, b).unwrap();
+    node.podbox_ok(&["image", "rm", "-f", "localhost/layout:v1", "fromtar:v1", "dockerapp:v1"]);
+    node.podbox_ok(&["pod", "rm", "-f", "p"]);
+    node.podbox_ok(&["image", "prune"]);
+    let out = node.podbox(&["image", "load", "-i", l.dir.to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("digest mismatch"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(node.podbox_ok(&["image", "ls", "--json"]).trim(), "[]");
+    assert!(!entries(&images_dir(&node).join("blobs/sha256")).contains(&d[7..].to_string()));
+    node.assert_clean();
+}

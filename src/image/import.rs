@@ -15,9 +15,8 @@ use super::{ImageError, Result, host_platform, io, media};
 
 /// Store config + manifest for `layers` (blob digest, diff ID, size, media type; already stored
 /// and unpacked) and tag the image `name`. Returns the manifest digest.
-pub fn commit(store: &Store, name: &str, layers: &[(String, String, u64, String)], config: serde_json::Value) -> Result<String> {
-    let cfg = serde_json::to_vec(&config).map_err(|e| ImageError::Invalid(e.to_string()))?;
-    let cfg_digest = store.put_bytes(&cfg)?;
+pub fn commit(store: &Store, name: &str, layers: &[(String, String, u64, String)], cfg: &[u8]) -> Result<String> {
+    let cfg_digest = store.put_bytes(cfg)?;
     let manifest = serde_json::json!({
         "schemaVersion": 2,
         "mediaType": media::OCI_MANIFEST,
@@ -68,7 +67,8 @@ pub fn import(store: &Store, dir: &Path, name: &str) -> Result<(String, String)>
         "rootfs": {"type": "layers", "diff_ids": [digest]},
         "history": [{"created_by": format!("podbox image import {}", dir.display())}],
     });
-    let m = commit(store, &r.name(), &[(digest.clone(), digest, size, media::OCI_LAYER.into())], config)?;
+    let config = serde_json::to_vec(&config).map_err(|e| ImageError::Invalid(e.to_string()))?;
+    let m = commit(store, &r.name(), &[(digest.clone(), digest, size, media::OCI_LAYER.into())], &config)?;
     Ok((r.name(), m))
 }
 

@@ -104,7 +104,7 @@ fn load_oci(store: &Store, dir: &Path, name: Option<&str>) -> Result<Vec<(String
         let name = Reference::parse_local(&label)?.name();
         let mut d = desc.digest().to_string();
         let mut mbytes = read_verified(&blob_in(dir, &d)?, &d)?;
-        if media::is_index(&desc.media_type().to_string(), &mbytes) {
+        if media::is_index(desc.media_type().as_ref(), &mbytes) {
             let inner = ImageIndex::from_reader(&mbytes[..]).map_err(|e| format_err(format!("index {d}"), e))?;
             let (os, arch) = host_platform();
             let pick = inner

@@ -40,16 +40,21 @@ impl Registry {
 
 /// Start docker-registry on 127.0.0.1:PORT in the node.
 fn registry(node: &Node) -> Registry {
+    registry_with(node, "")
+}
+
+/// ... with extra top-level config (e.g. an `auth:` section).
+fn registry_with(node: &Node, extra: &str) -> Registry {
     let storage = node.dir.join("registry");
     let log = node.dir.join("registry.log");
     let cfg = node.dir.join("registry.yml");
     std::fs::write(
         &cfg,
-        format!("version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{PORT}\n", storage.display()),
+        format!("version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{PORT}\n{extra}", storage.display()),
     )
     .unwrap();
     let pid = node.sh_ok(&format!("docker-registry serve {} >{} 2>&1 & echo $!", cfg.display(), log.display())).trim().to_string();
-    assert!(wait_until(20, || node.sh(&format!("curl -sf http://127.0.0.1:{PORT}/v2/")).status.success()), "registry did not start: {}", std::fs::read_to_string(&log).unwrap_or_default());
+    assert!(wait_until(20, || node.sh(&format!("curl -s -o /dev/null http://127.0.0.1:{PORT}/v2/")).status.success()), "registry did not start: {}", std::fs::read_to_string(&log).unwrap_or_default());
     Registry { storage, log, pid }
 }
 
@@ -626,5 +631,42 @@ fn load_reads_oci_layouts_and_docker_archives() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("digest mismatch"), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(node.podbox_ok(&["image", "ls", "--json"]).trim(), "[]");
     assert!(!entries(&images_dir(&node).join("blobs/sha256")).contains(&d[7..].to_string()));
+    node.assert_clean();
+}
+
+#[test]
+fn pull_with_bearer_token_auth_needs_the_credentials() {
+    require_root!();
+    let node = Node::new("img-auth");
+    // The registry challenges with Bearer (its "silly" auth); the token endpoint is busybox httpd
+    // on 127.0.0.1:5001 that wants basic auth user:secret.
+    let www = node.dir.join("www");
+    std::fs::create_dir_all(&www).unwrap();
+    std::fs::write(www.join("token"), r#"{"token":"t0k3n"}"#).unwrap();
+    std::fs::write(node.dir.join("httpd.conf"), "/token:user:secret\n").unwrap();
+    let httpd = node.sh_ok(&format!("{}/bin/busybox httpd -f -p 127.0.0.1:5001 -h {} -c {}/httpd.conf >/dev/null 2>&1 & echo $!", rootfs().display(), www.display(), node.dir.display())).trim().to_string();
+    let registry = registry_with(&node, "auth:\n  silly:\n    realm: http://127.0.0.1:5001/token\n    service: test\n");
+    let mut l = Layout::new(node.dir.join("layout"));
+    let img = l.image(&[l.layer(Some(rootfs()), &[], "gzip")], j!({"Cmd": ["echo", "authorized"]}), "amd64");
+    l.tag(&img, "v1");
+    node.sh_ok(&format!("skopeo copy -q --insecure-policy --dest-creds user:secret --dest-tls-verify=false oci:{}:v1 docker://127.0.0.1:{PORT}/private:v1", l.dir.display()));
+
+    let out = node.podbox(&["image", "pull", "-q", &reg("private:v1")]);
+    assert!(!out.status.success(), "pulled without credentials");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("token from http://127.0.0.1:5001/token: HTTP 401"), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = node.podbox(&["image", "pull", "-q", "--creds", "user:wrong", &reg("private:v1")]);
+    assert!(!out.status.success(), "pulled with wrong credentials");
+    node.podbox_ok(&["image", "pull", "-q", "--creds", "user:secret", &reg("private:v1")]);
+    // the same from a docker-style auth.json
+    node.podbox_ok(&["image", "rm", &reg("private:v1")]);
+    node.podbox_ok(&["image", "prune"]);
+    let authfile = node.dir.join("auth.json");
+    std::fs::write(&authfile, format!(r#"{{"auths": {{"127.0.0.1:{PORT}": {{"auth": "dXNlcjpzZWNyZXQ="}}}}}}"#)).unwrap();
+    node.podbox_ok(&["image", "pull", "-q", "--authfile", authfile.to_str().unwrap(), &reg("private:v1")]);
+    node.podbox_ok(&["pod", "create", "p", "--network", "none"]);
+    assert_eq!(node.podbox_ok(&["run", "--pod", "p", "--name", "c", "--image", &reg("private:v1")]), "authorized\n");
+    node.podbox_ok(&["pod", "rm", "-f", "p"]);
+    node.sh_ok(&format!("kill {httpd}"));
+    registry.stop(&node);
     node.assert_clean();
 }

@@ -47,6 +47,10 @@ pub fn resolve(ctx: &Ctx, c: &ContainerSpec) -> Result<Resolved> {
     let info = ensure_image(&store, reference, c.pull_policy, &registry::PullOptions::from_env())?;
     let mut lowers = store.layer_dirs(&info)?;
     lowers.reverse();
+    // overlayfs refuses a lower directory given twice (old images repeat the empty layer): keep
+    // each layer's topmost occurrence.
+    let mut seen = std::collections::HashSet::new();
+    lowers.retain(|l| seen.insert(l.clone()));
     let cfg = &info.config;
     let mut spec = c.clone();
     spec.args = config::argv(cfg, c.entrypoint.as_deref(), c.cmd.as_deref());

@@ -11,7 +11,7 @@
 
 use std::ffi::{CString, OsStr};
 use std::fs::{self, File};
-use std::io::{BufRead, Read};
+use std::io::{BufRead, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
@@ -201,7 +201,11 @@ fn unpack_entry<R: Read>(root: &OwnedFd, dest: &Path, mut entry: tar::Entry<'_, 
             let fd = openat(&parent, *name, OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::from_bits_truncate(0o600))
                 .map_err(|e| fail(e.to_string()))?;
             let mut f = File::from(fd);
-            std::io::copy(&mut entry, &mut f).map_err(io_fail)?;
+            // Large writes: the decoder hands out small pieces.
+            let mut w = std::io::BufWriter::with_capacity(256 * 1024, &mut f);
+            std::io::copy(&mut entry, &mut w).map_err(io_fail)?;
+            w.flush().map_err(io_fail)?;
+            drop(w);
             // chown before chmod: chown clears the setuid and setgid bits.
             set_owner_mode(&f, uid, gid, mode).map_err(io_fail)?;
             for (k, v) in &xattrs {

@@ -45,12 +45,16 @@ fn registry(node: &Node) -> Registry {
 
 /// ... with extra top-level config (e.g. an `auth:` section).
 fn registry_with(node: &Node, extra: &str) -> Registry {
+    registry_at(node, &format!("127.0.0.1:{PORT}"), extra)
+}
+
+fn registry_at(node: &Node, addr: &str, extra: &str) -> Registry {
     let storage = node.dir.join("registry");
     let log = node.dir.join("registry.log");
     let cfg = node.dir.join("registry.yml");
     std::fs::write(
         &cfg,
-        format!("version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{PORT}\n{extra}", storage.display()),
+        format!("version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n{extra}", storage.display()),
     )
     .unwrap();
     let pid = node.sh_ok(&format!("docker-registry serve {} >{} 2>&1 & echo $!", cfg.display(), log.display())).trim().to_string();
@@ -667,6 +671,49 @@ fn pull_with_bearer_token_auth_needs_the_credentials() {
     assert_eq!(node.podbox_ok(&["run", "--pod", "p", "--name", "c", "--image", &reg("private:v1")]), "authorized\n");
     node.podbox_ok(&["pod", "rm", "-f", "p"]);
     node.sh_ok(&format!("kill {httpd}"));
+    registry.stop(&node);
+    node.assert_clean();
+}
+
+#[test]
+fn mirrors_and_insecure_registries_come_from_registries_conf() {
+    require_root!();
+    let node = Node::new("img-mirror");
+    // A non-loopback address of the node (on a veth pair inside it); the registry listens on
+    // every address of the node.
+    node.sh_ok("ip link add v0 type veth peer name v1 && ip addr add 10.99.0.1/32 dev v0 && ip link set v1 up && ip link set v0 up");
+    let registry = registry_at(&node, &format!(":{PORT}"), "");
+    let mut l = Layout::new(node.dir.join("layout"));
+    let img = l.image(&[l.layer(Some(rootfs()), &[], "gzip")], j!({"Cmd": ["echo", "from-the-mirror"]}), "amd64");
+    l.tag(&img, "v1");
+    push(&node, &l.dir, "v1", "hub/library/busybox:latest", false);
+    push(&node, &l.dir, "v1", "app:v1", false);
+    let conf = node.dir.join("registries.conf");
+    let pull = |args: &[&str]| {
+        let mut a = vec!["image", "pull", "-q", "--registries-conf", conf.to_str().unwrap()];
+        a.extend_from_slice(args);
+        node.podbox(&a)
+    };
+    // Without configuration a non-loopback registry is spoken to over TLS only, and a Docker Hub
+    // name goes to Docker Hub (whose name does not even resolve in the node).
+    std::fs::write(&conf, "").unwrap();
+    let out = pull(&["10.99.0.1:5000/app:v1"]);
+    assert!(!out.status.success(), "plain HTTP to a registry not named insecure");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("https://10.99.0.1:5000"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!pull(&["busybox"]).status.success());
+    // insecure = true allows plain HTTP; a mirror serves docker.io (the air-gapped node's case).
+    std::fs::write(
+        &conf,
+        format!("[[registry]]\nlocation = \"10.99.0.1:{PORT}\"\ninsecure = true\n\n[[registry]]\nlocation = \"docker.io\"\n[[registry.mirror]]\nlocation = \"127.0.0.1:{PORT}/hub\"\n"),
+    )
+    .unwrap();
+    assert!(pull(&["10.99.0.1:5000/app:v1"]).status.success());
+    assert!(pull(&["busybox"]).status.success());
+    let ls = node.podbox_ok(&["image", "ls"]);
+    assert!(ls.contains("docker.io/library/busybox:latest") && ls.contains("10.99.0.1:5000/app:v1"), "{ls}");
+    node.podbox_ok(&["pod", "create", "p", "--network", "none"]);
+    assert_eq!(node.podbox_ok(&["run", "--pod", "p", "--name", "c", "--image", "busybox", "--pull", "Never"]), "from-the-mirror\n");
+    node.podbox_ok(&["pod", "rm", "-f", "p"]);
     registry.stop(&node);
     node.assert_clean();
 }

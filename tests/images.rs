@@ -717,3 +717,28 @@ fn mirrors_and_insecure_registries_come_from_registries_conf() {
     registry.stop(&node);
     node.assert_clean();
 }
+
+#[test]
+fn an_image_with_more_layers_than_a_page_of_mount_options_runs() {
+    require_root!();
+    let node = Node::new("img-many");
+    let mut l = Layout::new(node.dir.join("many"));
+    // 50 layers: their absolute paths (~110 bytes each here) overflow the kernel's one page of
+    // overlay mount options; every layer leaves a file, and each overwrites /top.
+    let mut layers = vec![l.layer(Some(rootfs()), &[], "gzip")];
+    for i in 1..50 {
+        let name = format!("f{i}");
+        let body = format!("{i}\n");
+        layers.push(l.layer(None, &[E::File(&name, 0o644, body.as_bytes()), E::File("top", 0o644, body.as_bytes())], "gzip"));
+    }
+    let img = l.image(&layers, j!({"Cmd": ["sh", "-c", "cat /top; ls / | grep -c '^f'"]}), "amd64");
+    l.tag(&img, "v1");
+    node.podbox_ok(&["image", "load", "-i", l.dir.to_str().unwrap()]);
+    let store_layers = images_dir(&node).join("layers");
+    let total: usize = entries(&store_layers).iter().map(|e| store_layers.join(e).to_string_lossy().len() + 1).sum();
+    assert!(total > 4096, "the test needs more than a page of lowerdirs ({total} bytes)");
+    node.podbox_ok(&["pod", "create", "p", "--network", "none"]);
+    assert_eq!(node.podbox_ok(&["run", "--pod", "p", "--name", "c", "--image", "localhost/many:v1"]), "49\n49\n");
+    node.podbox_ok(&["pod", "rm", "-f", "p"]);
+    node.assert_clean();
+}

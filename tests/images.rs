@@ -742,3 +742,27 @@ fn an_image_with_more_layers_than_a_page_of_mount_options_runs() {
     node.podbox_ok(&["pod", "rm", "-f", "p"]);
     node.assert_clean();
 }
+
+#[test]
+fn pull_with_basic_auth_needs_the_credentials() {
+    require_root!();
+    let node = Node::new("img-basic");
+    // bcrypt of "secret" (docker-registry's htpasswd auth answers with a Basic challenge)
+    let htpasswd = node.dir.join("htpasswd");
+    std::fs::write(&htpasswd, "user:$2b$05$4BH99NSekU8QOtfI9k4Ltu4YysNlyvkU0qD8i9CHWbKEyAr1iMCDm\n").unwrap();
+    let registry = registry_with(&node, &format!("auth:\n  htpasswd:\n    realm: test\n    path: {}\n", htpasswd.display()));
+    let mut l = Layout::new(node.dir.join("layout"));
+    let img = l.image(&[l.layer(Some(rootfs()), &[], "gzip")], j!({"Cmd": ["echo", "basic"]}), "amd64");
+    l.tag(&img, "v1");
+    node.sh_ok(&format!("skopeo copy -q --insecure-policy --dest-creds user:secret --dest-tls-verify=false oci:{}:v1 docker://127.0.0.1:{PORT}/private:v1", l.dir.display()));
+    let out = node.podbox(&["image", "pull", "-q", &reg("private:v1")]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("needs credentials (basic auth)"), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = node.podbox(&["image", "pull", "-q", "--creds", "user:wrong", &reg("private:v1")]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("access denied"), "{}", String::from_utf8_lossy(&out.stderr));
+    node.podbox_ok(&["image", "pull", "-q", "--creds", "user:secret", &reg("private:v1")]);
+    node.podbox_ok(&["pod", "create", "p", "--network", "none"]);
+    assert_eq!(node.podbox_ok(&["run", "--pod", "p", "--name", "c", "--image", &reg("private:v1")]), "basic\n");
+    node.podbox_ok(&["pod", "rm", "-f", "p"]);
+    registry.stop(&node);
+    node.assert_clean();
+}

@@ -400,6 +400,7 @@ fn concurrent_pulls_fetch_shared_blobs_once_and_a_killed_pull_leaves_only_what_g
     assert!(wait_until(30, partial), "no partial download seen");
     let nsenter = child.id() as i32;
     let podbox: i32 = std::fs::read_to_string(format!("/proc/{nsenter}/task/{nsenter}/children")).unwrap().split_whitespace().next().unwrap().parse().unwrap();
+    // SAFETY: kill takes no pointers; podbox is the PID of the pull we spawned.
     unsafe { libc::kill(podbox, libc::SIGKILL) };
     let _ = child.wait_with_output();
     assert!(!entries(&store.join("tmp")).is_empty(), "the killed pull left nothing to clean (was it killed mid-layer?)");

@@ -117,12 +117,18 @@ pub struct PruneReport {
 
 impl Store {
     pub fn open(root: &Path) -> Result<Store> {
+        let fresh = !root.exists();
         for d in ["blobs/sha256", "layers", "tmp", "locks"] {
             let p = root.join(d);
             fs::create_dir_all(&p).map_err(io(format!("creating the image store {}", p.display())))?;
         }
-        // Layers hold setuid files and device nodes: nobody but root walks into the store.
-        let _ = fs::set_permissions(root, std::os::unix::fs::PermissionsExt::from_mode(0o700));
+        // Layers hold setuid files and device nodes: nobody but root walks into a store podbox
+        // made. (A directory that existed before, say --images /tmp, keeps its mode; the layers
+        // below it are still root's.)
+        if fresh {
+            let _ = fs::set_permissions(root, std::os::unix::fs::PermissionsExt::from_mode(0o700));
+        }
+        let _ = fs::set_permissions(root.join("layers"), std::os::unix::fs::PermissionsExt::from_mode(0o700));
         Ok(Store { root: root.to_path_buf() })
     }
 

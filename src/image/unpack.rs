@@ -149,7 +149,11 @@ fn unpack_entry<R: Read>(root: &OwnedFd, dest: &Path, mut entry: tar::Entry<'_, 
         for ext in pax.flatten() {
             let k = ext.key_bytes();
             if let Some(name) = k.strip_prefix(b"SCHILY.xattr.") {
-                xattrs.push((name.to_vec(), ext.value_bytes().to_vec()));
+                // overlayfs' own attributes (opaque, redirect, metacopy, origin) steer how it
+                // reads the lower layers: only the whiteout conversion above may set them.
+                if !name.starts_with(b"trusted.overlay.") {
+                    xattrs.push((name.to_vec(), ext.value_bytes().to_vec()));
+                }
             } else if k == b"uid" {
                 uid = std::str::from_utf8(ext.value_bytes()).ok().and_then(|v| v.parse().ok()).unwrap_or(uid);
             } else if k == b"gid" {

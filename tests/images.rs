@@ -72,6 +72,21 @@ enum E<'a> {
     Hardlink(&'a str, &'a str),
     /// Raw name written into the header as is (escapes the tar crate's own checks).
     Raw(&'a [u8], &'a [u8]),
+    /// A file (or with no data a directory) carrying an xattr in a PAX header.
+    Xattr(&'a str, Option<&'a [u8]>, &'a str, &'a [u8]),
+}
+
+/// A PAX extended header record: "<len> key=value\n", len counting itself.
+fn pax_record(key: &str, value: &[u8]) -> Vec<u8> {
+    let body_len = 1 + key.len() + 1 + value.len() + 1;
+    let mut len = body_len + 1;
+    while len.to_string().len() + body_len != len {
+        len += 1;
+    }
+    let mut r = format!("{len} {key}=").into_bytes();
+    r.extend_from_slice(value);
+    r.push(b'\n');
+    r
 }
 
 /// An OCI image layout written by the test.
@@ -127,6 +142,30 @@ impl Layout {
                     h.set_mode(0o777);
                     h.set_size(0);
                     b.append_link(&mut h, p, t).unwrap();
+                }
+                E::Xattr(p, data, name, value) => {
+                    let rec = pax_record(&format!("SCHILY.xattr.{name}"), value);
+                    let mut x = tar::Header::new_ustar();
+                    x.set_entry_type(tar::EntryType::XHeader);
+                    x.set_path("PaxHeader").unwrap();
+                    x.set_mode(0o644);
+                    x.set_size(rec.len() as u64);
+                    x.set_cksum();
+                    b.append(&x, &rec[..]).unwrap();
+                    match data {
+                        Some(d) => {
+                            h.set_entry_type(tar::EntryType::Regular);
+                            h.set_mode(0o644);
+                            h.set_size(d.len() as u64);
+                            b.append_data(&mut h, p, *d).unwrap();
+                        }
+                        None => {
+                            h.set_entry_type(tar::EntryType::Directory);
+                            h.set_mode(0o755);
+                            h.set_size(0);
+                            b.append_data(&mut h, p, std::io::empty()).unwrap();
+                        }
+                    }
                 }
                 E::Raw(name, data) => {
                     h.set_entry_type(tar::EntryType::Regular);
@@ -765,5 +804,34 @@ fn pull_with_basic_auth_needs_the_credentials() {
     assert_eq!(node.podbox_ok(&["run", "--pod", "p", "--name", "c", "--image", &reg("private:v1")]), "basic\n");
     node.podbox_ok(&["pod", "rm", "-f", "p"]);
     registry.stop(&node);
+    node.assert_clean();
+}
+
+/// An xattr of a file, not following symlinks.
+fn xattr(path: &Path, name: &str) -> Option<Vec<u8>> {
+    let p = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    let n = std::ffi::CString::new(name).unwrap();
+    let mut buf = vec![0u8; 256];
+    // SAFETY: p and n are NUL-terminated; buf is a live buffer of the given length.
+    let r = unsafe { libc::lgetxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    (r >= 0).then(|| buf[..r as usize].to_vec())
+}
+
+#[test]
+fn layer_xattrs_are_kept_but_not_overlayfs_own() {
+    require_root!();
+    let node = Node::new("img-xattr");
+    let mut l = Layout::new(node.dir.join("xattr"));
+    let base = l.layer(Some(rootfs()), &[E::Dir("d", 0o755), E::File("d/from-below", 0o644, b"below")], "gzip");
+    let top = l.layer(None, &[E::Xattr("x", Some(b"data"), "user.podbox", b"kept"), E::Xattr("d", None, "trusted.overlay.opaque", b"y")], "gzip");
+    let img = l.image(&[base, top.clone()], j!({"Cmd": ["ls", "/d"]}), "amd64");
+    l.tag(&img, "v1");
+    node.podbox_ok(&["image", "load", "-i", l.dir.to_str().unwrap()]);
+    let dir = images_dir(&node).join("layers").join(&top.1[7..]);
+    assert_eq!(xattr(&dir.join("x"), "user.podbox").as_deref(), Some(&b"kept"[..]));
+    assert_eq!(xattr(&dir.join("d"), "trusted.overlay.opaque"), None, "a layer set overlayfs' own xattr");
+    node.podbox_ok(&["pod", "create", "p", "--network", "none"]);
+    assert_eq!(node.podbox_ok(&["run", "--pod", "p", "--name", "c", "--image", "localhost/xattr:v1"]), "from-below\n");
+    node.podbox_ok(&["pod", "rm", "-f", "p"]);
     node.assert_clean();
 }

@@ -12,7 +12,9 @@
 #
 # Output: one table on stdout (median, min, max, runs, and ratios against the targets) and the
 # same as JSON in target/bench-results.json (override with BENCH_JSON=path).
-# Knobs: BENCH_RUNS (hyperfine runs per benchmark, default 20), BENCH_SCALE (pods, default 250).
+# Knobs: BENCH_RUNS (hyperfine runs per benchmark, default 20), BENCH_SCALE (pods, default 250),
+# BENCH_ONLY=main|images (one part only; images: pull + unpack of a ~100 MB 5-layer image from a
+# loopback registry vs podman and vs plain gzip|tar, start from it vs from the rootfs, disk use).
 #
 # Needs root. Installs crun, runc, containernetworking-plugins, hyperfine, catatonit, time with
 # apt-get if they are missing.
@@ -73,7 +75,7 @@ if [[ "${1:-}" != --inner ]]; then
     root_links_before=$(ip -o link | awk -F': ' '{print $2}' | sort)
     nsenter -t "$INIT" --net --pid --mount --uts -- \
         env BENCH_WORK="$WORK" BENCH_CG="$CG" BENCH_JSON="${BENCH_JSON:-$HERE/target/bench-results.json}" \
-        BENCH_RUNS="${BENCH_RUNS:-20}" BENCH_SCALE="${BENCH_SCALE:-250}" "$SELF" --inner
+        BENCH_RUNS="${BENCH_RUNS:-20}" BENCH_SCALE="${BENCH_SCALE:-250}" BENCH_ONLY="${BENCH_ONLY:-}" "$SELF" --inner
     root_links_after=$(ip -o link | awk -F': ' '{print $2}' | sort)
     if [[ $root_links_before != "$root_links_after" ]]; then
         echo "bench.sh: WARNING: the root namespace's links changed during the run" >&2
@@ -92,6 +94,8 @@ mkdir -p "$W"
 mount -t tmpfs -o mode=0755,size=512m bench-run "$W"
 PB="$HERE/target/release/podbox"
 ROOTFS="$HERE/rootfs"
+# Containers without an image run from the plain rootfs (podbox has no compiled-in default).
+export PODBOX_ROOTFS="$ROOTFS" PODBOX_IMAGES="$W/images"
 R="$W/podbox-root"
 RUNS=$BENCH_RUNS
 SCALE=$BENCH_SCALE
@@ -200,6 +204,10 @@ stats() {
 now() { date +%s%N; }
 median_of() { awk -F'\t' -v n="$1" '$1 == n {print $2}' "$ROWS"; }
 
+: >"$W/notes"
+# only PART: whether to run a part (all unless BENCH_ONLY names one).
+only() { [[ -z ${BENCH_ONLY:-} || $BENCH_ONLY == "$1" ]]; }
+if only main; then
 # ---- 1. pod ready ------------------------------------------------------------------------------
 hf pod_ready.podbox --prepare "$W/pod-absent pb" "$PB --root $R pod create pb --network bridge"
 "$W/pod-absent" pb
@@ -315,6 +323,88 @@ mem_row mem.pause.busybox_sleep "$(rss_kib "$("${CRUN[@]}" state psleep | jq .pi
 "${CRUN[@]}" delete -f pcat >/dev/null; "${CRUN[@]}" delete -f psleep >/dev/null
 "$PB" --root "$R" pod rm -f pm
 
+fi # only main
+
+# ---- 6. images ---------------------------------------------------------------------------------
+# A ~100 MB image in 5 gzip layers (busybox rootfs + base64 noise, which compresses like text),
+# written as an OCI layout and pushed to docker-registry on the node's loopback. The image side
+# lives on disk ($BENCH_WORK), as an image store does; the floor extracts to the same disk.
+if only images; then
+    for bin in docker-registry skopeo podman curl; do command -v $bin >/dev/null || fail "images: needs $bin"; done
+    IMG=$BENCH_WORK/img
+    PBI=("$PB" --root "$R" --images "$IMG/store")
+    PM=(podman --root "$IMG/podman" --runroot "$W/podman-run" --storage-driver overlay --cgroup-manager cgroupfs --events-backend file)
+    mkdir -p "$IMG/layout/blobs/sha256" "$IMG/src"
+    echo '{"imageLayoutVersion":"1.0.0"}' >"$IMG/layout/oci-layout"
+    log "images: building a 5-layer image"
+    put_blob() { local d; d=$(sha256sum "$1" | cut -d' ' -f1); cp "$1" "$IMG/layout/blobs/sha256/$d"; echo "$d"; }
+    # make_layer N: $IMG/l$N.tar.gz; writes "blob-digest diff-id size" to $IMG/l$N.desc
+    make_layer() {
+        local n=$1 dir=$IMG/src/l$1
+        mkdir -p "$dir/data$n"
+        if [[ $n == 1 ]]; then cp -a "$ROOTFS/." "$dir/"; fi
+        for f in 1 2 3 4; do head -c 3900000 /dev/urandom | base64 >"$dir/data$n/f$f"; done
+        tar -C "$dir" -cf "$IMG/l$n.tar" .
+        gzip -c "$IMG/l$n.tar" >"$IMG/l$n.tar.gz"
+        echo "$(put_blob "$IMG/l$n.tar.gz") $(sha256sum "$IMG/l$n.tar" | cut -d' ' -f1) $(stat -c %s "$IMG/l$n.tar.gz")" >"$IMG/l$n.desc"
+        rm -f "$IMG/l$n.tar"
+    }
+    # make_image TAG N...: an image of layers N..., tagged TAG in the layout's index
+    make_image() {
+        local tag=$1; shift
+        cat $(printf "$IMG/l%s.desc " "$@") | jq -R -s '
+            split("\n") | map(select(length > 0) | split(" "))
+            | {architecture: "amd64", os: "linux", config: {Cmd: ["/bin/true"]},
+               rootfs: {type: "layers", diff_ids: map("sha256:" + .[1])}}' >"$IMG/config-$tag.json"
+        local cd; cd=$(put_blob "$IMG/config-$tag.json")
+        cat $(printf "$IMG/l%s.desc " "$@") | jq -R -s --arg cd "sha256:$cd" --argjson cs "$(stat -c %s "$IMG/config-$tag.json")" '
+            split("\n") | map(select(length > 0) | split(" "))
+            | {schemaVersion: 2, mediaType: "application/vnd.oci.image.manifest.v1+json",
+               config: {mediaType: "application/vnd.oci.image.config.v1+json", digest: $cd, size: $cs},
+               layers: map({mediaType: "application/vnd.oci.image.layer.v1.tar+gzip", digest: ("sha256:" + .[0]), size: (.[2] | tonumber)})}' >"$IMG/manifest-$tag.json"
+        local md; md=$(put_blob "$IMG/manifest-$tag.json")
+        jq -n --arg d "sha256:$md" --argjson s "$(stat -c %s "$IMG/manifest-$tag.json")" --arg t "$tag" \
+            '{mediaType: "application/vnd.oci.image.manifest.v1+json", digest: $d, size: $s, annotations: {"org.opencontainers.image.ref.name": $t}}' >>"$IMG/refs"
+    }
+    for n in 1 2 3 4 5 6; do make_layer "$n"; done
+    : >"$IMG/refs"
+    make_image v1 1 2 3 4 5
+    make_image b 1 2 3 4 6 # shares 4 layers with v1
+    jq -s '{schemaVersion: 2, manifests: .}' "$IMG/refs" >"$IMG/layout/index.json"
+    mkdir -p "$IMG/registry"
+    printf 'version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: %s\nhttp:\n  addr: 127.0.0.1:5000\n' "$IMG/registry" >"$IMG/registry.yml"
+    docker-registry serve "$IMG/registry.yml" >"$IMG/registry.log" 2>&1 &
+    REG_PID=$!
+    for _ in $(seq 100); do curl -s -o /dev/null http://127.0.0.1:5000/v2/ && break; sleep 0.1; done
+    for t in v1 b; do skopeo copy -q --insecure-policy --dest-tls-verify=false "oci:$IMG/layout:$t" "docker://127.0.0.1:5000/bench:$t"; done
+    REF=127.0.0.1:5000/bench:v1
+    echo "images: bench:v1 is $(cat "$IMG"/l[1-5].desc | awk '{s += $3} END {printf "%.0f", s / 1048576}') MiB in 5 gzip layers ($(du -sh --apparent-size "$IMG"/src/l[1-5] | awk '{print $1}' | paste -sd+) unpacked)" >>"$W/notes"
+
+    printf '#!/bin/sh\n%s image rm -f %s >/dev/null 2>&1; %s image prune >/dev/null\n' "${PBI[*]}" "$REF" "${PBI[*]}" >"$W/img-absent"
+    printf '#!/bin/sh\n%s rmi -a -f >/dev/null 2>&1 || true\n' "${PM[*]}" >"$W/podman-absent"
+    printf '#!/bin/sh\nset -e\nrm -rf %s/floor; mkdir -p %s/floor\nfor n in 1 2 3 4 5; do gzip -dc %s/l$n.tar.gz | tar -x -C %s/floor; done\n' "$IMG" "$IMG" "$IMG" "$IMG" >"$W/floor-x"
+    chmod +x "$W/img-absent" "$W/podman-absent" "$W/floor-x"
+    IRUNS=$(( RUNS < 5 ? RUNS : 5 )) # each run moves ~200 MB
+    RUNS_SAVED=$RUNS; RUNS=$IRUNS
+    hf pull.podbox --prepare "$W/img-absent" "${PBI[*]} image pull -q $REF"
+    hf pull.podman --prepare "$W/podman-absent" "${PM[*]} pull -q --tls-verify=false $REF"
+    hf pull.floor "$W/floor-x"
+    RUNS=$RUNS_SAVED
+    "$W/podman-absent"; rm -rf "$IMG/floor" "$IMG/podman"
+
+    "${PBI[@]}" image pull -q "$REF"
+    "${PBI[@]}" pod create pi --network none >/dev/null
+    hf start.image5.podbox --prepare "$W/ctr-absent pi c1" "${PBI[*]} run --pod pi --name c1 --image $REF --pull Never -- /bin/true"
+    hf start.rootfs.podbox --prepare "$W/ctr-absent pi c1" "${PBI[*]} run --pod pi --name c1 -- /bin/true"
+    "${PBI[@]}" pod rm -f pi
+
+    # disk: bench:b shares 4 of its 5 layers with bench:v1; each layer is stored and unpacked once.
+    "${PBI[@]}" image pull -q 127.0.0.1:5000/bench:b
+    echo "images: bench:v1 + bench:b (4 layers shared): $(ls "$IMG/store/layers" | wc -l) unpacked layers in $(du -sh "$IMG/store/layers" | cut -f1), blobs $(du -sh "$IMG/store/blobs" | cut -f1)" >>"$W/notes"
+    kill "$REG_PID"; wait "$REG_PID" 2>/dev/null || true
+    rm -rf "$IMG"
+fi
+
 # ---- report ------------------------------------------------------------------------------------
 ratio() { awk -v a="$(median_of "$1")" -v b="$(median_of "$2")" 'BEGIN { printf "%.3f", a / b }'; }
 : >"$W/ratios.tsv"
@@ -323,6 +413,7 @@ target() {
     local r; r=$(ratio "$2" "$3")
     printf '%s\t%s\t%s\t%s\n' "$1" "$r" "$4" "$(awk -v r="$r" -v l="$4" 'BEGIN { print (r <= l) ? "met" : "MISSED" }')" >>"$W/ratios.tsv"
 }
+if only main; then
 target "pod ready: podbox / peer" pod_ready.podbox pod_ready.peer 0.333
 target "container: podbox / crun" container.podbox container.crun 1.0
 target "container: podbox / runc" container.podbox container.runc 1.0
@@ -333,6 +424,12 @@ target "scale: podbox create total / peer" scale.podbox.create_total scale.peer.
 target "scale: podbox teardown total / peer" scale.podbox.teardown_total scale.peer.teardown_total 0.2
 pause_rss=$(median_of mem.pause.podbox)
 printf '%s\t%s\t%s\t%s\n' "pause RSS KiB (limit)" "$pause_rss" 100 "$( ((pause_rss <= 100)) && echo met || echo MISSED)" >>"$W/ratios.tsv"
+fi
+if only images; then
+target "image pull+unpack: podbox / podman" pull.podbox pull.podman 0.5
+target "image pull+unpack: podbox / gzip|tar floor" pull.podbox pull.floor 1.3
+target "start: 5-layer image / rootfs" start.image5.podbox start.rootfs.podbox 1.1
+fi
 
 {
     echo "podbox benchmark — $(nproc) cores, kernel $(uname -r), $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)"

@@ -12,6 +12,10 @@ command -v ip >/dev/null || need+=(iproute2)
 command -v nsenter >/dev/null && command -v unshare >/dev/null || need+=(util-linux)
 command -v file >/dev/null || need+=(file)
 command -v ping >/dev/null || need+=(iputils-ping)
+# tests/images.rs: a registry on loopback inside the node, images pushed with skopeo
+command -v docker-registry >/dev/null || need+=(docker-registry)
+command -v skopeo >/dev/null || need+=(skopeo)
+command -v curl >/dev/null || need+=(curl)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive

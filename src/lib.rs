@@ -5,10 +5,13 @@
 //! - `pod`: pod sandboxes — names, manifests, namespace pins, the pause process, and turning a
 //!   container of a pod into an OCI runtime spec.
 //! - `container`: executes OCI runtime specs; knows nothing of pods.
+//! - `image`: the image store — blobs, unpacked layers, names; pull, load, import; an image's
+//!   config applied to a container. Knows nothing of pods.
 //! - `network`: bridge, veth, IPAM, routes, NAT over netlink and nftables.
 //! - `state`: the runtime root on disk — atomic JSON records and locks.
 pub mod cli;
 pub mod container;
+pub mod image;
 pub mod network;
 pub mod oci;
 pub mod pod;

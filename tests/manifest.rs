@@ -17,6 +17,14 @@ fn stderr(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// The busybox rootfs as the images the manifests name (images made on the node are never pulled;
+/// the node has no way out anyway).
+fn import_as(node: &Node, names: &[&str]) {
+    for name in names {
+        node.podbox_ok(&["image", "import", common::rootfs().to_str().unwrap(), name]);
+    }
+}
+
 fn assert_no_pods(node: &Node) {
     assert_eq!(node.podbox_ok(&["pod", "ls", "--json"]).trim(), "[]");
 }
@@ -25,11 +33,13 @@ fn assert_no_pods(node: &Node) {
 fn kubectl_fixtures_run_or_are_refused_naming_the_field() {
     require_root!();
     let node = Node::new("m-kubectl");
-    // `kubectl run web --image=busybox --dry-run=client -o yaml`: only the command is missing
-    // (podbox has no image config to take it from).
-    let out = node.podbox(&["pod", "apply", "-f", fixture("kubectl-run.yaml").to_str().unwrap(), "--network", "none"]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("field spec.containers[0].command:"), "{}", stderr(&out));
+    import_as(&node, &["busybox", "docker.io/library/busybox:1.36"]);
+    // `kubectl run web --image=busybox --dry-run=client -o yaml`: no command, so the image's Cmd
+    // (`sh`, as busybox's) runs.
+    node.podbox_ok(&["pod", "apply", "-f", fixture("kubectl-run.yaml").to_str().unwrap(), "--network", "none"]);
+    let v = json(&node.podbox_ok(&["pod", "inspect", "web"]));
+    assert_eq!(v["containers"][0]["args"], serde_json::json!(["sh"]), "{v}");
+    node.podbox_ok(&["pod", "rm", "-f", "web"]);
     assert_no_pods(&node);
 
     // ... and with `-- httpd ...` it runs: args, env and the container port.
@@ -62,6 +72,7 @@ fn kubectl_fixtures_run_or_are_refused_naming_the_field() {
 fn podman_kube_generate_fixture_runs_with_its_host_port() {
     require_root!();
     let node = Node::new("m-podman");
+    import_as(&node, &["podbox-rootfs"]);
     node.podbox_ok(&["pod", "apply", "-f", fixture("podman-kube-generate.yaml").to_str().unwrap()]);
     // podman's pod: server (httpd on 80, GREETING, workdir /tmp) and sidecar, 8080 -> 80.
     assert_eq!(node.podbox_ok(&["exec", "web", "server", "--", "sh", "-c", "echo $GREETING $(pwd)"]).trim(), "hello /tmp");
@@ -105,6 +116,7 @@ fn podman_kube_generate_output_applies() {
     let yaml = node.sh_ok(&format!("{podman} kube generate shop"));
     let file = node.dir.join("shop.yaml");
     std::fs::write(&file, &yaml).unwrap();
+    import_as(&node, &["podbox-rootfs"]);
     node.podbox_ok(&["pod", "apply", "-f", file.to_str().unwrap()]);
     assert_eq!(node.podbox_ok(&["exec", "shop", "front", "--", "sh", "-c", "echo $ROLE $(pwd)"]).trim(), "front /tmp");
     assert!(wait_until(5, || node.podbox(&["exec", "shop", "back", "--", "wget", "-qO/dev/null", "http://localhost:80/"]).status.success()));
@@ -118,6 +130,7 @@ fn podman_kube_generate_output_applies() {
 fn generate_round_trips_through_apply() {
     require_root!();
     let node = Node::new("m-generate");
+    import_as(&node, &["busybox", "docker.io/library/busybox:1.36"]);
     let manifest = node.dir.join("pod.yaml");
     std::fs::write(
         &manifest,

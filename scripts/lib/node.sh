@@ -4,7 +4,8 @@
 # kills the node's init by PID, which ends every process and namespace left in it.
 # Usage: source this file; node_up NAME; in_node NAME CMD...; node_down NAME (or node_down_all).
 
-PODBOX=${PODBOX:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/target/debug/podbox}
+PODBOX_SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+PODBOX=${PODBOX:-$PODBOX_SRC/target/debug/podbox}
 declare -A NODE_INIT NODE_UNSHARE
 NODE_TMP=${NODE_TMP:-$(mktemp -d /tmp/podbox-demo.XXXXXX)}
 
@@ -25,7 +26,7 @@ node_up() {
 # in_node NAME CMD...: run CMD in the node, with podbox pointed at the node's own state root.
 in_node() {
   local name=$1; shift
-  PODBOX_ROOT=$NODE_TMP/$name nsenter -t "${NODE_INIT[$name]}" --net --pid --mount --uts -- "$@"
+  PODBOX_ROOT=$NODE_TMP/$name PODBOX_IMAGES=$NODE_TMP/$name-images PODBOX_ROOTFS=${PODBOX_ROOTFS:-$PODBOX_SRC/rootfs} nsenter -t "${NODE_INIT[$name]}" --net --pid --mount --uts -- "$@"
 }
 
 node_down() {

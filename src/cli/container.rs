@@ -14,8 +14,19 @@ use crate::pod::{Ctx, PodError};
 pub struct RunArgs {
     #[arg(long)]
     pub pod: String,
+    /// Default: from the image's name, with a random suffix.
     #[arg(long)]
-    pub name: String,
+    pub name: Option<String>,
+    /// The image to run (pulled as Kubernetes' default policy says: `:latest` always, other
+    /// tags when missing); without it, the --rootfs directory.
+    #[arg(long)]
+    pub image: Option<String>,
+    /// Replace the image's Entrypoint: an executable, or a JSON array.
+    #[arg(long)]
+    pub entrypoint: Option<String>,
+    /// Always, IfNotPresent or Never.
+    #[arg(long = "pull", value_name = "POLICY")]
+    pub pull: Option<String>,
     /// Run in the background; output goes to `podbox logs`.
     #[arg(short, long)]
     pub detach: bool,
@@ -58,7 +69,8 @@ pub struct RunArgs {
     /// Maximum number of processes and threads (-1: unlimited).
     #[arg(long = "pids-limit")]
     pub pids_limit: Option<i64>,
-    #[arg(last = true, required = true)]
+    /// The command (with an image: replaces its Cmd).
+    #[arg(last = true, required_unless_present = "image")]
     pub cmd: Vec<String>,
 }
 
@@ -149,10 +161,26 @@ fn parse_resources(a: &RunArgs) -> anyhow::Result<Resources> {
     })
 }
 
+/// A container name from the image's (`docker.io/library/nginx:1` → `nginx-1a2b`).
+fn default_name(image: Option<&str>) -> String {
+    let base = image.and_then(|i| crate::image::Reference::parse(i).ok()).map(|r| r.repository.rsplit('/').next().unwrap_or("c").to_string()).unwrap_or_else(|| "c".into());
+    let base: String = base.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).take(50).collect();
+    format!("{}-{}", base.trim_matches('-'), &crate::pod::new_id()[..4])
+}
+
 pub fn run(ctx: &Ctx, a: &RunArgs) -> anyhow::Result<i32> {
+    let name = a.name.clone().unwrap_or_else(|| default_name(a.image.as_deref()));
+    let entrypoint = match a.entrypoint.as_deref() {
+        None => None,
+        Some(e) if e.trim_start().starts_with('[') => Some(serde_json::from_str::<Vec<String>>(e).map_err(|err| anyhow::anyhow!("--entrypoint {e:?}: not a JSON array of strings: {err}"))?),
+        Some(e) => Some(vec![e.to_string()]),
+    };
     let c = ContainerSpec {
-        name: a.name.clone(),
-        image: None,
+        name: name.clone(),
+        image: a.image.clone(),
+        pull_policy: a.pull.as_deref().map(str::parse).transpose().map_err(|e| anyhow::anyhow!("--pull {e}"))?,
+        entrypoint,
+        cmd: (!a.cmd.is_empty()).then(|| a.cmd.clone()),
         args: a.cmd.clone(),
         env: parse_env(&a.env)?,
         working_dir: a.workdir.clone(),
@@ -166,15 +194,16 @@ pub fn run(ctx: &Ctx, a: &RunArgs) -> anyhow::Result<i32> {
             "always" => RestartPolicy::Always,
             _ => RestartPolicy::Never,
         },
+        run_as_non_root: false,
     };
     match containers::run(ctx, &a.pod, &c, a.detach) {
         Ok(RunOutcome::Detached(pid)) => {
-            println!("{} (pid {})", a.name, pid.pid);
+            println!("{name} (pid {})", pid.pid);
             Ok(0)
         }
         Ok(RunOutcome::Exited(code)) => Ok(code),
         Err(e @ PodError::Container(_)) => {
-            eprintln!("podbox: container {}: {e}", a.name);
+            eprintln!("podbox: container {name}: {e}");
             Ok(e.exit_code())
         }
         Err(e) => Err(e.into()),

@@ -2,6 +2,7 @@
 //! parses, calls one pod-layer function, and prints.
 
 pub mod container;
+pub mod image;
 pub mod network;
 pub mod oci;
 pub mod pod;
@@ -10,20 +11,19 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
-/// The root file system every container runs from, unless --rootfs / PODBOX_ROOTFS say otherwise:
-/// the `rootfs/` directory of the source tree podbox was built from.
-pub const DEFAULT_ROOTFS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/rootfs");
-
 #[derive(Parser, Debug)]
 #[command(name = "podbox", version, about = "A small container runtime with Kubernetes-style pods")]
 pub struct Cli {
     /// State directory of this node's pods and containers.
     #[arg(long, global = true, env = "PODBOX_ROOT", default_value = "/run/podbox")]
     pub root: PathBuf,
-    /// Root file system that containers run from (shared read-only; each container writes to
-    /// its own overlay layer).
-    #[arg(long, global = true, env = "PODBOX_ROOTFS", default_value = DEFAULT_ROOTFS)]
-    pub rootfs: PathBuf,
+    /// A plain directory that containers without an image run from (shared read-only; each
+    /// container writes to its own overlay layer).
+    #[arg(long, global = true, env = "PODBOX_ROOTFS")]
+    pub rootfs: Option<PathBuf>,
+    /// The image store: blobs, unpacked layers and image names.
+    #[arg(long, global = true, env = "PODBOX_IMAGES", default_value = crate::image::DEFAULT_STORE)]
+    pub images: PathBuf,
     #[command(subcommand)]
     pub cmd: Cmd,
 }
@@ -47,6 +47,9 @@ pub enum Cmd {
     Stop(container::StopArgs),
     /// Remove a container.
     Rm(container::RmArgs),
+    /// Images: pull, load, import, ls, inspect, rm, prune.
+    #[command(subcommand)]
+    Image(image::ImageCmd),
     /// The node's pod network: config, show, and CNI-like add/del plumbing.
     #[command(subcommand, visible_alias = "net")]
     Network(network::NetworkCmd),
@@ -69,7 +72,7 @@ pub enum Cmd {
 }
 
 pub fn ctx(cli: &Cli) -> anyhow::Result<crate::pod::Ctx> {
-    Ok(crate::pod::Ctx::new(&cli.root, &cli.rootfs)?)
+    Ok(crate::pod::Ctx::new(&cli.root, cli.rootfs.as_deref(), &cli.images)?)
 }
 
 /// Run the parsed command; returns the process exit code.
@@ -82,6 +85,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Cmd::Pause => Err(anyhow::anyhow!("exec of the pause process failed: {}", crate::pod::pause::exec())),
         Cmd::Pod(c) => pod::run(&ctx(&cli)?, c),
         Cmd::Network(c) => network::run(&ctx(&cli)?, c.clone()),
+        Cmd::Image(c) => image::run(&ctx(&cli)?, c),
         Cmd::Run(a) => container::run(&ctx(&cli)?, a),
         Cmd::Ps(a) => container::ps(&ctx(&cli)?, a),
         Cmd::Exec(a) => container::exec(&ctx(&cli)?, a),
@@ -89,12 +93,20 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Cmd::Stop(a) => container::stop(&ctx(&cli)?, a),
         Cmd::Rm(a) => container::rm(&ctx(&cli)?, a),
         Cmd::Gc { json } => {
-            let r = crate::pod::lifecycle::gc(&ctx(&cli)?)?;
+            let ctx = ctx(&cli)?;
+            let r = crate::pod::lifecycle::gc(&ctx)?;
+            // What killed pulls left in the image store (nothing while a pull runs).
+            let tmp = if ctx.images.is_dir() { ctx.image_store()?.gc()? } else { 0 };
             if *json {
-                println!("{}", serde_json::to_string_pretty(&r)?);
+                let mut v = serde_json::to_value(&r)?;
+                v["image_temporaries_removed"] = tmp.into();
+                println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
                 for p in &r.removed_pods {
                     println!("removed pod {p}");
+                }
+                if tmp > 0 {
+                    println!("removed {tmp} temporary file(s) of interrupted image pulls");
                 }
                 for p in &r.problems {
                     eprintln!("podbox gc: {p}");

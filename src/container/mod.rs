@@ -69,9 +69,11 @@ pub(crate) fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Cont
 pub enum Rootfs {
     /// `root.path` of the spec, used as it is (bind-mounted onto itself).
     Plain(PathBuf),
-    /// A read-only shared lower directory with a per-container writable upper layer; mounted
-    /// inside the container's own mount namespace, so nothing needs unmounting afterwards.
-    Overlay { lower: PathBuf, upper: PathBuf, work: PathBuf, merged: PathBuf },
+    /// Read-only shared lower directories (an image's layers, **top layer first**, as overlayfs'
+    /// `lowerdir=` lists them; or one plain directory) with a per-container writable upper
+    /// layer; mounted inside the container's own mount namespace, so nothing needs unmounting
+    /// afterwards.
+    Overlay { lowers: Vec<PathBuf>, upper: PathBuf, work: PathBuf, merged: PathBuf },
 }
 
 /// Where the container's standard streams go.

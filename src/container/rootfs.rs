@@ -36,13 +36,13 @@ pub fn prepare(rootfs: &Rootfs, spec: &Spec) -> Result<PathBuf> {
                 .map_err(sys(format!("bind-mounting root {}", path.display())))?;
             path.clone()
         }
-        Rootfs::Overlay { lower, upper, work, merged } => {
+        Rootfs::Overlay { lowers, upper, work, merged } => {
             for d in [upper, work, merged] {
                 fs::create_dir_all(d).map_err(io(format!("creating {}", d.display())))?;
             }
-            let data = format!("lowerdir={},upperdir={},workdir={}", lower.display(), upper.display(), work.display());
+            let data = overlay_options(lowers, upper, work)?;
             mount(Some("overlay"), merged, Some("overlay"), MsFlags::empty(), Some(data.as_str()))
-                .map_err(sys(format!("mounting overlay over {}", lower.display())))?;
+                .map_err(sys(format!("mounting overlay of {} layer(s) over {}", lowers.len(), lowers.first().map(|l| l.display().to_string()).unwrap_or_default())))?;
             merged.clone()
         }
     };
@@ -59,6 +59,38 @@ pub fn prepare(rootfs: &Rootfs, spec: &Spec) -> Result<PathBuf> {
     }
     create_devices(&root, spec)?;
     Ok(root)
+}
+
+/// The overlay mount options. The kernel takes at most one page of options, which absolute
+/// paths of many layers overflow (an image store's layer paths are ~100 bytes each): then, when
+/// all layers share one directory, the init changes into it and names them relatively (overlayfs
+/// resolves lowerdirs against the mounting process's working directory; the init pivots and
+/// changes directory afterwards anyway). That allows ~60 layers of 64-hex names.
+fn overlay_options(lowers: &[PathBuf], upper: &Path, work: &Path) -> Result<String> {
+    const MAX: usize = 4095;
+    if lowers.is_empty() {
+        return Err(ContainerError::Spec { field: "root".into(), msg: "an overlay needs at least one lower layer".into() });
+    }
+    for l in lowers {
+        if l.as_os_str().as_encoded_bytes().iter().any(|b| matches!(b, b',' | b':')) {
+            return Err(ContainerError::Spec { field: "root".into(), msg: format!("layer path {} contains ',' or ':', which overlayfs cannot take", l.display()) });
+        }
+    }
+    let tail = format!(",upperdir={},workdir={}", upper.display(), work.display());
+    let join = |v: Vec<String>| format!("lowerdir={}{tail}", v.join(":"));
+    let data = join(lowers.iter().map(|l| l.display().to_string()).collect());
+    if data.len() <= MAX {
+        return Ok(data);
+    }
+    let parent = lowers[0].parent().map(Path::to_path_buf);
+    if let Some(parent) = parent.filter(|p| lowers.iter().all(|l| l.parent() == Some(p.as_path()))) {
+        let data = join(lowers.iter().map(|l| l.file_name().unwrap_or_default().to_string_lossy().into_owned()).collect());
+        if data.len() <= MAX {
+            chdir(&parent).map_err(sys(format!("chdir {}", parent.display())))?;
+            return Ok(data);
+        }
+    }
+    Err(ContainerError::Spec { field: "root".into(), msg: format!("{} layers are too many for one overlay mount ({} bytes of options, the kernel takes {MAX})", lowers.len(), data.len()) })
 }
 
 /// A device node to create in the container's /dev.

@@ -25,10 +25,11 @@ pub enum RunOutcome {
 /// Run container `c` in pod `key`.
 pub fn run(ctx: &Ctx, key: &str, c: &ContainerSpec, detach: bool) -> Result<RunOutcome> {
     validate_name("container", &c.name)?;
-    if c.args.is_empty() {
-        return Err(PodError::Invalid("no command given: podbox run --pod POD --name NAME -- CMD [ARGS]".into()));
-    }
-    ctx.check_rootfs()?;
+    // Image (pulled if the policy says so) or --rootfs; before the lock: a pull may take long.
+    let resolved = super::image::resolve(ctx, c)?;
+    // What was asked (for `pod generate`: the user's fields, not the image's filled in).
+    let requested = c;
+    let c = &resolved.spec;
     let lock = ctx.root.lock()?;
     let pod = ctx.find_pod(key)?;
     if pod.phase != PodPhase::Ready || !pod.pause.map(|p| p.alive()).unwrap_or(false) {
@@ -40,7 +41,7 @@ pub fn run(ctx: &Ctx, key: &str, c: &ContainerSpec, detach: bool) -> Result<RunO
         return Err(PodError::Busy(format!("container {} already exists in pod {} ({state}): remove it first with `podbox rm {} {}`", c.name, pod.name, pod.name, c.name)));
     }
     let pod_dir = ctx.root.pod_dir(&pod.id);
-    let spec = spec::container_spec(&pod, &pod_dir, c, &ctx.rootfs)?;
+    let spec = spec::container_spec(&pod, &pod_dir, c, &dir.join("merged"))?;
     fs::create_dir_all(&dir).map_err(|e| PodError::Kernel(format!("creating {}: {e}", dir.display())))?;
     let _ = spec.save(dir.join("config.json"));
     let mut rec = ContainerRecord {
@@ -52,12 +53,15 @@ pub fn run(ctx: &Ctx, key: &str, c: &ContainerSpec, detach: bool) -> Result<RunO
         pid: None,
         monitor: None,
         start_error: None,
-        spec: Some(c.clone()),
+        spec: Some(requested.clone()),
+        image: resolved.image.as_ref().map(|i| i.0.clone()),
+        image_digest: resolved.image.as_ref().map(|i| i.1.clone()),
+        stop_signal: resolved.stop_signal,
     };
     state::write_json(&dir.join("container.json"), &rec)?;
     let opts = StartOptions {
         spec: &spec,
-        rootfs: Rootfs::Overlay { lower: ctx.rootfs.clone(), upper: dir.join("upper"), work: dir.join("work"), merged: dir.join("merged") },
+        rootfs: Rootfs::Overlay { lowers: resolved.lowers.clone(), upper: dir.join("upper"), work: dir.join("work"), merged: dir.join("merged") },
         state_dir: dir.clone(),
         stdio: if detach { Stdio::Log(dir.join(LOG_FILE)) } else { Stdio::Tee(dir.join(LOG_FILE)) },
         detach,
@@ -159,7 +163,7 @@ pub fn stop_one(ctx: &Ctx, pod: &PodRecord, name: &str, grace: Duration) -> Resu
     for _ in 0..3 {
         let st = ctx.container_status(pod, name)?.ok_or_else(|| PodError::UnknownContainer { pod: pod.name.clone(), container: name.into() })?;
         if let (ContainerState::Running, Some(pid)) = (st.state, st.record.pid) {
-            pid.signal(libc::SIGTERM);
+            pid.signal(st.record.stop_signal.unwrap_or(libc::SIGTERM));
             if !pid.wait_gone(grace) {
                 pid.signal(libc::SIGKILL);
                 pid.wait_gone(Duration::from_secs(10));

@@ -4,6 +4,7 @@
 
 pub mod containers;
 pub mod diagnose;
+pub mod image;
 pub mod lifecycle;
 pub mod manifest;
 pub mod model;
@@ -38,6 +39,8 @@ pub enum PodError {
     Invalid(String),
     #[error("root file system {0} not found or incomplete: build it with scripts/build-rootfs.sh (or set --rootfs / PODBOX_ROOTFS)")]
     RootfsMissing(PathBuf),
+    #[error("container {0}: no image and no root file system: give --image REF (a manifest's image:) or --rootfs DIR (PODBOX_ROOTFS)")]
+    NoRoot(String),
     #[error("podbox must run as root (it creates namespaces, mounts and network devices)")]
     NotRoot,
     #[error("{0}")]
@@ -50,6 +53,8 @@ pub enum PodError {
     Network(#[from] NetError),
     #[error(transparent)]
     State(#[from] StateError),
+    #[error(transparent)]
+    Image(#[from] crate::image::ImageError),
 }
 
 fn manifest_location(doc: &str, field: &str) -> String {
@@ -74,28 +79,59 @@ impl PodError {
 
 pub type Result<T> = std::result::Result<T, PodError>;
 
-/// Where podbox keeps state and finds the root file system.
+/// Where podbox keeps state, images, and a plain root file system if one was given.
 #[derive(Debug, Clone)]
 pub struct Ctx {
     pub root: Root,
-    pub rootfs: PathBuf,
+    /// `--rootfs`: containers without an image run from this directory.
+    pub rootfs: Option<PathBuf>,
+    /// The image store's directory (opened when an image is needed).
+    pub images: PathBuf,
 }
 
 impl Ctx {
-    pub fn new(root: &Path, rootfs: &Path) -> Result<Ctx> {
+    pub fn new(root: &Path, rootfs: Option<&Path>, images: &Path) -> Result<Ctx> {
         // SAFETY: geteuid has no failure mode.
         if unsafe { libc::geteuid() } != 0 {
             return Err(PodError::NotRoot);
         }
-        Ok(Ctx { root: Root::open(root)?, rootfs: rootfs.to_path_buf() })
+        Ok(Ctx { root: Root::open(root)?, rootfs: rootfs.map(Path::to_path_buf), images: images.to_path_buf() })
     }
 
+    /// A `--rootfs` that was given must be a usable root file system.
     pub fn check_rootfs(&self) -> Result<()> {
-        if self.rootfs.join("bin/sh").exists() {
-            Ok(())
-        } else {
-            Err(PodError::RootfsMissing(self.rootfs.clone()))
+        match &self.rootfs {
+            Some(r) if !r.join("bin/sh").exists() => Err(PodError::RootfsMissing(r.clone())),
+            _ => Ok(()),
         }
+    }
+
+    pub fn image_store(&self) -> Result<crate::image::Store> {
+        Ok(crate::image::Store::open(&self.images)?)
+    }
+
+    /// Containers of this root that run from image `digest`, as "pod/container".
+    pub fn image_users(&self, digest: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        for p in self.pods().unwrap_or_default() {
+            for c in self.container_statuses(&p).unwrap_or_default() {
+                if c.record.image_digest.as_deref() == Some(digest) {
+                    out.push(format!("{}/{}", p.name, c.record.name));
+                }
+            }
+        }
+        out
+    }
+
+    /// The image manifests of every container of this root (kept by `image prune`).
+    pub fn images_in_use(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for p in self.pods().unwrap_or_default() {
+            for c in self.container_statuses(&p).unwrap_or_default() {
+                out.extend(c.record.image_digest);
+            }
+        }
+        out
     }
 
     pub fn pod_record_path(&self, id: &str) -> PathBuf {

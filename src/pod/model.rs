@@ -42,12 +42,9 @@ pub struct PodSpec {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ContainerSpec {
     pub name: String,
-    /// A manifest's image name: recorded only (every container runs from podbox's root file
-    /// system), so that `pod generate` can write it back.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub image: Option<String>,
     /// Command and arguments (a manifest's `command` followed by `args`).
     pub args: Vec<String>,
     pub env: Vec<(String, String)>,
@@ -62,6 +59,38 @@ pub struct ContainerSpec {
     /// Whether its monitor starts it again when it ends (a manifest's pod-wide restartPolicy,
     /// or `run --restart`).
     pub restart: crate::container::RestartPolicy,
+    /// The image it runs from (`run --image`, a manifest's `image:`); None: the `--rootfs` dir.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// None: Kubernetes' default (Always for `:latest`, else IfNotPresent).
+    pub pull_policy: Option<PullPolicy>,
+    /// With an image: replaces its Entrypoint (a manifest's `command`, `run --entrypoint`).
+    pub entrypoint: Option<Vec<String>>,
+    /// With an image: replaces its Cmd (a manifest's `args`, `run`'s trailing arguments).
+    pub cmd: Option<Vec<String>>,
+    /// securityContext.runAsNonRoot: refuse to start when the user (given or the image's) is 0.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub run_as_non_root: bool,
+}
+
+/// When to pull a container's image (Kubernetes' imagePullPolicy).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PullPolicy {
+    Always,
+    IfNotPresent,
+    Never,
+}
+
+impl std::str::FromStr for PullPolicy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "Always" => Ok(PullPolicy::Always),
+            "IfNotPresent" => Ok(PullPolicy::IfNotPresent),
+            "Never" => Ok(PullPolicy::Never),
+            other => Err(format!("{other:?}: must be Always, IfNotPresent or Never")),
+        }
+    }
 }
 
 /// How much of the kernel a container may reach (--cap-add, --privileged, ...).
@@ -209,6 +238,14 @@ pub struct ContainerRecord {
     /// What it was asked to be (for `pod generate`); absent in records of older podbox versions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub spec: Option<ContainerSpec>,
+    /// The image it runs from (name) and its manifest digest: `image rm` and `prune` keep it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_digest: Option<String>,
+    /// The signal `stop` sends first (the image's StopSignal); None: SIGTERM.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_signal: Option<i32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -81,6 +81,10 @@ impl Node {
         let mut c = Command::new("nsenter");
         c.arg("-t").arg(self.init_pid.to_string()).args(["--net", "--pid", "--mount", "--uts", "--"]);
         c.env("PODBOX_ROOT", &self.root);
+        // Containers without an image run from the source tree's busybox rootfs; images live in
+        // the node's temp dir and go with it.
+        c.env("PODBOX_ROOTFS", rootfs());
+        c.env("PODBOX_IMAGES", self.dir.join("images"));
         c
     }
 

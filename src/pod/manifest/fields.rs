@@ -80,7 +80,7 @@ const API: &str = "bookkeeping of the API server";
 const SCHED: &str = "scheduling: the pod runs on this node";
 const NO_API: &str = "no API server on a podbox node";
 const NO_VOLUMES: &str = "podbox has no volumes yet";
-const NO_PULL: &str = "podbox pulls no images: every container runs from its root file system";
+const NO_PULL: &str = "pull secrets live in the API server: podbox pulls with its own credentials (--creds, auth.json)";
 const NO_SERVICES: &str = "no Services on a podbox node";
 
 use Class::*;
@@ -183,7 +183,7 @@ pub const FIELDS: &[Field] = &[
     f("spec.containers[].lifecycle", Refused("postStart/preStop hooks are not run by podbox")),
     f("spec.containers[].terminationMessagePath", Ignored("podbox records the exit status and the log instead")),
     f("spec.containers[].terminationMessagePolicy", Ignored("podbox records the exit status and the log instead")),
-    f("spec.containers[].imagePullPolicy", Ignored(NO_PULL)),
+    f("spec.containers[].imagePullPolicy", Honoured),
     f("spec.containers[].stdin", OnlyIf { accept: Accept::False, note: None, refused: "a manifest's containers get no stdin" }),
     f("spec.containers[].stdinOnce", OnlyIf { accept: Accept::False, note: None, refused: "a manifest's containers get no stdin" }),
     f("spec.containers[].tty", OnlyIf { accept: Accept::False, note: None, refused: "a manifest's containers get no terminal" }),

@@ -10,8 +10,9 @@ use crate::container::RestartPolicy;
 use crate::network::Protocol;
 use crate::pod::model::{ContainerSpec, ContainerStatus, PodRecord, Resources};
 
-/// The image of a container that was not given one: podbox's default root file system is
-/// Debian's busybox-static, so a cluster running the manifest gets the same programs.
+/// The image of a container that was not given one (it ran from `--rootfs`): podbox's usual root
+/// file system is Debian's busybox-static, imported as the image `busybox` by the tests and demos,
+/// so a cluster running the manifest gets the same programs.
 pub const DEFAULT_IMAGE: &str = "busybox";
 
 /// The manifest, and notes on what it cannot express (e.g. a pids limit).
@@ -89,11 +90,19 @@ pub fn pod_manifest(pod: &PodRecord, containers: &[ContainerStatus]) -> (Value, 
 }
 
 fn container(c: &ContainerSpec, ports: Vec<Value>, notes: &mut Vec<String>) -> Value {
-    let mut v = json!({
-        "name": c.name,
-        "image": c.image.as_deref().unwrap_or(DEFAULT_IMAGE),
-        "command": c.args,
-    });
+    let mut v = json!({ "name": c.name, "image": c.image.as_deref().unwrap_or(DEFAULT_IMAGE) });
+    if c.image.is_some() {
+        // What the user gave over the image's Entrypoint and Cmd, not the resolved command line.
+        if let Some(e) = &c.entrypoint {
+            v["command"] = json!(e);
+        }
+        if let Some(a) = &c.cmd {
+            v["args"] = json!(a);
+        }
+    } else {
+        notes.push(format!("container {}: ran from --rootfs, written as image {DEFAULT_IMAGE:?} (`podbox image import ROOTFS {DEFAULT_IMAGE}` makes it)", c.name));
+        v["command"] = json!(c.args);
+    }
     if !c.env.is_empty() {
         v["env"] = c.env.iter().map(|(k, val)| json!({ "name": k, "value": val })).collect();
     }

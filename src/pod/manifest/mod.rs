@@ -120,10 +120,11 @@ struct SeccompProfile {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct Container {
     name: String,
-    /// Every container runs from podbox's one root file system; the image name is recorded (and
-    /// written back by `pod generate`).
+    /// The image the container runs from; without one it runs from `--rootfs`.
     #[serde(default)]
     image: Option<String>,
+    #[serde(default)]
+    image_pull_policy: Option<String>,
     #[serde(default)]
     command: Vec<String>,
     #[serde(default)]
@@ -399,16 +400,20 @@ fn parse_doc(label: &str, doc: &mut Value) -> Result<PodSpec, PodError> {
     Ok(pod)
 }
 
-/// The user and groups a container runs as: its own securityContext over the pod's.
-fn identity(i: usize, pod: &PodSecurityContext, c: &SecurityContext) -> Result<Option<(u32, u32)>, PodError> {
+/// The user and groups a container runs as: its own securityContext over the pod's; and whether
+/// runAsNonRoot is left to check against the image's user when the container starts.
+fn identity(i: usize, pod: &PodSecurityContext, c: &SecurityContext, has_image: bool) -> Result<(Option<(u32, u32)>, bool), PodError> {
     let uid = c.run_as_user.or(pod.run_as_user);
     let gid = c.run_as_group.or(pod.run_as_group);
-    if c.run_as_non_root.or(pod.run_as_non_root) == Some(true) && uid.unwrap_or(0) == 0 {
+    let non_root = c.run_as_non_root.or(pod.run_as_non_root) == Some(true);
+    // Without an image nothing else names a user: no runAsUser means root.
+    if non_root && (uid == Some(0) || (uid.is_none() && !has_image)) {
         let field = if c.run_as_non_root.is_some() { format!("spec.containers[{i}].securityContext.runAsNonRoot") } else { "spec.securityContext.runAsNonRoot".into() };
-        return Err(invalid(&field, "the container would run as root: give runAsUser a non-zero UID (podbox images name no user)"));
+        return Err(invalid(&field, "the container would run as root: give runAsUser a non-zero UID"));
     }
     // As in Kubernetes without a user database: the primary group defaults to 0.
-    Ok(if uid.is_some() || gid.is_some() { Some((uid.unwrap_or(0), gid.unwrap_or(0))) } else { None })
+    let user = if uid.is_some() || gid.is_some() { Some((uid.unwrap_or(0), gid.unwrap_or(0))) } else { None };
+    Ok((user, non_root && uid.is_none()))
 }
 
 fn seccomp_unconfined(field: &str, p: &Option<SeccompProfile>) -> Result<Option<bool>, PodError> {
@@ -447,11 +452,18 @@ fn to_pod_spec(m: Manifest) -> Result<PodSpec, PodError> {
         ..Default::default()
     };
     for (i, c) in m.spec.containers.into_iter().enumerate() {
+        // With an image, command replaces its Entrypoint and args its Cmd (resolved at run).
+        let entrypoint = (!c.command.is_empty()).then(|| c.command.clone());
+        let cmd = (!c.args.is_empty()).then(|| c.args.clone());
         let mut args = c.command;
         args.extend(c.args);
-        if args.is_empty() {
-            return Err(invalid(&format!("spec.containers[{i}].command"), "podbox images have no default command: give command (and args)"));
+        if args.is_empty() && c.image.is_none() {
+            return Err(invalid(&format!("spec.containers[{i}].command"), "a container without an image needs a command (and args)"));
         }
+        let pull_policy = match c.image_pull_policy.as_deref() {
+            None => None,
+            Some(p) => Some(p.parse().map_err(|e: String| invalid(&format!("spec.containers[{i}].imagePullPolicy"), e))?),
+        };
         let mut ports = Vec::new();
         for (j, p) in c.ports.iter().enumerate() {
             let field = format!("spec.containers[{i}].ports[{j}]");
@@ -488,10 +500,14 @@ fn to_pod_spec(m: Manifest) -> Result<PodSpec, PodError> {
             }
         }
         let unconfined = seccomp_unconfined(&format!("spec.containers[{i}].securityContext.seccompProfile.type"), &sc.seccomp_profile)?;
-        let user = identity(i, &pod_sec, &sc)?;
+        let (user, run_as_non_root) = identity(i, &pod_sec, &sc, c.image.is_some())?;
         pod.containers.push(ContainerSpec {
             name: c.name,
             image: c.image,
+            pull_policy,
+            entrypoint,
+            cmd,
+            run_as_non_root,
             args,
             env: c.env.into_iter().map(|e| (e.name, e.value)).collect(),
             working_dir: c.working_dir,
@@ -602,11 +618,12 @@ spec:
     }
 
     #[test]
-    fn kubectl_run_without_a_command_is_refused_naming_command() {
-        // Everything else in it (creationTimestamp: null, resources: {}, dnsPolicy, status: {})
-        // is accepted: the only field podbox cannot do without is the command the image would give.
-        let (_, field, msg) = err_of(KUBECTL_RUN);
-        assert_eq!(field, "spec.containers[0].command", "{msg}");
+    fn kubectl_run_output_is_accepted() {
+        // Everything in it (creationTimestamp: null, resources: {}, dnsPolicy, status: {}) is
+        // accepted; without a command the image's Entrypoint/Cmd runs.
+        let p = parse(KUBECTL_RUN).unwrap();
+        assert_eq!(p.containers[0].image.as_deref(), Some("busybox"));
+        assert!(p.containers[0].args.is_empty() && p.containers[0].entrypoint.is_none());
         let p = parse(KUBECTL_RUN_ARGS).unwrap();
         assert_eq!(p.containers[0].args, ["httpd", "-f", "-p", "8080", "-h", "/var/www"]);
         assert_eq!(p.containers[0].image.as_deref(), Some("busybox"));
@@ -635,7 +652,7 @@ spec:
         let old: String = old.split("    xprojected:\n").next().unwrap().to_string() + "status:\n  phase: Running\n";
         assert!(parse(&old).unwrap_or_else(|e| panic!("{e}")).ignored.iter().any(|i| i.contains("service-account token")));
         // Listed once, not once per occurrence.
-        assert_eq!(p.ignored.iter().filter(|i| i.starts_with("spec.containers[].imagePullPolicy")).count(), 1);
+        assert_eq!(p.ignored.iter().filter(|i| i.starts_with("spec.containers[].terminationMessagePath")).count(), 1);
         // A `kubectl get pods -o yaml` list of two such pods.
         let item = |name: &str| KUBECTL_GET.replace("name: web\n  namespace", &format!("name: {name}\n  namespace")).lines().map(|l| format!("  {l}\n")).collect::<String>();
         let list = format!("apiVersion: v1\nkind: List\nmetadata:\n  resourceVersion: \"\"\nitems:\n- {}- {}", &item("a")[2..], &item("b")[2..]);
@@ -746,11 +763,12 @@ spec:
             declared_ports: Default::default(), labels: spec.labels.clone(), ignored_fields: vec![],
         };
         let statuses: Vec<ContainerStatus> = spec.containers.iter().map(|c| ContainerStatus {
-            record: ContainerRecord { name: c.name.clone(), pod_id: "x".into(), args: c.args.clone(), created_at: String::new(), started_at: None, pid: None, monitor: None, start_error: None, spec: Some(c.clone()) },
+            record: ContainerRecord { name: c.name.clone(), pod_id: "x".into(), args: c.args.clone(), created_at: String::new(), started_at: None, pid: None, monitor: None, start_error: None, spec: Some(c.clone()), image: None, image_digest: None, stop_signal: None },
             state: ContainerState::Running, exit: None, restarts: 0, last_exit: None,
         }).collect();
         let (doc, notes) = generate::pod_manifest(&rec, &statuses);
-        assert!(notes.is_empty(), "{notes:?}");
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        assert!(notes[0].contains("ran from --rootfs"), "{notes:?}");
         let yaml = serde_yaml_ng::to_string(&doc).unwrap();
         let mut back = parse(&yaml).unwrap_or_else(|e| panic!("{e}\n{yaml}"));
         // `args` come back as one command; the rest is the same.
@@ -758,6 +776,7 @@ spec:
         want.ignored.clear();
         // A container without an image gets the default one.
         want.containers[1].image = Some(generate::DEFAULT_IMAGE.into());
+        want.containers[1].entrypoint = Some(want.containers[1].args.clone());
         back.ignored.clear();
         assert_eq!(back, want, "{yaml}");
     }

@@ -9,6 +9,10 @@
 //!   id, NAT rules tagged with the id) so that it also works after a crash left no record; it is
 //!   idempotent: whatever is already gone counts as done.
 //! - `gc` frees everything whose pod id is not in `live`.
+//!
+//! What a pod may do on the wire: send from its own IPv4 and MAC address only (nft bridge table,
+//! see nft.rs); nothing addressed to 127.0.0.0/8 reaches the node from outside `lo`; router
+//! advertisements are neither accepted (accept_ra=0 on the bridge and in the pod) nor forwarded.
 
 pub mod config;
 pub mod ipam;
@@ -47,6 +51,14 @@ pub enum NetError {
     Netlink { what: String, msg: String },
     #[error("nftables: {0}")]
     Nft(String),
+}
+
+/// A pod's eth0 MAC address, derived from its IPv4 address: locally administered unicast
+/// 0a:58 followed by the address bytes. Known before the veth exists (the anti-spoofing elements
+/// need it), and stable for an address, so neighbours' ARP caches stay right when it is reused.
+pub fn pod_mac(ip: Ipv4Addr) -> [u8; 6] {
+    let o = ip.octets();
+    [0x0a, 0x58, o[0], o[1], o[2], o[3]]
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -102,7 +114,8 @@ fn injected_failure(step: &'static str) -> Result<(), NetError> {
 enum Undo {
     Address,
     Veth(String),
-    HostPorts,
+    /// Host ports, and the anti-spoofing elements (left for the next prune: see nft::mark_stale).
+    Nft,
 }
 
 fn undo(root: &Path, pod_id: &str, steps: Vec<Undo>) {
@@ -111,7 +124,10 @@ fn undo(root: &Path, pod_id: &str, steps: Vec<Undo>) {
         let _ = match step {
             Undo::Address => ipam::release(root, pod_id),
             Undo::Veth(name) => netlink::run(|h| async move { netlink::delete_link(&h, &name).await }),
-            Undo::HostPorts => nft::remove_pod(pod_id),
+            Undo::Nft => {
+                nft::mark_stale(root, pod_id);
+                nft::remove_pod(pod_id)
+            }
         };
     }
 }
@@ -170,19 +186,25 @@ fn setup_steps(root: &Path, pod_id: &str, netns: &Path, ports: &[PortMapping], f
     injected_failure("ipam").map_err(step("allocating an address"))?;
 
     done.push(Undo::Veth(veth.clone()));
-    let (v, hairpin) = (veth.clone(), cfg.hairpin);
-    netlink::run(|h| async move {
-        let idx = netlink::create_veth(&h, &v, bridge_idx, mtu, &pod_ns).await?;
-        netlink::setup_port(&h, &v, idx, hairpin).await
+    let (v, hairpin, pod_mac) = (veth.clone(), cfg.hairpin, pod_mac(ip));
+    let host_idx = netlink::run(|h| async move {
+        let idx = netlink::create_veth(&h, &v, bridge_idx, mtu, &pod_ns, pod_mac).await?;
+        netlink::setup_port(&h, &v, idx, hairpin).await?;
+        Ok(idx)
     })
     .map_err(step("creating the veth pair"))?;
     injected_failure("veth").map_err(step("creating the veth pair"))?;
 
-    let mac = netlink::in_netns(netns, move |h| async move { netlink::configure_pod(&h, ip, prefix, gw).await })
-        .map_err(step("configuring the pod interface"))?;
+    let mac = netlink::in_netns(netns, move |h| async move {
+        // Before eth0 goes up: from then on it could take in a router advertisement.
+        pod_sysctls()?;
+        netlink::configure_pod(&h, ip, prefix, gw).await
+    })
+    .map_err(step("configuring the pod interface"))?;
 
-    done.push(Undo::HostPorts);
-    nft::apply_pod(root, &cfg, pod_id, ip, ports)
+    done.push(Undo::Nft);
+    let port = nft::PodPort { ifindex: host_idx, mac: pod_mac, ip };
+    nft::apply_pod(root, &cfg, pod_id, &port, ports)
         .map_err(|e| {
             // A pod racing us may have taken a port since the check: say so, not "File exists".
             match nft::check_ports_free(pod_id, ports) {
@@ -201,16 +223,43 @@ fn setup_steps(root: &Path, pod_id: &str, netns: &Path, ports: &[PortMapping], f
 }
 
 /// Per-namespace sysctls of the node: forwarding (pods reach beyond the bridge only if the node
-/// routes) and route_localnet on the bridge (so host ports work from 127.0.0.1 too).
+/// routes); route_localnet on the bridge, so that a host port works from the node's 127.0.0.1 too
+/// (the DNAT'ed packet leaves, and its reply comes back, through the bridge with a loopback
+/// address) — which would also let pods reach the node's loopback services, were it not for the
+/// nft rule that drops anything addressed to 127.0.0.0/8 arriving elsewhere than on `lo` (nft.rs);
+/// and no router advertisements taken from the bridge, where any pod can send one. Written once
+/// per node: a value already right is only read.
 fn node_sysctls(cfg: &NetConfig) -> Result<(), NetError> {
-    for (path, val) in [
+    let mut settings = vec![
         ("/proc/sys/net/ipv4/ip_forward".to_string(), "1"),
         (format!("/proc/sys/net/ipv4/conf/{}/route_localnet", cfg.bridge), "1"),
-    ] {
-        if std::fs::read_to_string(&path).is_ok_and(|v| v.trim() == val) {
+    ];
+    // A kernel without IPv6 (or booted with ipv6.disable=1) has no such file and no RA to refuse.
+    if Path::new("/proc/sys/net/ipv6").exists() {
+        settings.push((format!("/proc/sys/net/ipv6/conf/{}/accept_ra", cfg.bridge), "0"));
+    }
+    write_sysctls(&settings)
+}
+
+/// The pod's own network namespace (the calling thread must be in it): no router advertisements,
+/// from anyone. Pods get IPv4 from podbox and IPv6 link-local addresses only — nothing that
+/// another pod could hand out. Per pod, but inside the pod's namespace, so the cost does not grow
+/// with the number of pods.
+fn pod_sysctls() -> Result<(), NetError> {
+    if !Path::new("/proc/sys/net/ipv6").exists() {
+        return Ok(());
+    }
+    let settings: Vec<(String, &str)> =
+        ["all", "default", "eth0"].iter().map(|i| (format!("/proc/sys/net/ipv6/conf/{i}/accept_ra"), "0")).collect();
+    write_sysctls(&settings)
+}
+
+fn write_sysctls(settings: &[(String, &str)]) -> Result<(), NetError> {
+    for (path, val) in settings {
+        if std::fs::read_to_string(path).is_ok_and(|v| v.trim() == *val) {
             continue;
         }
-        std::fs::write(&path, val).map_err(|e| config::io_err(Path::new(&path), e))?;
+        std::fs::write(path, val).map_err(|e| config::io_err(Path::new(path), e))?;
     }
     Ok(())
 }
@@ -248,6 +297,10 @@ pub fn teardown_with(root: &Path, pod_id: &str, hints: TeardownHints) -> Result<
     check_pod_id(pod_id)?;
     let veth = host_veth_name(pod_id);
     let link = if hints.veth_goes_with_netns { Ok(()) } else { netlink::run(|h| async move { netlink::delete_link(&h, &veth).await }) };
+    // The anti-spoofing elements name the veth by index, which the kernel does not hand out
+    // again: once the veth is gone they match nothing. Deleting them costs an nft transaction
+    // with an RCU wait (~12 ms), so they are noted and removed in batches (nft::mark_stale).
+    nft::mark_stale(root, pod_id);
     // Keep going on errors so one stuck piece does not leak the others; report the first.
     let ports = if hints.no_host_ports { Ok(()) } else { nft::remove_pod(pod_id) };
     let addr = ipam::release(root, pod_id);
@@ -271,7 +324,7 @@ pub fn gc(root: &Path, live: &[String]) -> Result<(), NetError> {
         }
         Ok(())
     });
-    let ports = nft::gc(live);
+    let ports = nft::gc(root, live);
     nft::forget_base(root);
     let addrs = ipam::gc(root, live).map(|_| ());
     links.and(ports).and(addrs)

@@ -199,9 +199,10 @@ pub async fn ensure_bridge(h: &Handle, name: &str, mtu: u32, gw: Ipv4Addr, prefi
 }
 
 /// Create the veth pair: `host` on the node, enslaved to the bridge, and its peer created directly
-/// as `eth0` inside the namespace `pod_ns` (no move or rename afterwards). Returns the host index.
-pub async fn create_veth(h: &Handle, host: &str, bridge_idx: u32, mtu: u32, pod_ns: &File) -> Result<u32, NetError> {
-    let peer = LinkMessageBuilder::<LinkUnspec>::new().name("eth0").mtu(mtu).setns_by_fd(pod_ns.as_raw_fd()).build();
+/// as `eth0` with MAC address `pod_mac` inside the namespace `pod_ns` (no move or rename
+/// afterwards). Returns the host index.
+pub async fn create_veth(h: &Handle, host: &str, bridge_idx: u32, mtu: u32, pod_ns: &File, pod_mac: [u8; 6]) -> Result<u32, NetError> {
+    let peer = LinkMessageBuilder::<LinkUnspec>::new().name("eth0").mtu(mtu).address(pod_mac.to_vec()).setns_by_fd(pod_ns.as_raw_fd()).build();
     let msg = LinkVeth::new(host, "eth0")
         .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
         .mtu(mtu)

@@ -1,6 +1,6 @@
 //! Hardening against hostile containers and pods (issue 12): what a container may open and call,
 //! and what a pod may put on the wire — loopback-addressed frames to the node, IPv6 router
-//! advertisements, spoofed ARP and source addresses.
+//! advertisements, spoofed ARP and source addresses — and two state roots sharing one node.
 //! Everything runs in throwaway nodes; the hostile frames are crafted with python3 run from the
 //! node inside the pod's network namespace (`nsenter --net`), as a pod with CAP_NET_RAW could.
 mod common;
@@ -288,6 +288,60 @@ fn a_pod_can_send_only_from_its_own_addresses() {
     node.sh_ok(&format!("nsenter --net={} ping -c1 -W2 {}", a.netns, b.ip));
     assert_eq!(a.mac, "0a:58:0a:f4:00:02", "a pod's MAC follows its address");
     node.podbox_ok(&["pod", "rm", "-f", "--all"]);
+    node.assert_clean();
+}
+
+/// Run podbox in `node` with the state root `root` instead of the node's own.
+fn with_root(node: &Node, root: &str, args: &[&str]) -> std::process::Output {
+    node.sh(&format!("{} --root {root} {}", common::PODBOX, args.join(" ")))
+}
+
+fn with_root_ok(node: &Node, root: &str, args: &[&str]) -> String {
+    let out = with_root(node, root, args);
+    assert!(out.status.success(), "podbox --root {root} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn a_second_state_root_cannot_take_a_nodes_network() {
+    require_root!();
+    let node = Node::new("tworoots");
+    node.podbox_ok(&["pod", "create", "web", "-p", "8080:80"]);
+    let veths = || node.sh_ok("ip -o link show type veth | wc -l").trim().to_string();
+    assert_eq!(veths(), "1");
+    let other = node.dir.join("other-root");
+    let other = other.to_str().unwrap();
+    let owner = std::fs::canonicalize(&node.root).unwrap().display().to_string();
+
+    // A pod with a network is refused, naming the owner; nothing of it is left.
+    let out = with_root(&node, other, &["pod", "create", "second"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("belongs to podbox state root {owner}")), "{err}");
+    assert_eq!(veths(), "1");
+    let ls = common::json(&with_root_ok(&node, other, &["pod", "ls", "--json"]));
+    assert_eq!(ls.as_array().unwrap().len(), 0, "the refused pod left a record");
+    let ipam = node.sh_ok(&format!("ls {other}/network/ipam/*/ 2>/dev/null | grep -c '^10\\.' || true"));
+    assert_eq!(ipam.trim(), "0", "the refused pod kept an address");
+    // Nor may it reconfigure the node network.
+    let out = with_root(&node, other, &["network", "config", "--masquerade", "false"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("belongs to podbox state root"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!Path::new(other).join("network/config.json").exists(), "the refused config was saved");
+    // Its gc leaves the owner's veth and host port alone.
+    with_root_ok(&node, other, &["gc"]);
+    assert_eq!(veths(), "1", "gc of the other root removed the owner's veth");
+    assert!(node.sh_ok("nft list map ip podbox hostports").contains("8080"), "gc of the other root removed the owner's host port");
+    // A pod without network is no business of the bridge.
+    with_root_ok(&node, other, &["pod", "create", "quiet", "--network", "none"]);
+    with_root_ok(&node, other, &["pod", "rm", "-f", "quiet"]);
+
+    // Once the owning root is gone, another may take the node's network over.
+    node.podbox_ok(&["pod", "rm", "-f", "--all"]);
+    node.sh_ok(&format!("rm -rf {}", node.root.display()));
+    with_root_ok(&node, other, &["pod", "create", "second"]);
+    let alias = node.sh_ok("ip -o link show cbr0");
+    assert!(alias.contains(&format!("alias podbox root {}", std::fs::canonicalize(other).unwrap().display())), "{alias}");
+    with_root_ok(&node, other, &["pod", "rm", "-f", "second"]);
     node.assert_clean();
 }
 

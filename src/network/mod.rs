@@ -9,6 +9,9 @@
 //!   id, NAT rules tagged with the id) so that it also works after a crash left no record; it is
 //!   idempotent: whatever is already gone counts as done.
 //! - `gc` frees everything whose pod id is not in `live`.
+//! - One state root owns a node's network (the bridge, its subnet, the nft tables belong to the
+//!   network namespace, not to a root): the owner is recorded as the bridge's alias, a second
+//!   root is refused (`Owner`), and `gc` of a root that does not own the bridge leaves it alone.
 //!
 //! What a pod may do on the wire: send from its own IPv4 and MAC address only (nft bridge table,
 //! see nft.rs); nothing addressed to 127.0.0.0/8 reaches the node from outside `lo`; router
@@ -51,6 +54,54 @@ pub enum NetError {
     Netlink { what: String, msg: String },
     #[error("nftables: {0}")]
     Nft(String),
+    #[error(
+        "bridge {bridge} in this network namespace belongs to podbox state root {owner}: one root owns a node's network \
+         (two would hand out the same addresses on it). Use `--root {owner}`, or another bridge (`podbox network config --bridge`); \
+         once that root has no pods, `ip link set {bridge} alias ''` releases the bridge"
+    )]
+    OwnedByOtherRoot { bridge: String, owner: String },
+}
+
+/// What the bridge's alias says when a podbox state root owns it.
+const OWNER_PREFIX: &str = "podbox root ";
+
+/// The state root this process acts for, as recorded on (and compared with) the bridge's alias.
+#[derive(Debug, Clone)]
+pub struct Owner {
+    alias: String,
+}
+
+impl Owner {
+    /// The owner identity of `root`: its canonical path (so `./r` and `/abs/r` are one root).
+    pub fn of(root: &Path) -> Result<Owner, NetError> {
+        let path = std::fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
+        let alias = format!("{OWNER_PREFIX}{}", path.display());
+        // The kernel keeps at most 255 bytes of alias (IFALIASZ).
+        if alias.len() > 255 {
+            return Err(NetError::Config(format!("state root path {} is too long to record as the bridge owner (max 243 bytes)", path.display())));
+        }
+        Ok(Owner { alias })
+    }
+
+    pub fn alias(&self) -> &str {
+        &self.alias
+    }
+
+    /// Whether a bridge whose alias is `found` may be used by this root: unowned, ours, or owned by
+    /// a root that no longer exists (its pods are gone with it; we take over).
+    pub fn check(&self, bridge: &str, found: Option<&str>) -> Result<(), NetError> {
+        let Some(found) = found else { return Ok(()) };
+        if found == self.alias {
+            return Ok(());
+        }
+        match found.strip_prefix(OWNER_PREFIX) {
+            Some(other) if !Path::new(other).exists() => Ok(()),
+            Some(other) => Err(NetError::OwnedByOtherRoot { bridge: bridge.into(), owner: other.into() }),
+            None => Err(NetError::Conflict(format!(
+                "bridge {bridge} has the alias {found:?}, so someone else manages it; choose another bridge name with `podbox network config --bridge`"
+            ))),
+        }
+    }
 }
 
 /// A pod's eth0 MAC address, derived from its IPv4 address: locally administered unicast
@@ -158,6 +209,7 @@ fn setup_with(root: &Path, pod_id: &str, netns: &Path, ports: &[PortMapping], fr
 fn setup_steps(root: &Path, pod_id: &str, netns: &Path, ports: &[PortMapping], fresh_id: bool, done: &mut Vec<Undo>) -> Result<Attachment, NetError> {
     let step = |step: &'static str| move |e: NetError| NetError::Step { pod: pod_id.to_string(), step, cause: Box::new(e) };
     let cfg = NetConfig::load(root).map_err(step("loading the network config"))?;
+    let owner = Owner::of(root).map_err(step("naming the bridge owner"))?;
     let veth = host_veth_name(pod_id);
 
     // Checks first, so that a refused pod changes nothing.
@@ -177,8 +229,12 @@ fn setup_steps(root: &Path, pod_id: &str, netns: &Path, ports: &[PortMapping], f
     let pod_ns = netlink::open_netns(netns).map_err(step("opening the pod network namespace"))?;
 
     let (bridge, gw, prefix, mtu) = (cfg.bridge.clone(), cfg.gateway, cfg.subnet.prefix_len(), cfg.mtu);
-    let bridge_idx = netlink::run(|h| async move { netlink::ensure_bridge(&h, &bridge, mtu, gw, prefix).await })
-        .map_err(step("preparing the bridge"))?;
+    let bridge_idx = netlink::run(|h| async move { netlink::ensure_bridge(&h, &bridge, mtu, gw, prefix, &owner).await })
+        .map_err(|e| match e {
+            // Said plainly: nothing was changed, and the fix is the user's.
+            owned @ NetError::OwnedByOtherRoot { .. } => owned,
+            e => step("preparing the bridge")(e),
+        })?;
     node_sysctls(&cfg).map_err(step("setting node sysctls"))?;
 
     done.push(Undo::Address);
@@ -267,7 +323,9 @@ fn write_sysctls(settings: &[(String, &str)]) -> Result<(), NetError> {
 /// Apply a config change to the node: take the old gateway address off the old bridge when the
 /// bridge, subnet or gateway changed (the caller makes sure no pod holds an address), and rewrite
 /// the NAT rules. The next `setup` puts the new address on.
-pub fn reconfigure(old: &NetConfig, new: &NetConfig) -> Result<(), NetError> {
+pub fn reconfigure(root: &Path, old: &NetConfig, new: &NetConfig) -> Result<(), NetError> {
+    // Another root's bridge and NAT rules are not ours to rewrite.
+    check_owner(root, &old.bridge)?;
     if (&old.bridge, old.subnet, old.gateway) != (&new.bridge, new.subnet, new.gateway) {
         let (br, gw, p) = (old.bridge.clone(), old.gateway, old.subnet.prefix_len());
         netlink::run(|h| async move { netlink::remove_address(&h, &br, gw, p).await })?;
@@ -307,9 +365,33 @@ pub fn teardown_with(root: &Path, pod_id: &str, hints: TeardownHints) -> Result<
     link.and(ports).and(addr)
 }
 
-/// Free addresses, veths and rules of pods not in `live`.
+/// Refuse when another (existing) state root owns `bridge`: for commands that would change the
+/// node network, before they change anything.
+pub fn check_owner(root: &Path, bridge: &str) -> Result<(), NetError> {
+    match owned_by_other(root, bridge)? {
+        Some(owner) => Err(NetError::OwnedByOtherRoot { bridge: bridge.into(), owner }),
+        None => Ok(()),
+    }
+}
+
+/// The state root that owns `bridge`, if that is not the root at `root` (and it still exists).
+fn owned_by_other(root: &Path, bridge: &str) -> Result<Option<String>, NetError> {
+    let me = Owner::of(root)?;
+    let name = bridge.to_string();
+    let found = netlink::run(|h| async move { Ok(netlink::link_by_name(&h, &name).await?.and_then(|l| netlink::alias(&l))) })?;
+    match me.check(bridge, found.as_deref()) {
+        Err(NetError::OwnedByOtherRoot { owner, .. }) => Ok(Some(owner)),
+        _ => Ok(None),
+    }
+}
+
+/// Free addresses, veths and rules of pods not in `live`. Veths and rules only if this root owns
+/// the node's bridge: those of another root's pods are not ours to judge.
 pub fn gc(root: &Path, live: &[String]) -> Result<(), NetError> {
     let cfg = NetConfig::load(root)?;
+    if owned_by_other(root, &cfg.bridge)?.is_some() {
+        return ipam::gc(root, live).map(|_| ());
+    }
     let live_veths: Vec<String> = live.iter().filter(|id| check_pod_id(id).is_ok()).map(|id| host_veth_name(id)).collect();
     // Veths of ours are recognised by name and by being ports of our bridge.
     let bridge = cfg.bridge.clone();
@@ -423,4 +505,31 @@ pub fn status(root: &Path) -> Result<NetStatus, NetError> {
         allocations: allocs.into_iter().map(|a| (a.ip, a.pod_id)).collect(),
         host_ports,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bridge_alias_decides_who_may_use_the_bridge() {
+        let me = Owner::of(Path::new("/nonexistent/podbox-me")).unwrap();
+        assert_eq!(me.alias(), "podbox root /nonexistent/podbox-me");
+        assert!(me.check("cbr0", None).is_ok());
+        assert!(me.check("cbr0", Some("podbox root /nonexistent/podbox-me")).is_ok());
+        // Another root that exists owns it; one that is gone has given it up.
+        let other = std::env::temp_dir();
+        let err = me.check("cbr0", Some(&format!("podbox root {}", other.display()))).unwrap_err();
+        assert!(matches!(&err, NetError::OwnedByOtherRoot { owner, .. } if Path::new(owner) == other), "{err}");
+        assert!(me.check("cbr0", Some("podbox root /nonexistent/gone")).is_ok());
+        assert!(matches!(me.check("cbr0", Some("uplink to the lab")), Err(NetError::Conflict(_))));
+        assert!(Owner::of(&Path::new("/").join("x".repeat(300))).is_err());
+    }
+
+    #[test]
+    fn pod_mac_is_locally_administered_unicast_from_the_address() {
+        let m = pod_mac(Ipv4Addr::new(10, 244, 0, 2));
+        assert_eq!(m, [0x0a, 0x58, 10, 244, 0, 2]);
+        assert_eq!(m[0] & 0b11, 0b10, "locally administered, not multicast");
+    }
 }

@@ -25,27 +25,34 @@ fn run(node: &Node, args_before: &[&str], pod: &str, name: &str, script: &str) -
 #[test]
 fn the_machine_console_cannot_be_opened() {
     require_root!();
-    let node = Node::new("console");
-    pod_without_network(&node, "p");
-    // CAP_MKNOD is in the default set and the device cgroup lets any node be created ("c *:* m",
-    // as runc does); opening it is what the cgroup must refuse. /dev/tty (5:0) stays usable
-    // as a control: the open reaches the driver (ENXIO without a controlling terminal).
-    let script = r#"
-        mknod /tmp/console c 5 1 && echo MKNOD=ok
-        echo x 2>&1 > /tmp/console | sed 's/^/CONSOLE /'
-        mknod /tmp/tty c 5 0
-        echo x 2>&1 > /tmp/tty | sed 's/^/TTY /'
-        mknod /tmp/null c 1 3 && echo x > /tmp/null && echo NULL=ok
-    "#;
-    let (code, out) = run(&node, &[], "p", "c", script);
-    assert_eq!(code, 0, "{out}");
-    assert!(out.lines().any(|l| l == "MKNOD=ok"), "{out}");
-    assert!(out.lines().any(|l| l == "NULL=ok"), "{out}");
-    let console = out.lines().find(|l| l.starts_with("CONSOLE")).unwrap_or_else(|| panic!("the console was opened:\n{out}"));
-    assert!(console.contains("Operation not permitted"), "the device cgroup must refuse the console: {console}");
-    assert!(!out.lines().any(|l| l.starts_with("TTY") && l.contains("Operation not permitted")), "/dev/tty must stay allowed:\n{out}");
-    node.podbox_ok(&["pod", "rm", "-f", "p"]);
-    node.assert_clean();
+    // With the v1 devices controller (this machine) and with the eBPF program of a node that
+    // has only the unified hierarchy: both come from the same standard allow list.
+    for v2 in [false, true] {
+        let node = Node::new(if v2 { "console-v2" } else { "console" });
+        if v2 {
+            node.sh_ok("umount -R /sys/fs/cgroup && mount -t cgroup2 cgroup2 /sys/fs/cgroup");
+        }
+        pod_without_network(&node, "p");
+        // CAP_MKNOD is in the default set and the device cgroup lets any node be created ("c *:* m",
+        // as runc does); opening it is what the cgroup must refuse. /dev/tty (5:0) stays usable
+        // as a control: the open reaches the driver (ENXIO without a controlling terminal).
+        let script = r#"
+            mknod /tmp/console c 5 1 && echo MKNOD=ok
+            echo x 2>&1 > /tmp/console | sed 's/^/CONSOLE /'
+            mknod /tmp/tty c 5 0
+            echo x 2>&1 > /tmp/tty | sed 's/^/TTY /'
+            mknod /tmp/null c 1 3 && echo x > /tmp/null && echo NULL=ok
+        "#;
+        let (code, out) = run(&node, &[], "p", "c", script);
+        assert_eq!(code, 0, "{out}");
+        assert!(out.lines().any(|l| l == "MKNOD=ok"), "{out}");
+        assert!(out.lines().any(|l| l == "NULL=ok"), "{out}");
+        let console = out.lines().find(|l| l.starts_with("CONSOLE")).unwrap_or_else(|| panic!("the console was opened (v2: {v2}):\n{out}"));
+        assert!(console.contains("Operation not permitted"), "the device rules must refuse the console (v2: {v2}): {console}");
+        assert!(!out.lines().any(|l| l.starts_with("TTY") && l.contains("Operation not permitted")), "/dev/tty must stay allowed:\n{out}");
+        node.podbox_ok(&["pod", "rm", "-f", "p"]);
+        node.assert_clean();
+    }
 }
 
 /// A static program that calls io_uring_setup and prints the outcome ("ok" or the errno).

@@ -21,6 +21,7 @@ pub mod config;
 pub mod ipam;
 pub mod loopback;
 mod netlink;
+mod nfset;
 pub mod nft;
 pub mod view;
 

@@ -16,6 +16,11 @@ command -v ping >/dev/null || need+=(iputils-ping)
 command -v docker-registry >/dev/null || need+=(docker-registry)
 command -v skopeo >/dev/null || need+=(skopeo)
 command -v curl >/dev/null || need+=(curl)
+# tests/hardening.rs: hostile frames are crafted with python3 (socket, struct) from the node, and
+# an io_uring probe is compiled with `cc -static`.
+command -v python3 >/dev/null || need+=(python3)
+command -v cc >/dev/null || need+=(gcc)
+[ -e "$(cc -print-file-name=libc.a 2>/dev/null)" ] && [ -e /usr/include/linux/io_uring.h ] || need+=(libc6-dev linux-libc-dev)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive

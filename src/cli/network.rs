@@ -148,9 +148,11 @@ pub fn run(ctx: &Ctx, cmd: NetworkCmd) -> anyhow::Result<i32> {
                     in_use[0].pod_id
                 );
             }
+            // A node network another root owns is not ours to reconfigure; refused before saving.
+            network::check_owner(root, &old.bridge)?;
             cfg.save(root)?;
             // Takes effect now (NAT policy, stale bridge address), not at the next pod.
-            network::reconfigure(&old, &cfg)?;
+            network::reconfigure(root, &old, &cfg)?;
             println!("{}", serde_json::to_string_pretty(&cfg)?);
             Ok(0)
         }

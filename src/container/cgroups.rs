@@ -160,13 +160,17 @@ pub fn device_rule(allow: bool, typ: LinuxDeviceType, major: Option<i64>, minor:
     d
 }
 
-/// The devices every container may use, whatever else its rules say (runc's and youki's
-/// "allowed devices"): creating any node (harmless when it cannot be opened), and /dev/null,
-/// zero, full, random, urandom, tty, console, ptmx and the ptys.
+/// The devices every container may use, whatever else its rules say: runc's built-in allow list
+/// (runc 1.1 writes it to devices.list as: c *:* m, b *:* m, c 1:3, 1:5, 1:7, 1:8, 1:9, 5:0, 5:2,
+/// 10:200, 136:* rwm) — creating any node, harmless when it cannot be opened, and /dev/null, zero,
+/// full, random, urandom, tty, ptmx and the ptys — with one deliberate difference: no tun/tap
+/// (10:200), which runc 1.2.0 dropped too as an accident of Docker's history; a container that
+/// needs it is given it by its spec. Never /dev/console (5:1): that is the machine's console; a
+/// container's terminal is its pty.
 pub fn standard_device_allows() -> Vec<LinuxDeviceCgroup> {
     use LinuxDeviceType::{B, C};
     let mut rules = vec![device_rule(true, C, None, None, "m"), device_rule(true, B, None, None, "m")];
-    for (major, minor) in [(1, Some(3)), (1, Some(5)), (1, Some(7)), (1, Some(8)), (1, Some(9)), (5, Some(0)), (5, Some(1)), (5, Some(2)), (136, None)] {
+    for (major, minor) in [(1, Some(3)), (1, Some(5)), (1, Some(7)), (1, Some(8)), (1, Some(9)), (5, Some(0)), (5, Some(2)), (136, None)] {
         rules.push(device_rule(true, C, Some(major), minor, "rwm"));
     }
     rules

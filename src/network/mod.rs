@@ -9,11 +9,19 @@
 //!   id, NAT rules tagged with the id) so that it also works after a crash left no record; it is
 //!   idempotent: whatever is already gone counts as done.
 //! - `gc` frees everything whose pod id is not in `live`.
+//! - One state root owns a node's network (the bridge, its subnet, the nft tables belong to the
+//!   network namespace, not to a root): the owner is recorded as the bridge's alias, a second
+//!   root is refused (`Owner`), and `gc` of a root that does not own the bridge leaves it alone.
+//!
+//! What a pod may do on the wire: send from its own IPv4 and MAC address only (nft bridge table,
+//! see nft.rs); nothing addressed to 127.0.0.0/8 reaches the node from outside `lo`; router
+//! advertisements are neither accepted (accept_ra=0 on the bridge and in the pod) nor forwarded.
 
 pub mod config;
 pub mod ipam;
 pub mod loopback;
 mod netlink;
+mod nfset;
 pub mod nft;
 pub mod view;
 
@@ -47,6 +55,62 @@ pub enum NetError {
     Netlink { what: String, msg: String },
     #[error("nftables: {0}")]
     Nft(String),
+    #[error(
+        "bridge {bridge} in this network namespace belongs to podbox state root {owner}: one root owns a node's network \
+         (two would hand out the same addresses on it). Use `--root {owner}`, or another bridge (`podbox network config --bridge`); \
+         once that root has no pods, `ip link set {bridge} alias ''` releases the bridge"
+    )]
+    OwnedByOtherRoot { bridge: String, owner: String },
+}
+
+/// What the bridge's alias says when a podbox state root owns it.
+const OWNER_PREFIX: &str = "podbox root ";
+
+/// The state root this process acts for, as recorded on (and compared with) the bridge's alias.
+#[derive(Debug, Clone)]
+pub struct Owner {
+    alias: String,
+}
+
+impl Owner {
+    /// The owner identity of `root`: its canonical path (so `./r` and `/abs/r` are one root).
+    pub fn of(root: &Path) -> Result<Owner, NetError> {
+        let path = std::fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
+        let alias = format!("{OWNER_PREFIX}{}", path.display());
+        // The kernel keeps at most 255 bytes of alias (IFALIASZ).
+        if alias.len() > 255 {
+            return Err(NetError::Config(format!("state root path {} is too long to record as the bridge owner (max 243 bytes)", path.display())));
+        }
+        Ok(Owner { alias })
+    }
+
+    pub fn alias(&self) -> &str {
+        &self.alias
+    }
+
+    /// Whether a bridge whose alias is `found` may be used by this root: unowned, ours, or owned by
+    /// a root that no longer exists (its pods are gone with it; we take over).
+    pub fn check(&self, bridge: &str, found: Option<&str>) -> Result<(), NetError> {
+        let Some(found) = found else { return Ok(()) };
+        if found == self.alias {
+            return Ok(());
+        }
+        match found.strip_prefix(OWNER_PREFIX) {
+            Some(other) if !Path::new(other).exists() => Ok(()),
+            Some(other) => Err(NetError::OwnedByOtherRoot { bridge: bridge.into(), owner: other.into() }),
+            None => Err(NetError::Conflict(format!(
+                "bridge {bridge} has the alias {found:?}, so someone else manages it; choose another bridge name with `podbox network config --bridge`"
+            ))),
+        }
+    }
+}
+
+/// A pod's eth0 MAC address, derived from its IPv4 address: locally administered unicast
+/// 0a:58 followed by the address bytes. Known before the veth exists (the anti-spoofing elements
+/// need it), and stable for an address, so neighbours' ARP caches stay right when it is reused.
+pub fn pod_mac(ip: Ipv4Addr) -> [u8; 6] {
+    let o = ip.octets();
+    [0x0a, 0x58, o[0], o[1], o[2], o[3]]
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -102,7 +166,8 @@ fn injected_failure(step: &'static str) -> Result<(), NetError> {
 enum Undo {
     Address,
     Veth(String),
-    HostPorts,
+    /// Host ports, and the anti-spoofing elements (left for the next prune: see nft::mark_stale).
+    Nft,
 }
 
 fn undo(root: &Path, pod_id: &str, steps: Vec<Undo>) {
@@ -111,7 +176,10 @@ fn undo(root: &Path, pod_id: &str, steps: Vec<Undo>) {
         let _ = match step {
             Undo::Address => ipam::release(root, pod_id),
             Undo::Veth(name) => netlink::run(|h| async move { netlink::delete_link(&h, &name).await }),
-            Undo::HostPorts => nft::remove_pod(pod_id),
+            Undo::Nft => {
+                nft::mark_stale(root, pod_id);
+                nft::remove_pod(pod_id)
+            }
         };
     }
 }
@@ -142,6 +210,7 @@ fn setup_with(root: &Path, pod_id: &str, netns: &Path, ports: &[PortMapping], fr
 fn setup_steps(root: &Path, pod_id: &str, netns: &Path, ports: &[PortMapping], fresh_id: bool, done: &mut Vec<Undo>) -> Result<Attachment, NetError> {
     let step = |step: &'static str| move |e: NetError| NetError::Step { pod: pod_id.to_string(), step, cause: Box::new(e) };
     let cfg = NetConfig::load(root).map_err(step("loading the network config"))?;
+    let owner = Owner::of(root).map_err(step("naming the bridge owner"))?;
     let veth = host_veth_name(pod_id);
 
     // Checks first, so that a refused pod changes nothing.
@@ -161,8 +230,12 @@ fn setup_steps(root: &Path, pod_id: &str, netns: &Path, ports: &[PortMapping], f
     let pod_ns = netlink::open_netns(netns).map_err(step("opening the pod network namespace"))?;
 
     let (bridge, gw, prefix, mtu) = (cfg.bridge.clone(), cfg.gateway, cfg.subnet.prefix_len(), cfg.mtu);
-    let bridge_idx = netlink::run(|h| async move { netlink::ensure_bridge(&h, &bridge, mtu, gw, prefix).await })
-        .map_err(step("preparing the bridge"))?;
+    let bridge_idx = netlink::run(|h| async move { netlink::ensure_bridge(&h, &bridge, mtu, gw, prefix, &owner).await })
+        .map_err(|e| match e {
+            // Said plainly: nothing was changed, and the fix is the user's.
+            owned @ NetError::OwnedByOtherRoot { .. } => owned,
+            e => step("preparing the bridge")(e),
+        })?;
     node_sysctls(&cfg).map_err(step("setting node sysctls"))?;
 
     done.push(Undo::Address);
@@ -170,19 +243,25 @@ fn setup_steps(root: &Path, pod_id: &str, netns: &Path, ports: &[PortMapping], f
     injected_failure("ipam").map_err(step("allocating an address"))?;
 
     done.push(Undo::Veth(veth.clone()));
-    let (v, hairpin) = (veth.clone(), cfg.hairpin);
-    netlink::run(|h| async move {
-        let idx = netlink::create_veth(&h, &v, bridge_idx, mtu, &pod_ns).await?;
-        netlink::setup_port(&h, &v, idx, hairpin).await
+    let (v, hairpin, pod_mac) = (veth.clone(), cfg.hairpin, pod_mac(ip));
+    let host_idx = netlink::run(|h| async move {
+        let idx = netlink::create_veth(&h, &v, bridge_idx, mtu, &pod_ns, pod_mac).await?;
+        netlink::setup_port(&h, &v, idx, hairpin).await?;
+        Ok(idx)
     })
     .map_err(step("creating the veth pair"))?;
     injected_failure("veth").map_err(step("creating the veth pair"))?;
 
-    let mac = netlink::in_netns(netns, move |h| async move { netlink::configure_pod(&h, ip, prefix, gw).await })
-        .map_err(step("configuring the pod interface"))?;
+    let mac = netlink::in_netns(netns, move |h| async move {
+        // Before eth0 goes up: from then on it could take in a router advertisement.
+        pod_sysctls()?;
+        netlink::configure_pod(&h, ip, prefix, gw).await
+    })
+    .map_err(step("configuring the pod interface"))?;
 
-    done.push(Undo::HostPorts);
-    nft::apply_pod(root, &cfg, pod_id, ip, ports)
+    done.push(Undo::Nft);
+    let port = nft::PodPort { ifindex: host_idx, mac: pod_mac, ip };
+    nft::apply_pod(root, &cfg, pod_id, &port, ports)
         .map_err(|e| {
             // A pod racing us may have taken a port since the check: say so, not "File exists".
             match nft::check_ports_free(pod_id, ports) {
@@ -201,16 +280,43 @@ fn setup_steps(root: &Path, pod_id: &str, netns: &Path, ports: &[PortMapping], f
 }
 
 /// Per-namespace sysctls of the node: forwarding (pods reach beyond the bridge only if the node
-/// routes) and route_localnet on the bridge (so host ports work from 127.0.0.1 too).
+/// routes); route_localnet on the bridge, so that a host port works from the node's 127.0.0.1 too
+/// (the DNAT'ed packet leaves, and its reply comes back, through the bridge with a loopback
+/// address) — which would also let pods reach the node's loopback services, were it not for the
+/// nft rule that drops anything addressed to 127.0.0.0/8 arriving elsewhere than on `lo` (nft.rs);
+/// and no router advertisements taken from the bridge, where any pod can send one. Written once
+/// per node: a value already right is only read.
 fn node_sysctls(cfg: &NetConfig) -> Result<(), NetError> {
-    for (path, val) in [
+    let mut settings = vec![
         ("/proc/sys/net/ipv4/ip_forward".to_string(), "1"),
         (format!("/proc/sys/net/ipv4/conf/{}/route_localnet", cfg.bridge), "1"),
-    ] {
-        if std::fs::read_to_string(&path).is_ok_and(|v| v.trim() == val) {
+    ];
+    // A kernel without IPv6 (or booted with ipv6.disable=1) has no such file and no RA to refuse.
+    if Path::new("/proc/sys/net/ipv6").exists() {
+        settings.push((format!("/proc/sys/net/ipv6/conf/{}/accept_ra", cfg.bridge), "0"));
+    }
+    write_sysctls(&settings)
+}
+
+/// The pod's own network namespace (the calling thread must be in it): no router advertisements,
+/// from anyone. Pods get IPv4 from podbox and IPv6 link-local addresses only — nothing that
+/// another pod could hand out. Per pod, but inside the pod's namespace, so the cost does not grow
+/// with the number of pods.
+fn pod_sysctls() -> Result<(), NetError> {
+    if !Path::new("/proc/sys/net/ipv6").exists() {
+        return Ok(());
+    }
+    let settings: Vec<(String, &str)> =
+        ["all", "default", "eth0"].iter().map(|i| (format!("/proc/sys/net/ipv6/conf/{i}/accept_ra"), "0")).collect();
+    write_sysctls(&settings)
+}
+
+fn write_sysctls(settings: &[(String, &str)]) -> Result<(), NetError> {
+    for (path, val) in settings {
+        if std::fs::read_to_string(path).is_ok_and(|v| v.trim() == *val) {
             continue;
         }
-        std::fs::write(&path, val).map_err(|e| config::io_err(Path::new(&path), e))?;
+        std::fs::write(path, val).map_err(|e| config::io_err(Path::new(path), e))?;
     }
     Ok(())
 }
@@ -218,7 +324,9 @@ fn node_sysctls(cfg: &NetConfig) -> Result<(), NetError> {
 /// Apply a config change to the node: take the old gateway address off the old bridge when the
 /// bridge, subnet or gateway changed (the caller makes sure no pod holds an address), and rewrite
 /// the NAT rules. The next `setup` puts the new address on.
-pub fn reconfigure(old: &NetConfig, new: &NetConfig) -> Result<(), NetError> {
+pub fn reconfigure(root: &Path, old: &NetConfig, new: &NetConfig) -> Result<(), NetError> {
+    // Another root's bridge and NAT rules are not ours to rewrite.
+    check_owner(root, &old.bridge)?;
     if (&old.bridge, old.subnet, old.gateway) != (&new.bridge, new.subnet, new.gateway) {
         let (br, gw, p) = (old.bridge.clone(), old.gateway, old.subnet.prefix_len());
         netlink::run(|h| async move { netlink::remove_address(&h, &br, gw, p).await })?;
@@ -248,15 +356,43 @@ pub fn teardown_with(root: &Path, pod_id: &str, hints: TeardownHints) -> Result<
     check_pod_id(pod_id)?;
     let veth = host_veth_name(pod_id);
     let link = if hints.veth_goes_with_netns { Ok(()) } else { netlink::run(|h| async move { netlink::delete_link(&h, &veth).await }) };
+    // The anti-spoofing elements name the veth by index, which the kernel does not hand out
+    // again: once the veth is gone they match nothing. Deleting them costs an nft transaction
+    // with an RCU wait (~12 ms), so they are noted and removed in batches (nft::mark_stale).
+    nft::mark_stale(root, pod_id);
     // Keep going on errors so one stuck piece does not leak the others; report the first.
     let ports = if hints.no_host_ports { Ok(()) } else { nft::remove_pod(pod_id) };
     let addr = ipam::release(root, pod_id);
     link.and(ports).and(addr)
 }
 
-/// Free addresses, veths and rules of pods not in `live`.
+/// Refuse when another (existing) state root owns `bridge`: for commands that would change the
+/// node network, before they change anything.
+pub fn check_owner(root: &Path, bridge: &str) -> Result<(), NetError> {
+    match owned_by_other(root, bridge)? {
+        Some(owner) => Err(NetError::OwnedByOtherRoot { bridge: bridge.into(), owner }),
+        None => Ok(()),
+    }
+}
+
+/// The state root that owns `bridge`, if that is not the root at `root` (and it still exists).
+fn owned_by_other(root: &Path, bridge: &str) -> Result<Option<String>, NetError> {
+    let me = Owner::of(root)?;
+    let name = bridge.to_string();
+    let found = netlink::run(|h| async move { Ok(netlink::link_by_name(&h, &name).await?.and_then(|l| netlink::alias(&l))) })?;
+    match me.check(bridge, found.as_deref()) {
+        Err(NetError::OwnedByOtherRoot { owner, .. }) => Ok(Some(owner)),
+        _ => Ok(None),
+    }
+}
+
+/// Free addresses, veths and rules of pods not in `live`. Veths and rules only if this root owns
+/// the node's bridge: those of another root's pods are not ours to judge.
 pub fn gc(root: &Path, live: &[String]) -> Result<(), NetError> {
     let cfg = NetConfig::load(root)?;
+    if owned_by_other(root, &cfg.bridge)?.is_some() {
+        return ipam::gc(root, live).map(|_| ());
+    }
     let live_veths: Vec<String> = live.iter().filter(|id| check_pod_id(id).is_ok()).map(|id| host_veth_name(id)).collect();
     // Veths of ours are recognised by name and by being ports of our bridge.
     let bridge = cfg.bridge.clone();
@@ -271,7 +407,7 @@ pub fn gc(root: &Path, live: &[String]) -> Result<(), NetError> {
         }
         Ok(())
     });
-    let ports = nft::gc(live);
+    let ports = nft::gc(root, live);
     nft::forget_base(root);
     let addrs = ipam::gc(root, live).map(|_| ());
     links.and(ports).and(addrs)
@@ -370,4 +506,31 @@ pub fn status(root: &Path) -> Result<NetStatus, NetError> {
         allocations: allocs.into_iter().map(|a| (a.ip, a.pod_id)).collect(),
         host_ports,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bridge_alias_decides_who_may_use_the_bridge() {
+        let me = Owner::of(Path::new("/nonexistent/podbox-me")).unwrap();
+        assert_eq!(me.alias(), "podbox root /nonexistent/podbox-me");
+        assert!(me.check("cbr0", None).is_ok());
+        assert!(me.check("cbr0", Some("podbox root /nonexistent/podbox-me")).is_ok());
+        // Another root that exists owns it; one that is gone has given it up.
+        let other = std::env::temp_dir();
+        let err = me.check("cbr0", Some(&format!("podbox root {}", other.display()))).unwrap_err();
+        assert!(matches!(&err, NetError::OwnedByOtherRoot { owner, .. } if Path::new(owner) == other), "{err}");
+        assert!(me.check("cbr0", Some("podbox root /nonexistent/gone")).is_ok());
+        assert!(matches!(me.check("cbr0", Some("uplink to the lab")), Err(NetError::Conflict(_))));
+        assert!(Owner::of(&Path::new("/").join("x".repeat(300))).is_err());
+    }
+
+    #[test]
+    fn pod_mac_is_locally_administered_unicast_from_the_address() {
+        let m = pod_mac(Ipv4Addr::new(10, 244, 0, 2));
+        assert_eq!(m, [0x0a, 0x58, 10, 244, 0, 2]);
+        assert_eq!(m[0] & 0b11, 0b10, "locally administered, not multicast");
+    }
 }

@@ -152,8 +152,23 @@ pub async fn remove_address(h: &Handle, name: &str, ip: Ipv4Addr, prefix: u8) ->
     Ok(())
 }
 
-/// Make sure `name` is an up bridge with `mtu` holding `gw/prefix`; returns its index.
-pub async fn ensure_bridge(h: &Handle, name: &str, mtu: u32, gw: Ipv4Addr, prefix: u8) -> Result<u32, NetError> {
+/// The interface alias (`ip link set DEV alias TEXT`), if set.
+pub fn alias(l: &LinkMessage) -> Option<String> {
+    l.attributes.iter().find_map(|a| match a {
+        LinkAttribute::IfAlias(s) if !s.is_empty() => Some(s.clone()),
+        _ => None,
+    })
+}
+
+/// Set the alias of link `idx`.
+pub async fn set_alias(h: &Handle, idx: u32, text: &str) -> Result<(), NetError> {
+    h.link().set(LinkUnspec::new_with_index(idx).alias(text).build()).execute().await.map_err(nl(format!("setting the alias of link {idx}")))
+}
+
+/// Make sure `name` is an up bridge with `mtu` holding `gw/prefix`, owned by `owner` (see
+/// `super::Owner`: a bridge another state root owns is refused before anything changes; an
+/// unowned one is claimed once it checks out); returns its index.
+pub async fn ensure_bridge(h: &Handle, name: &str, mtu: u32, gw: Ipv4Addr, prefix: u8, owner: &super::Owner) -> Result<u32, NetError> {
     let link = match link_by_name(h, name).await? {
         Some(l) => l,
         None => {
@@ -175,6 +190,8 @@ pub async fn ensure_bridge(h: &Handle, name: &str, mtu: u32, gw: Ipv4Addr, prefi
             kind(&link)
         )));
     }
+    let owned_by = alias(&link);
+    owner.check(name, owned_by.as_deref())?;
     let idx = link.header.index;
     h.link()
         .set(LinkUnspec::new_with_index(idx).mtu(mtu).up().build())
@@ -195,13 +212,22 @@ pub async fn ensure_bridge(h: &Handle, name: &str, mtu: u32, gw: Ipv4Addr, prefi
             Err(e) => return Err(nl(format!("adding {gw}/{prefix} to bridge {name}"))(e)),
         }
     }
+    if owned_by.as_deref() != Some(owner.alias()) {
+        set_alias(h, idx, owner.alias()).await?;
+        // Another root claiming at the same moment: the later alias stands, the other one yields.
+        // (Both can still pass if each reads back before the other writes; claims are rare —
+        // a root's first pod — and this narrows that to the same microseconds.)
+        let now = link_by_name(h, name).await?.and_then(|l| alias(&l));
+        owner.check(name, now.as_deref())?;
+    }
     Ok(idx)
 }
 
 /// Create the veth pair: `host` on the node, enslaved to the bridge, and its peer created directly
-/// as `eth0` inside the namespace `pod_ns` (no move or rename afterwards). Returns the host index.
-pub async fn create_veth(h: &Handle, host: &str, bridge_idx: u32, mtu: u32, pod_ns: &File) -> Result<u32, NetError> {
-    let peer = LinkMessageBuilder::<LinkUnspec>::new().name("eth0").mtu(mtu).setns_by_fd(pod_ns.as_raw_fd()).build();
+/// as `eth0` with MAC address `pod_mac` inside the namespace `pod_ns` (no move or rename
+/// afterwards). Returns the host index.
+pub async fn create_veth(h: &Handle, host: &str, bridge_idx: u32, mtu: u32, pod_ns: &File, pod_mac: [u8; 6]) -> Result<u32, NetError> {
+    let peer = LinkMessageBuilder::<LinkUnspec>::new().name("eth0").mtu(mtu).address(pod_mac.to_vec()).setns_by_fd(pod_ns.as_raw_fd()).build();
     let msg = LinkVeth::new(host, "eth0")
         .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
         .mtu(mtu)

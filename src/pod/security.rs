@@ -75,9 +75,11 @@ pub fn capabilities(add: &[String], drop: &[String], privileged: bool) -> Result
 /// Syscalls denied with EPERM unless the container holds the capability that makes them
 /// legitimate (None: always denied). They reach the kernel's global state (modules, clock,
 /// keyring, swap, accounting), allow escapes from namespaces (mount, setns, unshare) or have
-/// a history of exploits (bpf, userfaultfd, perf_event_open, open_by_handle_at).
+/// a history of exploits (bpf, userfaultfd, perf_event_open, open_by_handle_at, io_uring: its
+/// operations bypass this very filter, and Docker >= 25 and containerd 2.0 deny it too).
 const DENIED: &[(Option<Capability>, &[&str])] = &[
-    (None, &["keyctl", "add_key", "request_key", "userfaultfd", "uselib", "nfsservctl", "vm86", "vm86old", "kexec_file_load", "kexec_load"]),
+    (None, &["keyctl", "add_key", "request_key", "userfaultfd", "uselib", "nfsservctl", "vm86", "vm86old", "kexec_file_load", "kexec_load",
+        "io_uring_setup", "io_uring_enter", "io_uring_register"]),
     (Some(Capability::SysAdmin), &[
         "mount", "umount", "umount2", "unshare", "setns", "pivot_root", "swapon", "swapoff", "quotactl", "lookup_dcookie", "fanotify_init",
         "open_tree", "move_mount", "fsopen", "fsconfig", "fsmount", "fspick", "mount_setattr", "name_to_handle_at",
@@ -195,7 +197,7 @@ mod tests {
     fn seccomp_profile_is_relaxed_by_matching_capabilities() {
         let default: Capabilities = DEFAULT_CAPS.iter().copied().collect();
         let p = default_seccomp(&default);
-        for s in ["mount", "reboot", "init_module", "kexec_load", "bpf", "unshare", "setns", "keyctl", "clock_settime"] {
+        for s in ["mount", "reboot", "init_module", "kexec_load", "bpf", "unshare", "setns", "keyctl", "clock_settime", "io_uring_setup", "io_uring_enter", "io_uring_register"] {
             assert!(denied(&p).iter().any(|d| d == s), "{s} not denied");
         }
         assert_eq!(p.syscalls().as_ref().unwrap().len(), 3, "clone and clone3 rules expected");
@@ -205,6 +207,8 @@ mod tests {
         let p = default_seccomp(&admin);
         assert!(!denied(&p).iter().any(|d| d == "mount" || d == "reboot" || d == "unshare"));
         assert!(denied(&p).iter().any(|d| d == "init_module" || d == "kexec_load"));
+        // No capability makes io_uring legitimate.
+        assert!(denied(&p).iter().any(|d| d == "io_uring_setup"));
         assert_eq!(p.syscalls().as_ref().unwrap().len(), 1);
         // The container layer can compile what the pod layer writes.
         assert_eq!(crate::container::seccomp::compile(Some(&default_seccomp(&default))).unwrap().len(), 2);
@@ -215,6 +219,8 @@ mod tests {
         let r = device_rules(false);
         assert!(!r[0].allow() && r[0].typ() == Some(LinuxDeviceType::A));
         assert!(r.iter().any(|d| d.allow() && d.major() == Some(136) && d.minor().is_none()));
+        // runc's list has no /dev/console: a container must not open the machine's console.
+        assert!(!r.iter().any(|d| d.allow() && d.major() == Some(5) && d.minor() == Some(1)));
         assert!(device_rules(true)[0].allow());
     }
 }

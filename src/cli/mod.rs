@@ -96,6 +96,9 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
                 for p in &r.removed_pods {
                     println!("removed pod {p}");
                 }
+                for c in &r.removed_containers {
+                    println!("removed container {c}");
+                }
                 for p in &r.problems {
                     eprintln!("podbox gc: {p}");
                 }

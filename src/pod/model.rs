@@ -193,6 +193,10 @@ pub struct ContainerRecord {
     /// Why it could not start (e.g. executable not found).
     #[serde(default)]
     pub start_error: Option<String>,
+    /// Its cgroup (`linux.cgroupsPath`), recorded before any of its processes exists: removal
+    /// finds them there, whatever PIDs were (or were not) recorded.
+    #[serde(default)]
+    pub cgroup: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

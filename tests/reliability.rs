@@ -1,0 +1,195 @@
+//! Reliability end to end (issue 12), as root, each test inside its own throwaway node: the CLI
+//! killed at every point of `run -d` and `rm` must leave nothing `gc` and `rm -f` cannot clean
+//! up; logs and writable layers are bounded; hostile numbers and names are refused.
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::{Node, PODBOX};
+
+/// The syscalls `podbox args` makes (the CLI process only, not its children), in order.
+fn syscall_sequence(node: &Node, args: &str) -> Vec<String> {
+    let trace = node.dir.join("trace");
+    node.sh(&format!("strace -o {} {PODBOX} --root {} {args}", trace.display(), node.root.display()));
+    let text = std::fs::read_to_string(&trace).unwrap();
+    let _ = std::fs::remove_file(&trace);
+    text.lines()
+        .filter(|l| !l.starts_with("+++") && !l.starts_with("---"))
+        .filter_map(|l| l.split_once('(').map(|(name, _)| name.to_string()))
+        .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
+        .collect()
+}
+
+/// Positions to kill at: every `stride`-th of the sequence plus its last 20 (the CLI's final
+/// steps); `PODBOX_CRASH_SWEEP_ALL=1` takes every one.
+fn positions(len: usize, stride: usize) -> Vec<usize> {
+    if std::env::var("PODBOX_CRASH_SWEEP_ALL").is_ok_and(|v| v == "1") {
+        return (0..len).collect();
+    }
+    let mut p: Vec<usize> = (0..len).step_by(stride).chain(len.saturating_sub(20)..len).collect();
+    p.sort_unstable();
+    p.dedup();
+    p
+}
+
+/// Run `podbox args` in the node and SIGKILL it when it enters the `k`-th syscall of `seq`
+/// (strace counts each syscall separately, so the k-th call overall is the n-th of its name).
+fn kill_at(node: &Node, args: &str, seq: &[String], k: usize) {
+    let name = &seq[k];
+    let n = seq[..=k].iter().filter(|s| *s == name).count();
+    node.sh(&format!("strace -o /dev/null -e inject={name}:signal=KILL:when={n} {PODBOX} --root {} {args}", node.root.display()));
+}
+
+/// The pod's cgroup directory in every v1 hierarchy, from the pause's own (`…/<pod>/_pause`).
+fn pod_cgroups(pause_machine_pid: i32) -> Vec<PathBuf> {
+    std::fs::read_to_string(format!("/proc/{pause_machine_pid}/cgroup"))
+        .unwrap()
+        .lines()
+        .filter_map(|l| {
+            let mut it = l.splitn(3, ':');
+            let (_, ctrls, path) = (it.next()?, it.next()?, it.next()?);
+            if ctrls.is_empty() || ctrls.starts_with("name=") || !path.ends_with("/_pause") {
+                return None;
+            }
+            Some(Path::new("/sys/fs/cgroup").join(ctrls).join(path.trim_start_matches('/')).parent()?.to_path_buf())
+        })
+        .filter(|p| p.is_dir())
+        .collect()
+}
+
+/// What a pod without containers consists of, to compare against after each crash.
+struct Baseline {
+    pod_dir: PathBuf,
+    processes: usize,
+    pause: i32,
+    mounts: usize,
+}
+
+fn baseline(node: &Node, pod_id: &str) -> Baseline {
+    let procs = node.processes();
+    assert_eq!(procs.len(), 1, "a fresh pod has only its pause: {procs:?}");
+    let pause: i32 = procs[0].split_whitespace().next().unwrap().parse().unwrap();
+    Baseline { pod_dir: node.root.join("pods").join(pod_id), processes: procs.len(), pause, mounts: mounts_under_root(node) }
+}
+
+fn mounts_under_root(node: &Node) -> usize {
+    let table = std::fs::read_to_string(format!("/proc/{}/mountinfo", node.init_pid)).unwrap();
+    let root = node.root.to_string_lossy().into_owned();
+    table.lines().filter(|l| l.contains(&root)).count()
+}
+
+/// Nothing of any container left: processes, mounts, cgroups, records, directories.
+fn assert_only_the_pod_left(node: &Node, b: &Baseline, what: &str) {
+    let procs = node.processes();
+    assert_eq!(procs.len(), b.processes, "{what}: processes left besides the pause: {procs:?}");
+    assert_eq!(mounts_under_root(node), b.mounts, "{what}: mounts left under the root");
+    for cg in pod_cgroups(b.pause) {
+        let children: Vec<String> = std::fs::read_dir(&cg).unwrap().flatten().filter(|e| e.path().is_dir()).map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+        assert_eq!(children, vec!["_pause".to_string()], "{what}: cgroups left in {}", cg.display());
+    }
+    for sub in ["containers", "trash"] {
+        let d = b.pod_dir.join(sub);
+        let left: Vec<_> = std::fs::read_dir(&d).map(|rd| rd.flatten().map(|e| e.file_name()).collect()).unwrap_or_default();
+        assert!(left.is_empty(), "{what}: left in {}: {left:?}", d.display());
+    }
+}
+
+/// After a crash: `gc`, then `rm -f` of the container if it is still there (a container that
+/// got started is legitimately running); both must succeed.
+fn recover(node: &Node, what: &str) {
+    let gc = node.podbox(&["gc"]);
+    assert!(gc.status.success(), "{what}: gc failed: {}", String::from_utf8_lossy(&gc.stderr));
+    let ps = node.podbox_ok(&["ps", "--pod", "p", "--json"]);
+    if ps.contains("\"name\": \"c\"") {
+        let rm = node.podbox(&["rm", "-f", "p", "c"]);
+        assert!(rm.status.success(), "{what}: rm -f after the crash failed: {}", String::from_utf8_lossy(&rm.stderr));
+    }
+}
+
+#[test]
+fn cli_killed_anywhere_in_run_or_rm_leaves_nothing_behind() {
+    require_root!();
+    if std::process::Command::new("strace").arg("-V").output().is_err() {
+        panic!("strace is needed (scripts/setup.sh installs it)");
+    }
+    let node = Node::new("crash");
+    let pod_id = node.podbox_ok(&["pod", "create", "p", "--network", "none"]).trim().to_string();
+    let b = baseline(&node, &pod_id);
+    let run = "run --pod p --name c -d -- sleep 1000";
+
+    // `run -d` killed at one syscall after another.
+    let seq = syscall_sequence(&node, run);
+    assert!(seq.len() > 50, "strace saw too little: {seq:?}");
+    node.podbox_ok(&["rm", "-f", "p", "c"]);
+    let stride = std::env::var("PODBOX_CRASH_STRIDE").ok().and_then(|s| s.parse().ok()).unwrap_or(seq.len() / 300 + 1);
+    for k in positions(seq.len(), stride) {
+        kill_at(&node, run, &seq, k);
+        let what = format!("run killed at syscall #{k} ({})", seq[k]);
+        recover(&node, &what);
+        assert_only_the_pod_left(&node, &b, &what);
+    }
+
+    // `rm -f` of a running container killed at one syscall after another.
+    node.podbox_ok(&run.split(' ').collect::<Vec<_>>());
+    let rm = "rm -f p c";
+    let seq = syscall_sequence(&node, rm);
+    let stride = std::env::var("PODBOX_CRASH_STRIDE").ok().and_then(|s| s.parse().ok()).unwrap_or(seq.len() / 150 + 1);
+    for k in positions(seq.len(), stride) {
+        node.podbox_ok(&run.split(' ').collect::<Vec<_>>());
+        kill_at(&node, rm, &seq, k);
+        let what = format!("rm -f killed at syscall #{k} ({})", seq[k]);
+        recover(&node, &what);
+        assert_only_the_pod_left(&node, &b, &what);
+    }
+
+    // The name is still usable, and the pod goes cleanly.
+    node.podbox_ok(&run.split(' ').collect::<Vec<_>>());
+    node.podbox_ok(&["pod", "rm", "-f", "p"]);
+    node.assert_clean();
+}
+
+#[test]
+fn removal_finds_every_process_through_the_cgroup_even_without_a_monitor() {
+    require_root!();
+    let node = Node::new("monitorkill");
+    // A shared PID namespace: the container's init is not a namespace init, so its children
+    // outlive it, and only the cgroup still knows them.
+    let pod_id = node.podbox_ok(&["pod", "create", "p", "--network", "none", "--share-pid"]).trim().to_string();
+    let b = baseline(&node, &pod_id);
+    let start = |name: &str| {
+        node.podbox_ok(&["run", "--pod", "p", "--name", name, "-d", "--", "sh", "-c", "sleep 1000 & sleep 1000"]);
+        let rec = common::json(&std::fs::read_to_string(b.pod_dir.join(format!("containers/{name}/container.json"))).unwrap());
+        assert!(common::wait_until(5, || node.processes().len() >= b.processes + 3), "{:?}", node.processes());
+        // The monitor dies (OOM killer, an admin): the container runs on.
+        node.sh_ok(&format!("kill -KILL {}", rec["monitor"]["pid"].as_i64().unwrap()));
+    };
+    start("c");
+    node.podbox_ok(&["rm", "-f", "p", "c"]);
+    assert_only_the_pod_left(&node, &b, "after rm -f");
+    // The same through `pod rm -f`.
+    start("c");
+    start("d");
+    node.podbox_ok(&["pod", "rm", "-f", "p"]);
+    node.assert_clean();
+}
+
+#[test]
+fn containers_start_with_default_signal_dispositions_and_nothing_blocked() {
+    require_root!();
+    let node = Node::new("sigpipe");
+    node.podbox_ok(&["pod", "create", "p", "--network", "none"]);
+    // The process podbox starts, as it is before it changes anything itself (no shell).
+    let status = node.podbox_ok(&["run", "--pod", "p", "--name", "fg", "--", "cat", "/proc/self/status"]);
+    assert!(status.contains("SigIgn:\t0000000000000000") && status.contains("SigBlk:\t0000000000000000"), "{status}");
+    // `yes` must die of SIGPIPE once `head` is done, not loop on EPIPE forever.
+    let script = "timeout 10 sh -c 'yes | head -c 1000 >/dev/null'; echo rc=$?";
+    let out = node.podbox_ok(&["run", "--pod", "p", "--name", "pipe", "--", "sh", "-c", script]);
+    assert!(out.contains("rc=0"), "yes | head did not end: {out}");
+    // The same for a process exec'd into a running container.
+    node.podbox_ok(&["run", "--pod", "p", "--name", "bg", "-d", "--", "sleep", "1000"]);
+    let status = node.podbox_ok(&["exec", "p", "bg", "--", "cat", "/proc/self/status"]);
+    assert!(status.contains("SigIgn:\t0000000000000000") && status.contains("SigBlk:\t0000000000000000"), "{status}");
+    assert!(node.podbox_ok(&["exec", "p", "bg", "--", "sh", "-c", script]).contains("rc=0"));
+    node.podbox_ok(&["pod", "rm", "-f", "p"]);
+    node.assert_clean();
+}

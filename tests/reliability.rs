@@ -193,3 +193,65 @@ fn containers_start_with_default_signal_dispositions_and_nothing_blocked() {
     node.podbox_ok(&["pod", "rm", "-f", "p"]);
     node.assert_clean();
 }
+
+/// Sizes (bytes) of the container's log files, live one first.
+fn log_sizes(node: &Node, pod_id: &str, name: &str) -> Vec<u64> {
+    let dir = format!("{}/pods/{pod_id}/containers/{name}", node.root.display());
+    let out = node.sh_ok(&format!("cd {dir} && for f in container.log container.log.*; do [ -e \"$f\" ] && stat -c %s \"$f\"; done; true"));
+    out.lines().map(|l| l.trim().parse().unwrap()).collect()
+}
+
+#[test]
+fn logs_rotate_at_their_cap_and_logs_reads_across_the_files() {
+    require_root!();
+    let node = Node::new("logrotate");
+    let pod_id = node.podbox_ok(&["pod", "create", "p", "--network", "none"]).trim().to_string();
+    // 20000 numbered lines (~190 KB) through a log of 3 × 32 KiB.
+    let script = "i=0; while [ $i -lt 20000 ]; do echo line $i; i=$((i+1)); done";
+    node.podbox_ok(&["run", "--pod", "p", "--name", "c", "--log-max-size", "32k", "--log-max-files", "3", "-d", "--", "sh", "-c", script]);
+    // `logs -f` follows across rotations and ends when the container does.
+    let followed = node.podbox_ok(&["logs", "-f", "p", "c"]);
+    let sizes = log_sizes(&node, &pod_id, "c");
+    assert_eq!(sizes.len(), 3, "{sizes:?}");
+    assert!(sizes.iter().all(|s| *s <= 32 << 10), "{sizes:?}");
+    let logs = node.podbox_ok(&["logs", "p", "c"]);
+    // (The oldest file may begin in the middle of a line: its start was rotated away.)
+    let nums: Vec<u32> = logs.lines().skip(1).map(|l| l.strip_prefix("line ").unwrap_or_else(|| panic!("{l:?}")).parse().unwrap()).collect();
+    assert_eq!(*nums.last().unwrap(), 19999, "the newest line comes last");
+    assert!(nums[0] > 0, "the oldest lines were rotated away");
+    assert!(nums.windows(2).all(|w| w[1] == w[0] + 1), "lines in order, none lost between the files");
+    // What -f printed ends the same way, in order.
+    let fnums: Vec<u32> = followed.lines().filter_map(|l| l.strip_prefix("line ")?.parse().ok()).collect();
+    assert_eq!(*fnums.last().unwrap(), 19999);
+    assert!(fnums.windows(2).all(|w| w[1] > w[0]), "-f printed lines out of order");
+    node.podbox_ok(&["pod", "rm", "-f", "p"]);
+    node.assert_clean();
+}
+
+#[test]
+fn a_log_flood_and_a_full_writable_layer_do_not_fill_the_state_root() {
+    require_root!();
+    let node = Node::new("flood");
+    // The state root on a small tmpfs, as /run is.
+    node.sh_ok(&format!("mkdir -p {0} && mount -t tmpfs -o size=24m podbox-root {0}", node.root.display()));
+    node.podbox_ok(&["pod", "create", "p", "--network", "none"]);
+    let root = node.root.display().to_string();
+    let used = || node.sh_ok(&format!("df -k {root} | tail -1")).split_whitespace().nth(2).unwrap().parse::<u64>().unwrap();
+    // A log flood (tens of MB/s) for a few seconds, through a 2 × 1 MiB log.
+    node.podbox_ok(&["run", "--pod", "p", "--name", "flood", "--log-max-size", "1m", "--log-max-files", "2", "-d", "--", "yes", "a line of output that goes on and on"]);
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    assert!(used() < 8 << 10, "the flood filled the root: {} KiB used", used());
+    node.podbox_ok(&["rm", "-f", "p", "flood"]);
+    // dd into the container's / stops at the writable layer's cap with ENOSPC.
+    let out = node.podbox(&["run", "--pod", "p", "--name", "dd", "--writable-size", "8m", "--", "dd", "if=/dev/zero", "of=/big", "bs=1M", "count=40"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("No space left on device"), "{}", String::from_utf8_lossy(&out.stderr));
+    // With the default cap (256 MiB) 40 MiB fit, and still not in the 24 MiB root.
+    node.podbox_ok(&["run", "--pod", "p", "--name", "dd2", "--", "dd", "if=/dev/zero", "of=/big", "bs=1M", "count=40"]);
+    assert!(used() < 8 << 10, "the writable layer went into the root: {} KiB used", used());
+    // The node still works.
+    node.podbox_ok(&["pod", "create", "q", "--network", "none"]);
+    node.podbox_ok(&["pod", "rm", "-f", "p", "q"]);
+    node.sh_ok(&format!("umount {root}"));
+    node.assert_clean();
+}

@@ -58,8 +58,38 @@ pub struct RunArgs {
     /// Maximum number of processes and threads (-1: unlimited).
     #[arg(long = "pids-limit")]
     pub pids_limit: Option<i64>,
+    #[command(flatten)]
+    pub storage: StorageArgs,
     #[arg(last = true, required = true)]
     pub cmd: Vec<String>,
+}
+
+/// How much of the node a container's output and writes may take (run and pod apply).
+#[derive(Args, Debug)]
+pub struct StorageArgs {
+    /// Rotate the container's log when it reaches this size (64m, 10Mi, 100k).
+    #[arg(long = "log-max-size", env = "PODBOX_LOG_MAX_SIZE", default_value = "10Mi", value_name = "SIZE")]
+    pub log_max_size: String,
+    /// How many log files to keep, the live one included (at least 1).
+    #[arg(long = "log-max-files", env = "PODBOX_LOG_MAX_FILES", default_value_t = 5, value_name = "N")]
+    pub log_max_files: u32,
+    /// Size of the tmpfs holding the container's writable layer: writes beyond it fail with
+    /// ENOSPC (256m, 1Gi).
+    #[arg(long = "writable-size", env = "PODBOX_WRITABLE_SIZE", default_value = "256Mi", value_name = "SIZE")]
+    pub writable_size: String,
+}
+
+impl StorageArgs {
+    /// Set the container's log limits and writable layer size.
+    pub fn apply(&self, c: &mut ContainerSpec) -> anyhow::Result<()> {
+        if self.log_max_files == 0 {
+            anyhow::bail!("--log-max-files 0: keep at least 1 file");
+        }
+        let size = quantity::memory_flag(&self.log_max_size).map_err(|e| anyhow::anyhow!("--log-max-size: {e}"))?;
+        c.log = crate::container::LogLimits { max_size: size as u64, max_files: self.log_max_files };
+        c.writable_size = Some(quantity::memory_flag(&self.writable_size).map_err(|e| anyhow::anyhow!("--writable-size: {e}"))? as u64);
+        Ok(())
+    }
 }
 
 #[derive(Args, Debug)]
@@ -150,7 +180,7 @@ fn parse_resources(a: &RunArgs) -> anyhow::Result<Resources> {
 }
 
 pub fn run(ctx: &Ctx, a: &RunArgs) -> anyhow::Result<i32> {
-    let c = ContainerSpec {
+    let mut c = ContainerSpec {
         name: a.name.clone(),
         args: a.cmd.clone(),
         env: parse_env(&a.env)?,
@@ -165,7 +195,9 @@ pub fn run(ctx: &Ctx, a: &RunArgs) -> anyhow::Result<i32> {
             "always" => RestartPolicy::Always,
             _ => RestartPolicy::Never,
         },
+        ..Default::default()
     };
+    a.storage.apply(&mut c)?;
     match containers::run(ctx, &a.pod, &c, a.detach) {
         Ok(RunOutcome::Detached(pid)) => {
             println!("{} (pid {})", a.name, pid.pid);

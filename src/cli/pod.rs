@@ -18,6 +18,8 @@ pub enum PodCmd {
         file: PathBuf,
         #[arg(long, default_value = "bridge", value_parser = ["bridge", "none"])]
         network: String,
+        #[command(flatten)]
+        storage: super::container::StorageArgs,
     },
     /// List pods.
     Ls {
@@ -75,10 +77,13 @@ pub fn run(ctx: &Ctx, cmd: &PodCmd) -> anyhow::Result<i32> {
             println!("{}", rec.id);
             Ok(0)
         }
-        PodCmd::Apply { file, network } => {
+        PodCmd::Apply { file, network, storage } => {
             let text = std::fs::read_to_string(file).map_err(|e| anyhow::anyhow!("reading {}: {e}", file.display()))?;
             let mut spec = manifest::parse(&text)?;
             spec.network = network == "bridge";
+            for c in &mut spec.containers {
+                storage.apply(c)?;
+            }
             for w in spec.validate()? {
                 eprintln!("warning: {w}");
             }

@@ -142,7 +142,7 @@ fn monitor_main(opts: &StartOptions, plan: &namespaces::Plan, filters: &[seccomp
         let started = std::time::Instant::now();
         let oom_before = cgroup.map(|c| c.oom_kills()).unwrap_or(0);
         let status = match (attempt.pipes.take(), &opts.stdio) {
-            (Some(p), Stdio::Tee(log)) => p.copy_until_exit(log, attempt.pid),
+            (Some(p), Stdio::Tee(log, limits)) => p.copy_until_exit(log, *limits, attempt.pid),
             _ => wait_for(attempt.pid),
         };
         let (code, signal) = process::shell_code(status);
@@ -228,7 +228,7 @@ fn spawn_init(opts: &StartOptions, plan: &namespaces::Plan, filters: &[seccompil
         (Some(r), fd)
     };
     let pipes = match &opts.stdio {
-        Stdio::Tee(_) => Some(tee::Pipes::new().map_err(|e| format!("creating output pipes: {e}"))?),
+        Stdio::Tee(..) => Some(tee::Pipes::new().map_err(|e| format!("creating output pipes: {e}"))?),
         _ => None,
     };
     let monitor = ProcRef::of(std::process::id() as i32);
@@ -256,7 +256,7 @@ fn spawn_init(opts: &StartOptions, plan: &namespaces::Plan, filters: &[seccompil
             // From here on the cgroup finds it: it outlives a killed monitor.
             // SAFETY: as above.
             unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, 0, 0, 0, 0) };
-            let stdio = if matches!(opts.stdio, Stdio::Tee(_)) { &Stdio::Inherit } else { &opts.stdio };
+            let stdio = if matches!(opts.stdio, Stdio::Tee(..)) { &Stdio::Inherit } else { &opts.stdio };
             init::run(InitArgs { spec: opts.spec, rootfs: &opts.rootfs, plan, stdio, sync_fd: fd, seccomp: filters, gate: None, preserve_fds: 0, no_pivot: false })
         }
         Ok(ForkResult::Parent { child }) => {

@@ -71,9 +71,16 @@ pub fn run(ctx: &Ctx, key: &str, c: &ContainerSpec, detach: bool) -> Result<RunO
     };
     let opts = StartOptions {
         spec: &spec,
-        rootfs: Rootfs::Overlay { lower: ctx.rootfs.clone(), upper: dir.join("upper"), work: dir.join("work"), merged: dir.join("merged") },
+        rootfs: match c.writable_size {
+            // The writable layer on a tmpfs of its own, mounted in the container's mount
+            // namespace (invisible here, gone with the container): capped, and never filling
+            // the state root.
+            Some(size) => Rootfs::Overlay { lower: ctx.rootfs.clone(), upper: dir.join("rw/upper"), work: dir.join("rw/work"), merged: dir.join("merged"), tmpfs: Some((dir.join("rw"), size)) },
+            None => Rootfs::Overlay { lower: ctx.rootfs.clone(), upper: dir.join("upper"), work: dir.join("work"), merged: dir.join("merged"), tmpfs: None },
+        },
         state_dir: dir.clone(),
-        stdio: if detach { Stdio::Log(dir.join(LOG_FILE)) } else { Stdio::Tee(dir.join(LOG_FILE)) },
+        // Detached or not, the monitor writes the log (and rotates it).
+        stdio: Stdio::Tee(dir.join(LOG_FILE), c.log),
         detach,
         on_exit: Some(diagnose::on_exit),
         cgroup_procs: vec![],
@@ -135,33 +142,75 @@ pub fn exec(ctx: &Ctx, key: &str, name: &str, args: &[String], env: &[(String, S
     Ok(container::exec::exec(pid, &process, linux.and_then(|l| l.seccomp().as_ref()), &procs)?)
 }
 
-/// Copy the container's log to `out`; with `follow`, keep copying until the container has exited.
+/// Copy the container's log to `out`, oldest rotated file first; with `follow`, keep copying
+/// (across rotations) until the container has exited.
 pub fn logs(ctx: &Ctx, key: &str, name: &str, follow: bool, out: &mut dyn Write) -> Result<()> {
     let (pod, _) = find(ctx, key, name)?;
     let dir = ctx.root.container_dir(&pod.id, name);
     let path = dir.join(LOG_FILE);
-    let mut pos = 0u64;
-    let mut buf = vec![0u8; 64 * 1024];
+    // Where we are: the file (by identity, as rotation renames it) and the offset in it.
+    let mut at: Option<(FileId, u64)> = None;
     loop {
         // The status is read before the log so that the last bytes written before exit are seen.
-        let done = !follow || ctx.container_status(&pod, name)?.map(|s| !s.state.is_active()).unwrap_or(true);
-        if let Ok(mut f) = fs::File::open(&path) {
-            f.seek(SeekFrom::Start(pos)).map_err(|e| PodError::Kernel(format!("reading {}: {e}", path.display())))?;
-            loop {
-                let n = f.read(&mut buf).map_err(|e| PodError::Kernel(format!("reading {}: {e}", path.display())))?;
-                if n == 0 {
-                    break;
-                }
-                pos += n as u64;
-                if out.write_all(&buf[..n]).and_then(|_| out.flush()).is_err() {
-                    return Ok(()); // reader went away (e.g. `| head`)
-                }
+        // The monitor writes the log: it may still be copying output after the process ended.
+        let done = !follow || ctx.container_status(&pod, name)?.map(|s| !s.state.is_active() && !s.record.monitor.is_some_and(|m| m.alive())).unwrap_or(true);
+        let files = log_files(&path);
+        // Continue in the file we were reading, wherever rotation moved it; if it has been
+        // rotated away altogether, from the oldest there is.
+        let start = at.and_then(|(ino, _)| files.iter().position(|(_, i)| *i == ino)).unwrap_or(0);
+        for (file, ino) in files.iter().skip(start) {
+            let from = match at {
+                Some((i, off)) if i == *ino => off,
+                _ => 0,
+            };
+            let Ok(mut f) = fs::File::open(file) else { continue };
+            match copy_from(&mut f, from, out) {
+                Ok(Some(end)) => at = Some((*ino, end)),
+                Ok(None) => return Ok(()), // reader went away (e.g. `| head`)
+                Err(e) => return Err(PodError::Kernel(format!("reading {}: {e}", file.display()))),
             }
         }
         if done {
             return Ok(());
         }
         std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A file's identity across renames: its inode number and birth time (inode numbers of
+/// deleted files are reused at once, and rotation deletes and creates files all the time).
+type FileId = (u64, Option<std::time::SystemTime>);
+
+/// The log's files that exist, oldest first, with their identities.
+fn log_files(path: &std::path::Path) -> Vec<(std::path::PathBuf, FileId)> {
+    use std::os::unix::fs::MetadataExt;
+    let mut out = Vec::new();
+    for n in (0..MAX_LOG_FILES_SCANNED).rev() {
+        let p = container::tee::rotated(path, n);
+        if let Ok(m) = fs::metadata(&p) {
+            out.push((p, (m.ino(), m.created().ok())));
+        }
+    }
+    out
+}
+
+/// More rotated files than anyone keeps; `logs` looks this far.
+const MAX_LOG_FILES_SCANNED: u32 = 100;
+
+/// Copy `f` from `from` to its end into `out`; the end offset, or None if `out` is gone.
+fn copy_from(f: &mut fs::File, from: u64, out: &mut dyn Write) -> std::io::Result<Option<u64>> {
+    f.seek(SeekFrom::Start(from))?;
+    let mut pos = from;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            return Ok(Some(pos));
+        }
+        pos += n as u64;
+        if out.write_all(&buf[..n]).and_then(|_| out.flush()).is_err() {
+            return Ok(None);
+        }
     }
 }
 

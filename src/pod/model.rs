@@ -54,6 +54,11 @@ pub struct ContainerSpec {
     /// Whether its monitor starts it again when it ends (a manifest's pod-wide restartPolicy,
     /// or `run --restart`).
     pub restart: crate::container::RestartPolicy,
+    /// The size cap of its log (rotation).
+    pub log: crate::container::LogLimits,
+    /// The size of the tmpfs holding its writable layer; None: the layer lives in the state
+    /// root, uncapped.
+    pub writable_size: Option<u64>,
 }
 
 /// How much of the kernel a container may reach (--cap-add, --privileged, ...).

@@ -255,3 +255,60 @@ fn a_log_flood_and_a_full_writable_layer_do_not_fill_the_state_root() {
     node.sh_ok(&format!("umount {root}"));
     node.assert_clean();
 }
+
+#[test]
+fn the_kernels_no_id_is_refused_as_user_group_and_in_oci_specs() {
+    require_root!();
+    let node = Node::new("uid");
+    node.podbox_ok(&["pod", "create", "p", "--network", "none"]);
+    for flags in [&["-u", "4294967295"][..], &["-u", "1000:4294967295"], &["-u", "4294967295:1000"], &["-u", "1000", "--group-add", "4294967295"]] {
+        let mut args = vec!["run", "--pod", "p", "--name", "u"];
+        args.extend_from_slice(flags);
+        args.extend(["--", "id"]);
+        let out = node.podbox(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{flags:?} accepted: {}", String::from_utf8_lossy(&out.stdout));
+        assert!(err.contains("4294967295 is not an ID"), "{flags:?}: {err}");
+    }
+    assert!(!node.podbox_ok(&["ps"]).contains(" u "), "a refused container left a record");
+    // The largest real ID is fine.
+    assert_eq!(node.podbox_ok(&["run", "--pod", "p", "--name", "u", "-u", "4294967294", "--", "id", "-u"]).trim(), "4294967294");
+    // Defence in depth: an OCI spec with uid (uid_t)-1 is refused by the container layer.
+    let b = node.dir.join("bundle");
+    std::fs::create_dir_all(&b).unwrap();
+    node.sh_ok(&format!("{PODBOX} oci spec --bundle {}", b.display()));
+    std::os::unix::fs::symlink(common::rootfs(), b.join("rootfs")).unwrap();
+    let mut c = common::json(&std::fs::read_to_string(b.join("config.json")).unwrap());
+    c["process"]["terminal"] = serde_json::json!(false);
+    c["process"]["args"] = serde_json::json!(["id", "-u"]);
+    c["process"]["user"]["uid"] = serde_json::json!(4294967295u32);
+    std::fs::write(b.join("config.json"), c.to_string()).unwrap();
+    let oci_root = node.dir.join("oci");
+    let out = node.sh(&format!("{PODBOX} oci --root {} run --bundle {} u1 </dev/null", oci_root.display(), b.display()));
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(!out.status.success() && !stdout.contains('0'), "ran: {stdout}");
+    assert!(stderr.contains("process.user") && stderr.contains("4294967295"), "{stderr}");
+    node.sh(&format!("{PODBOX} oci --root {} delete --force u1", oci_root.display()));
+    node.podbox_ok(&["pod", "rm", "-f", "p"]);
+    node.assert_clean();
+}
+
+#[test]
+fn environment_names_with_line_breaks_nul_or_equals_are_refused() {
+    require_root!();
+    let node = Node::new("envnames");
+    node.podbox_ok(&["pod", "create", "p", "--network", "none"]);
+    for bad in ["A\nB=1", "A\rB=1", "=1"] {
+        let out = node.podbox(&["run", "--pod", "p", "--name", "e", "-e", bad, "--", "env"]);
+        assert_eq!(out.status.code(), Some(1), "{bad:?} accepted: {}", String::from_utf8_lossy(&out.stdout));
+    }
+    // In a manifest too.
+    let manifest = node.dir.join("pod.yaml");
+    std::fs::write(&manifest, "apiVersion: v1\nkind: Pod\nmetadata: {name: m}\nspec:\n  containers:\n  - name: c\n    command: [env]\n    env: [{name: \"A\\nFORGED\", value: \"1\"}]\n").unwrap();
+    let out = node.podbox(&["pod", "apply", "-f", manifest.to_str().unwrap(), "--network", "none"]);
+    assert!(!out.status.success(), "manifest accepted: {}", String::from_utf8_lossy(&out.stdout));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("environment variable name"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(node.podbox_ok(&["run", "--pod", "p", "--name", "ok", "-e", "A_1=x=y", "--", "env"]).contains("A_1=x=y"));
+    node.podbox_ok(&["pod", "rm", "-f", "p"]);
+    node.assert_clean();
+}

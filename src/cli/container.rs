@@ -140,7 +140,8 @@ pub struct RmArgs {
 fn parse_env(v: &[String]) -> anyhow::Result<Vec<(String, String)>> {
     v.iter()
         .map(|e| match e.split_once('=') {
-            Some((k, val)) if !k.is_empty() => Ok((k.to_string(), val.to_string())),
+            Some((k, val)) if crate::pod::model::validate_env_name(k).is_ok() && !val.contains('\0') => Ok((k.to_string(), val.to_string())),
+            Some((k, _)) if !k.is_empty() => Err(anyhow::anyhow!("environment variable {e:?}: the name must be without NUL or line breaks, the value without NUL")),
             _ => Err(anyhow::anyhow!("environment variable {e:?}: expected K=V")),
         })
         .collect()

@@ -281,6 +281,11 @@ fn caps_err(what: &'static str) -> impl FnOnce(caps::errors::CapsError) -> Conta
 pub fn switch_user(process: &Process) -> Result<()> {
     use caps::CapSet;
     let user = process.user();
+    // (uid_t)-1 means "leave unchanged" to setresuid/setresgid: the process would stay root.
+    let ids = [user.uid(), user.gid()].into_iter().chain(user.additional_gids().iter().flatten().copied());
+    if let Some(id) = ids.into_iter().find(|id| *id == u32::MAX) {
+        return Err(ContainerError::Spec { field: "process.user".into(), msg: format!("{id} is not an ID (the kernel reads it as \"leave unchanged\")") });
+    }
     let capsets = process.capabilities().as_ref();
     if let Some(c) = capsets {
         let keep = caps_of(c.bounding())?;

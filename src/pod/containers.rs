@@ -25,6 +25,7 @@ pub enum RunOutcome {
 /// Run container `c` in pod `key`.
 pub fn run(ctx: &Ctx, key: &str, c: &ContainerSpec, detach: bool) -> Result<RunOutcome> {
     validate_name("container", &c.name)?;
+    c.validate()?;
     if c.args.is_empty() {
         return Err(PodError::Invalid("no command given: podbox run --pod POD --name NAME -- CMD [ARGS]".into()));
     }

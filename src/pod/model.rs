@@ -94,16 +94,15 @@ impl ContainerSpec {
     /// and environment variables that cannot be passed to exec or would be misread.
     pub fn validate(&self) -> Result<(), PodError> {
         let bad = |msg: String| PodError::Invalid(format!("container {}: {msg}", self.name));
-        if let Some((uid, gid)) = self.user {
-            if uid == KERNEL_NO_ID || gid == KERNEL_NO_ID {
+        if let Some((uid, gid)) = self.user
+            && (uid == KERNEL_NO_ID || gid == KERNEL_NO_ID) {
                 return Err(bad(format!("user {uid}:{gid}: {KERNEL_NO_ID} is not an ID (to the kernel it means \"leave unchanged\", i.e. root); use 0-{}", KERNEL_NO_ID - 1)));
             }
-        }
         if self.group_add.contains(&KERNEL_NO_ID) {
             return Err(bad(format!("group {KERNEL_NO_ID} is not an ID; use 0-{}", KERNEL_NO_ID - 1)));
         }
         for (k, v) in &self.env {
-            validate_env_name(k).map_err(|m| bad(m))?;
+            validate_env_name(k).map_err(&bad)?;
             if v.contains('\0') {
                 return Err(bad(format!("environment variable {k}: the value contains a NUL byte")));
             }

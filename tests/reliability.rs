@@ -312,3 +312,45 @@ fn environment_names_with_line_breaks_nul_or_equals_are_refused() {
     node.podbox_ok(&["pod", "rm", "-f", "p"]);
     node.assert_clean();
 }
+
+#[test]
+fn hostile_numbers_names_and_paths_get_clear_errors() {
+    require_root!();
+    let node = Node::new("small");
+    node.podbox_ok(&["pod", "create", "p", "--network", "none"]);
+    let refused_out = |out: std::process::Output, args: &[&str], says: &str| {
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    };
+    let refused = |args: &[&str], says: &str| refused_out(node.podbox(args), args, says);
+    // With global flags of its own (the harness gives --root).
+    let refused_raw = |args: &[&str], says: &str| refused_out(node.sh(&format!("{PODBOX} {}", args.join(" "))), args, says);
+    // CPU and memory limits whose numbers overflowed into a tiny quota or "no limit".
+    for cpus in ["184467440737.096", "1e30"] {
+        refused(&["run", "--pod", "p", "--name", "c", "--cpus", cpus, "--", "true"], "at most 1000000 CPUs");
+    }
+    refused(&["run", "--pod", "p", "--name", "c", "--memory", "1e100", "--", "true"], "larger than the kernel can limit");
+    // A grace period past the clock's range: no panic; a container that ends on SIGTERM stops.
+    node.podbox_ok(&["run", "--pod", "p", "--name", "c", "-d", "--", "sh", "-c", "trap 'exit 0' TERM; echo ready; while true; do sleep 0.1; done"]);
+    assert!(common::wait_until(5, || node.podbox_ok(&["logs", "p", "c"]).contains("ready")));
+    node.podbox_ok(&["stop", "-t", "18446744073709551615", "p", "c"]);
+    assert!(node.podbox_ok(&["ps"]).lines().any(|l| l.contains(" c ") && l.contains("exited")));
+    // Stopping a container that does not exist names it.
+    refused(&["stop", "p", "ghost"], "no container \"ghost\" in pod p");
+    // A root or rootfs path an overlay mount cannot name.
+    let comma_root = node.dir.join("a,b");
+    refused_raw(&["--root", comma_root.to_str().unwrap(), "pod", "ls"], "--root");
+    assert!(!comma_root.exists(), "the refused root was created");
+    let colon_rootfs = node.dir.join("rootfs:x");
+    std::os::unix::fs::symlink(common::rootfs(), &colon_rootfs).unwrap();
+    let root = node.root.to_str().unwrap().to_string();
+    refused_raw(&["--root", &root, "--rootfs", colon_rootfs.to_str().unwrap(), "run", "--pod", "p", "--name", "d", "--", "true"], "cannot name");
+    // pod apply: a container that cannot start makes it fail, naming the container.
+    let manifest = node.dir.join("pod.yaml");
+    std::fs::write(&manifest, "apiVersion: v1\nkind: Pod\nmetadata: {name: m}\nspec:\n  restartPolicy: Never\n  containers:\n  - name: good\n    command: [sleep, '1000']\n  - name: bad\n    command: [/no/such/program]\n").unwrap();
+    refused(&["pod", "apply", "-f", manifest.to_str().unwrap(), "--network", "none"], "container bad of pod m failed to start");
+    node.podbox_ok(&["pod", "rm", "-f", "p", "m"]);
+    node.assert_clean();
+}

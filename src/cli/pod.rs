@@ -88,13 +88,19 @@ pub fn run(ctx: &Ctx, cmd: &PodCmd) -> anyhow::Result<i32> {
                 eprintln!("warning: {w}");
             }
             let rec = lifecycle::create(ctx, &spec)?;
+            let mut failed = Vec::new();
             for c in &spec.containers {
                 if let Err(e) = containers::run(ctx, &rec.id, c, true) {
                     // A container that cannot start is reported; the pod stays, as in Kubernetes.
-                    eprintln!("container {}: {e}", c.name);
+                    eprintln!("podbox: container {} of pod {} failed to start: {e}", c.name, spec.name);
+                    failed.push(c.name.clone());
                 }
             }
             println!("{}", rec.id);
+            if !failed.is_empty() {
+                eprintln!("podbox: pod {} was created, but {} of its {} containers failed to start ({}); see `podbox ps --pod {}`", spec.name, failed.len(), spec.containers.len(), failed.join(", "), spec.name);
+                return Ok(1);
+            }
             Ok(0)
         }
         PodCmd::Ls { json } => {

@@ -43,6 +43,11 @@ pub fn prepare(rootfs: &Rootfs, spec: &Spec) -> Result<PathBuf> {
                 mount(Some("tmpfs"), dir, Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some(data.as_str()))
                     .map_err(sys(format!("mounting the writable layer's tmpfs ({size} bytes) on {}", dir.display())))?;
             }
+            for d in [lower, upper, work] {
+                if d.to_string_lossy().contains([',', ':', '\\']) {
+                    return Err(ContainerError::Spec { field: "root.path".into(), msg: format!("{}: an overlay layer's path cannot contain ',', ':' or '\\' (they separate overlay options and layers)", d.display()) });
+                }
+            }
             for d in [upper, work, merged] {
                 fs::create_dir_all(d).map_err(io(format!("creating {}", d.display())))?;
             }

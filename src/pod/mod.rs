@@ -76,6 +76,13 @@ impl Ctx {
         if unsafe { libc::geteuid() } != 0 {
             return Err(PodError::NotRoot);
         }
+        // Every container's root is an overlay mount whose options name these directories,
+        // and the overlay option syntax separates with ',' (options) and ':' (lower layers).
+        for (flag, p) in [("--root", root), ("--rootfs", rootfs)] {
+            if let Some(c) = p.to_string_lossy().chars().find(|c| matches!(c, ',' | ':' | '\\')) {
+                return Err(PodError::Invalid(format!("{flag} {}: contains {c:?}, which an overlay mount cannot name (its options are separated by ',' and ':'); choose a path without ',', ':' and '\\'", p.display())));
+            }
+        }
         Ok(Ctx { root: Root::open(root)?, rootfs: rootfs.to_path_buf() })
     }
 

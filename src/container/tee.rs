@@ -45,12 +45,24 @@ impl Pipes {
             let f = unsafe { std::os::fd::FromRawFd::from_raw_fd(libc::dup(fd)) };
             sinks.push((r, f));
         }
+        // Readable once the init has ended: a detached monitor sleeps in poll until there is
+        // output or an exit, instead of waking every 100 ms to ask waitpid.
+        // SAFETY: pidfd_open of our own child; the descriptor is owned by the OwnedFd.
+        let pidfd = match unsafe { libc::syscall(libc::SYS_pidfd_open, init.as_raw(), 0) } {
+            fd if fd >= 0 => Some(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd as i32) }),
+            _ => None,
+        };
         let mut status = None;
         let mut idle_after_exit = 0;
         let mut buf = vec![0u8; 64 * 1024];
         while !sinks.is_empty() {
             let mut fds: Vec<PollFd> = sinks.iter().map(|(r, _)| PollFd::new(r.as_fd(), PollFlags::POLLIN)).collect();
-            let n = poll(&mut fds, PollTimeout::from(100u16)).unwrap_or(0);
+            let watch_exit = status.is_none() && pidfd.is_some();
+            if let (true, Some(p)) = (watch_exit, &pidfd) {
+                fds.push(PollFd::new(p.as_fd(), PollFlags::POLLIN));
+            }
+            let timeout = if watch_exit { PollTimeout::NONE } else { PollTimeout::from(100u16) };
+            let n = poll(&mut fds, timeout).unwrap_or(0);
             let ready: Vec<bool> = fds.iter().map(|f| f.revents().map(|r| !r.is_empty()).unwrap_or(false)).collect();
             drop(fds);
             let mut closed = Vec::new();

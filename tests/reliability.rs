@@ -190,6 +190,18 @@ fn containers_start_with_default_signal_dispositions_and_nothing_blocked() {
     let status = node.podbox_ok(&["exec", "p", "bg", "--", "cat", "/proc/self/status"]);
     assert!(status.contains("SigIgn:\t0000000000000000") && status.contains("SigBlk:\t0000000000000000"), "{status}");
     assert!(node.podbox_ok(&["exec", "p", "bg", "--", "sh", "-c", script]).contains("rc=0"));
+    // And in OCI mode (the runc command line), started from a process that ignores SIGPIPE.
+    let b = node.dir.join("bundle");
+    std::fs::create_dir_all(&b).unwrap();
+    node.sh_ok(&format!("{PODBOX} oci spec --bundle {}", b.display()));
+    std::os::unix::fs::symlink(common::rootfs(), b.join("rootfs")).unwrap();
+    let mut c = common::json(&std::fs::read_to_string(b.join("config.json")).unwrap());
+    c["process"]["terminal"] = serde_json::json!(false);
+    c["process"]["args"] = serde_json::json!(["cat", "/proc/self/status"]);
+    std::fs::write(b.join("config.json"), c.to_string()).unwrap();
+    let status = node.sh_ok(&format!("{PODBOX} oci --root {} run --bundle {} s1 </dev/null", node.dir.join("oci").display(), b.display()));
+    assert!(status.contains("SigIgn:\t0000000000000000") && status.contains("SigBlk:\t0000000000000000"), "{status}");
+    node.sh(&format!("{PODBOX} oci --root {} delete --force s1", node.dir.join("oci").display()));
     node.podbox_ok(&["pod", "rm", "-f", "p"]);
     node.assert_clean();
 }

@@ -148,6 +148,44 @@ fn cli_killed_anywhere_in_run_or_rm_leaves_nothing_behind() {
     node.assert_clean();
 }
 
+/// The children of `pid` (machine PID numbering).
+fn children(pid: u32) -> Vec<u32> {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default().split_whitespace().filter_map(|p| p.parse().ok()).collect()
+}
+
+#[test]
+fn cli_and_monitor_killed_together_at_random_moments_of_run_leave_nothing_behind() {
+    require_root!();
+    let node = Node::new("crash2");
+    let pod_id = node.podbox_ok(&["pod", "create", "p", "--network", "none"]).trim().to_string();
+    let b = baseline(&node, &pod_id);
+    let trials: u64 = std::env::var("PODBOX_CRASH_TRIALS").ok().and_then(|s| s.parse().ok()).unwrap_or(80);
+    let mut monitors_killed = 0;
+    for i in 0..trials {
+        let mut cli = node.podbox_spawn(&["run", "--pod", "p", "--name", "c", "-d", "--", "sleep", "1000"]);
+        // A spread of moments over the CLI's first ~25 ms (a fixed sequence: reproducible).
+        let delay = std::time::Duration::from_micros((i * 7919) % 25_000);
+        std::thread::sleep(delay);
+        // nsenter → podbox CLI → monitor: kill the monitor (if forked yet), then the CLI.
+        for podbox in children(cli.id()) {
+            for monitor in children(podbox) {
+                unsafe { libc::kill(monitor as i32, libc::SIGKILL) };
+                monitors_killed += 1;
+            }
+            unsafe { libc::kill(podbox as i32, libc::SIGKILL) };
+        }
+        let _ = cli.wait();
+        let what = format!("CLI and monitor killed after {delay:?}");
+        recover(&node, &what);
+        assert_only_the_pod_left(&node, &b, &what);
+    }
+    eprintln!("monitors killed in {monitors_killed} of {trials} trials");
+    assert!(monitors_killed > 0, "no trial hit a monitor: the moments do not cover run");
+    node.podbox_ok(&["run", "--pod", "p", "--name", "c", "-d", "--", "sleep", "1000"]);
+    node.podbox_ok(&["pod", "rm", "-f", "p"]);
+    node.assert_clean();
+}
+
 #[test]
 fn removal_finds_every_process_through_the_cgroup_even_without_a_monitor() {
     require_root!();

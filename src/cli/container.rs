@@ -70,7 +70,7 @@ pub struct StorageArgs {
     /// Rotate the container's log when it reaches this size (64m, 10Mi, 100k).
     #[arg(long = "log-max-size", env = "PODBOX_LOG_MAX_SIZE", default_value = "10Mi", value_name = "SIZE")]
     pub log_max_size: String,
-    /// How many log files to keep, the live one included (at least 1).
+    /// How many log files to keep, the live one included (1-100).
     #[arg(long = "log-max-files", env = "PODBOX_LOG_MAX_FILES", default_value_t = 5, value_name = "N")]
     pub log_max_files: u32,
     /// Size of the tmpfs holding the container's writable layer: writes beyond it fail with
@@ -82,8 +82,8 @@ pub struct StorageArgs {
 impl StorageArgs {
     /// Set the container's log limits and writable layer size.
     pub fn apply(&self, c: &mut ContainerSpec) -> anyhow::Result<()> {
-        if self.log_max_files == 0 {
-            anyhow::bail!("--log-max-files 0: keep at least 1 file");
+        if self.log_max_files == 0 || self.log_max_files > 100 {
+            anyhow::bail!("--log-max-files {}: keep 1 to 100 files", self.log_max_files);
         }
         let size = quantity::memory_flag(&self.log_max_size).map_err(|e| anyhow::anyhow!("--log-max-size: {e}"))?;
         c.log = crate::container::LogLimits { max_size: size as u64, max_files: self.log_max_files };

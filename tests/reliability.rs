@@ -96,11 +96,22 @@ fn assert_only_the_pod_left(node: &Node, b: &Baseline, what: &str) {
 
 /// After a crash: `gc`, then `rm -f` of the container if it is still there (a container that
 /// got started is legitimately running); both must succeed.
+/// `ps` must tell the truth meanwhile: a container whose process runs shows as running with
+/// its PID, never as "created".
 fn recover(node: &Node, what: &str) {
     let gc = node.podbox(&["gc"]);
     assert!(gc.status.success(), "{what}: gc failed: {}", String::from_utf8_lossy(&gc.stderr));
-    let ps = node.podbox_ok(&["ps", "--pod", "p", "--json"]);
-    if ps.contains("\"name\": \"c\"") {
+    let listed = || {
+        let ps = common::json(&node.podbox_ok(&["ps", "--pod", "p", "--json"]));
+        ps.as_array().unwrap().iter().map(|x| x["container"].clone()).find(|c| c["name"] == "c")
+    };
+    if let Some(c) = listed() {
+        // (The monitor and a not yet exec'd init carry the CLI's command line: look for the
+        // program itself.)
+        if node.processes().iter().any(|p| p.split_whitespace().nth(2) == Some("sleep")) {
+            let truthful = || listed().is_some_and(|c| c["state"] == "running" && c["pid"].is_object());
+            assert!(common::wait_until(2, truthful), "{what}: the container runs, but ps says {c}");
+        }
         let rm = node.podbox(&["rm", "-f", "p", "c"]);
         assert!(rm.status.success(), "{what}: rm -f after the crash failed: {}", String::from_utf8_lossy(&rm.stderr));
     }

@@ -12,6 +12,8 @@ command -v ip >/dev/null || need+=(iproute2)
 command -v nsenter >/dev/null && command -v unshare >/dev/null || need+=(util-linux)
 command -v file >/dev/null || need+=(file)
 command -v ping >/dev/null || need+=(iputils-ping)
+# tests/reliability.rs kills the CLI at chosen syscalls with strace's fault injection.
+command -v strace >/dev/null || need+=(strace)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive

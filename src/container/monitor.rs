@@ -247,7 +247,7 @@ fn spawn_init(opts: &StartOptions, plan: &namespaces::Plan, filters: &[seccompil
             }
             // The monitor may have died before the prctl. (getppid cannot tell: in a new PID
             // namespace it is 0 either way; /proc is still the node's here.)
-            if !monitor.is_some_and(|m| m.alive()) {
+            if monitor.is_some_and(|m| !m.alive()) {
                 // SAFETY: _exit in a forked child.
                 unsafe { libc::_exit(CODE_RUNTIME) }
             }

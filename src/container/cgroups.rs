@@ -327,11 +327,15 @@ impl Cgroup {
             .sum()
     }
 
-    /// Every process in the cgroup or below it, in any hierarchy, as the kernel lists them
-    /// (PIDs in the caller's PID namespace). The cgroup is what finds a container's processes
-    /// whatever the records say: a crashed CLI may never have written their PIDs down.
+    /// Every process in the cgroup or below it, as the kernel lists them (PIDs in the
+    /// caller's PID namespace). The cgroup is what finds a container's processes whatever the
+    /// records say: a crashed CLI may never have written their PIDs down.
+    ///
+    /// Performance: only the first hierarchy is read (a pod with many containers has a dozen
+    /// v1 hierarchies per container). That suffices: processes join `procs_files()` in order,
+    /// so one that is in any of the cgroups is in the first; their children inherit all.
     pub fn procs(&self) -> Vec<i32> {
-        procs_below(&self.paths())
+        procs_below(&self.paths()[..1.min(self.dirs.len())])
     }
 
     /// Kill every process in the cgroup and below it, and wait until the kernel lists none
@@ -343,7 +347,7 @@ impl Cgroup {
         let paths = self.paths();
         let deadline = Instant::now() + timeout;
         loop {
-            let left = procs_below(&paths);
+            let left = self.procs();
             if left.is_empty() {
                 return Ok(());
             }
@@ -357,7 +361,7 @@ impl Cgroup {
                 }
             } else {
                 let frozen = set_frozen(&paths, true).is_ok();
-                for pid in procs_below(&paths) {
+                for pid in self.procs() {
                     // SAFETY: kill(2); the PID was read from the cgroup a moment ago and, the
                     // cgroup being frozen, cannot have exited and been reused in between.
                     unsafe { libc::kill(pid, libc::SIGKILL) };

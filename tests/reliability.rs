@@ -80,6 +80,8 @@ fn mounts_under_root(node: &Node) -> usize {
 
 /// Nothing of any container left: processes, mounts, cgroups, records, directories.
 fn assert_only_the_pod_left(node: &Node, b: &Baseline, what: &str) {
+    // Killed processes are zombies until the node's init has reaped them: a moment.
+    common::wait_until(2, || node.processes().len() == b.processes);
     let procs = node.processes();
     assert_eq!(procs.len(), b.processes, "{what}: processes left besides the pause: {procs:?}");
     assert_eq!(mounts_under_root(node), b.mounts, "{what}: mounts left under the root");

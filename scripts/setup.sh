@@ -21,6 +21,8 @@ command -v curl >/dev/null || need+=(curl)
 command -v python3 >/dev/null || need+=(python3)
 command -v cc >/dev/null || need+=(gcc)
 [ -e "$(cc -print-file-name=libc.a 2>/dev/null)" ] && [ -e /usr/include/linux/io_uring.h ] || need+=(libc6-dev linux-libc-dev)
+# tests/reliability.rs kills the CLI at chosen syscalls with strace's fault injection.
+command -v strace >/dev/null || need+=(strace)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive

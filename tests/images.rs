@@ -587,22 +587,24 @@ fn pod_apply_runs_images_with_each_pull_policy() {
     l.tag(&a, "a");
     l.tag(&b, "b");
     push(&node, &l.dir, "a", "app:v1", false);
-    let apply = |pod: &str, image: &str, policy: Option<&str>| {
+    let apply_code = |pod: &str, image: &str, policy: Option<&str>, code: i32| {
         let m = node.dir.join(format!("{pod}.yaml"));
         let policy = policy.map(|p| format!("\n    imagePullPolicy: {p}")).unwrap_or_default();
         std::fs::write(&m, format!("metadata: {{name: {pod}}}\nspec:\n  restartPolicy: Never\n  containers:\n  - name: c\n    image: {image}{policy}\n")).unwrap();
         let out = node.podbox(&["pod", "apply", "-f", m.to_str().unwrap(), "--network", "none"]);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(out.status.code(), Some(code), "{}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8_lossy(&out.stderr).into_owned()
     };
+    let apply = |pod: &str, image: &str, policy: Option<&str>| apply_code(pod, image, policy, 0);
     let output = |pod: &str| {
         assert!(wait_until(10, || !node.podbox_ok(&["logs", pod, "c"]).is_empty()), "no output from {pod}");
         node.podbox_ok(&["logs", pod, "c"]).trim().to_string()
     };
     let manifest_gets = || std::fs::read_to_string(&registry.log).unwrap().lines().filter(|l| l.contains("\"GET /v2/app/manifests/")).count();
 
-    // Never: not in the store -> the container is not created (the pod stays, as in Kubernetes)
-    let err = apply("never", &reg("app:v1"), Some("Never"));
+    // Never: not in the store -> the container is not created (the pod stays, as in Kubernetes;
+    // apply says so with exit 1)
+    let err = apply_code("never", &reg("app:v1"), Some("Never"), 1);
     assert!(err.contains("imagePullPolicy is Never"), "{err}");
     assert!(!node.podbox_ok(&["ps", "--pod", "never"]).contains(" c "));
     assert_eq!(manifest_gets(), 0);

@@ -280,6 +280,9 @@ fn bad_input_is_refused_clearly_and_changes_nothing() {
 fn apply_runs_a_manifests_containers_and_warns_about_shared_ports() {
     require_root!();
     let node = Node::new("apply");
+    // `image: busybox` finds the rootfs imported as localhost/busybox (never pulled); the
+    // sidecar has no image and runs from --rootfs.
+    node.podbox_ok(&["image", "import", common::rootfs().to_str().unwrap(), "busybox"]);
     let manifest = node.dir.join("pod.yaml");
     std::fs::write(
         &manifest,

@@ -69,9 +69,39 @@ pub struct RunArgs {
     /// Maximum number of processes and threads (-1: unlimited).
     #[arg(long = "pids-limit")]
     pub pids_limit: Option<i64>,
+    #[command(flatten)]
+    pub storage: StorageArgs,
     /// The command (with an image: replaces its Cmd).
     #[arg(last = true, required_unless_present = "image")]
     pub cmd: Vec<String>,
+}
+
+/// How much of the node a container's output and writes may take (run and pod apply).
+#[derive(Args, Debug)]
+pub struct StorageArgs {
+    /// Rotate the container's log when it reaches this size (64m, 10Mi, 100k).
+    #[arg(long = "log-max-size", env = "PODBOX_LOG_MAX_SIZE", default_value = "10Mi", value_name = "SIZE")]
+    pub log_max_size: String,
+    /// How many log files to keep, the live one included (1-100).
+    #[arg(long = "log-max-files", env = "PODBOX_LOG_MAX_FILES", default_value_t = 5, value_name = "N")]
+    pub log_max_files: u32,
+    /// Size of the tmpfs holding the container's writable layer: writes beyond it fail with
+    /// ENOSPC (256m, 1Gi).
+    #[arg(long = "writable-size", env = "PODBOX_WRITABLE_SIZE", default_value = "256Mi", value_name = "SIZE")]
+    pub writable_size: String,
+}
+
+impl StorageArgs {
+    /// Set the container's log limits and writable layer size.
+    pub fn apply(&self, c: &mut ContainerSpec) -> anyhow::Result<()> {
+        if self.log_max_files == 0 || self.log_max_files > 100 {
+            anyhow::bail!("--log-max-files {}: keep 1 to 100 files", self.log_max_files);
+        }
+        let size = quantity::memory_flag(&self.log_max_size).map_err(|e| anyhow::anyhow!("--log-max-size: {e}"))?;
+        c.log = crate::container::LogLimits { max_size: size as u64, max_files: self.log_max_files };
+        c.writable_size = Some(quantity::memory_flag(&self.writable_size).map_err(|e| anyhow::anyhow!("--writable-size: {e}"))? as u64);
+        Ok(())
+    }
 }
 
 #[derive(Args, Debug)]
@@ -122,7 +152,8 @@ pub struct RmArgs {
 fn parse_env(v: &[String]) -> anyhow::Result<Vec<(String, String)>> {
     v.iter()
         .map(|e| match e.split_once('=') {
-            Some((k, val)) if !k.is_empty() => Ok((k.to_string(), val.to_string())),
+            Some((k, val)) if crate::pod::model::validate_env_name(k).is_ok() && !val.contains('\0') => Ok((k.to_string(), val.to_string())),
+            Some((k, _)) if !k.is_empty() => Err(anyhow::anyhow!("environment variable {e:?}: the name must be without NUL or line breaks, the value without NUL")),
             _ => Err(anyhow::anyhow!("environment variable {e:?}: expected K=V")),
         })
         .collect()
@@ -175,7 +206,7 @@ pub fn run(ctx: &Ctx, a: &RunArgs) -> anyhow::Result<i32> {
         Some(e) if e.trim_start().starts_with('[') => Some(serde_json::from_str::<Vec<String>>(e).map_err(|err| anyhow::anyhow!("--entrypoint {e:?}: not a JSON array of strings: {err}"))?),
         Some(e) => Some(vec![e.to_string()]),
     };
-    let c = ContainerSpec {
+    let mut c = ContainerSpec {
         name: name.clone(),
         image: a.image.clone(),
         pull_policy: a.pull.as_deref().map(str::parse).transpose().map_err(|e| anyhow::anyhow!("--pull {e}"))?,
@@ -194,8 +225,9 @@ pub fn run(ctx: &Ctx, a: &RunArgs) -> anyhow::Result<i32> {
             "always" => RestartPolicy::Always,
             _ => RestartPolicy::Never,
         },
-        run_as_non_root: false,
+        ..Default::default()
     };
+    a.storage.apply(&mut c)?;
     match containers::run(ctx, &a.pod, &c, a.detach) {
         Ok(RunOutcome::Detached(pid)) => {
             println!("{name} (pid {})", pid.pid);

@@ -105,6 +105,9 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
                 for p in &r.removed_pods {
                     println!("removed pod {p}");
                 }
+                for c in &r.removed_containers {
+                    println!("removed container {c}");
+                }
                 if tmp > 0 {
                     println!("removed {tmp} temporary file(s) of interrupted image pulls");
                 }

@@ -23,6 +23,8 @@ pub enum PodCmd {
         /// List the fields that were accepted and ignored, and why.
         #[arg(short, long)]
         verbose: bool,
+        #[command(flatten)]
+        storage: super::container::StorageArgs,
     },
     /// Print a pod as a Kubernetes Pod manifest (YAML) that `pod apply` takes back.
     Generate { pod: String },
@@ -82,13 +84,16 @@ pub fn run(ctx: &Ctx, cmd: &PodCmd) -> anyhow::Result<i32> {
             println!("{}", rec.id);
             Ok(0)
         }
-        PodCmd::Apply { file, network, verbose } => {
+        PodCmd::Apply { file, network, verbose, storage } => {
             let text = manifest::read(file)?;
             let mut pods = manifest::parse_all(&text)?;
             // Everything is checked before anything is created.
             let mut warnings = Vec::new();
             for spec in &mut pods {
                 spec.network = network == "bridge";
+                for c in &mut spec.containers {
+                    storage.apply(c)?;
+                }
                 warnings.extend(spec.validate()?.into_iter().map(|w| format!("pod {}: {w}", spec.name)));
             }
             for w in warnings {
@@ -120,14 +125,20 @@ pub fn run(ctx: &Ctx, cmd: &PodCmd) -> anyhow::Result<i32> {
                     }
                 }
             }
+            let mut failed = Vec::new();
             for (spec, rec) in pods.iter().zip(&created) {
                 for c in &spec.containers {
                     if let Err(e) = containers::run(ctx, &rec.id, c, true) {
                         // A container that cannot start is reported; the pod stays, as in Kubernetes.
-                        eprintln!("pod {}: container {}: {e}", spec.name, c.name);
+                        eprintln!("podbox: container {} of pod {} failed to start: {e}", c.name, spec.name);
+                        failed.push(format!("{}/{}", spec.name, c.name));
                     }
                 }
                 println!("{}", rec.id);
+            }
+            if !failed.is_empty() {
+                eprintln!("podbox: the pods were created, but {} container(s) failed to start ({}); see `podbox ps`", failed.len(), failed.join(", "));
+                return Ok(1);
             }
             Ok(0)
         }

@@ -333,6 +333,53 @@ impl Cgroup {
             .sum()
     }
 
+    /// Every process in the cgroup or below it, as the kernel lists them (PIDs in the
+    /// caller's PID namespace). The cgroup is what finds a container's processes whatever the
+    /// records say: a crashed CLI may never have written their PIDs down.
+    ///
+    /// Performance: only the first hierarchy is read (a pod with many containers has a dozen
+    /// v1 hierarchies per container). That suffices: processes join `procs_files()` in order,
+    /// so one that is in any of the cgroups is in the first; their children inherit all.
+    pub fn procs(&self) -> Vec<i32> {
+        procs_below(&self.paths()[..1.min(self.dirs.len())])
+    }
+
+    /// Kill every process in the cgroup and below it, and wait until the kernel lists none
+    /// (or `timeout` passes; then the PIDs still there are returned as the error). v2 with
+    /// `cgroup.kill` does it in one write; otherwise the cgroup is frozen (v1 freezer or v2
+    /// `cgroup.freeze`) so that nothing can fork while its members are listed and killed, then
+    /// thawed so that the SIGKILLs take effect; without a freezer, kill and look again.
+    pub fn kill_all(&self, timeout: Duration) -> std::result::Result<(), Vec<i32>> {
+        let paths = self.paths();
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = self.procs();
+            if left.is_empty() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(left);
+            }
+            let v2_kill: Vec<_> = self.dirs.iter().filter(|d| d.v2).map(|d| d.path.join("cgroup.kill")).filter(|p| p.exists()).collect();
+            if !v2_kill.is_empty() {
+                for k in v2_kill {
+                    let _ = fs::write(k, "1");
+                }
+            } else {
+                let frozen = set_frozen(&paths, true).is_ok();
+                for pid in self.procs() {
+                    // SAFETY: kill(2); the PID was read from the cgroup a moment ago and, the
+                    // cgroup being frozen, cannot have exited and been reused in between.
+                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                }
+                if frozen {
+                    let _ = set_frozen(&paths, false);
+                }
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
     /// Remove the cgroup and every cgroup below it, deepest first. Processes must be gone (or
     /// going: a killed process leaves its cgroup only once reaped, so EBUSY is retried briefly).
     pub fn remove(&self) -> Result<()> {
@@ -351,6 +398,21 @@ pub fn remove_paths(paths: &[PathBuf]) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The PIDs in `cgroup.procs` of every cgroup at or below `paths`.
+fn procs_below(paths: &[PathBuf]) -> Vec<i32> {
+    let mut tree = Vec::new();
+    for p in paths {
+        collect_dirs(p, &mut tree);
+    }
+    let mut out: Vec<i32> = tree
+        .iter()
+        .flat_map(|d| fs::read_to_string(d.join("cgroup.procs")).unwrap_or_default().split_whitespace().filter_map(|x| x.parse().ok()).collect::<Vec<i32>>())
+        .collect();
+    out.sort_unstable();
+    out.dedup();
+    out
 }
 
 /// Freeze (or thaw) every process of the cgroups recorded with `paths()`: v1's freezer

@@ -285,6 +285,11 @@ fn caps_err(what: &'static str) -> impl FnOnce(caps::errors::CapsError) -> Conta
 pub fn switch_user(process: &Process) -> Result<()> {
     use caps::CapSet;
     let user = process.user();
+    // (uid_t)-1 means "leave unchanged" to setresuid/setresgid: the process would stay root.
+    let ids = [user.uid(), user.gid()].into_iter().chain(user.additional_gids().iter().flatten().copied());
+    if let Some(id) = ids.into_iter().find(|id| *id == u32::MAX) {
+        return Err(ContainerError::Spec { field: "process.user".into(), msg: format!("{id} is not an ID (the kernel reads it as \"leave unchanged\")") });
+    }
     let capsets = process.capabilities().as_ref();
     if let Some(c) = capsets {
         let keep = caps_of(c.bounding())?;
@@ -313,6 +318,31 @@ pub fn switch_user(process: &Process) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Give the program the signal state a freshly booted process has: every disposition default
+/// and nothing blocked. exec resets handlers but keeps "ignored" and the mask, and podbox's own
+/// (the Rust runtime ignores SIGPIPE; a foreground `run` blocks the signals it forwards) would
+/// otherwise leak into every container: `yes | head` would never end.
+fn default_signals() {
+    // The kernel's struct sigaction with every field zero is SIG_DFL, no flags, empty mask,
+    // whatever the architecture's field order. The raw syscall also reaches signals 32 and 33,
+    // which the C library keeps for itself (and refuses to change).
+    let dfl = [0u64; 8];
+    for sig in 1..=64 {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: rt_sigaction reads our zeroed buffer (larger than the kernel's struct) and
+        // writes nothing (old action NULL); SIG_DFL has no memory effects.
+        unsafe { libc::syscall(libc::SYS_rt_sigaction, sig, dfl.as_ptr(), std::ptr::null_mut::<u64>(), 8usize) };
+    }
+    // SAFETY: an empty set we own, passed to sigprocmask.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+    }
 }
 
 /// `argv0` as execvp would find it, searching PATH from the container's environment. A path
@@ -346,7 +376,9 @@ fn cstrings(v: &[String]) -> Result<Vec<CString>> {
 
 pub fn exec(exe: &Path, argv: &[String], env: &[String]) -> Result<Infallible> {
     let exe_c = CString::new(exe.as_os_str().as_encoded_bytes()).map_err(|_| ContainerError::Spec { field: "process.args".into(), msg: "NUL byte".into() })?;
-    let e = nix::unistd::execve(&exe_c, &cstrings(argv)?, &cstrings(env)?).unwrap_err();
+    let (argv_c, env_c) = (cstrings(argv)?, cstrings(env)?);
+    default_signals();
+    let e = nix::unistd::execve(&exe_c, &argv_c, &env_c).unwrap_err();
     let code = match e {
         nix::Error::ENOENT => CODE_NOT_FOUND,
         nix::Error::EACCES | nix::Error::ENOEXEC => CODE_NOT_EXECUTABLE,

@@ -24,7 +24,7 @@ pub mod process;
 pub mod rootfs;
 pub mod seccomp;
 pub mod sync;
-mod tee;
+pub mod tee;
 pub mod terminal;
 pub mod unsupported;
 
@@ -72,8 +72,10 @@ pub enum Rootfs {
     /// Read-only shared lower directories (an image's layers, **top layer first**, as overlayfs'
     /// `lowerdir=` lists them; or one plain directory) with a per-container writable upper
     /// layer; mounted inside the container's own mount namespace, so nothing needs unmounting
-    /// afterwards.
-    Overlay { lowers: Vec<PathBuf>, upper: PathBuf, work: PathBuf, merged: PathBuf },
+    /// afterwards. With `tmpfs` (directory, bytes), a tmpfs of that size is mounted there first
+    /// (in the same mount namespace) and holds `upper` and `work`: the writable layer is capped,
+    /// and cannot fill the file system of the state root.
+    Overlay { lowers: Vec<PathBuf>, upper: PathBuf, work: PathBuf, merged: PathBuf, tmpfs: Option<(PathBuf, u64)> },
 }
 
 /// Where the container's standard streams go.
@@ -84,11 +86,25 @@ pub enum Stdio {
     /// stdout and stderr appended to this file, stdin from /dev/null.
     Log(PathBuf),
     /// stdin from the caller; stdout and stderr through pipes that the monitor copies both to
-    /// the caller's streams and to this file (a foreground container that still has logs).
-    Tee(PathBuf),
+    /// the caller's streams and to this file, rotated at these limits.
+    Tee(PathBuf, LogLimits),
     /// The slave of a pseudo-terminal: the process's controlling terminal and all three
     /// standard streams (OCI `process.terminal`).
     Terminal(std::os::fd::RawFd),
+}
+
+/// The size cap of a container's log: at most `max_files` files (the live one included) of at
+/// most `max_size` bytes each. The default is the kubelet's: 10 MiB × 5.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogLimits {
+    pub max_size: u64,
+    pub max_files: u32,
+}
+
+impl Default for LogLimits {
+    fn default() -> Self {
+        LogLimits { max_size: 10 << 20, max_files: 5 }
+    }
 }
 
 /// How a container ended; written by its monitor as `exit.json` in the state directory.

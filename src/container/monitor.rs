@@ -29,6 +29,11 @@ pub struct StartOptions<'a> {
     /// e.g. to join cgroups.
     pub cgroup_procs: Vec<PathBuf>,
     pub restart: RestartPolicy,
+    /// Called with the monitor's identity before the monitor may start anything: the caller
+    /// records it, so that every process of the container is findable even if the caller dies
+    /// right after (a monitor whose caller dies before this returns exits without starting the
+    /// container). An error stops the start.
+    pub record_monitor: Option<&'a dyn Fn(ProcRef) -> std::result::Result<(), String>>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -55,17 +60,40 @@ pub fn start(opts: StartOptions) -> Result<Started> {
 
 fn fork_monitor(opts: &StartOptions, plan: &namespaces::Plan, filters: &[seccompiler::BpfProgram], cgroup: Option<&cgroups::Cgroup>) -> Result<Started> {
     let (r, w) = sync::pipe().map_err(sys("creating sync pipe"))?;
+    // The caller's go-ahead, sent once it has recorded the monitor.
+    let (go_r, go_w) = sync::pipe().map_err(sys("creating sync pipe"))?;
     // SAFETY: the caller is single-threaded (no tokio runtime on this path), so the child may
     // allocate and run ordinary Rust code until it execs or exits.
     match unsafe { fork() }.map_err(sys("fork"))? {
         ForkResult::Child => {
             drop(r);
+            drop(go_w);
+            let mut b = [0u8; 1];
+            // EOF: the caller died (or gave up) before recording us; start nothing.
+            // SAFETY: read into a one-byte buffer of ours.
+            while unsafe { libc::read(go_r.as_raw_fd(), b.as_mut_ptr().cast(), 1) } != 1 {
+                if std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+                    // SAFETY: _exit in a forked child.
+                    unsafe { libc::_exit(CODE_RUNTIME) }
+                }
+            }
+            drop(go_r);
             monitor_main(opts, plan, filters, cgroup, w)
         }
         ForkResult::Parent { child } => {
             drop(w);
-            let sync::Report { pid, error: err } = sync::read(r);
+            drop(go_r);
             let monitor = ProcRef::of(child.as_raw()).unwrap_or(ProcRef { pid: child.as_raw(), start_time: 0 });
+            if let Some(record) = opts.record_monitor
+                && let Err(msg) = record(monitor) {
+                    drop(go_w);
+                    let _ = waitpid(child, None);
+                    return Err(ContainerError::StartFailed { code: CODE_RUNTIME, msg });
+                }
+            let mut go = std::fs::File::from(go_w);
+            let _ = std::io::Write::write_all(&mut go, b"g");
+            drop(go);
+            let sync::Report { pid, error: err } = sync::read(r);
             if let Some((code, msg)) = err {
                 // The monitor ends right after its init; reap it so no zombie is left.
                 let _ = waitpid(child, None);
@@ -105,13 +133,16 @@ fn monitor_main(opts: &StartOptions, plan: &namespaces::Plan, filters: &[seccomp
     };
     sync::send(fd, &format!("pid {}\n", attempt.pid.as_raw()));
     drop(w);
+    // The running process, also for a caller that dies before recording it.
+    let first = CurrentRun { pid: ProcRef::of(attempt.pid.as_raw()), restarts: 0, started_at: Some(crate::state::now_rfc3339()), last_exit: None, next_start_at: None };
+    let _ = crate::state::write_json(&opts.state_dir.join(CURRENT_FILE), &first);
     let mut restarts = 0u32;
     let mut backoff = RESTART_BACKOFF_MIN;
     loop {
         let started = std::time::Instant::now();
         let oom_before = cgroup.map(|c| c.oom_kills()).unwrap_or(0);
         let status = match (attempt.pipes.take(), &opts.stdio) {
-            (Some(p), Stdio::Tee(log)) => p.copy_until_exit(log, attempt.pid),
+            (Some(p), Stdio::Tee(log, limits)) => p.copy_until_exit(log, *limits, attempt.pid),
             _ => wait_for(attempt.pid),
         };
         let (code, signal) = process::shell_code(status);
@@ -197,9 +228,10 @@ fn spawn_init(opts: &StartOptions, plan: &namespaces::Plan, filters: &[seccompil
         (Some(r), fd)
     };
     let pipes = match &opts.stdio {
-        Stdio::Tee(_) => Some(tee::Pipes::new().map_err(|e| format!("creating output pipes: {e}"))?),
+        Stdio::Tee(..) => Some(tee::Pipes::new().map_err(|e| format!("creating output pipes: {e}"))?),
         _ => None,
     };
+    let monitor = ProcRef::of(std::process::id() as i32);
     // SAFETY: the monitor is single-threaded.
     match unsafe { fork() } {
         Ok(ForkResult::Child) => {
@@ -207,9 +239,24 @@ fn spawn_init(opts: &StartOptions, plan: &namespaces::Plan, filters: &[seccompil
             if let Some(p) = pipes {
                 p.attach_child();
             }
+            // Until the init is in its cgroup, only the monitor knows it: die with the monitor,
+            // so that removal, which kills the monitor and then the cgroup, misses nothing.
+            // SAFETY: prctl with integer arguments.
+            unsafe {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
+            }
+            // The monitor may have died before the prctl. (getppid cannot tell: in a new PID
+            // namespace it is 0 either way; /proc is still the node's here.)
+            if monitor.is_some_and(|m| !m.alive()) {
+                // SAFETY: _exit in a forked child.
+                unsafe { libc::_exit(CODE_RUNTIME) }
+            }
             // The spec's own cgroup first: the init is confined before it does anything else.
             join_cgroups(cgroup.map(|c| c.procs_files()).unwrap_or_default().iter().chain(&opts.cgroup_procs), fd);
-            let stdio = if matches!(opts.stdio, Stdio::Tee(_)) { &Stdio::Inherit } else { &opts.stdio };
+            // From here on the cgroup finds it: it outlives a killed monitor.
+            // SAFETY: as above.
+            unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, 0, 0, 0, 0) };
+            let stdio = if matches!(opts.stdio, Stdio::Tee(..)) { &Stdio::Inherit } else { &opts.stdio };
             init::run(InitArgs { spec: opts.spec, rootfs: &opts.rootfs, plan, stdio, sync_fd: fd, seccomp: filters, gate: None, preserve_fds: 0, no_pivot: false })
         }
         Ok(ForkResult::Parent { child }) => {

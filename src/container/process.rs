@@ -33,15 +33,16 @@ impl ProcRef {
         unsafe { libc::kill(self.pid, sig) == 0 }
     }
 
-    /// Poll until the process is gone or `timeout` passes; true if gone.
+    /// Poll until the process is gone or `timeout` passes; true if gone. A timeout past what
+    /// the clock can represent (`stop -t 18446744073709551615`) means no timeout.
     pub fn wait_gone(&self, timeout: std::time::Duration) -> bool {
-        let deadline = std::time::Instant::now() + timeout;
+        let deadline = std::time::Instant::now().checked_add(timeout);
         let mut nap = std::time::Duration::from_micros(200);
         loop {
             if !self.alive() {
                 return true;
             }
-            if std::time::Instant::now() >= deadline {
+            if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
                 return false;
             }
             std::thread::sleep(nap);

@@ -36,7 +36,18 @@ pub fn prepare(rootfs: &Rootfs, spec: &Spec) -> Result<PathBuf> {
                 .map_err(sys(format!("bind-mounting root {}", path.display())))?;
             path.clone()
         }
-        Rootfs::Overlay { lowers, upper, work, merged } => {
+        Rootfs::Overlay { lowers, upper, work, merged, tmpfs } => {
+            if let Some((dir, size)) = tmpfs {
+                fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
+                let data = format!("size={size},mode=0755");
+                mount(Some("tmpfs"), dir, Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some(data.as_str()))
+                    .map_err(sys(format!("mounting the writable layer's tmpfs ({size} bytes) on {}", dir.display())))?;
+            }
+            for d in [upper, work] {
+                if d.to_string_lossy().contains([',', ':', '\\']) {
+                    return Err(ContainerError::Spec { field: "root.path".into(), msg: format!("{}: an overlay layer's path cannot contain ',', ':' or '\\' (they separate overlay options and layers)", d.display()) });
+                }
+            }
             for d in [upper, work, merged] {
                 fs::create_dir_all(d).map_err(io(format!("creating {}", d.display())))?;
             }

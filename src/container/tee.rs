@@ -1,11 +1,14 @@
-//! Output of a foreground container: its stdout and stderr go through pipes that the monitor
-//! copies to the caller's own streams *and* to the container's log, so `logs` shows every
-//! container, including those run in the foreground.
+//! Output of a container: its stdout and stderr go through pipes that the monitor copies to the
+//! caller's own streams (a foreground container; /dev/null when detached) *and* to the
+//! container's log, so `logs` shows every container. The log is rotated with a size cap, as the
+//! kubelet does: `<log>` plus `<log>.1` … `<log>.<files-1>` (oldest), each at most `max_size`.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+use super::LogLimits;
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
@@ -31,23 +34,35 @@ impl Pipes {
     /// In the monitor: copy until both pipes are closed, and return how `init` ended. After the
     /// init has ended, output still held open by a leftover process (possible when the pod shares
     /// its PID namespace) is drained for a moment, not waited for forever.
-    pub fn copy_until_exit(self, log: &Path, init: Pid) -> WaitStatus {
+    pub fn copy_until_exit(self, log: &Path, limits: LogLimits, init: Pid) -> WaitStatus {
         let Pipes { out: (out_r, out_w), err: (err_r, err_w) } = self;
         drop(out_w);
         drop(err_w);
-        let mut log = OpenOptions::new().create(true).append(true).open(log).ok();
+        let mut log = RotatingLog::open(log, limits);
         let mut sinks: Vec<(OwnedFd, File)> = Vec::new();
         // SAFETY: dup of our own standard streams, owned by the returned File.
         for (r, fd) in [(out_r, 1), (err_r, 2)] {
             let f = unsafe { std::os::fd::FromRawFd::from_raw_fd(libc::dup(fd)) };
             sinks.push((r, f));
         }
+        // Readable once the init has ended: a detached monitor sleeps in poll until there is
+        // output or an exit, instead of waking every 100 ms to ask waitpid.
+        // SAFETY: pidfd_open of our own child; the descriptor is owned by the OwnedFd.
+        let pidfd = match unsafe { libc::syscall(libc::SYS_pidfd_open, init.as_raw(), 0) } {
+            fd if fd >= 0 => Some(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd as i32) }),
+            _ => None,
+        };
         let mut status = None;
         let mut idle_after_exit = 0;
         let mut buf = vec![0u8; 64 * 1024];
         while !sinks.is_empty() {
             let mut fds: Vec<PollFd> = sinks.iter().map(|(r, _)| PollFd::new(r.as_fd(), PollFlags::POLLIN)).collect();
-            let n = poll(&mut fds, PollTimeout::from(100u16)).unwrap_or(0);
+            let watch_exit = status.is_none() && pidfd.is_some();
+            if let (true, Some(p)) = (watch_exit, &pidfd) {
+                fds.push(PollFd::new(p.as_fd(), PollFlags::POLLIN));
+            }
+            let timeout = if watch_exit { PollTimeout::NONE } else { PollTimeout::from(100u16) };
+            let n = poll(&mut fds, timeout).unwrap_or(0);
             let ready: Vec<bool> = fds.iter().map(|f| f.revents().map(|r| !r.is_empty()).unwrap_or(false)).collect();
             drop(fds);
             let mut closed = Vec::new();
@@ -63,9 +78,7 @@ impl Pipes {
                 }
                 let data = &buf[..k as usize];
                 let _ = sink.write_all(data); // the caller may be gone; the log still gets it
-                if let Some(l) = log.as_mut() {
-                    let _ = l.write_all(data);
-                }
+                log.write(data);
             }
             for i in closed.into_iter().rev() {
                 sinks.remove(i);
@@ -82,5 +95,111 @@ impl Pipes {
             }
         }
         status.unwrap_or_else(|| super::monitor::wait_for(init))
+    }
+}
+
+/// The path of rotated file `n` of `log` (0: the live file).
+pub fn rotated(log: &Path, n: u32) -> PathBuf {
+    if n == 0 {
+        return log.to_path_buf();
+    }
+    let mut p = log.as_os_str().to_owned();
+    p.push(format!(".{n}"));
+    PathBuf::from(p)
+}
+
+/// The container's log with its size cap: appends to the live file until the next write would
+/// pass `max_size`, then shifts the files (`.1` → `.2`, …, the oldest is dropped) and starts a
+/// new live file. A write error (disk full) loses output, never blocks the container.
+struct RotatingLog {
+    path: PathBuf,
+    limits: LogLimits,
+    file: Option<File>,
+    size: u64,
+    /// The last byte written ended a line (or nothing was written yet).
+    at_line_start: bool,
+}
+
+impl RotatingLog {
+    fn open(path: &Path, limits: LogLimits) -> RotatingLog {
+        let file = OpenOptions::new().create(true).append(true).open(path).ok();
+        let size = file.as_ref().and_then(|f| f.metadata().ok()).map(|m| m.len()).unwrap_or(0);
+        RotatingLog { path: path.to_path_buf(), limits: LogLimits { max_size: limits.max_size.max(1), max_files: limits.max_files.max(1) }, file, size, at_line_start: true }
+    }
+
+    fn write(&mut self, mut data: &[u8]) {
+        while !data.is_empty() {
+            let room = self.limits.max_size.saturating_sub(self.size) as usize;
+            if room == 0 {
+                self.rotate();
+                continue;
+            }
+            // Cut at a line end where one fits, so that lines stay whole where they can.
+            let take = if data.len() <= room {
+                data.len()
+            } else {
+                match data[..room].iter().rposition(|&b| b == b'\n') {
+                    Some(i) => i + 1,
+                    // No line end fits: start the line in a new file if this one ends with a
+                    // whole line; split it only if it is longer than a file or already begun.
+                    None if self.size > 0 && self.at_line_start => {
+                        self.rotate();
+                        continue;
+                    }
+                    None => room,
+                }
+            };
+            if let Some(f) = self.file.as_mut() {
+                let _ = f.write_all(&data[..take]);
+            }
+            self.size += take as u64;
+            self.at_line_start = data[take - 1] == b'\n';
+            data = &data[take..];
+            if !data.is_empty() {
+                self.rotate();
+            }
+        }
+    }
+
+    fn rotate(&mut self) {
+        self.file = None;
+        let n = self.limits.max_files;
+        if n <= 1 {
+            let _ = std::fs::remove_file(&self.path);
+        } else {
+            let _ = std::fs::remove_file(rotated(&self.path, n - 1));
+            for i in (0..n - 1).rev() {
+                let _ = std::fs::rename(rotated(&self.path, i), rotated(&self.path, i + 1));
+            }
+        }
+        self.file = OpenOptions::new().create(true).append(true).open(&self.path).ok();
+        self.size = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_log_rotates_at_its_cap_and_keeps_the_newest_lines() {
+        let dir = std::env::temp_dir().join(format!("podbox-tee-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let log = dir.join("container.log");
+        let mut w = RotatingLog::open(&log, LogLimits { max_size: 100, max_files: 3 });
+        for i in 0..100 {
+            w.write(format!("line {i:04}\n").as_bytes()); // 10 bytes each
+        }
+        w.write(&[b'x'; 250]); // longer than a file: split
+        w.write(b"\nlast\n");
+        let files: Vec<_> = (0..5).map(|n| rotated(&log, n)).filter(|p| p.exists()).collect();
+        assert_eq!(files.len(), 3);
+        for f in &files {
+            assert!(std::fs::metadata(f).unwrap().len() <= 100);
+        }
+        let all: String = files.iter().rev().map(|f| std::fs::read_to_string(f).unwrap()).collect();
+        assert!(all.ends_with("\nlast\n"), "{all:?}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -4,7 +4,7 @@
 //! survives crashes (teardown and gc need nothing but the files).
 
 use std::fs::{File, OpenOptions};
-use std::io::{ErrorKind, Write};
+use std::io::ErrorKind;
 use std::net::Ipv4Addr;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
@@ -17,6 +17,8 @@ use super::config::{io_err, net_dir};
 const LOCK: &str = "lock";
 /// Where the round-robin search resumes, so a re-created pod does not get the address just freed.
 const LAST: &str = "last_reserved_ip";
+/// Temporary files of `allocate` (`.tmp-<pid>`), never names of addresses.
+const TMP_PREFIX: &str = ".tmp-";
 
 fn ipam_dir(root: &Path) -> PathBuf {
     net_dir(root).join("ipam")
@@ -77,18 +79,25 @@ pub fn allocate(root: &Path, subnet: Ipv4Net, gateway: Ipv4Addr, pod_id: &str) -
             continue;
         }
         let path = dir.join(ip.to_string());
-        match OpenOptions::new().write(true).create_new(true).open(&path) {
-            Ok(mut f) => {
-                if let Err(e) = f.write_all(pod_id.as_bytes()) {
-                    let _ = std::fs::remove_file(&path);
-                    return Err(io_err(&path, e));
-                }
-                // Losing the round-robin hint is harmless; the address itself is reserved.
-                let _ = write_atomic(&last_path, ip.to_string().as_bytes());
-                return Ok(ip);
-            }
-            Err(e) if e.kind() == ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(io_err(&path, e)),
+        if path.exists() {
+            continue;
+        }
+        // The owner is written into a temporary file that is then linked to the address's
+        // name: link(2) fails if the name exists, so the reservation is as exclusive as O_EXCL,
+        // and a crash at any point leaves either no allocation or a complete one (never an
+        // empty file that nobody owns). A leftover temporary file is removed by `gc`.
+        let tmp = dir.join(format!("{TMP_PREFIX}{}", std::process::id()));
+        let written = std::fs::write(&tmp, pod_id.as_bytes()).map_err(|e| io_err(&tmp, e));
+        let linked = written.and_then(|()| match std::fs::hard_link(&tmp, &path) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(false),
+            Err(e) => Err(io_err(&path, e)),
+        });
+        let _ = std::fs::remove_file(&tmp);
+        if linked? {
+            // Losing the round-robin hint is harmless; the address itself is reserved.
+            let _ = write_atomic(&last_path, ip.to_string().as_bytes());
+            return Ok(ip);
         }
     }
     Err(NetError::Exhausted { subnet })
@@ -114,7 +123,8 @@ pub fn allocations(root: &Path) -> Result<Vec<Allocation>, NetError> {
         let rd = std::fs::read_dir(sd.path()).map_err(|e| io_err(&sd.path(), e))?;
         for f in rd.flatten() {
             let Some(ip) = f.file_name().to_str().and_then(|n| n.parse::<Ipv4Addr>().ok()) else { continue };
-            // A file being created right now may still be empty; it belongs to nobody yet.
+            // Written whole before it gets its name; an empty file (left by an older podbox
+            // killed between creating and writing it) belongs to nobody.
             let pod_id = std::fs::read_to_string(f.path()).unwrap_or_default().trim().to_string();
             out.push(Allocation { subnet, ip, pod_id });
         }
@@ -137,7 +147,8 @@ fn release_where(root: &Path, release_if: impl Fn(&str) -> bool) -> Result<Vec<A
         let dir = subnet_dir(root, subnet);
         let _guard = lock(&dir)?;
         // Re-read under the lock: the unlocked listing only told us which subnets to visit.
-        for a in allocations(root)?.into_iter().filter(|a| a.subnet == subnet && !a.pod_id.is_empty()) {
+        // Under the lock no allocation is being written, so an empty owner is a dead one.
+        for a in allocations(root)?.into_iter().filter(|a| a.subnet == subnet) {
             if release_if(&a.pod_id) {
                 let path = dir.join(a.ip.to_string());
                 match std::fs::remove_file(&path) {
@@ -153,12 +164,25 @@ fn release_where(root: &Path, release_if: impl Fn(&str) -> bool) -> Result<Vec<A
 
 /// Free the address of `pod_id`; freeing nothing is success.
 pub fn release(root: &Path, pod_id: &str) -> Result<(), NetError> {
-    release_where(root, |owner| owner == pod_id).map(|_| ())
+    release_where(root, |owner| !owner.is_empty() && owner == pod_id).map(|_| ())
 }
 
-/// Free the addresses of pods not in `live`.
+/// Free the addresses of pods not in `live` (and allocations without an owner), and remove
+/// temporary files of allocations whose process is gone.
 pub fn gc(root: &Path, live: &[String]) -> Result<Vec<Allocation>, NetError> {
-    release_where(root, |owner| !live.iter().any(|l| l == owner))
+    if let Ok(subnets) = std::fs::read_dir(ipam_dir(root)) {
+        for sd in subnets.flatten() {
+            let _guard = lock(&sd.path())?;
+            for f in std::fs::read_dir(sd.path()).into_iter().flatten().flatten() {
+                let name = f.file_name().to_string_lossy().into_owned();
+                if let Some(pid) = name.strip_prefix(TMP_PREFIX).and_then(|p| p.parse::<i32>().ok())
+                    && crate::container::ProcRef::of(pid).is_none() {
+                        let _ = std::fs::remove_file(f.path());
+                    }
+            }
+        }
+    }
+    release_where(root, |owner| owner.is_empty() || !live.iter().any(|l| l == owner))
 }
 
 #[cfg(test)]
@@ -239,6 +263,25 @@ mod tests {
         assert_eq!(freed.len(), 2);
         let left: Vec<_> = allocations(&root).unwrap().into_iter().map(|a| a.pod_id).collect();
         assert_eq!(left, vec![id(1), id(3)]);
+    }
+
+    #[test]
+    fn gc_frees_allocations_without_an_owner_and_stale_temporary_files() {
+        // What a kill between creating an allocation file and writing its owner left (older
+        // podbox), and a temporary file of a killed allocate.
+        let root = tmp("empty");
+        let net: Ipv4Net = "10.1.2.0/24".parse().unwrap();
+        let gw = Ipv4Addr::new(10, 1, 2, 1);
+        let a = allocate(&root, net, gw, &id(1)).unwrap();
+        let dir = subnet_dir(&root, net);
+        std::fs::write(dir.join("10.1.2.77"), b"").unwrap();
+        std::fs::write(dir.join(format!("{TMP_PREFIX}{}", i32::MAX)), id(2)).unwrap();
+        release(&root, &id(3)).unwrap();
+        assert_eq!(allocations(&root).unwrap().len(), 2, "release of another pod frees nothing");
+        gc(&root, &[id(1)]).unwrap();
+        let left: Vec<_> = allocations(&root).unwrap().into_iter().map(|x| x.ip).collect();
+        assert_eq!(left, vec![a]);
+        assert!(!dir.join(format!("{TMP_PREFIX}{}", i32::MAX)).exists());
     }
 
     #[test]

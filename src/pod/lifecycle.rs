@@ -150,18 +150,28 @@ pub fn destroy(ctx: &Ctx, id: &str, rec: Option<&PodRecord>) -> Vec<String> {
             }
         }
     }
+    // Monitors first: a dead monitor starts nothing more (an init it forked dies with it until
+    // it is in its cgroup, and the cgroups are emptied next).
+    sandbox::kill_all(None, &monitors);
     // A pod created to the end has every process recorded; otherwise also look for processes
     // in its network namespace (e.g. a pause whose PID a crashed CLI never wrote down).
     let complete = rec.map(|r| r.phase != PodPhase::Creating && r.pause.is_some()).unwrap_or(false);
     let net_pin = dir.join("ns/net");
     sandbox::kill_all(if complete { None } else { Some(net_pin.as_path()) }, &known);
-    // Monitors record exits into the pod's directory: let them finish before it goes.
-    for m in &monitors {
-        m.wait_gone(Duration::from_secs(5));
-    }
-    // Every process is gone (or a zombie about to be reaped): the cgroups can go.
-    if let Err(e) = Cgroup::resolve(&spec::pod_cgroup(id)).and_then(|cg| cg.remove()) {
-        problems.push(e.to_string());
+    // The kernel knows every process of the pod's containers and pause, recorded or not: the
+    // pod's cgroup tree. State is only deleted once it is empty.
+    match Cgroup::resolve(&spec::pod_cgroup(id)) {
+        Ok(cg) => {
+            if let Err(left) = cg.kill_all(Duration::from_secs(10)) {
+                problems.push(format!("processes {left:?} of pod {id} did not end after SIGKILL; its state is kept, try again"));
+                return problems;
+            }
+            // Every process is gone: the cgroups can go.
+            if let Err(e) = cg.remove() {
+                problems.push(e.to_string());
+            }
+        }
+        Err(e) => problems.push(e.to_string()),
     }
     if let Ok(parent) = Cgroup::resolve(spec::CGROUP_PARENT) {
         parent.prune();
@@ -263,6 +273,8 @@ fn remove_locked(ctx: &Ctx, rec: &PodRecord, force: bool) -> Result<()> {
 #[derive(Debug, Default, serde::Serialize)]
 pub struct GcReport {
     pub removed_pods: Vec<String>,
+    /// "pod/container" of containers a crash left half-made.
+    pub removed_containers: Vec<String>,
     pub problems: Vec<String>,
 }
 
@@ -286,6 +298,11 @@ pub fn gc(ctx: &Ctx) -> Result<GcReport> {
             report.problems.extend(destroy(ctx, &id, rec.as_ref()));
             report.removed_pods.push(name);
         } else {
+            if let Some(r) = &rec {
+                let (removed, problems) = containers::gc(ctx, r);
+                report.removed_containers.extend(removed);
+                report.problems.extend(problems);
+            }
             live.push(id);
         }
     }

@@ -95,6 +95,14 @@ impl Ctx {
         if unsafe { libc::geteuid() } != 0 {
             return Err(PodError::NotRoot);
         }
+        // Every container's root is an overlay mount whose options name these directories,
+        // and the overlay option syntax separates with ',' (options) and ':' (lower layers).
+        for (flag, p) in [("--root", Some(root)), ("--rootfs", rootfs), ("--images", Some(images))] {
+            if let Some(c) = p.and_then(|p| p.to_string_lossy().chars().find(|c| matches!(c, ',' | ':' | '\\'))) {
+                let p = p.map(|p| p.display().to_string()).unwrap_or_default();
+                return Err(PodError::Invalid(format!("{flag} {p}: contains {c:?}, which an overlay mount cannot name (its options are separated by ',' and ':'); choose a path without ',', ':' and '\\'")));
+            }
+        }
         Ok(Ctx { root: Root::open(root)?, rootfs: rootfs.map(Path::to_path_buf), images: images.to_path_buf() })
     }
 

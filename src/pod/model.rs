@@ -71,6 +71,11 @@ pub struct ContainerSpec {
     /// securityContext.runAsNonRoot: refuse to start when the user (given or the image's) is 0.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub run_as_non_root: bool,
+    /// The size cap of its log (rotation).
+    pub log: crate::container::LogLimits,
+    /// The size of the tmpfs holding its writable layer; None: the layer lives in the state
+    /// root, uncapped.
+    pub writable_size: Option<u64>,
 }
 
 /// When to pull a container's image (Kubernetes' imagePullPolicy).
@@ -117,6 +122,41 @@ pub struct Resources {
     pub pids: Option<i64>,
 }
 
+/// The ID the kernel reads as "no ID": `setresuid(-1, …)` leaves the uid unchanged, so a
+/// container asking for it would keep running as root.
+pub const KERNEL_NO_ID: u32 = u32::MAX;
+
+impl ContainerSpec {
+    /// What the flags and manifests cannot check on their own: IDs the kernel treats specially,
+    /// and environment variables that cannot be passed to exec or would be misread.
+    pub fn validate(&self) -> Result<(), PodError> {
+        let bad = |msg: String| PodError::Invalid(format!("container {}: {msg}", self.name));
+        if let Some((uid, gid)) = self.user
+            && (uid == KERNEL_NO_ID || gid == KERNEL_NO_ID) {
+                return Err(bad(format!("user {uid}:{gid}: {KERNEL_NO_ID} is not an ID (to the kernel it means \"leave unchanged\", i.e. root); use 0-{}", KERNEL_NO_ID - 1)));
+            }
+        if self.group_add.contains(&KERNEL_NO_ID) {
+            return Err(bad(format!("group {KERNEL_NO_ID} is not an ID; use 0-{}", KERNEL_NO_ID - 1)));
+        }
+        for (k, v) in &self.env {
+            validate_env_name(k).map_err(&bad)?;
+            if v.contains('\0') {
+                return Err(bad(format!("environment variable {k}: the value contains a NUL byte")));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// An environment variable's name: not empty, and without '=', NUL or a line break (which
+/// would end the name early, or forge another variable in `env`/`/proc/PID/environ` readers).
+pub fn validate_env_name(k: &str) -> Result<(), String> {
+    if k.is_empty() || k.contains(['=', '\0', '\n', '\r']) {
+        return Err(format!("environment variable name {k:?}: must be non-empty, without '=', NUL or line breaks"));
+    }
+    Ok(())
+}
+
 impl PodSpec {
     pub fn validate(&self) -> Result<Vec<String>, PodError> {
         validate_name("pod", &self.name)?;
@@ -128,6 +168,7 @@ impl PodSpec {
         let mut declared: BTreeMap<(u16, Protocol), String> = BTreeMap::new();
         for c in &self.containers {
             validate_name("container", &c.name)?;
+            c.validate()?;
             if !names.insert(&c.name) {
                 return Err(PodError::NameTaken { kind: "container".into(), name: c.name.clone(), pod: self.name.clone() });
             }
@@ -246,6 +287,10 @@ pub struct ContainerRecord {
     /// The signal `stop` sends first (the image's StopSignal); None: SIGTERM.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop_signal: Option<i32>,
+    /// Its cgroup (`linux.cgroupsPath`), recorded before any of its processes exists: removal
+    /// finds them there, whatever PIDs were (or were not) recorded.
+    #[serde(default)]
+    pub cgroup: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -292,6 +337,24 @@ mod tests {
         }
         for bad in ["", "-a", "a-", "A", "a_b", "a.b", &"x".repeat(64), "ünï"] {
             assert!(validate_name("pod", bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn kernel_special_ids_and_bad_env_names_are_refused() {
+        let ok = ContainerSpec { name: "c".into(), user: Some((KERNEL_NO_ID - 1, 0)), group_add: vec![65535], env: vec![("A_1".into(), "x=y".into())], ..Default::default() };
+        ok.validate().unwrap();
+        for bad in [
+            ContainerSpec { user: Some((KERNEL_NO_ID, 0)), ..ok.clone() },
+            ContainerSpec { user: Some((0, KERNEL_NO_ID)), ..ok.clone() },
+            ContainerSpec { group_add: vec![KERNEL_NO_ID], ..ok.clone() },
+            ContainerSpec { env: vec![("A\nB".into(), "1".into())], ..ok.clone() },
+            ContainerSpec { env: vec![("A=B".into(), "1".into())], ..ok.clone() },
+            ContainerSpec { env: vec![("".into(), "1".into())], ..ok.clone() },
+            ContainerSpec { env: vec![("A\0".into(), "1".into())], ..ok.clone() },
+            ContainerSpec { env: vec![("A".into(), "1\0".into())], ..ok.clone() },
+        ] {
+            assert!(bad.validate().is_err(), "{bad:?} accepted");
         }
     }
 

@@ -41,11 +41,24 @@ pub fn parse(s: &str) -> Result<f64, PodError> {
     Ok(value * mult)
 }
 
+/// The largest memory limit podbox sets: 4 EiB. The kernel counts limits in pages up to
+/// LONG_MAX / PAGE_SIZE (~8 EiB) and reads anything above as "no limit", so a larger number
+/// would silently mean none.
+pub const MAX_MEMORY_BYTES: i64 = 1 << 62;
+
+/// The largest CPU limit podbox sets, in thousandths of a CPU: a million CPUs. Its CFS quota
+/// (100 000 µs × CPUs per 100 ms period) stays far below both i64 and the kernel's maximum
+/// quota (2^44 µs), and the arithmetic on it cannot overflow.
+pub const MAX_CPU_MILLIS: u64 = 1_000_000_000;
+
 /// Bytes of a memory quantity; at least one page, since a smaller limit cannot be enforced.
 pub fn memory_bytes(s: &str) -> Result<i64, PodError> {
     let b = parse(s)?.ceil();
     if b < 4096.0 {
         return Err(PodError::Invalid(format!("memory {s:?}: the limit must be at least 4Ki (one page)")));
+    }
+    if b > MAX_MEMORY_BYTES as f64 {
+        return Err(PodError::Invalid(format!("memory {s:?}: larger than the kernel can limit (at most 4Ei); leave the limit out for none")));
     }
     Ok(b as i64)
 }
@@ -73,6 +86,9 @@ pub fn cpu_millis(s: &str) -> Result<u64, PodError> {
     if m < 1.0 {
         return Err(PodError::Invalid(format!("cpu {s:?}: must be at least 1m (a thousandth of a CPU)")));
     }
+    if m > MAX_CPU_MILLIS as f64 {
+        return Err(PodError::Invalid(format!("cpu {s:?}: at most 1000000 CPUs; leave the limit out for none")));
+    }
     Ok(m as u64)
 }
 
@@ -96,6 +112,15 @@ mod tests {
         }
         assert!(memory_bytes("100").is_err(), "below a page");
         assert!(cpu_millis("0.0001").is_err());
+        // Numbers that overflowed into something else (a wrapped quota, "no limit").
+        for big in ["184467440737.096", "1e30", "1000001"] {
+            assert!(cpu_millis(big).is_err(), "cpu {big} accepted");
+        }
+        assert_eq!(cpu_millis("1000000").unwrap(), MAX_CPU_MILLIS);
+        for big in ["1e100", "8Ei", "9223372036854775807"] {
+            assert!(memory_bytes(big).is_err(), "memory {big} accepted");
+        }
+        assert!(memory_flag("1e100").is_err());
     }
 
     #[test]

@@ -48,11 +48,14 @@ fn resources(r: &Resources, devices: Vec<oci_spec::runtime::LinuxDeviceCgroup>) 
         let mut cpu = LinuxCpuBuilder::default();
         if let Some(m) = r.cpu_millis {
             // At least 1ms per period: the kernel refuses smaller quotas.
-            cpu = cpu.quota(((m * CPU_PERIOD_US / 1000).max(1000)) as i64).period(CPU_PERIOD_US);
+            // (m is at most quantity::MAX_CPU_MILLIS: no overflow; checked all the same.)
+            let quota = m.checked_mul(CPU_PERIOD_US).map(|q| q / 1000).and_then(|q| i64::try_from(q).ok())
+                .ok_or_else(|| PodError::Invalid(format!("cpu limit of {m}m is too large")))?;
+            cpu = cpu.quota(quota.max(1000)).period(CPU_PERIOD_US);
         }
         if let Some(m) = r.cpu_request_millis {
             // Kubernetes' MilliCPUToShares: 1024 shares per CPU, at least 2.
-            cpu = cpu.shares((m * 1024 / 1000).max(2));
+            cpu = cpu.shares((m.saturating_mul(1024) / 1000).clamp(2, 262_144));
         }
         b = b.cpu(cpu.build().map_err(build_err)?);
     }

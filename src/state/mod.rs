@@ -7,7 +7,9 @@
 //! pods/<pod-id>/pod.json                the pod record
 //! pods/<pod-id>/ns/{net,ipc,uts,pid}    namespace pins (bind mounts of nsfs files)
 //! pods/<pod-id>/etc/                    hostname, hosts, resolv.conf shared by the pod's containers
-//! pods/<pod-id>/containers/<name>/      container.json, exit.json, config.json, container.log, overlay dirs
+//! pods/<pod-id>/containers/<name>/      container.json, current.json, exit.json, config.json,
+//!                                       container.log[.N] (rotated), overlay dirs
+//! pods/<pod-id>/trash/                  containers being removed (renamed here first; gc empties it)
 //! network/                              owned by the network layer
 //! ```
 

@@ -523,6 +523,7 @@ fn to_pod_spec(m: Manifest) -> Result<PodSpec, PodError> {
             },
             resources,
             restart,
+            ..Default::default()
         });
     }
     Ok(pod)
@@ -763,7 +764,7 @@ spec:
             declared_ports: Default::default(), labels: spec.labels.clone(), ignored_fields: vec![],
         };
         let statuses: Vec<ContainerStatus> = spec.containers.iter().map(|c| ContainerStatus {
-            record: ContainerRecord { name: c.name.clone(), pod_id: "x".into(), args: c.args.clone(), created_at: String::new(), started_at: None, pid: None, monitor: None, start_error: None, spec: Some(c.clone()), image: None, image_digest: None, stop_signal: None },
+            record: ContainerRecord { name: c.name.clone(), pod_id: "x".into(), args: c.args.clone(), created_at: String::new(), started_at: None, pid: None, monitor: None, start_error: None, spec: Some(c.clone()), image: None, image_digest: None, stop_signal: None, cgroup: None },
             state: ContainerState::Running, exit: None, restarts: 0, last_exit: None,
         }).collect();
         let (doc, notes) = generate::pod_manifest(&rec, &statuses);

@@ -6,7 +6,7 @@ use clap::Args;
 
 use crate::pod::containers::{self, RunOutcome};
 use crate::pod::model::{ContainerSpec, ContainerState, Resources, Security};
-use crate::pod::quantity;
+use crate::pod::{quantity, volumes};
 use crate::container::RestartPolicy;
 use crate::pod::{Ctx, PodError};
 
@@ -58,6 +58,13 @@ pub struct RunArgs {
     /// Maximum number of processes and threads (-1: unlimited).
     #[arg(long = "pids-limit")]
     pub pids_limit: Option<i64>,
+    /// Mount a volume of the pod: VOLUME:/PATH[:ro] (see `pod create --volume`; repeatable).
+    #[arg(short = 'v', long = "volume", value_name = "VOLUME:/PATH[:ro]")]
+    pub volume: Vec<String>,
+    /// Mount a volume of the pod, podman's long form:
+    /// type=volume,src=VOLUME,dst=/PATH[,ro][,subpath=SUB][,propagation=rslave] (repeatable).
+    #[arg(long = "mount", value_name = "type=volume,src=VOLUME,dst=/PATH,...")]
+    pub mount: Vec<String>,
     #[arg(last = true, required = true)]
     pub cmd: Vec<String>,
 }
@@ -166,6 +173,7 @@ pub fn run(ctx: &Ctx, a: &RunArgs) -> anyhow::Result<i32> {
             "always" => RestartPolicy::Always,
             _ => RestartPolicy::Never,
         },
+        mounts: a.volume.iter().map(|v| volumes::parse_v_flag(v)).chain(a.mount.iter().map(|m| volumes::parse_mount_flag(m))).collect::<Result<_, _>>()?,
     };
     match containers::run(ctx, &a.pod, &c, a.detach) {
         Ok(RunOutcome::Detached(pid)) => {

@@ -6,7 +6,7 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 
 use crate::pod::model::{ContainerState, PodSpec, parse_port};
-use crate::pod::{Ctx, containers, lifecycle, manifest};
+use crate::pod::{Ctx, containers, lifecycle, manifest, volumes};
 
 #[derive(Subcommand, Debug)]
 pub enum PodCmd {
@@ -65,6 +65,12 @@ pub struct CreateArgs {
     /// `bridge`: a veth on the node bridge with an address; `none`: only loopback.
     #[arg(long, default_value = "bridge", value_parser = ["bridge", "none"])]
     pub network: String,
+    /// A volume the pod's containers can mount (`run -v NAME:/PATH`), repeatable:
+    /// NAME or NAME:emptyDir (a directory living as long as the pod), NAME:tmpfs[:SIZE] (emptyDir
+    /// in memory, SIZE like 64Mi), NAME:hostPath=PATH[:TYPE] (a node path; TYPE Directory,
+    /// DirectoryOrCreate, File, FileOrCreate, Socket, CharDevice, BlockDevice).
+    #[arg(long = "volume", value_name = "NAME[:KIND]")]
+    pub volume: Vec<String>,
 }
 
 pub fn run(ctx: &Ctx, cmd: &PodCmd) -> anyhow::Result<i32> {
@@ -76,6 +82,7 @@ pub fn run(ctx: &Ctx, cmd: &PodCmd) -> anyhow::Result<i32> {
                 share_pid: a.share_pid,
                 network: a.network == "bridge",
                 ports: a.publish.iter().map(|p| parse_port(p)).collect::<Result<_, _>>()?,
+                volumes: a.volume.iter().map(|v| volumes::parse_volume_flag(v)).collect::<Result<_, _>>()?,
                 ..Default::default()
             };
             let rec = lifecycle::create(ctx, &spec)?;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use oci_spec::runtime::{Process, Spec};
 
 use super::model::{ContainerRecord, ContainerSpec, ContainerState, PodPhase, PodRecord, validate_name};
-use super::{Ctx, PodError, Result, diagnose, spec};
+use super::{Ctx, PodError, Result, diagnose, spec, volumes};
 use crate::container::cgroups::Cgroup;
 use crate::container::{self, ContainerError, EXIT_FILE, ProcRef, STOP_FILE, Rootfs, Stdio, monitor::StartOptions};
 use crate::state;
@@ -40,8 +40,14 @@ pub fn run(ctx: &Ctx, key: &str, c: &ContainerSpec, detach: bool) -> Result<RunO
         return Err(PodError::Busy(format!("container {} already exists in pod {} ({state}): remove it first with `podbox rm {} {}`", c.name, pod.name, pod.name, c.name)));
     }
     let pod_dir = ctx.root.pod_dir(&pod.id);
+    volumes::check(&pod.volumes, &[("containers", "0", &c.mounts)]).map_err(|(f, m)| PodError::Invalid(format!("container {}: {}: {m}", c.name, f.trim_start_matches("spec.containers[0]."))))?;
     let spec = spec::container_spec(&pod, &pod_dir, c, &ctx.rootfs)?;
     fs::create_dir_all(&dir).map_err(|e| PodError::Kernel(format!("creating {}: {e}", dir.display())))?;
+    if let Err(e) = volumes::stage_subpaths(&pod_dir, &pod.volumes, &dir, &c.mounts) {
+        volumes::unstage_subpaths(&dir);
+        let _ = fs::remove_dir_all(&dir);
+        return Err(e);
+    }
     let _ = spec.save(dir.join("config.json"));
     let mut rec = ContainerRecord {
         name: c.name.clone(),
@@ -192,6 +198,7 @@ pub fn remove(ctx: &Ctx, key: &str, name: &str, force: bool) -> Result<()> {
     }
     Cgroup::resolve(&spec::container_cgroup(&pod.id, name))?.remove()?;
     let dir = ctx.root.container_dir(&pod.id, name);
+    volumes::unstage_subpaths(&dir);
     fs::remove_dir_all(&dir).map_err(|e| PodError::Kernel(format!("removing {}: {e}", dir.display())))?;
     let _ = EXIT_FILE;
     Ok(())

@@ -12,6 +12,7 @@ pub mod quantity;
 pub mod sandbox;
 pub mod security;
 pub mod spec;
+pub mod volumes;
 
 use std::path::{Path, PathBuf};
 

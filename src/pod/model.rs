@@ -10,6 +10,7 @@ use crate::container::{ExitRecord, ProcRef};
 use crate::network::{Attachment, PortMapping, Protocol};
 
 use super::PodError;
+use super::volumes::{Volume, VolumeMount};
 
 /// Kubernetes' DNS label rule (RFC 1123): 1–63 of [a-z0-9-], starting and ending alphanumeric.
 pub fn validate_name(kind: &str, name: &str) -> Result<(), PodError> {
@@ -35,6 +36,8 @@ pub struct PodSpec {
     pub network: bool,
     pub ports: Vec<PortMapping>,
     pub containers: Vec<ContainerSpec>,
+    /// Volumes its containers may mount (`pod create --volume`, a manifest's `spec.volumes`).
+    pub volumes: Vec<Volume>,
     /// A manifest's metadata.labels: recorded, written back by `pod generate`.
     pub labels: BTreeMap<String, String>,
     /// Fields of a manifest that were accepted and ignored ("PATH: REASON").
@@ -62,6 +65,9 @@ pub struct ContainerSpec {
     /// Whether its monitor starts it again when it ends (a manifest's pod-wide restartPolicy,
     /// or `run --restart`).
     pub restart: crate::container::RestartPolicy,
+    /// Volumes of the pod it mounts (`volumeMounts`, `run -v/--mount`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mounts: Vec<VolumeMount>,
 }
 
 /// How much of the kernel a container may reach (--cap-add, --privileged, ...).
@@ -121,6 +127,9 @@ impl PodSpec {
                 return Err(PodError::Invalid(format!("host port {}/{} is mapped twice", p.host_port, proto_name(p.protocol))));
             }
         }
+        let mounts: Vec<(&str, String, &[VolumeMount])> = self.containers.iter().enumerate().map(|(i, c)| ("containers", i.to_string(), c.mounts.as_slice())).collect();
+        let mounts: Vec<(&str, &str, &[VolumeMount])> = mounts.iter().map(|(l, i, m)| (*l, i.as_str(), *m)).collect();
+        super::volumes::check(&self.volumes, &mounts).map_err(|(field, msg)| PodError::Invalid(format!("{field}: {msg}")))?;
         if !self.network && !self.ports.is_empty() {
             return Err(PodError::Invalid("port mappings need the pod network (drop --network none)".into()));
         }
@@ -188,6 +197,9 @@ pub struct PodRecord {
     /// Fields of the manifest that were accepted and ignored ("PATH: REASON"), for `pod inspect`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ignored_fields: Vec<String>,
+    /// The pod's volumes (configMap and secret contents are not recorded).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<Volume>,
 }
 
 /// A container as recorded under `<root>/pods/<id>/containers/<name>/container.json`.

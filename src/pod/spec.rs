@@ -140,6 +140,13 @@ pub fn container_spec(pod: &PodRecord, pod_dir: &Path, c: &ContainerSpec, rootfs
         bind("/etc/hosts", &etc.join("hosts"), &[]),
         bind("/etc/resolv.conf", &etc.join("resolv.conf"), &[]),
     ];
+    let mut mounts = mounts;
+    // The pod's volumes, after the defaults so that one may be mounted below /dev or /etc.
+    let cdir = pod_dir.join("containers").join(&c.name);
+    for (dest, src, opts) in super::volumes::spec_mounts(pod_dir, &pod.volumes, &cdir, &c.mounts)? {
+        let opts: Vec<&str> = opts.iter().map(String::as_str).collect();
+        mounts.push(mount(&dest, "bind", &src.to_string_lossy(), &opts));
+    }
 
     let ns = |t: LinuxNamespaceType, key: &str| -> Result<_, PodError> {
         let mut b = LinuxNamespaceBuilder::default().typ(t);
@@ -208,6 +215,7 @@ mod tests {
             declared_ports: BTreeMap::new(),
             labels: BTreeMap::new(),
             ignored_fields: vec![],
+            volumes: vec![],
         }
     }
 

@@ -79,7 +79,7 @@ const fn f(path: &'static str, class: Class) -> Field {
 const API: &str = "bookkeeping of the API server";
 const SCHED: &str = "scheduling: the pod runs on this node";
 const NO_API: &str = "no API server on a podbox node";
-const NO_VOLUMES: &str = "podbox has no volumes yet";
+const NO_VOLUMES: &str = "podbox has emptyDir, hostPath, configMap and secret volumes only";
 const NO_PULL: &str = "podbox pulls no images: every container runs from its root file system";
 const NO_SERVICES: &str = "no Services on a podbox node";
 
@@ -113,10 +113,30 @@ pub const FIELDS: &[Field] = &[
     // (`drop_service_account_volume`).
     f("spec.volumes", Honoured),
     f("spec.volumes[].name", Honoured),
-    f("spec.volumes[].hostPath", Refused(NO_VOLUMES)),
-    f("spec.volumes[].emptyDir", Refused(NO_VOLUMES)),
-    f("spec.volumes[].configMap", Refused(NO_VOLUMES)),
-    f("spec.volumes[].secret", Refused(NO_VOLUMES)),
+    f("spec.volumes[].hostPath", Honoured),
+    f("spec.volumes[].hostPath.path", Honoured),
+    f("spec.volumes[].hostPath.type", Honoured),
+    f("spec.volumes[].emptyDir", Honoured),
+    f("spec.volumes[].emptyDir.medium", Honoured),
+    // A hard limit for medium: Memory; on disk noted as not enforced (no eviction).
+    f("spec.volumes[].emptyDir.sizeLimit", Honoured),
+    // From a ConfigMap / Secret document of the same manifest.
+    f("spec.volumes[].configMap", Honoured),
+    f("spec.volumes[].configMap.name", Honoured),
+    f("spec.volumes[].configMap.items", Honoured),
+    f("spec.volumes[].configMap.items[].key", Honoured),
+    f("spec.volumes[].configMap.items[].path", Honoured),
+    f("spec.volumes[].configMap.items[].mode", Honoured),
+    f("spec.volumes[].configMap.defaultMode", Honoured),
+    f("spec.volumes[].configMap.optional", Honoured),
+    f("spec.volumes[].secret", Honoured),
+    f("spec.volumes[].secret.secretName", Honoured),
+    f("spec.volumes[].secret.items", Honoured),
+    f("spec.volumes[].secret.items[].key", Honoured),
+    f("spec.volumes[].secret.items[].path", Honoured),
+    f("spec.volumes[].secret.items[].mode", Honoured),
+    f("spec.volumes[].secret.defaultMode", Honoured),
+    f("spec.volumes[].secret.optional", Honoured),
     f("spec.volumes[].projected", Refused(NO_VOLUMES)),
     f("spec.volumes[].downwardAPI", Refused(NO_VOLUMES)),
     f("spec.volumes[].persistentVolumeClaim", Refused("no persistent volumes on a podbox node")),
@@ -175,7 +195,15 @@ pub const FIELDS: &[Field] = &[
     f("spec.containers[].resources.claims", Refused("no dynamic resource allocation")),
     f("spec.containers[].resizePolicy", Ignored("podbox does not resize containers in place")),
     f("spec.containers[].restartPolicy", Refused("per-container restart policies (sidecars) are not built: spec.restartPolicy applies")),
-    f("spec.containers[].volumeMounts", OnlyIf { accept: Accept::Empty, note: None, refused: NO_VOLUMES }),
+    f("spec.containers[].volumeMounts", Honoured),
+    f("spec.containers[].volumeMounts[].name", Honoured),
+    f("spec.containers[].volumeMounts[].mountPath", Honoured),
+    f("spec.containers[].volumeMounts[].readOnly", Honoured),
+    f("spec.containers[].volumeMounts[].subPath", Honoured),
+    // None or HostToContainer; Bidirectional is refused by the typed parse.
+    f("spec.containers[].volumeMounts[].mountPropagation", Honoured),
+    f("spec.containers[].volumeMounts[].subPathExpr", Refused("no downward API to expand it from")),
+    f("spec.containers[].volumeMounts[].recursiveReadOnly", OnlyIf { accept: Accept::OneOf(&["Disabled"]), note: None, refused: "a read-only volume mount is read-only at its top mount" }),
     f("spec.containers[].volumeDevices", OnlyIf { accept: Accept::Empty, note: None, refused: NO_VOLUMES }),
     f("spec.containers[].livenessProbe", Refused("podbox runs no probes, and a liveness probe restarts the container")),
     f("spec.containers[].readinessProbe", Ignored("readiness steers Service traffic; no Services on a podbox node")),

@@ -5,6 +5,7 @@
 
 pub mod fields;
 pub mod generate;
+pub mod objects;
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -15,7 +16,8 @@ use serde_json::Value;
 
 use super::PodError;
 use super::model::{ContainerSpec, PodSpec, Resources, Security};
-use super::{quantity, security};
+use super::{quantity, security, volumes};
+use super::volumes::{HostPathType, Volume, VolumeMount, VolumeSource};
 use crate::container::RestartPolicy;
 use crate::network::{PortMapping, Protocol};
 
@@ -57,10 +59,8 @@ struct Spec {
     restart_policy: Option<String>,
     #[serde(default)]
     security_context: Option<PodSecurityContext>,
-    /// Only volumes without a type are left here by the walk (Kubernetes would make them
-    /// emptyDir volumes); podbox has none yet.
     #[serde(default)]
-    volumes: Vec<Value>,
+    volumes: Vec<VolumeDoc>,
     #[serde(default)]
     os: Option<Value>,
     containers: Vec<Container>,
@@ -138,6 +138,96 @@ struct Container {
     resources: Option<ResourceRequirements>,
     #[serde(default)]
     security_context: Option<SecurityContext>,
+    #[serde(default)]
+    volume_mounts: Vec<VolumeMountDoc>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct VolumeDoc {
+    name: String,
+    #[serde(default)]
+    empty_dir: Option<EmptyDirDoc>,
+    #[serde(default)]
+    host_path: Option<HostPathDoc>,
+    #[serde(default)]
+    config_map: Option<FilesVolumeDoc>,
+    #[serde(default)]
+    secret: Option<FilesVolumeDoc>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct EmptyDirDoc {
+    #[serde(default)]
+    medium: Option<String>,
+    #[serde(default)]
+    size_limit: Option<Quantity>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HostPathDoc {
+    path: String,
+    #[serde(default, rename = "type")]
+    kind: Option<String>,
+}
+
+/// A configMap volume (`name`) or a secret volume (`secretName`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct FilesVolumeDoc {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    secret_name: Option<String>,
+    #[serde(default)]
+    items: Vec<KeyToPath>,
+    #[serde(default, deserialize_with = "file_mode")]
+    default_mode: Option<u32>,
+    #[serde(default)]
+    optional: bool,
+}
+
+/// A file mode: a number (JSON: decimal, 420 = 0644), or YAML 1.1's octal `0644`, which kubectl
+/// reads as octal and a YAML 1.2 parser leaves as the string "0644".
+fn file_mode<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Mode {
+        Number(u32),
+        Text(String),
+    }
+    match Option::<Mode>::deserialize(d)? {
+        None => Ok(None),
+        Some(Mode::Number(n)) => Ok(Some(n)),
+        Some(Mode::Text(t)) => {
+            let digits = t.strip_prefix("0o").or_else(|| t.strip_prefix('0')).filter(|d| !d.is_empty());
+            digits.and_then(|d| u32::from_str_radix(d, 8).ok()).map(Some).ok_or_else(|| serde::de::Error::custom(format!("{t:?} is not a file mode (an octal number like 0644, or decimal 420)")))
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeyToPath {
+    key: String,
+    path: String,
+    #[serde(default, deserialize_with = "file_mode")]
+    mode: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct VolumeMountDoc {
+    name: String,
+    mount_path: String,
+    #[serde(default)]
+    read_only: bool,
+    #[serde(default)]
+    sub_path: Option<String>,
+    #[serde(default)]
+    mount_propagation: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -342,14 +432,29 @@ pub fn parse_all(text: &str) -> Result<Vec<PodSpec>, PodError> {
             pods.push((label, doc));
         }
     }
-    let mut out: Vec<PodSpec> = Vec::new();
-    for (label, mut doc) in pods {
-        // The pod's name helps find the document in an error.
+    // ConfigMaps and Secrets first: a Pod may come before the objects its volumes name.
+    let mut objects = objects::Objects::default();
+    let mut rest = Vec::new();
+    for (label, doc) in pods {
+        // The document's name helps find it in an error.
         let label = match doc.pointer("/metadata/name").and_then(Value::as_str) {
             Some(n) if !label.is_empty() => format!("{label} ({n})"),
             _ => label,
         };
-        let pod = parse_doc(&label, &mut doc)?;
+        match doc.get("kind").and_then(Value::as_str) {
+            Some("ConfigMap" | "Secret") => {
+                check_api_version(&label, &doc)?;
+                objects.add(&label, doc)?;
+            }
+            _ => rest.push((label, doc)),
+        }
+    }
+    if rest.is_empty() {
+        return Err(invalid("", "the manifest holds no Pod"));
+    }
+    let mut out: Vec<PodSpec> = Vec::new();
+    for (label, mut doc) in rest {
+        let pod = parse_doc(&label, &mut doc, &objects)?;
         if out.iter().any(|p| p.name == pod.name) {
             return Err(invalid_at(&label, "metadata.name", format!("{:?}: two pods of this manifest have this name", pod.name)));
         }
@@ -375,7 +480,7 @@ fn check_api_version(label: &str, doc: &Value) -> Result<(), PodError> {
     }
 }
 
-fn parse_doc(label: &str, doc: &mut Value) -> Result<PodSpec, PodError> {
+fn parse_doc(label: &str, doc: &mut Value, objects: &objects::Objects) -> Result<PodSpec, PodError> {
     if !doc.is_object() {
         return Err(invalid_at(label, "", "a document must be a mapping (a Kubernetes object)"));
     }
@@ -383,15 +488,12 @@ fn parse_doc(label: &str, doc: &mut Value) -> Result<PodSpec, PodError> {
     match doc.get("kind") {
         None | Some(Value::Null) => {}
         Some(Value::String(k)) if k == "Pod" => {}
-        Some(Value::String(k)) if k == "ConfigMap" || k == "Secret" => {
-            return Err(invalid_at(label, "kind", format!("{k} documents are not supported yet: podbox has no volumes to mount them in")));
-        }
-        Some(k) => return Err(invalid_at(label, "kind", format!("{k}: only Pod (and a List of Pods) is supported"))),
+        Some(k) => return Err(invalid_at(label, "kind", format!("{k}: only Pod, ConfigMap and Secret (and a List of them) are supported"))),
     }
     let mut ignored = Vec::new();
     fields::walk(label, doc, &mut ignored)?;
     let m: Manifest = serde_path_to_error::deserialize(doc.take()).map_err(|e| invalid_at(label, &e.path().to_string(), e.inner().to_string()))?;
-    let mut pod = to_pod_spec(m).map_err(|e| match e {
+    let mut pod = to_pod_spec(m, objects, &mut ignored).map_err(|e| match e {
         PodError::Manifest { field, msg, .. } => invalid_at(label, &field, msg),
         e => e,
     })?;
@@ -420,10 +522,73 @@ fn seccomp_unconfined(field: &str, p: &Option<SeccompProfile>) -> Result<Option<
     }
 }
 
-fn to_pod_spec(m: Manifest) -> Result<PodSpec, PodError> {
-    if let Some(v) = m.spec.volumes.first() {
-        let name = v.get("name").and_then(Value::as_str).unwrap_or("?");
-        return Err(invalid("spec.volumes[0]", format!("volume {name:?} (emptyDir when no type is given) is not supported: podbox has no volumes yet")));
+/// A volume of the manifest; `ignored` gets the parts podbox accepts without effect.
+fn volume(i: usize, v: VolumeDoc, objects: &objects::Objects, ignored: &mut Vec<String>) -> Result<Volume, PodError> {
+    let field = format!("spec.volumes[{i}]");
+    let kinds = [v.empty_dir.is_some(), v.host_path.is_some(), v.config_map.is_some(), v.secret.is_some()];
+    if kinds.iter().filter(|k| **k).count() > 1 {
+        return Err(invalid(&field, "a volume has exactly one type (emptyDir, hostPath, configMap, secret)"));
+    }
+    let files = |kind: &str, secret: bool, d: FilesVolumeDoc| -> Result<VolumeSource, PodError> {
+        let f = format!("{field}.{kind}");
+        let object = if secret { d.secret_name } else { d.name }.filter(|n| !n.is_empty());
+        let object = object.ok_or_else(|| invalid(&format!("{f}.{}", if secret { "secretName" } else { "name" }), "required"))?;
+        let items: Vec<_> = d.items.into_iter().map(|k| (k.key, k.path, k.mode)).collect();
+        let files = objects.files(&f, secret, &object, &items, d.default_mode, d.optional)?;
+        Ok(VolumeSource::Files { secret, object, files })
+    };
+    let source = if let Some(h) = v.host_path {
+        let kind = h.kind.as_deref().unwrap_or("");
+        let kind = HostPathType::parse(kind).ok_or_else(|| {
+            invalid(&format!("{field}.hostPath.type"), format!("{kind:?}: must be \"\", DirectoryOrCreate, Directory, FileOrCreate, File, Socket, CharDevice or BlockDevice"))
+        })?;
+        VolumeSource::HostPath { path: h.path.into(), kind }
+    } else if let Some(d) = v.config_map {
+        files("configMap", false, d)?
+    } else if let Some(d) = v.secret {
+        files("secret", true, d)?
+    } else {
+        // As on the API server, a volume without a type is an emptyDir.
+        let d = v.empty_dir.unwrap_or_default();
+        let memory = match d.medium.as_deref() {
+            None | Some("") => false,
+            Some("Memory") => true,
+            Some(m) => return Err(invalid(&format!("{field}.emptyDir.medium"), format!("{m:?}: must be \"\" (disk) or Memory"))),
+        };
+        let size_limit = match &d.size_limit {
+            None => None,
+            Some(q) => Some(quantity::memory_bytes(&q.text()).map_err(|e| invalid(&format!("{field}.emptyDir.sizeLimit"), e.to_string()))? as u64),
+        };
+        if size_limit.is_some() && !memory {
+            let line = "spec.volumes[].emptyDir.sizeLimit (disk): not enforced; the kubelet evicts a pod past it, podbox has no eviction (medium: Memory makes it a hard limit)".to_string();
+            if !ignored.contains(&line) {
+                ignored.push(line);
+            }
+        }
+        VolumeSource::EmptyDir { memory, size_limit: if memory { size_limit } else { None } }
+    };
+    Ok(Volume { name: v.name, source })
+}
+
+fn volume_mounts(list: &str, i: usize, ms: Vec<VolumeMountDoc>) -> Result<Vec<VolumeMount>, PodError> {
+    let mut out = Vec::new();
+    for (j, m) in ms.into_iter().enumerate() {
+        let host_to_container = match m.mount_propagation.as_deref() {
+            None | Some("None") => false,
+            Some("HostToContainer") => true,
+            Some(p) => {
+                return Err(invalid(&format!("spec.{list}[{i}].volumeMounts[{j}].mountPropagation"), format!("{p:?} is not supported (only None or HostToContainer): a container's mounts never propagate to the node")));
+            }
+        };
+        out.push(VolumeMount { name: m.name, mount_path: m.mount_path, read_only: m.read_only, sub_path: m.sub_path.filter(|s| !s.is_empty()), host_to_container });
+    }
+    Ok(out)
+}
+
+fn to_pod_spec(m: Manifest, objects: &objects::Objects, ignored: &mut Vec<String>) -> Result<PodSpec, PodError> {
+    let mut volumes = Vec::new();
+    for (i, v) in m.spec.volumes.into_iter().enumerate() {
+        volumes.push(volume(i, v, objects, ignored)?);
     }
     let _ = m.spec.os;
     // Kubernetes' default is Always.
@@ -444,6 +609,7 @@ fn to_pod_spec(m: Manifest) -> Result<PodSpec, PodError> {
         share_pid: m.spec.share_process_namespace,
         network: true,
         labels: m.metadata.labels,
+        volumes,
         ..Default::default()
     };
     for (i, c) in m.spec.containers.into_iter().enumerate() {
@@ -507,8 +673,12 @@ fn to_pod_spec(m: Manifest) -> Result<PodSpec, PodError> {
             },
             resources,
             restart,
+            mounts: volume_mounts("containers", i, c.volume_mounts)?,
         });
     }
+    let mounts: Vec<(&str, String, &[VolumeMount])> = pod.containers.iter().enumerate().map(|(i, c)| ("containers", i.to_string(), c.mounts.as_slice())).collect();
+    let mounts: Vec<(&str, &str, &[VolumeMount])> = mounts.iter().map(|(l, i, m)| (*l, i.as_str(), *m)).collect();
+    volumes::check(&pod.volumes, &mounts).map_err(|(f, m)| invalid(&f, m))?;
     Ok(pod)
 }
 
@@ -669,15 +839,20 @@ spec:
         let pod = |extra: &str| format!("metadata: {{name: a}}\nspec:\n  containers:\n  - name: c\n    command: [sleep, '1']\n{extra}");
         for (extra, want) in [
             ("  volumes:\n  - name: data\n    persistentVolumeClaim: {claimName: data}\n", "spec.volumes[0].persistentVolumeClaim"),
-            ("  volumes:\n  - name: data\n    emptyDir: {}\n", "spec.volumes[0].emptyDir"),
-            ("  volumes:\n  - name: data\n", "spec.volumes[0]"),
+            ("  volumes:\n  - name: data\n    nfs: {server: x, path: /}\n", "spec.volumes[0].nfs"),
+            ("  volumes:\n  - {name: data, emptyDir: {}}\n  - {name: data, emptyDir: {}}\n", "spec.volumes[1].name"),
+            ("  volumes:\n  - {name: data, emptyDir: {medium: HugePages}}\n", "spec.volumes[0].emptyDir.medium"),
+            ("  volumes:\n  - {name: data, hostPath: {path: /x, type: Dir}}\n", "spec.volumes[0].hostPath.type"),
+            ("  volumes:\n  - {name: data, emptyDir: {}, hostPath: {path: /x}}\n", "spec.volumes[0]"),
+            ("  volumes:\n  - {name: data, configMap: {name: nope}}\n", "spec.volumes[0].configMap.name"),
             ("  ephemeralContainers:\n  - name: debug\n    image: busybox\n", "spec.ephemeralContainers"),
             ("  initContainers:\n  - name: init\n    command: [true]\n", "spec.initContainers"),
             ("  hostNetwork: true\n", "spec.hostNetwork"),
             ("  hostUsers: false\n", "spec.hostUsers"),
             ("  dnsPolicy: None\n", "spec.dnsPolicy"),
             ("    livenessProbe: {exec: {command: [true]}}\n", "spec.containers[0].livenessProbe"),
-            ("    volumeMounts: [{name: data, mountPath: /data}]\n", "spec.containers[0].volumeMounts"),
+            ("    volumeMounts: [{name: data, mountPath: /data}]\n", "spec.containers[0].volumeMounts[0].name"),
+            ("    volumeMounts: [{name: data, mountPath: /data, mountPropagation: Bidirectional}]\n", "spec.containers[0].volumeMounts[0].mountPropagation"),
             ("    env: [{name: A, valueFrom: {fieldRef: {fieldPath: status.podIP}}}]\n", "spec.containers[0].env[0].valueFrom"),
             ("    securityContext: {seccompProfile: {type: Localhost}}\n", "spec.containers[0].securityContext.seccompProfile.type"),
             ("    securityContext: {runAsNonRoot: true}\n", "spec.containers[0].securityContext.runAsNonRoot"),
@@ -696,6 +871,55 @@ spec:
     }
 
     #[test]
+    fn volumes_and_objects_are_understood() {
+        let text = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: p}
+spec:
+  volumes:
+  - {name: shared, emptyDir: {}}
+  - {name: cache, emptyDir: {medium: Memory, sizeLimit: 1Mi}}
+  - {name: big, emptyDir: {sizeLimit: 1Gi}}
+  - {name: typeless}
+  - {name: node, hostPath: {path: /srv, type: DirectoryOrCreate}}
+  - {name: cfg, configMap: {name: cfg, defaultMode: 0400, items: [{key: a, path: conf/a.txt}]}}
+  - {name: sec, secret: {secretName: sec, defaultMode: 256}}
+  containers:
+  - name: c
+    command: [sh]
+    volumeMounts:
+    - {name: shared, mountPath: /data, subPath: x, readOnly: true}
+    - {name: node, mountPath: /node, mountPropagation: HostToContainer}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: cfg}
+data: {a: hello}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: sec}
+stringData: {pw: s3cret}
+"#;
+        let p = parse(text).unwrap_or_else(|e| panic!("{e}"));
+        let src: Vec<&VolumeSource> = p.volumes.iter().map(|v| &v.source).collect();
+        assert_eq!(src[0], &VolumeSource::EmptyDir { memory: false, size_limit: None });
+        assert_eq!(src[1], &VolumeSource::EmptyDir { memory: true, size_limit: Some(1 << 20) });
+        assert_eq!(src[2], &VolumeSource::EmptyDir { memory: false, size_limit: None });
+        assert!(p.ignored.iter().any(|i| i.starts_with("spec.volumes[].emptyDir.sizeLimit (disk)")), "{:?}", p.ignored);
+        assert_eq!(src[3], &VolumeSource::EmptyDir { memory: false, size_limit: None });
+        assert_eq!(src[4], &VolumeSource::HostPath { path: "/srv".into(), kind: HostPathType::DirectoryOrCreate });
+        let VolumeSource::Files { secret: false, files, .. } = src[5] else { panic!("{:?}", src[5]) };
+        // YAML's 0400 is octal, as kubectl reads it.
+        assert_eq!((files[0].path.as_str(), files[0].data.as_slice(), files[0].mode), ("conf/a.txt", &b"hello"[..], 0o400));
+        let VolumeSource::Files { secret: true, files, .. } = src[6] else { panic!("{:?}", src[6]) };
+        assert_eq!((files[0].path.as_str(), files[0].data.as_slice(), files[0].mode), ("pw", &b"s3cret"[..], 0o400));
+        let m = &p.containers[0].mounts;
+        assert_eq!((m[0].sub_path.as_deref(), m[0].read_only, m[1].host_to_container), (Some("x"), true, true));
+    }
+
+    #[test]
     fn several_documents_each_error_names_its_document() {
         let two = "metadata: {name: a}\nspec: {containers: [{name: c, command: [sleep, '1']}]}\n---\nmetadata: {name: b}\nspec: {containers: [{name: c, command: [sleep, '1']}]}\n---\n";
         let pods = parse_all(two).unwrap();
@@ -703,8 +927,10 @@ spec:
         let (doc, field, msg) = err_of(&two.replace("name: b}\nspec: {containers", "name: b}\nspec: {contaners"));
         assert_eq!((doc.as_str(), field.as_str()), ("document 2 (b)", "spec.contaners"), "{msg}");
         assert!(msg.starts_with("manifest document 2 (b), field spec.contaners:"), "{msg}");
-        let (doc, field, _) = err_of(&format!("{two}apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: cfg}}\ndata: {{a: b}}\n"));
-        assert_eq!((doc.as_str(), field.as_str()), ("document 3 (cfg)", "kind"));
+        let (doc, field, _) = err_of(&format!("{two}apiVersion: v1\nkind: Service\nmetadata: {{name: svc}}\n"));
+        assert_eq!((doc.as_str(), field.as_str()), ("document 3 (svc)", "kind"));
+        let (doc, field, _) = err_of(&format!("{two}apiVersion: v1\nkind: Secret\nmetadata: {{name: s}}\ndata: {{a: '!'}}\n"));
+        assert_eq!((doc.as_str(), field.as_str()), ("document 3 (s)", "data.a"));
         let (_, field, _) = err_of(&two.replace("name: b", "name: a"));
         assert_eq!(field, "metadata.name");
         let (_, field, _) = err_of("apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: a}\n");
@@ -743,7 +969,7 @@ spec:
         let rec = PodRecord {
             id: "x".into(), name: spec.name.clone(), hostname: spec.hostname.clone().unwrap(), phase: PodPhase::Ready, created_at: String::new(),
             share_pid: spec.share_pid, network: true, ports: spec.ports.clone(), namespaces: Default::default(), attachment: None, pause: None,
-            declared_ports: Default::default(), labels: spec.labels.clone(), ignored_fields: vec![],
+            declared_ports: Default::default(), labels: spec.labels.clone(), ignored_fields: vec![], volumes: vec![],
         };
         let statuses: Vec<ContainerStatus> = spec.containers.iter().map(|c| ContainerStatus {
             record: ContainerRecord { name: c.name.clone(), pod_id: "x".into(), args: c.args.clone(), created_at: String::new(), started_at: None, pid: None, monitor: None, start_error: None, spec: Some(c.clone()) },

@@ -270,3 +270,67 @@ fn bad_volume_input_names_the_field_and_creates_nothing() {
     node.podbox_ok(&["pod", "rm", "-f", "p"]);
     node.assert_clean();
 }
+
+const INIT: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: i}
+spec:
+  restartPolicy: RESTART
+  volumes: [{name: work, emptyDir: {}}]
+  initContainers:
+  - name: first
+    command: [sh, -c, 'echo first >> /work/order']
+    volumeMounts: [{name: work, mountPath: /work}]
+  - name: second
+    command: [sh, -c, 'SECOND']
+    volumeMounts: [{name: work, mountPath: /work}]
+  containers:
+  - name: app
+    command: [sh, -c, 'echo app >> /work/order; sleep 1000']
+    volumeMounts: [{name: work, mountPath: /work}]
+"#;
+
+#[test]
+fn init_containers_run_in_order_before_the_app_and_a_failing_one_blocks_it() {
+    require_root!();
+    let node = Node::new("v-init");
+    let order = |node: &Node| node.podbox_ok(&["exec", "i", "app", "--", "cat", "/work/order"]);
+    // In order, each to completion, then the app.
+    let m = write_manifest(&node, "i.yaml", &INIT.replace("RESTART", "Never").replace("SECOND", "sleep 1; echo second >> /work/order"));
+    let out = apply(&node, &m, &["--network", "none"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(wait_until(5, || order(&node).contains("app")));
+    assert_eq!(order(&node), "first\nsecond\napp\n");
+    let ps = node.podbox_ok(&["ps", "--pod", "i"]);
+    assert!(ps.lines().any(|l| l.contains("first (init)") && l.contains("exited (0)")), "{ps}");
+    let v = json(&node.podbox_ok(&["pod", "inspect", "i"]));
+    let states: Vec<(String, bool, String)> = v["containers"].as_array().unwrap().iter()
+        .map(|c| (c["name"].as_str().unwrap().to_string(), c["spec"]["init"].as_bool().unwrap_or(false), c["state"].as_str().unwrap().to_string())).collect();
+    assert_eq!(states, [("app".to_string(), false, "running".to_string()), ("first".into(), true, "exited".into()), ("second".into(), true, "exited".into())]);
+    node.podbox_ok(&["pod", "rm", "-f", "i"]);
+
+    // restartPolicy Never: a failing init container fails the apply; the app never starts.
+    let m = write_manifest(&node, "i.yaml", &INIT.replace("RESTART", "Never").replace("SECOND", "echo failing >&2; exit 3"));
+    let out = apply(&node, &m, &["--network", "none"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("init container second failed (exit 3)"), "{}", stderr(&out));
+    let ps = node.podbox_ok(&["ps", "--pod", "i"]);
+    assert!(!ps.contains("app"), "the app container was started: {ps}");
+    assert!(ps.lines().any(|l| l.contains("second (init)") && l.contains("exited (3)")), "{ps}");
+    assert_eq!(node.podbox_ok(&["logs", "i", "second"]), "failing\n");
+    node.podbox_ok(&["pod", "rm", "-f", "i"]);
+
+    // restartPolicy OnFailure: the failed init container is tried again (after a back-off) and
+    // the app starts once it succeeds.
+    let m = write_manifest(&node, "i.yaml", &INIT.replace("RESTART", "OnFailure").replace("SECOND", "echo try >> /work/tries; [ $(wc -l < /work/tries) -ge 2 ]"));
+    let out = apply(&node, &m, &["--network", "none"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("init container second failed (exit 1); trying again"), "{}", stderr(&out));
+    assert!(wait_until(5, || order(&node).contains("app")));
+    assert_eq!(order(&node), "first\napp\n");
+    let ps = node.podbox_ok(&["ps", "--pod", "i"]);
+    assert!(ps.lines().any(|l| l.contains("second (init)") && l.contains("exited (0)") && l.contains("[1 restarts]")), "{ps}");
+    node.podbox_ok(&["pod", "rm", "-f", "i"]);
+    node.assert_clean();
+}

@@ -173,6 +173,7 @@ pub fn run(ctx: &Ctx, a: &RunArgs) -> anyhow::Result<i32> {
             "always" => RestartPolicy::Always,
             _ => RestartPolicy::Never,
         },
+        init: false,
         mounts: a.volume.iter().map(|v| volumes::parse_v_flag(v)).chain(a.mount.iter().map(|m| volumes::parse_mount_flag(m))).collect::<Result<_, _>>()?,
     };
     match containers::run(ctx, &a.pod, &c, a.detach) {
@@ -231,9 +232,10 @@ pub fn ps(ctx: &Ctx, a: &PsArgs) -> anyhow::Result<i32> {
                 Some(err) => format!("{status}: {err}"),
                 None => status,
             };
+            let init = c.record.spec.as_ref().is_some_and(|s| s.init);
             vec![
                 pod.clone(),
-                c.record.name.clone(),
+                if init { format!("{} (init)", c.record.name) } else { c.record.name.clone() },
                 c.record.pid.map(|p| p.pid.to_string()).unwrap_or_else(|| "-".into()),
                 c.record.started_at.clone().unwrap_or_else(|| "-".into()),
                 c.record.args.join(" "),

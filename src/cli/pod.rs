@@ -6,7 +6,7 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 
 use crate::pod::model::{ContainerState, PodSpec, parse_port};
-use crate::pod::{Ctx, containers, lifecycle, manifest, volumes};
+use crate::pod::{Ctx, containers, init_containers, lifecycle, manifest, volumes};
 
 #[derive(Subcommand, Debug)]
 pub enum PodCmd {
@@ -127,7 +127,15 @@ pub fn run(ctx: &Ctx, cmd: &PodCmd) -> anyhow::Result<i32> {
                     }
                 }
             }
+            let mut code = 0;
             for (spec, rec) in pods.iter().zip(&created) {
+                // Init containers in the foreground, in order; the app containers only after.
+                if let Err(e) = init_containers::run_all(ctx, &rec.id, &spec.init_containers, &mut |m| eprintln!("pod {}: {m}", spec.name)) {
+                    eprintln!("podbox: {e}");
+                    println!("{}", rec.id);
+                    code = 1;
+                    continue;
+                }
                 for c in &spec.containers {
                     if let Err(e) = containers::run(ctx, &rec.id, c, true) {
                         // A container that cannot start is reported; the pod stays, as in Kubernetes.
@@ -136,7 +144,7 @@ pub fn run(ctx: &Ctx, cmd: &PodCmd) -> anyhow::Result<i32> {
                 }
                 println!("{}", rec.id);
             }
-            Ok(0)
+            Ok(code)
         }
         PodCmd::Generate { pod } => {
             let p = ctx.find_pod(pod)?;

@@ -4,6 +4,7 @@
 
 pub mod containers;
 pub mod diagnose;
+pub mod init_containers;
 pub mod lifecycle;
 pub mod manifest;
 pub mod model;
@@ -37,6 +38,8 @@ pub enum PodError {
     Manifest { doc: String, field: String, msg: String },
     #[error("{0}")]
     Invalid(String),
+    #[error("pod {pod}: init container {container} failed ({}) and restartPolicy is Never: the app containers are not started (see `podbox logs {pod} {container}`)", match code { Some(c) => format!("exit {c}"), None => "no exit status".into() })]
+    InitFailed { pod: String, container: String, code: Option<i32> },
     #[error("root file system {0} not found or incomplete: build it with scripts/build-rootfs.sh (or set --rootfs / PODBOX_ROOTFS)")]
     RootfsMissing(PathBuf),
     #[error("podbox must run as root (it creates namespaces, mounts and network devices)")]

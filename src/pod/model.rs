@@ -36,6 +36,8 @@ pub struct PodSpec {
     pub network: bool,
     pub ports: Vec<PortMapping>,
     pub containers: Vec<ContainerSpec>,
+    /// Run one after another, each to completion, before `containers` start (`pod apply`).
+    pub init_containers: Vec<ContainerSpec>,
     /// Volumes its containers may mount (`pod create --volume`, a manifest's `spec.volumes`).
     pub volumes: Vec<Volume>,
     /// A manifest's metadata.labels: recorded, written back by `pod generate`.
@@ -68,6 +70,9 @@ pub struct ContainerSpec {
     /// Volumes of the pod it mounts (`volumeMounts`, `run -v/--mount`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub mounts: Vec<VolumeMount>,
+    /// An init container: runs to completion before the pod's other containers start.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub init: bool,
 }
 
 /// How much of the kernel a container may reach (--cap-add, --privileged, ...).
@@ -95,6 +100,12 @@ pub struct Resources {
 }
 
 impl PodSpec {
+    /// The volume mounts of every container, as (list, index, mounts) for `volumes::check`.
+    pub fn mount_lists(&self) -> Vec<(&'static str, String, &[VolumeMount])> {
+        let init = self.init_containers.iter().enumerate().map(|(i, c)| ("initContainers", i.to_string(), c.mounts.as_slice()));
+        init.chain(self.containers.iter().enumerate().map(|(i, c)| ("containers", i.to_string(), c.mounts.as_slice()))).collect()
+    }
+
     pub fn validate(&self) -> Result<Vec<String>, PodError> {
         validate_name("pod", &self.name)?;
         if let Some(h) = &self.hostname {
@@ -103,7 +114,7 @@ impl PodSpec {
         let mut warnings = Vec::new();
         let mut names = std::collections::HashSet::new();
         let mut declared: BTreeMap<(u16, Protocol), String> = BTreeMap::new();
-        for c in &self.containers {
+        for c in self.init_containers.iter().chain(&self.containers) {
             validate_name("container", &c.name)?;
             if !names.insert(&c.name) {
                 return Err(PodError::NameTaken { kind: "container".into(), name: c.name.clone(), pod: self.name.clone() });
@@ -127,7 +138,7 @@ impl PodSpec {
                 return Err(PodError::Invalid(format!("host port {}/{} is mapped twice", p.host_port, proto_name(p.protocol))));
             }
         }
-        let mounts: Vec<(&str, String, &[VolumeMount])> = self.containers.iter().enumerate().map(|(i, c)| ("containers", i.to_string(), c.mounts.as_slice())).collect();
+        let mounts = self.mount_lists();
         let mounts: Vec<(&str, &str, &[VolumeMount])> = mounts.iter().map(|(l, i, m)| (*l, i.as_str(), *m)).collect();
         super::volumes::check(&self.volumes, &mounts).map_err(|(field, msg)| PodError::Invalid(format!("{field}: {msg}")))?;
         if !self.network && !self.ports.is_empty() {

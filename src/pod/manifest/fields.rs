@@ -163,7 +163,8 @@ pub const FIELDS: &[Field] = &[
     f("spec.volumes[].portworxVolume", Refused(NO_VOLUMES)),
     f("spec.volumes[].scaleIO", Refused(NO_VOLUMES)),
     f("spec.volumes[].storageos", Refused(NO_VOLUMES)),
-    f("spec.initContainers", OnlyIf { accept: Accept::Empty, note: None, refused: "init containers are not built yet" }),
+    // Each element is classified as `spec.containers[]` is (see `canonical`).
+    f("spec.initContainers", Honoured),
     f("spec.ephemeralContainers", OnlyIf { accept: Accept::Empty, note: None, refused: "ephemeral containers are not built; use `podbox exec`" }),
     f("spec.containers", Honoured),
     f("spec.containers[].name", Honoured),
@@ -303,12 +304,22 @@ fn note(notes: &mut Notes, pattern: &str, reason: &str) {
     }
 }
 
+/// An init container has the fields of a container: its patterns are looked up as theirs.
+fn canonical(pattern: &str) -> String {
+    match pattern.strip_prefix("spec.initContainers[]") {
+        Some(rest) => format!("spec.containers[]{rest}"),
+        None => pattern.to_string(),
+    }
+}
+
 fn lookup(pattern: &str) -> Option<&'static Field> {
+    let pattern = canonical(pattern);
     FIELDS.iter().find(|f| f.path == pattern)
 }
 
 /// Direct children of `parent` in the table (`parent` "" is the top).
 fn children(parent: &str) -> impl Iterator<Item = &'static Field> + '_ {
+    let parent = canonical(parent);
     FIELDS.iter().filter(move |f| match f.path.rsplit_once('.') {
         Some((p, _)) => p == parent,
         None => parent.is_empty(),

@@ -64,6 +64,8 @@ struct Spec {
     #[serde(default)]
     os: Option<Value>,
     containers: Vec<Container>,
+    #[serde(default)]
+    init_containers: Vec<Container>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -612,7 +614,15 @@ fn to_pod_spec(m: Manifest, objects: &objects::Objects, ignored: &mut Vec<String
         volumes,
         ..Default::default()
     };
-    for (i, c) in m.spec.containers.into_iter().enumerate() {
+    // Init containers are read by the same code; their errors are renamed to their list.
+    let items = m.spec.init_containers.into_iter().enumerate().map(|(i, c)| (true, i, c)).chain(m.spec.containers.into_iter().enumerate().map(|(i, c)| (false, i, c)));
+    for (init, i, c) in items {
+        let rename = |e: PodError| match e {
+            PodError::Manifest { doc, field, msg } if init => PodError::Manifest { doc, field: field.replacen("spec.containers[", "spec.initContainers[", 1), msg },
+            e => e,
+        };
+        let mut host_ports = Vec::new();
+        let spec = (|| -> Result<ContainerSpec, PodError> {
         let mut args = c.command;
         args.extend(c.args);
         if args.is_empty() {
@@ -634,7 +644,7 @@ fn to_pod_spec(m: Manifest, objects: &objects::Objects, ignored: &mut Vec<String
                 if h == 0 {
                     return Err(invalid(&format!("{field}.hostPort"), "must be 1-65535"));
                 }
-                pod.ports.push(PortMapping { host_port: h, container_port: p.container_port, protocol });
+                host_ports.push(PortMapping { host_port: h, container_port: p.container_port, protocol });
             }
         }
         for (j, e) in c.env.iter().enumerate() {
@@ -655,7 +665,7 @@ fn to_pod_spec(m: Manifest, objects: &objects::Objects, ignored: &mut Vec<String
         }
         let unconfined = seccomp_unconfined(&format!("spec.containers[{i}].securityContext.seccompProfile.type"), &sc.seccomp_profile)?;
         let user = identity(i, &pod_sec, &sc)?;
-        pod.containers.push(ContainerSpec {
+        Ok(ContainerSpec {
             name: c.name,
             image: c.image,
             args,
@@ -674,9 +684,28 @@ fn to_pod_spec(m: Manifest, objects: &objects::Objects, ignored: &mut Vec<String
             resources,
             restart,
             mounts: volume_mounts("containers", i, c.volume_mounts)?,
-        });
+            // An init container runs to completion: the pod's policy only decides whether a
+            // failed one is tried again (Never: no; OnFailure, Always: yes).
+            init,
+        })
+        })().map_err(rename)?;
+        if init {
+            let spec = ContainerSpec { restart: if restart == RestartPolicy::Never { RestartPolicy::Never } else { RestartPolicy::OnFailure }, ..spec };
+            pod.init_containers.push(spec);
+        } else {
+            pod.ports.extend(host_ports);
+            pod.containers.push(spec);
+        }
     }
-    let mounts: Vec<(&str, String, &[VolumeMount])> = pod.containers.iter().enumerate().map(|(i, c)| ("containers", i.to_string(), c.mounts.as_slice())).collect();
+    // Init and app containers share one name space (their state and `podbox logs POD NAME`).
+    let mut names = std::collections::HashSet::new();
+    let lists = pod.init_containers.iter().enumerate().map(|(i, c)| ("initContainers", i, c)).chain(pod.containers.iter().enumerate().map(|(i, c)| ("containers", i, c)));
+    for (list, i, c) in lists {
+        if !names.insert(c.name.as_str()) {
+            return Err(invalid(&format!("spec.{list}[{i}].name"), format!("{:?}: two containers of the pod have this name", c.name)));
+        }
+    }
+    let mounts = pod.mount_lists();
     let mounts: Vec<(&str, &str, &[VolumeMount])> = mounts.iter().map(|(l, i, m)| (*l, i.as_str(), *m)).collect();
     volumes::check(&pod.volumes, &mounts).map_err(|(f, m)| invalid(&f, m))?;
     Ok(pod)
@@ -846,7 +875,10 @@ spec:
             ("  volumes:\n  - {name: data, emptyDir: {}, hostPath: {path: /x}}\n", "spec.volumes[0]"),
             ("  volumes:\n  - {name: data, configMap: {name: nope}}\n", "spec.volumes[0].configMap.name"),
             ("  ephemeralContainers:\n  - name: debug\n    image: busybox\n", "spec.ephemeralContainers"),
-            ("  initContainers:\n  - name: init\n    command: [true]\n", "spec.initContainers"),
+            ("  initContainers:\n  - name: init\n    commando: [true]\n", "spec.initContainers[0].commando"),
+            ("  initContainers:\n  - name: init\n    image: busybox\n", "spec.initContainers[0].command"),
+            ("  initContainers:\n  - name: c\n    command: ['true']\n", "spec.containers[0].name"),
+            ("  initContainers:\n  - name: init\n    command: ['true']\n    volumeMounts: [{name: x, mountPath: /x}]\n", "spec.initContainers[0].volumeMounts[0].name"),
             ("  hostNetwork: true\n", "spec.hostNetwork"),
             ("  hostUsers: false\n", "spec.hostUsers"),
             ("  dnsPolicy: None\n", "spec.dnsPolicy"),

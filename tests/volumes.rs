@@ -334,3 +334,60 @@ fn init_containers_run_in_order_before_the_app_and_a_failing_one_blocks_it() {
     node.podbox_ok(&["pod", "rm", "-f", "i"]);
     node.assert_clean();
 }
+
+#[test]
+fn security_context_shows_in_proc_status_and_volume_ownership() {
+    require_root!();
+    let node = Node::new("v-secctx");
+    let m = write_manifest(&node, "s.yaml", r#"
+metadata: {name: s}
+spec:
+  securityContext:
+    runAsUser: 1000
+    runAsGroup: 3000
+    fsGroup: 2000
+    supplementalGroups: [4000]
+    sysctls: [{name: kernel.shm_rmid_forced, value: "1"}, {name: net.ipv4.ip_unprivileged_port_start, value: "80"}]
+  volumes: [{name: data, emptyDir: {}}]
+  containers:
+  - name: c
+    command: [sh, -c, 'touch /data/mine; sleep 1000']
+    volumeMounts: [{name: data, mountPath: /data}]
+    securityContext: {allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, runAsNonRoot: true}
+  - name: esc
+    command: [sleep, "1000"]
+    securityContext: {allowPrivilegeEscalation: true}
+"#);
+    let out = apply(&node, &m, &["--network", "none"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(wait_until(5, || node.podbox(&["exec", "s", "c", "--", "test", "-e", "/data/mine"]).status.success()));
+    let status = node.podbox_ok(&["exec", "s", "c", "--", "cat", "/proc/self/status"]);
+    let field = |name: &str| status.lines().find(|l| l.starts_with(&format!("{name}:"))).unwrap_or("").split_whitespace().skip(1).collect::<Vec<_>>().join(" ");
+    assert_eq!(field("Uid"), "1000 1000 1000 1000");
+    assert_eq!(field("Gid"), "3000 3000 3000 3000");
+    assert_eq!(field("Groups"), "2000 4000");
+    assert_eq!(field("NoNewPrivs"), "1");
+    assert_eq!(field("Seccomp"), "2");
+    let esc = node.podbox_ok(&["exec", "s", "esc", "--", "grep", "NoNewPrivs", "/proc/self/status"]);
+    assert!(esc.contains("0"), "{esc}");
+    // The emptyDir belongs to the fsGroup and is set-gid: what the container made is the group's.
+    assert_eq!(node.podbox_ok(&["exec", "s", "c", "--", "stat", "-c", "%a %g", "/data", "/data/mine"]), "2777 2000\n644 2000\n");
+    // A read-only root file system, namespaced sysctls set in the pod's namespaces.
+    let out = node.podbox(&["exec", "s", "c", "--", "touch", "/x"]);
+    assert!(!out.status.success() && stderr(&out).contains("Read-only file system"), "{}", stderr(&out));
+    assert_eq!(node.podbox_ok(&["exec", "s", "c", "--", "cat", "/proc/sys/kernel/shm_rmid_forced", "/proc/sys/net/ipv4/ip_unprivileged_port_start"]), "1\n80\n");
+    node.podbox_ok(&["pod", "rm", "-f", "s"]);
+    // A sysctl of the whole node, and root under runAsNonRoot, are refused naming the field.
+    for (from, to, want) in [
+        ("kernel.shm_rmid_forced", "kernel.panic", "field spec.securityContext.sysctls[0].name"),
+        ("runAsUser: 1000", "runAsUser: 0", "field spec.containers[0].securityContext.runAsNonRoot"),
+    ] {
+        let m = write_manifest(&node, "s.yaml", &std::fs::read_to_string(&m).unwrap().replace(from, to));
+        let out = apply(&node, &m, &["--network", "none"]);
+        assert_eq!(out.status.code(), Some(1));
+        assert!(stderr(&out).contains(want), "{}", stderr(&out));
+        assert_no_pods(&node);
+        std::fs::write(&m, std::fs::read_to_string(&m).unwrap().replace(to, from)).unwrap();
+    }
+    node.assert_clean();
+}

@@ -45,6 +45,7 @@ pub fn create(ctx: &Ctx, spec: &PodSpec) -> Result<PodRecord> {
         labels: spec.labels.clone(),
         ignored_fields: spec.ignored.clone(),
         volumes: spec.volumes.clone(),
+        fs_group: spec.fs_group,
     };
     // The record comes first: from here on, a crash leaves something `gc` can find.
     state::write_json(&ctx.pod_record_path(&id), &rec)?;
@@ -90,7 +91,7 @@ fn build(ctx: &Ctx, rec: &mut PodRecord) -> Result<()> {
     rec.namespaces = pins.clone();
     sandbox::mount_shm(&dir.join("shm"))?;
     write_etc(&dir.join("etc"), rec)?;
-    volumes::setup(&dir, &rec.volumes)?;
+    volumes::setup(&dir, &rec.volumes, rec.fs_group)?;
     // The pod's cgroup comes into being with the pause's child of it; containers add theirs.
     let pause_cg = Cgroup::resolve(&spec::pause_cgroup(&rec.id))?;
     pause_cg.create(None)?;

@@ -40,6 +40,8 @@ pub struct PodSpec {
     pub init_containers: Vec<ContainerSpec>,
     /// Volumes its containers may mount (`pod create --volume`, a manifest's `spec.volumes`).
     pub volumes: Vec<Volume>,
+    /// The group that owns the pod's volumes (a manifest's `securityContext.fsGroup`).
+    pub fs_group: Option<u32>,
     /// A manifest's metadata.labels: recorded, written back by `pod generate`.
     pub labels: BTreeMap<String, String>,
     /// Fields of a manifest that were accepted and ignored ("PATH: REASON").
@@ -86,6 +88,13 @@ pub struct Security {
     pub seccomp_unconfined: bool,
     /// A read-only root file system.
     pub read_only: bool,
+    /// A manifest's `allowPrivilegeEscalation: true`: no no_new_privs (set-uid binaries work).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_privilege_escalation: bool,
+    /// Namespaced sysctls (a manifest's pod `securityContext.sysctls`), set in the pod's
+    /// namespaces by each container's init.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sysctls: Vec<(String, String)>,
 }
 
 /// Limits enforced through the container's cgroup.
@@ -211,6 +220,9 @@ pub struct PodRecord {
     /// The pod's volumes (configMap and secret contents are not recorded).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub volumes: Vec<Volume>,
+    /// `securityContext.fsGroup`: the group owning the pod's volumes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fs_group: Option<u32>,
 }
 
 /// A container as recorded under `<root>/pods/<id>/containers/<name>/container.json`.

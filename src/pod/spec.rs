@@ -118,7 +118,8 @@ pub fn container_spec(pod: &PodRecord, pod_dir: &Path, c: &ContainerSpec, rootfs
         .user(UserBuilder::default().uid(uid).gid(gid).additional_gids(c.group_add.clone()).build().map_err(build_err)?)
         .capabilities(capabilities)
         // Kept for privileged containers too: it only stops gaining privileges through exec.
-        .no_new_privileges(true)
+        // Only a manifest's explicit allowPrivilegeEscalation: true turns it off.
+        .no_new_privileges(!sec.allow_privilege_escalation)
         .rlimits(vec![PosixRlimitBuilder::default().typ(PosixRlimitType::RlimitNofile).soft(nofile).hard(nofile).build().map_err(build_err)?])
         .build()
         .map_err(build_err)?;
@@ -163,6 +164,9 @@ pub fn container_spec(pod: &PodRecord, pod_dir: &Path, c: &ContainerSpec, rootfs
         .namespaces(namespaces)
         .cgroups_path(container_cgroup(&pod.id, &c.name))
         .resources(resources(&c.resources, security::device_rules(sec.privileged))?);
+    if !sec.sysctls.is_empty() {
+        linux = linux.sysctl(sec.sysctls.iter().cloned().collect::<std::collections::HashMap<_, _>>());
+    }
     if !sec.privileged {
         linux = linux.masked_paths(strs(MASKED_PATHS)).readonly_paths(strs(READONLY_PATHS));
         if !sec.seccomp_unconfined {
@@ -216,6 +220,7 @@ mod tests {
             labels: BTreeMap::new(),
             ignored_fields: vec![],
             volumes: vec![],
+            fs_group: None,
         }
     }
 

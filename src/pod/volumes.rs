@@ -220,7 +220,15 @@ pub fn check_node(volumes: &[Volume]) -> Result<(), PodError> {
 
 /// Make the pod's volumes (pod create). Undone by `unmount_all` and the removal of the pod's
 /// directory; hostPath directories and files created for `…OrCreate` stay, as with the kubelet.
-pub fn setup(pod_dir: &Path, volumes: &[Volume]) -> Result<(), PodError> {
+/// With `fs_group` (fsGroup) the volumes podbox makes belong to that group, emptyDirs set-gid so
+/// that what containers create there does too, as the kubelet does.
+pub fn setup(pod_dir: &Path, volumes: &[Volume], fs_group: Option<u32>) -> Result<(), PodError> {
+    let chgrp = |p: &Path| -> Result<(), PodError> {
+        match fs_group {
+            Some(g) => std::os::unix::fs::chown(p, None, Some(g)).map_err(kernel(format!("chgrp {}", p.display()))),
+            None => Ok(()),
+        }
+    };
     for v in volumes {
         let dir = volume_dir(pod_dir, &v.name);
         match &v.source {
@@ -235,7 +243,9 @@ pub fn setup(pod_dir: &Path, volumes: &[Volume]) -> Result<(), PodError> {
                         .map_err(|e| PodError::Kernel(format!("mounting the tmpfs of volume {}: {e}", v.name)))?;
                 }
                 // As the kubelet makes it: every user of the pod may write.
-                fs::set_permissions(&dir, fs::Permissions::from_mode(0o777)).map_err(kernel(format!("chmod {}", dir.display())))?;
+                chgrp(&dir)?;
+                let mode = if fs_group.is_some() { 0o2777 } else { 0o777 };
+                fs::set_permissions(&dir, fs::Permissions::from_mode(mode)).map_err(kernel(format!("chmod {}", dir.display())))?;
             }
             VolumeSource::HostPath { path, kind } => {
                 check_host_path(path, *kind).map_err(PodError::Invalid)?;
@@ -265,6 +275,7 @@ pub fn setup(pod_dir: &Path, volumes: &[Volume]) -> Result<(), PodError> {
                         fs::create_dir_all(parent).map_err(kernel(format!("creating {}", parent.display())))?;
                     }
                     fs::write(&p, &f.data).map_err(kernel(format!("writing {}", p.display())))?;
+                    chgrp(&p)?;
                     fs::set_permissions(&p, fs::Permissions::from_mode(f.mode & 0o7777)).map_err(kernel(format!("chmod {}", p.display())))?;
                 }
             }

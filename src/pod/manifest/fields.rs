@@ -225,7 +225,8 @@ pub const FIELDS: &[Field] = &[
     f("spec.containers[].securityContext.runAsUser", Honoured),
     f("spec.containers[].securityContext.runAsGroup", Honoured),
     f("spec.containers[].securityContext.runAsNonRoot", Honoured),
-    f("spec.containers[].securityContext.allowPrivilegeEscalation", OnlyIf { accept: Accept::False, note: None, refused: "podbox always sets no_new_privs" }),
+    // Unset or false: no_new_privs (podbox's default); true: without it.
+    f("spec.containers[].securityContext.allowPrivilegeEscalation", Honoured),
     f("spec.containers[].securityContext.seccompProfile", Honoured),
     // RuntimeDefault or Unconfined; Localhost is refused by the typed parse.
     f("spec.containers[].securityContext.seccompProfile.type", Honoured),
@@ -251,9 +252,13 @@ pub const FIELDS: &[Field] = &[
     // RuntimeDefault or Unconfined; Localhost is refused by the typed parse.
     f("spec.securityContext.seccompProfile.type", Honoured),
     f("spec.securityContext.seccompProfile.localhostProfile", Refused("podbox has its default filter (RuntimeDefault) or none (Unconfined)")),
-    f("spec.securityContext.fsGroup", Refused("fsGroup owns volumes and adds a group; podbox has no volumes yet")),
+    // Owns the volumes podbox makes (set-gid emptyDirs) and is a supplementary group.
+    f("spec.securityContext.fsGroup", Honoured),
     f("spec.securityContext.fsGroupChangePolicy", Ignored("applies to volumes")),
-    f("spec.securityContext.sysctls", Refused("podbox sets no pod sysctls")),
+    // Namespaced ones only (checked by the typed parse).
+    f("spec.securityContext.sysctls", Honoured),
+    f("spec.securityContext.sysctls[].name", Honoured),
+    f("spec.securityContext.sysctls[].value", Honoured),
     f("spec.securityContext.seLinuxOptions", Refused("podbox sets no SELinux labels")),
     f("spec.securityContext.seLinuxChangePolicy", Ignored("applies to volumes")),
     f("spec.securityContext.appArmorProfile", Refused("podbox loads no AppArmor profiles")),

@@ -81,6 +81,24 @@ struct PodSecurityContext {
     supplemental_groups: Vec<u32>,
     #[serde(default)]
     seccomp_profile: Option<SeccompProfile>,
+    #[serde(default)]
+    fs_group: Option<u32>,
+    #[serde(default)]
+    sysctls: Vec<Sysctl>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Sysctl {
+    name: String,
+    value: String,
+}
+
+/// Whether sysctl `name` belongs to a namespace of the pod (IPC or network), as the kubelet's
+/// list of safe and namespaced sysctls has it; others would change the whole node.
+fn namespaced_sysctl(name: &str) -> bool {
+    const IPC: &[&str] = &["kernel.shmmax", "kernel.shmall", "kernel.shmmni", "kernel.shm_rmid_forced", "kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem"];
+    IPC.contains(&name) || name.starts_with("fs.mqueue.") || name.starts_with("net.")
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -100,6 +118,8 @@ struct SecurityContext {
     run_as_non_root: Option<bool>,
     #[serde(default)]
     seccomp_profile: Option<SeccompProfile>,
+    #[serde(default)]
+    allow_privilege_escalation: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -605,6 +625,17 @@ fn to_pod_spec(m: Manifest, objects: &objects::Objects, ignored: &mut Vec<String
     }
     let pod_sec = m.spec.security_context.unwrap_or_default();
     let pod_unconfined = seccomp_unconfined("spec.securityContext.seccompProfile.type", &pod_sec.seccomp_profile)?;
+    let mut sysctls = Vec::new();
+    for (j, sc) in pod_sec.sysctls.iter().enumerate() {
+        let valid = !sc.name.is_empty() && sc.name.split(['.', '/']).all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-".contains(&b)));
+        if !valid || !namespaced_sysctl(&sc.name) {
+            return Err(invalid(&format!("spec.securityContext.sysctls[{j}].name"), format!("{:?} is not a namespaced sysctl (kernel.shm*, kernel.msg*, kernel.sem, fs.mqueue.*, net.*): it would change the whole node", sc.name)));
+        }
+        sysctls.push((sc.name.clone(), sc.value.clone()));
+    }
+    // fsGroup is also a supplementary group of every container, as in Kubernetes.
+    let mut group_add = pod_sec.supplemental_groups.clone();
+    group_add.extend(pod_sec.fs_group.filter(|g| !group_add.contains(g)));
     let mut pod = PodSpec {
         name: m.metadata.name,
         hostname: m.spec.hostname,
@@ -612,6 +643,7 @@ fn to_pod_spec(m: Manifest, objects: &objects::Objects, ignored: &mut Vec<String
         network: true,
         labels: m.metadata.labels,
         volumes,
+        fs_group: pod_sec.fs_group,
         ..Default::default()
     };
     // Init containers are read by the same code; their errors are renamed to their list.
@@ -673,13 +705,15 @@ fn to_pod_spec(m: Manifest, objects: &objects::Objects, ignored: &mut Vec<String
             working_dir: c.working_dir,
             user,
             ports,
-            group_add: pod_sec.supplemental_groups.clone(),
+            group_add: group_add.clone(),
             security: Security {
                 cap_add: caps.add,
                 cap_drop: caps.drop,
                 privileged: sc.privileged.unwrap_or(false),
                 seccomp_unconfined: unconfined.or(pod_unconfined).unwrap_or(false),
                 read_only: sc.read_only_root_filesystem.unwrap_or(false),
+                allow_privilege_escalation: sc.allow_privilege_escalation.unwrap_or(false),
+                sysctls: sysctls.clone(),
             },
             resources,
             restart,
@@ -1001,7 +1035,7 @@ stringData: {pw: s3cret}
         let rec = PodRecord {
             id: "x".into(), name: spec.name.clone(), hostname: spec.hostname.clone().unwrap(), phase: PodPhase::Ready, created_at: String::new(),
             share_pid: spec.share_pid, network: true, ports: spec.ports.clone(), namespaces: Default::default(), attachment: None, pause: None,
-            declared_ports: Default::default(), labels: spec.labels.clone(), ignored_fields: vec![], volumes: vec![],
+            declared_ports: Default::default(), labels: spec.labels.clone(), ignored_fields: vec![], volumes: vec![], fs_group: None,
         };
         let statuses: Vec<ContainerStatus> = spec.containers.iter().map(|c| ContainerStatus {
             record: ContainerRecord { name: c.name.clone(), pod_id: "x".into(), args: c.args.clone(), created_at: String::new(), started_at: None, pid: None, monitor: None, start_error: None, spec: Some(c.clone()) },

@@ -391,3 +391,42 @@ spec:
     }
     node.assert_clean();
 }
+
+#[test]
+fn gc_removes_the_volumes_and_staging_mounts_of_a_pod_whose_pause_died() {
+    require_root!();
+    let node = Node::new("v-gc");
+    // A node directory mounted by subPath: its staging mount lies inside the pod's directory,
+    // and removing that directory must never reach through it.
+    let keep = node.dir.join("keep");
+    std::fs::create_dir_all(keep.join("sub")).unwrap();
+    std::fs::write(keep.join("sub/precious"), "node data\n").unwrap();
+    let host = format!("host:hostPath={}:Directory", keep.display());
+    node.podbox_ok(&["pod", "create", "p", "--network", "none", "--volume", "disk", "--volume", &host]);
+    node.podbox_ok(&["pod", "create", "q", "--network", "none", "--volume", "mem:tmpfs:1Mi"]);
+    node.podbox_ok(&["run", "--pod", "q", "--name", "c", "-d", "-v", "mem:/m", "--", "sleep", "1000"]);
+    node.podbox_ok(&["run", "--pod", "p", "--name", "c", "-d", "--mount", "type=volume,src=disk,dst=/d,subpath=a/b", "--mount", "type=volume,src=host,dst=/h,subpath=sub", "--", "sleep", "1000"]);
+    let v = json(&node.podbox_ok(&["pod", "inspect", "p"]));
+    let dir = node.root.join("pods").join(v["id"].as_str().unwrap());
+    let mounts = node.sh_ok("cat /proc/self/mountinfo");
+    let q = json(&node.podbox_ok(&["pod", "inspect", "q"]));
+    let qdir = node.root.join("pods").join(q["id"].as_str().unwrap());
+    assert!(mounts.contains(&format!("{}/containers/c/subpaths/1 ", dir.display())), "{mounts}");
+    assert!(mounts.contains(&format!("{}/volumes/mem ", qdir.display())), "{mounts}");
+    // The node "crashes" for these pods: their pauses are killed, nothing of podbox runs.
+    for pause in [&v["pause"]["pid"], &q["pause"]["pid"]] {
+        node.sh_ok(&format!("kill -9 {pause}"));
+        assert!(wait_until(5, || !node.sh(&format!("test -e /proc/{pause}")).status.success()));
+    }
+    let gc = node.podbox_ok(&["gc"]);
+    assert!(gc.contains("removed pod p") && gc.contains("removed pod q"), "{gc}");
+    assert!(!dir.exists() && !qdir.exists());
+    assert_eq!(std::fs::read_to_string(keep.join("sub/precious")).unwrap(), "node data\n", "the removal reached into the node's directory");
+    // The same for a container that ended and is removed with `rm`.
+    node.podbox_ok(&["pod", "create", "p", "--network", "none", "--volume", &host]);
+    node.podbox_ok(&["run", "--pod", "p", "--name", "c", "--mount", "type=volume,src=host,dst=/h,subpath=sub", "--", "cat", "/h/precious"]);
+    node.podbox_ok(&["rm", "p", "c"]);
+    assert_eq!(std::fs::read_to_string(keep.join("sub/precious")).unwrap(), "node data\n", "rm reached into the node's directory");
+    node.podbox_ok(&["pod", "rm", "p"]);
+    node.assert_clean();
+}

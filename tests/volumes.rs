@@ -430,3 +430,35 @@ fn gc_removes_the_volumes_and_staging_mounts_of_a_pod_whose_pause_died() {
     node.podbox_ok(&["pod", "rm", "p"]);
     node.assert_clean();
 }
+
+#[test]
+fn seccomp_localhost_profile_is_loaded_from_the_seccomp_root() {
+    require_root!();
+    let node = Node::new("v-seccomp");
+    let root = node.dir.join("seccomp");
+    std::fs::create_dir_all(root.join("profiles")).unwrap();
+    std::fs::write(root.join("profiles/no-mkdir.json"), r#"{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]}"#).unwrap();
+    let m = write_manifest(&node, "sc.yaml", r#"
+metadata: {name: sc}
+spec:
+  securityContext: {seccompProfile: {type: Localhost, localhostProfile: profiles/no-mkdir.json}}
+  containers:
+  - {name: local, command: [sleep, "1000"]}
+  - {name: free, command: [sleep, "1000"], securityContext: {seccompProfile: {type: Unconfined}}}
+"#);
+    let seccomp_root = root.to_str().unwrap();
+    let out = apply(&node, &m, &["--network", "none", "--seccomp-root", seccomp_root]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(wait_until(5, || node.podbox(&["exec", "sc", "local", "--", "true"]).status.success()));
+    let out = node.podbox(&["exec", "sc", "local", "--", "mkdir", "/tmp/d"]);
+    assert!(!out.status.success() && stderr(&out).contains("Operation not permitted"), "{}", stderr(&out));
+    assert!(node.podbox_ok(&["exec", "sc", "local", "--", "grep", "Seccomp:", "/proc/self/status"]).contains('2'));
+    node.podbox_ok(&["exec", "sc", "free", "--", "mkdir", "/tmp/d"]);
+    node.podbox_ok(&["pod", "rm", "-f", "sc"]);
+    // A profile that is not there: an error naming the field, nothing created.
+    let out = apply(&node, &m, &["--network", "none", "--seccomp-root", node.dir.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("spec.containers[0].securityContext.seccompProfile.localhostProfile") && stderr(&out).contains("No such file"), "{}", stderr(&out));
+    assert_no_pods(&node);
+    node.assert_clean();
+}

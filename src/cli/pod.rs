@@ -23,6 +23,9 @@ pub enum PodCmd {
         /// List the fields that were accepted and ignored, and why.
         #[arg(short, long)]
         verbose: bool,
+        /// Where `seccompProfile: {type: Localhost, localhostProfile: PATH}` profiles are.
+        #[arg(long, default_value = manifest::SECCOMP_ROOT)]
+        seccomp_root: PathBuf,
     },
     /// Print a pod as a Kubernetes Pod manifest (YAML) that `pod apply` takes back.
     Generate { pod: String },
@@ -89,9 +92,10 @@ pub fn run(ctx: &Ctx, cmd: &PodCmd) -> anyhow::Result<i32> {
             println!("{}", rec.id);
             Ok(0)
         }
-        PodCmd::Apply { file, network, verbose } => {
+        PodCmd::Apply { file, network, verbose, seccomp_root } => {
             let text = manifest::read(file)?;
             let mut pods = manifest::parse_all(&text)?;
+            manifest::load_seccomp_profiles(&mut pods, seccomp_root)?;
             // Everything is checked before anything is created.
             let mut warnings = Vec::new();
             for spec in &mut pods {

@@ -91,6 +91,12 @@ pub struct Security {
     /// A manifest's `allowPrivilegeEscalation: true`: no no_new_privs (set-uid binaries work).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub allow_privilege_escalation: bool,
+    /// A manifest's `seccompProfile: {type: Localhost}`: the profile's path below the seccomp
+    /// profile root; `seccomp_profile` is the profile read from there (by `pod apply`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seccomp_localhost: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seccomp_profile: Option<oci_spec::runtime::LinuxSeccomp>,
     /// Namespaced sysctls (a manifest's pod `securityContext.sysctls`), set in the pod's
     /// namespaces by each container's init.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

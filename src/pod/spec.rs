@@ -169,7 +169,9 @@ pub fn container_spec(pod: &PodRecord, pod_dir: &Path, c: &ContainerSpec, rootfs
     }
     if !sec.privileged {
         linux = linux.masked_paths(strs(MASKED_PATHS)).readonly_paths(strs(READONLY_PATHS));
-        if !sec.seccomp_unconfined {
+        if let Some(profile) = &sec.seccomp_profile {
+            linux = linux.seccomp(profile.clone());
+        } else if !sec.seccomp_unconfined {
             linux = linux.seccomp(security::default_seccomp(&caps));
         }
     }

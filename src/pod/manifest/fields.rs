@@ -228,9 +228,10 @@ pub const FIELDS: &[Field] = &[
     // Unset or false: no_new_privs (podbox's default); true: without it.
     f("spec.containers[].securityContext.allowPrivilegeEscalation", Honoured),
     f("spec.containers[].securityContext.seccompProfile", Honoured),
-    // RuntimeDefault or Unconfined; Localhost is refused by the typed parse.
+    // RuntimeDefault, Unconfined or Localhost (checked by the typed parse).
     f("spec.containers[].securityContext.seccompProfile.type", Honoured),
-    f("spec.containers[].securityContext.seccompProfile.localhostProfile", Refused("podbox has its default filter (RuntimeDefault) or none (Unconfined)")),
+    // Relative to `pod apply --seccomp-root` (as to the kubelet's seccomp profile root).
+    f("spec.containers[].securityContext.seccompProfile.localhostProfile", Honoured),
     f("spec.containers[].securityContext.procMount", OnlyIf { accept: Accept::OneOf(&["Default"]), note: None, refused: "podbox masks /proc as usual" }),
     f("spec.containers[].securityContext.seLinuxOptions", Refused("podbox sets no SELinux labels")),
     f("spec.containers[].securityContext.appArmorProfile", Refused("podbox loads no AppArmor profiles")),
@@ -249,9 +250,10 @@ pub const FIELDS: &[Field] = &[
     f("spec.securityContext.supplementalGroups", Honoured),
     f("spec.securityContext.supplementalGroupsPolicy", OnlyIf { accept: Accept::OneOf(&["Merge"]), note: None, refused: "podbox merges the groups (Merge)" }),
     f("spec.securityContext.seccompProfile", Honoured),
-    // RuntimeDefault or Unconfined; Localhost is refused by the typed parse.
+    // RuntimeDefault, Unconfined or Localhost (checked by the typed parse).
     f("spec.securityContext.seccompProfile.type", Honoured),
-    f("spec.securityContext.seccompProfile.localhostProfile", Refused("podbox has its default filter (RuntimeDefault) or none (Unconfined)")),
+    // Relative to `pod apply --seccomp-root` (as to the kubelet's seccomp profile root).
+    f("spec.securityContext.seccompProfile.localhostProfile", Honoured),
     // Owns the volumes podbox makes (set-gid emptyDirs) and is a supplementary group.
     f("spec.securityContext.fsGroup", Honoured),
     f("spec.securityContext.fsGroupChangePolicy", Ignored("applies to volumes")),

@@ -132,10 +132,12 @@ struct Capabilities {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct SeccompProfile {
     #[serde(rename = "type")]
     kind: String,
+    #[serde(default)]
+    localhost_profile: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -485,6 +487,32 @@ pub fn parse_all(text: &str) -> Result<Vec<PodSpec>, PodError> {
     Ok(out)
 }
 
+/// Where `seccompProfile: {type: Localhost}` profiles are found unless `pod apply --seccomp-root`
+/// says otherwise (the kubelet's is /var/lib/kubelet/seccomp).
+pub const SECCOMP_ROOT: &str = "/var/lib/podbox/seccomp";
+
+/// Read the Localhost seccomp profiles the containers of `pods` name, below `root`: OCI seccomp
+/// JSON (defaultAction, architectures, syscalls), the format of runc's and the kubelet's profiles.
+/// Done before anything is created, so a missing or bad profile changes nothing.
+pub fn load_seccomp_profiles(pods: &mut [PodSpec], root: &Path) -> Result<(), PodError> {
+    for pod in pods {
+        let doc = format!("pod {}", pod.name);
+        let lists = [("initContainers", &mut pod.init_containers), ("containers", &mut pod.containers)];
+        for (list, cs) in lists {
+            for (i, c) in cs.iter_mut().enumerate() {
+                let Some(rel) = &c.security.seccomp_localhost else { continue };
+                let field = format!("spec.{list}[{i}].securityContext.seccompProfile.localhostProfile");
+                let path = root.join(rel);
+                let text = std::fs::read_to_string(&path).map_err(|e| invalid_at(&doc, &field, format!("reading {}: {e}", path.display())))?;
+                let profile: oci_spec::runtime::LinuxSeccomp =
+                    serde_json::from_str(&text).map_err(|e| invalid_at(&doc, &field, format!("{}: not an OCI seccomp profile: {e}", path.display())))?;
+                c.security.seccomp_profile = Some(profile);
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Parse a manifest that holds exactly one Pod.
 pub fn parse(text: &str) -> Result<PodSpec, PodError> {
     let mut pods = parse_all(text)?;
@@ -535,12 +563,22 @@ fn identity(i: usize, pod: &PodSecurityContext, c: &SecurityContext) -> Result<O
     Ok(if uid.is_some() || gid.is_some() { Some((uid.unwrap_or(0), gid.unwrap_or(0))) } else { None })
 }
 
-fn seccomp_unconfined(field: &str, p: &Option<SeccompProfile>) -> Result<Option<bool>, PodError> {
-    match p.as_ref().map(|p| p.kind.as_str()) {
-        None => Ok(None),
-        Some("RuntimeDefault") => Ok(Some(false)),
-        Some("Unconfined") => Ok(Some(true)),
-        Some(k) => Err(invalid(field, format!("{k:?} is not supported: podbox has its default filter (RuntimeDefault) or none (Unconfined)"))),
+/// A seccompProfile: None when not given, else (unconfined, Localhost profile path). `field` is
+/// the path of the profile (`…securityContext.seccompProfile`).
+fn seccomp_choice(field: &str, p: &Option<SeccompProfile>) -> Result<Option<(bool, Option<String>)>, PodError> {
+    let Some(p) = p else { return Ok(None) };
+    match (p.kind.as_str(), &p.localhost_profile) {
+        ("RuntimeDefault", None) => Ok(Some((false, None))),
+        ("Unconfined", None) => Ok(Some((true, None))),
+        ("Localhost", Some(path)) => {
+            if path.is_empty() || path.starts_with('/') || path.split('/').any(|c| c == "..") {
+                return Err(invalid(&format!("{field}.localhostProfile"), format!("{path:?}: must be a path relative to the seccomp profile root (pod apply --seccomp-root), without '..'")));
+            }
+            Ok(Some((false, Some(path.clone()))))
+        }
+        ("Localhost", None) => Err(invalid(&format!("{field}.localhostProfile"), "required with type Localhost")),
+        ("RuntimeDefault" | "Unconfined", Some(_)) => Err(invalid(&format!("{field}.localhostProfile"), "only with type Localhost")),
+        (k, _) => Err(invalid(&format!("{field}.type"), format!("{k:?}: must be RuntimeDefault, Unconfined or Localhost"))),
     }
 }
 
@@ -624,7 +662,7 @@ fn to_pod_spec(m: Manifest, objects: &objects::Objects, ignored: &mut Vec<String
         return Err(invalid("spec.containers", "at least one container is required"));
     }
     let pod_sec = m.spec.security_context.unwrap_or_default();
-    let pod_unconfined = seccomp_unconfined("spec.securityContext.seccompProfile.type", &pod_sec.seccomp_profile)?;
+    let pod_seccomp = seccomp_choice("spec.securityContext.seccompProfile", &pod_sec.seccomp_profile)?;
     let mut sysctls = Vec::new();
     for (j, sc) in pod_sec.sysctls.iter().enumerate() {
         let valid = !sc.name.is_empty() && sc.name.split(['.', '/']).all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-".contains(&b)));
@@ -695,7 +733,7 @@ fn to_pod_spec(m: Manifest, objects: &objects::Objects, ignored: &mut Vec<String
                 security::parse_cap(name).map_err(|e| invalid(&format!("spec.containers[{i}].securityContext.capabilities.{list}[{j}]"), e.to_string()))?;
             }
         }
-        let unconfined = seccomp_unconfined(&format!("spec.containers[{i}].securityContext.seccompProfile.type"), &sc.seccomp_profile)?;
+        let (unconfined, localhost) = seccomp_choice(&format!("spec.containers[{i}].securityContext.seccompProfile"), &sc.seccomp_profile)?.or(pod_seccomp.clone()).unwrap_or((false, None));
         let user = identity(i, &pod_sec, &sc)?;
         Ok(ContainerSpec {
             name: c.name,
@@ -710,7 +748,9 @@ fn to_pod_spec(m: Manifest, objects: &objects::Objects, ignored: &mut Vec<String
                 cap_add: caps.add,
                 cap_drop: caps.drop,
                 privileged: sc.privileged.unwrap_or(false),
-                seccomp_unconfined: unconfined.or(pod_unconfined).unwrap_or(false),
+                seccomp_unconfined: unconfined,
+                seccomp_localhost: localhost,
+                seccomp_profile: None,
                 read_only: sc.read_only_root_filesystem.unwrap_or(false),
                 allow_privilege_escalation: sc.allow_privilege_escalation.unwrap_or(false),
                 sysctls: sysctls.clone(),
@@ -920,7 +960,9 @@ spec:
             ("    volumeMounts: [{name: data, mountPath: /data}]\n", "spec.containers[0].volumeMounts[0].name"),
             ("    volumeMounts: [{name: data, mountPath: /data, mountPropagation: Bidirectional}]\n", "spec.containers[0].volumeMounts[0].mountPropagation"),
             ("    env: [{name: A, valueFrom: {fieldRef: {fieldPath: status.podIP}}}]\n", "spec.containers[0].env[0].valueFrom"),
-            ("    securityContext: {seccompProfile: {type: Localhost}}\n", "spec.containers[0].securityContext.seccompProfile.type"),
+            ("    securityContext: {seccompProfile: {type: Localhost}}\n", "spec.containers[0].securityContext.seccompProfile.localhostProfile"),
+            ("    securityContext: {seccompProfile: {type: Localhost, localhostProfile: ../x.json}}\n", "spec.containers[0].securityContext.seccompProfile.localhostProfile"),
+            ("    securityContext: {seccompProfile: {type: Strict}}\n", "spec.containers[0].securityContext.seccompProfile.type"),
             ("    securityContext: {runAsNonRoot: true}\n", "spec.containers[0].securityContext.runAsNonRoot"),
             ("    securityContext: {capabilities: {add: [NET_FLY]}}\n", "spec.containers[0].securityContext.capabilities.add[0]"),
         ] {

@@ -39,8 +39,10 @@ pub enum PodCmd {
     /// Stop a pod's containers and its pause; release its network.
     Stop {
         pod: String,
-        #[arg(short = 't', long = "time", default_value_t = 10)]
-        time: u64,
+        /// Seconds between SIGTERM (after preStop hooks) and SIGKILL; default: the pod's
+        /// terminationGracePeriodSeconds, else 10.
+        #[arg(short = 't', long = "time")]
+        time: Option<u64>,
     },
     /// Remove pods.
     Rm {
@@ -181,11 +183,13 @@ pub fn run(ctx: &Ctx, cmd: &PodCmd) -> anyhow::Result<i32> {
                     phase,
                     p.attachment.as_ref().map(|a| a.ip.to_string()).unwrap_or_else(|| "-".into()),
                     format!("{running}/{}", cs.len()),
+                    // As kubectl counts it: ready app containers of all app containers.
+                    format!("{}/{}", cs.iter().filter(|c| c.ready).count(), cs.iter().filter(|c| !c.record.spec.as_ref().is_some_and(|s| s.init)).count()),
                     p.pause.map(|x| x.pid.to_string()).unwrap_or_else(|| "-".into()),
                     p.created_at.clone(),
                 ]);
             }
-            super::table(&["NAME", "ID", "STATE", "IP", "RUNNING", "PAUSE", "CREATED"], &rows);
+            super::table(&["NAME", "ID", "STATE", "IP", "RUNNING", "READY", "PAUSE", "CREATED"], &rows);
             Ok(0)
         }
         PodCmd::Inspect { pod } => {
@@ -198,7 +202,8 @@ pub fn run(ctx: &Ctx, cmd: &PodCmd) -> anyhow::Result<i32> {
             Ok(0)
         }
         PodCmd::Stop { pod, time } => {
-            lifecycle::stop(ctx, pod, Duration::from_secs(*time))?;
+            let grace = time.or_else(|| ctx.find_pod(pod).ok().and_then(|p| p.grace_seconds)).unwrap_or(10);
+            lifecycle::stop(ctx, pod, Duration::from_secs(grace))?;
             Ok(0)
         }
         PodCmd::Rm { force, all, pods } => {

@@ -7,12 +7,15 @@ use std::time::Duration;
 use oci_spec::runtime::{Process, Spec};
 
 use super::model::{ContainerRecord, ContainerSpec, ContainerState, PodPhase, PodRecord, validate_name};
-use super::{Ctx, PodError, Result, diagnose, spec, volumes};
+use super::{Ctx, PodError, Result, diagnose, hooks, spec, volumes};
 use crate::container::cgroups::Cgroup;
 use crate::container::{self, ContainerError, EXIT_FILE, ProcRef, STOP_FILE, Rootfs, Stdio, monitor::StartOptions};
 use crate::state;
 
 pub const LOG_FILE: &str = "container.log";
+
+/// How long a postStart hook may take.
+const POST_START_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How `run` ended for the caller.
 pub enum RunOutcome {
@@ -70,6 +73,7 @@ pub fn run(ctx: &Ctx, key: &str, c: &ContainerSpec, detach: bool) -> Result<RunO
         on_exit: Some(diagnose::on_exit),
         cgroup_procs: vec![],
         restart: c.restart,
+        probes: c.probes.clone(),
     };
     rec.started_at = Some(state::now_rfc3339());
     let started = match container::start(opts) {
@@ -83,6 +87,16 @@ pub fn run(ctx: &Ctx, key: &str, c: &ContainerSpec, detach: bool) -> Result<RunO
     rec.pid = Some(started.pid);
     rec.monitor = Some(started.monitor);
     state::write_json(&dir.join("container.json"), &rec)?;
+    if let Some(hook) = &c.post_start {
+        // As in Kubernetes: a container whose postStart hook fails is stopped.
+        if let Err(e) = hooks::run(ctx, &pod, &c.name, started.pid, hook, POST_START_TIMEOUT) {
+            let msg = format!("postStart hook failed: {e}");
+            stop_one(ctx, &pod, &c.name, Duration::ZERO)?;
+            rec.start_error = Some(msg.clone());
+            state::write_json(&dir.join("container.json"), &rec)?;
+            return Err(PodError::Invalid(format!("container {}: {msg}", c.name)));
+        }
+    }
     drop(lock);
     if detach {
         return Ok(RunOutcome::Detached(started.pid));
@@ -165,6 +179,13 @@ pub fn stop_one(ctx: &Ctx, pod: &PodRecord, name: &str, grace: Duration) -> Resu
     for _ in 0..3 {
         let st = ctx.container_status(pod, name)?.ok_or_else(|| PodError::UnknownContainer { pod: pod.name.clone(), container: name.into() })?;
         if let (ContainerState::Running, Some(pid)) = (st.state, st.record.pid) {
+            // The preStop hook first, within the grace period; SIGTERM then gets what is left.
+            let mut grace = grace;
+            if let (Some(hook), false) = (st.record.spec.as_ref().and_then(|s| s.pre_stop.as_ref()), grace.is_zero()) {
+                let t = std::time::Instant::now();
+                let _ = hooks::run(ctx, pod, name, pid, hook, grace);
+                grace = grace.saturating_sub(t.elapsed());
+            }
             pid.signal(libc::SIGTERM);
             if !pid.wait_gone(grace) {
                 pid.signal(libc::SIGKILL);

@@ -46,6 +46,7 @@ pub fn create(ctx: &Ctx, spec: &PodSpec) -> Result<PodRecord> {
         ignored_fields: spec.ignored.clone(),
         volumes: spec.volumes.clone(),
         fs_group: spec.fs_group,
+        grace_seconds: spec.grace_seconds,
     };
     // The record comes first: from here on, a crash leaves something `gc` can find.
     state::write_json(&ctx.pod_record_path(&id), &rec)?;

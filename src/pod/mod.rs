@@ -4,6 +4,7 @@
 
 pub mod containers;
 pub mod diagnose;
+pub mod hooks;
 pub mod init_containers;
 pub mod lifecycle;
 pub mod manifest;
@@ -171,7 +172,10 @@ impl Ctx {
             (None, Some(_)) => ContainerState::Exited,
             (None, None) => ContainerState::Created,
         };
-        Ok(Some(ContainerStatus { record, state, exit, restarts, last_exit }))
+        let probe: Option<crate::container::probe::ProbeState> = if state == ContainerState::Running { state::read_json_opt(&dir.join(crate::container::probe::PROBE_FILE))? } else { None };
+        let is_init = record.spec.as_ref().is_some_and(|s| s.init);
+        let ready = state == ContainerState::Running && !is_init && probe.as_ref().is_none_or(|p| p.started && p.ready);
+        Ok(Some(ContainerStatus { record, state, exit, restarts, last_exit, ready, probe }))
     }
 }
 

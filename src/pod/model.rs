@@ -42,6 +42,8 @@ pub struct PodSpec {
     pub volumes: Vec<Volume>,
     /// The group that owns the pod's volumes (a manifest's `securityContext.fsGroup`).
     pub fs_group: Option<u32>,
+    /// terminationGracePeriodSeconds: the default grace of `pod stop` and `stop`.
+    pub grace_seconds: Option<u64>,
     /// A manifest's metadata.labels: recorded, written back by `pod generate`.
     pub labels: BTreeMap<String, String>,
     /// Fields of a manifest that were accepted and ignored ("PATH: REASON").
@@ -72,6 +74,15 @@ pub struct ContainerSpec {
     /// Volumes of the pod it mounts (`volumeMounts`, `run -v/--mount`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub mounts: Vec<VolumeMount>,
+    /// Liveness, readiness and startup probes, run beside the container by its monitor's prober.
+    #[serde(default, skip_serializing_if = "crate::container::probe::Probes::is_empty")]
+    pub probes: crate::container::probe::Probes,
+    /// Lifecycle hooks: run right after the start (a failure stops the container), and before
+    /// SIGTERM when the container is stopped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub post_start: Option<crate::container::probe::Action>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pre_stop: Option<crate::container::probe::Action>,
     /// An init container: runs to completion before the pod's other containers start.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub init: bool,
@@ -229,6 +240,9 @@ pub struct PodRecord {
     /// `securityContext.fsGroup`: the group owning the pod's volumes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fs_group: Option<u32>,
+    /// terminationGracePeriodSeconds: the default grace of `pod stop` and `stop`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grace_seconds: Option<u64>,
 }
 
 /// A container as recorded under `<root>/pods/<id>/containers/<name>/container.json`.
@@ -283,6 +297,13 @@ pub struct ContainerStatus {
     /// How the previous run ended, for a container that was restarted.
     #[serde(default)]
     pub last_exit: Option<ExitRecord>,
+    /// Running, started (startup probe) and ready (readiness probe), as Kubernetes counts a
+    /// container ready; always false for init containers.
+    #[serde(default)]
+    pub ready: bool,
+    /// What its prober found, for a container with probes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe: Option<crate::container::probe::ProbeState>,
 }
 
 #[cfg(test)]

@@ -223,6 +223,7 @@ mod tests {
             ignored_fields: vec![],
             volumes: vec![],
             fs_group: None,
+            grace_seconds: None,
         }
     }
 

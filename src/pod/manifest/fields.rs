@@ -206,10 +206,45 @@ pub const FIELDS: &[Field] = &[
     f("spec.containers[].volumeMounts[].subPathExpr", Refused("no downward API to expand it from")),
     f("spec.containers[].volumeMounts[].recursiveReadOnly", OnlyIf { accept: Accept::OneOf(&["Disabled"]), note: None, refused: "a read-only volume mount is read-only at its top mount" }),
     f("spec.containers[].volumeDevices", OnlyIf { accept: Accept::Empty, note: None, refused: NO_VOLUMES }),
-    f("spec.containers[].livenessProbe", Refused("podbox runs no probes, and a liveness probe restarts the container")),
-    f("spec.containers[].readinessProbe", Ignored("readiness steers Service traffic; no Services on a podbox node")),
-    f("spec.containers[].startupProbe", Ignored("it only holds back other probes")),
-    f("spec.containers[].lifecycle", Refused("postStart/preStop hooks are not run by podbox")),
+    // Run by a prober beside each run of the container (src/container/probe.rs). The
+    // readiness and startup probes have the liveness probe's fields (see `canonical`).
+    f("spec.containers[].livenessProbe", Honoured),
+    f("spec.containers[].livenessProbe.exec", Honoured),
+    f("spec.containers[].livenessProbe.exec.command", Honoured),
+    f("spec.containers[].livenessProbe.httpGet", Honoured),
+    f("spec.containers[].livenessProbe.httpGet.path", Honoured),
+    // A number; named ports are refused by the typed parse.
+    f("spec.containers[].livenessProbe.httpGet.port", Honoured),
+    f("spec.containers[].livenessProbe.httpGet.host", Honoured),
+    f("spec.containers[].livenessProbe.httpGet.scheme", OnlyIf { accept: Accept::OneOf(&["HTTP"]), note: None, refused: "podbox probes speak plain HTTP" }),
+    f("spec.containers[].livenessProbe.httpGet.httpHeaders", Refused("podbox probes send no extra headers")),
+    f("spec.containers[].livenessProbe.tcpSocket", Honoured),
+    f("spec.containers[].livenessProbe.tcpSocket.port", Honoured),
+    f("spec.containers[].livenessProbe.tcpSocket.host", Honoured),
+    f("spec.containers[].livenessProbe.grpc", Refused("podbox probes have no gRPC client")),
+    f("spec.containers[].livenessProbe.initialDelaySeconds", Honoured),
+    f("spec.containers[].livenessProbe.periodSeconds", Honoured),
+    f("spec.containers[].livenessProbe.timeoutSeconds", Honoured),
+    f("spec.containers[].livenessProbe.successThreshold", Honoured),
+    f("spec.containers[].livenessProbe.failureThreshold", Honoured),
+    f("spec.containers[].livenessProbe.terminationGracePeriodSeconds", Ignored("a failed liveness probe kills the container at once")),
+    f("spec.containers[].readinessProbe", Honoured),
+    f("spec.containers[].startupProbe", Honoured),
+    // postStart runs after the start, preStop before SIGTERM (preStop has postStart's fields).
+    f("spec.containers[].lifecycle", Honoured),
+    f("spec.containers[].lifecycle.postStart", Honoured),
+    f("spec.containers[].lifecycle.postStart.exec", Honoured),
+    f("spec.containers[].lifecycle.postStart.exec.command", Honoured),
+    f("spec.containers[].lifecycle.postStart.httpGet", Honoured),
+    f("spec.containers[].lifecycle.postStart.httpGet.path", Honoured),
+    f("spec.containers[].lifecycle.postStart.httpGet.port", Honoured),
+    f("spec.containers[].lifecycle.postStart.httpGet.host", Honoured),
+    f("spec.containers[].lifecycle.postStart.httpGet.scheme", OnlyIf { accept: Accept::OneOf(&["HTTP"]), note: None, refused: "podbox hooks speak plain HTTP" }),
+    f("spec.containers[].lifecycle.postStart.httpGet.httpHeaders", Refused("podbox hooks send no extra headers")),
+    f("spec.containers[].lifecycle.postStart.tcpSocket", Refused("a deprecated hook that Kubernetes does not run either")),
+    f("spec.containers[].lifecycle.postStart.sleep", Refused("not built: use exec with sleep")),
+    f("spec.containers[].lifecycle.preStop", Honoured),
+    f("spec.containers[].lifecycle.stopSignal", Refused("podbox stops with SIGTERM")),
     f("spec.containers[].terminationMessagePath", Ignored("podbox records the exit status and the log instead")),
     f("spec.containers[].terminationMessagePolicy", Ignored("podbox records the exit status and the log instead")),
     f("spec.containers[].imagePullPolicy", Ignored(NO_PULL)),
@@ -276,7 +311,8 @@ pub const FIELDS: &[Field] = &[
     f("spec.hostAliases", Refused("podbox writes /etc/hosts without extra entries")),
     f("spec.setHostnameAsFQDN", OnlyIf { accept: Accept::False, note: None, refused: "no cluster DNS domain" }),
     f("spec.subdomain", Ignored("no cluster DNS")),
-    f("spec.terminationGracePeriodSeconds", Ignored("`podbox pod stop -t` gives the grace period")),
+    // The default of `pod stop -t` / `stop -t` for the pod.
+    f("spec.terminationGracePeriodSeconds", Honoured),
     f("spec.activeDeadlineSeconds", Refused("podbox does not end pods after a deadline")),
     f("spec.runtimeClassName", Refused("podbox is the only runtime")),
     f("spec.resources", Refused("pod-level resources are not built: give them per container")),
@@ -312,11 +348,23 @@ fn note(notes: &mut Notes, pattern: &str, reason: &str) {
 }
 
 /// An init container has the fields of a container: its patterns are looked up as theirs.
+/// The same for the readiness and startup probes (the liveness probe's fields) and the preStop
+/// hook (postStart's).
 fn canonical(pattern: &str) -> String {
-    match pattern.strip_prefix("spec.initContainers[]") {
+    let p = match pattern.strip_prefix("spec.initContainers[]") {
         Some(rest) => format!("spec.containers[]{rest}"),
         None => pattern.to_string(),
+    };
+    for (alias, of) in [
+        ("spec.containers[].readinessProbe", "spec.containers[].livenessProbe"),
+        ("spec.containers[].startupProbe", "spec.containers[].livenessProbe"),
+        ("spec.containers[].lifecycle.preStop", "spec.containers[].lifecycle.postStart"),
+    ] {
+        if let Some(rest) = p.strip_prefix(alias).filter(|r| r.is_empty() || r.starts_with('.')) {
+            return format!("{of}{rest}");
+        }
     }
+    p
 }
 
 fn lookup(pattern: &str) -> Option<&'static Field> {

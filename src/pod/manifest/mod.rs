@@ -18,6 +18,7 @@ use super::PodError;
 use super::model::{ContainerSpec, PodSpec, Resources, Security};
 use super::{quantity, security, volumes};
 use super::volumes::{HostPathType, Volume, VolumeMount, VolumeSource};
+use crate::container::probe::{Action, Probe, Probes};
 use crate::container::RestartPolicy;
 use crate::network::{PortMapping, Protocol};
 
@@ -66,6 +67,8 @@ struct Spec {
     containers: Vec<Container>,
     #[serde(default)]
     init_containers: Vec<Container>,
+    #[serde(default)]
+    termination_grace_period_seconds: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -164,6 +167,122 @@ struct Container {
     security_context: Option<SecurityContext>,
     #[serde(default)]
     volume_mounts: Vec<VolumeMountDoc>,
+    #[serde(default)]
+    liveness_probe: Option<ProbeDoc>,
+    #[serde(default)]
+    readiness_probe: Option<ProbeDoc>,
+    #[serde(default)]
+    startup_probe: Option<ProbeDoc>,
+    #[serde(default)]
+    lifecycle: Option<LifecycleDoc>,
+}
+
+/// A probe's or hook's action: exactly one of exec, httpGet, tcpSocket.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct HandlerDoc {
+    #[serde(default)]
+    exec: Option<ExecDoc>,
+    #[serde(default)]
+    http_get: Option<HttpGetDoc>,
+    #[serde(default)]
+    tcp_socket: Option<TcpDoc>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExecDoc {
+    #[serde(default)]
+    command: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HttpGetDoc {
+    #[serde(default)]
+    path: Option<String>,
+    port: Value,
+    #[serde(default)]
+    host: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TcpDoc {
+    port: Value,
+    #[serde(default)]
+    host: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ProbeDoc {
+    #[serde(flatten)]
+    handler: HandlerDoc,
+    #[serde(default)]
+    initial_delay_seconds: Option<u32>,
+    #[serde(default)]
+    period_seconds: Option<u32>,
+    #[serde(default)]
+    timeout_seconds: Option<u32>,
+    #[serde(default)]
+    success_threshold: Option<u32>,
+    #[serde(default)]
+    failure_threshold: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct LifecycleDoc {
+    #[serde(default)]
+    post_start: Option<HandlerDoc>,
+    #[serde(default)]
+    pre_stop: Option<HandlerDoc>,
+}
+
+/// A probe's or hook's action (`field`: its path).
+fn action(field: &str, h: HandlerDoc) -> Result<Action, PodError> {
+    let port = |f: &str, v: &Value| -> Result<u16, PodError> {
+        match v.as_u64() {
+            Some(p) if (1..=65535).contains(&p) => Ok(p as u16),
+            _ => Err(invalid(&format!("{field}.{f}.port"), format!("{v}: a port number 1-65535 (named ports are not supported)"))),
+        }
+    };
+    match (h.exec, h.http_get, h.tcp_socket) {
+        (Some(e), None, None) if !e.command.is_empty() => Ok(Action::Exec(e.command)),
+        (Some(_), None, None) => Err(invalid(&format!("{field}.exec.command"), "a command is required")),
+        (None, Some(g), None) => {
+            let path = g.path.unwrap_or_else(|| "/".into());
+            if !path.starts_with('/') || path.contains(char::is_whitespace) {
+                return Err(invalid(&format!("{field}.httpGet.path"), format!("{path:?}: an absolute path without spaces")));
+            }
+            Ok(Action::Http { host: g.host.filter(|h| !h.is_empty()), port: port("httpGet", &g.port)?, path })
+        }
+        (None, None, Some(t)) => Ok(Action::Tcp { host: t.host.filter(|h| !h.is_empty()), port: port("tcpSocket", &t.port)? }),
+        _ => Err(invalid(field, "give exactly one of exec, httpGet, tcpSocket")),
+    }
+}
+
+fn probe(field: &str, p: ProbeDoc, one_success: bool) -> Result<Probe, PodError> {
+    let success_threshold = p.success_threshold.unwrap_or(1);
+    if one_success && success_threshold != 1 {
+        return Err(invalid(&format!("{field}.successThreshold"), "must be 1 for liveness and startup probes"));
+    }
+    let positive = |name: &str, v: Option<u32>, default: u32| -> Result<u32, PodError> {
+        match v {
+            Some(0) => Err(invalid(&format!("{field}.{name}"), "must be at least 1")),
+            Some(v) => Ok(v),
+            None => Ok(default),
+        }
+    };
+    Ok(Probe {
+        action: action(field, p.handler)?,
+        initial_delay: p.initial_delay_seconds.unwrap_or(0),
+        period: positive("periodSeconds", p.period_seconds, 10)?,
+        timeout: positive("timeoutSeconds", p.timeout_seconds, 1)?,
+        success_threshold: positive("successThreshold", Some(success_threshold), 1)?,
+        failure_threshold: positive("failureThreshold", p.failure_threshold, 3)?,
+    })
 }
 
 #[derive(Debug, Deserialize)]
@@ -682,6 +801,7 @@ fn to_pod_spec(m: Manifest, objects: &objects::Objects, ignored: &mut Vec<String
         labels: m.metadata.labels,
         volumes,
         fs_group: pod_sec.fs_group,
+        grace_seconds: m.spec.termination_grace_period_seconds,
         ..Default::default()
     };
     // Init containers are read by the same code; their errors are renamed to their list.
@@ -735,6 +855,10 @@ fn to_pod_spec(m: Manifest, objects: &objects::Objects, ignored: &mut Vec<String
         }
         let (unconfined, localhost) = seccomp_choice(&format!("spec.containers[{i}].securityContext.seccompProfile"), &sc.seccomp_profile)?.or(pod_seccomp.clone()).unwrap_or((false, None));
         let user = identity(i, &pod_sec, &sc)?;
+        let lifecycle = c.lifecycle.unwrap_or(LifecycleDoc { post_start: None, pre_stop: None });
+        if init && (c.liveness_probe.is_some() || c.readiness_probe.is_some() || c.startup_probe.is_some() || lifecycle.post_start.is_some() || lifecycle.pre_stop.is_some()) {
+            return Err(invalid(&format!("spec.containers[{i}]"), "an init container runs to completion: it has no probes or lifecycle hooks"));
+        }
         Ok(ContainerSpec {
             name: c.name,
             image: c.image,
@@ -758,6 +882,13 @@ fn to_pod_spec(m: Manifest, objects: &objects::Objects, ignored: &mut Vec<String
             resources,
             restart,
             mounts: volume_mounts("containers", i, c.volume_mounts)?,
+            probes: Probes {
+                liveness: c.liveness_probe.map(|p| probe(&format!("spec.containers[{i}].livenessProbe"), p, true)).transpose()?,
+                readiness: c.readiness_probe.map(|p| probe(&format!("spec.containers[{i}].readinessProbe"), p, false)).transpose()?,
+                startup: c.startup_probe.map(|p| probe(&format!("spec.containers[{i}].startupProbe"), p, true)).transpose()?,
+            },
+            post_start: lifecycle.post_start.map(|h| action(&format!("spec.containers[{i}].lifecycle.postStart"), h)).transpose()?,
+            pre_stop: lifecycle.pre_stop.map(|h| action(&format!("spec.containers[{i}].lifecycle.preStop"), h)).transpose()?,
             // An init container runs to completion: the pod's policy only decides whether a
             // failed one is tried again (Never: no; OnFailure, Always: yes).
             init,
@@ -956,7 +1087,13 @@ spec:
             ("  hostNetwork: true\n", "spec.hostNetwork"),
             ("  hostUsers: false\n", "spec.hostUsers"),
             ("  dnsPolicy: None\n", "spec.dnsPolicy"),
-            ("    livenessProbe: {exec: {command: [true]}}\n", "spec.containers[0].livenessProbe"),
+            ("    livenessProbe: {grpc: {port: 1}}\n", "spec.containers[0].livenessProbe.grpc"),
+            ("    readinessProbe: {httpGet: {port: http}}\n", "spec.containers[0].readinessProbe.httpGet.port"),
+            ("    startupProbe: {tcpSocket: {port: 80}, successThreshold: 2}\n", "spec.containers[0].startupProbe.successThreshold"),
+            ("    readinessProbe: {tcpSocket: {port: 80}, exec: {command: [x]}}\n", "spec.containers[0].readinessProbe"),
+            ("    readinessProbe: {exec: {command: [x]}, periodSeconds: 0}\n", "spec.containers[0].readinessProbe.periodSeconds"),
+            ("    lifecycle: {preStop: {sleep: {seconds: 1}}}\n", "spec.containers[0].lifecycle.preStop.sleep"),
+            ("    lifecycle: {preStop: {httpGet: {port: 80, httpHeaders: []}}}\n", "spec.containers[0].lifecycle.preStop.httpGet.httpHeaders"),
             ("    volumeMounts: [{name: data, mountPath: /data}]\n", "spec.containers[0].volumeMounts[0].name"),
             ("    volumeMounts: [{name: data, mountPath: /data, mountPropagation: Bidirectional}]\n", "spec.containers[0].volumeMounts[0].mountPropagation"),
             ("    env: [{name: A, valueFrom: {fieldRef: {fieldPath: status.podIP}}}]\n", "spec.containers[0].env[0].valueFrom"),
@@ -1028,6 +1165,35 @@ stringData: {pw: s3cret}
     }
 
     #[test]
+    fn probes_and_hooks_are_understood() {
+        let p = parse(r#"
+metadata: {name: p}
+spec:
+  terminationGracePeriodSeconds: 5
+  containers:
+  - name: c
+    command: [sh]
+    livenessProbe: {exec: {command: [cat, /tmp/ok]}, periodSeconds: 2, failureThreshold: 1, terminationGracePeriodSeconds: 3}
+    readinessProbe: {httpGet: {path: /healthz, port: 8080, scheme: HTTP}, initialDelaySeconds: 1, successThreshold: 2}
+    startupProbe: {tcpSocket: {port: 80}}
+    lifecycle:
+      postStart: {exec: {command: [touch, /tmp/ok]}}
+      preStop: {httpGet: {port: 80, path: /quit}}
+"#).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(p.grace_seconds, Some(5));
+        let c = &p.containers[0];
+        let l = c.probes.liveness.as_ref().unwrap();
+        assert_eq!((&l.action, l.period, l.failure_threshold, l.timeout, l.success_threshold), (&Action::Exec(vec!["cat".into(), "/tmp/ok".into()]), 2, 1, 1, 1));
+        let r = c.probes.readiness.as_ref().unwrap();
+        assert_eq!((&r.action, r.initial_delay, r.success_threshold, r.period), (&Action::Http { host: None, port: 8080, path: "/healthz".into() }, 1, 2, 10));
+        assert_eq!(c.probes.startup.as_ref().unwrap().action, Action::Tcp { host: None, port: 80 });
+        assert_eq!(c.post_start, Some(Action::Exec(vec!["touch".into(), "/tmp/ok".into()])));
+        assert_eq!(c.pre_stop, Some(Action::Http { host: None, port: 80, path: "/quit".into() }));
+        let (_, field, _) = err_of("metadata: {name: p}\nspec:\n  initContainers:\n  - name: i\n    command: ['true']\n    readinessProbe: {exec: {command: [x]}}\n  containers:\n  - {name: c, command: [sh]}\n");
+        assert_eq!(field, "spec.initContainers[0]");
+    }
+
+    #[test]
     fn several_documents_each_error_names_its_document() {
         let two = "metadata: {name: a}\nspec: {containers: [{name: c, command: [sleep, '1']}]}\n---\nmetadata: {name: b}\nspec: {containers: [{name: c, command: [sleep, '1']}]}\n---\n";
         let pods = parse_all(two).unwrap();
@@ -1077,11 +1243,11 @@ stringData: {pw: s3cret}
         let rec = PodRecord {
             id: "x".into(), name: spec.name.clone(), hostname: spec.hostname.clone().unwrap(), phase: PodPhase::Ready, created_at: String::new(),
             share_pid: spec.share_pid, network: true, ports: spec.ports.clone(), namespaces: Default::default(), attachment: None, pause: None,
-            declared_ports: Default::default(), labels: spec.labels.clone(), ignored_fields: vec![], volumes: vec![], fs_group: None,
+            declared_ports: Default::default(), labels: spec.labels.clone(), ignored_fields: vec![], volumes: vec![], fs_group: None, grace_seconds: None,
         };
         let statuses: Vec<ContainerStatus> = spec.containers.iter().map(|c| ContainerStatus {
             record: ContainerRecord { name: c.name.clone(), pod_id: "x".into(), args: c.args.clone(), created_at: String::new(), started_at: None, pid: None, monitor: None, start_error: None, spec: Some(c.clone()) },
-            state: ContainerState::Running, exit: None, restarts: 0, last_exit: None,
+            state: ContainerState::Running, exit: None, restarts: 0, last_exit: None, ready: true, probe: None,
         }).collect();
         let (doc, notes) = generate::pod_manifest(&rec, &statuses);
         assert!(notes.is_empty(), "{notes:?}");

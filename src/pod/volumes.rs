@@ -46,6 +46,14 @@ pub enum VolumeSource {
         secret: bool,
         /// The ConfigMap's or Secret's name.
         object: String,
+        /// How the manifest asked for them (for `pod generate`): items (key, path, mode),
+        /// defaultMode, optional.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        items: Vec<(String, String, Option<u32>)>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        default_mode: Option<u32>,
+        #[serde(default)]
+        optional: bool,
         #[serde(skip)]
         files: Vec<ProjectedFile>,
     },

@@ -714,7 +714,7 @@ fn volume(i: usize, v: VolumeDoc, objects: &objects::Objects, ignored: &mut Vec<
         let object = object.ok_or_else(|| invalid(&format!("{f}.{}", if secret { "secretName" } else { "name" }), "required"))?;
         let items: Vec<_> = d.items.into_iter().map(|k| (k.key, k.path, k.mode)).collect();
         let files = objects.files(&f, secret, &object, &items, d.default_mode, d.optional)?;
-        Ok(VolumeSource::Files { secret, object, files })
+        Ok(VolumeSource::Files { secret, object, items, default_mode: d.default_mode, optional: d.optional, files })
     };
     let source = if let Some(h) = v.host_path {
         let kind = h.kind.as_deref().unwrap_or("");
@@ -1234,6 +1234,55 @@ spec:
         // Brackets inside quoted scalars, comments and words do not count.
         let script = format!("metadata: {{name: a}}\n# {}\nspec:\n  containers:\n  - name: c\n    command:\n    - sh\n    - \"echo {}\"\n    - x[1]\n", "[".repeat(200), "{[".repeat(200));
         parse(&script).unwrap();
+    }
+
+    #[test]
+    fn generate_round_trips_volumes_init_containers_probes_and_security() {
+        use crate::pod::model::{ContainerRecord, ContainerState, ContainerStatus, PodPhase, PodRecord};
+        const OBJECTS: &str = "---\nkind: ConfigMap\nmetadata: {name: cfg}\ndata: {a: x}\n---\nkind: Secret\nmetadata: {name: sec}\nstringData: {pw: y}\n";
+        let text = format!("{}{OBJECTS}", r#"
+metadata: {name: p}
+spec:
+  terminationGracePeriodSeconds: 7
+  securityContext: {fsGroup: 2000, supplementalGroups: [4000], sysctls: [{name: net.ipv4.ping_group_range, value: "0 0"}]}
+  volumes:
+  - {name: a, emptyDir: {medium: Memory, sizeLimit: 1Mi}}
+  - {name: b, hostPath: {path: /srv, type: DirectoryOrCreate}}
+  - {name: c, configMap: {name: cfg, defaultMode: 0640, items: [{key: a, path: x/a, mode: 0600}]}}
+  - {name: d, secret: {secretName: sec, optional: true}}
+  initContainers:
+  - {name: i, command: ['true'], volumeMounts: [{name: a, mountPath: /a}]}
+  containers:
+  - name: m
+    command: [sleep, '1']
+    volumeMounts: [{name: a, mountPath: /a, subPath: s, readOnly: true}, {name: b, mountPath: /b, mountPropagation: HostToContainer}]
+    livenessProbe: {exec: {command: ['true']}, periodSeconds: 2}
+    readinessProbe: {httpGet: {port: 80, path: /r}, successThreshold: 2}
+    startupProbe: {tcpSocket: {port: 81, host: 127.0.0.1}}
+    lifecycle: {postStart: {exec: {command: ['true']}}, preStop: {httpGet: {port: 80}}}
+    securityContext: {allowPrivilegeEscalation: true, seccompProfile: {type: Localhost, localhostProfile: p.json}}
+"#);
+        let spec = parse(&text).unwrap_or_else(|e| panic!("{e}"));
+        let rec = PodRecord {
+            id: "x".into(), name: spec.name.clone(), hostname: spec.name.clone(), phase: PodPhase::Ready, created_at: String::new(),
+            share_pid: false, network: true, ports: vec![], namespaces: Default::default(), attachment: None, pause: None,
+            declared_ports: Default::default(), labels: Default::default(), ignored_fields: vec![], volumes: spec.volumes.clone(), fs_group: spec.fs_group, grace_seconds: spec.grace_seconds,
+        };
+        let statuses: Vec<ContainerStatus> = spec.init_containers.iter().chain(&spec.containers).map(|c| ContainerStatus {
+            record: ContainerRecord { name: c.name.clone(), pod_id: "x".into(), args: c.args.clone(), created_at: String::new(), started_at: None, pid: None, monitor: None, start_error: None, spec: Some(c.clone()) },
+            state: ContainerState::Running, exit: None, restarts: 0, last_exit: None, ready: true, probe: None,
+        }).collect();
+        let (doc, notes) = generate::pod_manifest(&rec, &statuses);
+        assert_eq!(notes.len(), 2, "{notes:?}");
+        let yaml = serde_yaml_ng::to_string(&doc).unwrap();
+        let mut back = parse(&format!("{yaml}{OBJECTS}")).unwrap_or_else(|e| panic!("{e}\n{yaml}"));
+        let mut want = spec.clone();
+        want.ignored.clear();
+        back.ignored.clear();
+        for c in want.containers.iter_mut().chain(want.init_containers.iter_mut()) {
+            c.image = Some(generate::DEFAULT_IMAGE.into());
+        }
+        assert_eq!(back, want, "{yaml}");
     }
 
     #[test]

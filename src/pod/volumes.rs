@@ -153,6 +153,9 @@ pub fn check(volumes: &[Volume], containers: &[(&str, &str, &[VolumeMount])]) ->
             if !m.mount_path.starts_with('/') {
                 return Err((field("mountPath"), format!("{:?}: must be an absolute path", m.mount_path)));
             }
+            if m.mount_path.trim_end_matches('/').is_empty() {
+                return Err((field("mountPath"), "a volume cannot be mounted over the container's root".into()));
+            }
             if Path::new(&m.mount_path).components().any(|c| c == std::path::Component::ParentDir) {
                 return Err((field("mountPath"), format!("{:?}: must not contain '..'", m.mount_path)));
             }
@@ -517,6 +520,8 @@ mod tests {
         assert_eq!(field(&[ed("A")], &[]), "spec.volumes[0].name");
         assert_eq!(field(&[ed("a")], &[m("b", "/a", None)]), "spec.containers[1].volumeMounts[0].name");
         assert_eq!(field(&[ed("a")], &[m("a", "a", None)]), "spec.containers[1].volumeMounts[0].mountPath");
+        assert_eq!(field(&[ed("a")], &[m("a", "/", None)]), "spec.containers[1].volumeMounts[0].mountPath");
+        assert_eq!(field(&[ed("a")], &[m("a", "/x/../etc", None)]), "spec.containers[1].volumeMounts[0].mountPath");
         assert_eq!(field(&[ed("a")], &[m("a", "/a", None), m("a", "/a/", None)]), "spec.containers[1].volumeMounts[1].mountPath");
         for bad in ["../x", "a/../../b", "/etc", ""] {
             assert_eq!(field(&[ed("a")], &[m("a", "/a", Some(bad))]), "spec.containers[1].volumeMounts[0].subPath", "{bad}");

@@ -188,8 +188,12 @@ pub fn spawn(probes: &Probes, pid: ProcRef, spec: &Spec, cgroup_procs: Vec<PathB
     // SAFETY: the monitor is single-threaded.
     match unsafe { fork() } {
         Ok(ForkResult::Child) => {
-            // SAFETY: prctl on ourselves.
-            unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+            // SAFETY: prctl on ourselves; closing descriptors of our own table (the monitor's pipes
+            // and namespace files) that the prober never uses: it opens what it needs by path.
+            unsafe {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0);
+            }
             let target = Target { pid, spec, cgroup_procs: &cgroup_procs };
             run_prober(probes, &target, &state_file, initial);
             // SAFETY: leave the forked child without running the parent's destructors.

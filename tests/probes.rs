@@ -79,9 +79,10 @@ spec:
 "#);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(wait_until(10, || ready_column(&node, "r") == "1/2"), "{}", node.podbox_ok(&["pod", "ls"]));
-    let ps = node.podbox_ok(&["ps"]);
-    assert!(ps.lines().any(|l| l.contains("web") && l.contains("running, ready")), "{ps}");
-    assert!(ps.lines().any(|l| l.contains("worker") && l.contains("running, not ready") && l.contains("readiness probe failed")), "{ps}");
+    // Its first check may still be under way: wait for its verdict.
+    let failing = |ps: &str| ps.lines().any(|l| l.contains("worker") && l.contains("running, not ready (readiness probe failed: test -e /tmp/ready exited 1)"));
+    assert!(wait_until(10, || failing(&node.podbox_ok(&["ps"]))), "{}", node.podbox_ok(&["ps"]));
+    assert!(node.podbox_ok(&["ps"]).lines().any(|l| l.contains("web") && l.contains("running, ready")));
     node.podbox_ok(&["exec", "r", "worker", "--", "touch", "/tmp/ready"]);
     assert!(wait_until(10, || ready_column(&node, "r") == "2/2"), "{}", node.podbox_ok(&["pod", "ls"]));
     node.podbox_ok(&["exec", "r", "worker", "--", "rm", "/tmp/ready"]);
@@ -159,5 +160,28 @@ spec:
     assert!(stderr(&out).contains("postStart hook failed: false exited 1"), "{}", stderr(&out));
     assert!(wait_until(5, || container(&node, "f", "app")["state"] == "exited"));
     node.podbox_ok(&["pod", "rm", "-f", "f"]);
+    node.assert_clean();
+}
+
+#[test]
+fn a_probe_that_times_out_fails_and_leaves_nothing_running_in_the_container() {
+    require_root!();
+    let node = Node::new("p-timeout");
+    let out = apply(&node, r#"
+metadata: {name: t}
+spec:
+  containers:
+  - name: app
+    command: [sleep, "1000"]
+    readinessProbe: {exec: {command: [sleep, "30"]}, periodSeconds: 1, timeoutSeconds: 1}
+"#);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(wait_until(10, || node.podbox_ok(&["ps"]).contains("timed out after 1s")), "{}", node.podbox_ok(&["ps"]));
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    // Each timed-out check was killed with its command: at most the one in flight is left.
+    let ps = node.podbox_ok(&["exec", "t", "app", "--", "ps", "-o", "args"]);
+    assert!(ps.matches("sleep 30").count() <= 1, "{ps}");
+    assert_eq!(ready_column(&node, "t"), "0/1");
+    node.podbox_ok(&["pod", "rm", "-f", "t"]);
     node.assert_clean();
 }

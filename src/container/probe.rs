@@ -10,6 +10,7 @@
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
@@ -18,6 +19,13 @@ use oci_spec::runtime::Spec;
 use serde::{Deserialize, Serialize};
 
 use super::ProcRef;
+
+/// Set in the prober by SIGTERM (`stop`): end the check in flight, with its process group, and exit.
+static STOPPING: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_sigterm(_: libc::c_int) {
+    STOPPING.store(true, Ordering::SeqCst);
+}
 
 /// Where the prober reports: `ProbeState` as JSON.
 pub const PROBE_FILE: &str = "probe.json";
@@ -91,6 +99,13 @@ pub fn check(target: &Target, action: &Action, timeout: Duration) -> Result<(), 
     // SAFETY: the caller is single-threaded; the child runs the check and exits.
     match unsafe { fork() } {
         Ok(ForkResult::Child) => {
+            // A group of its own: a check that times out is killed with everything it started
+            // (an exec'd command inside the container included).
+            // SAFETY: setpgid and prctl on ourselves; the check dies with whoever waits for it.
+            unsafe {
+                libc::setpgid(0, 0);
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            }
             let code = match run_in_child(target, action, timeout) {
                 Ok(()) => 0,
                 Err(code) => code,
@@ -99,6 +114,8 @@ pub fn check(target: &Target, action: &Action, timeout: Duration) -> Result<(), 
             unsafe { libc::_exit(code) }
         }
         Ok(ForkResult::Parent { child }) => {
+            // Also from here, so that the group exists whichever of us runs first.
+            let _ = nix::unistd::setpgid(child, child);
             let deadline = Instant::now() + timeout;
             loop {
                 match waitpid(child, Some(WaitPidFlag::WNOHANG)) {
@@ -114,10 +131,12 @@ pub fn check(target: &Target, action: &Action, timeout: Duration) -> Result<(), 
                     Ok(_) | Err(nix::Error::EINTR) => {}
                     Err(e) => return Err(format!("waiting for the check: {e}")),
                 }
-                if Instant::now() >= deadline {
+                let stopping = STOPPING.load(Ordering::SeqCst);
+                if stopping || Instant::now() >= deadline {
+                    let _ = nix::sys::signal::killpg(child, nix::sys::signal::Signal::SIGKILL);
                     let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
                     let _ = waitpid(child, None);
-                    return Err(format!("timed out after {}s", timeout.as_secs_f32()));
+                    return Err(if stopping { "stopped".into() } else { format!("timed out after {}s", timeout.as_secs_f32()) });
                 }
                 std::thread::sleep(Duration::from_millis(10));
             }
@@ -194,6 +213,9 @@ pub fn spawn(probes: &Probes, pid: ProcRef, spec: &Spec, cgroup_procs: Vec<PathB
                 libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
                 libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0);
             }
+            let handler = nix::sys::signal::SigAction::new(nix::sys::signal::SigHandler::Handler(on_sigterm), nix::sys::signal::SaFlags::empty(), nix::sys::signal::SigSet::empty());
+            // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+            let _ = unsafe { nix::sys::signal::sigaction(nix::sys::signal::Signal::SIGTERM, &handler) };
             let target = Target { pid, spec, cgroup_procs: &cgroup_procs };
             run_prober(probes, &target, &state_file, initial);
             // SAFETY: leave the forked child without running the parent's destructors.
@@ -204,12 +226,20 @@ pub fn spawn(probes: &Probes, pid: ProcRef, spec: &Spec, cgroup_procs: Vec<PathB
     }
 }
 
-/// End the prober of a run that has ended.
+/// End the prober of a run that has ended: SIGTERM makes it end the check in flight (with
+/// everything that check started) and exit; SIGKILL if it has not within two seconds.
 pub fn stop(prober: Option<Pid>) {
-    if let Some(p) = prober {
-        let _ = nix::sys::signal::kill(p, nix::sys::signal::Signal::SIGKILL);
-        let _ = waitpid(p, None);
+    let Some(p) = prober else { return };
+    let _ = nix::sys::signal::kill(p, nix::sys::signal::Signal::SIGTERM);
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < deadline {
+        match waitpid(p, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) | Err(nix::Error::EINTR) => std::thread::sleep(Duration::from_millis(10)),
+            _ => return,
+        }
     }
+    let _ = nix::sys::signal::kill(p, nix::sys::signal::Signal::SIGKILL);
+    let _ = waitpid(p, None);
 }
 
 /// The schedule of one probe: when it is due next and its consecutive results.
@@ -256,7 +286,7 @@ fn run_prober(probes: &Probes, target: &Target, state_file: &Path, mut state: Pr
     let save = |s: &ProbeState| {
         let _ = crate::state::write_json(state_file, s);
     };
-    while target.pid.alive() {
+    while target.pid.alive() && !STOPPING.load(Ordering::SeqCst) {
         let now = Instant::now();
         let before = state.clone();
         let mut kill = None;

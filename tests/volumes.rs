@@ -462,3 +462,35 @@ spec:
     assert_no_pods(&node);
     node.assert_clean();
 }
+
+#[test]
+fn host_to_container_propagation_shows_later_node_mounts_and_none_does_not() {
+    require_root!();
+    let node = Node::new("v-propagation");
+    let shared = node.dir.join("shared");
+    // A shared mount on the node, as /mnt or /media usually are (the node namespace itself is
+    // private): what is mounted below it later propagates to its peers and slaves.
+    node.sh_ok(&format!("mkdir -p {0} && mount --bind {0} {0} && mount --make-shared {0}", shared.display()));
+    let m = write_manifest(&node, "p.yaml", &format!(r#"
+metadata: {{name: p}}
+spec:
+  volumes: [{{name: h, hostPath: {{path: {}, type: Directory}}}}]
+  containers:
+  - name: follows
+    command: [sleep, "1000"]
+    volumeMounts: [{{name: h, mountPath: /h, mountPropagation: HostToContainer}}]
+  - name: fixed
+    command: [sleep, "1000"]
+    volumeMounts: [{{name: h, mountPath: /h}}]
+"#, shared.display()));
+    let out = apply(&node, &m, &["--network", "none"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(wait_until(5, || node.podbox(&["exec", "p", "fixed", "--", "true"]).status.success()));
+    node.sh_ok(&format!("mkdir -p {0}/later && mount -t tmpfs later {0}/later && echo mounted-later > {0}/later/f", shared.display()));
+    assert_eq!(node.podbox_ok(&["exec", "p", "follows", "--", "cat", "/h/later/f"]), "mounted-later\n");
+    let out = node.podbox(&["exec", "p", "fixed", "--", "cat", "/h/later/f"]);
+    assert!(!out.status.success(), "a mount made on the node after the start reached a mountPropagation: None volume");
+    node.podbox_ok(&["pod", "rm", "-f", "p"]);
+    node.sh_ok(&format!("umount {0}/later; umount {0}", shared.display()));
+    node.assert_clean();
+}

@@ -11,7 +11,7 @@ use nix::unistd::{ForkResult, Pid, fork, setsid};
 use oci_spec::runtime::Spec;
 
 use super::init::{self, CODE_RUNTIME, InitArgs};
-use super::{probe, CURRENT_FILE, ContainerError, CurrentRun, EXIT_FILE, ExitRecord, ProcRef, RestartPolicy, STOP_FILE, Result, Rootfs, Stdio, cgroups, namespaces, process, seccomp, sync, sys, tee};
+use super::{CURRENT_FILE, ContainerError, CurrentRun, EXIT_FILE, ExitRecord, ProcRef, RestartPolicy, STOP_FILE, Result, Rootfs, Stdio, cgroups, namespaces, probe, process, seccomp, sync, sys, tee};
 
 /// Called in the monitor once the init has ended, before `exit.json` is written.
 pub type ExitHook = fn(state_dir: &Path, record: &mut ExitRecord);

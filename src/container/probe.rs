@@ -166,10 +166,16 @@ fn run_in_child(target: &Target, action: &Action, timeout: Duration) -> Result<(
             let host = host.as_deref().unwrap_or("localhost");
             let req = format!("GET {path} HTTP/1.0\r\nHost: {host}:{port}\r\nUser-Agent: podbox-probe\r\nAccept: */*\r\n\r\n");
             s.write_all(req.as_bytes()).map_err(|_| 1)?;
-            let mut head = [0u8; 64];
-            let n = s.read(&mut head).map_err(|_| 1)?;
-            // "HTTP/1.x NNN ..."
-            let line = String::from_utf8_lossy(&head[..n]);
+            // The status line, "HTTP/1.x NNN ...", however the server splits its writes.
+            let mut head = Vec::new();
+            let mut buf = [0u8; 64];
+            while !head.contains(&b'\n') && head.len() < 256 {
+                match s.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => head.extend_from_slice(&buf[..n]),
+                }
+            }
+            let line = String::from_utf8_lossy(&head);
             let status: u16 = line.split_whitespace().nth(1).and_then(|c| c.parse().ok()).ok_or(2)?;
             if (200..400).contains(&status) { Ok(()) } else { Err(2) }
         }

@@ -529,6 +529,27 @@ mod tests {
     }
 
     #[test]
+    fn spec_mounts_are_binds_with_the_right_options() {
+        let vols = [
+            ed("e"),
+            Volume { name: "h".into(), source: VolumeSource::HostPath { path: "/srv".into(), kind: HostPathType::Unset } },
+            Volume { name: "s".into(), source: VolumeSource::Files { secret: true, object: "x".into(), items: vec![], default_mode: None, optional: false, files: vec![] } },
+        ];
+        let m = |name: &str, path: &str, ro: bool, sub: Option<&str>, h2c: bool| VolumeMount { name: name.into(), mount_path: path.into(), read_only: ro, sub_path: sub.map(String::from), host_to_container: h2c };
+        let got = spec_mounts(Path::new("/r/pods/p"), &vols, Path::new("/r/pods/p/containers/c"), &[m("e", "/e", false, None, false), m("h", "/h", true, None, true), m("s", "/s", false, None, false), m("e", "/sub", false, Some("a/b"), false)]).unwrap();
+        let o = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(got[0], ("/e".to_string(), PathBuf::from("/r/pods/p/volumes/e"), o(&["rbind", "nosuid", "nodev", "rprivate"])));
+        assert_eq!(got[1], ("/h".to_string(), PathBuf::from("/srv"), o(&["rbind", "ro", "rslave"])));
+        // A secret is read-only even without readOnly.
+        assert_eq!(got[2], ("/s".to_string(), PathBuf::from("/r/pods/p/volumes/s"), o(&["rbind", "nosuid", "nodev", "ro", "rprivate"])));
+        // A subPath mounts its staging point, never a path inside the volume.
+        assert_eq!(got[3].1, PathBuf::from("/r/pods/p/containers/c/subpaths/3"));
+        // The records never carry a configMap's or secret's contents.
+        let with_data = Volume { name: "s".into(), source: VolumeSource::Files { secret: true, object: "x".into(), items: vec![], default_mode: None, optional: false, files: vec![ProjectedFile { path: "pw".into(), data: b"hunter2".to_vec(), mode: 0o400 }] } };
+        assert!(!serde_json::to_string(&with_data).unwrap().contains("hunter2"));
+    }
+
+    #[test]
     fn flags_parse() {
         assert_eq!(parse_volume_flag("data").unwrap(), ed("data"));
         assert_eq!(parse_volume_flag("c:tmpfs:1Mi").unwrap().source, VolumeSource::EmptyDir { memory: true, size_limit: Some(1 << 20) });

@@ -6,7 +6,7 @@ use clap::Args;
 
 use crate::pod::containers::{self, RunOutcome};
 use crate::pod::model::{ContainerSpec, ContainerState, Resources, Security};
-use crate::pod::quantity;
+use crate::pod::{quantity, volumes};
 use crate::container::RestartPolicy;
 use crate::pod::{Ctx, PodError};
 
@@ -69,6 +69,13 @@ pub struct RunArgs {
     /// Maximum number of processes and threads (-1: unlimited).
     #[arg(long = "pids-limit")]
     pub pids_limit: Option<i64>,
+    /// Mount a volume of the pod: VOLUME:/PATH[:ro] (see `pod create --volume`; repeatable).
+    #[arg(short = 'v', long = "volume", value_name = "VOLUME:/PATH[:ro]")]
+    pub volume: Vec<String>,
+    /// Mount a volume of the pod, podman's long form:
+    /// type=volume,src=VOLUME,dst=/PATH[,ro][,subpath=SUB][,propagation=rslave] (repeatable).
+    #[arg(long = "mount", value_name = "type=volume,src=VOLUME,dst=/PATH,...")]
+    pub mount: Vec<String>,
     #[command(flatten)]
     pub storage: StorageArgs,
     /// The command (with an image: replaces its Cmd).
@@ -137,8 +144,10 @@ pub struct LogsArgs {
 pub struct StopArgs {
     pub pod: String,
     pub container: String,
-    #[arg(short = 't', long = "time", default_value_t = 10)]
-    pub time: u64,
+    /// Seconds between SIGTERM (after the preStop hook) and SIGKILL; default: the pod's
+    /// terminationGracePeriodSeconds, else 10.
+    #[arg(short = 't', long = "time")]
+    pub time: Option<u64>,
 }
 
 #[derive(Args, Debug)]
@@ -225,6 +234,11 @@ pub fn run(ctx: &Ctx, a: &RunArgs) -> anyhow::Result<i32> {
             "always" => RestartPolicy::Always,
             _ => RestartPolicy::Never,
         },
+        init: false,
+        probes: Default::default(),
+        post_start: None,
+        pre_stop: None,
+        mounts: a.volume.iter().map(|v| volumes::parse_v_flag(v)).chain(a.mount.iter().map(|m| volumes::parse_mount_flag(m))).collect::<Result<_, _>>()?,
         ..Default::default()
     };
     a.storage.apply(&mut c)?;
@@ -275,7 +289,20 @@ pub fn ps(ctx: &Ctx, a: &PsArgs) -> anyhow::Result<i32> {
                 (ContainerState::Exited, None) => "exited (unknown: monitor gone)".into(),
                 (ContainerState::Restarting, _) => {
                     let last = c.last_exit.as_ref().map(|e| format!("; last exit {}{}", e.code, if e.oom_killed { " OOMKilled" } else { "" })).unwrap_or_default();
-                    format!("restarting (back-off{last})")
+                    let why = c.last_exit.as_ref().and_then(|e| e.diagnosis.as_ref()).map(|d| format!(": {d}")).unwrap_or_default();
+                    format!("restarting (back-off{last}){why}")
+                }
+                // With probes: whether it counts as ready (and what last failed).
+                (ContainerState::Running, _) if c.probe.is_some() => {
+                    let p = c.probe.as_ref().unwrap();
+                    let mut s = if !p.started { "running, starting".to_string() } else if c.ready { "running, ready".to_string() } else { "running, not ready".to_string() };
+                    if let (false, Some(f)) = (c.ready, &p.last_failure) {
+                        s.push_str(&format!(" ({f})"));
+                    }
+                    if let Some(e) = c.last_exit.as_ref().and_then(|e| e.diagnosis.as_ref()) {
+                        s.push_str(&format!("; last run: {e}"));
+                    }
+                    s
                 }
                 (s, _) => format!("{s:?}").to_lowercase(),
             };
@@ -284,9 +311,10 @@ pub fn ps(ctx: &Ctx, a: &PsArgs) -> anyhow::Result<i32> {
                 Some(err) => format!("{status}: {err}"),
                 None => status,
             };
+            let init = c.record.spec.as_ref().is_some_and(|s| s.init);
             vec![
                 pod.clone(),
-                c.record.name.clone(),
+                if init { format!("{} (init)", c.record.name) } else { c.record.name.clone() },
                 c.record.pid.map(|p| p.pid.to_string()).unwrap_or_else(|| "-".into()),
                 c.record.started_at.clone().unwrap_or_else(|| "-".into()),
                 c.record.args.join(" "),
@@ -315,7 +343,8 @@ pub fn logs(ctx: &Ctx, a: &LogsArgs) -> anyhow::Result<i32> {
 }
 
 pub fn stop(ctx: &Ctx, a: &StopArgs) -> anyhow::Result<i32> {
-    containers::stop(ctx, &a.pod, &a.container, Duration::from_secs(a.time))?;
+    let grace = a.time.or_else(|| ctx.find_pod(&a.pod).ok().and_then(|p| p.grace_seconds)).unwrap_or(10);
+    containers::stop(ctx, &a.pod, &a.container, Duration::from_secs(grace))?;
     Ok(0)
 }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 
 use crate::pod::model::{ContainerState, PodSpec, parse_port};
-use crate::pod::{Ctx, containers, lifecycle, manifest};
+use crate::pod::{Ctx, containers, init_containers, lifecycle, manifest, volumes};
 
 #[derive(Subcommand, Debug)]
 pub enum PodCmd {
@@ -25,6 +25,9 @@ pub enum PodCmd {
         verbose: bool,
         #[command(flatten)]
         storage: super::container::StorageArgs,
+        /// Where `seccompProfile: {type: Localhost, localhostProfile: PATH}` profiles are.
+        #[arg(long, default_value = manifest::SECCOMP_ROOT)]
+        seccomp_root: PathBuf,
     },
     /// Print a pod as a Kubernetes Pod manifest (YAML) that `pod apply` takes back.
     Generate { pod: String },
@@ -38,8 +41,10 @@ pub enum PodCmd {
     /// Stop a pod's containers and its pause; release its network.
     Stop {
         pod: String,
-        #[arg(short = 't', long = "time", default_value_t = 10)]
-        time: u64,
+        /// Seconds between SIGTERM (after preStop hooks) and SIGKILL; default: the pod's
+        /// terminationGracePeriodSeconds, else 10.
+        #[arg(short = 't', long = "time")]
+        time: Option<u64>,
     },
     /// Remove pods.
     Rm {
@@ -67,6 +72,12 @@ pub struct CreateArgs {
     /// `bridge`: a veth on the node bridge with an address; `none`: only loopback.
     #[arg(long, default_value = "bridge", value_parser = ["bridge", "none"])]
     pub network: String,
+    /// A volume the pod's containers can mount (`run -v NAME:/PATH`), repeatable:
+    /// NAME or NAME:emptyDir (a directory living as long as the pod), NAME:tmpfs[:SIZE] (emptyDir
+    /// in memory, SIZE like 64Mi), NAME:hostPath=PATH[:TYPE] (a node path; TYPE Directory,
+    /// DirectoryOrCreate, File, FileOrCreate, Socket, CharDevice, BlockDevice).
+    #[arg(long = "volume", value_name = "NAME[:KIND]")]
+    pub volume: Vec<String>,
 }
 
 pub fn run(ctx: &Ctx, cmd: &PodCmd) -> anyhow::Result<i32> {
@@ -78,20 +89,22 @@ pub fn run(ctx: &Ctx, cmd: &PodCmd) -> anyhow::Result<i32> {
                 share_pid: a.share_pid,
                 network: a.network == "bridge",
                 ports: a.publish.iter().map(|p| parse_port(p)).collect::<Result<_, _>>()?,
+                volumes: a.volume.iter().map(|v| volumes::parse_volume_flag(v)).collect::<Result<_, _>>()?,
                 ..Default::default()
             };
             let rec = lifecycle::create(ctx, &spec)?;
             println!("{}", rec.id);
             Ok(0)
         }
-        PodCmd::Apply { file, network, verbose, storage } => {
+        PodCmd::Apply { file, network, verbose, storage, seccomp_root } => {
             let text = manifest::read(file)?;
             let mut pods = manifest::parse_all(&text)?;
+            manifest::load_seccomp_profiles(&mut pods, seccomp_root)?;
             // Everything is checked before anything is created.
             let mut warnings = Vec::new();
             for spec in &mut pods {
                 spec.network = network == "bridge";
-                for c in &mut spec.containers {
+                for c in spec.init_containers.iter_mut().chain(spec.containers.iter_mut()) {
                     storage.apply(c)?;
                 }
                 warnings.extend(spec.validate()?.into_iter().map(|w| format!("pod {}: {w}", spec.name)));
@@ -126,7 +139,15 @@ pub fn run(ctx: &Ctx, cmd: &PodCmd) -> anyhow::Result<i32> {
                 }
             }
             let mut failed = Vec::new();
+            let mut code = 0;
             for (spec, rec) in pods.iter().zip(&created) {
+                // Init containers in the foreground, in order; the app containers only after.
+                if let Err(e) = init_containers::run_all(ctx, &rec.id, &spec.init_containers, &mut |m| eprintln!("pod {}: {m}", spec.name)) {
+                    eprintln!("podbox: {e}");
+                    println!("{}", rec.id);
+                    code = 1;
+                    continue;
+                }
                 for c in &spec.containers {
                     if let Err(e) = containers::run(ctx, &rec.id, c, true) {
                         // A container that cannot start is reported; the pod stays, as in Kubernetes.
@@ -140,7 +161,7 @@ pub fn run(ctx: &Ctx, cmd: &PodCmd) -> anyhow::Result<i32> {
                 eprintln!("podbox: the pods were created, but {} container(s) failed to start ({}); see `podbox ps`", failed.len(), failed.join(", "));
                 return Ok(1);
             }
-            Ok(0)
+            Ok(code)
         }
         PodCmd::Generate { pod } => {
             let p = ctx.find_pod(pod)?;
@@ -173,11 +194,13 @@ pub fn run(ctx: &Ctx, cmd: &PodCmd) -> anyhow::Result<i32> {
                     phase,
                     p.attachment.as_ref().map(|a| a.ip.to_string()).unwrap_or_else(|| "-".into()),
                     format!("{running}/{}", cs.len()),
+                    // As kubectl counts it: ready app containers of all app containers.
+                    format!("{}/{}", cs.iter().filter(|c| c.ready).count(), cs.iter().filter(|c| !c.record.spec.as_ref().is_some_and(|s| s.init)).count()),
                     p.pause.map(|x| x.pid.to_string()).unwrap_or_else(|| "-".into()),
                     p.created_at.clone(),
                 ]);
             }
-            super::table(&["NAME", "ID", "STATE", "IP", "RUNNING", "PAUSE", "CREATED"], &rows);
+            super::table(&["NAME", "ID", "STATE", "IP", "RUNNING", "READY", "PAUSE", "CREATED"], &rows);
             Ok(0)
         }
         PodCmd::Inspect { pod } => {
@@ -190,7 +213,8 @@ pub fn run(ctx: &Ctx, cmd: &PodCmd) -> anyhow::Result<i32> {
             Ok(0)
         }
         PodCmd::Stop { pod, time } => {
-            lifecycle::stop(ctx, pod, Duration::from_secs(*time))?;
+            let grace = time.or_else(|| ctx.find_pod(pod).ok().and_then(|p| p.grace_seconds)).unwrap_or(10);
+            lifecycle::stop(ctx, pod, Duration::from_secs(grace))?;
             Ok(0)
         }
         PodCmd::Rm { force, all, pods } => {

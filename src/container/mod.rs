@@ -20,6 +20,7 @@ pub mod init;
 pub mod monitor;
 pub mod mounts;
 pub mod namespaces;
+pub mod probe;
 pub mod process;
 pub mod rootfs;
 pub mod seccomp;

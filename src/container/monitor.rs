@@ -11,7 +11,7 @@ use nix::unistd::{ForkResult, Pid, fork, setsid};
 use oci_spec::runtime::Spec;
 
 use super::init::{self, CODE_RUNTIME, InitArgs};
-use super::{CURRENT_FILE, ContainerError, CurrentRun, EXIT_FILE, ExitRecord, ProcRef, RestartPolicy, STOP_FILE, Result, Rootfs, Stdio, cgroups, namespaces, process, seccomp, sync, sys, tee};
+use super::{CURRENT_FILE, ContainerError, CurrentRun, EXIT_FILE, ExitRecord, ProcRef, RestartPolicy, STOP_FILE, Result, Rootfs, Stdio, cgroups, namespaces, probe, process, seccomp, sync, sys, tee};
 
 /// Called in the monitor once the init has ended, before `exit.json` is written.
 pub type ExitHook = fn(state_dir: &Path, record: &mut ExitRecord);
@@ -34,6 +34,8 @@ pub struct StartOptions<'a> {
     /// right after (a monitor whose caller dies before this returns exits without starting the
     /// container). An error stops the start.
     pub record_monitor: Option<&'a dyn Fn(ProcRef) -> std::result::Result<(), String>>,
+    /// Health checks, run by a prober beside each run (see `probe`).
+    pub probes: probe::Probes,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -138,6 +140,16 @@ fn monitor_main(opts: &StartOptions, plan: &namespaces::Plan, filters: &[seccomp
     let _ = crate::state::write_json(&opts.state_dir.join(CURRENT_FILE), &first);
     let mut restarts = 0u32;
     let mut backoff = RESTART_BACKOFF_MIN;
+    let procs = cgroup.map(|c| c.procs_files()).unwrap_or_default();
+    let prober_of = |pid: Pid| {
+        // The prober must not be forked into the container's PID namespace: that namespace's
+        // init would wait, as it exits, for the prober to be reaped while we wait for the init.
+        if let (false, Some(own)) = (opts.probes.is_empty(), own_pid_ns.as_ref()) {
+            let _ = namespaces::reset_pid(own);
+        }
+        ProcRef::of(pid.as_raw()).and_then(|p| probe::spawn(&opts.probes, p, opts.spec, procs.clone(), &opts.state_dir))
+    };
+    let mut prober = prober_of(attempt.pid);
     loop {
         let started = std::time::Instant::now();
         let oom_before = cgroup.map(|c| c.oom_kills()).unwrap_or(0);
@@ -145,12 +157,13 @@ fn monitor_main(opts: &StartOptions, plan: &namespaces::Plan, filters: &[seccomp
             (Some(p), Stdio::Tee(log, limits)) => p.copy_until_exit(log, *limits, attempt.pid),
             _ => wait_for(attempt.pid),
         };
+        probe::stop(prober.take());
         let (code, signal) = process::shell_code(status);
         // The container's cgroup is its own, so an OOM kill counted there during this run
         // happened to it.
         let oom_killed = cgroup.map(|c| c.oom_kills() > oom_before).unwrap_or(false);
         let error = attempt.errors.take().and_then(|r| sync::read(r).error).map(|(_, m)| m);
-        let mut record = ExitRecord { code, signal, finished_at: crate::state::now_rfc3339(), oom_killed, error, diagnosis: None };
+        let mut record = ExitRecord { code, signal, finished_at: crate::state::now_rfc3339(), oom_killed, error, diagnosis: probe::killed_reason(&opts.state_dir) };
         if let Some(hook) = opts.on_exit {
             hook(&opts.state_dir, &mut record);
         }
@@ -192,6 +205,7 @@ fn monitor_main(opts: &StartOptions, plan: &namespaces::Plan, filters: &[seccomp
                 unsafe { libc::_exit(CODE_RUNTIME) }
             }
         };
+        prober = prober_of(attempt.pid);
         current.pid = ProcRef::of(attempt.pid.as_raw());
         current.restarts = restarts;
         current.started_at = Some(crate::state::now_rfc3339());

@@ -7,12 +7,15 @@ use std::time::Duration;
 use oci_spec::runtime::{Process, Spec};
 
 use super::model::{ContainerRecord, ContainerSpec, ContainerState, PodPhase, PodRecord, validate_name};
-use super::{Ctx, PodError, Result, diagnose, spec};
+use super::{Ctx, PodError, Result, diagnose, hooks, spec, volumes};
 use crate::container::cgroups::Cgroup;
 use crate::container::{self, ContainerError, ProcRef, STOP_FILE, Rootfs, Stdio, monitor::StartOptions};
 use crate::state;
 
 pub const LOG_FILE: &str = "container.log";
+
+/// How long a postStart hook may take.
+const POST_START_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How `run` ended for the caller.
 pub enum RunOutcome {
@@ -42,12 +45,18 @@ pub fn run(ctx: &Ctx, key: &str, c: &ContainerSpec, detach: bool) -> Result<RunO
         return Err(PodError::Busy(format!("container {} already exists in pod {} ({state}): remove it first with `podbox rm {} {}`", c.name, pod.name, pod.name, c.name)));
     }
     let pod_dir = ctx.root.pod_dir(&pod.id);
+    volumes::check(&pod.volumes, &[("containers", "0", &c.mounts)]).map_err(|(f, m)| PodError::Invalid(format!("container {}: {}: {m}", c.name, f.trim_start_matches("spec.containers[0]."))))?;
     let spec = spec::container_spec(&pod, &pod_dir, c, &dir.join("merged"))?;
     // A directory without a record is what a `run` or `rm` killed part-way leaves: clear it.
     if dir.exists() {
         discard(ctx, &pod, &c.name)?;
     }
     fs::create_dir_all(&dir).map_err(|e| PodError::Kernel(format!("creating {}: {e}", dir.display())))?;
+    if let Err(e) = volumes::stage_subpaths(&pod_dir, &pod.volumes, &dir, &c.mounts) {
+        volumes::unstage_subpaths(&dir);
+        let _ = fs::remove_dir_all(&dir);
+        return Err(e);
+    }
     let mut rec = ContainerRecord {
         name: c.name.clone(),
         pod_id: pod.id.clone(),
@@ -92,6 +101,7 @@ pub fn run(ctx: &Ctx, key: &str, c: &ContainerSpec, detach: bool) -> Result<RunO
         cgroup_procs: vec![],
         restart: c.restart,
         record_monitor: Some(&with_monitor),
+        probes: c.probes.clone(),
     };
     rec.started_at = Some(state::now_rfc3339());
     let started = match container::start(opts) {
@@ -105,6 +115,16 @@ pub fn run(ctx: &Ctx, key: &str, c: &ContainerSpec, detach: bool) -> Result<RunO
     rec.pid = Some(started.pid);
     rec.monitor = Some(started.monitor);
     state::write_json(&dir.join("container.json"), &rec)?;
+    if let Some(hook) = &c.post_start {
+        // As in Kubernetes: a container whose postStart hook fails is stopped.
+        if let Err(e) = hooks::run(ctx, &pod, &c.name, started.pid, hook, POST_START_TIMEOUT) {
+            let msg = format!("postStart hook failed: {e}");
+            stop_one(ctx, &pod, &c.name, Duration::ZERO)?;
+            rec.start_error = Some(msg.clone());
+            state::write_json(&dir.join("container.json"), &rec)?;
+            return Err(PodError::Invalid(format!("container {}: {msg}", c.name)));
+        }
+    }
     drop(lock);
     if detach {
         return Ok(RunOutcome::Detached(started.pid));
@@ -238,6 +258,13 @@ pub fn stop_one(ctx: &Ctx, pod: &PodRecord, name: &str, grace: Duration) -> Resu
     for _ in 0..3 {
         let st = ctx.container_status(pod, name)?.ok_or_else(unknown)?;
         if let (ContainerState::Running, Some(pid)) = (st.state, st.record.pid) {
+            // The preStop hook first, within the grace period; SIGTERM then gets what is left.
+            let mut grace = grace;
+            if let (Some(hook), false) = (st.record.spec.as_ref().and_then(|s| s.pre_stop.as_ref()), grace.is_zero()) {
+                let t = std::time::Instant::now();
+                let _ = hooks::run(ctx, pod, name, pid, hook, grace);
+                grace = grace.saturating_sub(t.elapsed());
+            }
             pid.signal(st.record.stop_signal.unwrap_or(libc::SIGTERM));
             if !pid.wait_gone(grace) {
                 pid.signal(libc::SIGKILL);
@@ -305,6 +332,8 @@ fn discard(ctx: &Ctx, pod: &PodRecord, name: &str) -> Result<()> {
     kill_cgroup(&cg, name)?;
     cg.remove()?;
     let dir = ctx.root.container_dir(&pod.id, name);
+    // Staged subPath mounts first: deleting through one would reach into the volume's source.
+    volumes::unstage_subpaths(&dir);
     let trash = ctx.root.pod_dir(&pod.id).join(TRASH);
     let err = |p: &std::path::Path, e: std::io::Error| PodError::Kernel(format!("removing {}: {e}", p.display()));
     fs::create_dir_all(&trash).map_err(|e| err(&trash, e))?;

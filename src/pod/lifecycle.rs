@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::model::{PodPhase, PodRecord, PodSpec};
-use super::{Ctx, PodError, Result, containers, new_id, sandbox, spec};
+use super::{Ctx, PodError, Result, containers, new_id, sandbox, spec, volumes};
 use crate::container::cgroups::Cgroup;
 use crate::network;
 use crate::state;
@@ -16,6 +16,8 @@ use crate::state;
 pub fn create(ctx: &Ctx, spec: &PodSpec) -> Result<PodRecord> {
     spec.validate()?;
     ctx.check_rootfs()?;
+    // Checks that look at the node come before anything is made.
+    volumes::check_node(&spec.volumes)?;
     let _lock = ctx.root.lock()?;
     if name_taken(ctx, &spec.name)? {
         return Err(PodError::NameTaken { kind: "pod".into(), name: spec.name.clone(), pod: String::new() });
@@ -42,6 +44,9 @@ pub fn create(ctx: &Ctx, spec: &PodSpec) -> Result<PodRecord> {
         declared_ports: spec.containers.iter().filter(|c| !c.ports.is_empty()).map(|c| (c.name.clone(), c.ports.clone())).collect(),
         labels: spec.labels.clone(),
         ignored_fields: spec.ignored.clone(),
+        volumes: spec.volumes.clone(),
+        fs_group: spec.fs_group,
+        grace_seconds: spec.grace_seconds,
     };
     // The record comes first: from here on, a crash leaves something `gc` can find.
     state::write_json(&ctx.pod_record_path(&id), &rec)?;
@@ -87,6 +92,7 @@ fn build(ctx: &Ctx, rec: &mut PodRecord) -> Result<()> {
     rec.namespaces = pins.clone();
     sandbox::mount_shm(&dir.join("shm"))?;
     write_etc(&dir.join("etc"), rec)?;
+    volumes::setup(&dir, &rec.volumes, rec.fs_group)?;
     // The pod's cgroup comes into being with the pause's child of it; containers add theirs.
     let pause_cg = Cgroup::resolve(&spec::pause_cgroup(&rec.id))?;
     pause_cg.create(None)?;
@@ -188,6 +194,8 @@ pub fn destroy(ctx: &Ctx, id: &str, rec: Option<&PodRecord>) -> Vec<String> {
     for m in sandbox::POD_MOUNTS {
         sandbox::unmount(&dir.join(m));
     }
+    // Before anything is removed: the removal must never reach through a subPath's bind mount.
+    volumes::unmount_all(&dir);
     let hints = network::TeardownHints {
         veth_goes_with_netns: netns_idle && sandbox::pinned_netns_inode(&net_pin).is_none(),
         // A recorded pod without host ports has no NAT elements: no need to run nft.

@@ -4,6 +4,8 @@
 
 pub mod containers;
 pub mod diagnose;
+pub mod hooks;
+pub mod init_containers;
 pub mod image;
 pub mod lifecycle;
 pub mod manifest;
@@ -13,6 +15,7 @@ pub mod quantity;
 pub mod sandbox;
 pub mod security;
 pub mod spec;
+pub mod volumes;
 
 use std::path::{Path, PathBuf};
 
@@ -37,6 +40,8 @@ pub enum PodError {
     Manifest { doc: String, field: String, msg: String },
     #[error("{0}")]
     Invalid(String),
+    #[error("pod {pod}: init container {container} failed ({}) and restartPolicy is Never: the app containers are not started (see `podbox logs {pod} {container}`)", match code { Some(c) => format!("exit {c}"), None => "no exit status".into() })]
+    InitFailed { pod: String, container: String, code: Option<i32> },
     #[error("root file system {0} not found or incomplete: build it with scripts/build-rootfs.sh (or set --rootfs / PODBOX_ROOTFS)")]
     RootfsMissing(PathBuf),
     #[error("container {0}: no image and no root file system: give --image REF (a manifest's image:) or --rootfs DIR (PODBOX_ROOTFS)")]
@@ -211,7 +216,10 @@ impl Ctx {
             (None, Some(_)) => ContainerState::Exited,
             (None, None) => ContainerState::Created,
         };
-        Ok(Some(ContainerStatus { record, state, exit, restarts, last_exit }))
+        let probe: Option<crate::container::probe::ProbeState> = if state == ContainerState::Running { state::read_json_opt(&dir.join(crate::container::probe::PROBE_FILE))? } else { None };
+        let is_init = record.spec.as_ref().is_some_and(|s| s.init);
+        let ready = state == ContainerState::Running && !is_init && probe.as_ref().is_none_or(|p| p.started && p.ready);
+        Ok(Some(ContainerStatus { record, state, exit, restarts, last_exit, ready, probe }))
     }
 }
 

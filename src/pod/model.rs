@@ -10,6 +10,7 @@ use crate::container::{ExitRecord, ProcRef};
 use crate::network::{Attachment, PortMapping, Protocol};
 
 use super::PodError;
+use super::volumes::{Volume, VolumeMount};
 
 /// Kubernetes' DNS label rule (RFC 1123): 1–63 of [a-z0-9-], starting and ending alphanumeric.
 pub fn validate_name(kind: &str, name: &str) -> Result<(), PodError> {
@@ -35,6 +36,14 @@ pub struct PodSpec {
     pub network: bool,
     pub ports: Vec<PortMapping>,
     pub containers: Vec<ContainerSpec>,
+    /// Run one after another, each to completion, before `containers` start (`pod apply`).
+    pub init_containers: Vec<ContainerSpec>,
+    /// Volumes its containers may mount (`pod create --volume`, a manifest's `spec.volumes`).
+    pub volumes: Vec<Volume>,
+    /// The group that owns the pod's volumes (a manifest's `securityContext.fsGroup`).
+    pub fs_group: Option<u32>,
+    /// terminationGracePeriodSeconds: the default grace of `pod stop` and `stop`.
+    pub grace_seconds: Option<u64>,
     /// A manifest's metadata.labels: recorded, written back by `pod generate`.
     pub labels: BTreeMap<String, String>,
     /// Fields of a manifest that were accepted and ignored ("PATH: REASON").
@@ -76,6 +85,21 @@ pub struct ContainerSpec {
     /// The size of the tmpfs holding its writable layer; None: the layer lives in the state
     /// root, uncapped.
     pub writable_size: Option<u64>,
+    /// Volumes of the pod it mounts (`volumeMounts`, `run -v/--mount`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mounts: Vec<VolumeMount>,
+    /// Liveness, readiness and startup probes, run beside the container by its monitor's prober.
+    #[serde(default, skip_serializing_if = "crate::container::probe::Probes::is_empty")]
+    pub probes: crate::container::probe::Probes,
+    /// Lifecycle hooks: run right after the start (a failure stops the container), and before
+    /// SIGTERM when the container is stopped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub post_start: Option<crate::container::probe::Action>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pre_stop: Option<crate::container::probe::Action>,
+    /// An init container: runs to completion before the pod's other containers start.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub init: bool,
 }
 
 /// When to pull a container's image (Kubernetes' imagePullPolicy).
@@ -109,6 +133,19 @@ pub struct Security {
     pub seccomp_unconfined: bool,
     /// A read-only root file system.
     pub read_only: bool,
+    /// A manifest's `allowPrivilegeEscalation: true`: no no_new_privs (set-uid binaries work).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_privilege_escalation: bool,
+    /// A manifest's `seccompProfile: {type: Localhost}`: the profile's path below the seccomp
+    /// profile root; `seccomp_profile` is the profile read from there (by `pod apply`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seccomp_localhost: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seccomp_profile: Option<oci_spec::runtime::LinuxSeccomp>,
+    /// Namespaced sysctls (a manifest's pod `securityContext.sysctls`), set in the pod's
+    /// namespaces by each container's init.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sysctls: Vec<(String, String)>,
 }
 
 /// Limits enforced through the container's cgroup.
@@ -158,6 +195,12 @@ pub fn validate_env_name(k: &str) -> Result<(), String> {
 }
 
 impl PodSpec {
+    /// The volume mounts of every container, as (list, index, mounts) for `volumes::check`.
+    pub fn mount_lists(&self) -> Vec<(&'static str, String, &[VolumeMount])> {
+        let init = self.init_containers.iter().enumerate().map(|(i, c)| ("initContainers", i.to_string(), c.mounts.as_slice()));
+        init.chain(self.containers.iter().enumerate().map(|(i, c)| ("containers", i.to_string(), c.mounts.as_slice()))).collect()
+    }
+
     pub fn validate(&self) -> Result<Vec<String>, PodError> {
         validate_name("pod", &self.name)?;
         if let Some(h) = &self.hostname {
@@ -166,7 +209,7 @@ impl PodSpec {
         let mut warnings = Vec::new();
         let mut names = std::collections::HashSet::new();
         let mut declared: BTreeMap<(u16, Protocol), String> = BTreeMap::new();
-        for c in &self.containers {
+        for c in self.init_containers.iter().chain(&self.containers) {
             validate_name("container", &c.name)?;
             c.validate()?;
             if !names.insert(&c.name) {
@@ -191,6 +234,9 @@ impl PodSpec {
                 return Err(PodError::Invalid(format!("host port {}/{} is mapped twice", p.host_port, proto_name(p.protocol))));
             }
         }
+        let mounts = self.mount_lists();
+        let mounts: Vec<(&str, &str, &[VolumeMount])> = mounts.iter().map(|(l, i, m)| (*l, i.as_str(), *m)).collect();
+        super::volumes::check(&self.volumes, &mounts).map_err(|(field, msg)| PodError::Invalid(format!("{field}: {msg}")))?;
         if !self.network && !self.ports.is_empty() {
             return Err(PodError::Invalid("port mappings need the pod network (drop --network none)".into()));
         }
@@ -258,6 +304,15 @@ pub struct PodRecord {
     /// Fields of the manifest that were accepted and ignored ("PATH: REASON"), for `pod inspect`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ignored_fields: Vec<String>,
+    /// The pod's volumes (configMap and secret contents are not recorded).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<Volume>,
+    /// `securityContext.fsGroup`: the group owning the pod's volumes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fs_group: Option<u32>,
+    /// terminationGracePeriodSeconds: the default grace of `pod stop` and `stop`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grace_seconds: Option<u64>,
 }
 
 /// A container as recorded under `<root>/pods/<id>/containers/<name>/container.json`.
@@ -324,6 +379,13 @@ pub struct ContainerStatus {
     /// How the previous run ended, for a container that was restarted.
     #[serde(default)]
     pub last_exit: Option<ExitRecord>,
+    /// Running, started (startup probe) and ready (readiness probe), as Kubernetes counts a
+    /// container ready; always false for init containers.
+    #[serde(default)]
+    pub ready: bool,
+    /// What its prober found, for a container with probes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe: Option<crate::container::probe::ProbeState>,
 }
 
 #[cfg(test)]

@@ -121,7 +121,8 @@ pub fn container_spec(pod: &PodRecord, pod_dir: &Path, c: &ContainerSpec, rootfs
         .user(UserBuilder::default().uid(uid).gid(gid).additional_gids(c.group_add.clone()).build().map_err(build_err)?)
         .capabilities(capabilities)
         // Kept for privileged containers too: it only stops gaining privileges through exec.
-        .no_new_privileges(true)
+        // Only a manifest's explicit allowPrivilegeEscalation: true turns it off.
+        .no_new_privileges(!sec.allow_privilege_escalation)
         .rlimits(vec![PosixRlimitBuilder::default().typ(PosixRlimitType::RlimitNofile).soft(nofile).hard(nofile).build().map_err(build_err)?])
         .build()
         .map_err(build_err)?;
@@ -143,6 +144,13 @@ pub fn container_spec(pod: &PodRecord, pod_dir: &Path, c: &ContainerSpec, rootfs
         bind("/etc/hosts", &etc.join("hosts"), &[]),
         bind("/etc/resolv.conf", &etc.join("resolv.conf"), &[]),
     ];
+    let mut mounts = mounts;
+    // The pod's volumes, after the defaults so that one may be mounted below /dev or /etc.
+    let cdir = pod_dir.join("containers").join(&c.name);
+    for (dest, src, opts) in super::volumes::spec_mounts(pod_dir, &pod.volumes, &cdir, &c.mounts)? {
+        let opts: Vec<&str> = opts.iter().map(String::as_str).collect();
+        mounts.push(mount(&dest, "bind", &src.to_string_lossy(), &opts));
+    }
 
     let ns = |t: LinuxNamespaceType, key: &str| -> Result<_, PodError> {
         let mut b = LinuxNamespaceBuilder::default().typ(t);
@@ -159,9 +167,14 @@ pub fn container_spec(pod: &PodRecord, pod_dir: &Path, c: &ContainerSpec, rootfs
         .namespaces(namespaces)
         .cgroups_path(container_cgroup(&pod.id, &c.name))
         .resources(resources(&c.resources, security::device_rules(sec.privileged))?);
+    if !sec.sysctls.is_empty() {
+        linux = linux.sysctl(sec.sysctls.iter().cloned().collect::<std::collections::HashMap<_, _>>());
+    }
     if !sec.privileged {
         linux = linux.masked_paths(strs(MASKED_PATHS)).readonly_paths(strs(READONLY_PATHS));
-        if !sec.seccomp_unconfined {
+        if let Some(profile) = &sec.seccomp_profile {
+            linux = linux.seccomp(profile.clone());
+        } else if !sec.seccomp_unconfined {
             linux = linux.seccomp(security::default_seccomp(&caps));
         }
     }
@@ -211,6 +224,9 @@ mod tests {
             declared_ports: BTreeMap::new(),
             labels: BTreeMap::new(),
             ignored_fields: vec![],
+            volumes: vec![],
+            fs_group: None,
+            grace_seconds: None,
         }
     }
 

@@ -79,7 +79,7 @@ const fn f(path: &'static str, class: Class) -> Field {
 const API: &str = "bookkeeping of the API server";
 const SCHED: &str = "scheduling: the pod runs on this node";
 const NO_API: &str = "no API server on a podbox node";
-const NO_VOLUMES: &str = "podbox has no volumes yet";
+const NO_VOLUMES: &str = "podbox has emptyDir, hostPath, configMap and secret volumes only";
 const NO_PULL: &str = "pull secrets live in the API server: podbox pulls with its own credentials (--creds, auth.json)";
 const NO_SERVICES: &str = "no Services on a podbox node";
 
@@ -113,10 +113,30 @@ pub const FIELDS: &[Field] = &[
     // (`drop_service_account_volume`).
     f("spec.volumes", Honoured),
     f("spec.volumes[].name", Honoured),
-    f("spec.volumes[].hostPath", Refused(NO_VOLUMES)),
-    f("spec.volumes[].emptyDir", Refused(NO_VOLUMES)),
-    f("spec.volumes[].configMap", Refused(NO_VOLUMES)),
-    f("spec.volumes[].secret", Refused(NO_VOLUMES)),
+    f("spec.volumes[].hostPath", Honoured),
+    f("spec.volumes[].hostPath.path", Honoured),
+    f("spec.volumes[].hostPath.type", Honoured),
+    f("spec.volumes[].emptyDir", Honoured),
+    f("spec.volumes[].emptyDir.medium", Honoured),
+    // A hard limit for medium: Memory; on disk noted as not enforced (no eviction).
+    f("spec.volumes[].emptyDir.sizeLimit", Honoured),
+    // From a ConfigMap / Secret document of the same manifest.
+    f("spec.volumes[].configMap", Honoured),
+    f("spec.volumes[].configMap.name", Honoured),
+    f("spec.volumes[].configMap.items", Honoured),
+    f("spec.volumes[].configMap.items[].key", Honoured),
+    f("spec.volumes[].configMap.items[].path", Honoured),
+    f("spec.volumes[].configMap.items[].mode", Honoured),
+    f("spec.volumes[].configMap.defaultMode", Honoured),
+    f("spec.volumes[].configMap.optional", Honoured),
+    f("spec.volumes[].secret", Honoured),
+    f("spec.volumes[].secret.secretName", Honoured),
+    f("spec.volumes[].secret.items", Honoured),
+    f("spec.volumes[].secret.items[].key", Honoured),
+    f("spec.volumes[].secret.items[].path", Honoured),
+    f("spec.volumes[].secret.items[].mode", Honoured),
+    f("spec.volumes[].secret.defaultMode", Honoured),
+    f("spec.volumes[].secret.optional", Honoured),
     f("spec.volumes[].projected", Refused(NO_VOLUMES)),
     f("spec.volumes[].downwardAPI", Refused(NO_VOLUMES)),
     f("spec.volumes[].persistentVolumeClaim", Refused("no persistent volumes on a podbox node")),
@@ -143,7 +163,8 @@ pub const FIELDS: &[Field] = &[
     f("spec.volumes[].portworxVolume", Refused(NO_VOLUMES)),
     f("spec.volumes[].scaleIO", Refused(NO_VOLUMES)),
     f("spec.volumes[].storageos", Refused(NO_VOLUMES)),
-    f("spec.initContainers", OnlyIf { accept: Accept::Empty, note: None, refused: "init containers are not built yet" }),
+    // Each element is classified as `spec.containers[]` is (see `canonical`).
+    f("spec.initContainers", Honoured),
     f("spec.ephemeralContainers", OnlyIf { accept: Accept::Empty, note: None, refused: "ephemeral containers are not built; use `podbox exec`" }),
     f("spec.containers", Honoured),
     f("spec.containers[].name", Honoured),
@@ -175,12 +196,55 @@ pub const FIELDS: &[Field] = &[
     f("spec.containers[].resources.claims", Refused("no dynamic resource allocation")),
     f("spec.containers[].resizePolicy", Ignored("podbox does not resize containers in place")),
     f("spec.containers[].restartPolicy", Refused("per-container restart policies (sidecars) are not built: spec.restartPolicy applies")),
-    f("spec.containers[].volumeMounts", OnlyIf { accept: Accept::Empty, note: None, refused: NO_VOLUMES }),
+    f("spec.containers[].volumeMounts", Honoured),
+    f("spec.containers[].volumeMounts[].name", Honoured),
+    f("spec.containers[].volumeMounts[].mountPath", Honoured),
+    f("spec.containers[].volumeMounts[].readOnly", Honoured),
+    f("spec.containers[].volumeMounts[].subPath", Honoured),
+    // None or HostToContainer; Bidirectional is refused by the typed parse.
+    f("spec.containers[].volumeMounts[].mountPropagation", Honoured),
+    f("spec.containers[].volumeMounts[].subPathExpr", Refused("no downward API to expand it from")),
+    f("spec.containers[].volumeMounts[].recursiveReadOnly", OnlyIf { accept: Accept::OneOf(&["Disabled"]), note: None, refused: "a read-only volume mount is read-only at its top mount" }),
     f("spec.containers[].volumeDevices", OnlyIf { accept: Accept::Empty, note: None, refused: NO_VOLUMES }),
-    f("spec.containers[].livenessProbe", Refused("podbox runs no probes, and a liveness probe restarts the container")),
-    f("spec.containers[].readinessProbe", Ignored("readiness steers Service traffic; no Services on a podbox node")),
-    f("spec.containers[].startupProbe", Ignored("it only holds back other probes")),
-    f("spec.containers[].lifecycle", Refused("postStart/preStop hooks are not run by podbox")),
+    // Run by a prober beside each run of the container (src/container/probe.rs). The
+    // readiness and startup probes have the liveness probe's fields (see `canonical`).
+    f("spec.containers[].livenessProbe", Honoured),
+    f("spec.containers[].livenessProbe.exec", Honoured),
+    f("spec.containers[].livenessProbe.exec.command", Honoured),
+    f("spec.containers[].livenessProbe.httpGet", Honoured),
+    f("spec.containers[].livenessProbe.httpGet.path", Honoured),
+    // A number; named ports are refused by the typed parse.
+    f("spec.containers[].livenessProbe.httpGet.port", Honoured),
+    f("spec.containers[].livenessProbe.httpGet.host", Honoured),
+    f("spec.containers[].livenessProbe.httpGet.scheme", OnlyIf { accept: Accept::OneOf(&["HTTP"]), note: None, refused: "podbox probes speak plain HTTP" }),
+    f("spec.containers[].livenessProbe.httpGet.httpHeaders", Refused("podbox probes send no extra headers")),
+    f("spec.containers[].livenessProbe.tcpSocket", Honoured),
+    f("spec.containers[].livenessProbe.tcpSocket.port", Honoured),
+    f("spec.containers[].livenessProbe.tcpSocket.host", Honoured),
+    f("spec.containers[].livenessProbe.grpc", Refused("podbox probes have no gRPC client")),
+    f("spec.containers[].livenessProbe.initialDelaySeconds", Honoured),
+    f("spec.containers[].livenessProbe.periodSeconds", Honoured),
+    f("spec.containers[].livenessProbe.timeoutSeconds", Honoured),
+    f("spec.containers[].livenessProbe.successThreshold", Honoured),
+    f("spec.containers[].livenessProbe.failureThreshold", Honoured),
+    f("spec.containers[].livenessProbe.terminationGracePeriodSeconds", Ignored("a failed liveness probe kills the container at once")),
+    f("spec.containers[].readinessProbe", Honoured),
+    f("spec.containers[].startupProbe", Honoured),
+    // postStart runs after the start, preStop before SIGTERM (preStop has postStart's fields).
+    f("spec.containers[].lifecycle", Honoured),
+    f("spec.containers[].lifecycle.postStart", Honoured),
+    f("spec.containers[].lifecycle.postStart.exec", Honoured),
+    f("spec.containers[].lifecycle.postStart.exec.command", Honoured),
+    f("spec.containers[].lifecycle.postStart.httpGet", Honoured),
+    f("spec.containers[].lifecycle.postStart.httpGet.path", Honoured),
+    f("spec.containers[].lifecycle.postStart.httpGet.port", Honoured),
+    f("spec.containers[].lifecycle.postStart.httpGet.host", Honoured),
+    f("spec.containers[].lifecycle.postStart.httpGet.scheme", OnlyIf { accept: Accept::OneOf(&["HTTP"]), note: None, refused: "podbox hooks speak plain HTTP" }),
+    f("spec.containers[].lifecycle.postStart.httpGet.httpHeaders", Refused("podbox hooks send no extra headers")),
+    f("spec.containers[].lifecycle.postStart.tcpSocket", Refused("a deprecated hook that Kubernetes does not run either")),
+    f("spec.containers[].lifecycle.postStart.sleep", Refused("not built: use exec with sleep")),
+    f("spec.containers[].lifecycle.preStop", Honoured),
+    f("spec.containers[].lifecycle.stopSignal", Refused("podbox stops with SIGTERM")),
     f("spec.containers[].terminationMessagePath", Ignored("podbox records the exit status and the log instead")),
     f("spec.containers[].terminationMessagePolicy", Ignored("podbox records the exit status and the log instead")),
     f("spec.containers[].imagePullPolicy", Honoured),
@@ -196,11 +260,13 @@ pub const FIELDS: &[Field] = &[
     f("spec.containers[].securityContext.runAsUser", Honoured),
     f("spec.containers[].securityContext.runAsGroup", Honoured),
     f("spec.containers[].securityContext.runAsNonRoot", Honoured),
-    f("spec.containers[].securityContext.allowPrivilegeEscalation", OnlyIf { accept: Accept::False, note: None, refused: "podbox always sets no_new_privs" }),
+    // Unset or false: no_new_privs (podbox's default); true: without it.
+    f("spec.containers[].securityContext.allowPrivilegeEscalation", Honoured),
     f("spec.containers[].securityContext.seccompProfile", Honoured),
-    // RuntimeDefault or Unconfined; Localhost is refused by the typed parse.
+    // RuntimeDefault, Unconfined or Localhost (checked by the typed parse).
     f("spec.containers[].securityContext.seccompProfile.type", Honoured),
-    f("spec.containers[].securityContext.seccompProfile.localhostProfile", Refused("podbox has its default filter (RuntimeDefault) or none (Unconfined)")),
+    // Relative to `pod apply --seccomp-root` (as to the kubelet's seccomp profile root).
+    f("spec.containers[].securityContext.seccompProfile.localhostProfile", Honoured),
     f("spec.containers[].securityContext.procMount", OnlyIf { accept: Accept::OneOf(&["Default"]), note: None, refused: "podbox masks /proc as usual" }),
     f("spec.containers[].securityContext.seLinuxOptions", Refused("podbox sets no SELinux labels")),
     f("spec.containers[].securityContext.appArmorProfile", Refused("podbox loads no AppArmor profiles")),
@@ -219,12 +285,17 @@ pub const FIELDS: &[Field] = &[
     f("spec.securityContext.supplementalGroups", Honoured),
     f("spec.securityContext.supplementalGroupsPolicy", OnlyIf { accept: Accept::OneOf(&["Merge"]), note: None, refused: "podbox merges the groups (Merge)" }),
     f("spec.securityContext.seccompProfile", Honoured),
-    // RuntimeDefault or Unconfined; Localhost is refused by the typed parse.
+    // RuntimeDefault, Unconfined or Localhost (checked by the typed parse).
     f("spec.securityContext.seccompProfile.type", Honoured),
-    f("spec.securityContext.seccompProfile.localhostProfile", Refused("podbox has its default filter (RuntimeDefault) or none (Unconfined)")),
-    f("spec.securityContext.fsGroup", Refused("fsGroup owns volumes and adds a group; podbox has no volumes yet")),
+    // Relative to `pod apply --seccomp-root` (as to the kubelet's seccomp profile root).
+    f("spec.securityContext.seccompProfile.localhostProfile", Honoured),
+    // Owns the volumes podbox makes (set-gid emptyDirs) and is a supplementary group.
+    f("spec.securityContext.fsGroup", Honoured),
     f("spec.securityContext.fsGroupChangePolicy", Ignored("applies to volumes")),
-    f("spec.securityContext.sysctls", Refused("podbox sets no pod sysctls")),
+    // Namespaced ones only (checked by the typed parse).
+    f("spec.securityContext.sysctls", Honoured),
+    f("spec.securityContext.sysctls[].name", Honoured),
+    f("spec.securityContext.sysctls[].value", Honoured),
     f("spec.securityContext.seLinuxOptions", Refused("podbox sets no SELinux labels")),
     f("spec.securityContext.seLinuxChangePolicy", Ignored("applies to volumes")),
     f("spec.securityContext.appArmorProfile", Refused("podbox loads no AppArmor profiles")),
@@ -240,7 +311,8 @@ pub const FIELDS: &[Field] = &[
     f("spec.hostAliases", Refused("podbox writes /etc/hosts without extra entries")),
     f("spec.setHostnameAsFQDN", OnlyIf { accept: Accept::False, note: None, refused: "no cluster DNS domain" }),
     f("spec.subdomain", Ignored("no cluster DNS")),
-    f("spec.terminationGracePeriodSeconds", Ignored("`podbox pod stop -t` gives the grace period")),
+    // The default of `pod stop -t` / `stop -t` for the pod.
+    f("spec.terminationGracePeriodSeconds", Honoured),
     f("spec.activeDeadlineSeconds", Refused("podbox does not end pods after a deadline")),
     f("spec.runtimeClassName", Refused("podbox is the only runtime")),
     f("spec.resources", Refused("pod-level resources are not built: give them per container")),
@@ -275,12 +347,34 @@ fn note(notes: &mut Notes, pattern: &str, reason: &str) {
     }
 }
 
+/// An init container has the fields of a container: its patterns are looked up as theirs.
+/// The same for the readiness and startup probes (the liveness probe's fields) and the preStop
+/// hook (postStart's).
+fn canonical(pattern: &str) -> String {
+    let p = match pattern.strip_prefix("spec.initContainers[]") {
+        Some(rest) => format!("spec.containers[]{rest}"),
+        None => pattern.to_string(),
+    };
+    for (alias, of) in [
+        ("spec.containers[].readinessProbe", "spec.containers[].livenessProbe"),
+        ("spec.containers[].startupProbe", "spec.containers[].livenessProbe"),
+        ("spec.containers[].lifecycle.preStop", "spec.containers[].lifecycle.postStart"),
+    ] {
+        if let Some(rest) = p.strip_prefix(alias).filter(|r| r.is_empty() || r.starts_with('.')) {
+            return format!("{of}{rest}");
+        }
+    }
+    p
+}
+
 fn lookup(pattern: &str) -> Option<&'static Field> {
+    let pattern = canonical(pattern);
     FIELDS.iter().find(|f| f.path == pattern)
 }
 
 /// Direct children of `parent` in the table (`parent` "" is the top).
 fn children(parent: &str) -> impl Iterator<Item = &'static Field> + '_ {
+    let parent = canonical(parent);
     FIELDS.iter().filter(move |f| match f.path.rsplit_once('.') {
         Some((p, _)) => p == parent,
         None => parent.is_empty(),

@@ -8,7 +8,9 @@ use serde_json::{Map, Value, json};
 
 use crate::container::RestartPolicy;
 use crate::network::Protocol;
+use crate::container::probe::Action;
 use crate::pod::model::{ContainerSpec, ContainerStatus, PodRecord, Resources};
+use crate::pod::volumes::{HostPathType, Volume, VolumeSource};
 
 /// The image of a container that was not given one (it ran from `--rootfs`): podbox's usual root
 /// file system is Debian's busybox-static, imported as the image `busybox` by the tests and demos,
@@ -30,6 +32,10 @@ pub fn pod_manifest(pod: &PodRecord, containers: &[ContainerStatus]) -> (Value, 
     // Host ports belong to the pod; each goes to the container that declares its container port,
     // the rest (`pod create -p`) to the first container.
     let mut host_ports = pod.ports.clone();
+    // Init containers go to their own list, in the order they ran (their start times).
+    let (mut inits, specs): (Vec<ContainerSpec>, Vec<ContainerSpec>) = specs.into_iter().partition(|c| c.init);
+    let started = |n: &str| containers.iter().find(|c| c.record.name == n).and_then(|c| c.record.started_at.clone()).unwrap_or_default();
+    inits.sort_by_key(|c| started(&c.name));
     let mut out_containers = Vec::new();
     for (i, c) in specs.iter().enumerate() {
         let mut ports = Vec::new();
@@ -58,6 +64,15 @@ pub fn pod_manifest(pod: &PodRecord, containers: &[ContainerStatus]) -> (Value, 
     }
     let mut spec = Map::new();
     spec.insert("containers".into(), Value::Array(out_containers));
+    if !inits.is_empty() {
+        spec.insert("initContainers".into(), inits.iter().map(|c| container(c, vec![], &mut notes)).collect());
+    }
+    if !pod.volumes.is_empty() {
+        spec.insert("volumes".into(), pod.volumes.iter().map(|v| volume(v, &mut notes)).collect());
+    }
+    if let Some(g) = pod.grace_seconds {
+        spec.insert("terminationGracePeriodSeconds".into(), json!(g));
+    }
     if pod.hostname != pod.name {
         spec.insert("hostname".into(), json!(pod.hostname));
     }
@@ -72,12 +87,24 @@ pub fn pod_manifest(pod: &PodRecord, containers: &[ContainerStatus]) -> (Value, 
         }
         spec.insert("restartPolicy".into(), json!(first));
     }
-    let groups: Vec<&Vec<u32>> = specs.iter().map(|c| &c.group_add).collect();
+    // fsGroup is a supplementary group of every container already: written once, as fsGroup.
+    let groups: Vec<Vec<u32>> = specs.iter().map(|c| c.group_add.iter().copied().filter(|g| Some(*g) != pod.fs_group).collect()).collect();
+    let mut pod_sc = Map::new();
     if let Some(first) = groups.first().filter(|g| !g.is_empty()) {
         if groups.iter().any(|g| g != first) {
             notes.push("the containers have different supplementary groups; Kubernetes has them per pod: the first container's are used".into());
         }
-        spec.insert("securityContext".into(), json!({ "supplementalGroups": first }));
+        pod_sc.insert("supplementalGroups".into(), json!(first));
+    }
+    if let Some(g) = pod.fs_group {
+        pod_sc.insert("fsGroup".into(), json!(g));
+    }
+    // Sysctls are the pod's; each container carries them.
+    if let Some(first) = specs.first().filter(|c| !c.security.sysctls.is_empty()) {
+        pod_sc.insert("sysctls".into(), first.security.sysctls.iter().map(|(k, v)| json!({ "name": k, "value": v })).collect());
+    }
+    if !pod_sc.is_empty() {
+        spec.insert("securityContext".into(), Value::Object(pod_sc));
     }
     if !pod.network {
         notes.push("the pod has no network (--network none): apply the manifest with --network none to get that again".into());
@@ -136,8 +163,13 @@ fn container(c: &ContainerSpec, ports: Vec<Value>, notes: &mut Vec<String>) -> V
     if s.read_only {
         sc.insert("readOnlyRootFilesystem".into(), json!(true));
     }
-    if s.seccomp_unconfined {
+    if let Some(p) = &s.seccomp_localhost {
+        sc.insert("seccompProfile".into(), json!({ "type": "Localhost", "localhostProfile": p }));
+    } else if s.seccomp_unconfined {
         sc.insert("seccompProfile".into(), json!({ "type": "Unconfined" }));
+    }
+    if s.allow_privilege_escalation {
+        sc.insert("allowPrivilegeEscalation".into(), json!(true));
     }
     if let Some((uid, gid)) = c.user {
         sc.insert("runAsUser".into(), json!(uid));
@@ -146,7 +178,115 @@ fn container(c: &ContainerSpec, ports: Vec<Value>, notes: &mut Vec<String>) -> V
     if !sc.is_empty() {
         v["securityContext"] = Value::Object(sc);
     }
+    if !c.mounts.is_empty() {
+        v["volumeMounts"] = c
+            .mounts
+            .iter()
+            .map(|m| {
+                let mut o = json!({ "name": m.name, "mountPath": m.mount_path });
+                if m.read_only {
+                    o["readOnly"] = json!(true);
+                }
+                if let Some(sp) = &m.sub_path {
+                    o["subPath"] = json!(sp);
+                }
+                if m.host_to_container {
+                    o["mountPropagation"] = json!("HostToContainer");
+                }
+                o
+            })
+            .collect();
+    }
+    for (key, p) in [("livenessProbe", &c.probes.liveness), ("readinessProbe", &c.probes.readiness), ("startupProbe", &c.probes.startup)] {
+        if let Some(p) = p {
+            let mut o = action(&p.action);
+            o["initialDelaySeconds"] = json!(p.initial_delay);
+            o["periodSeconds"] = json!(p.period);
+            o["timeoutSeconds"] = json!(p.timeout);
+            o["successThreshold"] = json!(p.success_threshold);
+            o["failureThreshold"] = json!(p.failure_threshold);
+            v[key] = o;
+        }
+    }
+    let mut lifecycle = Map::new();
+    if let Some(a) = &c.post_start {
+        lifecycle.insert("postStart".into(), action(a));
+    }
+    if let Some(a) = &c.pre_stop {
+        lifecycle.insert("preStop".into(), action(a));
+    }
+    if !lifecycle.is_empty() {
+        v["lifecycle"] = Value::Object(lifecycle);
+    }
     v
+}
+
+fn action(a: &Action) -> Value {
+    match a {
+        Action::Exec(cmd) => json!({ "exec": { "command": cmd } }),
+        Action::Http { host, port, path } => {
+            let mut g = json!({ "path": path, "port": port });
+            if let Some(h) = host {
+                g["host"] = json!(h);
+            }
+            json!({ "httpGet": g })
+        }
+        Action::Tcp { host, port } => {
+            let mut t = json!({ "port": port });
+            if let Some(h) = host {
+                t["host"] = json!(h);
+            }
+            json!({ "tcpSocket": t })
+        }
+    }
+}
+
+fn volume(v: &Volume, notes: &mut Vec<String>) -> Value {
+    match &v.source {
+        VolumeSource::EmptyDir { memory, size_limit } => {
+            let mut e = Map::new();
+            if *memory {
+                e.insert("medium".into(), json!("Memory"));
+            }
+            if let Some(s) = size_limit {
+                e.insert("sizeLimit".into(), json!(self::memory(*s as i64)));
+            }
+            json!({ "name": v.name, "emptyDir": e })
+        }
+        VolumeSource::HostPath { path, kind } => {
+            let mut h = json!({ "path": path });
+            if *kind != HostPathType::Unset {
+                h["type"] = json!(format!("{kind:?}"));
+            }
+            json!({ "name": v.name, "hostPath": h })
+        }
+        VolumeSource::Files { secret, object, items, default_mode, optional, .. } => {
+            // The contents are not recorded (a secret's never touch a disk): the manifest names
+            // the object, which must be given beside it.
+            let kind = if *secret { "Secret" } else { "ConfigMap" };
+            notes.push(format!("volume {}: add the {kind} {object:?} as another document (---); podbox does not keep its data", v.name));
+            let mut o = if *secret { json!({ "secretName": object }) } else { json!({ "name": object }) };
+            if !items.is_empty() {
+                o["items"] = items
+                    .iter()
+                    .map(|(k, p, m)| {
+                        let mut i = json!({ "key": k, "path": p });
+                        if let Some(m) = m {
+                            i["mode"] = json!(m);
+                        }
+                        i
+                    })
+                    .collect();
+            }
+            if let Some(m) = default_mode {
+                o["defaultMode"] = json!(m);
+            }
+            if *optional {
+                o["optional"] = json!(true);
+            }
+            json!({ "name": v.name, if *secret { "secret" } else { "configMap" }: o })
+        }
+    }
 }
 
 fn protocol(p: Protocol) -> &'static str {

@@ -5,6 +5,7 @@
 
 pub mod fields;
 pub mod generate;
+pub mod objects;
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -15,7 +16,9 @@ use serde_json::Value;
 
 use super::PodError;
 use super::model::{ContainerSpec, PodSpec, Resources, Security};
-use super::{quantity, security};
+use super::{quantity, security, volumes};
+use super::volumes::{HostPathType, Volume, VolumeMount, VolumeSource};
+use crate::container::probe::{Action, Probe, Probes};
 use crate::container::RestartPolicy;
 use crate::network::{PortMapping, Protocol};
 
@@ -57,13 +60,15 @@ struct Spec {
     restart_policy: Option<String>,
     #[serde(default)]
     security_context: Option<PodSecurityContext>,
-    /// Only volumes without a type are left here by the walk (Kubernetes would make them
-    /// emptyDir volumes); podbox has none yet.
     #[serde(default)]
-    volumes: Vec<Value>,
+    volumes: Vec<VolumeDoc>,
     #[serde(default)]
     os: Option<Value>,
     containers: Vec<Container>,
+    #[serde(default)]
+    init_containers: Vec<Container>,
+    #[serde(default)]
+    termination_grace_period_seconds: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -79,6 +84,24 @@ struct PodSecurityContext {
     supplemental_groups: Vec<u32>,
     #[serde(default)]
     seccomp_profile: Option<SeccompProfile>,
+    #[serde(default)]
+    fs_group: Option<u32>,
+    #[serde(default)]
+    sysctls: Vec<Sysctl>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Sysctl {
+    name: String,
+    value: String,
+}
+
+/// Whether sysctl `name` belongs to a namespace of the pod (IPC or network), as the kubelet's
+/// list of safe and namespaced sysctls has it; others would change the whole node.
+fn namespaced_sysctl(name: &str) -> bool {
+    const IPC: &[&str] = &["kernel.shmmax", "kernel.shmall", "kernel.shmmni", "kernel.shm_rmid_forced", "kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem"];
+    IPC.contains(&name) || name.starts_with("fs.mqueue.") || name.starts_with("net.")
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -98,6 +121,8 @@ struct SecurityContext {
     run_as_non_root: Option<bool>,
     #[serde(default)]
     seccomp_profile: Option<SeccompProfile>,
+    #[serde(default)]
+    allow_privilege_escalation: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -110,10 +135,12 @@ struct Capabilities {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct SeccompProfile {
     #[serde(rename = "type")]
     kind: String,
+    #[serde(default)]
+    localhost_profile: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -139,6 +166,212 @@ struct Container {
     resources: Option<ResourceRequirements>,
     #[serde(default)]
     security_context: Option<SecurityContext>,
+    #[serde(default)]
+    volume_mounts: Vec<VolumeMountDoc>,
+    #[serde(default)]
+    liveness_probe: Option<ProbeDoc>,
+    #[serde(default)]
+    readiness_probe: Option<ProbeDoc>,
+    #[serde(default)]
+    startup_probe: Option<ProbeDoc>,
+    #[serde(default)]
+    lifecycle: Option<LifecycleDoc>,
+}
+
+/// A probe's or hook's action: exactly one of exec, httpGet, tcpSocket.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct HandlerDoc {
+    #[serde(default)]
+    exec: Option<ExecDoc>,
+    #[serde(default)]
+    http_get: Option<HttpGetDoc>,
+    #[serde(default)]
+    tcp_socket: Option<TcpDoc>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExecDoc {
+    #[serde(default)]
+    command: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HttpGetDoc {
+    #[serde(default)]
+    path: Option<String>,
+    port: Value,
+    #[serde(default)]
+    host: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TcpDoc {
+    port: Value,
+    #[serde(default)]
+    host: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ProbeDoc {
+    #[serde(flatten)]
+    handler: HandlerDoc,
+    #[serde(default)]
+    initial_delay_seconds: Option<u32>,
+    #[serde(default)]
+    period_seconds: Option<u32>,
+    #[serde(default)]
+    timeout_seconds: Option<u32>,
+    #[serde(default)]
+    success_threshold: Option<u32>,
+    #[serde(default)]
+    failure_threshold: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct LifecycleDoc {
+    #[serde(default)]
+    post_start: Option<HandlerDoc>,
+    #[serde(default)]
+    pre_stop: Option<HandlerDoc>,
+}
+
+/// A probe's or hook's action (`field`: its path).
+fn action(field: &str, h: HandlerDoc) -> Result<Action, PodError> {
+    let port = |f: &str, v: &Value| -> Result<u16, PodError> {
+        match v.as_u64() {
+            Some(p) if (1..=65535).contains(&p) => Ok(p as u16),
+            _ => Err(invalid(&format!("{field}.{f}.port"), format!("{v}: a port number 1-65535 (named ports are not supported)"))),
+        }
+    };
+    match (h.exec, h.http_get, h.tcp_socket) {
+        (Some(e), None, None) if !e.command.is_empty() => Ok(Action::Exec(e.command)),
+        (Some(_), None, None) => Err(invalid(&format!("{field}.exec.command"), "a command is required")),
+        (None, Some(g), None) => {
+            let path = g.path.unwrap_or_else(|| "/".into());
+            if !path.starts_with('/') || path.contains(char::is_whitespace) {
+                return Err(invalid(&format!("{field}.httpGet.path"), format!("{path:?}: an absolute path without spaces")));
+            }
+            Ok(Action::Http { host: g.host.filter(|h| !h.is_empty()), port: port("httpGet", &g.port)?, path })
+        }
+        (None, None, Some(t)) => Ok(Action::Tcp { host: t.host.filter(|h| !h.is_empty()), port: port("tcpSocket", &t.port)? }),
+        _ => Err(invalid(field, "give exactly one of exec, httpGet, tcpSocket")),
+    }
+}
+
+fn probe(field: &str, p: ProbeDoc, one_success: bool) -> Result<Probe, PodError> {
+    let success_threshold = p.success_threshold.unwrap_or(1);
+    if one_success && success_threshold != 1 {
+        return Err(invalid(&format!("{field}.successThreshold"), "must be 1 for liveness and startup probes"));
+    }
+    let positive = |name: &str, v: Option<u32>, default: u32| -> Result<u32, PodError> {
+        match v {
+            Some(0) => Err(invalid(&format!("{field}.{name}"), "must be at least 1")),
+            Some(v) => Ok(v),
+            None => Ok(default),
+        }
+    };
+    Ok(Probe {
+        action: action(field, p.handler)?,
+        initial_delay: p.initial_delay_seconds.unwrap_or(0),
+        period: positive("periodSeconds", p.period_seconds, 10)?,
+        timeout: positive("timeoutSeconds", p.timeout_seconds, 1)?,
+        success_threshold: positive("successThreshold", Some(success_threshold), 1)?,
+        failure_threshold: positive("failureThreshold", p.failure_threshold, 3)?,
+    })
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct VolumeDoc {
+    name: String,
+    #[serde(default)]
+    empty_dir: Option<EmptyDirDoc>,
+    #[serde(default)]
+    host_path: Option<HostPathDoc>,
+    #[serde(default)]
+    config_map: Option<FilesVolumeDoc>,
+    #[serde(default)]
+    secret: Option<FilesVolumeDoc>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct EmptyDirDoc {
+    #[serde(default)]
+    medium: Option<String>,
+    #[serde(default)]
+    size_limit: Option<Quantity>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HostPathDoc {
+    path: String,
+    #[serde(default, rename = "type")]
+    kind: Option<String>,
+}
+
+/// A configMap volume (`name`) or a secret volume (`secretName`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct FilesVolumeDoc {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    secret_name: Option<String>,
+    #[serde(default)]
+    items: Vec<KeyToPath>,
+    #[serde(default, deserialize_with = "file_mode")]
+    default_mode: Option<u32>,
+    #[serde(default)]
+    optional: bool,
+}
+
+/// A file mode: a number (JSON: decimal, 420 = 0644), or YAML 1.1's octal `0644`, which kubectl
+/// reads as octal and a YAML 1.2 parser leaves as the string "0644".
+fn file_mode<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Mode {
+        Number(u32),
+        Text(String),
+    }
+    match Option::<Mode>::deserialize(d)? {
+        None => Ok(None),
+        Some(Mode::Number(n)) => Ok(Some(n)),
+        Some(Mode::Text(t)) => {
+            let digits = t.strip_prefix("0o").or_else(|| t.strip_prefix('0')).filter(|d| !d.is_empty());
+            digits.and_then(|d| u32::from_str_radix(d, 8).ok()).map(Some).ok_or_else(|| serde::de::Error::custom(format!("{t:?} is not a file mode (an octal number like 0644, or decimal 420)")))
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeyToPath {
+    key: String,
+    path: String,
+    #[serde(default, deserialize_with = "file_mode")]
+    mode: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct VolumeMountDoc {
+    name: String,
+    mount_path: String,
+    #[serde(default)]
+    read_only: bool,
+    #[serde(default)]
+    sub_path: Option<String>,
+    #[serde(default)]
+    mount_propagation: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -343,20 +576,61 @@ pub fn parse_all(text: &str) -> Result<Vec<PodSpec>, PodError> {
             pods.push((label, doc));
         }
     }
-    let mut out: Vec<PodSpec> = Vec::new();
-    for (label, mut doc) in pods {
-        // The pod's name helps find the document in an error.
+    // ConfigMaps and Secrets first: a Pod may come before the objects its volumes name.
+    let mut objects = objects::Objects::default();
+    let mut rest = Vec::new();
+    for (label, doc) in pods {
+        // The document's name helps find it in an error.
         let label = match doc.pointer("/metadata/name").and_then(Value::as_str) {
             Some(n) if !label.is_empty() => format!("{label} ({n})"),
             _ => label,
         };
-        let pod = parse_doc(&label, &mut doc)?;
+        match doc.get("kind").and_then(Value::as_str) {
+            Some("ConfigMap" | "Secret") => {
+                check_api_version(&label, &doc)?;
+                objects.add(&label, doc)?;
+            }
+            _ => rest.push((label, doc)),
+        }
+    }
+    if rest.is_empty() {
+        return Err(invalid("", "the manifest holds no Pod"));
+    }
+    let mut out: Vec<PodSpec> = Vec::new();
+    for (label, mut doc) in rest {
+        let pod = parse_doc(&label, &mut doc, &objects)?;
         if out.iter().any(|p| p.name == pod.name) {
             return Err(invalid_at(&label, "metadata.name", format!("{:?}: two pods of this manifest have this name", pod.name)));
         }
         out.push(pod);
     }
     Ok(out)
+}
+
+/// Where `seccompProfile: {type: Localhost}` profiles are found unless `pod apply --seccomp-root`
+/// says otherwise (the kubelet's is /var/lib/kubelet/seccomp).
+pub const SECCOMP_ROOT: &str = "/var/lib/podbox/seccomp";
+
+/// Read the Localhost seccomp profiles the containers of `pods` name, below `root`: OCI seccomp
+/// JSON (defaultAction, architectures, syscalls), the format of runc's and the kubelet's profiles.
+/// Done before anything is created, so a missing or bad profile changes nothing.
+pub fn load_seccomp_profiles(pods: &mut [PodSpec], root: &Path) -> Result<(), PodError> {
+    for pod in pods {
+        let doc = format!("pod {}", pod.name);
+        let lists = [("initContainers", &mut pod.init_containers), ("containers", &mut pod.containers)];
+        for (list, cs) in lists {
+            for (i, c) in cs.iter_mut().enumerate() {
+                let Some(rel) = &c.security.seccomp_localhost else { continue };
+                let field = format!("spec.{list}[{i}].securityContext.seccompProfile.localhostProfile");
+                let path = root.join(rel);
+                let text = std::fs::read_to_string(&path).map_err(|e| invalid_at(&doc, &field, format!("reading {}: {e}", path.display())))?;
+                let profile: oci_spec::runtime::LinuxSeccomp =
+                    serde_json::from_str(&text).map_err(|e| invalid_at(&doc, &field, format!("{}: not an OCI seccomp profile: {e}", path.display())))?;
+                c.security.seccomp_profile = Some(profile);
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Parse a manifest that holds exactly one Pod.
@@ -376,7 +650,7 @@ fn check_api_version(label: &str, doc: &Value) -> Result<(), PodError> {
     }
 }
 
-fn parse_doc(label: &str, doc: &mut Value) -> Result<PodSpec, PodError> {
+fn parse_doc(label: &str, doc: &mut Value, objects: &objects::Objects) -> Result<PodSpec, PodError> {
     if !doc.is_object() {
         return Err(invalid_at(label, "", "a document must be a mapping (a Kubernetes object)"));
     }
@@ -384,15 +658,12 @@ fn parse_doc(label: &str, doc: &mut Value) -> Result<PodSpec, PodError> {
     match doc.get("kind") {
         None | Some(Value::Null) => {}
         Some(Value::String(k)) if k == "Pod" => {}
-        Some(Value::String(k)) if k == "ConfigMap" || k == "Secret" => {
-            return Err(invalid_at(label, "kind", format!("{k} documents are not supported yet: podbox has no volumes to mount them in")));
-        }
-        Some(k) => return Err(invalid_at(label, "kind", format!("{k}: only Pod (and a List of Pods) is supported"))),
+        Some(k) => return Err(invalid_at(label, "kind", format!("{k}: only Pod, ConfigMap and Secret (and a List of them) are supported"))),
     }
     let mut ignored = Vec::new();
     fields::walk(label, doc, &mut ignored)?;
     let m: Manifest = serde_path_to_error::deserialize(doc.take()).map_err(|e| invalid_at(label, &e.path().to_string(), e.inner().to_string()))?;
-    let mut pod = to_pod_spec(m).map_err(|e| match e {
+    let mut pod = to_pod_spec(m, objects, &mut ignored).map_err(|e| match e {
         PodError::Manifest { field, msg, .. } => invalid_at(label, &field, msg),
         e => e,
     })?;
@@ -416,19 +687,92 @@ fn identity(i: usize, pod: &PodSecurityContext, c: &SecurityContext, has_image: 
     Ok((user, non_root && uid.is_none()))
 }
 
-fn seccomp_unconfined(field: &str, p: &Option<SeccompProfile>) -> Result<Option<bool>, PodError> {
-    match p.as_ref().map(|p| p.kind.as_str()) {
-        None => Ok(None),
-        Some("RuntimeDefault") => Ok(Some(false)),
-        Some("Unconfined") => Ok(Some(true)),
-        Some(k) => Err(invalid(field, format!("{k:?} is not supported: podbox has its default filter (RuntimeDefault) or none (Unconfined)"))),
+/// A seccompProfile: None when not given, else (unconfined, Localhost profile path). `field` is
+/// the path of the profile (`…securityContext.seccompProfile`).
+fn seccomp_choice(field: &str, p: &Option<SeccompProfile>) -> Result<Option<(bool, Option<String>)>, PodError> {
+    let Some(p) = p else { return Ok(None) };
+    match (p.kind.as_str(), &p.localhost_profile) {
+        ("RuntimeDefault", None) => Ok(Some((false, None))),
+        ("Unconfined", None) => Ok(Some((true, None))),
+        ("Localhost", Some(path)) => {
+            if path.is_empty() || path.starts_with('/') || path.split('/').any(|c| c == "..") {
+                return Err(invalid(&format!("{field}.localhostProfile"), format!("{path:?}: must be a path relative to the seccomp profile root (pod apply --seccomp-root), without '..'")));
+            }
+            Ok(Some((false, Some(path.clone()))))
+        }
+        ("Localhost", None) => Err(invalid(&format!("{field}.localhostProfile"), "required with type Localhost")),
+        ("RuntimeDefault" | "Unconfined", Some(_)) => Err(invalid(&format!("{field}.localhostProfile"), "only with type Localhost")),
+        (k, _) => Err(invalid(&format!("{field}.type"), format!("{k:?}: must be RuntimeDefault, Unconfined or Localhost"))),
     }
 }
 
-fn to_pod_spec(m: Manifest) -> Result<PodSpec, PodError> {
-    if let Some(v) = m.spec.volumes.first() {
-        let name = v.get("name").and_then(Value::as_str).unwrap_or("?");
-        return Err(invalid("spec.volumes[0]", format!("volume {name:?} (emptyDir when no type is given) is not supported: podbox has no volumes yet")));
+/// A volume of the manifest; `ignored` gets the parts podbox accepts without effect.
+fn volume(i: usize, v: VolumeDoc, objects: &objects::Objects, ignored: &mut Vec<String>) -> Result<Volume, PodError> {
+    let field = format!("spec.volumes[{i}]");
+    let kinds = [v.empty_dir.is_some(), v.host_path.is_some(), v.config_map.is_some(), v.secret.is_some()];
+    if kinds.iter().filter(|k| **k).count() > 1 {
+        return Err(invalid(&field, "a volume has exactly one type (emptyDir, hostPath, configMap, secret)"));
+    }
+    let files = |kind: &str, secret: bool, d: FilesVolumeDoc| -> Result<VolumeSource, PodError> {
+        let f = format!("{field}.{kind}");
+        let object = if secret { d.secret_name } else { d.name }.filter(|n| !n.is_empty());
+        let object = object.ok_or_else(|| invalid(&format!("{f}.{}", if secret { "secretName" } else { "name" }), "required"))?;
+        let items: Vec<_> = d.items.into_iter().map(|k| (k.key, k.path, k.mode)).collect();
+        let files = objects.files(&f, secret, &object, &items, d.default_mode, d.optional)?;
+        Ok(VolumeSource::Files { secret, object, items, default_mode: d.default_mode, optional: d.optional, files })
+    };
+    let source = if let Some(h) = v.host_path {
+        let kind = h.kind.as_deref().unwrap_or("");
+        let kind = HostPathType::parse(kind).ok_or_else(|| {
+            invalid(&format!("{field}.hostPath.type"), format!("{kind:?}: must be \"\", DirectoryOrCreate, Directory, FileOrCreate, File, Socket, CharDevice or BlockDevice"))
+        })?;
+        VolumeSource::HostPath { path: h.path.into(), kind }
+    } else if let Some(d) = v.config_map {
+        files("configMap", false, d)?
+    } else if let Some(d) = v.secret {
+        files("secret", true, d)?
+    } else {
+        // As on the API server, a volume without a type is an emptyDir.
+        let d = v.empty_dir.unwrap_or_default();
+        let memory = match d.medium.as_deref() {
+            None | Some("") => false,
+            Some("Memory") => true,
+            Some(m) => return Err(invalid(&format!("{field}.emptyDir.medium"), format!("{m:?}: must be \"\" (disk) or Memory"))),
+        };
+        let size_limit = match &d.size_limit {
+            None => None,
+            Some(q) => Some(quantity::memory_bytes(&q.text()).map_err(|e| invalid(&format!("{field}.emptyDir.sizeLimit"), e.to_string()))? as u64),
+        };
+        if size_limit.is_some() && !memory {
+            let line = "spec.volumes[].emptyDir.sizeLimit (disk): not enforced; the kubelet evicts a pod past it, podbox has no eviction (medium: Memory makes it a hard limit)".to_string();
+            if !ignored.contains(&line) {
+                ignored.push(line);
+            }
+        }
+        VolumeSource::EmptyDir { memory, size_limit: if memory { size_limit } else { None } }
+    };
+    Ok(Volume { name: v.name, source })
+}
+
+fn volume_mounts(list: &str, i: usize, ms: Vec<VolumeMountDoc>) -> Result<Vec<VolumeMount>, PodError> {
+    let mut out = Vec::new();
+    for (j, m) in ms.into_iter().enumerate() {
+        let host_to_container = match m.mount_propagation.as_deref() {
+            None | Some("None") => false,
+            Some("HostToContainer") => true,
+            Some(p) => {
+                return Err(invalid(&format!("spec.{list}[{i}].volumeMounts[{j}].mountPropagation"), format!("{p:?} is not supported (only None or HostToContainer): a container's mounts never propagate to the node")));
+            }
+        };
+        out.push(VolumeMount { name: m.name, mount_path: m.mount_path, read_only: m.read_only, sub_path: m.sub_path.filter(|s| !s.is_empty()), host_to_container });
+    }
+    Ok(out)
+}
+
+fn to_pod_spec(m: Manifest, objects: &objects::Objects, ignored: &mut Vec<String>) -> Result<PodSpec, PodError> {
+    let mut volumes = Vec::new();
+    for (i, v) in m.spec.volumes.into_iter().enumerate() {
+        volumes.push(volume(i, v, objects, ignored)?);
     }
     let _ = m.spec.os;
     // Kubernetes' default is Always.
@@ -442,16 +786,38 @@ fn to_pod_spec(m: Manifest) -> Result<PodSpec, PodError> {
         return Err(invalid("spec.containers", "at least one container is required"));
     }
     let pod_sec = m.spec.security_context.unwrap_or_default();
-    let pod_unconfined = seccomp_unconfined("spec.securityContext.seccompProfile.type", &pod_sec.seccomp_profile)?;
+    let pod_seccomp = seccomp_choice("spec.securityContext.seccompProfile", &pod_sec.seccomp_profile)?;
+    let mut sysctls = Vec::new();
+    for (j, sc) in pod_sec.sysctls.iter().enumerate() {
+        let valid = !sc.name.is_empty() && sc.name.split(['.', '/']).all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-".contains(&b)));
+        if !valid || !namespaced_sysctl(&sc.name) {
+            return Err(invalid(&format!("spec.securityContext.sysctls[{j}].name"), format!("{:?} is not a namespaced sysctl (kernel.shm*, kernel.msg*, kernel.sem, fs.mqueue.*, net.*): it would change the whole node", sc.name)));
+        }
+        sysctls.push((sc.name.clone(), sc.value.clone()));
+    }
+    // fsGroup is also a supplementary group of every container, as in Kubernetes.
+    let mut group_add = pod_sec.supplemental_groups.clone();
+    group_add.extend(pod_sec.fs_group.filter(|g| !group_add.contains(g)));
     let mut pod = PodSpec {
         name: m.metadata.name,
         hostname: m.spec.hostname,
         share_pid: m.spec.share_process_namespace,
         network: true,
         labels: m.metadata.labels,
+        volumes,
+        fs_group: pod_sec.fs_group,
+        grace_seconds: m.spec.termination_grace_period_seconds,
         ..Default::default()
     };
-    for (i, c) in m.spec.containers.into_iter().enumerate() {
+    // Init containers are read by the same code; their errors are renamed to their list.
+    let items = m.spec.init_containers.into_iter().enumerate().map(|(i, c)| (true, i, c)).chain(m.spec.containers.into_iter().enumerate().map(|(i, c)| (false, i, c)));
+    for (init, i, c) in items {
+        let rename = |e: PodError| match e {
+            PodError::Manifest { doc, field, msg } if init => PodError::Manifest { doc, field: field.replacen("spec.containers[", "spec.initContainers[", 1), msg },
+            e => e,
+        };
+        let mut host_ports = Vec::new();
+        let spec = (|| -> Result<ContainerSpec, PodError> {
         // With an image, command replaces its Entrypoint and args its Cmd (resolved at run).
         let entrypoint = (!c.command.is_empty()).then(|| c.command.clone());
         let cmd = (!c.args.is_empty()).then(|| c.args.clone());
@@ -480,7 +846,7 @@ fn to_pod_spec(m: Manifest) -> Result<PodSpec, PodError> {
                 if h == 0 {
                     return Err(invalid(&format!("{field}.hostPort"), "must be 1-65535"));
                 }
-                pod.ports.push(PortMapping { host_port: h, container_port: p.container_port, protocol });
+                host_ports.push(PortMapping { host_port: h, container_port: p.container_port, protocol });
             }
         }
         for (j, e) in c.env.iter().enumerate() {
@@ -499,9 +865,13 @@ fn to_pod_spec(m: Manifest) -> Result<PodSpec, PodError> {
                 security::parse_cap(name).map_err(|e| invalid(&format!("spec.containers[{i}].securityContext.capabilities.{list}[{j}]"), e.to_string()))?;
             }
         }
-        let unconfined = seccomp_unconfined(&format!("spec.containers[{i}].securityContext.seccompProfile.type"), &sc.seccomp_profile)?;
+        let (unconfined, localhost) = seccomp_choice(&format!("spec.containers[{i}].securityContext.seccompProfile"), &sc.seccomp_profile)?.or(pod_seccomp.clone()).unwrap_or((false, None));
         let (user, run_as_non_root) = identity(i, &pod_sec, &sc, c.image.is_some())?;
-        pod.containers.push(ContainerSpec {
+        let lifecycle = c.lifecycle.unwrap_or(LifecycleDoc { post_start: None, pre_stop: None });
+        if init && (c.liveness_probe.is_some() || c.readiness_probe.is_some() || c.startup_probe.is_some() || lifecycle.post_start.is_some() || lifecycle.pre_stop.is_some()) {
+            return Err(invalid(&format!("spec.containers[{i}]"), "an init container runs to completion: it has no probes or lifecycle hooks"));
+        }
+        Ok(ContainerSpec {
             name: c.name,
             image: c.image,
             pull_policy,
@@ -513,19 +883,53 @@ fn to_pod_spec(m: Manifest) -> Result<PodSpec, PodError> {
             working_dir: c.working_dir,
             user,
             ports,
-            group_add: pod_sec.supplemental_groups.clone(),
+            group_add: group_add.clone(),
             security: Security {
                 cap_add: caps.add,
                 cap_drop: caps.drop,
                 privileged: sc.privileged.unwrap_or(false),
-                seccomp_unconfined: unconfined.or(pod_unconfined).unwrap_or(false),
+                seccomp_unconfined: unconfined,
+                seccomp_localhost: localhost,
+                seccomp_profile: None,
                 read_only: sc.read_only_root_filesystem.unwrap_or(false),
+                allow_privilege_escalation: sc.allow_privilege_escalation.unwrap_or(false),
+                sysctls: sysctls.clone(),
             },
             resources,
             restart,
+            mounts: volume_mounts("containers", i, c.volume_mounts)?,
+            probes: Probes {
+                liveness: c.liveness_probe.map(|p| probe(&format!("spec.containers[{i}].livenessProbe"), p, true)).transpose()?,
+                readiness: c.readiness_probe.map(|p| probe(&format!("spec.containers[{i}].readinessProbe"), p, false)).transpose()?,
+                startup: c.startup_probe.map(|p| probe(&format!("spec.containers[{i}].startupProbe"), p, true)).transpose()?,
+            },
+            post_start: lifecycle.post_start.map(|h| action(&format!("spec.containers[{i}].lifecycle.postStart"), h)).transpose()?,
+            pre_stop: lifecycle.pre_stop.map(|h| action(&format!("spec.containers[{i}].lifecycle.preStop"), h)).transpose()?,
+            // An init container runs to completion: the pod's policy only decides whether a
+            // failed one is tried again (Never: no; OnFailure, Always: yes).
+            init,
             ..Default::default()
-        });
+        })
+        })().map_err(rename)?;
+        if init {
+            let spec = ContainerSpec { restart: if restart == RestartPolicy::Never { RestartPolicy::Never } else { RestartPolicy::OnFailure }, ..spec };
+            pod.init_containers.push(spec);
+        } else {
+            pod.ports.extend(host_ports);
+            pod.containers.push(spec);
+        }
     }
+    // Init and app containers share one name space (their state and `podbox logs POD NAME`).
+    let mut names = std::collections::HashSet::new();
+    let lists = pod.init_containers.iter().enumerate().map(|(i, c)| ("initContainers", i, c)).chain(pod.containers.iter().enumerate().map(|(i, c)| ("containers", i, c)));
+    for (list, i, c) in lists {
+        if !names.insert(c.name.as_str()) {
+            return Err(invalid(&format!("spec.{list}[{i}].name"), format!("{:?}: two containers of the pod have this name", c.name)));
+        }
+    }
+    let mounts = pod.mount_lists();
+    let mounts: Vec<(&str, &str, &[VolumeMount])> = mounts.iter().map(|(l, i, m)| (*l, i.as_str(), *m)).collect();
+    volumes::check(&pod.volumes, &mounts).map_err(|(f, m)| invalid(&f, m))?;
     Ok(pod)
 }
 
@@ -687,17 +1091,32 @@ spec:
         let pod = |extra: &str| format!("metadata: {{name: a}}\nspec:\n  containers:\n  - name: c\n    command: [sleep, '1']\n{extra}");
         for (extra, want) in [
             ("  volumes:\n  - name: data\n    persistentVolumeClaim: {claimName: data}\n", "spec.volumes[0].persistentVolumeClaim"),
-            ("  volumes:\n  - name: data\n    emptyDir: {}\n", "spec.volumes[0].emptyDir"),
-            ("  volumes:\n  - name: data\n", "spec.volumes[0]"),
+            ("  volumes:\n  - name: data\n    nfs: {server: x, path: /}\n", "spec.volumes[0].nfs"),
+            ("  volumes:\n  - {name: data, emptyDir: {}}\n  - {name: data, emptyDir: {}}\n", "spec.volumes[1].name"),
+            ("  volumes:\n  - {name: data, emptyDir: {medium: HugePages}}\n", "spec.volumes[0].emptyDir.medium"),
+            ("  volumes:\n  - {name: data, hostPath: {path: /x, type: Dir}}\n", "spec.volumes[0].hostPath.type"),
+            ("  volumes:\n  - {name: data, emptyDir: {}, hostPath: {path: /x}}\n", "spec.volumes[0]"),
+            ("  volumes:\n  - {name: data, configMap: {name: nope}}\n", "spec.volumes[0].configMap.name"),
             ("  ephemeralContainers:\n  - name: debug\n    image: busybox\n", "spec.ephemeralContainers"),
-            ("  initContainers:\n  - name: init\n    command: [true]\n", "spec.initContainers"),
+            ("  initContainers:\n  - name: init\n    commando: [true]\n", "spec.initContainers[0].commando"),
+            ("  initContainers:\n  - name: c\n    command: ['true']\n", "spec.containers[0].name"),
+            ("  initContainers:\n  - name: init\n    command: ['true']\n    volumeMounts: [{name: x, mountPath: /x}]\n", "spec.initContainers[0].volumeMounts[0].name"),
             ("  hostNetwork: true\n", "spec.hostNetwork"),
             ("  hostUsers: false\n", "spec.hostUsers"),
             ("  dnsPolicy: None\n", "spec.dnsPolicy"),
-            ("    livenessProbe: {exec: {command: [true]}}\n", "spec.containers[0].livenessProbe"),
-            ("    volumeMounts: [{name: data, mountPath: /data}]\n", "spec.containers[0].volumeMounts"),
+            ("    livenessProbe: {grpc: {port: 1}}\n", "spec.containers[0].livenessProbe.grpc"),
+            ("    readinessProbe: {httpGet: {port: http}}\n", "spec.containers[0].readinessProbe.httpGet.port"),
+            ("    startupProbe: {tcpSocket: {port: 80}, successThreshold: 2}\n", "spec.containers[0].startupProbe.successThreshold"),
+            ("    readinessProbe: {tcpSocket: {port: 80}, exec: {command: [x]}}\n", "spec.containers[0].readinessProbe"),
+            ("    readinessProbe: {exec: {command: [x]}, periodSeconds: 0}\n", "spec.containers[0].readinessProbe.periodSeconds"),
+            ("    lifecycle: {preStop: {sleep: {seconds: 1}}}\n", "spec.containers[0].lifecycle.preStop.sleep"),
+            ("    lifecycle: {preStop: {httpGet: {port: 80, httpHeaders: []}}}\n", "spec.containers[0].lifecycle.preStop.httpGet.httpHeaders"),
+            ("    volumeMounts: [{name: data, mountPath: /data}]\n", "spec.containers[0].volumeMounts[0].name"),
+            ("    volumeMounts: [{name: data, mountPath: /data, mountPropagation: Bidirectional}]\n", "spec.containers[0].volumeMounts[0].mountPropagation"),
             ("    env: [{name: A, valueFrom: {fieldRef: {fieldPath: status.podIP}}}]\n", "spec.containers[0].env[0].valueFrom"),
-            ("    securityContext: {seccompProfile: {type: Localhost}}\n", "spec.containers[0].securityContext.seccompProfile.type"),
+            ("    securityContext: {seccompProfile: {type: Localhost}}\n", "spec.containers[0].securityContext.seccompProfile.localhostProfile"),
+            ("    securityContext: {seccompProfile: {type: Localhost, localhostProfile: ../x.json}}\n", "spec.containers[0].securityContext.seccompProfile.localhostProfile"),
+            ("    securityContext: {seccompProfile: {type: Strict}}\n", "spec.containers[0].securityContext.seccompProfile.type"),
             ("    securityContext: {runAsNonRoot: true}\n", "spec.containers[0].securityContext.runAsNonRoot"),
             ("    securityContext: {capabilities: {add: [NET_FLY]}}\n", "spec.containers[0].securityContext.capabilities.add[0]"),
         ] {
@@ -714,6 +1133,84 @@ spec:
     }
 
     #[test]
+    fn volumes_and_objects_are_understood() {
+        let text = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: p}
+spec:
+  volumes:
+  - {name: shared, emptyDir: {}}
+  - {name: cache, emptyDir: {medium: Memory, sizeLimit: 1Mi}}
+  - {name: big, emptyDir: {sizeLimit: 1Gi}}
+  - {name: typeless}
+  - {name: node, hostPath: {path: /srv, type: DirectoryOrCreate}}
+  - {name: cfg, configMap: {name: cfg, defaultMode: 0400, items: [{key: a, path: conf/a.txt}]}}
+  - {name: sec, secret: {secretName: sec, defaultMode: 256}}
+  containers:
+  - name: c
+    command: [sh]
+    volumeMounts:
+    - {name: shared, mountPath: /data, subPath: x, readOnly: true}
+    - {name: node, mountPath: /node, mountPropagation: HostToContainer}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: cfg}
+data: {a: hello}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: sec}
+stringData: {pw: s3cret}
+"#;
+        let p = parse(text).unwrap_or_else(|e| panic!("{e}"));
+        let src: Vec<&VolumeSource> = p.volumes.iter().map(|v| &v.source).collect();
+        assert_eq!(src[0], &VolumeSource::EmptyDir { memory: false, size_limit: None });
+        assert_eq!(src[1], &VolumeSource::EmptyDir { memory: true, size_limit: Some(1 << 20) });
+        assert_eq!(src[2], &VolumeSource::EmptyDir { memory: false, size_limit: None });
+        assert!(p.ignored.iter().any(|i| i.starts_with("spec.volumes[].emptyDir.sizeLimit (disk)")), "{:?}", p.ignored);
+        assert_eq!(src[3], &VolumeSource::EmptyDir { memory: false, size_limit: None });
+        assert_eq!(src[4], &VolumeSource::HostPath { path: "/srv".into(), kind: HostPathType::DirectoryOrCreate });
+        let VolumeSource::Files { secret: false, files, .. } = src[5] else { panic!("{:?}", src[5]) };
+        // YAML's 0400 is octal, as kubectl reads it.
+        assert_eq!((files[0].path.as_str(), files[0].data.as_slice(), files[0].mode), ("conf/a.txt", &b"hello"[..], 0o400));
+        let VolumeSource::Files { secret: true, files, .. } = src[6] else { panic!("{:?}", src[6]) };
+        assert_eq!((files[0].path.as_str(), files[0].data.as_slice(), files[0].mode), ("pw", &b"s3cret"[..], 0o400));
+        let m = &p.containers[0].mounts;
+        assert_eq!((m[0].sub_path.as_deref(), m[0].read_only, m[1].host_to_container), (Some("x"), true, true));
+    }
+
+    #[test]
+    fn probes_and_hooks_are_understood() {
+        let p = parse(r#"
+metadata: {name: p}
+spec:
+  terminationGracePeriodSeconds: 5
+  containers:
+  - name: c
+    command: [sh]
+    livenessProbe: {exec: {command: [cat, /tmp/ok]}, periodSeconds: 2, failureThreshold: 1, terminationGracePeriodSeconds: 3}
+    readinessProbe: {httpGet: {path: /healthz, port: 8080, scheme: HTTP}, initialDelaySeconds: 1, successThreshold: 2}
+    startupProbe: {tcpSocket: {port: 80}}
+    lifecycle:
+      postStart: {exec: {command: [touch, /tmp/ok]}}
+      preStop: {httpGet: {port: 80, path: /quit}}
+"#).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(p.grace_seconds, Some(5));
+        let c = &p.containers[0];
+        let l = c.probes.liveness.as_ref().unwrap();
+        assert_eq!((&l.action, l.period, l.failure_threshold, l.timeout, l.success_threshold), (&Action::Exec(vec!["cat".into(), "/tmp/ok".into()]), 2, 1, 1, 1));
+        let r = c.probes.readiness.as_ref().unwrap();
+        assert_eq!((&r.action, r.initial_delay, r.success_threshold, r.period), (&Action::Http { host: None, port: 8080, path: "/healthz".into() }, 1, 2, 10));
+        assert_eq!(c.probes.startup.as_ref().unwrap().action, Action::Tcp { host: None, port: 80 });
+        assert_eq!(c.post_start, Some(Action::Exec(vec!["touch".into(), "/tmp/ok".into()])));
+        assert_eq!(c.pre_stop, Some(Action::Http { host: None, port: 80, path: "/quit".into() }));
+        let (_, field, _) = err_of("metadata: {name: p}\nspec:\n  initContainers:\n  - name: i\n    command: ['true']\n    readinessProbe: {exec: {command: [x]}}\n  containers:\n  - {name: c, command: [sh]}\n");
+        assert_eq!(field, "spec.initContainers[0]");
+    }
+
+    #[test]
     fn several_documents_each_error_names_its_document() {
         let two = "metadata: {name: a}\nspec: {containers: [{name: c, command: [sleep, '1']}]}\n---\nmetadata: {name: b}\nspec: {containers: [{name: c, command: [sleep, '1']}]}\n---\n";
         let pods = parse_all(two).unwrap();
@@ -721,8 +1218,10 @@ spec:
         let (doc, field, msg) = err_of(&two.replace("name: b}\nspec: {containers", "name: b}\nspec: {contaners"));
         assert_eq!((doc.as_str(), field.as_str()), ("document 2 (b)", "spec.contaners"), "{msg}");
         assert!(msg.starts_with("manifest document 2 (b), field spec.contaners:"), "{msg}");
-        let (doc, field, _) = err_of(&format!("{two}apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: cfg}}\ndata: {{a: b}}\n"));
-        assert_eq!((doc.as_str(), field.as_str()), ("document 3 (cfg)", "kind"));
+        let (doc, field, _) = err_of(&format!("{two}apiVersion: v1\nkind: Service\nmetadata: {{name: svc}}\n"));
+        assert_eq!((doc.as_str(), field.as_str()), ("document 3 (svc)", "kind"));
+        let (doc, field, _) = err_of(&format!("{two}apiVersion: v1\nkind: Secret\nmetadata: {{name: s}}\ndata: {{a: '!'}}\n"));
+        assert_eq!((doc.as_str(), field.as_str()), ("document 3 (s)", "data.a"));
         let (_, field, _) = err_of(&two.replace("name: b", "name: a"));
         assert_eq!(field, "metadata.name");
         let (_, field, _) = err_of("apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: a}\n");
@@ -755,17 +1254,68 @@ spec:
     }
 
     #[test]
+    fn generate_round_trips_volumes_init_containers_probes_and_security() {
+        use crate::pod::model::{ContainerRecord, ContainerState, ContainerStatus, PodPhase, PodRecord};
+        const OBJECTS: &str = "---\nkind: ConfigMap\nmetadata: {name: cfg}\ndata: {a: x}\n---\nkind: Secret\nmetadata: {name: sec}\nstringData: {pw: y}\n";
+        let text = format!("{}{OBJECTS}", r#"
+metadata: {name: p}
+spec:
+  terminationGracePeriodSeconds: 7
+  securityContext: {fsGroup: 2000, supplementalGroups: [4000], sysctls: [{name: net.ipv4.ping_group_range, value: "0 0"}]}
+  volumes:
+  - {name: a, emptyDir: {medium: Memory, sizeLimit: 1Mi}}
+  - {name: b, hostPath: {path: /srv, type: DirectoryOrCreate}}
+  - {name: c, configMap: {name: cfg, defaultMode: 0640, items: [{key: a, path: x/a, mode: 0600}]}}
+  - {name: d, secret: {secretName: sec, optional: true}}
+  initContainers:
+  - {name: i, command: ['true'], volumeMounts: [{name: a, mountPath: /a}]}
+  containers:
+  - name: m
+    command: [sleep, '1']
+    volumeMounts: [{name: a, mountPath: /a, subPath: s, readOnly: true}, {name: b, mountPath: /b, mountPropagation: HostToContainer}]
+    livenessProbe: {exec: {command: ['true']}, periodSeconds: 2}
+    readinessProbe: {httpGet: {port: 80, path: /r}, successThreshold: 2}
+    startupProbe: {tcpSocket: {port: 81, host: 127.0.0.1}}
+    lifecycle: {postStart: {exec: {command: ['true']}}, preStop: {httpGet: {port: 80}}}
+    securityContext: {allowPrivilegeEscalation: true, seccompProfile: {type: Localhost, localhostProfile: p.json}}
+"#);
+        let spec = parse(&text).unwrap_or_else(|e| panic!("{e}"));
+        let rec = PodRecord {
+            id: "x".into(), name: spec.name.clone(), hostname: spec.name.clone(), phase: PodPhase::Ready, created_at: String::new(),
+            share_pid: false, network: true, ports: vec![], namespaces: Default::default(), attachment: None, pause: None,
+            declared_ports: Default::default(), labels: Default::default(), ignored_fields: vec![], volumes: spec.volumes.clone(), fs_group: spec.fs_group, grace_seconds: spec.grace_seconds,
+        };
+        let statuses: Vec<ContainerStatus> = spec.init_containers.iter().chain(&spec.containers).map(|c| ContainerStatus {
+            record: ContainerRecord { name: c.name.clone(), pod_id: "x".into(), args: c.args.clone(), created_at: String::new(), started_at: None, pid: None, monitor: None, start_error: None, spec: Some(c.clone()), image: None, image_digest: None, stop_signal: None, cgroup: None },
+            state: ContainerState::Running, exit: None, restarts: 0, last_exit: None, ready: true, probe: None,
+        }).collect();
+        let (doc, notes) = generate::pod_manifest(&rec, &statuses);
+        // Two containers ran from --rootfs; two volumes' objects are not kept.
+        assert_eq!(notes.len(), 4, "{notes:?}");
+        let yaml = serde_yaml_ng::to_string(&doc).unwrap();
+        let mut back = parse(&format!("{yaml}{OBJECTS}")).unwrap_or_else(|e| panic!("{e}\n{yaml}"));
+        let mut want = spec.clone();
+        want.ignored.clear();
+        back.ignored.clear();
+        for c in want.containers.iter_mut().chain(want.init_containers.iter_mut()) {
+            c.image = Some(generate::DEFAULT_IMAGE.into());
+            c.entrypoint = Some(c.args.clone());
+        }
+        assert_eq!(back, want, "{yaml}");
+    }
+
+    #[test]
     fn generate_round_trips_through_parse() {
         use crate::pod::model::{ContainerRecord, ContainerState, ContainerStatus, PodPhase, PodRecord};
         let spec = parse(YAML).unwrap();
         let rec = PodRecord {
             id: "x".into(), name: spec.name.clone(), hostname: spec.hostname.clone().unwrap(), phase: PodPhase::Ready, created_at: String::new(),
             share_pid: spec.share_pid, network: true, ports: spec.ports.clone(), namespaces: Default::default(), attachment: None, pause: None,
-            declared_ports: Default::default(), labels: spec.labels.clone(), ignored_fields: vec![],
+            declared_ports: Default::default(), labels: spec.labels.clone(), ignored_fields: vec![], volumes: vec![], fs_group: None, grace_seconds: None,
         };
         let statuses: Vec<ContainerStatus> = spec.containers.iter().map(|c| ContainerStatus {
             record: ContainerRecord { name: c.name.clone(), pod_id: "x".into(), args: c.args.clone(), created_at: String::new(), started_at: None, pid: None, monitor: None, start_error: None, spec: Some(c.clone()), image: None, image_digest: None, stop_signal: None, cgroup: None },
-            state: ContainerState::Running, exit: None, restarts: 0, last_exit: None,
+            state: ContainerState::Running, exit: None, restarts: 0, last_exit: None, ready: true, probe: None,
         }).collect();
         let (doc, notes) = generate::pod_manifest(&rec, &statuses);
         assert_eq!(notes.len(), 1, "{notes:?}");

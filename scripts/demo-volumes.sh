@@ -14,6 +14,8 @@ podbox() { show podbox "$@"; }
 PATH=$(dirname "$PODBOX"):$PATH
 
 node_up node-a
+say "The busybox root file system becomes the node's image 'busybox' (made here, never pulled)."
+podbox image import "$PODBOX_SRC/rootfs" busybox
 MANIFEST=$NODE_TMP/sidecar.yaml
 cat > "$MANIFEST" <<'YAML'
 apiVersion: v1

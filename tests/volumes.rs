@@ -52,6 +52,8 @@ spec:
 fn sidecar_writes_into_an_emptydir_another_container_serves_it_and_pod_rm_removes_it() {
     require_root!();
     let node = Node::new("v-sidecar");
+    // `image: busybox`: the rootfs imported on the node (made here, never pulled).
+    node.podbox_ok(&["image", "import", common::rootfs().to_str().unwrap(), "busybox"]);
     let m = write_manifest(&node, "web.yaml", SIDECAR);
     let out = apply(&node, &m, &[]);
     assert!(out.status.success(), "{}", stderr(&out));

@@ -10,6 +10,7 @@
 //!   idempotent: whatever is already gone counts as done.
 //! - `gc` frees everything whose pod id is not in `live`.
 
+pub mod cni;
 pub mod config;
 pub mod ipam;
 pub mod loopback;
@@ -47,6 +48,8 @@ pub enum NetError {
     Netlink { what: String, msg: String },
     #[error("nftables: {0}")]
     Nft(String),
+    #[error(transparent)]
+    Cni(#[from] cni::CniError),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -120,7 +123,28 @@ fn undo(root: &Path, pod_id: &str, steps: Vec<Undo>) {
 /// pod subnet on `eth0`, default route via the bridge, NAT and `ports`. Runs in the node's network
 /// namespace; on error everything it did for this pod is undone.
 pub fn setup(root: &Path, pod_id: &str, netns: &Path, ports: &[PortMapping]) -> Result<Attachment, NetError> {
+    if let Some(c) = NetConfig::load(root)?.cni {
+        return cni::setup(root, &c, pod_id, pod_id, netns, ports);
+    }
     setup_with(root, pod_id, netns, ports, false)
+}
+
+/// `setup_fresh_id` for pod `name`, or on a CNI node the ADD of the node's CNI network (whose
+/// plugins get the pod's name in `CNI_ARGS`).
+pub fn setup_pod(root: &Path, pod_id: &str, name: &str, netns: &Path, ports: &[PortMapping]) -> Result<Attachment, NetError> {
+    match NetConfig::load(root)?.cni {
+        Some(c) => cni::setup(root, &c, pod_id, name, netns, ports),
+        None => setup_fresh_id(root, pod_id, netns, ports),
+    }
+}
+
+/// On a CNI node, DEL the pod while its network namespace is still pinned (plugins undo their
+/// work inside it — the bridge plugin's masquerade rules are removed only then). A no-op for the
+/// built-in bridge; a failure is retried by `teardown_with`.
+pub fn detach_before_unpin(root: &Path, pod_id: &str) {
+    if let Ok(Some(c)) = NetConfig::load(root).map(|c| c.cni) {
+        let _ = cni::teardown(root, pod_id, &c.bin_dirs);
+    }
 }
 
 /// `setup` for a pod id the caller has just generated (so it cannot hold an address yet): skips
@@ -246,6 +270,9 @@ pub struct TeardownHints {
 /// `teardown`, skipping what `hints` say is not needed.
 pub fn teardown_with(root: &Path, pod_id: &str, hints: TeardownHints) -> Result<(), NetError> {
     check_pod_id(pod_id)?;
+    if let Some(c) = NetConfig::load(root)?.cni {
+        return cni::teardown(root, pod_id, &c.bin_dirs);
+    }
     let veth = host_veth_name(pod_id);
     let link = if hints.veth_goes_with_netns { Ok(()) } else { netlink::run(|h| async move { netlink::delete_link(&h, &veth).await }) };
     // Keep going on errors so one stuck piece does not leak the others; report the first.
@@ -257,6 +284,9 @@ pub fn teardown_with(root: &Path, pod_id: &str, hints: TeardownHints) -> Result<
 /// Free addresses, veths and rules of pods not in `live`.
 pub fn gc(root: &Path, live: &[String]) -> Result<(), NetError> {
     let cfg = NetConfig::load(root)?;
+    if let Some(c) = &cfg.cni {
+        return cni::gc(root, c, live);
+    }
     let live_veths: Vec<String> = live.iter().filter(|id| check_pod_id(id).is_ok()).map(|id| host_veth_name(id)).collect();
     // Veths of ours are recognised by name and by being ports of our bridge.
     let bridge = cfg.bridge.clone();
@@ -337,10 +367,17 @@ pub struct NetStatus {
     pub ports: Vec<PortStatus>,
     pub allocations: Vec<(Ipv4Addr, String)>,
     pub host_ports: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cni: Option<cni::CniStatus>,
 }
 
 pub fn status(root: &Path) -> Result<NetStatus, NetError> {
     let cfg = NetConfig::load(root)?;
+    if let Some(c) = &cfg.cni {
+        let st = cni::status(root, c)?;
+        let allocations = st.attachments.iter().filter_map(|(id, ip, _)| Some((ip.parse().ok()?, id.clone()))).collect();
+        return Ok(NetStatus { config: cfg.clone(), bridge_present: false, bridge_addresses: vec![], ports: vec![], allocations, host_ports: vec![], cni: Some(st) });
+    }
     let allocs = ipam::allocations(root)?;
     let bridge = cfg.bridge.clone();
     let (bridge_present, bridge_addresses, veths) = netlink::run(|h| async move {
@@ -369,5 +406,6 @@ pub fn status(root: &Path) -> Result<NetStatus, NetError> {
         ports,
         allocations: allocs.into_iter().map(|a| (a.ip, a.pod_id)).collect(),
         host_ports,
+        cni: None,
     })
 }

@@ -102,7 +102,7 @@ fn build(ctx: &Ctx, rec: &mut PodRecord) -> Result<()> {
         rec.namespaces.insert("pid".into(), pin);
     }
     if rec.network {
-        rec.attachment = Some(network::setup_fresh_id(&ctx.root.path, &rec.id, &pins["net"], &rec.ports)?);
+        rec.attachment = Some(network::setup_pod(&ctx.root.path, &rec.id, &rec.name, &pins["net"], &rec.ports)?);
         write_etc(&dir.join("etc"), rec)?;
     }
     rec.phase = PodPhase::Ready;
@@ -175,6 +175,7 @@ pub fn destroy(ctx: &Ctx, id: &str, rec: Option<&PodRecord>) -> Vec<String> {
     let netns_idle = complete && netns_ino.is_some_and(|ino| sandbox::processes_in_netns(ino).is_empty());
     // The mounts podbox makes under a pod's directory are exactly these; unmounting them by name
     // spares reading the mount table, which costs O(mounts) per read on a node with many pods.
+    network::detach_before_unpin(&ctx.root.path, id);
     for m in sandbox::POD_MOUNTS {
         sandbox::unmount(&dir.join(m));
     }

@@ -1,0 +1,302 @@
+//! CNI both ways, as root in throwaway nodes. podbox as a CNI runtime: nodes whose network config
+//! points at a conflist of Debian's reference plugins (bridge + host-local + portmap + loopback)
+//! run the scenarios F1–F3 and F7 of /work/shared/scenarios.md, host ports, crash recovery and
+//! rollback of a chain that fails. podbox as a CNI plugin: `podbox-cni` driven by the spec's call
+//! sequences directly, and by podman's CNI backend.
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::{Node, json, rootfs, wait_until, wire};
+
+const REF_PLUGINS: &str = "/usr/lib/cni";
+const ROUTER: &str = "10.100.0.1";
+const NODE_A: &str = "10.100.0.2";
+const NODE_B: &str = "10.100.0.3";
+const OUTSIDE_GW: &str = "192.168.100.1";
+const OUTSIDE: &str = "192.168.100.2";
+
+fn have_ref_plugins() -> bool {
+    ["bridge", "host-local", "portmap", "loopback"].iter().all(|p| Path::new(REF_PLUGINS).join(p).is_file())
+}
+
+macro_rules! require_plugins {
+    () => {
+        require_root!();
+        if !have_ref_plugins() {
+            eprintln!("skipped: needs containernetworking-plugins in {REF_PLUGINS}");
+            return;
+        }
+    };
+}
+
+/// A CNI setup for one node: conf dir, an extra plugin dir (for fake plugins) and host-local's
+/// data dir, all under the node's temp dir.
+struct Cni {
+    conf: PathBuf,
+    bin: PathBuf,
+    ipam: PathBuf,
+}
+
+impl Cni {
+    /// A conflist of the reference plugins on `bridge` with `subnet`, and the node configured to use it.
+    fn reference(node: &Node, bridge: &str, subnet: &str, ip_masq: bool, extra: &str) -> Cni {
+        let c = Cni::new(node);
+        c.configure(node, bridge, subnet, ip_masq, extra);
+        c
+    }
+
+    fn new(node: &Node) -> Cni {
+        let c = Cni { conf: node.dir.join("cni/net.d"), bin: node.dir.join("cni/bin"), ipam: node.dir.join("cni/ipam") };
+        std::fs::create_dir_all(&c.conf).unwrap();
+        std::fs::create_dir_all(&c.bin).unwrap();
+        c
+    }
+
+    /// Write the conflist (`extra`: more plugins after portmap) and point the node at it.
+    fn configure(&self, node: &Node, bridge: &str, subnet: &str, ip_masq: bool, extra: &str) {
+        let c = self;
+        let conflist = format!(
+            r#"{{"cniVersion":"1.0.0","name":"testnet","plugins":[
+              {{"type":"bridge","bridge":"{bridge}","isGateway":true,"ipMasq":{ip_masq},"hairpinMode":true,
+                "ipam":{{"type":"host-local","ranges":[[{{"subnet":"{subnet}"}}]],"routes":[{{"dst":"0.0.0.0/0"}}],"dataDir":"{}"}}}},
+              {{"type":"portmap","capabilities":{{"portMappings":true}}}}{extra},
+              {{"type":"loopback"}}]}}"#,
+            c.ipam.display()
+        );
+        std::fs::write(c.conf.join("10-testnet.conflist"), conflist).unwrap();
+        // A later file in lexical order that must not be picked.
+        std::fs::write(c.conf.join("99-unused.conflist"), r#"{"cniVersion":"1.0.0","name":"unused","plugins":[{"type":"nonexistent"}]}"#).unwrap();
+        node.podbox_ok(&["network", "config", "--cni-conf-dir", &c.conf.display().to_string(), "--cni-bin-dir", &format!("{REF_PLUGINS}:{}", c.bin.display())]);
+    }
+
+    /// The addresses host-local holds in its store.
+    fn allocations(&self) -> Vec<String> {
+        let dir = self.ipam.join("testnet");
+        let mut v: Vec<String> = std::fs::read_dir(&dir)
+            .map(|rd| rd.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n.parse::<std::net::Ipv4Addr>().is_ok()).collect())
+            .unwrap_or_default();
+        v.sort();
+        v
+    }
+
+    fn fake_plugin(&self, name: &str, script: &str) {
+        use std::os::unix::fs::PermissionsExt;
+        let p = self.bin.join(name);
+        std::fs::write(&p, format!("#!/bin/sh\n{script}\n")).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+}
+
+fn pod_ip(node: &Node, pod: &str) -> String {
+    json(&node.podbox_ok(&["pod", "inspect", pod]))["attachment"]["ip"].as_str().expect("pod has an IP").to_string()
+}
+
+fn exec(node: &Node, pod: &str, c: &str, cmd: &str) -> String {
+    node.podbox_ok(&["exec", pod, c, "--", "sh", "-c", cmd])
+}
+
+fn pod_with_app(node: &Node, pod: &str, extra: &[&str]) {
+    node.podbox_ok(&[&["pod", "create", pod][..], extra].concat());
+    node.podbox_ok(&["run", "--pod", pod, "--name", "app", "-d", "--", "sleep", "100000"]);
+}
+
+fn serve(node: &Node, pod: &str, name: &str, port: u16) {
+    let p = port.to_string();
+    node.podbox_ok(&["run", "--pod", pod, "--name", name, "-d", "--", "httpd", "-f", "-p", &p, "-h", "/var/www"]);
+    let listening = format!("netstat -ltn | grep -q ':{port} '");
+    assert!(wait_until(5, || node.podbox(&["exec", pod, name, "--", "sh", "-c", &listening]).status.success()), "httpd on {port} in {pod} did not listen");
+}
+
+fn serve_on_host(host: &Node) {
+    host.sh_ok(&format!("busybox httpd -p 80 -h {}/var/www", rootfs().display()));
+    assert!(wait_until(5, || host.sh("busybox netstat -ltn | grep -q ':80 '").status.success()));
+}
+
+fn whoami(node: &Node, pod: &str, c: &str, ip: &str) -> Option<String> {
+    let out = node.podbox(&["exec", pod, c, "--", "timeout", "5", "wget", "-qO-", &format!("http://{ip}/cgi-bin/whoami")]);
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+fn node_with_outside_host(name: &str) -> (Node, Node) {
+    let (node, host) = (Node::new(name), Node::new(&format!("{name}-host")));
+    wire(&node, "eth0", &host, "eth0");
+    node.sh_ok(&format!("ip addr add {OUTSIDE_GW}/24 dev eth0"));
+    host.sh_ok(&format!("ip addr add {OUTSIDE}/24 dev eth0"));
+    serve_on_host(&host);
+    (node, host)
+}
+
+/// The pods' veths on the node (its `eth0` cable to other nodes is a veth too).
+fn veths(node: &Node) -> String {
+    node.sh_ok("ip -o link show type veth | grep -v ': eth0@' || true")
+}
+
+/// F1 over CNI: one pod on the reference bridge plugin's bridge reaches the outside through the
+/// node (ipMasq); host ports via portmap; pod rm frees host-local's address and the veth.
+#[test]
+fn cni_f1_one_pod_on_the_reference_bridge_with_a_host_port() {
+    require_plugins!();
+    let (node, host) = node_with_outside_host("cni-f1");
+    let cni = Cni::reference(&node, "docker0", "172.17.0.0/24", true, "");
+    pod_with_app(&node, "p1", &["-p", "8080:80"]);
+    assert_eq!(pod_ip(&node, "p1"), "172.17.0.2");
+    assert_eq!(cni.allocations(), ["172.17.0.2"]);
+    let inspect = json(&node.podbox_ok(&["pod", "inspect", "p1"]));
+    assert_eq!(inspect["attachment"]["bridge"], "docker0");
+    let veth = inspect["attachment"]["host_veth"].as_str().unwrap().to_string();
+    assert!(node.sh_ok("ip -o link show master docker0").contains(&veth));
+    assert!(exec(&node, "p1", "app", "ip -4 -o addr show eth0").contains("inet 172.17.0.2/24"));
+    assert!(exec(&node, "p1", "app", "ip route show default").contains("default via 172.17.0.1 dev eth0"));
+    assert!(node.sh_ok("ip -4 -o addr show docker0").contains("inet 172.17.0.1/24"));
+    // Out through the node, masqueraded by the bridge plugin.
+    assert_eq!(whoami(&node, "p1", "app", OUTSIDE).as_deref(), Some(OUTSIDE_GW));
+    // The host port, from the outside host to the node's address (portmap's DNAT).
+    serve(&node, "p1", "web", 80);
+    assert!(host.sh_ok(&format!("timeout 5 busybox wget -qO- http://{OUTSIDE_GW}:8080/")).contains("hello from podbox"));
+    // Taken host ports are refused by name before any plugin runs.
+    let out = node.podbox(&["pod", "create", "p2", "-p", "8080:80"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("host port 8080/tcp is already used by pod"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(cni.allocations(), ["172.17.0.2"]);
+    // net show tells the CNI config and the attachment. (No CHECK here: portmap 1.1.1's CHECK
+    // looks for an IPv6 chain it never made for IPv4-only mappings and fails.)
+    let show = node.podbox_ok(&["net", "show"]);
+    assert!(show.contains("10-testnet.conflist") && show.contains("172.17.0.2") && show.contains(&veth), "{show}");
+
+    node.podbox_ok(&["pod", "rm", "-f", "p1"]);
+    assert!(cni.allocations().is_empty(), "address left in host-local's store");
+    assert!(wait_until(5, || veths(&node).trim().is_empty()), "veth left: {}", veths(&node));
+    assert!(!node.sh_ok("iptables-save").contains("172.17.0.2"), "NAT rules left");
+    node.assert_clean();
+}
+
+/// F2 and F3 over CNI: two pods reach each other by IP; two containers of one pod share IP,
+/// localhost and port space; pod stop releases the address.
+#[test]
+fn cni_f2_f3_pods_by_ip_and_containers_sharing_a_pod() {
+    require_plugins!();
+    let node = Node::new("cni-f2");
+    let cni = Cni::reference(&node, "cni0", "10.22.0.0/24", true, "");
+    pod_with_app(&node, "p1", &[]);
+    pod_with_app(&node, "p2", &[]);
+    assert_eq!((pod_ip(&node, "p1"), pod_ip(&node, "p2")), ("10.22.0.2".into(), "10.22.0.3".into()));
+    assert_eq!(node.sh_ok("ip -o link show master cni0").lines().count(), 2);
+    serve(&node, "p2", "web", 80);
+    // F2: by IP through the bridge, not translated.
+    assert_eq!(whoami(&node, "p1", "app", "10.22.0.3").as_deref(), Some("10.22.0.2"));
+    // F3: a second server in p2 on another port; one IP, one localhost, one port space.
+    serve(&node, "p2", "alt", 8080);
+    assert!(node.sh_ok("timeout 5 busybox wget -qO- http://10.22.0.3:8080/").contains("hello from podbox"));
+    assert!(exec(&node, "p2", "alt", "timeout 5 wget -qO- http://localhost:80/").contains("hello from podbox"));
+    let out = node.podbox(&["run", "--pod", "p2", "--name", "second", "--", "httpd", "-f", "-p", "80", "-h", "/var/www"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Address already in use"));
+
+    // CHECK after ADD passes, and fails once the pod's address is gone.
+    let id = |p: &str| json(&node.podbox_ok(&["pod", "inspect", p]))["id"].as_str().unwrap().to_string();
+    node.podbox_ok(&["network", "check", "--id", &id("p1")]);
+    let pin = json(&node.podbox_ok(&["pod", "inspect", "p1"]))["namespaces"]["net"].as_str().unwrap().to_string();
+    node.sh_ok(&format!("nsenter --net={pin} ip addr flush dev eth0"));
+    assert!(!node.podbox(&["network", "check", "--id", &id("p1")]).status.success(), "CHECK passed without the address");
+
+    node.podbox_ok(&["pod", "stop", "-t", "1", "p1"]);
+    assert_eq!(cni.allocations(), ["10.22.0.3"], "pod stop releases the address");
+    node.podbox_ok(&["pod", "rm", "-f", "p1", "p2"]);
+    assert!(cni.allocations().is_empty());
+    assert!(wait_until(5, || veths(&node).trim().is_empty()), "veth left: {}", veths(&node));
+    node.assert_clean();
+}
+
+/// A plugin that fails in the middle of the chain: pod create fails with the plugin's own error,
+/// and the plugins before it are undone with DEL — no address, no veth, no NAT rule, no pod.
+#[test]
+fn cni_failure_mid_chain_is_rolled_back_with_del() {
+    require_plugins!();
+    let node = Node::new("cni-fail");
+    let cni = Cni::new(&node);
+    let log = node.dir.join("failer.log");
+    cni.fake_plugin("failer", &format!(
+        "echo \"$CNI_COMMAND\" >> {}\ncat >/dev/null\nif [ \"$CNI_COMMAND\" = ADD ]; then\n  echo '{{\"cniVersion\":\"1.0.0\",\"code\":11,\"msg\":\"boom in the middle\",\"details\":\"try later\"}}'\n  exit 1\nfi\nexit 0",
+        log.display()
+    ));
+    cni.configure(&node, "cni0", "10.22.0.0/24", true, r#", {"type":"failer"}"#);
+    let out = node.podbox(&["pod", "create", "p", "-p", "8080:80"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("CNI plugin failer ADD failed (code 11): boom in the middle (try later)"), "{err}");
+    // DEL ran for the whole list, the failer too (it may have done something before failing).
+    assert_eq!(std::fs::read_to_string(&log).unwrap(), "ADD\nDEL\n");
+    assert!(cni.allocations().is_empty(), "bridge/host-local not rolled back: {:?}", cni.allocations());
+    assert!(node.sh_ok("ip -o link show master cni0 2>/dev/null || true").trim().is_empty(), "veth left");
+    assert!(!node.sh_ok("iptables-save").contains("10.22.0.2"), "NAT rules left");
+    assert!(!node.root.join("network/cni/results").read_dir().unwrap().any(|_| true), "cache entry left");
+    assert!(node.podbox_ok(&["pod", "ls"]).lines().all(|l| !l.starts_with("p ")));
+    node.assert_clean();
+}
+
+/// A podbox killed (SIGKILL) after the plugins' ADD but before it recorded the result: the "ADD
+/// started" cache entry lets `gc` run DEL with the config ADD used — nothing is left.
+#[test]
+fn cni_sigkill_between_add_and_record_then_gc_leaves_nothing() {
+    require_plugins!();
+    let node = Node::new("cni-kill");
+    // The last plugin of the chain SIGKILLs its caller (podbox) during ADD.
+    let cni = Cni::new(&node);
+    cni.fake_plugin("killer", "cat >/dev/null\nif [ \"$CNI_COMMAND\" = ADD ]; then kill -9 $PPID; exit 1; fi\nexit 0");
+    cni.configure(&node, "cni0", "10.22.0.0/24", true, r#", {"type":"killer"}"#);
+    let out = node.podbox(&["pod", "create", "p"]);
+    assert_eq!(out.status.code(), None, "podbox was not killed");
+    // What the crash left: an address, a veth on the bridge, the masquerade rules.
+    assert_eq!(cni.allocations(), ["10.22.0.2"]);
+    assert!(!node.sh_ok("ip -o link show master cni0").trim().is_empty());
+    // The plugin config changed since: DEL must use the cached one.
+    std::fs::remove_file(cni.conf.join("10-testnet.conflist")).unwrap();
+    std::fs::write(cni.conf.join("10-testnet.conflist"), r#"{"cniVersion":"1.0.0","name":"testnet","plugins":[{"type":"loopback"}]}"#).unwrap();
+    node.podbox_ok(&["gc"]);
+    assert!(cni.allocations().is_empty(), "address left after gc: {:?}", cni.allocations());
+    assert!(wait_until(5, || node.sh_ok("ip -o link show master cni0").trim().is_empty()), "veth left after gc");
+    assert!(!node.sh_ok("iptables-save").contains("10.22.0.2"), "NAT rules left after gc");
+    node.assert_clean();
+}
+
+/// F7 over CNI: each node's conflist has its slice of 10.0.0.0/14; the router routes the slices;
+/// pod to pod across nodes keeps pod IPs; to a host outside 10.0.0.0/8 pods appear as their node.
+/// The reference bridge's ipMasq would translate pod-to-pod traffic too, so — as clusters do with
+/// ip-masq-agent — ipMasq is off and the node masquerades only what leaves 10.0.0.0/8.
+#[test]
+fn cni_f7_pod_network_across_nodes() {
+    require_plugins!();
+    let router = Node::new("cni-f7-router");
+    router.sh_ok(&format!("ip link add br0 type bridge && ip addr add {ROUTER}/24 dev br0 && ip link set br0 up && echo 1 > /proc/sys/net/ipv4/ip_forward"));
+    let (a, b) = (Node::new("cni-f7-a"), Node::new("cni-f7-b"));
+    for (node, port, ip) in [(&a, "to-a", NODE_A), (&b, "to-b", NODE_B)] {
+        wire(&router, port, node, "eth0");
+        router.sh_ok(&format!("ip link set {port} master br0"));
+        node.sh_ok(&format!("ip addr add {ip}/24 dev eth0 && ip route add default via {ROUTER}"));
+    }
+    let host = Node::new("cni-f7-host");
+    wire(&router, "to-host", &host, "eth0");
+    router.sh_ok(&format!("ip addr add {OUTSIDE_GW}/24 dev to-host"));
+    host.sh_ok(&format!("ip addr add {OUTSIDE}/24 dev eth0 && ip route add 10.100.0.0/24 via {OUTSIDE_GW}"));
+    serve_on_host(&host);
+    for (node, slice, via) in [(&a, "10.0.1.0/24", NODE_A), (&b, "10.0.2.0/24", NODE_B)] {
+        Cni::reference(node, "cbr0", slice, false, "");
+        node.sh_ok(&format!("nft add table ip masq && nft 'add chain ip masq post {{ type nat hook postrouting priority srcnat; }}' && nft add rule ip masq post ip saddr {slice} ip daddr != 10.0.0.0/8 masquerade"));
+        router.sh_ok(&format!("ip route add {slice} via {via}"));
+    }
+    pod_with_app(&a, "pa", &[]);
+    pod_with_app(&b, "pb", &[]);
+    let (ipa, ipb) = (pod_ip(&a, "pa"), pod_ip(&b, "pb"));
+    assert_eq!((ipa.as_str(), ipb.as_str()), ("10.0.1.2", "10.0.2.2"));
+    serve(&a, "pa", "web", 80);
+    serve(&b, "pb", "web", 80);
+    assert_eq!(whoami(&a, "pa", "app", &ipb).as_deref(), Some(ipa.as_str()), "A's pod → B's pod, no NAT");
+    assert_eq!(whoami(&b, "pb", "app", &ipa).as_deref(), Some(ipb.as_str()), "B's pod → A's pod, no NAT");
+    assert_eq!(whoami(&a, "pa", "app", OUTSIDE).as_deref(), Some(NODE_A));
+    assert_eq!(whoami(&b, "pb", "app", OUTSIDE).as_deref(), Some(NODE_B));
+    a.podbox_ok(&["pod", "rm", "-f", "pa"]);
+    b.podbox_ok(&["pod", "rm", "-f", "pb"]);
+    a.assert_clean();
+    b.assert_clean();
+}

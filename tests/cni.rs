@@ -300,3 +300,138 @@ fn cni_f7_pod_network_across_nodes() {
     a.assert_clean();
     b.assert_clean();
 }
+
+/// A `podbox-cni` symlink in a fresh directory of the node, and a way to call it as a runtime does.
+struct Plugin {
+    dir: PathBuf,
+    bin: PathBuf,
+}
+
+impl Plugin {
+    fn new(node: &Node) -> Plugin {
+        let dir = node.dir.join("podbox-cni");
+        std::fs::create_dir_all(&dir).unwrap();
+        let bin = dir.join("podbox-cni");
+        std::os::unix::fs::symlink(common::PODBOX, &bin).unwrap();
+        Plugin { dir, bin }
+    }
+
+    /// Run CNI_COMMAND `cmd` for `id` with `conf` on stdin: (exit code, stdout).
+    fn call(&self, node: &Node, cmd: &str, id: &str, netns: &str, conf: &serde_json::Value) -> (i32, String) {
+        let f = self.dir.join(format!("stdin-{cmd}-{id}.json"));
+        std::fs::write(&f, conf.to_string()).unwrap();
+        let out = node.sh(&format!(
+            "PODBOX_CNI_STATE_DIR={0}/state CNI_COMMAND={cmd} CNI_CONTAINERID={id} CNI_NETNS={netns} CNI_IFNAME=eth0 CNI_PATH={0} {1} < {2}",
+            self.dir.display(),
+            self.bin.display(),
+            f.display()
+        ));
+        (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).trim().to_string())
+    }
+}
+
+/// A pinned network namespace in the node (what a runtime passes as CNI_NETNS).
+fn netns_pin(node: &Node, name: &str) -> String {
+    let pin = node.dir.join(format!("ns-{name}"));
+    node.sh_ok(&format!("touch {0} && unshare --net={0} true", pin.display()));
+    pin.display().to_string()
+}
+
+fn podbox_cni_conf(data_dir: &Path, version: &str) -> serde_json::Value {
+    serde_json::json!({
+        "cniVersion": version, "name": "pbnet", "type": "podbox-cni", "bridge": "pb0", "isGateway": true, "ipMasq": true,
+        "hairpinMode": true, "capabilities": {"portMappings": true},
+        "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.33.0.0/24"}]], "routes": [{"dst": "0.0.0.0/0"}], "dataDir": data_dir}
+    })
+}
+
+/// The spec's call sequences against `podbox-cni`: VERSION; ADD (result, host-local layout,
+/// working data path and host port); ADD again with the same ID (an error object, the first
+/// attachment untouched); CHECK after ADD; DEL of an unknown container; DEL twice; a config of
+/// an unknown version; STATUS and GC (spec 1.1).
+#[test]
+fn podbox_cni_follows_the_spec_call_sequences() {
+    require_root!();
+    let node = Node::new("cni-plugin");
+    let plugin = Plugin::new(&node);
+    let data = node.dir.join("ipam");
+    let conf = podbox_cni_conf(&data, "1.0.0");
+    let ns1 = netns_pin(&node, "c1");
+
+    let (rc, out) = plugin.call(&node, "VERSION", "", "", &serde_json::json!({"cniVersion": "1.0.0"}));
+    let v = json(&out);
+    assert_eq!((rc, v["cniVersion"].as_str()), (0, Some("1.0.0")));
+    for want in ["0.4.0", "1.0.0", "1.1.0"] {
+        assert!(v["supportedVersions"].as_array().unwrap().iter().any(|s| s == want), "{out}");
+    }
+
+    let mut add_conf = conf.clone();
+    add_conf["runtimeConfig"] = serde_json::json!({"portMappings": [{"hostPort": 8080, "containerPort": 80, "protocol": "tcp"}]});
+    let (rc, out) = plugin.call(&node, "ADD", "c1", &ns1, &add_conf);
+    assert_eq!(rc, 0, "{out}");
+    let result = json(&out);
+    assert_eq!(result["cniVersion"], "1.0.0");
+    assert_eq!(result["ips"][0]["address"], "10.33.0.2/24");
+    assert_eq!(result["ips"][0]["gateway"], "10.33.0.1");
+    let ifaces = result["interfaces"].as_array().unwrap();
+    assert_eq!((ifaces[0]["name"].as_str(), ifaces[2]["name"].as_str(), ifaces[2]["sandbox"].as_str()), (Some("pb0"), Some("eth0"), Some(ns1.as_str())));
+    let veth = ifaces[1]["name"].as_str().unwrap().to_string();
+    // host-local's layout.
+    assert_eq!(std::fs::read_to_string(data.join("pbnet/10.33.0.2")).unwrap(), "c1\r\neth0");
+    assert_eq!(std::fs::read_to_string(data.join("pbnet/last_reserved_ip.0")).unwrap().trim(), "10.33.0.2");
+    // The data path: the address in the namespace, the veth on the bridge, traffic both ways.
+    assert!(node.sh_ok(&format!("nsenter --net={ns1} ip -4 -o addr show eth0")).contains("inet 10.33.0.2/24"));
+    assert!(node.sh_ok(&format!("nsenter --net={ns1} ip route show default")).contains("via 10.33.0.1"));
+    assert!(node.sh_ok("ip -o link show master pb0").contains(&veth));
+    node.sh_ok(&format!("nsenter --net={ns1} busybox ping -c 1 -W 2 10.33.0.1"));
+    node.sh_ok(&format!("nsenter --net={ns1} busybox httpd -p 80 -h {}/var/www", rootfs().display()));
+    assert!(wait_until(5, || node.sh(&format!("nsenter --net={ns1} busybox netstat -ltn | grep -q ':80 '")).status.success()));
+    assert!(node.sh_ok("timeout 5 busybox wget -qO- http://127.0.0.1:8080/").contains("hello from podbox"), "host port");
+
+    // ADD twice with the same ID: an error object, and the first attachment is left alone.
+    let (rc, out) = plugin.call(&node, "ADD", "c1", &ns1, &conf);
+    let e = json(&out);
+    assert_eq!((rc, e["code"].as_u64(), e["cniVersion"].as_str()), (1, Some(100), Some("1.0.0")), "{out}");
+    assert!(e["msg"].as_str().unwrap().contains("already attached"), "{out}");
+    // CHECK after ADD: success, no output.
+    let mut check_conf = conf.clone();
+    check_conf["prevResult"] = result.clone();
+    assert_eq!(plugin.call(&node, "CHECK", "c1", &ns1, &check_conf), (0, String::new()));
+    assert!(node.sh_ok(&format!("ls {}/pbnet", data.display())).lines().filter(|l| l.starts_with("10.")).count() == 1);
+    // CHECK notices a broken attachment.
+    node.sh_ok(&format!("nsenter --net={ns1} ip addr flush dev eth0"));
+    let (rc, out) = plugin.call(&node, "CHECK", "c1", &ns1, &check_conf);
+    assert_eq!((rc, json(&out)["code"].as_u64()), (1, Some(101)), "{out}");
+
+    // DEL of a container never added: success, nothing printed, nothing touched.
+    assert_eq!(plugin.call(&node, "DEL", "unknown", "", &conf), (0, String::new()));
+    assert!(data.join("pbnet/10.33.0.2").exists());
+    // DEL, and DEL again.
+    assert_eq!(plugin.call(&node, "DEL", "c1", &ns1, &conf), (0, String::new()));
+    assert!(!data.join("pbnet/10.33.0.2").exists());
+    assert!(node.sh_ok("ip -o link show master pb0").trim().is_empty(), "veth left");
+    assert!(node.sh("timeout 3 busybox wget -qO- http://127.0.0.1:8080/").stdout.is_empty(), "host port left");
+    assert_eq!(plugin.call(&node, "DEL", "c1", &ns1, &conf), (0, String::new()));
+
+    // An unknown version and a broken config: error objects with the spec's codes.
+    let (rc, out) = plugin.call(&node, "ADD", "c2", &ns1, &podbox_cni_conf(&data, "9.9.9"));
+    assert_eq!((rc, json(&out)["code"].as_u64()), (1, Some(1)), "{out}");
+    let (rc, out) = plugin.call(&node, "ADD", "c2", &ns1, &serde_json::json!({"cniVersion": "1.0.0"}));
+    assert_eq!((rc, json(&out)["code"].as_u64()), (1, Some(6)), "{out}");
+
+    // Spec 1.1: STATUS, and GC frees what is not listed as valid.
+    let conf11 = podbox_cni_conf(&data, "1.1.0");
+    let ns2 = netns_pin(&node, "c2");
+    let ns3 = netns_pin(&node, "c3");
+    assert_eq!(plugin.call(&node, "ADD", "c2", &ns2, &conf11).0, 0);
+    assert_eq!(plugin.call(&node, "ADD", "c3", &ns3, &conf11).0, 0);
+    assert_eq!(plugin.call(&node, "STATUS", "", "", &conf11), (0, String::new()));
+    let mut gc = conf11.clone();
+    gc["cni.dev/valid-attachments"] = serde_json::json!([{"containerID": "c3", "ifname": "eth0"}]);
+    assert_eq!(plugin.call(&node, "GC", "", "", &gc), (0, String::new()));
+    let left = node.sh_ok(&format!("cat {}/pbnet/10.*", data.display()));
+    assert_eq!(left, "c3\r\neth0");
+    assert_eq!(node.sh_ok("ip -o link show master pb0").lines().count(), 1);
+    assert_eq!(plugin.call(&node, "DEL", "c3", &ns3, &conf11).0, 0);
+    node.sh_ok(&format!("umount {ns1} {ns2} {ns3}"));
+}

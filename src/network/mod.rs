@@ -226,7 +226,7 @@ fn setup_steps(root: &Path, pod_id: &str, netns: &Path, ports: &[PortMapping], f
 
 /// Per-namespace sysctls of the node: forwarding (pods reach beyond the bridge only if the node
 /// routes) and route_localnet on the bridge (so host ports work from 127.0.0.1 too).
-fn node_sysctls(cfg: &NetConfig) -> Result<(), NetError> {
+pub(crate) fn node_sysctls(cfg: &NetConfig) -> Result<(), NetError> {
     for (path, val) in [
         ("/proc/sys/net/ipv4/ip_forward".to_string(), "1"),
         (format!("/proc/sys/net/ipv4/conf/{}/route_localnet", cfg.bridge), "1"),

@@ -435,3 +435,108 @@ fn podbox_cni_follows_the_spec_call_sequences() {
     assert_eq!(plugin.call(&node, "DEL", "c3", &ns3, &conf11).0, 0);
     node.sh_ok(&format!("umount {ns1} {ns2} {ns3}"));
 }
+
+/// A cgroup parent for podman's containers, removed in every hierarchy when dropped (after the
+/// node, whose end kills its processes).
+struct CgroupParent(String);
+
+impl Drop for CgroupParent {
+    fn drop(&mut self) {
+        fn rmdir_tree(d: &Path) {
+            for e in std::fs::read_dir(d).into_iter().flatten().flatten() {
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    rmdir_tree(&e.path());
+                }
+            }
+            let _ = std::fs::remove_dir(d);
+        }
+        let roots = std::fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten().map(|e| e.path());
+        for hierarchy in roots.chain(std::iter::once(PathBuf::from("/sys/fs/cgroup"))) {
+            let d = hierarchy.join(&self.0);
+            if d.is_dir() {
+                rmdir_tree(&d);
+            }
+        }
+    }
+}
+
+/// podman with its CNI backend and a conflist naming `podbox-cni` runs a two-container pod
+/// reachable on its host port; removing the pod gives the address back. podman runs inside a
+/// node with tmpfs on /run and /var/lib and its storage, config and the CNI store in temp dirs
+/// (as in tests/oci.rs); the containers run on podbox-runc.
+#[test]
+fn podman_cni_backend_runs_a_pod_on_podbox_cni() {
+    require_root!();
+    if std::process::Command::new("podman").arg("--version").output().map(|o| !o.status.success()).unwrap_or(true) {
+        eprintln!("skipped: podman is not installed (apt-get install -y podman)");
+        return;
+    }
+    let cgroup_parent = CgroupParent(format!("podbox-test-podman-cni-{}", std::process::id()));
+    let node = Node::new("cni-podman");
+    let plugin = Plugin::new(&node);
+    let d = node.dir.join("podman");
+    std::fs::create_dir_all(d.join("net.d")).unwrap();
+    let runc = d.join("podbox-runc");
+    std::os::unix::fs::symlink(common::PODBOX, &runc).unwrap();
+    node.sh_ok("mount -t tmpfs -o mode=755 podbox-test-run /run");
+    // podman's libcni keeps its result cache in /var/lib/cni, and podman its caches under
+    // /var/lib/containers: a tmpfs over /var/lib in the node's mount namespace keeps them off
+    // the machine.
+    node.sh_ok("mount -t tmpfs -o mode=755 podbox-test-varlib /var/lib");
+    let dd = d.display().to_string();
+    let limits = std::fs::read_to_string("/proc/self/limits").unwrap();
+    let hard = |name: &str| limits.lines().find(|l| l.starts_with(name)).and_then(|l| l[name.len()..].split_whitespace().nth(1)).unwrap().to_string();
+    let (nofile, nproc) = (hard("Max open files"), hard("Max processes"));
+    std::fs::write(
+        d.join("containers.conf"),
+        format!(
+            "[containers]\ndefault_ulimits = [\"nofile={nofile}:{nofile}\", \"nproc={nproc}:{nproc}\"]\n\
+             [network]\nnetwork_backend = \"cni\"\ncni_plugin_dirs = [\"{}\", \"{REF_PLUGINS}\"]\nnetwork_config_dir = \"{dd}/net.d\"\n\
+             [engine]\ncgroup_manager = \"cgroupfs\"\nevents_logger = \"file\"\nevents_logfile_path = \"{dd}/events.log\"\n\
+             runtime = \"podbox\"\ntmp_dir = \"{dd}/tmp\"\n[engine.runtimes]\npodbox = [\"{}\"]\n",
+            plugin.dir.display(),
+            runc.display()
+        ),
+    )
+    .unwrap();
+    std::fs::write(d.join("storage.conf"), format!("[storage]\ndriver = \"vfs\"\ngraphroot = \"{dd}/storage\"\nrunroot = \"{dd}/run\"\n")).unwrap();
+    let mut conf = podbox_cni_conf(&d.join("ipam"), "1.0.0");
+    conf["name"] = "podboxnet".into();
+    let list = serde_json::json!({ "cniVersion": "1.0.0", "name": "podboxnet", "plugins": [conf] });
+    std::fs::write(d.join("net.d/podboxnet.conflist"), list.to_string()).unwrap();
+    std::fs::create_dir_all(d.join("extra")).unwrap();
+    std::fs::write(d.join("extra/pause"), "#!/bin/sh\nexec sleep 2147483647\n").unwrap();
+    let podman_env = format!("PODBOX_CNI_STATE_DIR={dd}/cni-state CONTAINERS_CONF={dd}/containers.conf CONTAINERS_STORAGE_CONF={dd}/storage.conf");
+    let podman = format!("{podman_env} timeout 120 podman");
+    node.sh_ok(&format!(
+        "tar -C {} -cf {dd}/rootfs.tar . && chmod 755 {dd}/extra/pause && tar -C {dd}/extra -rf {dd}/rootfs.tar ./pause && {podman} import {dd}/rootfs.tar podbox-rootfs",
+        rootfs().display()
+    ));
+    let ok = |args: &str| {
+        let out = node.sh(&format!("{podman} {args}"));
+        assert!(out.status.success(), "podman {args}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert!(ok("network ls --format '{{.Name}} {{.Driver}}'").contains("podboxnet"), "podman does not see the conflist");
+    let cg = format!("--cgroup-parent /{}", cgroup_parent.0);
+    ok(&format!("pod create {cg} --name web --network podboxnet -p 8080:80 --infra-image podbox-rootfs --infra-command /pause"));
+    ok("run -d --pod web --name server podbox-rootfs sh -c 'echo hello-from-podman-pod > /tmp/index.html; exec httpd -f -p 80 -h /tmp'");
+    // The pod's address comes from podbox-cni, in host-local's layout.
+    let held = node.sh_ok(&format!("ls {dd}/ipam/podboxnet"));
+    assert!(held.lines().any(|l| l == "10.33.0.2"), "{held}");
+    // The second container of the pod reaches the first over localhost ...
+    assert!(
+        wait_until(10, || node.sh(&format!("{podman} run --rm --pod web podbox-rootfs wget -qO- http://127.0.0.1:80/index.html")).stdout.starts_with(b"hello-from-podman-pod")),
+        "the second container could not reach the first over localhost"
+    );
+    // ... and the node reaches the pod on its host port and on its pod IP.
+    assert!(node.sh_ok("timeout 5 busybox wget -qO- http://127.0.0.1:8080/index.html").contains("hello-from-podman-pod"));
+    assert!(node.sh_ok("timeout 5 busybox wget -qO- http://10.33.0.2:80/index.html").contains("hello-from-podman-pod"));
+    assert_eq!(node.sh_ok("ip -o link show master pb0").lines().count(), 1);
+
+    ok("pod rm -f web");
+    let held = node.sh_ok(&format!("ls {dd}/ipam/podboxnet"));
+    assert!(!held.lines().any(|l| l.starts_with("10.")), "address left after pod rm: {held}");
+    assert!(node.sh_ok("ip -o link show master pb0").trim().is_empty(), "veth left after pod rm");
+    assert!(node.sh("timeout 3 busybox wget -qO- http://127.0.0.1:8080/").stdout.is_empty(), "host port left");
+}

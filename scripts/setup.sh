@@ -12,6 +12,9 @@ command -v ip >/dev/null || need+=(iproute2)
 command -v nsenter >/dev/null && command -v unshare >/dev/null || need+=(util-linux)
 command -v file >/dev/null || need+=(file)
 command -v ping >/dev/null || need+=(iputils-ping)
+# tests/cni.rs: the reference CNI plugins (bridge, host-local, portmap, loopback), which use iptables.
+[ -x /usr/lib/cni/bridge ] || [ -x /opt/cni/bin/bridge ] || need+=(containernetworking-plugins)
+command -v iptables >/dev/null || need+=(iptables)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive

@@ -540,3 +540,35 @@ fn podman_cni_backend_runs_a_pod_on_podbox_cni() {
     assert!(node.sh_ok("ip -o link show master pb0").trim().is_empty(), "veth left after pod rm");
     assert!(node.sh("timeout 3 busybox wget -qO- http://127.0.0.1:8080/").stdout.is_empty(), "host port left");
 }
+
+/// Both halves together: a podbox node whose CNI network is a conflist naming podbox-cni (and
+/// the reference loopback plugin after it, to check prevResult passes through): the pod gets its
+/// address and host port from podbox-cni, `pod inspect` shows them, `pod rm` gives them back.
+#[test]
+fn podbox_pods_on_podbox_cni() {
+    require_plugins!();
+    let node = Node::new("cni-self");
+    // podbox-cni keeps its NAT stamp in /run/podbox-cni: a tmpfs there keeps it in the node.
+    node.sh_ok("mount -t tmpfs -o mode=755 podbox-test-run /run");
+    let plugin = Plugin::new(&node);
+    let conf_dir = node.dir.join("net.d");
+    std::fs::create_dir_all(&conf_dir).unwrap();
+    let data = node.dir.join("ipam");
+    let mut conf = podbox_cni_conf(&data, "1.0.0");
+    conf["name"] = "pbnet".into();
+    let list = serde_json::json!({ "cniVersion": "1.0.0", "name": "pbnet", "plugins": [conf, {"type": "loopback"}] });
+    std::fs::write(conf_dir.join("50-pbnet.conflist"), list.to_string()).unwrap();
+    node.podbox_ok(&["network", "config", "--cni-conf-dir", &conf_dir.display().to_string(), "--cni-bin-dir", &format!("{}:{REF_PLUGINS}", plugin.dir.display())]);
+    pod_with_app(&node, "p", &["-p", "9090:80"]);
+    let a = json(&node.podbox_ok(&["pod", "inspect", "p"]))["attachment"].clone();
+    assert_eq!((a["ip"].as_str(), a["gateway"].as_str(), a["bridge"].as_str()), (Some("10.33.0.2"), Some("10.33.0.1"), Some("pb0")));
+    assert_eq!(std::fs::read_to_string(data.join("pbnet/10.33.0.2")).unwrap().split("\r\n").nth(1), Some("eth0"));
+    serve(&node, "p", "web", 80);
+    assert!(node.sh_ok("timeout 5 busybox wget -qO- http://127.0.0.1:9090/").contains("hello from podbox"));
+    let id = json(&node.podbox_ok(&["pod", "inspect", "p"]))["id"].as_str().unwrap().to_string();
+    node.podbox_ok(&["network", "check", "--id", &id]);
+    node.podbox_ok(&["pod", "rm", "-f", "p"]);
+    assert!(!data.join("pbnet/10.33.0.2").exists(), "address left");
+    assert!(node.sh_ok("ip -o link show master pb0").trim().is_empty(), "veth left");
+    node.assert_clean();
+}

@@ -270,7 +270,8 @@ pub struct TeardownHints {
 /// `teardown`, skipping what `hints` say is not needed.
 pub fn teardown_with(root: &Path, pod_id: &str, hints: TeardownHints) -> Result<(), NetError> {
     check_pod_id(pod_id)?;
-    if let Some(c) = NetConfig::load(root)?.cni {
+    // (An unreadable config falls through to the built-in teardown, which needs none.)
+    if let Ok(NetConfig { cni: Some(c), .. }) = NetConfig::load(root) {
         return cni::teardown(root, pod_id, &c.bin_dirs);
     }
     let veth = host_veth_name(pod_id);

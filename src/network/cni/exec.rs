@@ -2,13 +2,17 @@
 //! path by its `type`, the `CNI_*` variables in its environment, its config on stdin, a result
 //! or a JSON error object on stdout.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
 use super::CniError;
+
+/// How long one plugin may run.
+pub const PLUGIN_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// What is the same for every plugin of one operation on one attachment.
 #[derive(Debug, Clone)]
@@ -79,10 +83,27 @@ pub fn invoke(call: &Call, ty: &str, stdin: &Value) -> Result<Option<Value>, Cni
     let input = serde_json::to_vec(stdin).expect("JSON serializes");
     // A plugin that exits without reading its config closes the pipe: its exit status tells.
     let _ = child.stdin.take().expect("piped").write_all(&input);
-    let out = child.wait_with_output().map_err(|e| fail(format!("waiting for {}: {e}", bin.display())))?;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    if !out.status.success() {
-        let stderr = String::from_utf8_lossy(&out.stderr);
+    let (out, err) = (drain(child.stdout.take()), drain(child.stderr.take()));
+    // A hung plugin must not hold the node (podbox runs it under the root lock): it is killed
+    // after PLUGIN_TIMEOUT. Polled with try_wait, so the child is still unreaped (its PID cannot
+    // be reused) when it is killed.
+    let deadline = Instant::now() + PLUGIN_TIMEOUT;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(s)) => break s,
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(1)),
+            Ok(None) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(fail(format!("did not finish within {PLUGIN_TIMEOUT:?}; killed")));
+            }
+            Err(e) => return Err(fail(format!("waiting for {}: {e}", bin.display()))),
+        }
+    };
+    let (out, err) = (out.join().unwrap_or_default(), err.join().unwrap_or_default());
+    let stdout = String::from_utf8_lossy(&out);
+    if !status.success() {
+        let stderr = String::from_utf8_lossy(&err);
         return Err(match serde_json::from_str::<Value>(stdout.trim()) {
             Ok(e) if e.get("code").is_some() || e.get("msg").is_some() => CniError::Plugin {
                 plugin: ty.to_string(),
@@ -91,13 +112,24 @@ pub fn invoke(call: &Call, ty: &str, stdin: &Value) -> Result<Option<Value>, Cni
                 msg: e["msg"].as_str().unwrap_or_default().to_string(),
                 details: e["details"].as_str().unwrap_or_default().to_string(),
             },
-            _ => fail(format!("{}: {}{}", out.status, stdout.trim(), stderr.trim())),
+            _ => fail(format!("{status}: {}{}", stdout.trim(), stderr.trim())),
         });
     }
     if stdout.trim().is_empty() {
         return Ok(None);
     }
     serde_json::from_str(stdout.trim()).map(Some).map_err(|e| fail(format!("its output is not JSON ({e}): {}", stdout.trim())))
+}
+
+/// Read a child's pipe to the end on a thread (both pipes at once, so neither can fill up).
+fn drain(pipe: Option<impl Read + Send + 'static>) -> std::thread::JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        if let Some(mut p) = pipe {
+            let _ = p.read_to_end(&mut buf);
+        }
+        buf
+    })
 }
 
 /// The spec versions plugin `ty` supports (its VERSION answer).

@@ -572,3 +572,34 @@ fn podbox_pods_on_podbox_cni() {
     assert!(node.sh_ok("ip -o link show master pb0").trim().is_empty(), "veth left");
     node.assert_clean();
 }
+
+/// Spec 1.1 through the runtime: with a 1.1.0 conflist of podbox-cni (which speaks 1.1), `net
+/// show` reports the plugin's STATUS and `podbox gc` calls its GC with the pods still attached
+/// as valid — an address leaked outside podbox's knowledge is freed, the live pod's is kept.
+#[test]
+fn cni_1_1_status_and_gc_reach_the_plugin() {
+    require_root!();
+    let node = Node::new("cni-11");
+    node.sh_ok("mount -t tmpfs -o mode=755 podbox-test-run /run");
+    let plugin = Plugin::new(&node);
+    let conf_dir = node.dir.join("net.d");
+    std::fs::create_dir_all(&conf_dir).unwrap();
+    let data = node.dir.join("ipam");
+    let mut conf = podbox_cni_conf(&data, "1.1.0");
+    conf["name"] = "pbnet".into();
+    let list = serde_json::json!({ "cniVersion": "1.1.0", "name": "pbnet", "plugins": [conf] });
+    std::fs::write(conf_dir.join("50-pbnet.conflist"), list.to_string()).unwrap();
+    node.podbox_ok(&["network", "config", "--cni-conf-dir", &conf_dir.display().to_string(), "--cni-bin-dir", &plugin.dir.display().to_string()]);
+    let show = node.podbox_ok(&["net", "show"]);
+    assert!(show.lines().any(|l| l.contains("podbox-cni") && l.contains("ready")), "{show}");
+    pod_with_app(&node, "p", &[]);
+    assert!(data.join("pbnet/10.33.0.2").exists());
+    // An allocation no runtime knows about (a container whose runtime died with its cache).
+    std::fs::write(data.join("pbnet/10.33.0.77"), "lost-container\r\neth0").unwrap();
+    node.podbox_ok(&["gc"]);
+    assert!(!data.join("pbnet/10.33.0.77").exists(), "GC did not free the leaked address");
+    assert!(data.join("pbnet/10.33.0.2").exists(), "GC freed the live pod's address");
+    node.podbox_ok(&["pod", "rm", "-f", "p"]);
+    assert!(!data.join("pbnet/10.33.0.2").exists());
+    node.assert_clean();
+}

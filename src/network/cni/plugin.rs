@@ -95,6 +95,9 @@ struct Conf {
     ipam: Ipam,
     #[serde(default)]
     runtime_config: RuntimeConfig,
+    /// The runtime capabilities this config declares (`portMappings`).
+    #[serde(default)]
+    capabilities: std::collections::HashMap<String, bool>,
     prev_result: Option<Value>,
     /// GC: the attachments to keep.
     #[serde(rename = "cni.dev/valid-attachments", default)]
@@ -174,6 +177,9 @@ struct Net {
     routes: Vec<(Ipv4Net, Ipv4Addr)>,
     data_dir: PathBuf,
     ports: Vec<PortMapping>,
+    /// Whether the config declares `portMappings`: without it no runtime passes host ports, so
+    /// DEL has no NAT elements to look for (an `nft` run spared).
+    port_capable: bool,
 }
 
 fn parse_v4net(s: &str, what: &str) -> Result<Ipv4Net, PluginError> {
@@ -244,6 +250,7 @@ fn resolve(c: &Conf) -> Result<Net, PluginError> {
         hairpin: c.hairpin_mode,
         routes,
         data_dir: c.ipam.data_dir.clone().unwrap_or_else(|| DEFAULT_DATA_DIR.into()),
+        port_capable: c.capabilities.get("portMappings").copied().unwrap_or(false) || !ports.is_empty(),
         ports,
     })
 }
@@ -449,7 +456,7 @@ fn del(net: &Net, e: &Env) -> Result<(), PluginError> {
     let store = Store::open(&net.data_dir, &net.name)?;
     let veth = host_veth(&e.container_id, &e.ifname);
     let link = netlink::run(|h| async move { netlink::delete_link(&h, &veth).await });
-    let ports = nft::remove_pod(&e.container_id);
+    let ports = if net.port_capable { nft::remove_pod(&e.container_id) } else { Ok(()) };
     let addr = store.release(&e.container_id, &e.ifname).map(|_| ()).map_err(NetError::from);
     link.and(ports).and(addr)?;
     Ok(())

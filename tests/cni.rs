@@ -603,3 +603,67 @@ fn cni_1_1_status_and_gc_reach_the_plugin() {
     assert!(!data.join("pbnet/10.33.0.2").exists());
     node.assert_clean();
 }
+
+/// A plugin whose DEL keeps failing: each DEL is retried, `pod rm` reports the failure and keeps
+/// the cache entry (the other plugins' DEL still ran: the address is free); once the plugin
+/// recovers, `podbox gc` finishes the DEL and drops the entry.
+#[test]
+fn cni_failing_del_is_retried_and_finished_by_gc() {
+    require_plugins!();
+    let node = Node::new("cni-del");
+    let cni = Cni::new(&node);
+    let (log, healed) = (node.dir.join("flaky.log"), node.dir.join("healed"));
+    cni.fake_plugin("flaky", &format!(
+        "echo \"$CNI_COMMAND\" >> {log}\ncat >/dev/null\ncase \"$CNI_COMMAND\" in\n  ADD) echo '{{\"cniVersion\":\"1.0.0\",\"interfaces\":[],\"ips\":[]}}'; exit 0;;\n  DEL) [ -e {healed} ] && exit 0; echo '{{\"cniVersion\":\"1.0.0\",\"code\":11,\"msg\":\"busy\"}}'; exit 1;;\nesac\nexit 0",
+        log = log.display(), healed = healed.display()
+    ));
+    cni.configure(&node, "cni0", "10.22.0.0/24", true, "");
+    // The flaky plugin first in the chain, so that its DEL runs last.
+    let path = cni.conf.join("10-testnet.conflist");
+    let mut list = json(&std::fs::read_to_string(&path).unwrap());
+    list["plugins"].as_array_mut().unwrap().insert(0, serde_json::json!({"type": "flaky"}));
+    std::fs::write(&path, list.to_string()).unwrap();
+    pod_with_app(&node, "p", &[]);
+    assert_eq!(cni.allocations(), ["10.22.0.2"]);
+
+    let out = node.podbox(&["pod", "rm", "-f", "p"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("CNI plugin flaky DEL failed (code 11): busy"), "{}", String::from_utf8_lossy(&out.stderr));
+    let dels = std::fs::read_to_string(&log).unwrap().lines().filter(|l| *l == "DEL").count();
+    assert!(dels >= 3, "DEL was not retried: {dels} attempts");
+    assert!(cni.allocations().is_empty(), "the other plugins' DEL did not run");
+    let cache = node.root.join("network/cni/results");
+    assert_eq!(std::fs::read_dir(&cache).unwrap().count(), 1, "the cache entry must stay until every DEL succeeded");
+
+    std::fs::write(&healed, "").unwrap();
+    node.podbox_ok(&["gc"]);
+    assert_eq!(std::fs::read_dir(&cache).unwrap().count(), 0, "gc did not finish the DEL");
+    assert!(wait_until(5, || veths(&node).trim().is_empty()), "veth left: {}", veths(&node));
+    node.assert_clean();
+}
+
+/// Bad CNI settings are refused when they are given, naming the problem, and change nothing.
+#[test]
+fn cni_config_refuses_what_cannot_work() {
+    require_plugins!();
+    let node = Node::new("cni-conf");
+    let cni = Cni::new(&node);
+    let before = node.podbox_ok(&["network", "show", "--json"]);
+    let out = node.podbox(&["network", "config", "--cni-conf-dir", &cni.conf.display().to_string()]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no CNI network config (*.conflist, *.conf, *.json) in"), "{}", String::from_utf8_lossy(&out.stderr));
+    std::fs::write(cni.conf.join("10-x.conflist"), r#"{"cniVersion":"1.0.0","name":"x","plugins":[{"type":"nosuchplugin"}]}"#).unwrap();
+    let out = node.podbox(&["network", "config", "--cni-conf-dir", &cni.conf.display().to_string(), "--cni-bin-dir", REF_PLUGINS]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("CNI plugin \"nosuchplugin\" not found in /usr/lib/cni"), "{}", String::from_utf8_lossy(&out.stderr));
+    std::fs::write(cni.conf.join("05-broken.conf"), "{ not json").unwrap();
+    let out = node.podbox(&["network", "config", "--cni-conf-dir", &cni.conf.display().to_string()]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("05-broken.conf: not JSON"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(node.podbox_ok(&["network", "show", "--json"]), before, "a refused config changed something");
+    // Switching while a pod is attached is refused too.
+    std::fs::remove_file(cni.conf.join("05-broken.conf")).unwrap();
+    std::fs::write(cni.conf.join("10-x.conflist"), r#"{"cniVersion":"1.0.0","name":"x","plugins":[{"type":"loopback"}]}"#).unwrap();
+    node.podbox_ok(&["pod", "create", "p"]);
+    let out = node.podbox(&["network", "config", "--cni-conf-dir", &cni.conf.display().to_string()]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("while pods are attached"), "{}", String::from_utf8_lossy(&out.stderr));
+    node.podbox_ok(&["pod", "rm", "-f", "p"]);
+    node.assert_clean();
+}

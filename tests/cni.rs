@@ -418,6 +418,9 @@ fn podbox_cni_follows_the_spec_call_sequences() {
     assert_eq!((rc, json(&out)["code"].as_u64()), (1, Some(1)), "{out}");
     let (rc, out) = plugin.call(&node, "ADD", "c2", &ns1, &serde_json::json!({"cniVersion": "1.0.0"}));
     assert_eq!((rc, json(&out)["code"].as_u64()), (1, Some(6)), "{out}");
+    // A container ID outside the spec's alphabet (it would reach file names and nft comments).
+    let (rc, out) = plugin.call(&node, "ADD", "a:b", &ns1, &conf);
+    assert_eq!((rc, json(&out)["code"].as_u64()), (1, Some(4)), "{out}");
 
     // Spec 1.1: STATUS, and GC frees what is not listed as valid.
     let conf11 = podbox_cni_conf(&data, "1.1.0");

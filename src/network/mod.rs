@@ -124,6 +124,7 @@ fn undo(root: &Path, pod_id: &str, steps: Vec<Undo>) {
 /// namespace; on error everything it did for this pod is undone.
 pub fn setup(root: &Path, pod_id: &str, netns: &Path, ports: &[PortMapping]) -> Result<Attachment, NetError> {
     if let Some(c) = NetConfig::load(root)?.cni {
+        check_pod_id(pod_id)?;
         return cni::setup(root, &c, pod_id, pod_id, netns, ports);
     }
     setup_with(root, pod_id, netns, ports, false)

@@ -42,6 +42,9 @@ pub fn parse(bytes: &[u8]) -> Result<NetworkList, String> {
     let obj = v.as_object().ok_or("not a JSON object")?;
     let text = |k: &str| obj.get(k).and_then(Value::as_str).map(str::to_string);
     let name = text("name").filter(|n| !n.is_empty()).ok_or("missing \"name\"")?;
+    if !super::valid_name(&name) {
+        return Err(format!("network name {name:?}: letters, digits, '_', '.' and '-' only, starting with a letter or digit"));
+    }
     let cni_version = text("cniVersion").filter(|n| !n.is_empty()).ok_or("missing \"cniVersion\"")?;
     let plugins = match obj.get("plugins") {
         Some(Value::Array(ps)) => ps.clone(),

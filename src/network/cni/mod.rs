@@ -66,6 +66,12 @@ impl Default for CniSettings {
     }
 }
 
+/// The spec's rule for container IDs and network names (`^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$`):
+/// they end up in file names, link name hashes and nftables comments, so nothing else may pass.
+pub fn valid_name(s: &str) -> bool {
+    s.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+}
+
 /// The `portMappings` runtime capability, in the spec's conventions.
 fn port_mappings(ports: &[PortMapping]) -> Value {
     Value::Array(
@@ -354,6 +360,14 @@ pub fn status(root: &Path, settings: &CniSettings) -> Result<CniStatus, NetError
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_follow_the_spec() {
+        assert!(valid_name("podman-abc_1.2") && valid_name("0a"));
+        for bad in ["", "-x", ".x", "a/b", "a b", "a\"b", "a\nb"] {
+            assert!(!valid_name(bad), "{bad:?}");
+        }
+    }
 
     #[test]
     fn attachment_from_a_bridge_result() {

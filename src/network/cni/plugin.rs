@@ -313,6 +313,9 @@ fn env() -> Result<Env, PluginError> {
         "" => return Err(err(code::INVALID_ENV, "CNI_COMMAND is not set", "podbox-cni is a CNI plugin; it is run by a container runtime")),
         other => return Err(err(code::INVALID_ENV, format!("unknown CNI_COMMAND {other:?}"), "ADD, DEL, CHECK, VERSION, STATUS or GC")),
     }
+    if !e.container_id.is_empty() && !super::valid_name(&e.container_id) {
+        return Err(err(code::INVALID_ENV, format!("invalid CNI_CONTAINERID {:?}", e.container_id), "letters, digits, '_', '.' and '-' only"));
+    }
     if !e.ifname.is_empty() && (e.ifname.len() > 15 || e.ifname.contains(['/', ' ']) || e.ifname == "." || e.ifname == "..") {
         return Err(err(code::INVALID_ENV, format!("invalid CNI_IFNAME {:?}", e.ifname), ""));
     }
@@ -351,6 +354,9 @@ fn run(stdin: &[u8]) -> Result<Option<Value>, PluginError> {
     }
     if matches!(e.command.as_str(), "STATUS" | "GC") && !super::exec::version_at_least(&conf.cni_version, "1.1.0") {
         return Err(err(code::INCOMPATIBLE_VERSION, format!("{} needs cniVersion 1.1.0, the config says {}", e.command, conf.cni_version), ""));
+    }
+    if !super::valid_name(&conf.name) {
+        return Err(err(code::INVALID_CONFIG, format!("invalid network name {:?}", conf.name), "letters, digits, '_', '.' and '-' only"));
     }
     let net = resolve(&conf)?;
     match e.command.as_str() {

@@ -7,14 +7,10 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
+use common::scenario::*;
 use common::{Node, json, rootfs, wait_until, wire};
 
 const REF_PLUGINS: &str = "/usr/lib/cni";
-const ROUTER: &str = "10.100.0.1";
-const NODE_A: &str = "10.100.0.2";
-const NODE_B: &str = "10.100.0.3";
-const OUTSIDE_GW: &str = "192.168.100.1";
-const OUTSIDE: &str = "192.168.100.2";
 
 fn have_ref_plugins() -> bool {
     ["bridge", "host-local", "portmap", "loopback"].iter().all(|p| Path::new(REF_PLUGINS).join(p).is_file())
@@ -88,43 +84,9 @@ impl Cni {
     }
 }
 
-fn pod_ip(node: &Node, pod: &str) -> String {
-    json(&node.podbox_ok(&["pod", "inspect", pod]))["attachment"]["ip"].as_str().expect("pod has an IP").to_string()
-}
-
-fn exec(node: &Node, pod: &str, c: &str, cmd: &str) -> String {
-    node.podbox_ok(&["exec", pod, c, "--", "sh", "-c", cmd])
-}
-
 fn pod_with_app(node: &Node, pod: &str, extra: &[&str]) {
     node.podbox_ok(&[&["pod", "create", pod][..], extra].concat());
     node.podbox_ok(&["run", "--pod", pod, "--name", "app", "-d", "--", "sleep", "100000"]);
-}
-
-fn serve(node: &Node, pod: &str, name: &str, port: u16) {
-    let p = port.to_string();
-    node.podbox_ok(&["run", "--pod", pod, "--name", name, "-d", "--", "httpd", "-f", "-p", &p, "-h", "/var/www"]);
-    let listening = format!("netstat -ltn | grep -q ':{port} '");
-    assert!(wait_until(5, || node.podbox(&["exec", pod, name, "--", "sh", "-c", &listening]).status.success()), "httpd on {port} in {pod} did not listen");
-}
-
-fn serve_on_host(host: &Node) {
-    host.sh_ok(&format!("busybox httpd -p 80 -h {}/var/www", rootfs().display()));
-    assert!(wait_until(5, || host.sh("busybox netstat -ltn | grep -q ':80 '").status.success()));
-}
-
-fn whoami(node: &Node, pod: &str, c: &str, ip: &str) -> Option<String> {
-    let out = node.podbox(&["exec", pod, c, "--", "timeout", "5", "wget", "-qO-", &format!("http://{ip}/cgi-bin/whoami")]);
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
-}
-
-fn node_with_outside_host(name: &str) -> (Node, Node) {
-    let (node, host) = (Node::new(name), Node::new(&format!("{name}-host")));
-    wire(&node, "eth0", &host, "eth0");
-    node.sh_ok(&format!("ip addr add {OUTSIDE_GW}/24 dev eth0"));
-    host.sh_ok(&format!("ip addr add {OUTSIDE}/24 dev eth0"));
-    serve_on_host(&host);
-    (node, host)
 }
 
 /// The pods' veths on the node (its `eth0` cable to other nodes is a veth too).
@@ -267,14 +229,7 @@ fn cni_sigkill_between_add_and_record_then_gc_leaves_nothing() {
 #[test]
 fn cni_f7_pod_network_across_nodes() {
     require_plugins!();
-    let router = Node::new("cni-f7-router");
-    router.sh_ok(&format!("ip link add br0 type bridge && ip addr add {ROUTER}/24 dev br0 && ip link set br0 up && echo 1 > /proc/sys/net/ipv4/ip_forward"));
-    let (a, b) = (Node::new("cni-f7-a"), Node::new("cni-f7-b"));
-    for (node, port, ip) in [(&a, "to-a", NODE_A), (&b, "to-b", NODE_B)] {
-        wire(&router, port, node, "eth0");
-        router.sh_ok(&format!("ip link set {port} master br0"));
-        node.sh_ok(&format!("ip addr add {ip}/24 dev eth0 && ip route add default via {ROUTER}"));
-    }
+    let Lan { router, a, b } = lan("cni-f7");
     let host = Node::new("cni-f7-host");
     wire(&router, "to-host", &host, "eth0");
     router.sh_ok(&format!("ip addr add {OUTSIDE_GW}/24 dev to-host"));

@@ -11,7 +11,7 @@ fn oci_name(argv0: &str) -> bool {
 }
 
 /// Invoked as `podbox-cni` (a symlink a container engine's CNI plugin path holds), podbox is a
-/// CNI plugin; see README "podbox-cni".
+/// CNI plugin; see README "CNI".
 fn cni_name(argv0: &str) -> bool {
     std::path::Path::new(argv0).file_name().is_some_and(|n| n == "podbox-cni")
 }

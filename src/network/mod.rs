@@ -9,6 +9,8 @@
 //!   id, NAT rules tagged with the id) so that it also works after a crash left no record; it is
 //!   idempotent: whatever is already gone counts as done.
 //! - `gc` frees everything whose pod id is not in `live`.
+//! - On a node whose config names CNI (`NetConfig::cni`), all three go to the CNI plugins
+//!   (`cni`): ADD, DEL from the result cache, GC.
 
 pub mod cni;
 pub mod config;

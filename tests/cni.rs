@@ -295,7 +295,7 @@ fn netns_pin(node: &Node, name: &str) -> String {
 fn podbox_cni_conf(data_dir: &Path, version: &str) -> serde_json::Value {
     serde_json::json!({
         "cniVersion": version, "name": "pbnet", "type": "podbox-cni", "bridge": "pb0", "isGateway": true, "ipMasq": true,
-        "hairpinMode": true, "capabilities": {"portMappings": true},
+        "hairpinMode": true, "mtu": 1400, "capabilities": {"portMappings": true},
         "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.33.0.0/24"}]], "routes": [{"dst": "0.0.0.0/0"}], "dataDir": data_dir}
     })
 }
@@ -338,6 +338,8 @@ fn podbox_cni_follows_the_spec_call_sequences() {
     assert!(node.sh_ok(&format!("nsenter --net={ns1} ip -4 -o addr show eth0")).contains("inet 10.33.0.2/24"));
     assert!(node.sh_ok(&format!("nsenter --net={ns1} ip route show default")).contains("via 10.33.0.1"));
     assert!(node.sh_ok("ip -o link show master pb0").contains(&veth));
+    assert!(node.sh_ok(&format!("nsenter --net={ns1} ip link show eth0")).contains("mtu 1400"));
+    assert!(node.sh_ok(&format!("bridge -d link show dev {veth}")).contains("hairpin on"));
     node.sh_ok(&format!("nsenter --net={ns1} busybox ping -c 1 -W 2 10.33.0.1"));
     node.sh_ok(&format!("nsenter --net={ns1} busybox httpd -p 80 -h {}/var/www", rootfs().display()));
     assert!(wait_until(5, || node.sh(&format!("nsenter --net={ns1} busybox netstat -ltn | grep -q ':80 '")).status.success()));
@@ -391,6 +393,16 @@ fn podbox_cni_follows_the_spec_call_sequences() {
     assert_eq!(left, "c3\r\neth0");
     assert_eq!(node.sh_ok("ip -o link show master pb0").lines().count(), 1);
     assert_eq!(plugin.call(&node, "DEL", "c3", &ns3, &conf11).0, 0);
+
+    // isGateway false: the bridge gets no address, the container its address but no route off it.
+    let l2 = serde_json::json!({"cniVersion": "1.0.0", "name": "l2net", "type": "podbox-cni", "bridge": "pb1",
+        "ipam": {"type": "host-local", "subnet": "10.34.0.0/24", "dataDir": data}});
+    let (rc, out) = plugin.call(&node, "ADD", "c4", &ns2, &l2);
+    assert_eq!(rc, 0, "{out}");
+    assert!(node.sh_ok("ip -4 -o addr show pb1").trim().is_empty(), "a bridge that is no gateway got an address");
+    assert!(node.sh_ok(&format!("nsenter --net={ns2} ip -4 -o addr show eth0")).contains("inet 10.34.0.2/24"));
+    assert!(node.sh_ok(&format!("nsenter --net={ns2} ip route show default")).trim().is_empty());
+    assert_eq!(plugin.call(&node, "DEL", "c4", &ns2, &l2), (0, String::new()));
     node.sh_ok(&format!("umount {ns1} {ns2} {ns3}"));
 }
 

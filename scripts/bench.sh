@@ -13,7 +13,7 @@
 # Output: one table on stdout (median, min, max, runs, and ratios against the targets) and the
 # same as JSON in target/bench-results.json (override with BENCH_JSON=path).
 # Knobs: BENCH_RUNS (hyperfine runs per benchmark, default 20), BENCH_SCALE (pods, default 250),
-# BENCH_ONLY=main|images (one part only; images: pull + unpack of a ~100 MB 5-layer image from a
+# BENCH_ONLY=main|images|cni (one part only; images: pull + unpack of a ~100 MB 5-layer image from a
 # loopback registry vs podman and vs plain gzip|tar, start from it vs from the rootfs, disk use).
 #
 # Needs root. Installs crun, runc, containernetworking-plugins, hyperfine, catatonit, time with
@@ -405,6 +405,33 @@ if only images; then
     rm -rf "$IMG"
 fi
 
+# ---- 7. CNI plugin ADD / DEL: podbox-cni vs the reference bridge plugin ---------------------------
+# The same network config but for type, bridge and range (no ipMasq, no ports: the bridge
+# plugin's iptables work is then nil too), the same pinned netns, the same wrapper on both sides.
+if only cni; then
+    mkdir -p "$W/cnibin"
+    ln -sf "$PB" "$W/cnibin/podbox-cni"
+    sed -e 's/"type": "bridge", "bridge": "cni0"/"type": "podbox-cni", "bridge": "pbcni0"/' \
+        -e 's#10.88.0.0/22#10.90.0.0/22#' -e 's/"benchnet"/"benchnet-pb"/' "$W/cni.json" >"$W/podbox-cni.json"
+    touch "$W/netns/cnib"; unshare --net="$W/netns/cnib" true
+    cat >"$W/cni-op" <<EOF
+#!/bin/sh
+# cni-op PLUGIN CONF COMMAND: one CNI call for container "bench" in the pinned netns.
+CNI_COMMAND=\$3 CNI_CONTAINERID=bench CNI_NETNS=$W/netns/cnib CNI_IFNAME=eth0 CNI_PATH=$W/cnibin:/usr/lib/cni \\
+    PODBOX_CNI_STATE_DIR=$W/podbox-cni-state exec \$1 <\$2 >/dev/null
+EOF
+    chmod +x "$W/cni-op"
+    for side in "podbox_cni $W/cnibin/podbox-cni $W/podbox-cni.json" "bridge /usr/lib/cni/bridge $W/cni.json"; do
+        set -- $side
+        hf "cni_add.$1" --prepare "$W/cni-op $2 $3 DEL" "$W/cni-op $2 $3 ADD"
+        "$W/cni-op" "$2" "$3" DEL
+        hf "cni_del.$1" --prepare "$W/cni-op $2 $3 ADD" "$W/cni-op $2 $3 DEL"
+        "$W/cni-op" "$2" "$3" DEL
+    done
+    umount "$W/netns/cnib"; rm -f "$W/netns/cnib"
+    assert_clean cni "$W/cni-ipam"
+fi
+
 # ---- report ------------------------------------------------------------------------------------
 ratio() { awk -v a="$(median_of "$1")" -v b="$(median_of "$2")" 'BEGIN { printf "%.3f", a / b }'; }
 : >"$W/ratios.tsv"
@@ -424,6 +451,10 @@ target "scale: podbox create total / peer" scale.podbox.create_total scale.peer.
 target "scale: podbox teardown total / peer" scale.podbox.teardown_total scale.peer.teardown_total 0.2
 pause_rss=$(median_of mem.pause.podbox)
 printf '%s\t%s\t%s\t%s\n' "pause RSS KiB (limit)" "$pause_rss" 100 "$( ((pause_rss <= 100)) && echo met || echo MISSED)" >>"$W/ratios.tsv"
+fi
+if only cni; then
+target "CNI ADD: podbox-cni / bridge plugin" cni_add.podbox_cni cni_add.bridge 0.333
+target "CNI DEL: podbox-cni / bridge plugin" cni_del.podbox_cni cni_del.bridge 0.333
 fi
 if only images; then
 target "image pull+unpack: podbox / podman" pull.podbox pull.podman 0.5

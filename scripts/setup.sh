@@ -23,6 +23,9 @@ command -v cc >/dev/null || need+=(gcc)
 [ -e "$(cc -print-file-name=libc.a 2>/dev/null)" ] && [ -e /usr/include/linux/io_uring.h ] || need+=(libc6-dev linux-libc-dev)
 # tests/reliability.rs kills the CLI at chosen syscalls with strace's fault injection.
 command -v strace >/dev/null || need+=(strace)
+# tests/cni.rs: the reference CNI plugins (bridge, host-local, portmap, loopback), which use iptables.
+[ -x /usr/lib/cni/bridge ] || [ -x /opt/cni/bin/bridge ] || need+=(containernetworking-plugins)
+command -v iptables >/dev/null || need+=(iptables)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive

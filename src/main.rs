@@ -10,8 +10,17 @@ fn oci_name(argv0: &str) -> bool {
     name.ends_with("runc") || name.ends_with("-oci")
 }
 
+/// Invoked as `podbox-cni` (a symlink a container engine's CNI plugin path holds), podbox is a
+/// CNI plugin; see README "CNI".
+fn cni_name(argv0: &str) -> bool {
+    std::path::Path::new(argv0).file_name().is_some_and(|n| n == "podbox-cni")
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    if args.first().is_some_and(|a| cni_name(a)) {
+        std::process::exit(podbox::network::cni::plugin::main());
+    }
     if args.first().is_some_and(|a| oci_name(a)) {
         std::process::exit(podbox::cli::oci::main(args));
     }

@@ -4,27 +4,12 @@
 //! `assert_clean`; the nodes' Drop removes everything also when an assertion fails.
 mod common;
 
-use common::{Node, json, rootfs, wait_until, wire};
-
-/// The router's LAN and the outside network of F5–F7 (and F1's outside host).
-const ROUTER: &str = "10.100.0.1";
-const NODE_A: &str = "10.100.0.2";
-const NODE_B: &str = "10.100.0.3";
-const OUTSIDE_GW: &str = "192.168.100.1";
-const OUTSIDE: &str = "192.168.100.2";
-
-fn pod_ip(node: &Node, pod: &str) -> String {
-    json(&node.podbox_ok(&["pod", "inspect", pod]))["attachment"]["ip"].as_str().expect("pod has an IP").to_string()
-}
+use common::scenario::*;
+use common::{Node, json, wait_until, wire};
 
 fn container(node: &Node, pod: &str, name: &str) -> serde_json::Value {
     let v = json(&node.podbox_ok(&["pod", "inspect", pod]));
     v["containers"].as_array().unwrap().iter().find(|c| c["name"] == name).cloned().unwrap_or_default()
-}
-
-/// `podbox exec` in a running container; its stdout.
-fn exec(node: &Node, pod: &str, c: &str, cmd: &str) -> String {
-    node.podbox_ok(&["exec", pod, c, "--", "sh", "-c", cmd])
 }
 
 /// A pod with one long-running container `app` to run commands from.
@@ -33,45 +18,12 @@ fn pod_with_app(node: &Node, pod: &str) {
     node.podbox_ok(&["run", "--pod", pod, "--name", "app", "-d", "--", "sleep", "100000"]);
 }
 
-/// A container `name` in `pod` running the rootfs' web server (index page and the whoami CGI) on
-/// `port`; returns once it listens.
-fn serve(node: &Node, pod: &str, name: &str, port: u16) {
-    let p = port.to_string();
-    node.podbox_ok(&["run", "--pod", pod, "--name", name, "-d", "--", "httpd", "-f", "-p", &p, "-h", "/var/www"]);
-    let listening = format!("netstat -ltn | grep -q ':{port} '");
-    assert!(wait_until(5, || node.podbox(&["exec", pod, name, "--", "sh", "-c", &listening]).status.success()), "httpd on {port} in {pod} did not listen");
-}
-
-/// The same web server run directly in a non-podbox namespace (router or test host).
-fn serve_on_host(host: &Node) {
-    host.sh_ok(&format!("busybox httpd -p 80 -h {}/var/www", rootfs().display()));
-    assert!(wait_until(5, || host.sh("busybox netstat -ltn | grep -q ':80 '").status.success()));
-}
-
-/// Ask the whoami CGI at `ip` from a container: the source address the server saw, or None when
-/// the server cannot be reached (5 s timeout; busybox 1.35 wget crashes with -T).
-fn whoami(node: &Node, pod: &str, c: &str, ip: &str) -> Option<String> {
-    let out = node.podbox(&["exec", pod, c, "--", "timeout", "5", "wget", "-qO-", &format!("http://{ip}/cgi-bin/whoami")]);
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
-}
-
 /// Interface names inside a container's network namespace.
 fn links_inside(node: &Node, pod: &str, c: &str) -> Vec<String> {
     exec(node, pod, c, "ip -o link")
         .lines()
         .map(|l| l.split(':').nth(1).unwrap().trim().split('@').next().unwrap().to_string())
         .collect()
-}
-
-/// The node side of F1: `eth0` = 192.168.100.1 cabled to an outside test host 192.168.100.2 that
-/// serves whoami and has no route to the pods (so their traffic must be masqueraded to come back).
-fn node_with_outside_host(name: &str) -> (Node, Node) {
-    let (node, host) = (Node::new(name), Node::new(&format!("{name}-host")));
-    wire(&node, "eth0", &host, "eth0");
-    node.sh_ok(&format!("ip addr add {OUTSIDE_GW}/24 dev eth0"));
-    host.sh_ok(&format!("ip addr add {OUTSIDE}/24 dev eth0"));
-    serve_on_host(&host);
-    (node, host)
 }
 
 /// F1: one pod on a bridge configured like the article.
@@ -217,32 +169,6 @@ fn f4_one_pause_per_pod_keeps_the_ip_and_exits_0_on_sigterm() {
     node.podbox_ok(&["pod", "rm", "-f", "p1", "p2"]);
     assert!(pauses(&node).is_empty());
     node.assert_clean();
-}
-
-/// F5's topology: a router (a bridge with 10.100.0.1 and forwarding on, in its own namespace) and
-/// nodes A 10.100.0.2 and B 10.100.0.3 cabled to it on their eth0, default route via the router.
-struct Lan {
-    router: Node,
-    a: Node,
-    b: Node,
-}
-
-fn lan(prefix: &str) -> Lan {
-    let router = Node::new(&format!("{prefix}-router"));
-    router.sh_ok(&format!(
-        "ip link add br0 type bridge && ip addr add {ROUTER}/24 dev br0 && ip link set br0 up && echo 1 > /proc/sys/net/ipv4/ip_forward"
-    ));
-    let (a, b) = (Node::new(&format!("{prefix}-a")), Node::new(&format!("{prefix}-b")));
-    for (node, port, ip) in [(&a, "to-a", NODE_A), (&b, "to-b", NODE_B)] {
-        wire(&router, port, node, "eth0");
-        router.sh_ok(&format!("ip link set {port} master br0"));
-        node.sh_ok(&format!("ip addr add {ip}/24 dev eth0 && ip route add default via {ROUTER}"));
-    }
-    Lan { router, a, b }
-}
-
-fn ping(node: &Node, ip: &str) -> bool {
-    node.sh(&format!("busybox ping -c 1 -W 2 {ip}")).status.success()
 }
 
 /// F5: two nodes on a private network talk over their eth0.

@@ -41,6 +41,19 @@ pub enum NetworkCmd {
         /// Destinations not masqueraded (repeatable; replaces the list; "none" empties it).
         #[arg(long = "no-masquerade-dst")]
         no_masquerade_dst: Vec<String>,
+        /// Wire pods with the CNI plugins of the first network config list in --cni-conf-dir
+        /// instead of the built-in bridge.
+        #[arg(long, conflicts_with = "builtin")]
+        cni: bool,
+        /// Where the CNI network configs are (implies --cni; default /etc/cni/net.d).
+        #[arg(long, conflicts_with = "builtin")]
+        cni_conf_dir: Option<PathBuf>,
+        /// Where the CNI plugins are, colon-separated (implies --cni; default /usr/lib/cni:/opt/cni/bin).
+        #[arg(long, conflicts_with = "builtin")]
+        cni_bin_dir: Option<String>,
+        /// Back to the built-in bridge.
+        #[arg(long)]
+        builtin: bool,
     },
     /// Print the config and the live state (bridge, attached veths, addresses, host ports), then a
     /// picture of the node's network read from the kernel: interfaces, bridge ports, each pod's
@@ -76,6 +89,11 @@ pub enum NetworkCmd {
         #[arg(long)]
         id: String,
     },
+    /// On a CNI node: run the plugins' CHECK for pod ID.
+    Check {
+        #[arg(long)]
+        id: String,
+    },
     /// Free everything of pods not listed.
     Gc {
         #[arg(long = "live")]
@@ -105,9 +123,31 @@ pub fn parse_port(s: &str) -> Result<PortMapping, String> {
 pub fn run(ctx: &Ctx, cmd: NetworkCmd) -> anyhow::Result<i32> {
     let root = ctx.root.path.as_path();
     match cmd {
-        NetworkCmd::Config { bridge, subnet, cluster_cidr, node_index, node_mask, gateway, mtu, hairpin, masquerade, no_masquerade_dst } => {
+        NetworkCmd::Config { bridge, subnet, cluster_cidr, node_index, node_mask, gateway, mtu, hairpin, masquerade, no_masquerade_dst, cni, cni_conf_dir, cni_bin_dir, builtin } => {
             let old = NetConfig::load(root)?;
             let mut cfg = old.clone();
+            if builtin {
+                cfg.cni = None;
+            }
+            if cni || cni_conf_dir.is_some() || cni_bin_dir.is_some() {
+                let mut c = cfg.cni.take().unwrap_or_default();
+                if let Some(d) = cni_conf_dir {
+                    c.conf_dir = d;
+                }
+                if let Some(b) = cni_bin_dir {
+                    c.bin_dirs = std::env::split_paths(&b).collect();
+                }
+                // Say now, not at the first pod, when there is nothing to use.
+                let list = network::cni::conf::load_dir(&c.conf_dir)?;
+                for i in 0..list.plugins.len() {
+                    network::cni::exec::find_plugin(list.plugin_type(i), &c.bin_dirs)?;
+                }
+                cfg.cni = Some(c);
+            }
+            let attached = network::cni::cache::all(root)?;
+            if cfg.cni != old.cni && (!attached.is_empty() || !ipam::allocations(root)?.is_empty()) {
+                bail!("cannot switch between the built-in bridge and CNI (or change the CNI dirs) while pods are attached; remove the pods first");
+            }
             if let Some(b) = bridge {
                 cfg.bridge = b;
             }
@@ -171,6 +211,12 @@ pub fn run(ctx: &Ctx, cmd: NetworkCmd) -> anyhow::Result<i32> {
                 println!("{}", serde_json::to_string_pretty(&st)?);
                 return Ok(0);
             }
+            if let Some(c) = &st.cni {
+                print_cni(c);
+                println!();
+                print!("{}", view::text(&view::gather(&sandboxes(ctx)?)?));
+                return Ok(0);
+            }
             let c = &st.config;
             let nomasq: Vec<String> = c.no_masquerade_dst.iter().map(|n| n.to_string()).collect();
             println!("bridge      {} ({})", c.bridge, if st.bridge_present { "present" } else { "not created yet" });
@@ -215,10 +261,33 @@ pub fn run(ctx: &Ctx, cmd: NetworkCmd) -> anyhow::Result<i32> {
             network::teardown(root, &id)?;
             Ok(0)
         }
+        NetworkCmd::Check { id } => {
+            let cfg = NetConfig::load(root)?;
+            let c = cfg.cni.ok_or_else(|| anyhow::anyhow!("this node uses the built-in bridge; CHECK is a CNI operation"))?;
+            network::cni::check(root, &c, &id)?;
+            Ok(0)
+        }
         NetworkCmd::Gc { live } => {
             network::gc(root, &live)?;
             Ok(0)
         }
+    }
+}
+
+fn print_cni(c: &network::cni::CniStatus) {
+    println!("network     CNI, configs in {}", c.conf_dir.display());
+    if let Some(e) = &c.error {
+        println!("error       {e}");
+    }
+    if let (Some(f), Some(n), Some(v)) = (&c.conf_file, &c.network, &c.cni_version) {
+        println!("config      {} (network {n}, cniVersion {v})", f.display());
+    }
+    for (p, s) in c.plugins.iter().zip(&c.plugin_status) {
+        println!("  plugin    {p:<12} {s}");
+    }
+    println!("attachments:");
+    for (id, ip, veth) in &c.attachments {
+        println!("  {veth:<15} {ip:<15} {id}");
     }
 }
 

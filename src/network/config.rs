@@ -25,6 +25,10 @@ pub struct NetConfig {
     pub masquerade: bool,
     /// Destinations that pod traffic reaches with its own source address (ip-masq-agent style).
     pub no_masquerade_dst: Vec<Ipv4Net>,
+    /// Wire pods with CNI plugins instead of the built-in bridge (the fields above then do not
+    /// apply); absent: the built-in bridge.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cni: Option<super::cni::CniSettings>,
 }
 
 impl Default for NetConfig {
@@ -38,6 +42,7 @@ impl Default for NetConfig {
             hairpin: true,
             masquerade: true,
             no_masquerade_dst: vec!["10.0.0.0/8".parse().unwrap()],
+            cni: None,
         }
     }
 }

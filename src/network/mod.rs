@@ -16,7 +16,10 @@
 //! What a pod may do on the wire: send from its own IPv4 and MAC address only (nft bridge table,
 //! see nft.rs); nothing addressed to 127.0.0.0/8 reaches the node from outside `lo`; router
 //! advertisements are neither accepted (accept_ra=0 on the bridge and in the pod) nor forwarded.
+//! - On a node whose config names CNI (`NetConfig::cni`), all three go to the CNI plugins
+//!   (`cni`): ADD, DEL from the result cache, GC.
 
+pub mod cni;
 pub mod config;
 pub mod ipam;
 pub mod loopback;
@@ -55,6 +58,8 @@ pub enum NetError {
     Netlink { what: String, msg: String },
     #[error("nftables: {0}")]
     Nft(String),
+    #[error(transparent)]
+    Cni(#[from] cni::CniError),
     #[error(
         "bridge {bridge} in this network namespace belongs to podbox state root {owner}: one root owns a node's network \
          (two would hand out the same addresses on it). Use `--root {owner}`, or another bridge (`podbox network config --bridge`); \
@@ -188,7 +193,29 @@ fn undo(root: &Path, pod_id: &str, steps: Vec<Undo>) {
 /// pod subnet on `eth0`, default route via the bridge, NAT and `ports`. Runs in the node's network
 /// namespace; on error everything it did for this pod is undone.
 pub fn setup(root: &Path, pod_id: &str, netns: &Path, ports: &[PortMapping]) -> Result<Attachment, NetError> {
+    if let Some(c) = NetConfig::load(root)?.cni {
+        check_pod_id(pod_id)?;
+        return cni::setup(root, &c, pod_id, pod_id, netns, ports);
+    }
     setup_with(root, pod_id, netns, ports, false)
+}
+
+/// `setup_fresh_id` for pod `name`, or on a CNI node the ADD of the node's CNI network (whose
+/// plugins get the pod's name in `CNI_ARGS`).
+pub fn setup_pod(root: &Path, pod_id: &str, name: &str, netns: &Path, ports: &[PortMapping]) -> Result<Attachment, NetError> {
+    match NetConfig::load(root)?.cni {
+        Some(c) => cni::setup(root, &c, pod_id, name, netns, ports),
+        None => setup_fresh_id(root, pod_id, netns, ports),
+    }
+}
+
+/// On a CNI node, DEL the pod while its network namespace is still pinned (plugins undo their
+/// work inside it — the bridge plugin's masquerade rules are removed only then). A no-op for the
+/// built-in bridge; a failure is retried by `teardown_with`.
+pub fn detach_before_unpin(root: &Path, pod_id: &str) {
+    if let Ok(Some(c)) = NetConfig::load(root).map(|c| c.cni) {
+        let _ = cni::teardown(root, pod_id, &c.bin_dirs);
+    }
 }
 
 /// `setup` for a pod id the caller has just generated (so it cannot hold an address yet): skips
@@ -230,7 +257,7 @@ fn setup_steps(root: &Path, pod_id: &str, netns: &Path, ports: &[PortMapping], f
     let pod_ns = netlink::open_netns(netns).map_err(step("opening the pod network namespace"))?;
 
     let (bridge, gw, prefix, mtu) = (cfg.bridge.clone(), cfg.gateway, cfg.subnet.prefix_len(), cfg.mtu);
-    let bridge_idx = netlink::run(|h| async move { netlink::ensure_bridge(&h, &bridge, mtu, gw, prefix, &owner).await })
+    let bridge_idx = netlink::run(|h| async move { netlink::ensure_bridge(&h, &bridge, mtu, gw, prefix, Some(&owner)).await })
         .map_err(|e| match e {
             // Said plainly: nothing was changed, and the fix is the user's.
             owned @ NetError::OwnedByOtherRoot { .. } => owned,
@@ -286,7 +313,7 @@ fn setup_steps(root: &Path, pod_id: &str, netns: &Path, ports: &[PortMapping], f
 /// nft rule that drops anything addressed to 127.0.0.0/8 arriving elsewhere than on `lo` (nft.rs);
 /// and no router advertisements taken from the bridge, where any pod can send one. Written once
 /// per node: a value already right is only read.
-fn node_sysctls(cfg: &NetConfig) -> Result<(), NetError> {
+pub(crate) fn node_sysctls(cfg: &NetConfig) -> Result<(), NetError> {
     let mut settings = vec![
         ("/proc/sys/net/ipv4/ip_forward".to_string(), "1"),
         (format!("/proc/sys/net/ipv4/conf/{}/route_localnet", cfg.bridge), "1"),
@@ -354,6 +381,10 @@ pub struct TeardownHints {
 /// `teardown`, skipping what `hints` say is not needed.
 pub fn teardown_with(root: &Path, pod_id: &str, hints: TeardownHints) -> Result<(), NetError> {
     check_pod_id(pod_id)?;
+    // (An unreadable config falls through to the built-in teardown, which needs none.)
+    if let Ok(NetConfig { cni: Some(c), .. }) = NetConfig::load(root) {
+        return cni::teardown(root, pod_id, &c.bin_dirs);
+    }
     let veth = host_veth_name(pod_id);
     let link = if hints.veth_goes_with_netns { Ok(()) } else { netlink::run(|h| async move { netlink::delete_link(&h, &veth).await }) };
     // The anti-spoofing elements name the veth by index, which the kernel does not hand out
@@ -390,6 +421,9 @@ fn owned_by_other(root: &Path, bridge: &str) -> Result<Option<String>, NetError>
 /// the node's bridge: those of another root's pods are not ours to judge.
 pub fn gc(root: &Path, live: &[String]) -> Result<(), NetError> {
     let cfg = NetConfig::load(root)?;
+    if let Some(c) = &cfg.cni {
+        return cni::gc(root, c, live);
+    }
     if owned_by_other(root, &cfg.bridge)?.is_some() {
         return ipam::gc(root, live).map(|_| ());
     }
@@ -473,10 +507,17 @@ pub struct NetStatus {
     pub ports: Vec<PortStatus>,
     pub allocations: Vec<(Ipv4Addr, String)>,
     pub host_ports: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cni: Option<cni::CniStatus>,
 }
 
 pub fn status(root: &Path) -> Result<NetStatus, NetError> {
     let cfg = NetConfig::load(root)?;
+    if let Some(c) = &cfg.cni {
+        let st = cni::status(root, c)?;
+        let allocations = st.attachments.iter().filter_map(|(id, ip, _)| Some((ip.parse().ok()?, id.clone()))).collect();
+        return Ok(NetStatus { config: cfg.clone(), bridge_present: false, bridge_addresses: vec![], ports: vec![], allocations, host_ports: vec![], cni: Some(st) });
+    }
     let allocs = ipam::allocations(root)?;
     let bridge = cfg.bridge.clone();
     let (bridge_present, bridge_addresses, veths) = netlink::run(|h| async move {
@@ -505,6 +546,7 @@ pub fn status(root: &Path) -> Result<NetStatus, NetError> {
         ports,
         allocations: allocs.into_iter().map(|a| (a.ip, a.pod_id)).collect(),
         host_ports,
+        cni: None,
     })
 }
 

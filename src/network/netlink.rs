@@ -165,10 +165,47 @@ pub async fn set_alias(h: &Handle, idx: u32, text: &str) -> Result<(), NetError>
     h.link().set(LinkUnspec::new_with_index(idx).alias(text).build()).execute().await.map_err(nl(format!("setting the alias of link {idx}")))
 }
 
-/// Make sure `name` is an up bridge with `mtu` holding `gw/prefix`, owned by `owner` (see
-/// `super::Owner`: a bridge another state root owns is refused before anything changes; an
-/// unowned one is claimed once it checks out); returns its index.
-pub async fn ensure_bridge(h: &Handle, name: &str, mtu: u32, gw: Ipv4Addr, prefix: u8, owner: &super::Owner) -> Result<u32, NetError> {
+/// Make sure `name` is an up bridge with `mtu` holding `gw/prefix`, owned by `owner` if given
+/// (see `super::Owner`: a bridge another state root owns is refused before anything changes; an
+/// unowned one is claimed once it checks out; podbox-cni gives none); returns its index.
+pub async fn ensure_bridge(h: &Handle, name: &str, mtu: u32, gw: Ipv4Addr, prefix: u8, owner: Option<&super::Owner>) -> Result<u32, NetError> {
+    let (idx, owned_by) = bridge_link(h, name, mtu, owner).await?;
+    let have = addresses(h, idx).await?;
+    if let Some((ip, p)) = have.iter().find(|a| **a != (gw, prefix)) {
+        return Err(NetError::Conflict(format!(
+            "bridge {name} has address {ip}/{p}, but the network config wants {gw}/{prefix}; \
+             remove that address or change the config (`podbox network config`)"
+        )));
+    }
+    if have.is_empty() {
+        match h.address().add(idx, IpAddr::V4(gw), prefix).execute().await {
+            Ok(()) => {}
+            Err(e) if errno(&e) == libc::EEXIST => {}
+            Err(e) => return Err(nl(format!("adding {gw}/{prefix} to bridge {name}"))(e)),
+        }
+    }
+    if let Some(owner) = owner
+        && owned_by.as_deref() != Some(owner.alias())
+    {
+        set_alias(h, idx, owner.alias()).await?;
+        // Another root claiming at the same moment: the later alias stands, the other one yields.
+        // (Both can still pass if each reads back before the other writes; claims are rare —
+        // a root's first pod — and this narrows that to the same microseconds.)
+        let now = link_by_name(h, name).await?.and_then(|l| alias(&l));
+        owner.check(name, now.as_deref())?;
+    }
+    Ok(idx)
+}
+
+/// Make sure `name` is an up bridge with `mtu` (addresses and owner untouched: podbox-cni's
+/// bridge, configured by its network config); returns its index.
+pub async fn ensure_bridge_link(h: &Handle, name: &str, mtu: u32) -> Result<u32, NetError> {
+    Ok(bridge_link(h, name, mtu, None).await?.0)
+}
+
+/// The bridge link itself: created if missing, checked to be a bridge (and, with `owner`, not
+/// another root's), set up with `mtu`. Returns its index and alias.
+async fn bridge_link(h: &Handle, name: &str, mtu: u32, owner: Option<&super::Owner>) -> Result<(u32, Option<String>), NetError> {
     let link = match link_by_name(h, name).await? {
         Some(l) => l,
         None => {
@@ -191,49 +228,39 @@ pub async fn ensure_bridge(h: &Handle, name: &str, mtu: u32, gw: Ipv4Addr, prefi
         )));
     }
     let owned_by = alias(&link);
-    owner.check(name, owned_by.as_deref())?;
+    if let Some(owner) = owner {
+        owner.check(name, owned_by.as_deref())?;
+    }
     let idx = link.header.index;
     h.link()
         .set(LinkUnspec::new_with_index(idx).mtu(mtu).up().build())
         .execute()
         .await
         .map_err(nl(format!("setting bridge {name} up with MTU {mtu}")))?;
-    let have = addresses(h, idx).await?;
-    if let Some((ip, p)) = have.iter().find(|a| **a != (gw, prefix)) {
-        return Err(NetError::Conflict(format!(
-            "bridge {name} has address {ip}/{p}, but the network config wants {gw}/{prefix}; \
-             remove that address or change the config (`podbox network config`)"
-        )));
-    }
-    if have.is_empty() {
-        match h.address().add(idx, IpAddr::V4(gw), prefix).execute().await {
-            Ok(()) => {}
-            Err(e) if errno(&e) == libc::EEXIST => {}
-            Err(e) => return Err(nl(format!("adding {gw}/{prefix} to bridge {name}"))(e)),
-        }
-    }
-    if owned_by.as_deref() != Some(owner.alias()) {
-        set_alias(h, idx, owner.alias()).await?;
-        // Another root claiming at the same moment: the later alias stands, the other one yields.
-        // (Both can still pass if each reads back before the other writes; claims are rare —
-        // a root's first pod — and this narrows that to the same microseconds.)
-        let now = link_by_name(h, name).await?.and_then(|l| alias(&l));
-        owner.check(name, now.as_deref())?;
-    }
-    Ok(idx)
+    Ok((idx, owned_by))
 }
 
 /// Create the veth pair: `host` on the node, enslaved to the bridge, and its peer created directly
 /// as `eth0` with MAC address `pod_mac` inside the namespace `pod_ns` (no move or rename
 /// afterwards). Returns the host index.
 pub async fn create_veth(h: &Handle, host: &str, bridge_idx: u32, mtu: u32, pod_ns: &File, pod_mac: [u8; 6]) -> Result<u32, NetError> {
-    let peer = LinkMessageBuilder::<LinkUnspec>::new().name("eth0").mtu(mtu).address(pod_mac.to_vec()).setns_by_fd(pod_ns.as_raw_fd()).build();
-    let msg = LinkVeth::new(host, "eth0")
+    create_veth_peer(h, host, "eth0", bridge_idx, mtu, pod_ns, Some(pod_mac)).await
+}
+
+/// `create_veth` with the pod end named `peer_name`, and a MAC address of the kernel's choosing
+/// unless `mac` names one.
+pub async fn create_veth_peer(h: &Handle, host: &str, peer_name: &str, bridge_idx: u32, mtu: u32, pod_ns: &File, mac: Option<[u8; 6]>) -> Result<u32, NetError> {
+    let mut peer = LinkMessageBuilder::<LinkUnspec>::new().name(peer_name).mtu(mtu);
+    if let Some(mac) = mac {
+        peer = peer.address(mac.to_vec());
+    }
+    let peer = peer.setns_by_fd(pod_ns.as_raw_fd()).build();
+    let msg = LinkVeth::new(host, peer_name)
         .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
         .mtu(mtu)
         .controller(bridge_idx)
         .build();
-    h.link().add(msg).execute().await.map_err(nl(format!("creating veth {host} with peer eth0 in the pod")))?;
+    h.link().add(msg).execute().await.map_err(nl(format!("creating veth {host} with peer {peer_name} in the pod")))?;
     let link = link_by_name(h, host).await?.ok_or_else(|| NetError::Netlink {
         what: format!("creating veth {host}"),
         msg: "it vanished right after creation".into(),
@@ -255,14 +282,22 @@ pub async fn setup_port(h: &Handle, host: &str, idx: u32, hairpin: bool) -> Resu
 /// Inside the pod: `lo` and `eth0` up, `ip/prefix` on eth0, default route via `gw`. Returns
 /// eth0's MAC address.
 pub async fn configure_pod(h: &Handle, ip: Ipv4Addr, prefix: u8, gw: Ipv4Addr) -> Result<String, NetError> {
+    configure_iface(h, "eth0", ip, prefix, &[(ipnet::Ipv4Net::default(), gw)]).await
+}
+
+/// Inside the pod: `lo` and `ifname` up, `ip/prefix` on it, `routes` (destination, gateway) via
+/// it. Returns its MAC address.
+pub async fn configure_iface(h: &Handle, ifname: &str, ip: Ipv4Addr, prefix: u8, routes: &[(ipnet::Ipv4Net, Ipv4Addr)]) -> Result<String, NetError> {
     let lo = link_by_name(h, "lo").await?.ok_or_else(|| NetError::Netlink { what: "pod lo".into(), msg: "missing".into() })?;
     h.link().set(LinkUnspec::new_with_index(lo.header.index).up().build()).execute().await.map_err(nl("setting lo up in the pod"))?;
-    let eth0 = link_by_name(h, "eth0").await?.ok_or_else(|| NetError::Netlink { what: "pod eth0".into(), msg: "missing".into() })?;
+    let eth0 = link_by_name(h, ifname).await?.ok_or_else(|| NetError::Netlink { what: format!("pod {ifname}"), msg: "missing".into() })?;
     let idx = eth0.header.index;
-    h.address().add(idx, IpAddr::V4(ip), prefix).execute().await.map_err(nl(format!("adding {ip}/{prefix} to eth0 in the pod")))?;
-    h.link().set(LinkUnspec::new_with_index(idx).up().build()).execute().await.map_err(nl("setting eth0 up in the pod"))?;
-    let route = RouteMessageBuilder::<Ipv4Addr>::new().gateway(gw).output_interface(idx).build();
-    h.route().add(route).execute().await.map_err(nl(format!("adding default route via {gw} in the pod")))?;
+    h.address().add(idx, IpAddr::V4(ip), prefix).execute().await.map_err(nl(format!("adding {ip}/{prefix} to {ifname} in the pod")))?;
+    h.link().set(LinkUnspec::new_with_index(idx).up().build()).execute().await.map_err(nl(format!("setting {ifname} up in the pod")))?;
+    for (dst, gw) in routes {
+        let route = RouteMessageBuilder::<Ipv4Addr>::new().destination_prefix(dst.addr(), dst.prefix_len()).gateway(*gw).output_interface(idx).build();
+        h.route().add(route).execute().await.map_err(nl(format!("adding route {dst} via {gw} in the pod")))?;
+    }
     Ok(mac(&eth0))
 }
 

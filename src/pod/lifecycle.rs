@@ -108,7 +108,7 @@ fn build(ctx: &Ctx, rec: &mut PodRecord) -> Result<()> {
         rec.namespaces.insert("pid".into(), pin);
     }
     if rec.network {
-        rec.attachment = Some(network::setup_fresh_id(&ctx.root.path, &rec.id, &pins["net"], &rec.ports)?);
+        rec.attachment = Some(network::setup_pod(&ctx.root.path, &rec.id, &rec.name, &pins["net"], &rec.ports)?);
         write_etc(&dir.join("etc"), rec)?;
     }
     rec.phase = PodPhase::Ready;
@@ -189,6 +189,8 @@ pub fn destroy(ctx: &Ctx, id: &str, rec: Option<&PodRecord>) -> Vec<String> {
     // veth stays until that reference goes, or `podbox gc` removes it.)
     let netns_ino = sandbox::pinned_netns_inode(&net_pin);
     let netns_idle = complete && netns_ino.is_some_and(|ino| sandbox::processes_in_netns(ino).is_empty());
+    // CNI plugins clean up inside the pod's network namespace: DEL before the pin goes.
+    network::detach_before_unpin(&ctx.root.path, id);
     // The mounts podbox makes under a pod's directory are exactly these; unmounting them by name
     // spares reading the mount table, which costs O(mounts) per read on a node with many pods.
     for m in sandbox::POD_MOUNTS {

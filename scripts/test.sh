@@ -12,4 +12,6 @@ if ! command -v podman >/dev/null; then
     { apt-get update -qq >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq podman >/dev/null 2>&1; }; } ||
     echo "podman could not be installed: the podman test will skip" >&2
 fi
-cargo test --all-targets --no-fail-fast -- --test-threads="${PODBOX_TEST_THREADS:-2}" "$@"
+# Root-only tests are #[ignore]d (a non-root `cargo test` reports them as ignored, not passed);
+# this script runs as root and includes them.
+cargo test --all-targets --no-fail-fast -- --include-ignored --test-threads="${PODBOX_TEST_THREADS:-2}" "$@"

@@ -23,6 +23,7 @@ fn run(node: &Node, args_before: &[&str], pod: &str, name: &str, script: &str) -
 }
 
 #[test]
+#[ignore = "needs root: scripts/test.sh runs it (cargo test -- --include-ignored)"]
 fn the_machine_console_cannot_be_opened() {
     require_root!();
     // With the v1 devices controller (this machine) and with the eBPF program of a node that
@@ -86,6 +87,7 @@ fn rootfs_with_uring_probe(dir: &Path) -> std::path::PathBuf {
 }
 
 #[test]
+#[ignore = "needs root: scripts/test.sh runs it (cargo test -- --include-ignored)"]
 fn io_uring_is_denied_by_the_default_seccomp_profile() {
     require_root!();
     let node = Node::new("uring");
@@ -209,6 +211,7 @@ fn udp_through(node: &Node, tool: &str, listener_ns: Option<&str>, listen_ip: &s
 }
 
 #[test]
+#[ignore = "needs root: scripts/test.sh runs it (cargo test -- --include-ignored)"]
 fn a_pod_cannot_reach_the_nodes_loopback() {
     require_root!();
     let node = Node::new("localnet");
@@ -231,6 +234,7 @@ fn a_pod_cannot_reach_the_nodes_loopback() {
 }
 
 #[test]
+#[ignore = "needs root: scripts/test.sh runs it (cargo test -- --include-ignored)"]
 fn router_advertisements_from_a_pod_are_ignored() {
     require_root!();
     let node = Node::new("ra");
@@ -260,6 +264,7 @@ fn router_advertisements_from_a_pod_are_ignored() {
 }
 
 #[test]
+#[ignore = "needs root: scripts/test.sh runs it (cargo test -- --include-ignored)"]
 fn a_pod_can_send_only_from_its_own_addresses() {
     require_root!();
     let node = Node::new("spoof");
@@ -321,6 +326,7 @@ fn with_root_ok(node: &Node, root: &str, args: &[&str]) -> String {
 }
 
 #[test]
+#[ignore = "needs root: scripts/test.sh runs it (cargo test -- --include-ignored)"]
 fn a_second_state_root_cannot_take_a_nodes_network() {
     require_root!();
     let node = Node::new("tworoots");
@@ -369,6 +375,7 @@ fn antispoof_elements(node: &Node) -> usize {
 }
 
 #[test]
+#[ignore = "needs root: scripts/test.sh runs it (cargo test -- --include-ignored)"]
 fn anti_spoofing_elements_of_removed_pods_are_pruned() {
     require_root!();
     let node = Node::new("prune");

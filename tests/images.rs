@@ -294,6 +294,7 @@ fn reg(path: &str) -> String {
 }
 
 #[test]
+#[ignore = "needs root: scripts/test.sh runs it (cargo test -- --include-ignored)"]
 fn pull_by_tag_and_digest_runs_with_the_image_config_layers_and_platform() {
     require_root!();
     let node = Node::new("img-pull");
@@ -390,6 +391,7 @@ fn throttle(node: &Node, rate: Option<&str>) {
 }
 
 #[test]
+#[ignore = "needs root: scripts/test.sh runs it (cargo test -- --include-ignored)"]
 fn concurrent_pulls_fetch_shared_blobs_once_and_a_killed_pull_leaves_only_what_gc_removes() {
     require_root!();
     let node = Node::new("img-conc");
@@ -458,6 +460,7 @@ fn concurrent_pulls_fetch_shared_blobs_once_and_a_killed_pull_leaves_only_what_g
 }
 
 #[test]
+#[ignore = "needs root: scripts/test.sh runs it (cargo test -- --include-ignored)"]
 fn a_corrupted_blob_is_a_digest_mismatch_and_stores_nothing() {
     require_root!();
     let node = Node::new("img-corrupt");
@@ -487,6 +490,7 @@ fn a_corrupted_blob_is_a_digest_mismatch_and_stores_nothing() {
 }
 
 #[test]
+#[ignore = "needs root: scripts/test.sh runs it (cargo test -- --include-ignored)"]
 fn layers_that_escape_are_refused() {
     require_root!();
     let node = Node::new("img-escape");
@@ -534,6 +538,7 @@ impl ReadExact for std::fs::File {
 }
 
 #[test]
+#[ignore = "needs root: scripts/test.sh runs it (cargo test -- --include-ignored)"]
 fn image_rm_refuses_an_image_in_use_and_prune_frees_exactly_unreferenced_layers() {
     require_root!();
     let node = Node::new("img-prune");
@@ -576,6 +581,7 @@ fn image_rm_refuses_an_image_in_use_and_prune_frees_exactly_unreferenced_layers(
 }
 
 #[test]
+#[ignore = "needs root: scripts/test.sh runs it (cargo test -- --include-ignored)"]
 fn pod_apply_runs_images_with_each_pull_policy() {
     require_root!();
     let node = Node::new("img-apply");
@@ -638,6 +644,7 @@ fn pod_apply_runs_images_with_each_pull_policy() {
 }
 
 #[test]
+#[ignore = "needs root: scripts/test.sh runs it (cargo test -- --include-ignored)"]
 fn load_reads_oci_layouts_and_docker_archives() {
     require_root!();
     let node = Node::new("img-load");
@@ -681,6 +688,7 @@ fn load_reads_oci_layouts_and_docker_archives() {
 }
 
 #[test]
+#[ignore = "needs root: scripts/test.sh runs it (cargo test -- --include-ignored)"]
 fn pull_with_bearer_token_auth_needs_the_credentials() {
     require_root!();
     let node = Node::new("img-auth");
@@ -718,6 +726,7 @@ fn pull_with_bearer_token_auth_needs_the_credentials() {
 }
 
 #[test]
+#[ignore = "needs root: scripts/test.sh runs it (cargo test -- --include-ignored)"]
 fn mirrors_and_insecure_registries_come_from_registries_conf() {
     require_root!();
     let node = Node::new("img-mirror");
@@ -761,6 +770,7 @@ fn mirrors_and_insecure_registries_come_from_registries_conf() {
 }
 
 #[test]
+#[ignore = "needs root: scripts/test.sh runs it (cargo test -- --include-ignored)"]
 fn an_image_with_more_layers_than_a_page_of_mount_options_runs() {
     require_root!();
     let node = Node::new("img-many");
@@ -786,6 +796,7 @@ fn an_image_with_more_layers_than_a_page_of_mount_options_runs() {
 }
 
 #[test]
+#[ignore = "needs root: scripts/test.sh runs it (cargo test -- --include-ignored)"]
 fn pull_with_basic_auth_needs_the_credentials() {
     require_root!();
     let node = Node::new("img-basic");
@@ -820,6 +831,7 @@ fn xattr(path: &Path, name: &str) -> Option<Vec<u8>> {
 }
 
 #[test]
+#[ignore = "needs root: scripts/test.sh runs it (cargo test -- --include-ignored)"]
 fn layer_xattrs_are_kept_but_not_overlayfs_own() {
     require_root!();
     let node = Node::new("img-xattr");

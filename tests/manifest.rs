@@ -30,6 +30,7 @@ fn assert_no_pods(node: &Node) {
 }
 
 #[test]
+#[ignore = "needs root: scripts/test.sh runs it (cargo test -- --include-ignored)"]
 fn kubectl_fixtures_run_or_are_refused_naming_the_field() {
     require_root!();
     let node = Node::new("m-kubectl");
@@ -69,6 +70,7 @@ fn kubectl_fixtures_run_or_are_refused_naming_the_field() {
 }
 
 #[test]
+#[ignore = "needs root: scripts/test.sh runs it (cargo test -- --include-ignored)"]
 fn podman_kube_generate_fixture_runs_with_its_host_port() {
     require_root!();
     let node = Node::new("m-podman");
@@ -86,6 +88,7 @@ fn podman_kube_generate_fixture_runs_with_its_host_port() {
 /// Debian's podman writes the manifest live, in the node, and podbox runs it. Skips without
 /// podman. Nothing runs under podman: `create` only, so no runtime and no cgroups are involved.
 #[test]
+#[ignore = "needs root: scripts/test.sh runs it (cargo test -- --include-ignored)"]
 fn podman_kube_generate_output_applies() {
     require_root!();
     if std::process::Command::new("podman").arg("--version").output().map(|o| !o.status.success()).unwrap_or(true) {
@@ -127,6 +130,7 @@ fn podman_kube_generate_output_applies() {
 }
 
 #[test]
+#[ignore = "needs root: scripts/test.sh runs it (cargo test -- --include-ignored)"]
 fn generate_round_trips_through_apply() {
     require_root!();
     let node = Node::new("m-generate");
@@ -180,6 +184,7 @@ spec:
 }
 
 #[test]
+#[ignore = "needs root: scripts/test.sh runs it (cargo test -- --include-ignored)"]
 fn bad_manifests_fail_clearly_and_create_nothing() {
     require_root!();
     let node = Node::new("m-bad");

@@ -98,6 +98,7 @@ fn unpin_all(node: &Node) {
 }
 
 #[test]
+#[ignore = "needs root: scripts/test.sh runs it (cargo test -- --include-ignored)"]
 fn pods_talk_directly_masquerade_outside_and_host_ports() {
     require_root!();
     let node = Node::new("net-e2e");
@@ -150,6 +151,7 @@ fn pods_talk_directly_masquerade_outside_and_host_ports() {
 }
 
 #[test]
+#[ignore = "needs root: scripts/test.sh runs it (cargo test -- --include-ignored)"]
 fn a_taken_host_port_is_refused_before_anything_changes() {
     require_root!();
     let node = Node::new("net-port");
@@ -167,6 +169,7 @@ fn a_taken_host_port_is_refused_before_anything_changes() {
 }
 
 #[test]
+#[ignore = "needs root: scripts/test.sh runs it (cargo test -- --include-ignored)"]
 fn failures_after_the_veth_exists_leave_nothing_behind() {
     require_root!();
     let node = Node::new("net-fail");
@@ -192,6 +195,7 @@ fn failures_after_the_veth_exists_leave_nothing_behind() {
 }
 
 #[test]
+#[ignore = "needs root: scripts/test.sh runs it (cargo test -- --include-ignored)"]
 fn bridge_name_taken_by_a_non_bridge_or_conflicting_address_is_refused() {
     require_root!();
     let node = Node::new("net-conflict");
@@ -207,6 +211,7 @@ fn bridge_name_taken_by_a_non_bridge_or_conflicting_address_is_refused() {
 }
 
 #[test]
+#[ignore = "needs root: scripts/test.sh runs it (cargo test -- --include-ignored)"]
 fn concurrent_adds_never_share_an_address() {
     require_root!();
     let node = Node::new("net-conc");
@@ -233,6 +238,7 @@ fn concurrent_adds_never_share_an_address() {
 }
 
 #[test]
+#[ignore = "needs root: scripts/test.sh runs it (cargo test -- --include-ignored)"]
 fn racing_pods_never_share_a_host_port() {
     require_root!();
     let node = Node::new("net-race");
@@ -255,6 +261,7 @@ fn racing_pods_never_share_a_host_port() {
 }
 
 #[test]
+#[ignore = "needs root: scripts/test.sh runs it (cargo test -- --include-ignored)"]
 fn a_full_subnet_is_refused_and_everything_is_removed() {
     require_root!();
     let node = Node::new("net-full");
@@ -289,6 +296,7 @@ fn a_full_subnet_is_refused_and_everything_is_removed() {
 }
 
 #[test]
+#[ignore = "needs root: scripts/test.sh runs it (cargo test -- --include-ignored)"]
 fn node_subnets_from_a_cluster_range() {
     require_root!();
     let node = Node::new("net-cfg");
@@ -310,6 +318,7 @@ fn node_subnets_from_a_cluster_range() {
 /// with slices of a cluster range plus routes "slice via node", pods reach each other by pod IP
 /// with no NAT in between.
 #[test]
+#[ignore = "needs root: scripts/test.sh runs it (cargo test -- --include-ignored)"]
 fn two_nodes_collide_by_default_and_route_with_a_cluster_range() {
     require_root!();
     let (a, b) = (Node::new("net-node-a"), Node::new("net-node-b"));

@@ -121,6 +121,7 @@ fn code(out: &std::process::Output) -> i32 {
 }
 
 #[test]
+#[ignore = "needs root: scripts/test.sh runs it (cargo test -- --include-ignored)"]
 fn lifecycle_states_pid_file_signals_and_hook_order() {
     require_root!();
     let node = Node::new("oci-life");
@@ -191,6 +192,7 @@ fn lifecycle_states_pid_file_signals_and_hook_order() {
 }
 
 #[test]
+#[ignore = "needs root: scripts/test.sh runs it (cargo test -- --include-ignored)"]
 fn run_exit_codes_exec_and_kill_all() {
     require_root!();
     let node = Node::new("oci-run");
@@ -257,6 +259,7 @@ fn run_exit_codes_exec_and_kill_all() {
 }
 
 #[test]
+#[ignore = "needs root: scripts/test.sh runs it (cargo test -- --include-ignored)"]
 fn errors_are_clear_and_leave_nothing_behind() {
     require_root!();
     let node = Node::new("oci-err");
@@ -325,6 +328,7 @@ fn recv_fd(stream: &std::os::unix::net::UnixStream) -> OwnedFd {
 }
 
 #[test]
+#[ignore = "needs root: scripts/test.sh runs it (cargo test -- --include-ignored)"]
 fn console_socket_hands_over_the_pty() {
     require_root!();
     let node = Node::new("oci-tty");
@@ -380,6 +384,7 @@ fn pod_command_and_oci_subcommand_coexist() {
 /// rootfs, storage and configuration in a temp dir, everything run inside a Node (podman and
 /// conmon change the namespaces they run in). Skips where podman is not installed.
 #[test]
+#[ignore = "needs root: scripts/test.sh runs it (cargo test -- --include-ignored)"]
 fn podman_runs_containers_on_podbox() {
     require_root!();
     if std::process::Command::new("podman").arg("--version").output().map(|o| !o.status.success()).unwrap_or(true) {
@@ -471,6 +476,7 @@ fn podman_runs_containers_on_podbox() {
 /// node's own mount namespace), the default cgroup is a v2 one with the device rules as an eBPF
 /// program, and pause/resume use v2's cgroup.freeze.
 #[test]
+#[ignore = "needs root: scripts/test.sh runs it (cargo test -- --include-ignored)"]
 fn pure_cgroup_v2_default_cgroup_pause_and_devices() {
     require_root!();
     let node = Node::new("oci-v2");

@@ -100,6 +100,7 @@ fn mount_opts<'a>(mountinfo: &'a str, point: &str) -> Vec<&'a str> {
 }
 
 #[test]
+#[ignore = "needs root: scripts/test.sh runs it (cargo test -- --include-ignored)"]
 fn recursive_mount_options_reach_every_submount() {
     require_root!();
     let node = Node::new("ocispec-rmnt");
@@ -147,6 +148,7 @@ fn recursive_mount_options_reach_every_submount() {
 }
 
 #[test]
+#[ignore = "needs root: scripts/test.sh runs it (cargo test -- --include-ignored)"]
 fn proc_and_sys_on_a_symlink_are_refused_and_nothing_is_created() {
     require_root!();
     let node = Node::new("ocispec-procln");
@@ -168,6 +170,7 @@ fn proc_and_sys_on_a_symlink_are_refused_and_nothing_is_created() {
 }
 
 #[test]
+#[ignore = "needs root: scripts/test.sh runs it (cargo test -- --include-ignored)"]
 fn a_failing_poststart_or_poststop_hook_warns_and_the_rest_run() {
     require_root!();
     let node = Node::new("ocispec-hooks");
@@ -195,6 +198,7 @@ fn a_failing_poststart_or_poststop_hook_warns_and_the_rest_run() {
 }
 
 #[test]
+#[ignore = "needs root: scripts/test.sh runs it (cargo test -- --include-ignored)"]
 fn errors_are_one_line_with_the_level_on_stderr_and_in_the_log() {
     require_root!();
     let node = Node::new("ocispec-errline");
@@ -223,6 +227,7 @@ fn errors_are_one_line_with_the_level_on_stderr_and_in_the_log() {
 /// A `linux.devices` entry of type `p` is a FIFO: created in /dev, and no device cgroup rule
 /// (v1 refuses `p` in devices.allow), on v1 (this machine) and on a node that sees only v2.
 #[test]
+#[ignore = "needs root: scripts/test.sh runs it (cargo test -- --include-ignored)"]
 fn a_fifo_device_is_created_on_cgroup_v1_and_v2() {
     require_root!();
     for v2 in [false, true] {
@@ -241,6 +246,7 @@ fn a_fifo_device_is_created_on_cgroup_v1_and_v2() {
 }
 
 #[test]
+#[ignore = "needs root: scripts/test.sh runs it (cargo test -- --include-ignored)"]
 fn create_refuses_a_bad_oci_version_and_a_missing_absolute_command() {
     require_root!();
     let node = Node::new("ocispec-create");
@@ -281,6 +287,7 @@ fn cgroup_lines(out: &str) -> std::collections::HashMap<String, String> {
 }
 
 #[test]
+#[ignore = "needs root: scripts/test.sh runs it (cargo test -- --include-ignored)"]
 fn exec_cap_ignore_paused_and_cgroup() {
     require_root!();
     let node = Node::new("ocispec-exec");
@@ -352,6 +359,7 @@ fn exec_cap_ignore_paused_and_cgroup() {
 /// A spec without a mount namespace runs in the caller's mount namespace and sees its files, as
 /// runc runs it; a field that needs a mount namespace is then refused by name.
 #[test]
+#[ignore = "needs root: scripts/test.sh runs it (cargo test -- --include-ignored)"]
 fn no_mount_namespace_runs_in_the_callers() {
     require_root!();
     let node = Node::new("ocispec-nomnt");

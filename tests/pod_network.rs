@@ -5,6 +5,7 @@ mod common;
 use common::{Node, json, wait_until};
 
 #[test]
+#[ignore = "needs root: scripts/test.sh runs it (cargo test -- --include-ignored)"]
 fn twenty_parallel_pod_creates_get_distinct_addresses() {
     require_root!();
     let node = Node::new("parallel");
@@ -30,6 +31,7 @@ fn twenty_parallel_pod_creates_get_distinct_addresses() {
 }
 
 #[test]
+#[ignore = "needs root: scripts/test.sh runs it (cargo test -- --include-ignored)"]
 fn a_failed_create_leaves_no_pod_veth_or_address_and_host_ports_work() {
     require_root!();
     let node = Node::new("hostport");
@@ -53,6 +55,7 @@ fn a_failed_create_leaves_no_pod_veth_or_address_and_host_ports_work() {
 }
 
 #[test]
+#[ignore = "needs root: scripts/test.sh runs it (cargo test -- --include-ignored)"]
 fn podbox_refuses_to_run_without_root() {
     require_root!();
     let node = Node::new("nonroot");

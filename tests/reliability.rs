@@ -120,6 +120,7 @@ fn recover(node: &Node, what: &str) {
 }
 
 #[test]
+#[ignore = "needs root: scripts/test.sh runs it (cargo test -- --include-ignored)"]
 fn cli_killed_anywhere_in_run_or_rm_leaves_nothing_behind() {
     require_root!();
     if std::process::Command::new("strace").arg("-V").output().is_err() {
@@ -167,6 +168,7 @@ fn children(pid: u32) -> Vec<u32> {
 }
 
 #[test]
+#[ignore = "needs root: scripts/test.sh runs it (cargo test -- --include-ignored)"]
 fn cli_and_monitor_killed_together_at_random_moments_of_run_leave_nothing_behind() {
     require_root!();
     let node = Node::new("crash2");
@@ -200,6 +202,7 @@ fn cli_and_monitor_killed_together_at_random_moments_of_run_leave_nothing_behind
 }
 
 #[test]
+#[ignore = "needs root: scripts/test.sh runs it (cargo test -- --include-ignored)"]
 fn removal_finds_every_process_through_the_cgroup_even_without_a_monitor() {
     require_root!();
     let node = Node::new("monitorkill");
@@ -225,6 +228,7 @@ fn removal_finds_every_process_through_the_cgroup_even_without_a_monitor() {
 }
 
 #[test]
+#[ignore = "needs root: scripts/test.sh runs it (cargo test -- --include-ignored)"]
 fn containers_start_with_default_signal_dispositions_and_nothing_blocked() {
     require_root!();
     let node = Node::new("sigpipe");
@@ -265,6 +269,7 @@ fn log_sizes(node: &Node, pod_id: &str, name: &str) -> Vec<u64> {
 }
 
 #[test]
+#[ignore = "needs root: scripts/test.sh runs it (cargo test -- --include-ignored)"]
 fn logs_rotate_at_their_cap_and_logs_reads_across_the_files() {
     require_root!();
     let node = Node::new("logrotate");
@@ -292,6 +297,7 @@ fn logs_rotate_at_their_cap_and_logs_reads_across_the_files() {
 }
 
 #[test]
+#[ignore = "needs root: scripts/test.sh runs it (cargo test -- --include-ignored)"]
 fn a_log_flood_and_a_full_writable_layer_do_not_fill_the_state_root() {
     require_root!();
     let node = Node::new("flood");
@@ -320,6 +326,7 @@ fn a_log_flood_and_a_full_writable_layer_do_not_fill_the_state_root() {
 }
 
 #[test]
+#[ignore = "needs root: scripts/test.sh runs it (cargo test -- --include-ignored)"]
 fn the_kernels_no_id_is_refused_as_user_group_and_in_oci_specs() {
     require_root!();
     let node = Node::new("uid");
@@ -357,6 +364,7 @@ fn the_kernels_no_id_is_refused_as_user_group_and_in_oci_specs() {
 }
 
 #[test]
+#[ignore = "needs root: scripts/test.sh runs it (cargo test -- --include-ignored)"]
 fn environment_names_with_line_breaks_nul_or_equals_are_refused() {
     require_root!();
     let node = Node::new("envnames");
@@ -377,6 +385,7 @@ fn environment_names_with_line_breaks_nul_or_equals_are_refused() {
 }
 
 #[test]
+#[ignore = "needs root: scripts/test.sh runs it (cargo test -- --include-ignored)"]
 fn hostile_numbers_names_and_paths_get_clear_errors() {
     require_root!();
     let node = Node::new("small");

@@ -49,6 +49,7 @@ spec:
 "#;
 
 #[test]
+#[ignore = "needs root: scripts/test.sh runs it (cargo test -- --include-ignored)"]
 fn sidecar_writes_into_an_emptydir_another_container_serves_it_and_pod_rm_removes_it() {
     require_root!();
     let node = Node::new("v-sidecar");
@@ -84,6 +85,7 @@ fn sidecar_writes_into_an_emptydir_another_container_serves_it_and_pod_rm_remove
 }
 
 #[test]
+#[ignore = "needs root: scripts/test.sh runs it (cargo test -- --include-ignored)"]
 fn memory_emptydir_is_a_tmpfs_and_a_writer_past_its_size_limit_gets_enospc() {
     require_root!();
     let node = Node::new("v-memory");
@@ -101,6 +103,7 @@ fn memory_emptydir_is_a_tmpfs_and_a_writer_past_its_size_limit_gets_enospc() {
 }
 
 #[test]
+#[ignore = "needs root: scripts/test.sh runs it (cargo test -- --include-ignored)"]
 fn host_path_types_are_checked_before_anything_is_made() {
     require_root!();
     let node = Node::new("v-hostpath");
@@ -146,6 +149,7 @@ fn host_path_types_are_checked_before_anything_is_made() {
 }
 
 #[test]
+#[ignore = "needs root: scripts/test.sh runs it (cargo test -- --include-ignored)"]
 fn subpath_cannot_escape_through_a_planted_symlink_or_dotdot() {
     require_root!();
     let node = Node::new("v-subpath");
@@ -177,6 +181,7 @@ fn subpath_cannot_escape_through_a_planted_symlink_or_dotdot() {
 }
 
 #[test]
+#[ignore = "needs root: scripts/test.sh runs it (cargo test -- --include-ignored)"]
 fn configmap_and_secret_documents_become_read_only_files_the_secret_on_a_tmpfs() {
     require_root!();
     let node = Node::new("v-files");
@@ -244,6 +249,7 @@ spec:
 }
 
 #[test]
+#[ignore = "needs root: scripts/test.sh runs it (cargo test -- --include-ignored)"]
 fn bad_volume_input_names_the_field_and_creates_nothing() {
     require_root!();
     let node = Node::new("v-bad");
@@ -294,6 +300,7 @@ spec:
 "#;
 
 #[test]
+#[ignore = "needs root: scripts/test.sh runs it (cargo test -- --include-ignored)"]
 fn init_containers_run_in_order_before_the_app_and_a_failing_one_blocks_it() {
     require_root!();
     let node = Node::new("v-init");
@@ -338,6 +345,7 @@ fn init_containers_run_in_order_before_the_app_and_a_failing_one_blocks_it() {
 }
 
 #[test]
+#[ignore = "needs root: scripts/test.sh runs it (cargo test -- --include-ignored)"]
 fn security_context_shows_in_proc_status_and_volume_ownership() {
     require_root!();
     let node = Node::new("v-secctx");
@@ -395,6 +403,7 @@ spec:
 }
 
 #[test]
+#[ignore = "needs root: scripts/test.sh runs it (cargo test -- --include-ignored)"]
 fn gc_removes_the_volumes_and_staging_mounts_of_a_pod_whose_pause_died() {
     require_root!();
     let node = Node::new("v-gc");
@@ -434,6 +443,7 @@ fn gc_removes_the_volumes_and_staging_mounts_of_a_pod_whose_pause_died() {
 }
 
 #[test]
+#[ignore = "needs root: scripts/test.sh runs it (cargo test -- --include-ignored)"]
 fn seccomp_localhost_profile_is_loaded_from_the_seccomp_root() {
     require_root!();
     let node = Node::new("v-seccomp");
@@ -466,6 +476,7 @@ spec:
 }
 
 #[test]
+#[ignore = "needs root: scripts/test.sh runs it (cargo test -- --include-ignored)"]
 fn host_to_container_propagation_shows_later_node_mounts_and_none_does_not() {
     require_root!();
     let node = Node::new("v-propagation");

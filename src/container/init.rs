@@ -304,11 +304,27 @@ pub fn switch_user(process: &Process) -> Result<()> {
         caps::set(None, CapSet::Effective, &caps_of(c.effective())?).map_err(caps_err("setting effective capabilities"))?;
         caps::set(None, CapSet::Permitted, &caps_of(c.permitted())?).map_err(caps_err("setting permitted capabilities"))?;
         caps::clear(None, CapSet::Ambient).ok();
+        // The kernel raises an ambient capability only if it is permitted and inheritable;
+        // the others are skipped, as runc does (`runc spec` lists ambient capabilities without
+        // inheritable ones). `unraisable_ambient` lets the caller warn about them.
+        let (permitted, inheritable) = (caps_of(c.permitted())?, caps_of(c.inheritable())?);
         for cap in caps_of(c.ambient())? {
-            caps::raise(None, CapSet::Ambient, cap).map_err(caps_err("raising ambient capabilities"))?;
+            if permitted.contains(&cap) && inheritable.contains(&cap) {
+                caps::raise(None, CapSet::Ambient, cap).map_err(caps_err("raising ambient capabilities"))?;
+            }
         }
     }
     Ok(())
+}
+
+/// The ambient capabilities of `process` that cannot be raised because they are not both
+/// permitted and inheritable (`switch_user` skips them), by name.
+pub fn unraisable_ambient(process: &Process) -> Vec<String> {
+    let Some(c) = process.capabilities() else { return vec![] };
+    let (Ok(amb), Ok(p), Ok(i)) = (caps_of(c.ambient()), caps_of(c.permitted()), caps_of(c.inheritable())) else { return vec![] };
+    let mut out: Vec<String> = amb.into_iter().filter(|a| !p.contains(a) || !i.contains(a)).map(|a| a.to_string()).collect();
+    out.sort();
+    out
 }
 
 /// `argv0` as execvp would find it, searching PATH from the container's environment.

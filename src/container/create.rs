@@ -123,6 +123,10 @@ fn intermediate_main(
     w: OwnedFd,
 ) -> ! {
     let fd = w.as_raw_fd();
+    // Not dumpable before it enters any namespace of the container (see sealed_exe).
+    if let Err(e) = super::sealed_exe::set_undumpable() {
+        sync::fail(fd, CODE_RUNTIME, &format!("PR_SET_DUMPABLE 0: {e}"));
+    }
     if let Err(e) = namespaces::prepare_pid(&plan.pid) {
         sync::fail(fd, CODE_RUNTIME, &e.to_string());
     }

@@ -115,6 +115,9 @@ pub fn run(args: InitArgs) -> ! {
 }
 
 fn setup_and_exec(a: &InitArgs) -> Result<Infallible> {
+    // Not dumpable before it joins or creates the container's namespaces: a container process
+    // must not open the init's /proc/PID/exe (CVE-2019-5736); exec makes the program dumpable.
+    super::sealed_exe::set_undumpable().map_err(io("PR_SET_DUMPABLE 0"))?;
     let process = a.spec.process().as_ref().ok_or_else(|| ContainerError::Spec { field: "process".into(), msg: "missing".into() })?;
     redirect_stdio(a.stdio)?;
     super::namespaces::join_all(&a.plan.join)?;

@@ -84,6 +84,10 @@ fn fork_monitor(opts: &StartOptions, plan: &namespaces::Plan, filters: &[seccomp
 
 fn monitor_main(opts: &StartOptions, plan: &namespaces::Plan, filters: &[seccompiler::BpfProgram], cgroup: Option<&cgroups::Cgroup>, w: OwnedFd) -> ! {
     let fd = w.as_raw_fd();
+    // It enters the container's PID namespace (for its children): not dumpable, see sealed_exe.
+    if let Err(e) = super::sealed_exe::set_undumpable() {
+        sync::fail(fd, CODE_RUNTIME, &format!("PR_SET_DUMPABLE 0 in the monitor: {e}"));
+    }
     // The monitor lives long and never execs: drop every descriptor it inherited (the caller's
     // lock file above all) but the standard streams and the sync pipe.
     // SAFETY: closing descriptors of our own table that nothing in this process uses any more.

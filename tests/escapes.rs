@@ -1,0 +1,150 @@
+//! Escape classes that runc, crun and youki closed years ago, each tried from inside a container
+//! of a throwaway node: the runtime's own binary reached through /proc/PID/exe
+//! (CVE-2019-5736), sysctls that are not namespaced, the default umask, masked paths.
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use common::Node;
+use serde_json::{Value, json};
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// A runtime for the test: a *copy* of podbox named `podbox-runc` (an escape that works must
+/// damage only the copy), a root and bundles in a temp dir.
+struct Runc {
+    dir: PathBuf,
+    runc: PathBuf,
+    root: PathBuf,
+}
+
+impl Runc {
+    fn new(name: &str) -> Runc {
+        let dir = common::tempdir(&format!("podbox-esc-{name}"));
+        let runc = dir.join("podbox-runc");
+        std::fs::copy(common::PODBOX, &runc).unwrap();
+        Runc { root: dir.join("state"), runc, dir }
+    }
+
+    fn cmd(&self, args: &str) -> String {
+        format!("{} --root {} {args}", self.runc.display(), self.root.display())
+    }
+
+    /// Detached: the container inherits the runtime's stdio, so it must not be a pipe of ours.
+    fn bg(&self, args: &str) -> String {
+        format!("{} </dev/null >>{}/container.out 2>&1", self.cmd(args), self.dir.display())
+    }
+
+    fn bundle(&self, name: &str, args: Value, tweak: impl FnOnce(&mut Value)) -> PathBuf {
+        let b = self.dir.join(name);
+        std::fs::create_dir_all(&b).unwrap();
+        let out = Command::new(&self.runc).arg("spec").arg("--bundle").arg(&b).output().unwrap();
+        assert!(out.status.success(), "spec: {}", text(&out.stderr));
+        std::os::unix::fs::symlink(common::rootfs(), b.join("rootfs")).unwrap();
+        let mut c: Value = serde_json::from_str(&std::fs::read_to_string(b.join("config.json")).unwrap()).unwrap();
+        c["process"]["terminal"] = json!(false);
+        c["process"]["args"] = args;
+        tweak(&mut c);
+        std::fs::write(b.join("config.json"), c.to_string()).unwrap();
+        b
+    }
+
+    fn delete_all(&self, node: &Node) {
+        for id in std::fs::read_dir(&self.root).into_iter().flatten().flatten() {
+            node.sh(&self.cmd(&format!("delete --force {}", id.file_name().to_string_lossy())));
+        }
+    }
+}
+
+impl Drop for Runc {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn add_caps(c: &mut Value, caps: &[&str]) {
+    for set in ["bounding", "effective", "permitted"] {
+        let list = c["process"]["capabilities"][set].as_array_mut().unwrap();
+        for cap in caps {
+            list.push(json!(cap));
+        }
+    }
+}
+
+/// CVE-2019-5736: a process exec'd into a *created* container finds podbox's init as its PID 1.
+/// Without CAP_SYS_PTRACE it cannot open /proc/1/exe at all (the init is not dumpable); with it
+/// (a privileged container) it gets the init's executable, which must be a clone nothing can
+/// write: held open across `start` and reopened for writing once the init has exec'd, as the
+/// exploit does, it refuses the write, and the runtime's file is unchanged. Both clones: the
+/// read-only mount and (`PODBOX_EXE_CLONE=memfd`) the sealed memfd.
+#[test]
+fn proc_exe_of_a_created_container_is_not_the_runtime_binary() {
+    require_root!();
+    let node = Node::new("esc-exe");
+    for (n, env) in ["", "PODBOX_EXE_CLONE=memfd "].iter().enumerate() {
+        let r = Runc::new(&format!("exe{n}"));
+        let before = std::fs::read(&r.runc).unwrap();
+        let out_dir = r.dir.join("out");
+        std::fs::create_dir_all(&out_dir).unwrap();
+        let mount = json!({ "destination": "/out", "type": "bind", "source": out_dir, "options": ["rbind", "rw"] });
+        let runc = |args: &str| format!("{env}{}", r.cmd(args));
+        let bg = |args: &str| format!("{env}{}", r.bg(args));
+
+        // Default capabilities: the init's exe cannot be opened.
+        let b = r.bundle("plain", json!(["sleep", "1000"]), |c| c["mounts"].as_array_mut().unwrap().push(mount.clone()));
+        node.sh_ok(&bg(&format!("create --bundle {} plain", b.display())));
+        let out = node.sh(&runc("exec plain sh -c 'cat /proc/1/exe >/dev/null && echo READ-OK || echo READ-DENIED'"));
+        assert_eq!(text(&out.stdout).trim(), "READ-DENIED", "{env}an unprivileged process read the init's executable: {}", text(&out.stderr));
+
+        // CAP_SYS_PTRACE: the exe opens, but it is not the runtime's file.
+        let b = r.bundle("ptrace", json!(["sleep", "1000"]), |c| {
+            c["mounts"].as_array_mut().unwrap().push(mount.clone());
+            add_caps(c, &["CAP_SYS_PTRACE"]);
+        });
+        node.sh_ok(&bg(&format!("create --bundle {} ptrace", b.display())));
+        let link = node.sh_ok(&runc("exec ptrace readlink /proc/1/exe"));
+        assert!(!link.contains("podbox-runc"), "{env}/proc/1/exe of the created container is the runtime's file: {link}");
+        // The exploit: hold the exe open, wait until the init has exec'd `sleep`, then write.
+        let exploit = "exec 3</proc/1/exe || { echo open-failed > /out/result; exit; }; echo > /out/opened; \
+            while [ \"$(readlink /proc/1/exe)\" != /bin/sleep ] && [ \"$(readlink /proc/1/exe)\" != /bin/busybox ]; do sleep 0.01; done; \
+            i=0; while [ $i -lt 100 ]; do if (echo PWNED >> /proc/self/fd/3) 2>/dev/null; then echo WROTE > /out/result; exit; fi; i=$((i+1)); sleep 0.02; done; \
+            echo write-refused > /out/result";
+        node.sh_ok(&bg(&format!("exec --detach ptrace sh -c '{exploit}'")));
+        assert!(common::wait_until(10, || out_dir.join("opened").exists() || out_dir.join("result").exists()), "the exploit did not start");
+        node.sh_ok(&runc("start ptrace"));
+        assert!(common::wait_until(15, || out_dir.join("result").exists()), "the exploit did not finish");
+        let result = std::fs::read_to_string(out_dir.join("result")).unwrap();
+        assert_eq!(result.trim(), "write-refused", "{env}");
+        assert!(std::fs::read(&r.runc).unwrap() == before, "{env}the runtime binary was changed from inside the container");
+        r.delete_all(&node);
+        assert!(common::wait_until(5, || node.processes().is_empty()), "processes left: {:?}", node.processes());
+    }
+}
+
+/// The same for pod containers: a privileged container sharing its pod's PID namespace watches
+/// every process's exe while other containers start and `exec` runs in the pod; no podbox
+/// process it sees runs from the runtime's file.
+#[test]
+fn pod_containers_never_see_the_runtime_binary() {
+    require_root!();
+    let node = Node::new("esc-pod");
+    node.podbox_ok(&["pod", "create", "p", "--share-pid", "--network", "none"]);
+    let watch = "while [ ! -e /stop ]; do ls -l /proc/[0-9]*/exe 2>/dev/null; done | grep -v -e busybox -e memfd:pause | sort -u";
+    node.podbox_ok(&["run", "--pod", "p", "--name", "w", "--privileged", "-d", "--", "sh", "-c", &format!("{watch}; echo watch-done")]);
+    for i in 0..15 {
+        node.podbox_ok(&["run", "--pod", "p", "--name", &format!("c{i}"), "--", "true"]);
+        node.podbox_ok(&["exec", "p", "w", "--", "true"]);
+    }
+    node.podbox_ok(&["exec", "p", "w", "--", "touch", "/stop"]);
+    assert!(common::wait_until(15, || node.podbox_ok(&["logs", "p", "w"]).contains("watch-done")), "the watcher did not finish");
+    let seen = node.podbox_ok(&["logs", "p", "w"]);
+    // The runtime's file shows as its path (…/target/debug/podbox); the read-only clone as "/",
+    // the root of its detached mount.
+    let host: Vec<&str> = seen.lines().filter(|l| l.contains("/podbox")).collect();
+    assert!(host.is_empty(), "a container saw podbox running from the runtime's file: {host:?}");
+    assert!(seen.lines().any(|l| l.ends_with("-> /")), "the watcher saw no podbox process at all (test too slow?): {seen}");
+    node.podbox_ok(&["pod", "rm", "-f", "p"]);
+}

@@ -183,6 +183,21 @@ fn device_rule_text(r: &LinuxDeviceCgroup) -> String {
     format!("{typ} {}:{} {}", num(r.major()), num(r.minor()), r.access().clone().unwrap_or_else(|| "rwm".into()))
 }
 
+/// OCI's `memory.swap` (the memory+swap total) as cgroup v2's `memory.swap.max` (swap alone):
+/// swap - limit, as runc converts it; -1 ("max") stays unlimited, and an unlimited memory
+/// with swap unset means swap unlimited too. None: nothing to write.
+fn swap_v2(swap: i64, limit: Option<i64>) -> Result<Option<String>> {
+    let f = "linux.resources.memory.swap";
+    let limit = limit.unwrap_or(0);
+    match (swap, limit) {
+        (0, -1) | (-1, _) => Ok(Some("max".into())),
+        (0, _) => Ok(None),
+        (_, 0 | -1) => Err(spec_err(f, "a swap limit needs a memory limit (swap is the memory+swap total)")),
+        (s, l) if l < 0 || s < l => Err(spec_err(f, format!("{s} is below memory.limit {l}: swap is the memory+swap total, so it must be at least the memory limit"))),
+        (s, l) => Ok(Some((s - l).to_string())),
+    }
+}
+
 /// One setting: (spec field, controller, v1 file, v2 file, value). The file is None where that
 /// cgroup version has no equivalent.
 type Setting = (&'static str, &'static str, Option<&'static str>, Option<&'static str>, String);
@@ -199,8 +214,11 @@ fn settings(r: &LinuxResources) -> Result<Vec<Setting>> {
             out.push(("linux.resources.memory.limit", "memory", Some("memory.limit_in_bytes"), Some("memory.max"), v));
         }
         if let Some(s) = m.swap() {
-            // OCI's swap is memory+swap (v1's memsw); v2 limits swap alone.
-            out.push(("linux.resources.memory.swap", "memory", Some("memory.memsw.limit_in_bytes"), Some("memory.swap.max"), s.to_string()));
+            // OCI's swap is memory+swap (v1's memsw); v2 limits swap alone: two twins.
+            out.push(("linux.resources.memory.swap", "memory", Some("memory.memsw.limit_in_bytes"), None, s.to_string()));
+            if let Some(v2) = swap_v2(s, m.limit())? {
+                out.push(("linux.resources.memory.swap", "memory", None, Some("memory.swap.max"), v2));
+            }
         }
         if let Some(res) = m.reservation() {
             out.push(("linux.resources.memory.reservation", "memory", Some("memory.soft_limit_in_bytes"), Some("memory.low"), res.to_string()));
@@ -596,5 +614,30 @@ mod tests {
         assert!(v2.contains(&("cpu.max", "50000 100000")));
         let bad = LinuxResourcesBuilder::default().cpu(LinuxCpuBuilder::default().cpus("0-1").build().unwrap()).build().unwrap();
         assert!(matches!(settings(&bad), Err(ContainerError::Spec { field, .. }) if field == "linux.resources.cpu"));
+    }
+
+    /// A v2 cgroup in a temp dir (plain files stand in for the kernel's): OCI's memory+swap
+    /// total becomes memory.swap.max = swap - memory; v1 gets the total in memsw.
+    #[test]
+    fn swap_is_memory_plus_swap_on_v1_and_swap_alone_on_v2() {
+        let tmp = std::env::temp_dir().join(format!("podbox-swap-test-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&tmp);
+        let v2 = Dir { mount: tmp.join("v2"), path: tmp.join("v2/c"), controllers: vec!["memory".into()], v2: true };
+        let v1 = Dir { mount: tmp.join("v1"), path: tmp.join("v1/c"), controllers: vec!["memory".into()], v2: false };
+        let cg = Cgroup { dirs: vec![v2, v1] };
+        let mem = |limit: i64, swap: i64| LinuxResourcesBuilder::default().memory(LinuxMemoryBuilder::default().limit(limit).swap(swap).build().unwrap()).build().unwrap();
+        cg.create(Some(&mem(64 << 20, 96 << 20))).unwrap();
+        let read = |f: &str| fs::read_to_string(tmp.join(f)).unwrap();
+        assert_eq!(read("v2/c/memory.swap.max"), (32i64 << 20).to_string());
+        assert_eq!(read("v2/c/memory.max"), (64i64 << 20).to_string());
+        assert_eq!(read("v1/c/memory.memsw.limit_in_bytes"), (96i64 << 20).to_string());
+        cg.create(Some(&mem(64 << 20, -1))).unwrap();
+        assert_eq!(read("v2/c/memory.swap.max"), "max");
+        // swap below the memory limit, or without one: refused before anything is written.
+        let _ = fs::remove_dir_all(&tmp);
+        assert!(matches!(cg.create(Some(&mem(64 << 20, 32 << 20))), Err(ContainerError::Spec { field, .. }) if field == "linux.resources.memory.swap"));
+        let no_limit = LinuxResourcesBuilder::default().memory(LinuxMemoryBuilder::default().swap(1i64 << 20).build().unwrap()).build().unwrap();
+        assert!(cg.create(Some(&no_limit)).is_err());
+        assert!(!tmp.exists());
     }
 }

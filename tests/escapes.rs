@@ -148,3 +148,96 @@ fn pod_containers_never_see_the_runtime_binary() {
     assert!(seen.lines().any(|l| l.ends_with("-> /")), "the watcher saw no podbox process at all (test too slow?): {seen}");
     node.podbox_ok(&["pod", "rm", "-f", "p"]);
 }
+
+/// Sysctls no namespace of the container isolates would be written to the host kernel: they are
+/// refused before anything exists, and nothing is written. Namespaced ones still work.
+#[test]
+fn non_namespaced_sysctls_are_refused_and_nothing_is_written() {
+    require_root!();
+    let node = Node::new("esc-sysctl");
+    let r = Runc::new("sysctl");
+    let host_ratio = std::fs::read_to_string("/proc/sys/vm/overcommit_ratio").unwrap();
+    let other = if host_ratio.trim() == "51" { "52" } else { "51" };
+    let without_ns = |c: &mut Value, t: &str| c["linux"]["namespaces"].as_array_mut().unwrap().retain(|n| n["type"] != t);
+    for (name, key, value, drop_ns, expect) in [
+        ("vm", "vm.overcommit_ratio", other, None, "host's kernel"),
+        ("hostnet", "net.ipv4.ip_unprivileged_port_start", "0", Some("network"), "network namespace"),
+        ("hostipc", "kernel.shmmni", "100", Some("ipc"), "IPC namespace"),
+        ("hostname", "kernel.hostname", "x", None, "hostname"),
+    ] {
+        let b = r.bundle(name, json!(["true"]), |c| {
+            c["linux"]["sysctl"] = json!({ key: value });
+            if let Some(t) = drop_ns {
+                without_ns(c, t);
+            }
+        });
+        let out = node.sh(&r.cmd(&format!("run --bundle {} {name}", b.display())));
+        assert_ne!(out.status.code(), Some(0), "{key} was accepted");
+        let err = text(&out.stderr);
+        assert!(err.contains("linux.sysctl") && err.contains(key) && err.contains(expect), "{key}: {err}");
+        assert!(std::fs::read_dir(&r.root).map(|d| d.count()).unwrap_or(0) == 0, "{key}: state left");
+    }
+    assert_eq!(std::fs::read_to_string("/proc/sys/vm/overcommit_ratio").unwrap(), host_ratio, "the host's sysctl changed");
+    // In the container's own namespaces they are set, there only.
+    let b = r.bundle("ok", json!(["sh", "-c", "cat /proc/sys/kernel/shmmni /proc/sys/net/ipv4/ip_unprivileged_port_start"]), |c| {
+        c["linux"]["sysctl"] = json!({ "kernel.shmmni": "100", "net.ipv4.ip_unprivileged_port_start": "0" });
+    });
+    let out = node.sh(&r.cmd(&format!("run --bundle {} ok", b.display())));
+    assert_eq!(text(&out.stdout).split_whitespace().collect::<Vec<_>>(), ["100", "0"], "{}", text(&out.stderr));
+    assert_ne!(std::fs::read_to_string("/proc/sys/kernel/shmmni").unwrap().trim(), "100");
+    assert!(common::wait_until(5, || node.processes().is_empty()), "processes left: {:?}", node.processes());
+}
+
+/// Without `process.user.umask` the container's processes get 0022, as with runc and crun, not
+/// whatever umask the runtime was started with — in the init, in `exec`, and in pods.
+#[test]
+fn umask_defaults_to_0022() {
+    require_root!();
+    let node = Node::new("esc-umask");
+    let r = Runc::new("umask");
+    let b = r.bundle("u", json!(["sh", "-c", "umask; sleep 1000"]), |_| {});
+    node.sh_ok(&format!("umask 077; {}", r.bg(&format!("run --detach --bundle {} u", b.display()))));
+    let log = r.dir.join("container.out");
+    assert!(common::wait_until(5, || std::fs::read_to_string(&log).is_ok_and(|t| !t.is_empty())));
+    assert_eq!(std::fs::read_to_string(&log).unwrap().trim(), "0022", "init");
+    let out = node.sh(&format!("umask 077; {}", r.cmd("exec u sh -c umask")));
+    assert_eq!(text(&out.stdout).trim(), "0022", "exec: {}", text(&out.stderr));
+    // The spec's own umask is kept.
+    let b = r.bundle("u2", json!(["sh", "-c", "umask"]), |c| c["process"]["user"]["umask"] = json!(0o027));
+    let out = node.sh(&format!("umask 077; {}", r.cmd(&format!("run --bundle {} u2", b.display()))));
+    assert_eq!(text(&out.stdout).trim(), "0027");
+    r.delete_all(&node);
+    node.podbox_ok(&["pod", "create", "p", "--network", "none"]);
+    let out = node.sh(&format!("umask 077; {} --root {} run --pod p --name c -- sh -c umask", common::PODBOX, node.root.display()));
+    assert_eq!(text(&out.stdout).trim(), "0022", "pod: {}", text(&out.stderr));
+    node.podbox_ok(&["pod", "rm", "-f", "p"]);
+}
+
+/// Masking binds /dev/null over files; a /dev/null that is not the null device (here a
+/// createContainer hook, running in the container's mount namespace before pivot_root, swaps it
+/// for a regular file, as a hostile image or a shared mount could) must not be what /proc/timer_list
+/// shows: the create fails with a clear error instead, leaving nothing (CVE-2025-31133).
+#[test]
+fn masked_paths_use_only_the_real_null_device() {
+    require_root!();
+    let node = Node::new("esc-mask");
+    let r = Runc::new("mask");
+    let rootfs = std::fs::canonicalize(common::rootfs()).unwrap();
+    // Only ever on the container's own /dev tmpfs: the hook checks that it is a mount point.
+    let swap = format!("r={}; grep -q \" $r/dev \" /proc/self/mountinfo || exit 1; rm -f $r/dev/null; echo NOT-NULL > $r/dev/null", rootfs.display());
+    let b = r.bundle("m", json!(["sh", "-c", "cat /proc/timer_list; echo done"]), |c| {
+        c["hooks"] = json!({ "createContainer": [{ "path": "/bin/sh", "args": ["sh", "-c", swap] }] });
+        c["linux"]["maskedPaths"] = json!(["/proc/timer_list"]);
+    });
+    let out = node.sh(&r.cmd(&format!("run --bundle {} m", b.display())));
+    assert!(!text(&out.stdout).contains("NOT-NULL"), "the mask showed the fake /dev/null");
+    assert_ne!(out.status.code(), Some(0));
+    assert!(text(&out.stderr).contains("not the null device"), "{}", text(&out.stderr));
+    assert!(std::fs::read_dir(&r.root).map(|d| d.count()).unwrap_or(0) == 0, "state left");
+    assert!(std::fs::metadata(rootfs.join("dev/null")).is_err() || std::fs::read_to_string(rootfs.join("dev/null")).unwrap_or_default().is_empty(), "the hook touched the shared rootfs");
+    // The real one masks as before.
+    let b = r.bundle("ok", json!(["sh", "-c", "wc -c < /proc/timer_list"]), |c| c["linux"]["maskedPaths"] = json!(["/proc/timer_list"]));
+    let out = node.sh(&r.cmd(&format!("run --bundle {} ok", b.display())));
+    assert_eq!(text(&out.stdout).trim(), "0", "{}", text(&out.stderr));
+    assert!(common::wait_until(5, || node.processes().is_empty()), "processes left: {:?}", node.processes());
+}

@@ -45,6 +45,7 @@ pub type BeforePivot<'a> = &'a mut dyn FnMut(ProcRef) -> Result<String>;
 /// cgroup removed.
 pub fn create(opts: CreateOptions, before_pivot: BeforePivot) -> Result<ProcRef> {
     let plan = namespaces::plan(opts.spec)?;
+    init::check_sysctls(opts.spec, &plan)?;
     let filters = seccomp::compile(opts.spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()))?;
     let cgroup = cgroups::setup(opts.spec)?;
     let mut init_pid = None;

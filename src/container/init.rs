@@ -162,9 +162,6 @@ fn setup_and_exec(a: &InitArgs) -> Result<Infallible> {
     // Resolve before dropping privileges: the lookup may need to read directories as root, the
     // exec itself is then checked with the container user's rights.
     let exe = resolve_executable(&argv[0], &env)?;
-    if let Some(mask) = process.user().umask() {
-        nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(mask));
-    }
     become_process(process, a.seccomp, &exe, &argv, &env, a.gate, a.preserve_fds)
 }
 
@@ -175,6 +172,8 @@ fn setup_and_exec(a: &InitArgs) -> Result<Infallible> {
 /// for `start` as late as possible, so that `create` has checked everything it can.
 pub fn become_process(process: &Process, seccomp: &[seccompiler::BpfProgram], exe: &Path, argv: &[String], env: &[String], gate: Option<&Gate>, preserve_fds: u32) -> Result<Infallible> {
     let nnp = process.no_new_privileges().unwrap_or(false);
+    // The spec's umask, else 0022 as runc and crun give (not whatever the caller had).
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(process.user().umask().unwrap_or(0o022)));
     if !nnp {
         super::seccomp::install(seccomp)?;
     }
@@ -189,7 +188,7 @@ pub fn become_process(process: &Process, seccomp: &[seccompiler::BpfProgram], ex
     }
     // Every inherited descriptor but 0-2 and the preserved ones (the sync pipe is CLOEXEC and
     // opened after them) is closed at exec.
-    super::process::cloexec_from(3 + preserve_fds);
+    super::process::cloexec_from(3 + preserve_fds).map_err(io("marking inherited descriptors close-on-exec"))?;
     if let Some(g) = gate {
         g.wait_for_start()?;
     }
@@ -210,6 +209,47 @@ fn redirect_stdio(stdio: &Stdio) -> Result<()> {
         dup2_stdin(&null).map_err(sys("redirecting stdin"))?;
         dup2_stdout(&log).map_err(sys("redirecting stdout"))?;
         dup2_stderr(&log).map_err(sys("redirecting stderr"))?;
+    }
+    Ok(())
+}
+
+/// Refuse sysctls that are not isolated by a namespace of the container, as runc does: written
+/// from the init they would change the host kernel. Namespaced are the IPC ones (`kernel.shm*`,
+/// `kernel.msg*`, `kernel.sem`, `fs.mqueue.*`) with an IPC namespace of the container's own,
+/// `net.*` with its own network namespace, `kernel.domainname` with its own UTS namespace
+/// (`kernel.hostname` conflicts with the `hostname` field). A namespace joined by path counts
+/// only if it is not the runtime's own. Called before anything is created.
+pub fn check_sysctls(spec: &Spec, plan: &Plan) -> Result<()> {
+    use nix::sched::CloneFlags;
+    let Some(map) = spec.linux().as_ref().and_then(|l| l.sysctl().as_ref()) else { return Ok(()) };
+    let same_as_ours = |path: &Path, name: &str| {
+        use std::os::unix::fs::MetadataExt;
+        match (std::fs::metadata(path), std::fs::metadata(format!("/proc/self/ns/{name}"))) {
+            (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+            _ => false,
+        }
+    };
+    let own = |flag: CloneFlags, name: &str| plan.new.contains(flag) || plan.join.iter().any(|(f, p)| *f == flag && !same_as_ours(p, name));
+    const IPC: &[&str] = &["kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall", "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced"];
+    for key in map.keys() {
+        let refuse = |msg: String| Err(ContainerError::Spec { field: "linux.sysctl".into(), msg: format!("{key}: {msg}") });
+        if key.split(['.', '/']).any(|c| c.is_empty() || c == "..") {
+            return refuse("not a sysctl name".into());
+        }
+        let (needs, flag, name) = if IPC.contains(&key.as_str()) || key.starts_with("fs.mqueue.") {
+            ("an IPC namespace", CloneFlags::CLONE_NEWIPC, "ipc")
+        } else if key.starts_with("net.") {
+            ("a network namespace", CloneFlags::CLONE_NEWNET, "net")
+        } else if key == "kernel.domainname" {
+            ("a UTS namespace", CloneFlags::CLONE_NEWUTS, "uts")
+        } else if key == "kernel.hostname" {
+            return refuse("conflicts with the spec's `hostname` field; set that instead".into());
+        } else {
+            return refuse("not isolated by any namespace: setting it would change the host's kernel".into());
+        };
+        if !own(flag, name) {
+            return refuse(format!("needs {needs} of the container's own (it would change the host's)"));
+        }
     }
     Ok(())
 }
@@ -293,15 +333,21 @@ pub fn switch_user(process: &Process) -> Result<()> {
             }
         }
     }
+    // Without KEEPCAPS the uid switch would clear the permitted set: check it took.
     // SAFETY: prctl with integer arguments.
-    unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) };
+    if unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) } != 0 {
+        return Err(io("PR_SET_KEEPCAPS 1")(std::io::Error::last_os_error()));
+    }
     let groups: Vec<Gid> = user.additional_gids().clone().unwrap_or_default().into_iter().map(Gid::from_raw).collect();
     nix::unistd::setgroups(&groups).map_err(sys("setting supplementary groups"))?;
     let gid = Gid::from_raw(user.gid());
     nix::unistd::setresgid(gid, gid, gid).map_err(sys(format!("setting gid {}", user.gid())))?;
     let uid = Uid::from_raw(user.uid());
     nix::unistd::setresuid(uid, uid, uid).map_err(sys(format!("setting uid {}", user.uid())))?;
-    unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 0, 0, 0, 0) };
+    // SAFETY: prctl with integer arguments.
+    if unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 0, 0, 0, 0) } != 0 {
+        return Err(io("PR_SET_KEEPCAPS 0")(std::io::Error::last_os_error()));
+    }
     if let Some(c) = capsets {
         caps::set(None, CapSet::Inheritable, &caps_of(c.inheritable())?).map_err(caps_err("setting inheritable capabilities"))?;
         caps::set(None, CapSet::Effective, &caps_of(c.effective())?).map_err(caps_err("setting effective capabilities"))?;

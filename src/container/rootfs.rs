@@ -141,16 +141,37 @@ pub fn move_root(root: &Path) -> Result<()> {
     chdir("/").map_err(sys("chdir /"))
 }
 
+/// The container's /dev/null, opened without following a symlink and checked to be the null
+/// device (char 1:3), for masking files by binding it over them through the descriptor. An
+/// image or a mount of the spec could have put anything there — say a symlink to
+/// /proc/sys/kernel/core_pattern, which the mask would then expose writable (CVE-2025-31133).
+fn verified_dev_null() -> Result<fs::File> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
+    let f = fs::OpenOptions::new().read(true).custom_flags(libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC).open("/dev/null").map_err(io("opening the container's /dev/null to mask paths with"))?;
+    let m = f.metadata().map_err(io("stat of the container's /dev/null"))?;
+    if !m.file_type().is_char_device() || m.rdev() != libc::makedev(1, 3) {
+        return Err(ContainerError::Spec { field: "linux.maskedPaths".into(), msg: "the container's /dev/null is not the null device (char 1:3): refusing to mask paths with it".into() });
+    }
+    Ok(f)
+}
+
 /// After pivot: masked paths, read-only paths, read-only root.
 pub fn finish(spec: &Spec) -> Result<()> {
     let linux = spec.linux().as_ref();
     let empty = vec![];
+    let mut null = None;
     for p in linux.and_then(|l| l.masked_paths().as_ref()).unwrap_or(&empty) {
         let path = Path::new(p);
         match fs::metadata(path) {
             Err(_) => continue, // nothing to hide
             Ok(m) if m.is_dir() => mount(Some("tmpfs"), path, Some("tmpfs"), MsFlags::MS_RDONLY, None::<&str>),
-            Ok(_) => mount(Some("/dev/null"), path, None::<&str>, MsFlags::MS_BIND, None::<&str>),
+            Ok(_) => {
+                if null.is_none() {
+                    null = Some(verified_dev_null()?);
+                }
+                let src = format!("/proc/self/fd/{}", null.as_ref().map(std::os::fd::AsRawFd::as_raw_fd).unwrap_or(-1));
+                mount(Some(src.as_str()), path, None::<&str>, MsFlags::MS_BIND, None::<&str>)
+            }
         }
         .map_err(sys(format!("masking {p}")))?;
     }

@@ -229,9 +229,11 @@ fn settings(r: &LinuxResources) -> Result<Vec<Setting>> {
         if m.disable_oom_killer() == Some(true) {
             out.push(("linux.resources.memory.disableOOMKiller", "memory", Some("memory.oom_control"), None, "1".into()));
         }
+        // Kernel memory limits are deprecated (v1 only, no-ops since Linux 5.16, gone in 6.x):
+        // runc 1.1 ignores them with a warning, and specs written for it carry them.
         #[allow(deprecated)]
         if m.kernel().is_some() || m.kernel_tcp().is_some() {
-            return Err(spec_err(f, "kernel and kernelTCP limits are not supported (obsolete since Linux 5.4)"));
+            eprintln!("podbox: warning: {f}.kernel and kernelTCP are deprecated and ignored");
         }
     }
     if let Some(p) = r.pids() {

@@ -328,7 +328,9 @@ impl Runtime {
         let mut before_pivot = |pid: ProcRef| -> container::Result<String> {
             rec.pid = Some(pid);
             state::write_json(&dir.join(STATE), &*rec).map_err(|e| ContainerError::Io { what: "writing state.json".into(), source: std::io::Error::other(e.to_string()) })?;
-            let st = self.state_json(rec, Status::Creating).to_string();
+            // "created", as crun reports it and the runtime-tools suite expects: the runtime
+            // environment exists by now (createRuntime is called after it is created).
+            let st = self.state_json(rec, Status::Created).to_string();
             // prestart is deprecated but still part of the spec: it runs with createRuntime.
             hooks::run("prestart", hooks.as_ref().and_then(|h| h.prestart().as_ref()), &st)?;
             hooks::run("createRuntime", hooks.as_ref().and_then(|h| h.create_runtime().as_ref()), &st)?;

@@ -64,6 +64,15 @@ pub fn ensure() -> Result<(), SealError> {
         if std::env::var_os(MARKER).is_some() {
             // SAFETY: called at start, while the process is single-threaded.
             unsafe { std::env::remove_var(MARKER) };
+            // An exec through a descriptor names the process after the descriptor ("3"):
+            // give it its own name back for ps and top.
+            let name = std::env::args_os().next().map(std::path::PathBuf::from).and_then(|p| p.file_name().map(|n| n.to_os_string())).unwrap_or_default();
+            let mut comm = name.into_vec();
+            comm.truncate(15);
+            if let Ok(c) = CString::new(comm) {
+                // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes.
+                unsafe { libc::prctl(libc::PR_SET_NAME, c.as_ptr()) };
+            }
         }
         return Ok(());
     }

@@ -26,6 +26,14 @@ impl Runc {
         let dir = common::tempdir(&format!("podbox-esc-{name}"));
         let runc = dir.join("podbox-runc");
         std::fs::copy(common::PODBOX, &runc).unwrap();
+        // Until every process forked meanwhile by another test thread has exec'd, one may still
+        // hold the copy's write descriptor: running it fails with ETXTBSY for that moment.
+        for _ in 0..100 {
+            match Command::new(&runc).arg("--version").output() {
+                Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) => std::thread::sleep(std::time::Duration::from_millis(10)),
+                _ => break,
+            }
+        }
         Runc { root: dir.join("state"), runc, dir }
     }
 
@@ -89,7 +97,7 @@ fn proc_exe_of_a_created_container_is_not_the_runtime_binary() {
         let before = std::fs::read(&r.runc).unwrap();
         let out_dir = r.dir.join("out");
         std::fs::create_dir_all(&out_dir).unwrap();
-        let mount = json!({ "destination": "/out", "type": "bind", "source": out_dir, "options": ["rbind", "rw"] });
+        let mount = json!({ "destination": "/home", "type": "bind", "source": out_dir, "options": ["rbind", "rw"] });
         let runc = |args: &str| format!("{env}{}", r.cmd(args));
         let bg = |args: &str| format!("{env}{}", r.bg(args));
 
@@ -108,10 +116,10 @@ fn proc_exe_of_a_created_container_is_not_the_runtime_binary() {
         let link = node.sh_ok(&runc("exec ptrace readlink /proc/1/exe"));
         assert!(!link.contains("podbox-runc"), "{env}/proc/1/exe of the created container is the runtime's file: {link}");
         // The exploit: hold the exe open, wait until the init has exec'd `sleep`, then write.
-        let exploit = "exec 3</proc/1/exe || { echo open-failed > /out/result; exit; }; echo > /out/opened; \
+        let exploit = "exec 3</proc/1/exe || { echo open-failed > /home/result; exit; }; echo > /home/opened; \
             while [ \"$(readlink /proc/1/exe)\" != /bin/sleep ] && [ \"$(readlink /proc/1/exe)\" != /bin/busybox ]; do sleep 0.01; done; \
-            i=0; while [ $i -lt 100 ]; do if (echo PWNED >> /proc/self/fd/3) 2>/dev/null; then echo WROTE > /out/result; exit; fi; i=$((i+1)); sleep 0.02; done; \
-            echo write-refused > /out/result";
+            i=0; while [ $i -lt 100 ]; do if (echo PWNED >> /proc/self/fd/3) 2>/dev/null; then echo WROTE > /home/result; exit; fi; i=$((i+1)); sleep 0.02; done; \
+            echo write-refused > /home/result";
         node.sh_ok(&bg(&format!("exec --detach ptrace sh -c '{exploit}'")));
         assert!(common::wait_until(10, || out_dir.join("opened").exists() || out_dir.join("result").exists()), "the exploit did not start");
         node.sh_ok(&runc("start ptrace"));
@@ -239,5 +247,41 @@ fn masked_paths_use_only_the_real_null_device() {
     let b = r.bundle("ok", json!(["sh", "-c", "wc -c < /proc/timer_list"]), |c| c["linux"]["maskedPaths"] = json!(["/proc/timer_list"]));
     let out = node.sh(&r.cmd(&format!("run --bundle {} ok", b.display())));
     assert_eq!(text(&out.stdout).trim(), "0", "{}", text(&out.stderr));
+    assert!(common::wait_until(5, || node.processes().is_empty()), "processes left: {:?}", node.processes());
+}
+
+/// Each `linux.rootfsPropagation` mode reaches the container's `/` (pivot_root refused a shared
+/// root with EINVAL, and an unbindable tree could not be bound from), and a shared root still
+/// propagates nothing back to the node.
+#[test]
+fn each_rootfs_propagation_mode() {
+    require_root!();
+    let node = Node::new("esc-prop");
+    let r = Runc::new("prop");
+    // The optional fields of the mount at "/" in the container's mountinfo.
+    let script = "awk '$5 == \"/\" { f = \"\"; for (i = 7; $i != \"-\"; i++) f = f \" \" $i; print \"fields:\" f }' /proc/self/mountinfo";
+    for (mode, want, not) in [
+        ("rshared", "shared:", "unbindable"),
+        ("shared", "shared:", "unbindable"),
+        ("runbindable", "unbindable", "shared:"),
+        ("rprivate", "fields:", "shared:"),
+        ("rslave", "fields:", "shared:"),
+    ] {
+        let b = r.bundle(mode, json!(["sh", "-c", script]), |c| c["linux"]["rootfsPropagation"] = json!(mode));
+        let out = node.sh(&r.cmd(&format!("run --bundle {} {mode}", b.display())));
+        let got = text(&out.stdout);
+        assert!(out.status.success() && got.contains(want) && !got.contains(not), "{mode}: {got} {}", text(&out.stderr));
+    }
+    // A mount made inside a shared-root container does not show up in the node.
+    let b = r.bundle("leak", json!(["sh", "-c", "mount -t tmpfs podbox-prop-leak /tmp && echo mounted"]), |c| {
+        c["linux"]["rootfsPropagation"] = json!("rshared");
+        add_caps(c, &["CAP_SYS_ADMIN"]);
+        c["linux"]["seccomp"] = Value::Null;
+        c["linux"]["maskedPaths"] = json!([]);
+    });
+    let out = node.sh(&r.cmd(&format!("run --bundle {} leak", b.display())));
+    assert!(text(&out.stdout).contains("mounted"), "{}", text(&out.stderr));
+    assert!(!node.sh_ok("cat /proc/self/mountinfo").contains("podbox-prop-leak"), "a container mount propagated to the node");
+    assert!(!std::fs::read_to_string("/proc/self/mountinfo").unwrap().contains("podbox-prop-leak"), "a container mount propagated to the machine");
     assert!(common::wait_until(5, || node.processes().is_empty()), "processes left: {:?}", node.processes());
 }

@@ -153,6 +153,8 @@ fn setup_and_exec(a: &InitArgs) -> Result<Infallible> {
     }
     apply_sysctls(a.spec)?;
     rootfs::finish(a.spec)?;
+    // Last: masked and read-only paths are bind mounts, which an unbindable tree refuses.
+    rootfs::set_root_propagation(a.spec)?;
     set_rlimits(process.rlimits().as_deref().unwrap_or(&[]))?;
     let env: Vec<String> = process.env().clone().unwrap_or_default();
     let argv = process.args().clone().unwrap_or_default();

@@ -20,13 +20,12 @@ const DEFAULT_DEVICES: &[(&str, u64, u64)] =
 /// Mount the root file system and everything in it; returns the directory to pivot into.
 pub fn prepare(rootfs: &Rootfs, spec: &Spec) -> Result<PathBuf> {
     // Mounts we make must not propagate back to the node, while the node's unmounts still reach
-    // us (the default of runc: rslave). A spec may ask for another propagation.
-    let prop = match spec.linux().as_ref().and_then(|l| l.rootfs_propagation().clone()).as_deref() {
-        None | Some("rslave") | Some("slave") => MsFlags::MS_SLAVE,
-        Some("rprivate") | Some("private") => MsFlags::MS_PRIVATE,
-        Some("rshared") | Some("shared") => MsFlags::MS_SHARED,
-        Some("runbindable") | Some("unbindable") => MsFlags::MS_UNBINDABLE,
-        Some(other) => return Err(ContainerError::Spec { field: "linux.rootfsPropagation".into(), msg: format!("unknown value {other}") }),
+    // us (the default of runc: rslave). Shared and unbindable are set on the new root after
+    // pivot_root (`set_root_propagation`): pivot_root refuses shared mounts, and an unbindable
+    // tree cannot be bind-mounted from.
+    let prop = match root_propagation(spec)? {
+        MsFlags::MS_PRIVATE => MsFlags::MS_PRIVATE,
+        _ => MsFlags::MS_SLAVE,
     };
     mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | prop, None::<&str>).map_err(sys("setting root mount propagation"))?;
 
@@ -118,6 +117,28 @@ fn create_devices(root: &Path, spec: &Spec) -> Result<()> {
     if dev.join("pts/ptmx").exists() {
         let _ = fs::remove_file(dev.join("ptmx"));
         let _ = symlink("pts/ptmx", dev.join("ptmx"));
+    }
+    Ok(())
+}
+
+/// `linux.rootfsPropagation` as mount flags (the default: slave).
+fn root_propagation(spec: &Spec) -> Result<MsFlags> {
+    Ok(match spec.linux().as_ref().and_then(|l| l.rootfs_propagation().clone()).as_deref() {
+        None | Some("rslave") | Some("slave") => MsFlags::MS_SLAVE,
+        Some("rprivate") | Some("private") => MsFlags::MS_PRIVATE,
+        Some("rshared") | Some("shared") => MsFlags::MS_SHARED,
+        Some("runbindable") | Some("unbindable") => MsFlags::MS_UNBINDABLE,
+        Some(other) => return Err(ContainerError::Spec { field: "linux.rootfsPropagation".into(), msg: format!("unknown value {other} (shared, slave, private or unbindable, with or without r)") }),
+    })
+}
+
+/// After pivot_root: a shared or unbindable `linux.rootfsPropagation` on the container's whole
+/// tree. Its mounts are slaves of the node's by then, so a shared root gets a peer group of its
+/// own and still propagates nothing back to the node.
+pub fn set_root_propagation(spec: &Spec) -> Result<()> {
+    let prop = root_propagation(spec)?;
+    if prop == MsFlags::MS_SHARED || prop == MsFlags::MS_UNBINDABLE {
+        mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | prop, None::<&str>).map_err(sys("setting linux.rootfsPropagation on the container's root"))?;
     }
     Ok(())
 }

@@ -12,6 +12,8 @@ command -v ip >/dev/null || need+=(iproute2)
 command -v nsenter >/dev/null && command -v unshare >/dev/null || need+=(util-linux)
 command -v file >/dev/null || need+=(file)
 command -v ping >/dev/null || need+=(iputils-ping)
+# tests/containerd.rs drives podbox through containerd's runc shim (ctr comes with it).
+command -v containerd >/dev/null && command -v ctr >/dev/null || need+=(containerd)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive

@@ -26,6 +26,8 @@ command -v strace >/dev/null || need+=(strace)
 # tests/cni.rs: the reference CNI plugins (bridge, host-local, portmap, loopback), which use iptables.
 [ -x /usr/lib/cni/bridge ] || [ -x /opt/cni/bin/bridge ] || need+=(containernetworking-plugins)
 command -v iptables >/dev/null || need+=(iptables)
+# tests/containerd.rs drives podbox through containerd's runc shim (ctr comes with it).
+command -v containerd >/dev/null && command -v ctr >/dev/null || need+=(containerd)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive

@@ -16,15 +16,53 @@ fn cni_name(argv0: &str) -> bool {
     std::path::Path::new(argv0).file_name().is_some_and(|n| n == "podbox-cni")
 }
 
+/// Whether the runc command line `args` (without the program name) starts or enters a
+/// container: its subcommand, after the global options.
+fn oci_enters_container(args: &[String]) -> bool {
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--root" | "--log" | "--log-format" => {
+                it.next();
+            }
+            a if a.starts_with('-') => {}
+            cmd => return matches!(cmd, "create" | "run" | "exec"),
+        }
+    }
+    false
+}
+
+/// Commands that start or enter a container run from a sealed copy of the executable (see
+/// `container::sealed_exe`); the others (state, ps, kill, …) need not pay for the copy.
+fn seal_or_exit() {
+    if let Err(e) = podbox::container::sealed_exe::ensure() {
+        eprintln!("podbox: {e}");
+        std::process::exit(1);
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.first().is_some_and(|a| cni_name(a)) {
         std::process::exit(podbox::network::cni::plugin::main());
     }
     if args.first().is_some_and(|a| oci_name(a)) {
+        if oci_enters_container(&args[1..]) {
+            seal_or_exit();
+        }
         std::process::exit(podbox::cli::oci::main(args));
     }
     let cli = podbox::cli::Cli::parse();
+    {
+        use podbox::cli::{Cmd, pod::PodCmd};
+        if match &cli.cmd {
+            Cmd::Run(_) | Cmd::Exec(_) | Cmd::Pod(PodCmd::Apply { .. }) => true,
+            Cmd::Oci { args } => oci_enters_container(args),
+            _ => false,
+        } {
+            seal_or_exit();
+        }
+    }
     let code = match podbox::cli::run(cli) {
         Ok(code) => code,
         Err(e) => {

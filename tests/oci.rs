@@ -153,7 +153,7 @@ fn lifecycle_states_pid_file_signals_and_hook_order() {
     assert_eq!(st["pid"], pid);
     // The createRuntime hook got the state, with the init's PID, on stdin.
     let hook_state: Value = serde_json::from_str(&std::fs::read_to_string(log.join("state.json")).unwrap()).unwrap();
-    assert_eq!((hook_state["id"].as_str(), hook_state["pid"].as_i64(), hook_state["status"].as_str()), (Some("c1"), Some(pid), Some("creating")));
+    assert_eq!((hook_state["id"].as_str(), hook_state["pid"].as_i64(), hook_state["status"].as_str()), (Some("c1"), Some(pid), Some("created")));
     // Created means set up but not exec'd: the command has not run.
     assert!(!log.join("started").exists());
     node.sh_ok(&env.bg("start c1"));

@@ -316,6 +316,13 @@ fn exec_cap_ignore_paused_and_cgroup() {
     assert!(dirs.len() >= 2, "{dirs:?}");
     for d in &dirs {
         std::fs::create_dir(format!("{d}/sub")).unwrap();
+        // A new v1 cpuset cgroup has no CPUs or memory nodes: nothing could join it until they
+        // are given (as anyone making a sub-cgroup for `runc exec --cgroup` must).
+        if d.starts_with("/sys/fs/cgroup/cpuset/") {
+            for f in ["cpuset.cpus", "cpuset.mems"] {
+                std::fs::write(format!("{d}/sub/{f}"), std::fs::read_to_string(format!("{d}/{f}")).unwrap()).unwrap();
+            }
+        }
     }
     let memory = dirs.iter().find(|d| d.starts_with("/sys/fs/cgroup/memory/")).unwrap();
     std::fs::create_dir(format!("{memory}/mem-only")).unwrap();

@@ -12,9 +12,9 @@ use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType, LinuxResources, Spec
 
 use super::{ContainerError, Result};
 
-/// v1 controllers podbox creates a cgroup in. cpuset is left out: a new cpuset cgroup has no
-/// CPUs until they are copied from the parent, and podbox sets no cpusets.
-const V1_CONTROLLERS: &[&str] = &["memory", "pids", "cpu", "cpuacct", "devices", "freezer", "blkio", "hugetlb", "net_cls", "net_prio", "perf_event", "rdma", "misc"];
+/// v1 controllers podbox creates a cgroup in. A new cpuset cgroup has no CPUs and no memory
+/// nodes, so nothing could join it: `init_cpuset` copies them down from the parent first.
+const V1_CONTROLLERS: &[&str] = &["memory", "pids", "cpu", "cpuacct", "cpuset", "devices", "freezer", "blkio", "hugetlb", "net_cls", "net_prio", "perf_event", "rdma", "misc"];
 
 /// One directory of the container's cgroup: per v1 hierarchy, or the one of the unified tree.
 #[derive(Debug, Clone, PartialEq)]
@@ -187,6 +187,21 @@ fn device_rule_text(r: &LinuxDeviceCgroup) -> String {
     format!("{typ} {}:{} {}", num(r.major()), num(r.minor()), r.access().clone().unwrap_or_else(|| "rwm".into()))
 }
 
+/// OCI's `memory.swap` (the memory+swap total) as cgroup v2's `memory.swap.max` (swap alone):
+/// swap - limit, as runc converts it; -1 ("max") stays unlimited, and an unlimited memory
+/// with swap unset means swap unlimited too. None: nothing to write.
+fn swap_v2(swap: i64, limit: Option<i64>) -> Result<Option<String>> {
+    let f = "linux.resources.memory.swap";
+    let limit = limit.unwrap_or(0);
+    match (swap, limit) {
+        (0, -1) | (-1, _) => Ok(Some("max".into())),
+        (0, _) => Ok(None),
+        (_, 0 | -1) => Err(spec_err(f, "a swap limit needs a memory limit (swap is the memory+swap total)")),
+        (s, l) if l < 0 || s < l => Err(spec_err(f, format!("{s} is below memory.limit {l}: swap is the memory+swap total, so it must be at least the memory limit"))),
+        (s, l) => Ok(Some((s - l).to_string())),
+    }
+}
+
 /// One setting: (spec field, controller, v1 file, v2 file, value). The file is None where that
 /// cgroup version has no equivalent.
 type Setting = (&'static str, &'static str, Option<&'static str>, Option<&'static str>, String);
@@ -203,8 +218,11 @@ fn settings(r: &LinuxResources) -> Result<Vec<Setting>> {
             out.push(("linux.resources.memory.limit", "memory", Some("memory.limit_in_bytes"), Some("memory.max"), v));
         }
         if let Some(s) = m.swap() {
-            // OCI's swap is memory+swap (v1's memsw); v2 limits swap alone.
-            out.push(("linux.resources.memory.swap", "memory", Some("memory.memsw.limit_in_bytes"), Some("memory.swap.max"), s.to_string()));
+            // OCI's swap is memory+swap (v1's memsw); v2 limits swap alone: two twins.
+            out.push(("linux.resources.memory.swap", "memory", Some("memory.memsw.limit_in_bytes"), None, s.to_string()));
+            if let Some(v2) = swap_v2(s, m.limit())? {
+                out.push(("linux.resources.memory.swap", "memory", None, Some("memory.swap.max"), v2));
+            }
         }
         if let Some(res) = m.reservation() {
             out.push(("linux.resources.memory.reservation", "memory", Some("memory.soft_limit_in_bytes"), Some("memory.low"), res.to_string()));
@@ -215,9 +233,11 @@ fn settings(r: &LinuxResources) -> Result<Vec<Setting>> {
         if m.disable_oom_killer() == Some(true) {
             out.push(("linux.resources.memory.disableOOMKiller", "memory", Some("memory.oom_control"), None, "1".into()));
         }
+        // Kernel memory limits are deprecated (v1 only, no-ops since Linux 5.16, gone in 6.x):
+        // runc 1.1 ignores them with a warning, and specs written for it carry them.
         #[allow(deprecated)]
         if m.kernel().is_some() || m.kernel_tcp().is_some() {
-            return Err(spec_err(f, "kernel and kernelTCP limits are not supported (obsolete since Linux 5.4)"));
+            eprintln!("podbox: warning: {f}.kernel and kernelTCP are deprecated and ignored");
         }
     }
     if let Some(p) = r.pids() {
@@ -239,8 +259,14 @@ fn settings(r: &LinuxResources) -> Result<Vec<Setting>> {
             let q = if quota < 0 { "max".to_string() } else { quota.to_string() };
             out.push(("linux.resources.cpu.quota", "cpu", None, Some("cpu.max"), format!("{q} {period}")));
         }
-        if c.realtime_runtime().is_some() || c.realtime_period().is_some() || c.idle().is_some() || c.burst().is_some() || c.cpus().is_some() || c.mems().is_some() {
-            return Err(spec_err("linux.resources.cpu", "only shares, quota and period are supported (not realtime, idle, burst, cpus, mems)"));
+        if let Some(cpus) = c.cpus() {
+            out.push(("linux.resources.cpu.cpus", "cpuset", Some("cpuset.cpus"), Some("cpuset.cpus"), cpus.clone()));
+        }
+        if let Some(mems) = c.mems() {
+            out.push(("linux.resources.cpu.mems", "cpuset", Some("cpuset.mems"), Some("cpuset.mems"), mems.clone()));
+        }
+        if c.realtime_runtime().is_some() || c.realtime_period().is_some() || c.idle().is_some() || c.burst().is_some() {
+            return Err(spec_err("linux.resources.cpu", "only shares, quota, period, cpus and mems are supported (not realtime, idle, burst)"));
         }
     }
     // The device cgroup governs block and character devices only: v1 refuses a rule of type
@@ -291,6 +317,9 @@ impl Cgroup {
                 enable_controllers(d, &wanted)?;
             }
             create_dir_racing(&d.path)?;
+            if !d.v2 && d.controllers.iter().any(|c| c == "cpuset") {
+                init_cpuset(d)?;
+            }
             for (_, ctrl, v1, v2, value) in &wanted {
                 let file = if d.v2 { v2 } else { v1 };
                 if let Some(file) = file.filter(|_| d.controllers.iter().any(|c| c == ctrl)) {
@@ -469,6 +498,25 @@ pub fn controllers_of(dir: &Path) -> Result<Vec<String>> {
 }
 
 /// mkdir -p that survives another podbox pruning an empty shared parent at the same moment.
+/// A v1 cpuset cgroup starts with empty `cpuset.cpus` and `cpuset.mems`, and a process cannot
+/// join it so: give each level below the mount down to `d` its parent's (as runc does; setting
+/// `cgroup.clone_children` instead would change the parent's own behaviour).
+fn init_cpuset(d: &Dir) -> Result<()> {
+    let rel = d.path.strip_prefix(&d.mount).unwrap_or(Path::new(""));
+    let mut cur = d.mount.clone();
+    for comp in rel.components() {
+        let parent = cur.clone();
+        cur.push(comp);
+        for f in ["cpuset.cpus", "cpuset.mems"] {
+            if fs::read_to_string(cur.join(f)).unwrap_or_default().trim().is_empty() {
+                let from = fs::read_to_string(parent.join(f)).map_err(io_err(format!("reading {}", parent.join(f).display())))?;
+                write(&cur.join(f), from.trim())?;
+            }
+        }
+    }
+    Ok(())
+}
+
 fn create_dir_racing(p: &Path) -> Result<()> {
     let mut tries = 0;
     loop {
@@ -631,7 +679,7 @@ mod tests {
     fn relative_paths_nest_below_our_own_v1_cgroups() {
         let cg = plan(HYBRID, OWN, "podbox/p1/c").unwrap();
         let paths: Vec<_> = cg.dirs.iter().map(|d| d.path.clone()).collect();
-        assert_eq!(paths, vec![PathBuf::from("/sys/fs/cgroup/cpu/podbox/p1/c"), PathBuf::from("/sys/fs/cgroup/memory/session/x/podbox/p1/c")]);
+        assert_eq!(paths, vec![PathBuf::from("/sys/fs/cgroup/cpu/podbox/p1/c"), PathBuf::from("/sys/fs/cgroup/memory/session/x/podbox/p1/c"), PathBuf::from("/sys/fs/cgroup/cpuset/podbox/p1/c")]);
         let cg = plan(HYBRID, OWN, "/podbox/p1").unwrap();
         assert_eq!(cg.dirs[1].path, PathBuf::from("/sys/fs/cgroup/memory/podbox/p1"));
         assert!(plan(HYBRID, OWN, "../x").is_err());
@@ -670,7 +718,50 @@ mod tests {
         assert!(v1.contains(&("devices.deny", "a *:* rwm")));
         let v2: Vec<_> = s.iter().filter_map(|x| x.3.map(|f| (f, x.4.as_str()))).collect();
         assert!(v2.contains(&("cpu.max", "50000 100000")));
-        let bad = LinuxResourcesBuilder::default().cpu(LinuxCpuBuilder::default().cpus("0-1").build().unwrap()).build().unwrap();
+        let bad = LinuxResourcesBuilder::default().cpu(LinuxCpuBuilder::default().idle(1i64).build().unwrap()).build().unwrap();
         assert!(matches!(settings(&bad), Err(ContainerError::Spec { field, .. }) if field == "linux.resources.cpu"));
+    }
+
+    /// A v2 cgroup in a temp dir (plain files stand in for the kernel's): OCI's memory+swap
+    /// total becomes memory.swap.max = swap - memory; v1 gets the total in memsw.
+    #[test]
+    fn swap_is_memory_plus_swap_on_v1_and_swap_alone_on_v2() {
+        let tmp = std::env::temp_dir().join(format!("podbox-swap-test-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&tmp);
+        let v2 = Dir { mount: tmp.join("v2"), path: tmp.join("v2/c"), controllers: vec!["memory".into()], v2: true };
+        let v1 = Dir { mount: tmp.join("v1"), path: tmp.join("v1/c"), controllers: vec!["memory".into()], v2: false };
+        let cg = Cgroup { dirs: vec![v2, v1] };
+        let mem = |limit: i64, swap: i64| LinuxResourcesBuilder::default().memory(LinuxMemoryBuilder::default().limit(limit).swap(swap).build().unwrap()).build().unwrap();
+        cg.create(Some(&mem(64 << 20, 96 << 20))).unwrap();
+        let read = |f: &str| fs::read_to_string(tmp.join(f)).unwrap();
+        assert_eq!(read("v2/c/memory.swap.max"), (32i64 << 20).to_string());
+        assert_eq!(read("v2/c/memory.max"), (64i64 << 20).to_string());
+        assert_eq!(read("v1/c/memory.memsw.limit_in_bytes"), (96i64 << 20).to_string());
+        cg.create(Some(&mem(64 << 20, -1))).unwrap();
+        assert_eq!(read("v2/c/memory.swap.max"), "max");
+        // swap below the memory limit, or without one: refused before anything is written.
+        let _ = fs::remove_dir_all(&tmp);
+        assert!(matches!(cg.create(Some(&mem(64 << 20, 32 << 20))), Err(ContainerError::Spec { field, .. }) if field == "linux.resources.memory.swap"));
+        let no_limit = LinuxResourcesBuilder::default().memory(LinuxMemoryBuilder::default().swap(1i64 << 20).build().unwrap()).build().unwrap();
+        assert!(cg.create(Some(&no_limit)).is_err());
+        assert!(!tmp.exists());
+    }
+
+    /// v1 cpuset in a temp dir: every new level gets its parent's CPUs and memory nodes, then
+    /// the spec's cpus/mems are written to the container's own.
+    #[test]
+    fn cpuset_levels_are_filled_from_the_parent_then_set() {
+        let tmp = std::env::temp_dir().join(format!("podbox-cpuset-test-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&tmp);
+        fs::create_dir_all(&tmp).unwrap();
+        fs::write(tmp.join("cpuset.cpus"), "0-1\n").unwrap();
+        fs::write(tmp.join("cpuset.mems"), "0\n").unwrap();
+        let cg = Cgroup { dirs: vec![Dir { mount: tmp.clone(), path: tmp.join("a/b"), controllers: vec!["cpuset".into()], v2: false }] };
+        let r = LinuxResourcesBuilder::default().cpu(LinuxCpuBuilder::default().cpus("1").mems("0").build().unwrap()).build().unwrap();
+        cg.create(Some(&r)).unwrap();
+        let read = |f: &str| fs::read_to_string(tmp.join(f)).unwrap();
+        assert_eq!((read("a/cpuset.cpus").as_str(), read("a/cpuset.mems").as_str()), ("0-1", "0"));
+        assert_eq!((read("a/b/cpuset.cpus").as_str(), read("a/b/cpuset.mems").as_str()), ("1", "0"));
+        fs::remove_dir_all(&tmp).unwrap();
     }
 }

@@ -45,6 +45,7 @@ pub type BeforePivot<'a> = &'a mut dyn FnMut(ProcRef) -> Result<String>;
 /// cgroup removed.
 pub fn create(opts: CreateOptions, before_pivot: BeforePivot) -> Result<ProcRef> {
     let plan = namespaces::plan(opts.spec)?;
+    init::check_sysctls(opts.spec, &plan)?;
     let filters = seccomp::compile(opts.spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()))?;
     let cgroup = cgroups::setup(opts.spec)?;
     let mut init_pid = None;
@@ -123,6 +124,10 @@ fn intermediate_main(
     w: OwnedFd,
 ) -> ! {
     let fd = w.as_raw_fd();
+    // Not dumpable before it enters any namespace of the container (see sealed_exe).
+    if let Err(e) = super::sealed_exe::set_undumpable() {
+        sync::fail(fd, CODE_RUNTIME, &format!("PR_SET_DUMPABLE 0: {e}"));
+    }
     if let Err(e) = namespaces::prepare_pid(&plan.pid) {
         sync::fail(fd, CODE_RUNTIME, &e.to_string());
     }

@@ -54,6 +54,11 @@ pub fn spawn(target: ProcRef, process: &Process, seccomp: Option<&LinuxSeccomp>,
             drop(r);
             let fd = w.as_raw_fd();
             let fail = |msg: String| -> ! { sync::fail(fd, CODE_RUNTIME, &msg) };
+            // Not dumpable before it joins the container (see sealed_exe); the exec'd program
+            // becomes dumpable again.
+            if let Err(e) = super::sealed_exe::set_undumpable() {
+                fail(format!("PR_SET_DUMPABLE 0: {e}"));
+            }
             super::monitor::join_cgroups(cgroup_procs.iter(), fd);
             for (name, flag, f) in &nss {
                 if let Err(e) = setns(f.as_fd(), *flag) {

@@ -115,6 +115,9 @@ pub fn run(args: InitArgs) -> ! {
 }
 
 fn setup_and_exec(a: &InitArgs) -> Result<Infallible> {
+    // Not dumpable before it joins or creates the container's namespaces: a container process
+    // must not open the init's /proc/PID/exe (CVE-2019-5736); exec makes the program dumpable.
+    super::sealed_exe::set_undumpable().map_err(io("PR_SET_DUMPABLE 0"))?;
     let process = a.spec.process().as_ref().ok_or_else(|| ContainerError::Spec { field: "process".into(), msg: "missing".into() })?;
     redirect_stdio(a.stdio)?;
     super::namespaces::join_all(&a.plan.join)?;
@@ -153,6 +156,8 @@ fn setup_and_exec(a: &InitArgs) -> Result<Infallible> {
     apply_sysctls(a.spec)?;
     if root.is_some() {
         rootfs::finish(a.spec)?;
+        // Last: masked and read-only paths are bind mounts, which an unbindable tree refuses.
+        rootfs::set_root_propagation(a.spec)?;
     }
     set_rlimits(process.rlimits().as_deref().unwrap_or(&[]))?;
     let env: Vec<String> = process.env().clone().unwrap_or_default();
@@ -163,9 +168,6 @@ fn setup_and_exec(a: &InitArgs) -> Result<Infallible> {
     // Resolve before dropping privileges: the lookup may need to read directories as root, the
     // exec itself is then checked with the container user's rights.
     let exe = resolve_executable(&argv[0], &env, process.cwd())?;
-    if let Some(mask) = process.user().umask() {
-        nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(mask));
-    }
     become_process(process, a.seccomp, &exe, &argv, &env, a.gate, a.preserve_fds)
 }
 
@@ -176,6 +178,8 @@ fn setup_and_exec(a: &InitArgs) -> Result<Infallible> {
 /// for `start` as late as possible, so that `create` has checked everything it can.
 pub fn become_process(process: &Process, seccomp: &[seccompiler::BpfProgram], exe: &Path, argv: &[String], env: &[String], gate: Option<&Gate>, preserve_fds: u32) -> Result<Infallible> {
     let nnp = process.no_new_privileges().unwrap_or(false);
+    // The spec's umask, else 0022 as runc and crun give (not whatever the caller had).
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(process.user().umask().unwrap_or(0o022)));
     if !nnp {
         super::seccomp::install(seccomp)?;
     }
@@ -190,7 +194,7 @@ pub fn become_process(process: &Process, seccomp: &[seccompiler::BpfProgram], ex
     }
     // Every inherited descriptor but 0-2 and the preserved ones (the sync pipe is CLOEXEC and
     // opened after them) is closed at exec.
-    super::process::cloexec_from(3 + preserve_fds);
+    super::process::cloexec_from(3 + preserve_fds).map_err(io("marking inherited descriptors close-on-exec"))?;
     if let Some(g) = gate {
         g.wait_for_start()?;
     }
@@ -211,6 +215,47 @@ fn redirect_stdio(stdio: &Stdio) -> Result<()> {
         dup2_stdin(&null).map_err(sys("redirecting stdin"))?;
         dup2_stdout(&log).map_err(sys("redirecting stdout"))?;
         dup2_stderr(&log).map_err(sys("redirecting stderr"))?;
+    }
+    Ok(())
+}
+
+/// Refuse sysctls that are not isolated by a namespace of the container, as runc does: written
+/// from the init they would change the host kernel. Namespaced are the IPC ones (`kernel.shm*`,
+/// `kernel.msg*`, `kernel.sem`, `fs.mqueue.*`) with an IPC namespace of the container's own,
+/// `net.*` with its own network namespace, `kernel.domainname` with its own UTS namespace
+/// (`kernel.hostname` conflicts with the `hostname` field). A namespace joined by path counts
+/// only if it is not the runtime's own. Called before anything is created.
+pub fn check_sysctls(spec: &Spec, plan: &Plan) -> Result<()> {
+    use nix::sched::CloneFlags;
+    let Some(map) = spec.linux().as_ref().and_then(|l| l.sysctl().as_ref()) else { return Ok(()) };
+    let same_as_ours = |path: &Path, name: &str| {
+        use std::os::unix::fs::MetadataExt;
+        match (std::fs::metadata(path), std::fs::metadata(format!("/proc/self/ns/{name}"))) {
+            (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+            _ => false,
+        }
+    };
+    let own = |flag: CloneFlags, name: &str| plan.new.contains(flag) || plan.join.iter().any(|(f, p)| *f == flag && !same_as_ours(p, name));
+    const IPC: &[&str] = &["kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall", "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced"];
+    for key in map.keys() {
+        let refuse = |msg: String| Err(ContainerError::Spec { field: "linux.sysctl".into(), msg: format!("{key}: {msg}") });
+        if key.split(['.', '/']).any(|c| c.is_empty() || c == "..") {
+            return refuse("not a sysctl name".into());
+        }
+        let (needs, flag, name) = if IPC.contains(&key.as_str()) || key.starts_with("fs.mqueue.") {
+            ("an IPC namespace", CloneFlags::CLONE_NEWIPC, "ipc")
+        } else if key.starts_with("net.") {
+            ("a network namespace", CloneFlags::CLONE_NEWNET, "net")
+        } else if key == "kernel.domainname" {
+            ("a UTS namespace", CloneFlags::CLONE_NEWUTS, "uts")
+        } else if key == "kernel.hostname" {
+            return refuse("conflicts with the spec's `hostname` field; set that instead".into());
+        } else {
+            return refuse("not isolated by any namespace: setting it would change the host's kernel".into());
+        };
+        if !own(flag, name) {
+            return refuse(format!("needs {needs} of the container's own (it would change the host's)"));
+        }
     }
     Ok(())
 }
@@ -299,22 +344,34 @@ pub fn switch_user(process: &Process) -> Result<()> {
             }
         }
     }
+    // Without KEEPCAPS the uid switch would clear the permitted set: check it took.
     // SAFETY: prctl with integer arguments.
-    unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) };
+    if unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) } != 0 {
+        return Err(io("PR_SET_KEEPCAPS 1")(std::io::Error::last_os_error()));
+    }
     let groups: Vec<Gid> = user.additional_gids().clone().unwrap_or_default().into_iter().map(Gid::from_raw).collect();
     nix::unistd::setgroups(&groups).map_err(sys("setting supplementary groups"))?;
     let gid = Gid::from_raw(user.gid());
     nix::unistd::setresgid(gid, gid, gid).map_err(sys(format!("setting gid {}", user.gid())))?;
     let uid = Uid::from_raw(user.uid());
     nix::unistd::setresuid(uid, uid, uid).map_err(sys(format!("setting uid {}", user.uid())))?;
-    unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 0, 0, 0, 0) };
+    // SAFETY: prctl with integer arguments.
+    if unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 0, 0, 0, 0) } != 0 {
+        return Err(io("PR_SET_KEEPCAPS 0")(std::io::Error::last_os_error()));
+    }
     if let Some(c) = capsets {
         caps::set(None, CapSet::Inheritable, &caps_of(c.inheritable())?).map_err(caps_err("setting inheritable capabilities"))?;
         caps::set(None, CapSet::Effective, &caps_of(c.effective())?).map_err(caps_err("setting effective capabilities"))?;
         caps::set(None, CapSet::Permitted, &caps_of(c.permitted())?).map_err(caps_err("setting permitted capabilities"))?;
         caps::clear(None, CapSet::Ambient).ok();
+        // The kernel raises an ambient capability only if it is permitted and inheritable;
+        // the others are skipped, as runc does (`runc spec` lists ambient capabilities without
+        // inheritable ones). `unraisable_ambient` lets the caller warn about them.
+        let (permitted, inheritable) = (caps_of(c.permitted())?, caps_of(c.inheritable())?);
         for cap in caps_of(c.ambient())? {
-            caps::raise(None, CapSet::Ambient, cap).map_err(caps_err("raising ambient capabilities"))?;
+            if permitted.contains(&cap) && inheritable.contains(&cap) {
+                caps::raise(None, CapSet::Ambient, cap).map_err(caps_err("raising ambient capabilities"))?;
+            }
         }
     }
     Ok(())
@@ -343,6 +400,16 @@ fn default_signals() {
         libc::sigemptyset(&mut set);
         libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
     }
+}
+
+/// The ambient capabilities of `process` that cannot be raised because they are not both
+/// permitted and inheritable (`switch_user` skips them), by name.
+pub fn unraisable_ambient(process: &Process) -> Vec<String> {
+    let Some(c) = process.capabilities() else { return vec![] };
+    let (Ok(amb), Ok(p), Ok(i)) = (caps_of(c.ambient()), caps_of(c.permitted()), caps_of(c.inheritable())) else { return vec![] };
+    let mut out: Vec<String> = amb.into_iter().filter(|a| !p.contains(a) || !i.contains(a)).map(|a| a.to_string()).collect();
+    out.sort();
+    out
 }
 
 /// `argv0` as execvp would find it, searching PATH from the container's environment. A path

@@ -50,6 +50,7 @@ pub struct Started {
 /// The spec's cgroup is created here and removed again if the container cannot start.
 pub fn start(opts: StartOptions) -> Result<Started> {
     let plan = namespaces::plan(opts.spec)?;
+    init::check_sysctls(opts.spec, &plan)?;
     let filters = seccomp::compile(opts.spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()))?;
     let cgroup = cgroups::setup(opts.spec)?;
     let result = fork_monitor(&opts, &plan, &filters, cgroup.as_ref());
@@ -114,14 +115,16 @@ fn fork_monitor(opts: &StartOptions, plan: &namespaces::Plan, filters: &[seccomp
 
 fn monitor_main(opts: &StartOptions, plan: &namespaces::Plan, filters: &[seccompiler::BpfProgram], cgroup: Option<&cgroups::Cgroup>, w: OwnedFd) -> ! {
     let fd = w.as_raw_fd();
+    // It enters the container's PID namespace (for its children): not dumpable, see sealed_exe.
+    if let Err(e) = super::sealed_exe::set_undumpable() {
+        sync::fail(fd, CODE_RUNTIME, &format!("PR_SET_DUMPABLE 0 in the monitor: {e}"));
+    }
     // The monitor lives long and never execs: drop every descriptor it inherited (the caller's
     // lock file above all) but the standard streams and the sync pipe.
-    // SAFETY: closing descriptors of our own table that nothing in this process uses any more.
-    unsafe {
-        if fd > 3 {
-            libc::syscall(libc::SYS_close_range, 3u32, (fd - 1) as u32, 0);
-        }
-        libc::syscall(libc::SYS_close_range, (fd + 1) as u32, u32::MAX, 0);
+    // (Descriptors of our own table that nothing in this process uses any more.)
+    let closed = if fd > 3 { process::close_range(3, (fd - 1) as u32, false) } else { Ok(()) }.and_then(|_| process::close_range((fd + 1) as u32, u32::MAX, false));
+    if let Err(e) = closed {
+        sync::fail(fd, CODE_RUNTIME, &format!("closing inherited descriptors in the monitor: {e}"));
     }
     let _ = setsid();
     if opts.detach {

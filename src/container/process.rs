@@ -70,14 +70,46 @@ fn stat_fields(pid: i32) -> Option<(char, u64)> {
 
 /// Mark every descriptor above stdin/stdout/stderr close-on-exec, so that an exec'd program
 /// inherits nothing of its launcher (lock files, sync pipes, sockets).
-pub fn cloexec_above_stdio() {
-    cloexec_from(3);
+pub fn cloexec_above_stdio() -> std::io::Result<()> {
+    cloexec_from(3)
 }
 
-/// Mark every descriptor from `first` on close-on-exec.
-pub fn cloexec_from(first: u32) {
-    // SAFETY: close_range with CLOEXEC only changes flags in our own descriptor table.
-    unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) };
+/// Mark every descriptor from `first` on close-on-exec. An error means some may leak into
+/// the program: callers that exec a container's process must not go on.
+pub fn cloexec_from(first: u32) -> std::io::Result<()> {
+    close_range(first, u32::MAX, true)
+}
+
+/// close_range(2) of `first..=last`, closing or (`cloexec`) marking close-on-exec. Where it
+/// fails — no close_range (ENOSYS, before 5.9), no CLOSE_RANGE_CLOEXEC (EINVAL, before 5.11), a
+/// seccomp filter — the same one descriptor at a time from /proc/self/fd.
+pub fn close_range(first: u32, last: u32, cloexec: bool) -> std::io::Result<()> {
+    let flags = if cloexec { libc::CLOSE_RANGE_CLOEXEC } else { 0 };
+    // SAFETY: close_range only closes or flags descriptors of our own table; callers own them.
+    if unsafe { libc::syscall(libc::SYS_close_range, first, last, flags) } == 0 {
+        return Ok(());
+    }
+    // ENOSYS, EINVAL, or EPERM from a seccomp filter that does not know close_range (the
+    // container's own is installed before this runs without no_new_privs).
+    close_range_by_proc(first, last, cloexec)
+}
+
+/// close_range through /proc/self/fd, one descriptor at a time.
+fn close_range_by_proc(first: u32, last: u32, cloexec: bool) -> std::io::Result<()> {
+    // Listed first, acted on after: closing while reading the directory would skip entries.
+    let fds: Vec<u32> = std::fs::read_dir("/proc/self/fd")?
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse().ok()))
+        .filter(|fd| (first..=last).contains(fd))
+        .collect();
+    for fd in fds {
+        // SAFETY: as above, one descriptor at a time (the directory's own is gone by now: EBADF).
+        let rc = unsafe { if cloexec { libc::fcntl(fd as i32, libc::F_SETFD, libc::FD_CLOEXEC) } else { libc::close(fd as i32) } };
+        if rc != 0 && std::io::Error::last_os_error().raw_os_error() != Some(libc::EBADF) {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
 }
 
 /// Point stdin, stdout and stderr at /dev/null (a process that must not hold its caller's
@@ -111,5 +143,28 @@ mod tests {
         let other = ProcRef { start_time: me.start_time + 1, ..me };
         assert!(!other.alive());
         assert!(ProcRef::of(i32::MAX).is_none());
+    }
+
+    #[test]
+    fn the_proc_fd_fallback_marks_and_closes_exactly_the_range() {
+        use std::os::fd::IntoRawFd;
+        let fds: Vec<i32> = (0..3).map(|_| std::fs::File::open("/dev/null").unwrap().into_raw_fd()).collect();
+        let flags = |fd: i32| unsafe { libc::fcntl(fd, libc::F_GETFD) };
+        for fd in &fds {
+            // SAFETY: our descriptors; clear CLOEXEC (std sets it).
+            unsafe { libc::fcntl(*fd, libc::F_SETFD, 0) };
+        }
+        // One-descriptor ranges: other test threads may hold descriptors in between.
+        for fd in &fds[1..] {
+            close_range_by_proc(*fd as u32, *fd as u32, true).unwrap();
+        }
+        assert_eq!((flags(fds[0]), flags(fds[1]), flags(fds[2])), (0, libc::FD_CLOEXEC, libc::FD_CLOEXEC));
+        for fd in &fds[1..] {
+            close_range_by_proc(*fd as u32, *fd as u32, false).unwrap();
+        }
+        assert_eq!((flags(fds[1]), flags(fds[2])), (-1, -1), "not closed");
+        assert_eq!(flags(fds[0]), 0, "closed outside the range");
+        // SAFETY: our descriptor.
+        unsafe { libc::close(fds[0]) };
     }
 }

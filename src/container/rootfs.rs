@@ -20,13 +20,12 @@ const DEFAULT_DEVICES: &[(&str, u64, u64)] =
 /// Mount the root file system and everything in it; returns the directory to pivot into.
 pub fn prepare(rootfs: &Rootfs, spec: &Spec) -> Result<PathBuf> {
     // Mounts we make must not propagate back to the node, while the node's unmounts still reach
-    // us (the default of runc: rslave). A spec may ask for another propagation.
-    let prop = match spec.linux().as_ref().and_then(|l| l.rootfs_propagation().clone()).as_deref() {
-        None | Some("rslave") | Some("slave") => MsFlags::MS_SLAVE,
-        Some("rprivate") | Some("private") => MsFlags::MS_PRIVATE,
-        Some("rshared") | Some("shared") => MsFlags::MS_SHARED,
-        Some("runbindable") | Some("unbindable") => MsFlags::MS_UNBINDABLE,
-        Some(other) => return Err(ContainerError::Spec { field: "linux.rootfsPropagation".into(), msg: format!("unknown value {other}") }),
+    // us (the default of runc: rslave). Shared and unbindable are set on the new root after
+    // pivot_root (`set_root_propagation`): pivot_root refuses shared mounts, and an unbindable
+    // tree cannot be bind-mounted from.
+    let prop = match root_propagation(spec)? {
+        MsFlags::MS_PRIVATE => MsFlags::MS_PRIVATE,
+        _ => MsFlags::MS_SLAVE,
     };
     mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | prop, None::<&str>).map_err(sys("setting root mount propagation"))?;
 
@@ -170,6 +169,28 @@ fn create_devices(root: &Path, spec: &Spec) -> Result<()> {
     Ok(())
 }
 
+/// `linux.rootfsPropagation` as mount flags (the default: slave).
+fn root_propagation(spec: &Spec) -> Result<MsFlags> {
+    Ok(match spec.linux().as_ref().and_then(|l| l.rootfs_propagation().clone()).as_deref() {
+        None | Some("rslave") | Some("slave") => MsFlags::MS_SLAVE,
+        Some("rprivate") | Some("private") => MsFlags::MS_PRIVATE,
+        Some("rshared") | Some("shared") => MsFlags::MS_SHARED,
+        Some("runbindable") | Some("unbindable") => MsFlags::MS_UNBINDABLE,
+        Some(other) => return Err(ContainerError::Spec { field: "linux.rootfsPropagation".into(), msg: format!("unknown value {other} (shared, slave, private or unbindable, with or without r)") }),
+    })
+}
+
+/// After pivot_root: a shared or unbindable `linux.rootfsPropagation` on the container's whole
+/// tree. Its mounts are slaves of the node's by then, so a shared root gets a peer group of its
+/// own and still propagates nothing back to the node.
+pub fn set_root_propagation(spec: &Spec) -> Result<()> {
+    let prop = root_propagation(spec)?;
+    if prop == MsFlags::MS_SHARED || prop == MsFlags::MS_UNBINDABLE {
+        mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | prop, None::<&str>).map_err(sys("setting linux.rootfsPropagation on the container's root"))?;
+    }
+    Ok(())
+}
+
 /// Make `root` the process's `/` and detach the old root entirely.
 pub fn pivot(root: &Path) -> Result<()> {
     chdir(root).map_err(sys(format!("chdir {}", root.display())))?;
@@ -189,16 +210,37 @@ pub fn move_root(root: &Path) -> Result<()> {
     chdir("/").map_err(sys("chdir /"))
 }
 
+/// The container's /dev/null, opened without following a symlink and checked to be the null
+/// device (char 1:3), for masking files by binding it over them through the descriptor. An
+/// image or a mount of the spec could have put anything there — say a symlink to
+/// /proc/sys/kernel/core_pattern, which the mask would then expose writable (CVE-2025-31133).
+fn verified_dev_null() -> Result<fs::File> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
+    let f = fs::OpenOptions::new().read(true).custom_flags(libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC).open("/dev/null").map_err(io("opening the container's /dev/null to mask paths with"))?;
+    let m = f.metadata().map_err(io("stat of the container's /dev/null"))?;
+    if !m.file_type().is_char_device() || m.rdev() != libc::makedev(1, 3) {
+        return Err(ContainerError::Spec { field: "linux.maskedPaths".into(), msg: "the container's /dev/null is not the null device (char 1:3): refusing to mask paths with it".into() });
+    }
+    Ok(f)
+}
+
 /// After pivot: masked paths, read-only paths, read-only root.
 pub fn finish(spec: &Spec) -> Result<()> {
     let linux = spec.linux().as_ref();
     let empty = vec![];
+    let mut null = None;
     for p in linux.and_then(|l| l.masked_paths().as_ref()).unwrap_or(&empty) {
         let path = Path::new(p);
         match fs::metadata(path) {
             Err(_) => continue, // nothing to hide
             Ok(m) if m.is_dir() => mount(Some("tmpfs"), path, Some("tmpfs"), MsFlags::MS_RDONLY, None::<&str>),
-            Ok(_) => mount(Some("/dev/null"), path, None::<&str>, MsFlags::MS_BIND, None::<&str>),
+            Ok(_) => {
+                if null.is_none() {
+                    null = Some(verified_dev_null()?);
+                }
+                let src = format!("/proc/self/fd/{}", null.as_ref().map(std::os::fd::AsRawFd::as_raw_fd).unwrap_or(-1));
+                mount(Some(src.as_str()), path, None::<&str>, MsFlags::MS_BIND, None::<&str>)
+            }
         }
         .map_err(sys(format!("masking {p}")))?;
     }

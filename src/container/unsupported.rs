@@ -9,6 +9,14 @@ fn refuse(field: &str, why: &str) -> ContainerError {
     ContainerError::Spec { field: field.into(), msg: format!("not supported by podbox ({why})") }
 }
 
+/// SELinux labels confine only where SELinux is on. Without it, no runtime can apply them and
+/// none is less confined for skipping them: they are accepted then (as crun does, and as
+/// engines that set them unconditionally need), and refused where podbox would have to
+/// apply them.
+fn selinux_enabled() -> bool {
+    std::path::Path::new("/sys/fs/selinux/enforce").exists()
+}
+
 /// Ok when every field set in `spec` is one the container layer honours.
 pub fn check(spec: &Spec) -> Result<()> {
     let top = [
@@ -26,7 +34,7 @@ pub fn check(spec: &Spec) -> Result<()> {
         let unconfined = |s: &Option<String>| s.as_deref().is_none_or(|v| v.is_empty() || v == "unconfined");
         let fields = [
             ("process.apparmorProfile", !unconfined(p.apparmor_profile()), "no AppArmor support; use \"unconfined\" or leave it out"),
-            ("process.selinuxLabel", p.selinux_label().as_deref().is_some_and(|s| !s.is_empty()), "no SELinux support"),
+            ("process.selinuxLabel", p.selinux_label().as_deref().is_some_and(|s| !s.is_empty()) && selinux_enabled(), "no SELinux support"),
             ("process.scheduler", p.scheduler().is_some(), "no sched_setattr support"),
             ("process.ioPriority", p.io_priority().is_some(), "no ioprio_set support"),
             ("process.execCPUAffinity", p.exec_cpu_affinity().is_some(), "no CPU affinity support"),
@@ -51,7 +59,7 @@ pub fn check(spec: &Spec) -> Result<()> {
             ("linux.timeOffsets", l.time_offsets().as_ref().is_some_and(|m| !m.is_empty()), "no time namespaces"),
             ("linux.memoryPolicy", l.memory_policy().is_some(), "no set_mempolicy support"),
             ("linux.netDevices", l.net_devices().as_ref().is_some_and(|m| !m.is_empty()), "cannot move network devices"),
-            ("linux.mountLabel", l.mount_label().as_deref().is_some_and(|s| !s.is_empty()), "no SELinux support"),
+            ("linux.mountLabel", l.mount_label().as_deref().is_some_and(|s| !s.is_empty()) && selinux_enabled(), "no SELinux support"),
         ];
         for (f, set, why) in fields {
             if set {
@@ -83,5 +91,11 @@ mod tests {
         assert!(e.contains("linux.intelRdt"), "{e}");
         spec = serde_json::from_str(r#"{"ociVersion":"1.0.2","process":{"cwd":"/","user":{"uid":0,"gid":0},"apparmorProfile":"unconfined"}}"#).unwrap();
         check(&spec).unwrap();
+    }
+
+    #[test]
+    fn selinux_labels_are_refused_only_where_selinux_is_on() {
+        let spec: Spec = serde_json::from_str(r#"{"ociVersion":"1.0.2","process":{"cwd":"/","user":{"uid":0,"gid":0},"selinuxLabel":"system_u:system_r:svirt_lxc_net_t:s0"},"linux":{"mountLabel":"system_u:object_r:svirt_sandbox_file_t:s0"}}"#).unwrap();
+        assert_eq!(check(&spec).is_err(), selinux_enabled());
     }
 }

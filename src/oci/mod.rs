@@ -34,6 +34,9 @@ pub const OCI_VERSION: &str = "1.2.0";
 pub enum OciError {
     #[error("container {0:?} does not exist (see `list`)")]
     NotFound(String),
+    /// runc's wording: clients match "container not running" to mean "already gone".
+    #[error("container not running: {0} has no live process to signal")]
+    NotRunning(String),
     #[error("container {0:?} already exists: delete it first")]
     Exists(String),
     #[error("invalid container id {0:?}: use letters, digits, '_', '-' and '.', not starting with '.'")]
@@ -289,6 +292,10 @@ impl Runtime {
         }
         allow_standard_devices(&mut spec);
         let process = spec.process().clone().unwrap_or_default();
+        let skipped = container::init::unraisable_ambient(&process);
+        if !skipped.is_empty() {
+            eprintln!("podbox: warning: ambient capabilities {} are not both permitted and inheritable; they cannot be raised and are skipped", skipped.join(", "));
+        }
         let terminal = process.terminal().unwrap_or(false);
         if terminal && a.console_socket.is_none() {
             return Err(OciError::Invalid("process.terminal is true: --console-socket is required to hand over the terminal".into()));
@@ -350,7 +357,9 @@ impl Runtime {
         let mut before_pivot = |pid: ProcRef| -> container::Result<String> {
             rec.pid = Some(pid);
             state::write_json(&dir.join(STATE), &*rec).map_err(|e| ContainerError::Io { what: "writing state.json".into(), source: std::io::Error::other(e.to_string()) })?;
-            let st = self.state_json(rec, Status::Creating).to_string();
+            // "created", as crun reports it and the runtime-tools suite expects: the runtime
+            // environment exists by now (createRuntime is called after it is created).
+            let st = self.state_json(rec, Status::Created).to_string();
             // prestart is deprecated but still part of the spec: it runs with createRuntime.
             hooks::run("prestart", hooks.as_ref().and_then(|h| h.prestart().as_ref()), &st)?;
             hooks::run("createRuntime", hooks.as_ref().and_then(|h| h.create_runtime().as_ref()), &st)?;
@@ -437,20 +446,26 @@ impl Runtime {
     }
 
     /// `kill`: `signal` to the init, or with `all` to every process of the container.
+    ///
+    /// As runc: `--all` of a stopped container succeeds (there is nothing left to signal; the
+    /// containerd shim sends `kill --all ID 9` to every container that has exited and waits
+    /// for success), and a plain `kill` of one fails with "container not running", the text
+    /// by which clients such as containerd recognise "already gone".
     pub fn kill(&self, id: &str, signal: i32, all: bool) -> Result<()> {
         let rec = self.load(id)?;
         let status = self.status(&rec);
-        if !matches!(status, Status::Created | Status::Running | Status::Paused) {
-            return Err(OciError::WrongState { id: id.into(), status: status.as_str().into(), msg: "there is no process to signal".into() });
-        }
-        let init = rec.pid.expect("created/running has a pid");
+        let init = match (status, rec.pid) {
+            (Status::Created | Status::Running | Status::Paused, Some(p)) => p,
+            (Status::Stopped, _) if all => return Ok(()),
+            _ => return Err(OciError::NotRunning(id.into())),
+        };
         if all {
             for p in self.processes(&rec) {
                 // SAFETY: kill(2); the PIDs were listed a moment ago from the container.
                 unsafe { libc::kill(p, signal) };
             }
         } else if !init.signal(signal) {
-            return Err(OciError::WrongState { id: id.into(), status: "stopped".into(), msg: "its init is gone".into() });
+            return Err(OciError::NotRunning(id.into()));
         }
         Ok(())
     }
@@ -469,8 +484,16 @@ impl Runtime {
 
     /// `delete`: remove a created or stopped container (a running one only with `force`, which
     /// kills it), its cgroup and state; then the poststop hooks.
+    /// As runc, `delete --force` of a container that does not exist succeeds (after removing
+    /// whatever directory an aborted create may have left).
     pub fn delete(&self, id: &str, force: bool) -> Result<()> {
-        let rec = self.load(id)?;
+        let rec = match self.load(id) {
+            Err(OciError::NotFound(_)) if force => {
+                let _ = fs::remove_dir_all(self.dir(id));
+                return Ok(());
+            }
+            other => other?,
+        };
         let status = self.status(&rec);
         if matches!(status, Status::Running | Status::Paused) && !force {
             return Err(OciError::WrongState { id: id.into(), status: status.as_str().into(), msg: "stop it first, or use delete --force".into() });

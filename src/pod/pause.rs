@@ -23,7 +23,10 @@ pub fn exec() -> io::Error {
             }
             off += n as usize;
         }
-        libc::fcntl(fd, libc::F_ADD_SEALS, libc::F_SEAL_WRITE | libc::F_SEAL_GROW | libc::F_SEAL_SHRINK | libc::F_SEAL_SEAL);
+        // Unsealed, the running pause could be rewritten through /proc/PID/exe: do not run it.
+        if libc::fcntl(fd, libc::F_ADD_SEALS, libc::F_SEAL_WRITE | libc::F_SEAL_GROW | libc::F_SEAL_SHRINK | libc::F_SEAL_SEAL) != 0 {
+            return io::Error::last_os_error();
+        }
         let argv = [name.as_ptr(), std::ptr::null()];
         let envp: [*const libc::c_char; 1] = [std::ptr::null()];
         libc::fexecve(fd, argv.as_ptr(), envp.as_ptr());

@@ -127,7 +127,9 @@ pub fn start_pause(pins: &BTreeMap<String, PathBuf>, cgroup_procs: &[PathBuf]) -
                 Ok(ForkResult::Child) => {
                     crate::container::process::stdio_to_null();
                     let _ = nix::sys::signal::SigSet::all().thread_unblock();
-                    crate::container::process::cloexec_above_stdio();
+                    if let Err(e) = crate::container::process::cloexec_above_stdio() {
+                        fail(format!("marking descriptors close-on-exec for the pause: {e}"));
+                    }
                     let e = super::pause::exec();
                     fail(format!("starting the pause process: {e}"))
                 }

@@ -172,6 +172,8 @@ pub fn attach(cgroup: &Path, devices: &[LinuxDeviceCgroup]) -> Result<()> {
         ..Default::default()
     };
     attr.prog_name[..6].copy_from_slice(b"podbox");
+    // SAFETY: bpf(2) reads `size_of::<ProgLoad>()` bytes of the attribute we own, which outlives
+    // the call; its instructions and log buffer pointers point into live vectors.
     let load = |attr: &ProgLoad| unsafe { libc::syscall(libc::SYS_bpf, BPF_PROG_LOAD, attr as *const ProgLoad, std::mem::size_of::<ProgLoad>()) };
     let mut fd = load(&attr);
     if fd < 0 {
@@ -187,6 +189,7 @@ pub fn attach(cgroup: &Path, devices: &[LinuxDeviceCgroup]) -> Result<()> {
             return Err(bpf_err(&what, first));
         }
     }
+    // SAFETY: `fd` is the new program descriptor bpf(2) just returned to us; nothing else owns it.
     let prog = unsafe { OwnedFd::from_raw_fd(fd as i32) };
     let dir = std::fs::File::open(cgroup).map_err(|e| bpf_err(&format!("opening cgroup {}", cgroup.display()), e))?;
     #[repr(C)]
@@ -198,6 +201,8 @@ pub fn attach(cgroup: &Path, devices: &[LinuxDeviceCgroup]) -> Result<()> {
         replace_bpf_fd: u32,
     }
     let attach = ProgAttach { target_fd: dir.as_raw_fd() as u32, attach_bpf_fd: prog.as_raw_fd() as u32, attach_type: BPF_CGROUP_DEVICE, attach_flags: BPF_F_ALLOW_MULTI, replace_bpf_fd: 0 };
+    // SAFETY: bpf(2) reads the attribute we own for the duration of the call; both descriptors
+    // it names are open.
     let rc = unsafe { libc::syscall(libc::SYS_bpf, BPF_PROG_ATTACH, &attach as *const ProgAttach, std::mem::size_of::<ProgAttach>()) };
     if rc < 0 {
         return Err(bpf_err(&format!("attaching the device filter to {}", cgroup.display()), std::io::Error::last_os_error()));

@@ -66,6 +66,8 @@ pub fn spawn(target: ProcRef, process: &Process, seccomp: Option<&LinuxSeccomp>,
                 }
             }
             // Entering the PID namespace takes effect for children: fork once more.
+            // SAFETY: this process is single-threaded here (a forked helper); the child only
+            // sets itself up and execs.
             match unsafe { fork() } {
                 Ok(ForkResult::Child) => exec_child(process, &filters, stdio, fd, preserve_fds),
                 Ok(ForkResult::Parent { child }) => {
@@ -73,10 +75,12 @@ pub fn spawn(target: ProcRef, process: &Process, seccomp: Option<&LinuxSeccomp>,
                         // Report the PID and leave: the process is reparented to the caller's
                         // subreaper, which is the one to wait for it.
                         sync::send(fd, &format!("pid {}\n", child.as_raw()));
+                        // SAFETY: _exit ends this forked helper without running its parent's atexit state.
                         unsafe { libc::_exit(0) }
                     }
                     drop(w);
                     let code = wait_forwarding(child, child);
+                    // SAFETY: as above: a forked helper leaves without unwinding into the parent's code.
                     unsafe { libc::_exit(code) }
                 }
                 Err(e) => fail(format!("fork: {e}")),

@@ -173,6 +173,7 @@ fn monitor_main(opts: &StartOptions, plan: &namespaces::Plan, filters: &[seccomp
         let stop = opts.state_dir.join(STOP_FILE);
         if !opts.restart.restarts_after(code) || stop.exists() {
             let _ = crate::state::write_json(&opts.state_dir.join(EXIT_FILE), &record);
+            // SAFETY: _exit ends the forked monitor without running its parent's atexit state or unwinding.
             unsafe { libc::_exit(code.clamp(0, 255)) }
         }
         // Back off as the kubelet does (doubling, capped), starting over after a long run.
@@ -188,6 +189,7 @@ fn monitor_main(opts: &StartOptions, plan: &namespaces::Plan, filters: &[seccomp
         }
         if stop.exists() {
             let _ = crate::state::write_json(&opts.state_dir.join(EXIT_FILE), &record);
+            // SAFETY: _exit ends the forked monitor without running its parent's atexit state or unwinding.
             unsafe { libc::_exit(code.clamp(0, 255)) }
         }
         backoff = (backoff * 2).min(RESTART_BACKOFF_MAX);
@@ -205,6 +207,7 @@ fn monitor_main(opts: &StartOptions, plan: &namespaces::Plan, filters: &[seccomp
             Err(msg) => {
                 record.error = Some(format!("restarting: {msg}"));
                 let _ = crate::state::write_json(&opts.state_dir.join(EXIT_FILE), &record);
+                // SAFETY: _exit ends the forked monitor without running its parent's atexit state or unwinding.
                 unsafe { libc::_exit(CODE_RUNTIME) }
             }
         };

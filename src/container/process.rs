@@ -149,6 +149,7 @@ mod tests {
     fn the_proc_fd_fallback_marks_and_closes_exactly_the_range() {
         use std::os::fd::IntoRawFd;
         let fds: Vec<i32> = (0..3).map(|_| std::fs::File::open("/dev/null").unwrap().into_raw_fd()).collect();
+        // SAFETY: F_GETFD only reads a descriptor's flags.
         let flags = |fd: i32| unsafe { libc::fcntl(fd, libc::F_GETFD) };
         for fd in &fds {
             // SAFETY: our descriptors; clear CLOEXEC (std sets it).

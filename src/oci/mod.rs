@@ -500,6 +500,7 @@ impl Runtime {
         }
         if let Some(init) = rec.pid {
             for p in self.processes(&rec) {
+                // SAFETY: kill(2) has no memory effects; `p` was listed from the container's (frozen) cgroup.
                 unsafe { libc::kill(p, libc::SIGKILL) };
             }
             // Frozen processes act on SIGKILL only once thawed.

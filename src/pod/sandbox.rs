@@ -70,6 +70,7 @@ pub fn pin_namespaces(ns_dir: &Path, hostname: &str) -> Result<BTreeMap<String, 
             if let Err(msg) = res {
                 sync::fail(fd, 1, &msg);
             }
+            // SAFETY: _exit ends the forked child without running its parent's atexit state or unwinding.
             unsafe { libc::_exit(0) }
         }
         ForkResult::Parent { child } => {
@@ -123,6 +124,7 @@ pub fn start_pause(pins: &BTreeMap<String, PathBuf>, cgroup_procs: &[PathBuf]) -
             if let Err(e) = unshare(CloneFlags::CLONE_NEWPID) {
                 fail(format!("creating the pod's PID namespace: {e}"));
             }
+            // SAFETY: single-threaded here (forked from the CLI's only thread); the child only sets itself up and execs.
             match unsafe { fork() } {
                 Ok(ForkResult::Child) => {
                     crate::container::process::stdio_to_null();
@@ -135,6 +137,7 @@ pub fn start_pause(pins: &BTreeMap<String, PathBuf>, cgroup_procs: &[PathBuf]) -
                 }
                 Ok(ForkResult::Parent { child }) => {
                     sync::send(fd, &format!("pid {}\n", child.as_raw()));
+                    // SAFETY: _exit ends the forked child without running its parent's atexit state or unwinding.
                     unsafe { libc::_exit(0) }
                 }
                 Err(e) => fail(format!("fork: {e}")),

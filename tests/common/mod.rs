@@ -4,6 +4,8 @@
 //! kills the node's init by PID, which makes the kernel end everything left in it.
 #![allow(dead_code)]
 
+pub mod oci;
+
 pub mod scenario;
 
 use std::path::{Path, PathBuf};

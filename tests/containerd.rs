@@ -10,6 +10,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::Node;
+use common::oci::Env;
 use serde_json::json;
 
 fn code(out: &Output) -> i32 {
@@ -20,53 +21,12 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-/// A temp dir with a `podbox-runc` symlink and a runtime root in it.
-struct Runc {
-    dir: PathBuf,
-    runc: PathBuf,
-    root: PathBuf,
-}
-
-impl Runc {
-    fn new(name: &str) -> Runc {
-        let dir = common::tempdir(&format!("podbox-ctd-{name}"));
-        let runc = dir.join("podbox-runc");
-        std::os::unix::fs::symlink(common::PODBOX, &runc).unwrap();
-        Runc { root: dir.join("state"), runc, dir }
-    }
-
-    fn cmd(&self, args: &str) -> String {
-        format!("{} --root {} {args}", self.runc.display(), self.root.display())
-    }
-
-    /// A bundle from `spec` running `sh -c script`; `tweak` edits config.json further.
-    fn bundle(&self, name: &str, script: &str, tweak: impl FnOnce(&mut serde_json::Value)) -> PathBuf {
-        let b = self.dir.join(name);
-        std::fs::create_dir_all(&b).unwrap();
-        let out = Command::new(&self.runc).arg("spec").arg("--bundle").arg(&b).output().unwrap();
-        assert!(out.status.success(), "spec: {}", text(&out.stderr));
-        std::os::unix::fs::symlink(common::rootfs(), b.join("rootfs")).unwrap();
-        let mut c: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(b.join("config.json")).unwrap()).unwrap();
-        c["process"]["terminal"] = json!(false);
-        c["process"]["args"] = json!(["sh", "-c", script]);
-        tweak(&mut c);
-        std::fs::write(b.join("config.json"), c.to_string()).unwrap();
-        b
-    }
-}
-
-impl Drop for Runc {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
 #[test]
 #[ignore = "needs root: scripts/test.sh runs it (cargo test -- --include-ignored)"]
 fn kill_of_a_stopped_container_and_unraisable_ambient_caps_as_runc() {
     require_root!();
     let node = Node::new("ctd-kill");
-    let r = Runc::new("kill");
+    let r = Env::new("ctd-kill");
     // `runc spec`'s capabilities: ambient ones without inheritable ones, which the kernel
     // cannot raise. runc warns and goes on; so must podbox (create failed before).
     let b = r.bundle("b", "grep CapAmb /proc/self/status; exit 3", |c| {
@@ -203,7 +163,7 @@ fn containerd_drives_podbox_through_its_runc_shim() {
     }
     let cg = CgroupParent(format!("podbox-test-ctd-{}", std::process::id()));
     let node = Node::new("ctd");
-    let r = Runc::new("containerd");
+    let r = Env::new("ctd");
     // The shims' sockets and state go under /run: a tmpfs there, in the node's own mount
     // namespace, keeps them off the machine.
     node.sh_ok("mount -t tmpfs -o mode=755 podbox-test-run /run");

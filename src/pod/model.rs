@@ -346,6 +346,10 @@ pub struct ContainerRecord {
     /// finds them there, whatever PIDs were (or were not) recorded.
     #[serde(default)]
     pub cgroup: Option<String>,
+    /// Made by `create` (CRI's CreateContainer) and waiting for `start`: `gc` keeps it, though
+    /// no monitor was ever forked for it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub awaiting_start: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -23,6 +23,8 @@ command -v cc >/dev/null || need+=(gcc)
 [ -e "$(cc -print-file-name=libc.a 2>/dev/null)" ] && [ -e /usr/include/linux/io_uring.h ] || need+=(libc6-dev linux-libc-dev)
 # tests/reliability.rs kills the CLI at chosen syscalls with strace's fault injection.
 command -v strace >/dev/null || need+=(strace)
+# tests/cri.rs builds crictl from the offline cri-tools sources (../shared/conformance) with Go.
+command -v go >/dev/null || need+=(golang-go)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive

@@ -1,0 +1,340 @@
+//! The CRI calls that change something, each run by the pod layer in a child process
+//! (`podbox cri --worker`, a request as JSON on stdin, the reply on stdout). Why a process: the
+//! pod layer forks (pins, pause, monitors) and runs its own netlink runtime, which must not
+//! happen from a many-threaded tokio server; and a server killed mid-call leaves the child to
+//! finish its step as a CLI command would, with the same crash safety.
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use prost::Message;
+use serde::{Deserialize, Serialize};
+
+use super::{CriError, Result, api};
+use crate::container::LogLimits;
+use crate::network::{PortMapping, Protocol};
+use crate::pod::model::{ContainerSpec, PodSpec, PullPolicy};
+use crate::pod::{Ctx, PodError, containers, lifecycle};
+
+#[derive(Debug, Serialize, Deserialize)]
+pub enum Request {
+    /// A protobuf-encoded PodSandboxConfig.
+    RunPod { config: Vec<u8> },
+    StopPod { id: String },
+    RemovePod { id: String },
+    /// Protobuf-encoded ContainerConfig and PodSandboxConfig.
+    CreateContainer { pod_id: String, config: Vec<u8>, sandbox: Vec<u8> },
+    StartContainer { id: String },
+    StopContainer { id: String, timeout: i64 },
+    RemoveContainer { id: String },
+    PullImage { image: String, creds: Option<(String, String)> },
+    RemoveImage { image: String },
+}
+
+/// What the child answers: a value (an id, an image ref) or an error with its gRPC code.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum Reply {
+    Ok(String),
+    Err { code: i32, message: String },
+}
+
+/// In the child: read one request, do it, print the reply. Returns the exit code.
+pub fn main(ctx: &Ctx) -> i32 {
+    let mut input = String::new();
+    let reply = match std::io::stdin().read_to_string(&mut input) {
+        Err(e) => Reply::Err { code: tonic::Code::Internal as i32, message: format!("reading the request: {e}") },
+        Ok(_) => match serde_json::from_str::<Request>(&input) {
+            Err(e) => Reply::Err { code: tonic::Code::Internal as i32, message: format!("bad worker request: {e}") },
+            Ok(req) => match handle(ctx, req) {
+                Ok(v) => Reply::Ok(v),
+                Err(e) => {
+                    let s = tonic::Status::from(e);
+                    Reply::Err { code: s.code() as i32, message: s.message().to_string() }
+                }
+            },
+        },
+    };
+    println!("{}", serde_json::to_string(&reply).unwrap_or_default());
+    0
+}
+
+fn decode<M: Message + Default>(b: &[u8], what: &str) -> Result<M> {
+    M::decode(b).map_err(|e| CriError::Invalid(format!("{what}: {e}")))
+}
+
+fn handle(ctx: &Ctx, req: Request) -> Result<String> {
+    match req {
+        Request::RunPod { config } => run_pod(ctx, &decode(&config, "PodSandboxConfig")?),
+        Request::StopPod { id } => match super::find_pod(ctx, &id) {
+            // Idempotent, as the kubelet retries: a pod that is gone is stopped.
+            Err(CriError::NotFound(_)) => Ok(String::new()),
+            Err(e) => Err(e),
+            // Containers are killed at once: the kubelet stopped them with their grace before.
+            Ok(p) => lifecycle::stop(ctx, &p.id, Duration::ZERO).map(|_| String::new()).map_err(Into::into),
+        },
+        Request::RemovePod { id } => match super::find_pod(ctx, &id) {
+            Err(CriError::NotFound(_)) => Ok(String::new()),
+            Err(e) => Err(e),
+            Ok(p) => {
+                for name in crate::state::list_dir(&ctx.root.pod_dir(&p.id).join("containers")).unwrap_or_default() {
+                    remove_log_link(ctx, &p.id, &name);
+                }
+                match lifecycle::remove(ctx, &p.id, true) {
+                    Err(PodError::UnknownPod(_)) => Ok(String::new()),
+                    r => r.map(|_| String::new()).map_err(Into::into),
+                }
+            }
+        },
+        Request::CreateContainer { pod_id, config, sandbox } => {
+            create_container(ctx, &pod_id, &decode(&config, "ContainerConfig")?, &decode(&sandbox, "PodSandboxConfig")?)
+        }
+        Request::StartContainer { id } => {
+            let (pod, name) = super::find_container(ctx, &id)?;
+            containers::start(ctx, &pod.id, &name)?;
+            Ok(String::new())
+        }
+        Request::StopContainer { id, timeout } => {
+            let (pod, name) = super::find_container(ctx, &id)?;
+            containers::stop(ctx, &pod.id, &name, Duration::from_secs(timeout.max(0) as u64))?;
+            Ok(String::new())
+        }
+        Request::RemoveContainer { id } => match super::find_container(ctx, &id) {
+            Err(CriError::NotFound(_)) => Ok(String::new()),
+            Err(e) => Err(e),
+            Ok((pod, name)) => {
+                remove_log_link(ctx, &pod.id, &name);
+                match containers::remove(ctx, &pod.id, &name, true) {
+                    Err(PodError::UnknownContainer { .. }) => Ok(String::new()),
+                    r => r.map(|_| String::new()).map_err(Into::into),
+                }
+            }
+        },
+        Request::PullImage { image, creds } => {
+            let store = ctx.image_store()?;
+            let mut opts = crate::image::registry::PullOptions::from_env();
+            opts.progress = crate::image::registry::Progress::Quiet;
+            opts.creds = creds;
+            let info = crate::pod::image::ensure_image(&store, &image, Some(PullPolicy::Always), &opts)?;
+            Ok(info.config_digest)
+        }
+        Request::RemoveImage { image } => {
+            let store = ctx.image_store()?;
+            if store.lookup(&image)?.is_none() {
+                return Ok(String::new());
+            }
+            // Every name of the image goes, as CRI removes an image, not a tag.
+            let info = store.image(&image)?;
+            let users = |d: &str| ctx.image_users(d);
+            for n in if info.names.is_empty() { vec![image.clone()] } else { info.names.clone() } {
+                store.remove(&n, false, &users)?;
+            }
+            Ok(String::new())
+        }
+    }
+}
+
+fn run_pod(ctx: &Ctx, cfg: &api::PodSandboxConfig) -> Result<String> {
+    let meta = cfg.metadata.clone().ok_or_else(|| CriError::Invalid("PodSandboxConfig.metadata is required".into()))?;
+    if meta.name.is_empty() {
+        return Err(CriError::Invalid("PodSandboxConfig.metadata.name is required".into()));
+    }
+    let ns = cfg.linux.as_ref().and_then(|l| l.security_context.as_ref()).and_then(|s| s.namespace_options.as_ref());
+    let mode = |m: i32| api::NamespaceMode::try_from(m).unwrap_or(api::NamespaceMode::Pod);
+    let (net, pid, ipc) = ns.map(|n| (mode(n.network), mode(n.pid), mode(n.ipc))).unwrap_or((api::NamespaceMode::Pod, api::NamespaceMode::Container, api::NamespaceMode::Pod));
+    for (what, m) in [("network", net), ("pid", pid), ("ipc", ipc)] {
+        if m == api::NamespaceMode::Node {
+            return Err(CriError::Unimplemented(format!("namespace_options.{what} NODE (the node's own {what} namespace) is not supported by podbox: every pod gets its own")));
+        }
+        if m == api::NamespaceMode::Target {
+            return Err(CriError::Unimplemented(format!("namespace_options.{what} TARGET is not supported by podbox")));
+        }
+    }
+    let mut ports = Vec::new();
+    for p in &cfg.port_mappings {
+        if p.host_port <= 0 {
+            // Only a container port: nothing to forward on the node.
+            continue;
+        }
+        let protocol = match api::Protocol::try_from(p.protocol) {
+            Ok(api::Protocol::Tcp) => Protocol::Tcp,
+            Ok(api::Protocol::Udp) => Protocol::Udp,
+            _ => return Err(CriError::Invalid(format!("port mapping {}: only TCP and UDP are supported", p.host_port))),
+        };
+        let port = |v: i32, what: &str| u16::try_from(v).ok().filter(|v| *v > 0).ok_or_else(|| CriError::Invalid(format!("port mapping: {what} port {v} is not 1-65535")));
+        ports.push(PortMapping { host_port: port(p.host_port, "host")?, container_port: port(p.container_port, "container")?, protocol });
+    }
+    let spec = PodSpec {
+        name: super::pod_name(&meta),
+        hostname: (!cfg.hostname.is_empty()).then(|| cfg.hostname.clone()),
+        share_pid: pid == api::NamespaceMode::Pod,
+        network: true,
+        ports,
+        labels: cfg.labels.clone().into_iter().collect(),
+        ..Default::default()
+    };
+    let rec = lifecycle::create(ctx, &spec)?;
+    let finish = || -> Result<()> {
+        let dir = ctx.root.pod_dir(&rec.id);
+        if let Some(dns) = &cfg.dns_config
+            && !(dns.servers.is_empty() && dns.searches.is_empty() && dns.options.is_empty())
+        {
+            let mut r = String::new();
+            for s in &dns.servers {
+                r.push_str(&format!("nameserver {s}\n"));
+            }
+            if !dns.searches.is_empty() {
+                r.push_str(&format!("search {}\n", dns.searches.join(" ")));
+            }
+            if !dns.options.is_empty() {
+                r.push_str(&format!("options {}\n", dns.options.join(" ")));
+            }
+            let p = dir.join("etc/resolv.conf");
+            std::fs::write(&p, r).map_err(|e| CriError::Internal(format!("writing {}: {e}", p.display())))?;
+        }
+        if !cfg.log_directory.is_empty() {
+            std::fs::create_dir_all(&cfg.log_directory).map_err(|e| CriError::Internal(format!("creating the log directory {}: {e}", cfg.log_directory)))?;
+        }
+        super::write_config(&dir.join(super::SANDBOX_CONFIG), cfg)
+    };
+    if let Err(e) = finish() {
+        let _ = lifecycle::remove(ctx, &rec.id, true);
+        return Err(e);
+    }
+    Ok(rec.id)
+}
+
+fn create_container(ctx: &Ctx, pod_id: &str, cfg: &api::ContainerConfig, sandbox: &api::PodSandboxConfig) -> Result<String> {
+    let pod = super::find_pod(ctx, pod_id)?;
+    let meta = cfg.metadata.clone().ok_or_else(|| CriError::Invalid("ContainerConfig.metadata is required".into()))?;
+    let image = cfg.image.as_ref().map(|i| i.image.clone()).filter(|i| !i.is_empty()).ok_or_else(|| CriError::Invalid("ContainerConfig.image.image is required".into()))?;
+    if !cfg.mounts.is_empty() {
+        return Err(CriError::Unimplemented(format!("ContainerConfig.mounts ({}) are not supported by podbox's CRI server yet", cfg.mounts.iter().map(|m| m.container_path.as_str()).collect::<Vec<_>>().join(", "))));
+    }
+    if !cfg.devices.is_empty() {
+        return Err(CriError::Unimplemented("ContainerConfig.devices are not supported by podbox's CRI server yet".into()));
+    }
+    if cfg.tty || cfg.stdin {
+        return Err(CriError::Unimplemented("tty and stdin containers need Attach, which podbox's CRI server does not serve yet".into()));
+    }
+    let name = super::container_name(&meta);
+    let mut c = ContainerSpec {
+        name: name.clone(),
+        image: Some(image),
+        // The kubelet pulls first; CreateContainer never pulls.
+        pull_policy: Some(PullPolicy::Never),
+        entrypoint: (!cfg.command.is_empty()).then(|| cfg.command.clone()),
+        cmd: (!cfg.args.is_empty()).then(|| cfg.args.clone()),
+        env: cfg.envs.iter().map(|e| (e.key.clone(), e.value.clone())).collect(),
+        working_dir: (!cfg.working_dir.is_empty()).then(|| cfg.working_dir.clone()),
+        log: LogLimits { cri_format: true, ..Default::default() },
+        writable_size: Some(256 << 20),
+        ..Default::default()
+    };
+    if let Some(l) = &cfg.linux {
+        if let Some(sc) = &l.security_context {
+            c.security.privileged = sc.privileged;
+            c.security.read_only = sc.readonly_rootfs;
+            if let Some(caps) = &sc.capabilities {
+                c.security.cap_add = caps.add_capabilities.clone();
+                c.security.cap_drop = caps.drop_capabilities.clone();
+            }
+            if let Some(uid) = &sc.run_as_user {
+                let gid = sc.run_as_group.as_ref().map(|g| g.value).unwrap_or(0);
+                let id = |v: i64| u32::try_from(v).map_err(|_| CriError::Invalid(format!("user/group id {v} is not 0-4294967294")));
+                c.user = Some((id(uid.value)?, id(gid)?));
+            }
+            c.run_as_non_root = false;
+            c.group_add = sc.supplemental_groups.iter().filter_map(|g| u32::try_from(*g).ok()).collect();
+            c.security.allow_privilege_escalation = !sc.no_new_privs;
+        }
+        if let Some(r) = &l.resources {
+            if r.memory_limit_in_bytes > 0 {
+                c.resources.memory_bytes = Some(r.memory_limit_in_bytes);
+            }
+            if r.cpu_quota > 0 && r.cpu_period > 0 {
+                c.resources.cpu_millis = Some((r.cpu_quota as u64 * 1000).div_ceil(r.cpu_period as u64));
+            }
+        }
+    }
+    // Pod-wide sysctls are set by each container's init in the pod's namespaces.
+    if let Some(l) = &sandbox.linux {
+        c.security.sysctls = l.sysctls.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    }
+    containers::create(ctx, &pod.id, &c)?;
+    let dir = ctx.root.container_dir(&pod.id, &name);
+    let finish = || -> Result<()> {
+        super::write_config(&dir.join(super::CONTAINER_CONFIG), cfg)?;
+        // The kubelet reads the log where it asked for it: a link to the one the monitor writes.
+        if let Some(link) = super::cri_log_path(Some(sandbox), cfg) {
+            if let Some(parent) = link.parent() {
+                let _ = std::fs::create_dir_all(parent);
+            }
+            let _ = std::fs::remove_file(&link);
+            std::os::unix::fs::symlink(dir.join(containers::LOG_FILE), &link).map_err(|e| CriError::Internal(format!("linking the log {}: {e}", link.display())))?;
+        }
+        Ok(())
+    };
+    if let Err(e) = finish() {
+        let _ = containers::remove(ctx, &pod.id, &name, true);
+        return Err(e);
+    }
+    Ok(super::container_id(&pod.id, &name))
+}
+
+/// The link at the kubelet's log path, if it still points at this container's log.
+fn remove_log_link(ctx: &Ctx, pod_id: &str, name: &str) {
+    let dir = ctx.root.container_dir(pod_id, name);
+    let sandbox: Option<api::PodSandboxConfig> = super::read_config(&ctx.root.pod_dir(pod_id).join(super::SANDBOX_CONFIG));
+    let Some(cfg) = super::read_config::<api::ContainerConfig>(&dir.join(super::CONTAINER_CONFIG)) else { return };
+    if let Some(link) = super::cri_log_path(sandbox.as_ref(), &cfg)
+        && std::fs::read_link(&link).is_ok_and(|t| t == dir.join(containers::LOG_FILE))
+    {
+        let _ = std::fs::remove_file(&link);
+    }
+}
+
+/// In the server: run `req` in a worker child with the server's own global options, bounded by
+/// `timeout`. The child is killed at the timeout (its step is then left as a killed CLI leaves
+/// it: for `gc` or the next call to finish).
+pub async fn call(globals: &[std::ffi::OsString], req: &Request, timeout: Duration) -> std::result::Result<String, tonic::Status> {
+    use tokio::io::AsyncWriteExt;
+    let exe: PathBuf = std::env::current_exe().map_err(|e| tonic::Status::internal(format!("finding the podbox binary: {e}")))?;
+    let mut child = tokio::process::Command::new(exe)
+        .args(globals)
+        .args(["cri", "--worker"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| tonic::Status::internal(format!("starting a podbox worker: {e}")))?;
+    let body = serde_json::to_vec(req).map_err(|e| tonic::Status::internal(e.to_string()))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(&body).await.map_err(|e| tonic::Status::internal(format!("writing to the worker: {e}")))?;
+    }
+    let out = match tokio::time::timeout(timeout, child.wait_with_output()).await {
+        Ok(r) => r.map_err(|e| tonic::Status::internal(format!("waiting for the worker: {e}")))?,
+        Err(_) => return Err(tonic::Status::deadline_exceeded(format!("{} did not finish within {timeout:?}", req_name(req)))),
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    match serde_json::from_str::<Reply>(text.trim()) {
+        Ok(Reply::Ok(v)) => Ok(v),
+        Ok(Reply::Err { code, message }) => Err(tonic::Status::new(tonic::Code::from_i32(code), message)),
+        Err(_) => Err(tonic::Status::internal(format!("the podbox worker for {} ended ({}) without a reply", req_name(req), out.status))),
+    }
+}
+
+fn req_name(r: &Request) -> &'static str {
+    match r {
+        Request::RunPod { .. } => "RunPodSandbox",
+        Request::StopPod { .. } => "StopPodSandbox",
+        Request::RemovePod { .. } => "RemovePodSandbox",
+        Request::CreateContainer { .. } => "CreateContainer",
+        Request::StartContainer { .. } => "StartContainer",
+        Request::StopContainer { .. } => "StopContainer",
+        Request::RemoveContainer { .. } => "RemoveContainer",
+        Request::PullImage { .. } => "PullImage",
+        Request::RemoveImage { .. } => "RemoveImage",
+    }
+}

@@ -1,0 +1,218 @@
+//! `podbox cri` driven by crictl (cri-tools v1.29, built from the offline source in the
+//! conformance directory): a pod and a container through CRI, seen by the CLI too, and a server
+//! killed with SIGKILL that loses nothing.
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::*;
+
+/// crictl, built once into target/conformance (about 3 minutes the first time); None (the test
+/// says "skipped") when the conformance sources or Go are not there.
+fn crictl() -> Option<PathBuf> {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = manifest.join("target/conformance");
+    let bin = out.join("bin/crictl");
+    if bin.exists() {
+        return Some(bin);
+    }
+    let candidates = [std::env::var("PODBOX_CONFORMANCE_DIR").map(PathBuf::from).ok(), Some(manifest.join("../shared/conformance")), Some(manifest.join("../../shared/conformance"))];
+    let dir = candidates.into_iter().flatten().find(|d| d.join("build.sh").exists())?;
+    let st = std::process::Command::new(dir.join("build.sh")).arg(&out).arg("cri").status().ok()?;
+    (st.success() && bin.exists()).then_some(bin)
+}
+
+struct Cri<'a> {
+    node: &'a Node,
+    crictl: PathBuf,
+    sock: PathBuf,
+}
+
+impl Cri<'_> {
+    /// Start `podbox cri` in the node, in the background, and wait for its socket; its PID in
+    /// the node's numbering.
+    fn start_server(&self) -> i32 {
+        let _ = std::fs::remove_file(&self.sock);
+        let log = self.node.dir.join("cri-server.log");
+        let pid = self.node.sh_ok(&format!("{PODBOX} --root {} cri --listen {} >>{} 2>&1 </dev/null & echo $!", self.node.root.display(), self.sock.display(), log.display()));
+        assert!(wait_until(20, || self.sock.exists()), "podbox cri did not listen: {}", std::fs::read_to_string(&log).unwrap_or_default());
+        pid.trim().parse().unwrap()
+    }
+
+    fn run(&self, args: &str) -> std::process::Output {
+        let ep = format!("unix://{}", self.sock.display());
+        self.node.sh(&format!("{} --runtime-endpoint {ep} --image-endpoint {ep} --timeout 60s {args}", self.crictl.display()))
+    }
+
+    fn ok(&self, args: &str) -> String {
+        let out = self.run(args);
+        assert!(out.status.success(), "crictl {args} failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+fn write(dir: &Path, name: &str, v: serde_json::Value) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, v.to_string()).unwrap();
+    p
+}
+
+fn pod_config(node: &Node, name: &str) -> PathBuf {
+    write(
+        &node.dir,
+        &format!("{name}-pod.json"),
+        serde_json::json!({
+            "metadata": {"name": name, "namespace": "default", "uid": format!("uid-{name}"), "attempt": 0},
+            "hostname": name,
+            "log_directory": node.dir.join("logs").join(name),
+            "labels": {"app": name},
+            "annotations": {"note": "made-by-crictl"},
+            "dns_config": {"servers": ["10.96.0.10"], "searches": ["default.svc.cluster.local"]},
+            "linux": {}
+        }),
+    )
+}
+
+fn container_config(node: &Node, name: &str, script: &str) -> PathBuf {
+    write(
+        &node.dir,
+        &format!("{name}-ctr.json"),
+        serde_json::json!({
+            "metadata": {"name": name},
+            "image": {"image": "localhost/busybox"},
+            "command": ["sh", "-c", script],
+            "envs": [{"key": "GREETING", "value": "hello-from-env"}],
+            "labels": {"tier": "backend"},
+            "log_path": format!("{name}.log"),
+            "linux": {}
+        }),
+    )
+}
+
+fn setup(node: &Node) -> Option<Cri<'_>> {
+    let Some(crictl) = crictl() else {
+        eprintln!("skipped: crictl could not be built (cri-tools sources under ../shared/conformance and golang-go are needed)");
+        return None;
+    };
+    node.podbox_ok(&["image", "import", &rootfs().to_string_lossy(), "busybox"]);
+    Some(Cri { node, crictl, sock: node.dir.join("cri.sock") })
+}
+
+#[test]
+fn crictl_workflow_on_podbox_pods() {
+    require_root!();
+    let node = Node::new("cri-flow");
+    let Some(cri) = setup(&node) else { return };
+    cri.start_server();
+
+    let v = cri.ok("version");
+    assert!(v.contains("RuntimeName:  podbox") && v.contains("RuntimeApiVersion:  v1"), "{v}");
+    let info = json(&cri.ok("info"));
+    let conds = info["status"]["conditions"].as_array().unwrap();
+    assert!(conds.iter().all(|c| c["status"] == true) && conds.len() == 2, "{info}");
+    assert!(cri.ok("images").contains("localhost/busybox"));
+
+    let pod = cri.ok(&format!("runp {}", pod_config(&node, "web").display())).trim().to_string();
+    assert_eq!(pod.len(), 32, "{pod}");
+    // The CLI sees the pod CRI made, and its network.
+    let ls = node.podbox_ok(&["pod", "ls"]);
+    assert!(ls.contains("default-web-0"), "{ls}");
+    let inspectp = json(&cri.ok(&format!("inspectp {pod}")));
+    assert_eq!(inspectp["status"]["state"], "SANDBOX_READY", "{inspectp}");
+    let ip = inspectp["status"]["network"]["ip"].as_str().unwrap().to_string();
+    assert!(ip.starts_with("10."), "{inspectp}");
+    assert_eq!(inspectp["status"]["labels"]["app"], "web");
+    assert_eq!(inspectp["status"]["annotations"]["note"], "made-by-crictl");
+    assert!(cri.ok("pods --label app=web -q").contains(&pod));
+    assert!(cri.ok("pods --label app=nope -q").trim().is_empty());
+
+    let ctr = container_config(&node, "app", "echo hello-cri; echo to-stderr >&2; exec sleep 1000");
+    let cid = cri.ok(&format!("create --no-pull {pod} {} {}", ctr.display(), pod_config(&node, "web").display())).trim().to_string();
+    assert_eq!(cid.len(), 64, "{cid}");
+    // Created, not started: CRI's two steps.
+    let st = json(&cri.ok(&format!("inspect {cid}")));
+    assert_eq!(st["status"]["state"], "CONTAINER_CREATED", "{st}");
+    assert!(cri.ok("ps -q").trim().is_empty());
+    cri.ok(&format!("start {cid}"));
+    assert!(wait_until(10, || cri.ok("ps -q").contains(&cid)));
+    assert!(cri.ok("ps --label tier=backend -q").contains(&cid));
+    let ps = node.podbox_ok(&["ps"]);
+    assert!(ps.contains("app") && ps.contains("running"), "{ps}");
+
+    // ExecSync: output, environment, exit code; and the pod's resolv.conf from dns_config.
+    let stdout = cri.ok(&format!("exec -s {cid} sh -c 'echo $GREETING; cat /etc/resolv.conf'"));
+    assert!(stdout.contains("hello-from-env") && stdout.contains("nameserver 10.96.0.10") && stdout.contains("search default.svc.cluster.local"), "{stdout}");
+    let out = cri.run(&format!("exec -s {cid} sh -c 'exit 3'"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("exited with 3"), "{out:?}");
+    // A command that outlives its timeout is cut off with an error.
+    let slow = cri.run(&format!("exec -s --timeout 1 {cid} sleep 30"));
+    assert!(!slow.status.success());
+
+    // Logs in the CRI format at the kubelet's path, which crictl reads.
+    let log_file = node.dir.join("logs/web/app.log");
+    assert!(wait_until(10, || std::fs::read_to_string(&log_file).is_ok_and(|l| l.contains("to-stderr"))));
+    let raw = std::fs::read_to_string(&log_file).unwrap();
+    let line = raw.lines().find(|l| l.contains("hello-cri")).unwrap();
+    let fields: Vec<&str> = line.splitn(4, ' ').collect();
+    assert!(fields[0].ends_with('Z') && fields[0].len() == 30 && fields[1] == "stdout" && fields[2] == "F" && fields[3] == "hello-cri", "{line:?}");
+    let logs = cri.run(&format!("logs {cid}"));
+    assert!(String::from_utf8_lossy(&logs.stdout).contains("hello-cri"), "{logs:?}");
+    assert!(String::from_utf8_lossy(&logs.stderr).contains("to-stderr"), "{logs:?}");
+
+    cri.ok(&format!("stop --timeout 2 {cid}"));
+    let st = json(&cri.ok(&format!("inspect {cid}")));
+    assert_eq!(st["status"]["state"], "CONTAINER_EXITED", "{st}");
+    // sleep, PID 1 of its PID namespace, ignores SIGTERM: SIGKILL after the 2 s.
+    assert_eq!(st["status"]["exitCode"], 137, "{st}");
+    assert_eq!(st["status"]["reason"], "Error", "{st}");
+    assert!(st["status"]["finishedAt"].as_str().is_some_and(|t| !t.starts_with("1970")), "{st}");
+    cri.ok(&format!("rm {cid}"));
+    assert!(cri.ok("ps -a -q").trim().is_empty());
+    assert!(!log_file.exists(), "the log link goes with the container");
+    cri.ok(&format!("stopp {pod}"));
+    let inspectp = json(&cri.ok(&format!("inspectp {pod}")));
+    assert_eq!(inspectp["status"]["state"], "SANDBOX_NOTREADY", "{inspectp}");
+    cri.ok(&format!("rmp {pod}"));
+    assert!(cri.ok("pods -q").trim().is_empty());
+    assert!(!node.podbox_ok(&["pod", "ls"]).contains("default-web-0"));
+    // Removal is idempotent, as the kubelet retries it.
+    let again = cri.run(&format!("rmp {pod}"));
+    assert!(again.status.success() || String::from_utf8_lossy(&again.stderr).contains("not found"), "{again:?}");
+
+    // Bad input: a clear error, nothing made.
+    let bad = write(&node.dir, "bad-pod.json", serde_json::json!({"metadata": {"name": "h", "namespace": "default", "uid": "u-h"}, "linux": {"security_context": {"namespace_options": {"network": 2}}}}));
+    let out = cri.run(&format!("runp {}", bad.display()));
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("NODE"), "{out:?}");
+    assert!(cri.ok("pods -q").trim().is_empty());
+}
+
+#[test]
+fn pods_survive_a_killed_cri_server() {
+    require_root!();
+    let node = Node::new("cri-kill");
+    let Some(cri) = setup(&node) else { return };
+    let server = cri.start_server();
+    let pod = cri.ok(&format!("runp {}", pod_config(&node, "db").display())).trim().to_string();
+    let ctr = container_config(&node, "main", "exec sleep 1000");
+    let cid = cri.ok(&format!("create --no-pull {pod} {} {}", ctr.display(), pod_config(&node, "db").display())).trim().to_string();
+    cri.ok(&format!("start {cid}"));
+    let before = node.podbox_ok(&["ps"]);
+    assert!(before.contains("running"), "{before}");
+
+    node.sh_ok(&format!("kill -KILL {server}; while kill -0 {server} 2>/dev/null; do sleep 0.05; done"));
+    // The pod and its container do not depend on the server.
+    assert!(cri.run("pods").status.code() != Some(0));
+    let ps = node.podbox_ok(&["ps"]);
+    assert!(ps.contains("main") && ps.contains("running"), "{ps}");
+
+    cri.start_server();
+    let pods = json(&cri.ok("pods -o json"));
+    assert_eq!(pods["items"][0]["id"], pod.as_str(), "{pods}");
+    assert_eq!(pods["items"][0]["state"], "SANDBOX_READY", "{pods}");
+    let st = json(&cri.ok(&format!("inspect {cid}")));
+    assert_eq!(st["status"]["state"], "CONTAINER_RUNNING", "{st}");
+    let out = cri.ok(&format!("exec -s {cid} echo still-here"));
+    assert!(out.contains("still-here"));
+    cri.ok(&format!("rmp -f {pod}"));
+    assert!(!node.podbox_ok(&["pod", "ls"]).contains("default-db-0"));
+}

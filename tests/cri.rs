@@ -84,6 +84,7 @@ fn container_config(node: &Node, name: &str, script: &str) -> PathBuf {
             "envs": [{"key": "GREETING", "value": "hello-from-env"}],
             "labels": {"tier": "backend"},
             "log_path": format!("{name}.log"),
+            "mounts": [{"container_path": "/data", "host_path": node.dir.join("shared"), "readonly": true}],
             "linux": {}
         }),
     )
@@ -95,6 +96,8 @@ fn setup(node: &Node) -> Option<Cri<'_>> {
         return None;
     };
     node.podbox_ok(&["image", "import", &rootfs().to_string_lossy(), "busybox"]);
+    std::fs::create_dir_all(node.dir.join("shared")).unwrap();
+    std::fs::write(node.dir.join("shared/greeting"), "from-the-node\n").unwrap();
     Some(Cri { node, crictl, sock: node.dir.join("cri.sock") })
 }
 
@@ -144,6 +147,10 @@ fn crictl_workflow_on_podbox_pods() {
     assert!(stdout.contains("hello-from-env") && stdout.contains("nameserver 10.96.0.10") && stdout.contains("search default.svc.cluster.local"), "{stdout}");
     let out = cri.run(&format!("exec -s {cid} sh -c 'exit 3'"));
     assert!(String::from_utf8_lossy(&out.stderr).contains("exited with 3"), "{out:?}");
+    // The host path mount, read-only.
+    assert!(cri.ok(&format!("exec -s {cid} cat /data/greeting")).contains("from-the-node"));
+    let out = cri.run(&format!("exec -s {cid} touch /data/new"));
+    assert!(!out.status.success() && !node.dir.join("shared/new").exists(), "{out:?}");
     // A command that outlives its timeout is cut off with an error.
     let slow = cri.run(&format!("exec -s --timeout 1 {cid} sleep 30"));
     assert!(!slow.status.success());

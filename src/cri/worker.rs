@@ -15,6 +15,7 @@ use super::{CriError, Result, api};
 use crate::container::LogLimits;
 use crate::network::{PortMapping, Protocol};
 use crate::pod::model::{ContainerSpec, PodSpec, PullPolicy};
+use crate::pod::volumes::{HostPathType, Volume, VolumeMount, VolumeSource};
 use crate::pod::{Ctx, PodError, containers, lifecycle};
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -208,9 +209,6 @@ fn create_container(ctx: &Ctx, pod_id: &str, cfg: &api::ContainerConfig, sandbox
     let pod = super::find_pod(ctx, pod_id)?;
     let meta = cfg.metadata.clone().ok_or_else(|| CriError::Invalid("ContainerConfig.metadata is required".into()))?;
     let image = cfg.image.as_ref().map(|i| i.image.clone()).filter(|i| !i.is_empty()).ok_or_else(|| CriError::Invalid("ContainerConfig.image.image is required".into()))?;
-    if !cfg.mounts.is_empty() {
-        return Err(CriError::Unimplemented(format!("ContainerConfig.mounts ({}) are not supported by podbox's CRI server yet", cfg.mounts.iter().map(|m| m.container_path.as_str()).collect::<Vec<_>>().join(", "))));
-    }
     if !cfg.devices.is_empty() {
         return Err(CriError::Unimplemented("ContainerConfig.devices are not supported by podbox's CRI server yet".into()));
     }
@@ -257,11 +255,12 @@ fn create_container(ctx: &Ctx, pod_id: &str, cfg: &api::ContainerConfig, sandbox
             }
         }
     }
+    let host_volumes = host_path_mounts(&cfg.mounts, &mut c)?;
     // Pod-wide sysctls are set by each container's init in the pod's namespaces.
     if let Some(l) = &sandbox.linux {
         c.security.sysctls = l.sysctls.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     }
-    containers::create(ctx, &pod.id, &c)?;
+    containers::create(ctx, &pod.id, &c, &host_volumes)?;
     let dir = ctx.root.container_dir(&pod.id, &name);
     let finish = || -> Result<()> {
         super::write_config(&dir.join(super::CONTAINER_CONFIG), cfg)?;
@@ -280,6 +279,35 @@ fn create_container(ctx: &Ctx, pod_id: &str, cfg: &api::ContainerConfig, sandbox
         return Err(e);
     }
     Ok(super::container_id(&pod.id, &name))
+}
+
+/// CRI mounts are node paths bound into the container: each becomes a hostPath volume of the
+/// pod (named after the path) and a mount of it. A missing host path is made a directory, as
+/// containerd does.
+fn host_path_mounts(mounts: &[api::Mount], c: &mut ContainerSpec) -> Result<Vec<Volume>> {
+    let mut out = Vec::new();
+    for (i, m) in mounts.iter().enumerate() {
+        let field = format!("ContainerConfig.mounts[{i}]");
+        let host = std::path::Path::new(&m.host_path);
+        if !host.is_absolute() || !m.container_path.starts_with('/') {
+            return Err(CriError::Invalid(format!("{field}: host_path {:?} and container_path {:?} must be absolute", m.host_path, m.container_path)));
+        }
+        let host_to_container = match api::MountPropagation::try_from(m.propagation) {
+            Ok(api::MountPropagation::PropagationPrivate) => false,
+            Ok(api::MountPropagation::PropagationHostToContainer) => true,
+            _ => return Err(CriError::Unimplemented(format!("{field}: propagation {} is not supported (private and host-to-container are)", m.propagation))),
+        };
+        if !m.uid_mappings.is_empty() || !m.gid_mappings.is_empty() {
+            return Err(CriError::Unimplemented(format!("{field}: id-mapped mounts are not supported")));
+        }
+        if !host.exists() {
+            std::fs::create_dir_all(host).map_err(|e| CriError::Internal(format!("{field}: creating {}: {e}", host.display())))?;
+        }
+        let name = format!("cri-{}", &crate::image::digest::sha256(m.host_path.as_bytes())["sha256:".len()..][..16]);
+        out.push(Volume { name: name.clone(), source: VolumeSource::HostPath { path: host.to_path_buf(), kind: HostPathType::Unset } });
+        c.mounts.push(VolumeMount { name, mount_path: m.container_path.clone(), read_only: m.readonly, sub_path: None, host_to_container });
+    }
+    Ok(out)
 }
 
 /// The link at the kubelet's log path, if it still points at this container's log.

@@ -45,13 +45,19 @@ pub fn run(ctx: &Ctx, key: &str, c: &ContainerSpec, detach: bool) -> Result<RunO
 }
 
 /// The first half of `run` (CRI's CreateContainer): image, checks, spec and record; the
-/// container stays `created` until `start`.
-pub fn create(ctx: &Ctx, key: &str, c: &ContainerSpec) -> Result<ContainerRecord> {
+/// container stays `created` until `start`. `add_volumes` are added to the pod first (those it
+/// does not have by name yet): CRI names a container's host paths with the container, not the pod.
+pub fn create(ctx: &Ctx, key: &str, c: &ContainerSpec, add_volumes: &[volumes::Volume]) -> Result<ContainerRecord> {
     validate_name("container", &c.name)?;
     c.validate()?;
     let resolved = super::image::resolve(ctx, c)?;
     let _lock = ctx.root.lock()?;
-    let pod = running_pod(ctx, key)?;
+    let mut pod = running_pod(ctx, key)?;
+    let new: Vec<_> = add_volumes.iter().filter(|v| !pod.volumes.iter().any(|p| p.name == v.name)).cloned().collect();
+    if !new.is_empty() {
+        pod.volumes.extend(new);
+        state::write_json(&ctx.pod_record_path(&pod.id), &pod)?;
+    }
     Ok(record(ctx, &pod, c, &resolved, true)?.0)
 }
 

@@ -147,6 +147,12 @@ fn crictl_workflow_on_podbox_pods() {
     assert!(stdout.contains("hello-from-env") && stdout.contains("nameserver 10.96.0.10") && stdout.contains("search default.svc.cluster.local"), "{stdout}");
     let out = cri.run(&format!("exec -s {cid} sh -c 'exit 3'"));
     assert!(String::from_utf8_lossy(&out.stderr).contains("exited with 3"), "{out:?}");
+    // Stats from the container's cgroup: some memory and CPU used.
+    let stats = json(&cri.ok(&format!("stats -o json --id {cid}")));
+    let st0 = &stats["stats"][0];
+    assert_eq!(st0["attributes"]["id"], cid.as_str(), "{stats}");
+    let num = |v: &serde_json::Value| v["value"].as_str().and_then(|s| s.parse::<u64>().ok()).or(v["value"].as_u64()).unwrap_or(0);
+    assert!(num(&st0["memory"]["workingSetBytes"]) > 0 && num(&st0["cpu"]["usageCoreNanoSeconds"]) > 0, "{stats}");
     // The host path mount, read-only.
     assert!(cri.ok(&format!("exec -s {cid} cat /data/greeting")).contains("from-the-node"));
     let out = cri.run(&format!("exec -s {cid} touch /data/new"));

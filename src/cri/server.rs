@@ -187,6 +187,43 @@ fn container_status(s: &Seen) -> api::ContainerStatus {
     }
 }
 
+/// CPU time (ns) and memory working set (bytes) of a cgroup, from whichever of its hierarchies
+/// has them (v1 cpuacct/memory or v2); the working set is usage minus inactive file pages, as
+/// the kubelet computes it.
+fn cgroup_usage(cgroup: &str) -> (Option<u64>, Option<u64>) {
+    let Ok(cg) = crate::container::cgroups::Cgroup::resolve(cgroup) else { return (None, None) };
+    let field = |text: &str, key: &str| text.lines().find_map(|l| l.strip_prefix(key).and_then(|v| v.trim().parse::<u64>().ok()));
+    let (mut cpu, mut mem) = (None, None);
+    for dir in cg.paths() {
+        let read = |f: &str| std::fs::read_to_string(dir.join(f)).ok();
+        if cpu.is_none() {
+            cpu = read("cpuacct.usage").and_then(|s| s.trim().parse().ok()).or_else(|| read("cpu.stat").and_then(|s| field(&s, "usage_usec ")).map(|us| us * 1000));
+        }
+        if mem.is_none()
+            && let Some(usage) = read("memory.current").or_else(|| read("memory.usage_in_bytes")).and_then(|s| s.trim().parse::<u64>().ok())
+        {
+            let inactive = read("memory.stat").and_then(|s| field(&s, "total_inactive_file ").or_else(|| field(&s, "inactive_file "))).unwrap_or(0);
+            mem = Some(usage.saturating_sub(inactive));
+        }
+    }
+    (cpu, mem)
+}
+
+fn container_stats(s: &Seen) -> api::ContainerStats {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos() as i64;
+    let cgroup = s.status.record.cgroup.clone().unwrap_or_else(|| crate::pod::spec::container_cgroup(&s.pod.id, &s.status.record.name));
+    let (cpu, mem) = cgroup_usage(&cgroup);
+    let v = |x: Option<u64>| x.map(|value| api::UInt64Value { value });
+    api::ContainerStats {
+        attributes: Some(api::ContainerAttributes { id: s.id(), metadata: Some(s.metadata()), labels: s.labels(), annotations: s.annotations() }),
+        cpu: Some(api::CpuUsage { timestamp: now, usage_core_nano_seconds: v(cpu), usage_nano_cores: None }),
+        memory: Some(api::MemoryUsage { timestamp: now, working_set_bytes: v(mem), ..Default::default() }),
+        // The writable layer is a tmpfs inside the container's own mount namespace.
+        writable_layer: None,
+        swap: None,
+    }
+}
+
 #[tonic::async_trait]
 impl api::runtime_service_server::RuntimeService for Cri {
     async fn version(&self, _: Request<api::VersionRequest>) -> Result<Response<api::VersionResponse>, Status> {
@@ -392,12 +429,32 @@ impl api::runtime_service_server::RuntimeService for Cri {
         unimplemented("PortForward (streaming)")
     }
 
-    async fn container_stats(&self, _: Request<api::ContainerStatsRequest>) -> Result<Response<api::ContainerStatsResponse>, Status> {
-        unimplemented("ContainerStats")
+    async fn container_stats(&self, r: Request<api::ContainerStatsRequest>) -> Result<Response<api::ContainerStatsResponse>, Status> {
+        let id = r.into_inner().container_id;
+        self.read(move |ctx| Ok(Response::new(api::ContainerStatsResponse { stats: Some(container_stats(&find_seen(ctx, &id)?)) }))).await
     }
 
-    async fn list_container_stats(&self, _: Request<api::ListContainerStatsRequest>) -> Result<Response<api::ListContainerStatsResponse>, Status> {
-        unimplemented("ListContainerStats")
+    async fn list_container_stats(&self, r: Request<api::ListContainerStatsRequest>) -> Result<Response<api::ListContainerStatsResponse>, Status> {
+        let filter = r.into_inner().filter;
+        self.read(move |ctx| {
+            let mut stats = Vec::new();
+            for s in all_containers(ctx)? {
+                // Stats are for containers that run (as containerd lists them).
+                if s.state() != api::ContainerState::ContainerRunning {
+                    continue;
+                }
+                if let Some(f) = &filter
+                    && ((!f.id.is_empty() && !s.id().starts_with(&f.id))
+                        || (!f.pod_sandbox_id.is_empty() && !s.pod.id.starts_with(&f.pod_sandbox_id))
+                        || !labels_match(&s.labels(), &f.label_selector))
+                {
+                    continue;
+                }
+                stats.push(container_stats(&s));
+            }
+            Ok(Response::new(api::ListContainerStatsResponse { stats }))
+        })
+        .await
     }
 
     async fn pod_sandbox_stats(&self, _: Request<api::PodSandboxStatsRequest>) -> Result<Response<api::PodSandboxStatsResponse>, Status> {

@@ -229,3 +229,55 @@ fn pods_survive_a_killed_cri_server() {
     cri.ok(&format!("rmp -f {pod}"));
     assert!(!node.podbox_ok(&["pod", "ls"]).contains("default-db-0"));
 }
+
+#[test]
+fn parallel_calls_and_a_server_killed_mid_call_leave_nothing_half_made() {
+    require_root!();
+    let node = Node::new("cri-par");
+    let Some(cri) = setup(&node) else { return };
+    let server = cri.start_server();
+    let ep = format!("unix://{}", cri.sock.display());
+    let crictl = format!("{} --runtime-endpoint {ep} --image-endpoint {ep} --timeout 60s", cri.crictl.display());
+    // The kubelet sends calls in parallel: four sandboxes at once, all made, each its own address.
+    for i in 0..4 {
+        pod_config(&node, &format!("p{i}"));
+    }
+    let d = node.dir.display();
+    node.sh_ok(&format!("for i in 0 1 2 3; do {crictl} runp {d}/p$i-pod.json >{d}/id$i 2>&1 & done; wait"));
+    let mut ips = std::collections::HashSet::new();
+    for i in 0..4 {
+        let id = std::fs::read_to_string(node.dir.join(format!("id{i}"))).unwrap();
+        let st = json(&cri.ok(&format!("inspectp {}", id.trim())));
+        assert_eq!(st["status"]["state"], "SANDBOX_READY", "{st}");
+        ips.insert(st["status"]["network"]["ip"].as_str().unwrap().to_string());
+    }
+    assert_eq!(ips.len(), 4, "{ips:?}");
+
+    // SIGKILL the server while a RunPodSandbox is being worked on.
+    pod_config(&node, "k");
+    let mut runp = std::process::Command::new("nsenter")
+        .args(["-t", &node.init_pid.to_string(), "--net", "--pid", "--mount", "--uts", "--", "sh", "-c"])
+        .arg(format!("{crictl} runp {d}/k-pod.json"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(wait_until(20, || node.processes().iter().any(|p| p.contains("cri --worker"))), "no worker seen");
+    node.sh_ok(&format!("kill -KILL {server}"));
+    let _ = runp.wait();
+    // The worker finishes its step on its own, as a CLI command would.
+    assert!(wait_until(60, || !node.processes().iter().any(|p| p.contains("cri --worker"))));
+    let server = cri.start_server();
+    let pods = json(&cri.ok("pods -o json"));
+    let items = pods["items"].as_array().unwrap();
+    assert!(items.len() == 4 || items.len() == 5, "{pods}");
+    assert!(items.iter().all(|p| p["state"] == "SANDBOX_READY"), "nothing half-made: {pods}");
+    // gc finds nothing to repair.
+    let gc = node.podbox_ok(&["gc"]);
+    assert!(!gc.contains("removed"), "{gc}");
+    cri.ok("rmp --all --force");
+    assert!(cri.ok("pods -q").trim().is_empty());
+    node.sh_ok(&format!("kill -TERM {server}; while kill -0 {server} 2>/dev/null; do sleep 0.05; done"));
+    assert!(!cri.sock.exists(), "the server removes its socket on SIGTERM");
+    node.assert_clean();
+}

@@ -32,9 +32,14 @@ impl Cri<'_> {
     /// Start `podbox cri` in the node, in the background, and wait for its socket; its PID in
     /// the node's numbering.
     fn start_server(&self) -> i32 {
+        self.start_server_with("")
+    }
+
+    /// ... with `env` (`K=V …`) in its environment.
+    fn start_server_with(&self, env: &str) -> i32 {
         let _ = std::fs::remove_file(&self.sock);
         let log = self.node.dir.join("cri-server.log");
-        let pid = self.node.sh_ok(&format!("{PODBOX} --root {} cri --listen {} >>{} 2>&1 </dev/null & echo $!", self.node.root.display(), self.sock.display(), log.display()));
+        let pid = self.node.sh_ok(&format!("{env} {PODBOX} --root {} cri --listen {} >>{} 2>&1 </dev/null & echo $!", self.node.root.display(), self.sock.display(), log.display()));
         assert!(wait_until(20, || self.sock.exists()), "podbox cri did not listen: {}", std::fs::read_to_string(&log).unwrap_or_default());
         pid.trim().parse().unwrap()
     }
@@ -280,4 +285,57 @@ fn parallel_calls_and_a_server_killed_mid_call_leave_nothing_half_made() {
     node.sh_ok(&format!("kill -TERM {server}; while kill -0 {server} 2>/dev/null; do sleep 0.05; done"));
     assert!(!cri.sock.exists(), "the server removes its socket on SIGTERM");
     node.assert_clean();
+}
+
+#[test]
+fn image_service_pulls_through_a_mirror_inspects_and_removes() {
+    require_root!();
+    let node = Node::new("cri-img");
+    let Some(cri) = setup(&node) else { return };
+    // A registry on the node's loopback, holding the imported busybox (as an OCI layout made
+    // from the store's own blobs).
+    let d = node.dir.clone();
+    std::fs::write(d.join("registry.yml"), format!("version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:5000\n", d.join("registry").display())).unwrap();
+    let registry = node.sh_ok(&format!("docker-registry serve {0}/registry.yml >{0}/registry.log 2>&1 & echo $!", d.display())).trim().to_string();
+    assert!(wait_until(20, || node.sh("curl -s -o /dev/null http://127.0.0.1:5000/v2/").status.success()), "registry did not start");
+    let info = json(&node.podbox_ok(&["image", "inspect", "localhost/busybox"]));
+    let info = if info.is_array() { info[0].clone() } else { info };
+    let digest = info["digest"].as_str().unwrap().to_string();
+    let layout = d.join("layout");
+    node.sh_ok(&format!("mkdir -p {0} && cp -r {1}/images/blobs {0}/blobs", layout.display(), d.display()));
+    let manifest = std::fs::read(layout.join("blobs/sha256").join(&digest["sha256:".len()..])).unwrap();
+    let media = json(&String::from_utf8_lossy(&manifest))["mediaType"].as_str().unwrap_or("application/vnd.oci.image.manifest.v1+json").to_string();
+    std::fs::write(layout.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    let index = serde_json::json!({"schemaVersion": 2, "manifests": [{"mediaType": media, "digest": digest, "size": manifest.len(), "annotations": {"org.opencontainers.image.ref.name": "busybox"}}]});
+    std::fs::write(layout.join("index.json"), index.to_string()).unwrap();
+    node.sh_ok(&format!("skopeo copy -q --insecure-policy --dest-tls-verify=false oci:{}:busybox docker://127.0.0.1:5000/e2e-test-images/busybox:1.29-2", layout.display()));
+    // registry.k8s.io resolves to it, as the critest setup will need.
+    let conf = d.join("registries.conf");
+    std::fs::write(&conf, "[[registry]]\nlocation = \"registry.k8s.io\"\n[[registry.mirror]]\nlocation = \"127.0.0.1:5000\"\ninsecure = true\n").unwrap();
+    let server = cri.start_server_with(&format!("PODBOX_REGISTRIES_CONF={}", conf.display()));
+
+    let name = "registry.k8s.io/e2e-test-images/busybox:1.29-2";
+    let out = cri.ok(&format!("pull {name}"));
+    assert!(out.contains("sha256:"), "{out}");
+    assert!(cri.ok("images").contains("registry.k8s.io/e2e-test-images/busybox"));
+    let st = json(&cri.ok(&format!("inspecti {name}")));
+    assert!(st["status"]["repoTags"].to_string().contains(name), "{st}");
+    assert!(st["status"]["id"].as_str().is_some_and(|i| i.starts_with("sha256:")), "{st}");
+    let fs = json(&cri.ok("imagefsinfo"));
+    assert!(fs.to_string().contains("usedBytes"), "{fs}");
+    // A container runs from the pulled image.
+    let pod = cri.ok(&format!("runp {}", pod_config(&node, "pulled").display())).trim().to_string();
+    let ctr = d.join("pulled-ctr.json");
+    std::fs::write(&ctr, serde_json::json!({"metadata": {"name": "c"}, "image": {"image": name}, "command": ["sleep", "1000"], "linux": {}}).to_string()).unwrap();
+    let cid = cri.ok(&format!("create --no-pull {pod} {} {}", ctr.display(), pod_config(&node, "pulled").display())).trim().to_string();
+    cri.ok(&format!("start {cid}"));
+    assert!(cri.ok(&format!("exec -s {cid} echo ran-from-pulled")).contains("ran-from-pulled"));
+    cri.ok(&format!("rmp -f {pod}"));
+    cri.ok(&format!("rmi {name}"));
+    assert!(!cri.ok("images").contains("registry.k8s.io/e2e-test-images/busybox"));
+    // Not pulled, not there: a clear error, nothing stored.
+    let out = cri.run("pull registry.k8s.io/e2e-test-images/nothing:1");
+    assert!(!out.status.success(), "{out:?}");
+    assert!(!cri.ok("images").contains("nothing"));
+    node.sh_ok(&format!("kill {registry}; kill -TERM {server}; while kill -0 {server} 2>/dev/null; do sleep 0.05; done"));
 }

@@ -158,6 +158,7 @@ fn crictl_workflow_on_podbox_pods() {
     assert_eq!(st0["attributes"]["id"], cid.as_str(), "{stats}");
     let num = |v: &serde_json::Value| v["value"].as_str().and_then(|s| s.parse::<u64>().ok()).or(v["value"].as_u64()).unwrap_or(0);
     assert!(num(&st0["memory"]["workingSetBytes"]) > 0 && num(&st0["cpu"]["usageCoreNanoSeconds"]) > 0, "{stats}");
+    assert!(cri.ok(&format!("exec -s {cid} grep Seccomp: /proc/self/status")).contains("Seccomp:\t0"));
     // The host path mount, read-only.
     assert!(cri.ok(&format!("exec -s {cid} cat /data/greeting")).contains("from-the-node"));
     let out = cri.run(&format!("exec -s {cid} touch /data/new"));
@@ -202,6 +203,12 @@ fn crictl_workflow_on_podbox_pods() {
     let out = cri.run(&format!("runp {}", bad.display()));
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("NODE"), "{out:?}");
     assert!(cri.ok("pods -q").trim().is_empty());
+    let pod = cri.ok(&format!("runp {}", pod_config(&node, "web").display())).trim().to_string();
+    let bad = write(&node.dir, "bad-ctr.json", serde_json::json!({"metadata": {"name": "g"}, "image": {"image": "localhost/busybox"}, "command": ["true"], "linux": {"security_context": {"run_as_group": {"value": 5}}}}));
+    let out = cri.run(&format!("create --no-pull {pod} {} {}", bad.display(), pod_config(&node, "web").display()));
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("run_as_group needs run_as_user"), "{out:?}");
+    assert!(cri.ok("ps -a -q").trim().is_empty());
+    cri.ok(&format!("rmp -f {pod}"));
 }
 
 #[test]
@@ -211,7 +218,12 @@ fn pods_survive_a_killed_cri_server() {
     let Some(cri) = setup(&node) else { return };
     let server = cri.start_server();
     let pod = cri.ok(&format!("runp {}", pod_config(&node, "db").display())).trim().to_string();
-    let ctr = container_config(&node, "main", "exec sleep 1000");
+    let ctr = write(
+        &node.dir,
+        "main-ctr.json",
+        serde_json::json!({"metadata": {"name": "main"}, "image": {"image": "localhost/busybox"}, "command": ["sleep", "1000"],
+            "linux": {"security_context": {"seccomp": {"profile_type": 0}}}}),
+    );
     let cid = cri.ok(&format!("create --no-pull {pod} {} {}", ctr.display(), pod_config(&node, "db").display())).trim().to_string();
     cri.ok(&format!("start {cid}"));
     let before = node.podbox_ok(&["ps"]);
@@ -231,6 +243,9 @@ fn pods_survive_a_killed_cri_server() {
     assert_eq!(st["status"]["state"], "CONTAINER_RUNNING", "{st}");
     let out = cri.ok(&format!("exec -s {cid} echo still-here"));
     assert!(out.contains("still-here"));
+    // RuntimeDefault: podbox's filter (mode 2); the workflow's container, without a profile,
+    // runs unconfined as in Kubernetes.
+    assert!(cri.ok(&format!("exec -s {cid} grep Seccomp: /proc/self/status")).contains("Seccomp:\t2"));
     cri.ok(&format!("rmp -f {pod}"));
     assert!(!node.podbox_ok(&["pod", "ls"]).contains("default-db-0"));
 }

@@ -237,13 +237,25 @@ fn create_container(ctx: &Ctx, pod_id: &str, cfg: &api::ContainerConfig, sandbox
                 c.security.cap_add = caps.add_capabilities.clone();
                 c.security.cap_drop = caps.drop_capabilities.clone();
             }
+            let id = |v: i64| u32::try_from(v).map_err(|_| CriError::Invalid(format!("user/group id {v} is not 0-4294967294")));
             if let Some(uid) = &sc.run_as_user {
                 let gid = sc.run_as_group.as_ref().map(|g| g.value).unwrap_or(0);
-                let id = |v: i64| u32::try_from(v).map_err(|_| CriError::Invalid(format!("user/group id {v} is not 0-4294967294")));
                 c.user = Some((id(uid.value)?, id(gid)?));
+            } else if !sc.run_as_username.is_empty() {
+                // A name: resolved through the image's own /etc/passwd, as for an image's User.
+                let store = ctx.image_store()?;
+                let info = store.image(c.image.as_deref().unwrap_or_default())?;
+                let mut lowers = store.layer_dirs(&info)?;
+                lowers.reverse();
+                let (uid, gid, extra) = crate::image::config::resolve_user(&sc.run_as_username, &lowers)?;
+                c.user = Some((uid, match &sc.run_as_group { Some(g) => id(g.value)?, None => gid }));
+                c.group_add.extend(extra);
+            } else if sc.run_as_group.is_some() {
+                return Err(CriError::Invalid("security_context.run_as_group needs run_as_user or run_as_username".into()));
             }
+            (c.security.seccomp_unconfined, c.security.seccomp_profile) = seccomp(sc)?;
             c.run_as_non_root = false;
-            c.group_add = sc.supplemental_groups.iter().filter_map(|g| u32::try_from(*g).ok()).collect();
+            c.group_add.extend(sc.supplemental_groups.iter().filter_map(|g| u32::try_from(*g).ok()));
             c.security.allow_privilege_escalation = !sc.no_new_privs;
         }
         if let Some(r) = &l.resources {
@@ -254,6 +266,10 @@ fn create_container(ctx: &Ctx, pod_id: &str, cfg: &api::ContainerConfig, sandbox
                 c.resources.cpu_millis = Some((r.cpu_quota as u64 * 1000).div_ceil(r.cpu_period as u64));
             }
         }
+    }
+    if cfg.linux.as_ref().and_then(|l| l.security_context.as_ref()).is_none() {
+        // No security context: no seccomp profile, which Kubernetes runs unconfined.
+        c.security.seccomp_unconfined = true;
     }
     let host_volumes = host_path_mounts(&cfg.mounts, &mut c)?;
     // Pod-wide sysctls are set by each container's init in the pod's namespaces.
@@ -279,6 +295,36 @@ fn create_container(ctx: &Ctx, pod_id: &str, cfg: &api::ContainerConfig, sandbox
         return Err(e);
     }
     Ok(super::container_id(&pod.id, &name))
+}
+
+/// The seccomp filter CRI asks for: (unconfined, a profile from the node). As in Kubernetes,
+/// no profile at all means unconfined; RuntimeDefault is podbox's default filter; Localhost
+/// reads an OCI seccomp JSON profile from the node. The deprecated `seccomp_profile_path` is
+/// read when `seccomp` is unset.
+// The kubelet of Kubernetes 1.29 still sends the deprecated field for old pods.
+#[allow(deprecated)]
+fn seccomp(sc: &api::LinuxContainerSecurityContext) -> Result<(bool, Option<oci_spec::runtime::LinuxSeccomp>)> {
+    let localhost = |path: &str| -> Result<(bool, Option<oci_spec::runtime::LinuxSeccomp>)> {
+        let text = std::fs::read_to_string(path).map_err(|e| CriError::Invalid(format!("seccomp profile {path}: {e}")))?;
+        let profile = serde_json::from_str(&text).map_err(|e| CriError::Invalid(format!("seccomp profile {path}: not an OCI seccomp profile: {e}")))?;
+        Ok((false, Some(profile)))
+    };
+    match &sc.seccomp {
+        Some(p) => match api::security_profile::ProfileType::try_from(p.profile_type) {
+            Ok(api::security_profile::ProfileType::RuntimeDefault) => Ok((false, None)),
+            Ok(api::security_profile::ProfileType::Unconfined) => Ok((true, None)),
+            Ok(api::security_profile::ProfileType::Localhost) => localhost(&p.localhost_ref),
+            Err(_) => Err(CriError::Invalid(format!("seccomp profile type {}", p.profile_type))),
+        },
+        None => match sc.seccomp_profile_path.as_str() {
+            "" | "unconfined" => Ok((true, None)),
+            "runtime/default" | "docker/default" => Ok((false, None)),
+            p => match p.strip_prefix("localhost/") {
+                Some(path) => localhost(path),
+                None => Err(CriError::Invalid(format!("seccomp_profile_path {p:?}: expected runtime/default, unconfined or localhost/PATH"))),
+            },
+        },
+    }
 }
 
 /// CRI mounts are node paths bound into the container: each becomes a hostPath volume of the

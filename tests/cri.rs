@@ -164,8 +164,10 @@ fn crictl_workflow_on_podbox_pods() {
     let out = cri.run(&format!("exec -s {cid} touch /data/new"));
     assert!(!out.status.success() && !node.dir.join("shared/new").exists(), "{out:?}");
     // A command that outlives its timeout is cut off with an error.
-    let slow = cri.run(&format!("exec -s --timeout 1 {cid} sleep 30"));
+    let slow = cri.run(&format!("exec -s --timeout 1 {cid} sleep 31"));
     assert!(!slow.status.success());
+    // ... and is gone from the container.
+    assert!(wait_until(5, || !cri.ok(&format!("exec -s {cid} ps")).contains("sleep 31")));
 
     // Logs in the CRI format at the kubelet's path, which crictl reads.
     let log_file = node.dir.join("logs/web/app.log");

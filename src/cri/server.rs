@@ -396,7 +396,7 @@ impl api::runtime_service_server::RuntimeService for Cri {
         let id = r.container_id.clone();
         let (pod_id, name) = self.read(move |ctx| super::find_container(ctx, &id).map(|(p, n)| (p.id, n))).await?;
         let exe: PathBuf = std::env::current_exe().map_err(|e| Status::internal(e.to_string()))?;
-        let child = tokio::process::Command::new(exe)
+        let mut child = tokio::process::Command::new(exe)
             .args(&self.globals)
             .arg("exec")
             .args([&pod_id, &name])
@@ -408,13 +408,36 @@ impl api::runtime_service_server::RuntimeService for Cri {
             .kill_on_drop(true)
             .spawn()
             .map_err(|e| Status::internal(format!("starting podbox exec: {e}")))?;
+        let collect = |pipe: Option<Box<dyn tokio::io::AsyncRead + Send + Unpin>>| {
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                if let Some(mut p) = pipe {
+                    let _ = tokio::io::AsyncReadExt::read_to_end(&mut p, &mut buf).await;
+                }
+                buf
+            })
+        };
+        let stdout = collect(child.stdout.take().map(|p| Box::new(p) as _));
+        let stderr = collect(child.stderr.take().map(|p| Box::new(p) as _));
         // 0: no timeout (as in CRI).
         let limit = if r.timeout > 0 { Duration::from_secs(r.timeout as u64) } else { Duration::from_secs(u32::MAX as u64) };
-        match tokio::time::timeout(limit, child.wait_with_output()).await {
-            Err(_) => Err(Status::deadline_exceeded(format!("command {:?} did not finish within {} s", r.cmd, r.timeout))),
-            Ok(Err(e)) => Err(Status::internal(format!("waiting for podbox exec: {e}"))),
-            Ok(Ok(out)) => Ok(Response::new(api::ExecSyncResponse { stdout: out.stdout, stderr: out.stderr, exit_code: out.status.code().unwrap_or(128 + 9) })),
-        }
+        let status = match tokio::time::timeout(limit, child.wait()).await {
+            Ok(s) => s.map_err(|e| Status::internal(format!("waiting for podbox exec: {e}")))?,
+            Err(_) => {
+                // SIGTERM to `podbox exec`, which forwards it to the command in the container
+                // (SIGKILL would leave that running); SIGKILL if it does not end.
+                if let Some(pid) = child.id() {
+                    // SAFETY: kill(2) of our own child, which has not been reaped yet.
+                    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+                }
+                if tokio::time::timeout(Duration::from_secs(2), child.wait()).await.is_err() {
+                    let _ = child.kill().await;
+                }
+                return Err(Status::deadline_exceeded(format!("command {:?} did not finish within {} s", r.cmd, r.timeout)));
+            }
+        };
+        let (stdout, stderr) = (stdout.await.unwrap_or_default(), stderr.await.unwrap_or_default());
+        Ok(Response::new(api::ExecSyncResponse { stdout, stderr, exit_code: status.code().unwrap_or(128 + 9) }))
     }
 
     async fn exec(&self, _: Request<api::ExecRequest>) -> Result<Response<api::ExecResponse>, Status> {

@@ -309,26 +309,8 @@ fn image_service_pulls_through_a_mirror_inspects_and_removes() {
     require_root!();
     let node = Node::new("cri-img");
     let Some(cri) = setup(&node) else { return };
-    // A registry on the node's loopback, holding the imported busybox (as an OCI layout made
-    // from the store's own blobs).
+    let (registry, conf) = loopback_registry(&node);
     let d = node.dir.clone();
-    std::fs::write(d.join("registry.yml"), format!("version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:5000\n", d.join("registry").display())).unwrap();
-    let registry = node.sh_ok(&format!("docker-registry serve {0}/registry.yml >{0}/registry.log 2>&1 & echo $!", d.display())).trim().to_string();
-    assert!(wait_until(20, || node.sh("curl -s -o /dev/null http://127.0.0.1:5000/v2/").status.success()), "registry did not start");
-    let info = json(&node.podbox_ok(&["image", "inspect", "localhost/busybox"]));
-    let info = if info.is_array() { info[0].clone() } else { info };
-    let digest = info["digest"].as_str().unwrap().to_string();
-    let layout = d.join("layout");
-    node.sh_ok(&format!("mkdir -p {0} && cp -r {1}/images/blobs {0}/blobs", layout.display(), d.display()));
-    let manifest = std::fs::read(layout.join("blobs/sha256").join(&digest["sha256:".len()..])).unwrap();
-    let media = json(&String::from_utf8_lossy(&manifest))["mediaType"].as_str().unwrap_or("application/vnd.oci.image.manifest.v1+json").to_string();
-    std::fs::write(layout.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
-    let index = serde_json::json!({"schemaVersion": 2, "manifests": [{"mediaType": media, "digest": digest, "size": manifest.len(), "annotations": {"org.opencontainers.image.ref.name": "busybox"}}]});
-    std::fs::write(layout.join("index.json"), index.to_string()).unwrap();
-    node.sh_ok(&format!("skopeo copy -q --insecure-policy --dest-tls-verify=false oci:{}:busybox docker://127.0.0.1:5000/e2e-test-images/busybox:1.29-2", layout.display()));
-    // registry.k8s.io resolves to it, as the critest setup will need.
-    let conf = d.join("registries.conf");
-    std::fs::write(&conf, "[[registry]]\nlocation = \"registry.k8s.io\"\n[[registry.mirror]]\nlocation = \"127.0.0.1:5000\"\ninsecure = true\n").unwrap();
     let server = cri.start_server_with(&format!("PODBOX_REGISTRIES_CONF={}", conf.display()));
 
     let name = "registry.k8s.io/e2e-test-images/busybox:1.29-2";
@@ -354,5 +336,65 @@ fn image_service_pulls_through_a_mirror_inspects_and_removes() {
     let out = cri.run("pull registry.k8s.io/e2e-test-images/nothing:1");
     assert!(!out.status.success(), "{out:?}");
     assert!(!cri.ok("images").contains("nothing"));
+    node.sh_ok(&format!("kill {registry}; kill -TERM {server}; while kill -0 {server} 2>/dev/null; do sleep 0.05; done"));
+}
+
+/// docker-registry on the node's loopback holding the imported busybox (as an OCI layout made
+/// from the store's own blobs) as e2e-test-images/busybox:1.29-2, and a registries.conf that
+/// mirrors registry.k8s.io and gcr.io there: (the registry's PID, the conf).
+fn loopback_registry(node: &Node) -> (String, PathBuf) {
+    let d = node.dir.clone();
+    std::fs::write(d.join("registry.yml"), format!("version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:5000\n", d.join("registry").display())).unwrap();
+    let registry = node.sh_ok(&format!("docker-registry serve {0}/registry.yml >{0}/registry.log 2>&1 & echo $!", d.display())).trim().to_string();
+    assert!(wait_until(20, || node.sh("curl -s -o /dev/null http://127.0.0.1:5000/v2/").status.success()), "registry did not start");
+    let info = json(&node.podbox_ok(&["image", "inspect", "localhost/busybox"]));
+    let info = if info.is_array() { info[0].clone() } else { info };
+    let digest = info["digest"].as_str().unwrap().to_string();
+    let layout = d.join("layout");
+    node.sh_ok(&format!("mkdir -p {0} && cp -r {1}/images/blobs {0}/blobs", layout.display(), d.display()));
+    let manifest = std::fs::read(layout.join("blobs/sha256").join(&digest["sha256:".len()..])).unwrap();
+    let media = json(&String::from_utf8_lossy(&manifest))["mediaType"].as_str().unwrap_or("application/vnd.oci.image.manifest.v1+json").to_string();
+    std::fs::write(layout.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    let index = serde_json::json!({"schemaVersion": 2, "manifests": [{"mediaType": media, "digest": digest, "size": manifest.len(), "annotations": {"org.opencontainers.image.ref.name": "busybox"}}]});
+    std::fs::write(layout.join("index.json"), index.to_string()).unwrap();
+    node.sh_ok(&format!("skopeo copy -q --insecure-policy --dest-tls-verify=false oci:{}:busybox docker://127.0.0.1:5000/e2e-test-images/busybox:1.29-2", layout.display()));
+    let conf = d.join("registries.conf");
+    let mirror = |r: &str| format!("[[registry]]\nlocation = \"{r}\"\n[[registry.mirror]]\nlocation = \"127.0.0.1:5000\"\ninsecure = true\n");
+    std::fs::write(&conf, mirror("registry.k8s.io") + &mirror("gcr.io")).unwrap();
+    (registry, conf)
+}
+
+/// critest (v1.29) against podbox cri, the whole suite as scripts/critest.sh runs it but with
+/// only the busybox stand-in: what passes today must keep passing (the count may only grow),
+/// and the log reopening the kubelet's rotation needs passes.
+#[test]
+fn critest_keeps_passing_what_passes() {
+    require_root!();
+    let node = Node::new("cri-critest");
+    let Some(cri) = setup(&node) else { return };
+    let critest = cri.crictl.with_file_name("critest");
+    if !critest.exists() {
+        eprintln!("skipped: critest was not built");
+        return;
+    }
+    let (registry, conf) = loopback_registry(&node);
+    let server = cri.start_server_with(&format!("PODBOX_REGISTRIES_CONF={}", conf.display()));
+    let ep = format!("unix://{}", cri.sock.display());
+    let junit = node.dir.join("junit.xml");
+    node.sh(&format!(
+        "{} --runtime-endpoint {ep} --image-endpoint {ep} --runtime-service-timeout 30s --ginkgo.junit-report {} --ginkgo.skip 'public image with digest' >{}/critest.log 2>&1",
+        critest.display(),
+        junit.display(),
+        node.dir.display()
+    ));
+    let report = std::fs::read_to_string(&junit).expect("critest wrote no report");
+    let cases: Vec<&str> = report.split("<testcase").skip(1).collect();
+    let passed = |c: &str| !c.contains("<failure") && !c.contains("<error") && !c.contains("<skipped");
+    let n = cases.iter().filter(|c| passed(c)).count();
+    let failed: Vec<String> = cases.iter().filter(|c| c.contains("<failure")).map(|c| c.split('"').nth(1).unwrap_or("").to_string()).collect();
+    eprintln!("critest: {n} passed; failed: {failed:#?}");
+    // 47 test cases with this commit: 46 specs and the suite's own setup case.
+    assert!(n >= 47, "only {n} passed; failed: {failed:#?}");
+    assert!(cases.iter().any(|c| c.contains("reopening container log") && passed(c)), "{failed:#?}");
     node.sh_ok(&format!("kill {registry}; kill -TERM {server}; while kill -0 {server} 2>/dev/null; do sleep 0.05; done"));
 }

@@ -101,7 +101,8 @@ pub struct LogLimits {
     pub max_size: u64,
     pub max_files: u32,
     /// Write the kubelet's CRI log format (`RFC3339NANO stdout|stderr F|P LINE` per line)
-    /// instead of the raw output: containers made through `podbox cri`.
+    /// instead of the raw output, and follow the file at the log's path when the kubelet
+    /// renames it away: containers made through `podbox cri`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub cri_format: bool,
 }

@@ -151,7 +151,23 @@ impl RotatingLog {
         RotatingLog { path: path.to_path_buf(), limits: LogLimits { max_size: limits.max_size.max(1), max_files: limits.max_files.max(1), cri_format: limits.cri_format }, file, size, at_line_start: true }
     }
 
+    /// A CRI log is rotated by the kubelet, which renames the file and then asks for a new one
+    /// (ReopenContainerLog): before each write, a file that is no longer the one at `path` is
+    /// given up for the one there (made if missing).
+    fn follow_path(&mut self) {
+        use std::os::unix::fs::MetadataExt;
+        let open = self.file.as_ref().and_then(|f| f.metadata().ok()).map(|m| (m.dev(), m.ino()));
+        let at_path = std::fs::metadata(&self.path).ok().map(|m| (m.dev(), m.ino()));
+        if open.is_none() || open != at_path {
+            self.file = OpenOptions::new().create(true).append(true).open(&self.path).ok();
+            self.size = self.file.as_ref().and_then(|f| f.metadata().ok()).map(|m| m.len()).unwrap_or(0);
+        }
+    }
+
     fn write(&mut self, mut data: &[u8]) {
+        if self.limits.cri_format {
+            self.follow_path();
+        }
         while !data.is_empty() {
             let room = self.limits.max_size.saturating_sub(self.size) as usize;
             if room == 0 {
@@ -224,6 +240,21 @@ mod tests {
         }
         let all: String = files.iter().rev().map(|f| std::fs::read_to_string(f).unwrap()).collect();
         assert!(all.ends_with("\nlast\n"), "{all:?}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_cri_log_renamed_away_continues_in_a_new_file_at_its_path() {
+        let dir = std::env::temp_dir().join(format!("podbox-tee-cri-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let log = dir.join("c.log");
+        let mut w = RotatingLog::open(&log, LogLimits { max_size: u64::MAX, max_files: 1, cri_format: true });
+        w.write(b"before\n");
+        std::fs::rename(&log, dir.join("c.log.rotated")).unwrap();
+        w.write(b"after\n");
+        assert_eq!(std::fs::read_to_string(dir.join("c.log.rotated")).unwrap(), "before\n");
+        assert_eq!(std::fs::read_to_string(&log).unwrap(), "after\n");
         let _ = std::fs::remove_dir_all(&dir);
     }
 

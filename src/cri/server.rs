@@ -384,8 +384,19 @@ impl api::runtime_service_server::RuntimeService for Cri {
         unimplemented("UpdateContainerResources")
     }
 
-    async fn reopen_container_log(&self, _: Request<api::ReopenContainerLogRequest>) -> Result<Response<api::ReopenContainerLogResponse>, Status> {
-        unimplemented("ReopenContainerLog")
+    async fn reopen_container_log(&self, r: Request<api::ReopenContainerLogRequest>) -> Result<Response<api::ReopenContainerLogResponse>, Status> {
+        let id = r.into_inner().container_id;
+        self.read(move |ctx| {
+            let s = find_seen(ctx, &id)?;
+            if s.state() != api::ContainerState::ContainerRunning {
+                return Err(CriError::Invalid(format!("container {id} is not running: its log cannot be reopened")));
+            }
+            // The kubelet has renamed the log away: a new file at its path, which the monitor
+            // writes to from its next write on (it follows the file at the path).
+            std::fs::OpenOptions::new().create(true).append(true).open(&s.log_path).map_err(|e| CriError::Internal(format!("reopening the log {}: {e}", s.log_path)))?;
+            Ok(Response::new(api::ReopenContainerLogResponse {}))
+        })
+        .await
     }
 
     async fn exec_sync(&self, r: Request<api::ExecSyncRequest>) -> Result<Response<api::ExecSyncResponse>, Status> {

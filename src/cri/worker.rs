@@ -225,7 +225,11 @@ fn create_container(ctx: &Ctx, pod_id: &str, cfg: &api::ContainerConfig, sandbox
         cmd: (!cfg.args.is_empty()).then(|| cfg.args.clone()),
         env: cfg.envs.iter().map(|e| (e.key.clone(), e.value.clone())).collect(),
         working_dir: (!cfg.working_dir.is_empty()).then(|| cfg.working_dir.clone()),
-        log: LogLimits { cri_format: true, ..Default::default() },
+        // With a log path the kubelet rotates the log (rename + ReopenContainerLog), not podbox.
+        log: match super::cri_log_path(Some(sandbox), cfg) {
+            Some(_) => LogLimits { cri_format: true, max_size: u64::MAX, max_files: 1 },
+            None => LogLimits { cri_format: true, ..Default::default() },
+        },
         writable_size: Some(256 << 20),
         ..Default::default()
     };
@@ -280,13 +284,15 @@ fn create_container(ctx: &Ctx, pod_id: &str, cfg: &api::ContainerConfig, sandbox
     let dir = ctx.root.container_dir(&pod.id, &name);
     let finish = || -> Result<()> {
         super::write_config(&dir.join(super::CONTAINER_CONFIG), cfg)?;
-        // The kubelet reads the log where it asked for it: a link to the one the monitor writes.
-        if let Some(link) = super::cri_log_path(Some(sandbox), cfg) {
-            if let Some(parent) = link.parent() {
-                let _ = std::fs::create_dir_all(parent);
+        // The monitor writes the log where the kubelet asked for it (so that the kubelet can
+        // rotate it by renaming): the container's own log is a link to it.
+        if let Some(path) = super::cri_log_path(Some(sandbox), cfg) {
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent).map_err(|e| CriError::Internal(format!("creating the log directory {}: {e}", parent.display())))?;
             }
+            let link = dir.join(containers::LOG_FILE);
             let _ = std::fs::remove_file(&link);
-            std::os::unix::fs::symlink(dir.join(containers::LOG_FILE), &link).map_err(|e| CriError::Internal(format!("linking the log {}: {e}", link.display())))?;
+            std::os::unix::fs::symlink(&path, &link).map_err(|e| CriError::Internal(format!("linking {} to the log {}: {e}", link.display(), path.display())))?;
         }
         Ok(())
     };
@@ -356,15 +362,12 @@ fn host_path_mounts(mounts: &[api::Mount], c: &mut ContainerSpec) -> Result<Vec<
     Ok(out)
 }
 
-/// The link at the kubelet's log path, if it still points at this container's log.
+/// The log at the kubelet's path, which goes with the container (files the kubelet rotated
+/// away are the kubelet's).
 fn remove_log_link(ctx: &Ctx, pod_id: &str, name: &str) {
-    let dir = ctx.root.container_dir(pod_id, name);
-    let sandbox: Option<api::PodSandboxConfig> = super::read_config(&ctx.root.pod_dir(pod_id).join(super::SANDBOX_CONFIG));
-    let Some(cfg) = super::read_config::<api::ContainerConfig>(&dir.join(super::CONTAINER_CONFIG)) else { return };
-    if let Some(link) = super::cri_log_path(sandbox.as_ref(), &cfg)
-        && std::fs::read_link(&link).is_ok_and(|t| t == dir.join(containers::LOG_FILE))
-    {
-        let _ = std::fs::remove_file(&link);
+    let link = ctx.root.container_dir(pod_id, name).join(containers::LOG_FILE);
+    if let Ok(target) = std::fs::read_link(&link) {
+        let _ = std::fs::remove_file(target);
     }
 }
 

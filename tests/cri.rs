@@ -224,7 +224,7 @@ fn pods_survive_a_killed_cri_server() {
         &node.dir,
         "main-ctr.json",
         serde_json::json!({"metadata": {"name": "main"}, "image": {"image": "localhost/busybox"}, "command": ["sleep", "1000"],
-            "linux": {"security_context": {"seccomp": {"profile_type": 0}}}}),
+            "linux": {"security_context": {"seccomp": {"profile_type": 0}, "masked_paths": ["/etc/hostname"], "readonly_paths": ["/tmp"]}}}),
     );
     let cid = cri.ok(&format!("create --no-pull {pod} {} {}", ctr.display(), pod_config(&node, "db").display())).trim().to_string();
     cri.ok(&format!("start {cid}"));
@@ -248,6 +248,9 @@ fn pods_survive_a_killed_cri_server() {
     // RuntimeDefault: podbox's filter (mode 2); the workflow's container, without a profile,
     // runs unconfined as in Kubernetes.
     assert!(cri.ok(&format!("exec -s {cid} grep Seccomp: /proc/self/status")).contains("Seccomp:\t2"));
+    // The container's own masked and read-only paths.
+    assert!(cri.ok(&format!("exec -s {cid} cat /etc/hostname")).trim().is_empty());
+    assert!(!cri.run(&format!("exec -s {cid} touch /tmp/x")).status.success());
     cri.ok(&format!("rmp -f {pod}"));
     assert!(!node.podbox_ok(&["pod", "ls"]).contains("default-db-0"));
 }
@@ -393,8 +396,8 @@ fn critest_keeps_passing_what_passes() {
     let n = cases.iter().filter(|c| passed(c)).count();
     let failed: Vec<String> = cases.iter().filter(|c| c.contains("<failure")).map(|c| c.split('"').nth(1).unwrap_or("").to_string()).collect();
     eprintln!("critest: {n} passed; failed: {failed:#?}");
-    // 47 test cases with this commit: 46 specs and the suite's own setup case.
-    assert!(n >= 47, "only {n} passed; failed: {failed:#?}");
+    // 48 test cases now: 47 specs and the suite's own setup case.
+    assert!(n >= 48, "only {n} passed; failed: {failed:#?}");
     assert!(cases.iter().any(|c| c.contains("reopening container log") && passed(c)), "{failed:#?}");
     node.sh_ok(&format!("kill {registry}; kill -TERM {server}; while kill -0 {server} 2>/dev/null; do sleep 0.05; done"));
 }

@@ -258,6 +258,9 @@ fn create_container(ctx: &Ctx, pod_id: &str, cfg: &api::ContainerConfig, sandbox
                 return Err(CriError::Invalid("security_context.run_as_group needs run_as_user or run_as_username".into()));
             }
             (c.security.seccomp_unconfined, c.security.seccomp_profile) = seccomp(sc)?;
+            // Empty lists (what an unset field decodes to) keep podbox's defaults, as containerd does.
+            c.security.masked_paths = (!sc.masked_paths.is_empty()).then(|| sc.masked_paths.clone());
+            c.security.readonly_paths = (!sc.readonly_paths.is_empty()).then(|| sc.readonly_paths.clone());
             c.run_as_non_root = false;
             c.group_add.extend(sc.supplemental_groups.iter().filter_map(|g| u32::try_from(*g).ok()));
             c.security.allow_privilege_escalation = !sc.no_new_privs;

@@ -146,6 +146,12 @@ pub struct Security {
     /// namespaces by each container's init.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sysctls: Vec<(String, String)>,
+    /// Paths masked / made read-only instead of podbox's defaults (CRI's masked_paths and
+    /// readonly_paths); None: the defaults.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub masked_paths: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub readonly_paths: Option<Vec<String>>,
 }
 
 /// Limits enforced through the container's cgroup.

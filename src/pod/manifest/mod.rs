@@ -894,6 +894,7 @@ fn to_pod_spec(m: Manifest, objects: &objects::Objects, ignored: &mut Vec<String
                 read_only: sc.read_only_root_filesystem.unwrap_or(false),
                 allow_privilege_escalation: sc.allow_privilege_escalation.unwrap_or(false),
                 sysctls: sysctls.clone(),
+                ..Default::default()
             },
             resources,
             restart,

@@ -159,6 +159,12 @@ fn crictl_workflow_on_podbox_pods() {
     let num = |v: &serde_json::Value| v["value"].as_str().and_then(|s| s.parse::<u64>().ok()).or(v["value"].as_u64()).unwrap_or(0);
     assert!(num(&st0["memory"]["workingSetBytes"]) > 0 && num(&st0["cpu"]["usageCoreNanoSeconds"]) > 0, "{stats}");
     assert!(cri.ok(&format!("exec -s {cid} grep Seccomp: /proc/self/status")).contains("Seccomp:\t0"));
+    // The sandbox's stats: its cgroup (pause and container), with the container's inside.
+    let statsp = json(&cri.ok(&format!("statsp -o json --id {pod}")));
+    let sp = &statsp["stats"][0];
+    assert_eq!(sp["attributes"]["id"], pod.as_str(), "{statsp}");
+    assert!(num(&sp["linux"]["memory"]["workingSetBytes"]) > 0 && num(&sp["linux"]["process"]["processCount"]) >= 2, "{statsp}");
+    assert_eq!(sp["linux"]["containers"][0]["attributes"]["id"], cid.as_str(), "{statsp}");
     // The host path mount, read-only.
     assert!(cri.ok(&format!("exec -s {cid} cat /data/greeting")).contains("from-the-node"));
     let out = cri.run(&format!("exec -s {cid} touch /data/new"));

@@ -224,6 +224,34 @@ fn container_stats(s: &Seen) -> api::ContainerStats {
     }
 }
 
+/// A sandbox's usage: its whole cgroup (pause and containers), its process count, and each
+/// running container's own stats.
+fn pod_stats(ctx: &Ctx, pod: &PodRecord) -> Result<api::PodSandboxStats, CriError> {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos() as i64;
+    let cgroup = crate::pod::spec::pod_cgroup(&pod.id);
+    let (cpu, mem) = cgroup_usage(&cgroup);
+    let processes = crate::container::cgroups::Cgroup::resolve(&cgroup).map(|c| c.procs().len() as u64).ok();
+    let cfg = sandbox_config(ctx, pod);
+    let v = |x: Option<u64>| x.map(|value| api::UInt64Value { value });
+    let containers = containers_of(ctx, pod)?.iter().filter(|s| s.state() == api::ContainerState::ContainerRunning).map(container_stats).collect();
+    Ok(api::PodSandboxStats {
+        attributes: Some(api::PodSandboxAttributes {
+            id: pod.id.clone(),
+            metadata: Some(pod_metadata(pod, cfg.as_ref())),
+            labels: pod_labels(pod, cfg.as_ref()),
+            annotations: cfg.as_ref().map(|c| c.annotations.clone()).unwrap_or_default(),
+        }),
+        linux: Some(api::LinuxPodSandboxStats {
+            cpu: Some(api::CpuUsage { timestamp: now, usage_core_nano_seconds: v(cpu), usage_nano_cores: None }),
+            memory: Some(api::MemoryUsage { timestamp: now, working_set_bytes: v(mem), ..Default::default() }),
+            network: None,
+            process: Some(api::ProcessUsage { timestamp: now, process_count: v(processes) }),
+            containers,
+        }),
+        windows: None,
+    })
+}
+
 #[tonic::async_trait]
 impl api::runtime_service_server::RuntimeService for Cri {
     async fn version(&self, _: Request<api::VersionRequest>) -> Result<Response<api::VersionResponse>, Status> {
@@ -491,12 +519,34 @@ impl api::runtime_service_server::RuntimeService for Cri {
         .await
     }
 
-    async fn pod_sandbox_stats(&self, _: Request<api::PodSandboxStatsRequest>) -> Result<Response<api::PodSandboxStatsResponse>, Status> {
-        unimplemented("PodSandboxStats")
+    async fn pod_sandbox_stats(&self, r: Request<api::PodSandboxStatsRequest>) -> Result<Response<api::PodSandboxStatsResponse>, Status> {
+        let id = r.into_inner().pod_sandbox_id;
+        self.read(move |ctx| {
+            let pod = super::find_pod(ctx, &id)?;
+            Ok(Response::new(api::PodSandboxStatsResponse { stats: Some(pod_stats(ctx, &pod)?) }))
+        })
+        .await
     }
 
-    async fn list_pod_sandbox_stats(&self, _: Request<api::ListPodSandboxStatsRequest>) -> Result<Response<api::ListPodSandboxStatsResponse>, Status> {
-        unimplemented("ListPodSandboxStats")
+    async fn list_pod_sandbox_stats(&self, r: Request<api::ListPodSandboxStatsRequest>) -> Result<Response<api::ListPodSandboxStatsResponse>, Status> {
+        let filter = r.into_inner().filter;
+        self.read(move |ctx| {
+            let mut stats = Vec::new();
+            for pod in ctx.pods()? {
+                // Stats are for sandboxes that run.
+                if pod_state(&pod) != api::PodSandboxState::SandboxReady {
+                    continue;
+                }
+                if let Some(f) = &filter
+                    && ((!f.id.is_empty() && !pod.id.starts_with(&f.id)) || !labels_match(&pod_labels(&pod, sandbox_config(ctx, &pod).as_ref()), &f.label_selector))
+                {
+                    continue;
+                }
+                stats.push(pod_stats(ctx, &pod)?);
+            }
+            Ok(Response::new(api::ListPodSandboxStatsResponse { stats }))
+        })
+        .await
     }
 
     async fn update_runtime_config(&self, _: Request<api::UpdateRuntimeConfigRequest>) -> Result<Response<api::UpdateRuntimeConfigResponse>, Status> {

@@ -38,6 +38,8 @@ pub async fn serve(ctx: Ctx, globals: Vec<OsString>, listen: &Path) -> Result<()
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(CriError::Internal(format!("removing the old socket {}: {e}", listen.display()))),
     }
+    // What a killed server (or a worker killed with it) left half-made is finished first.
+    worker::gc(&globals).await;
     let uds = tokio::net::UnixListener::bind(listen).map_err(|e| CriError::Internal(format!("listening on {}: {e}", listen.display())))?;
     // Every connection through the relay that makes grpc-go's `:authority` acceptable to h2.
     let incoming = tokio_stream::StreamExt::map(tokio_stream::wrappers::UnixListenerStream::new(uds), |c| c.map(super::authority::relay));

@@ -386,22 +386,51 @@ pub async fn call(globals: &[std::ffi::OsString], req: &Request, timeout: Durati
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::inherit())
-        .kill_on_drop(true)
+        // A call its client gave up on (the handler is dropped) still finishes its step: the
+        // kubelet lists and removes what it does not know, and a step killed half-way would
+        // be left for `gc`.
+        .kill_on_drop(false)
         .spawn()
         .map_err(|e| tonic::Status::internal(format!("starting a podbox worker: {e}")))?;
     let body = serde_json::to_vec(req).map_err(|e| tonic::Status::internal(e.to_string()))?;
     if let Some(mut stdin) = child.stdin.take() {
         stdin.write_all(&body).await.map_err(|e| tonic::Status::internal(format!("writing to the worker: {e}")))?;
     }
+    let pid = child.id();
     let out = match tokio::time::timeout(timeout, child.wait_with_output()).await {
         Ok(r) => r.map_err(|e| tonic::Status::internal(format!("waiting for the worker: {e}")))?,
-        Err(_) => return Err(tonic::Status::deadline_exceeded(format!("{} did not finish within {timeout:?}", req_name(req)))),
+        Err(_) => {
+            // Hung: end it, and let gc finish what it left half-made.
+            if let Some(pid) = pid {
+                // SAFETY: kill(2) of our own child; tokio has not reaped it (the wait was pending).
+                unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+            }
+            gc(globals).await;
+            return Err(tonic::Status::deadline_exceeded(format!("{} did not finish within {timeout:?}", req_name(req))));
+        }
     };
     let text = String::from_utf8_lossy(&out.stdout);
     match serde_json::from_str::<Reply>(text.trim()) {
         Ok(Reply::Ok(v)) => Ok(v),
         Ok(Reply::Err { code, message }) => Err(tonic::Status::new(tonic::Code::from_i32(code), message)),
         Err(_) => Err(tonic::Status::internal(format!("the podbox worker for {} ended ({}) without a reply", req_name(req), out.status))),
+    }
+}
+
+/// `podbox gc` with the server's options, bounded in time: finishes the removal of whatever a
+/// killed server or worker left half-made. Problems are logged, not fatal.
+pub async fn gc(globals: &[std::ffi::OsString]) {
+    let Ok(exe) = std::env::current_exe() else { return };
+    let child = tokio::process::Command::new(exe).args(globals).arg("gc").stdin(std::process::Stdio::null()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).kill_on_drop(true).spawn();
+    let Ok(child) = child else { return };
+    match tokio::time::timeout(Duration::from_secs(120), child.wait_with_output()).await {
+        Ok(Ok(out)) => {
+            let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+            for l in text.lines() {
+                eprintln!("podbox cri: gc: {l}");
+            }
+        }
+        _ => eprintln!("podbox cri: gc did not finish within 120 s"),
     }
 }
 

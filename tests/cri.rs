@@ -421,3 +421,45 @@ fn critest_keeps_passing_what_passes() {
     assert!(cases.iter().any(|c| c.contains("reopening container log") && passed(c)), "{failed:#?}");
     node.sh_ok(&format!("kill {registry}; kill -TERM {server}; while kill -0 {server} 2>/dev/null; do sleep 0.05; done"));
 }
+
+/// One unary gRPC call with curl (HTTP/2 over the socket), for calls crictl has no command for:
+/// `body` is the protobuf-encoded request; returns curl's output with the grpc-status trailer.
+fn grpc(node: &Node, sock: &Path, method: &str, body: &[u8]) -> String {
+    let mut framed = vec![0u8];
+    framed.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    framed.extend_from_slice(body);
+    let req = node.dir.join("grpc-request");
+    std::fs::write(&req, framed).unwrap();
+    node.sh_ok(&format!(
+        "curl -s --http2-prior-knowledge --unix-socket {} -D - -o /dev/null -H 'content-type: application/grpc' -H 'te: trailers' --data-binary @{} http://localhost/runtime.v1.RuntimeService/{method}",
+        sock.display(),
+        req.display()
+    ))
+}
+
+#[test]
+fn the_nodes_pod_cidr_becomes_podboxs_subnet() {
+    require_root!();
+    let node = Node::new("cri-cidr");
+    let Some(cri) = setup(&node) else { return };
+    cri.start_server();
+    // UpdateRuntimeConfigRequest{runtime_config{network_config{pod_cidr}}}, encoded by hand.
+    let msg = |cidr: &str| {
+        let c = cidr.as_bytes();
+        let mut b = vec![0x0a, (c.len() + 4) as u8, 0x0a, (c.len() + 2) as u8, 0x0a, c.len() as u8];
+        b.extend_from_slice(c);
+        b
+    };
+    let out = grpc(&node, &cri.sock, "UpdateRuntimeConfig", &msg("10.77.3.0/24,fd00:77::/64"));
+    assert!(out.contains("grpc-status: 0"), "{out}");
+    let cfg = json(&node.podbox_ok(&["network", "show", "--json"]));
+    assert!(cfg.to_string().contains("10.77.3.0/24"), "{cfg}");
+    let pod = cri.ok(&format!("runp {}", pod_config(&node, "n").display())).trim().to_string();
+    let ip = json(&cri.ok(&format!("inspectp {pod}")))["status"]["network"]["ip"].as_str().unwrap().to_string();
+    assert!(ip.starts_with("10.77.3."), "{ip}");
+    // With a pod holding an address the subnet cannot change: a clear error, nothing changed.
+    let out = grpc(&node, &cri.sock, "UpdateRuntimeConfig", &msg("10.88.0.0/24"));
+    assert!(out.contains("grpc-status: 9") && out.contains("allocated"), "{out}");
+    assert!(json(&node.podbox_ok(&["network", "show", "--json"])).to_string().contains("10.77.3.0/24"));
+    cri.ok(&format!("rmp -f {pod}"));
+}

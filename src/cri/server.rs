@@ -551,8 +551,21 @@ impl api::runtime_service_server::RuntimeService for Cri {
         .await
     }
 
-    async fn update_runtime_config(&self, _: Request<api::UpdateRuntimeConfigRequest>) -> Result<Response<api::UpdateRuntimeConfigResponse>, Status> {
-        unimplemented("UpdateRuntimeConfig")
+    async fn update_runtime_config(&self, r: Request<api::UpdateRuntimeConfigRequest>) -> Result<Response<api::UpdateRuntimeConfigResponse>, Status> {
+        // The node's pod CIDR (the Node's spec.podCIDR, "v4[,v6]") becomes podbox's pod subnet,
+        // through `podbox network config`, which refuses a change while pods hold addresses.
+        let cidrs = r.into_inner().runtime_config.and_then(|c| c.network_config).map(|n| n.pod_cidr).unwrap_or_default();
+        if cidrs.trim().is_empty() {
+            return Ok(Response::new(api::UpdateRuntimeConfigResponse {}));
+        }
+        let v4 = cidrs.split(',').map(str::trim).find(|c| c.parse::<ipnet::Ipv4Net>().is_ok()).ok_or_else(|| Status::invalid_argument(format!("pod CIDR {cidrs:?}: podbox needs an IPv4 CIDR")))?;
+        let exe: PathBuf = std::env::current_exe().map_err(|e| Status::internal(e.to_string()))?;
+        let child = tokio::process::Command::new(exe).args(&self.globals).args(["network", "config", "--subnet", v4]).stdin(std::process::Stdio::null()).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped()).kill_on_drop(true).spawn().map_err(|e| Status::internal(format!("starting podbox network config: {e}")))?;
+        let out = tokio::time::timeout(CALL_TIMEOUT, child.wait_with_output()).await.map_err(|_| Status::deadline_exceeded("podbox network config did not finish"))?.map_err(|e| Status::internal(e.to_string()))?;
+        if !out.status.success() {
+            return Err(Status::failed_precondition(format!("pod CIDR {v4}: {}", String::from_utf8_lossy(&out.stderr).trim())));
+        }
+        Ok(Response::new(api::UpdateRuntimeConfigResponse {}))
     }
 
     async fn status(&self, r: Request<api::StatusRequest>) -> Result<Response<api::StatusResponse>, Status> {

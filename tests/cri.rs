@@ -230,7 +230,8 @@ fn pods_survive_a_killed_cri_server() {
         &node.dir,
         "main-ctr.json",
         serde_json::json!({"metadata": {"name": "main"}, "image": {"image": "localhost/busybox"}, "command": ["sleep", "1000"],
-            "linux": {"security_context": {"seccomp": {"profile_type": 0}, "masked_paths": ["/etc/hostname"], "readonly_paths": ["/tmp"]}}}),
+            "linux": {"security_context": {"seccomp": {"profile_type": 0}, "masked_paths": ["/etc/hostname"], "readonly_paths": ["/tmp"]},
+                      "resources": {"cpu_shares": 512, "cpu_quota": 50000, "cpu_period": 100000, "memory_limit_in_bytes": 67108864}}}),
     );
     let cid = cri.ok(&format!("create --no-pull {pod} {} {}", ctr.display(), pod_config(&node, "db").display())).trim().to_string();
     cri.ok(&format!("start {cid}"));
@@ -254,6 +255,12 @@ fn pods_survive_a_killed_cri_server() {
     // RuntimeDefault: podbox's filter (mode 2); the workflow's container, without a profile,
     // runs unconfined as in Kubernetes.
     assert!(cri.ok(&format!("exec -s {cid} grep Seccomp: /proc/self/status")).contains("Seccomp:\t2"));
+    // Its resources, in its cgroup.
+    let pod_id = pod.clone();
+    let cg = |ctrl: &str, file: &str| node.sh_ok(&format!("cat $(find /sys/fs/cgroup/{ctrl} -type d -path '*/podbox/{pod_id}/main' | head -1)/{file}")).trim().to_string();
+    assert_eq!(cg("memory", "memory.limit_in_bytes"), "67108864");
+    assert_eq!(cg("cpu", "cpu.shares"), "512");
+    assert_eq!(cg("cpu", "cpu.cfs_quota_us"), "50000");
     // The container's own masked and read-only paths.
     assert!(cri.ok(&format!("exec -s {cid} cat /etc/hostname")).trim().is_empty());
     assert!(!cri.run(&format!("exec -s {cid} touch /tmp/x")).status.success());

@@ -272,6 +272,11 @@ fn create_container(ctx: &Ctx, pod_id: &str, cfg: &api::ContainerConfig, sandbox
             if r.cpu_quota > 0 && r.cpu_period > 0 {
                 c.resources.cpu_millis = Some((r.cpu_quota as u64 * 1000).div_ceil(r.cpu_period as u64));
             }
+            if r.cpu_shares > 0 {
+                // The inverse of Kubernetes' MilliCPUToShares (1024 per CPU), rounded up so that
+                // the shares written are the shares asked for.
+                c.resources.cpu_request_millis = Some((r.cpu_shares as u64 * 1000).div_ceil(1024));
+            }
         }
     }
     if cfg.linux.as_ref().and_then(|l| l.security_context.as_ref()).is_none() {

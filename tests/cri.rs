@@ -261,6 +261,10 @@ fn pods_survive_a_killed_cri_server() {
     assert_eq!(cg("memory", "memory.limit_in_bytes"), "67108864");
     assert_eq!(cg("cpu", "cpu.shares"), "512");
     assert_eq!(cg("cpu", "cpu.cfs_quota_us"), "50000");
+    // UpdateContainerResources: new limits in the running container's cgroup.
+    cri.ok(&format!("update --memory 100663296 --cpu-share 256 {cid}"));
+    assert_eq!(cg("memory", "memory.limit_in_bytes"), "100663296");
+    assert_eq!(cg("cpu", "cpu.shares"), "256");
     // The container's own masked and read-only paths.
     assert!(cri.ok(&format!("exec -s {cid} cat /etc/hostname")).trim().is_empty());
     assert!(!cri.run(&format!("exec -s {cid} touch /tmp/x")).status.success());

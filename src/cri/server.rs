@@ -410,8 +410,11 @@ impl api::runtime_service_server::RuntimeService for Cri {
         .await
     }
 
-    async fn update_container_resources(&self, _: Request<api::UpdateContainerResourcesRequest>) -> Result<Response<api::UpdateContainerResourcesResponse>, Status> {
-        unimplemented("UpdateContainerResources")
+    async fn update_container_resources(&self, r: Request<api::UpdateContainerResourcesRequest>) -> Result<Response<api::UpdateContainerResourcesResponse>, Status> {
+        let r = r.into_inner();
+        let linux = r.linux.ok_or_else(|| Status::invalid_argument("UpdateContainerResourcesRequest.linux is required (podbox runs Linux containers)"))?;
+        self.work(Work::UpdateResources { id: r.container_id, resources: linux.encode_to_vec() }, CALL_TIMEOUT).await?;
+        Ok(Response::new(api::UpdateContainerResourcesResponse {}))
     }
 
     async fn reopen_container_log(&self, r: Request<api::ReopenContainerLogRequest>) -> Result<Response<api::ReopenContainerLogResponse>, Status> {

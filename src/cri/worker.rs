@@ -29,6 +29,8 @@ pub enum Request {
     StartContainer { id: String },
     StopContainer { id: String, timeout: i64 },
     RemoveContainer { id: String },
+    /// A protobuf-encoded LinuxContainerResources.
+    UpdateResources { id: String, resources: Vec<u8> },
     PullImage { image: String, creds: Option<(String, String)> },
     RemoveImage { image: String },
 }
@@ -111,6 +113,11 @@ fn handle(ctx: &Ctx, req: Request) -> Result<String> {
                 }
             }
         },
+        Request::UpdateResources { id, resources } => {
+            let (pod, name) = super::find_container(ctx, &id)?;
+            update_resources(ctx, &pod, &name, &decode(&resources, "LinuxContainerResources")?)?;
+            Ok(String::new())
+        }
         Request::PullImage { image, creds } => {
             let store = ctx.image_store()?;
             let mut opts = crate::image::registry::PullOptions::from_env();
@@ -311,6 +318,46 @@ fn create_container(ctx: &Ctx, pod_id: &str, cfg: &api::ContainerConfig, sandbox
     Ok(super::container_id(&pod.id, &name))
 }
 
+/// New limits written into a container's cgroup (memory, CPU quota, shares and cpuset); the
+/// rest of the request is refused by name rather than ignored.
+fn update_resources(ctx: &Ctx, pod: &crate::pod::model::PodRecord, name: &str, r: &api::LinuxContainerResources) -> Result<()> {
+    use oci_spec::runtime::{LinuxCpuBuilder, LinuxMemoryBuilder, LinuxResourcesBuilder};
+    if !r.unified.is_empty() || r.hugepage_limits.iter().any(|h| h.limit > 0) || r.memory_swap_limit_in_bytes > 0 {
+        return Err(CriError::Unimplemented("UpdateContainerResources: unified, hugepage and swap limits are not supported".into()));
+    }
+    let bad = |e: oci_spec::OciSpecError| CriError::Invalid(format!("resources: {e}"));
+    let mut b = LinuxResourcesBuilder::default();
+    if r.memory_limit_in_bytes > 0 {
+        b = b.memory(LinuxMemoryBuilder::default().limit(r.memory_limit_in_bytes).build().map_err(bad)?);
+    }
+    let mut cpu = LinuxCpuBuilder::default();
+    let mut any_cpu = false;
+    if r.cpu_quota > 0 && r.cpu_period > 0 {
+        cpu = cpu.quota(r.cpu_quota).period(r.cpu_period as u64);
+        any_cpu = true;
+    }
+    if r.cpu_shares > 0 {
+        cpu = cpu.shares(r.cpu_shares as u64);
+        any_cpu = true;
+    }
+    if !r.cpuset_cpus.is_empty() {
+        cpu = cpu.cpus(r.cpuset_cpus.clone());
+        any_cpu = true;
+    }
+    if !r.cpuset_mems.is_empty() {
+        cpu = cpu.mems(r.cpuset_mems.clone());
+        any_cpu = true;
+    }
+    if any_cpu {
+        b = b.cpu(cpu.build().map_err(bad)?);
+    }
+    let st = ctx.container_status(pod, name)?.ok_or_else(|| CriError::NotFound(format!("container {name} not found")))?;
+    let path = st.record.cgroup.clone().unwrap_or_else(|| crate::pod::spec::container_cgroup(&pod.id, name));
+    let cg = crate::container::cgroups::Cgroup::resolve(&path).map_err(PodError::from)?;
+    cg.create(Some(&b.build().map_err(bad)?)).map_err(PodError::from)?;
+    Ok(())
+}
+
 /// The seccomp filter CRI asks for: (unconfined, a profile from the node). As in Kubernetes,
 /// no profile at all means unconfined; RuntimeDefault is podbox's default filter; Localhost
 /// reads an OCI seccomp JSON profile from the node. The deprecated `seccomp_profile_path` is
@@ -448,6 +495,7 @@ fn req_name(r: &Request) -> &'static str {
         Request::StartContainer { .. } => "StartContainer",
         Request::StopContainer { .. } => "StopContainer",
         Request::RemoveContainer { .. } => "RemoveContainer",
+        Request::UpdateResources { .. } => "UpdateContainerResources",
         Request::PullImage { .. } => "PullImage",
         Request::RemoveImage { .. } => "RemoveImage",
     }

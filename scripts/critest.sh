@@ -7,8 +7,9 @@
 #   scripts/critest.sh [CRITEST ARGS…]     e.g. --ginkgo.focus 'PodSandbox'
 #
 # Images: the stand-ins of ../shared/conformance/critest-images.sh if CRITEST_IMAGES (default
-# target/critest-images) holds its output (layout/ and refs); otherwise only busybox:1.29-2, made
-# from the busybox rootfs (specs needing the other images then fail). Results: a JUnit report in
+# target/critest-images) holds its output (layout/ and refs); otherwise the busybox rootfs under
+# busybox:1.29-2 and the test-image-* names that are only pulled and removed (specs needing the
+# other images, or tools this busybox lacks, then fail). Results: a JUnit report in
 # target/critest-junit.xml and a summary line. Env: CRITEST_TIMEOUT (default 1800 s).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,25 +22,41 @@ if [ "${1:-}" = "--inside" ]; then
   printf 'version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: %s\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:5000\n' "$W/registry" >"$W/registry.yml"
   docker-registry serve "$W/registry.yml" >"$W/registry.log" 2>&1 &
   for _ in $(seq 100); do curl -s -o /dev/null http://127.0.0.1:5000/v2/ && break; sleep 0.1; done
-  push() { skopeo copy -q --insecure-policy --dest-tls-verify=false "oci:$1:$2" "docker://127.0.0.1:5000/${3#*/}"; }
+  # push LAYOUT SHORT-NAME PATH:TAG (the path below the registry host)
+  push() { skopeo copy -q --insecure-policy --dest-tls-verify=false "oci:$1:$2" "docker://127.0.0.1:5000/$3"; }
   IM=${CRITEST_IMAGES:-target/critest-images}
   if [ -f "$IM/refs" ]; then
     while read -r short refs; do for r in $refs; do push "$IM/layout" "$short" "$r"; done; done <"$IM/refs"
   else
-    echo "critest.sh: no $IM/refs (run ../shared/conformance/critest-images.sh $IM): only busybox, from the rootfs" >&2
+    echo "critest.sh: no $IM/refs (run ../shared/conformance/critest-images.sh $IM): busybox from the rootfs under some of the names" >&2
     target/debug/podbox image import rootfs busybox >/dev/null
     L=$W/layout; mkdir -p "$L"; cp -r "$W/images/blobs" "$L/blobs"
-    python3 - "$L" "$(target/debug/podbox image inspect localhost/busybox)" <<'EOF'
-import json, os, sys
-layout, info = sys.argv[1], json.loads(sys.argv[2])
+    # Specs that only pull, list and remove take any image under the names they ask for; each
+    # name gets an image of its own (a label in its config: removing an image removes all its
+    # names), test-image-tags one image under three tags.
+    refs="e2e-test-images/busybox:1.29-2 k8s-staging-cri-tools/test-image-latest:latest k8s-staging-cri-tools/test-image-tag:test k8s-staging-cri-tools/test-image-tag:all k8s-staging-cri-tools/test-image-tags:1"
+    # shellcheck disable=SC2086
+    python3 - "$L" "$(target/debug/podbox image inspect localhost/busybox)" $refs <<'EOF'
+import hashlib, json, os, sys
+layout, info, refs = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3:]
 info = info[0] if isinstance(info, list) else info
-d = info["digest"]; blob = os.path.join(layout, "blobs/sha256", d.split(":")[1])
-mt = json.load(open(blob)).get("mediaType", "application/vnd.oci.image.manifest.v1+json")
+blob = lambda d: os.path.join(layout, "blobs/sha256", d.split(":")[1])
+def put(b):
+    d = "sha256:" + hashlib.sha256(b).hexdigest(); open(blob(d), "wb").write(b); return d, len(b)
+manifest = json.load(open(blob(info["digest"])))
+config = json.load(open(blob(manifest["config"]["digest"])))
+mt = manifest.get("mediaType", "application/vnd.oci.image.manifest.v1+json")
+entries = []
+for i, r in enumerate(refs):
+    config.setdefault("config", {})["Labels"] = {"podbox.test.image": r}
+    manifest["config"]["digest"], manifest["config"]["size"] = put(json.dumps(config).encode())
+    d, n = put(json.dumps(manifest).encode())
+    entries.append({"mediaType": mt, "digest": d, "size": n, "annotations": {"org.opencontainers.image.ref.name": "i%d" % i}})
 open(os.path.join(layout, "oci-layout"), "w").write('{"imageLayoutVersion":"1.0.0"}')
-json.dump({"schemaVersion": 2, "manifests": [{"mediaType": mt, "digest": d, "size": os.path.getsize(blob),
-           "annotations": {"org.opencontainers.image.ref.name": "busybox"}}]}, open(os.path.join(layout, "index.json"), "w"))
+json.dump({"schemaVersion": 2, "manifests": entries}, open(os.path.join(layout, "index.json"), "w"))
 EOF
-    push "$L" busybox registry.k8s.io/e2e-test-images/busybox:1.29-2
+    i=0; for r in $refs; do push "$L" "i$i" "$r"; i=$((i + 1)); done
+    for t in 2 3; do push "$L" "i4" "k8s-staging-cri-tools/test-image-tags:$t"; done
   fi
   printf '[[registry]]\nlocation = "%s"\n[[registry.mirror]]\nlocation = "127.0.0.1:5000"\ninsecure = true\n' registry.k8s.io >"$W/registries.conf"
   printf '[[registry]]\nlocation = "%s"\n[[registry.mirror]]\nlocation = "127.0.0.1:5000"\ninsecure = true\n' gcr.io >>"$W/registries.conf"

@@ -142,6 +142,8 @@ fn crictl_workflow_on_podbox_pods() {
     // Created, not started: CRI's two steps.
     let st = json(&cri.ok(&format!("inspect {cid}")));
     assert_eq!(st["status"]["state"], "CONTAINER_CREATED", "{st}");
+    assert_eq!(st["status"]["mounts"][0]["containerPath"], "/data", "{st}");
+    assert_eq!(st["status"]["mounts"][0]["readonly"], true, "{st}");
     assert!(cri.ok("ps -q").trim().is_empty());
     cri.ok(&format!("start {cid}"));
     assert!(wait_until(10, || cri.ok("ps -q").contains(&cid)));

@@ -183,7 +183,8 @@ fn container_status(s: &Seen) -> api::ContainerStatus {
         message,
         labels: s.labels(),
         annotations: s.annotations(),
-        mounts: vec![],
+        // The mounts as CreateContainer asked for them (each became a hostPath volume mount).
+        mounts: s.cfg.as_ref().map(|c| c.mounts.clone()).unwrap_or_default(),
         log_path: s.log_path.clone(),
         resources: None,
     }

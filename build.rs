@@ -1,9 +1,13 @@
 //! Builds the pause process (`src/pause/pause.rs`) as a separate static, libc-free executable and
 //! leaves it in OUT_DIR, where `src/pod/pause.rs` embeds it. It is compiled with its own flags
 //! (no_std, panic=abort, -nostartfiles) that the rest of the crate must not get.
+//! Also generates the CRI runtime.v1 messages and gRPC server traits (`src/cri/`) from the
+//! vendored `proto/runtime/v1/api.proto` with protox, a protobuf compiler in Rust: building
+//! podbox needs no `protoc`.
 use std::{env, path::PathBuf, process::Command};
 
 fn main() {
+    cri_api();
     let src = "src/pause/pause.rs";
     println!("cargo:rerun-if-changed={src}");
     let out = PathBuf::from(env::var("OUT_DIR").unwrap()).join("podbox-pause");
@@ -19,4 +23,14 @@ fn main() {
         .status()
         .expect("running rustc for the pause process");
     assert!(status.success(), "building {src} failed");
+}
+
+fn cri_api() {
+    println!("cargo:rerun-if-changed=proto");
+    let fds = protox::compile(["runtime/v1/api.proto"], ["proto"]).expect("compiling proto/runtime/v1/api.proto");
+    tonic_prost_build::configure()
+        .build_client(false)
+        .build_transport(false)
+        .compile_fds(fds)
+        .expect("generating the CRI gRPC code");
 }

@@ -28,6 +28,8 @@ command -v strace >/dev/null || need+=(strace)
 command -v iptables >/dev/null || need+=(iptables)
 # tests/containerd.rs drives podbox through containerd's runc shim (ctr comes with it).
 command -v containerd >/dev/null && command -v ctr >/dev/null || need+=(containerd)
+# tests/cri.rs builds crictl from the offline cri-tools sources (../shared/conformance) with Go.
+command -v go >/dev/null || need+=(golang-go)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive

@@ -9,8 +9,10 @@
 //!   config applied to a container. Knows nothing of pods.
 //! - `network`: bridge, veth, IPAM, routes, NAT over netlink and nftables.
 //! - `state`: the runtime root on disk — atomic JSON records and locks.
+//! - `cri`: Kubernetes' CRI (gRPC) served from the pod and image layers; beside `cli`, on top.
 pub mod cli;
 pub mod container;
+pub mod cri;
 pub mod image;
 pub mod network;
 pub mod oci;

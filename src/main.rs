@@ -57,6 +57,9 @@ fn main() {
         use podbox::cli::{Cmd, pod::PodCmd};
         if match &cli.cmd {
             Cmd::Run(_) | Cmd::Exec(_) | Cmd::Pod(PodCmd::Apply { .. }) => true,
+            // The CRI server's workers start containers (the server itself enters none, and
+            // spawns its workers and `exec`s from the installed binary).
+            Cmd::Cri(a) => a.worker,
             Cmd::Oci { args } => oci_enters_container(args),
             _ => false,
         } {

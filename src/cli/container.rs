@@ -105,7 +105,7 @@ impl StorageArgs {
             anyhow::bail!("--log-max-files {}: keep 1 to 100 files", self.log_max_files);
         }
         let size = quantity::memory_flag(&self.log_max_size).map_err(|e| anyhow::anyhow!("--log-max-size: {e}"))?;
-        c.log = crate::container::LogLimits { max_size: size as u64, max_files: self.log_max_files };
+        c.log = crate::container::LogLimits { max_size: size as u64, max_files: self.log_max_files, cri_format: false };
         c.writable_size = Some(quantity::memory_flag(&self.writable_size).map_err(|e| anyhow::anyhow!("--writable-size: {e}"))? as u64);
         Ok(())
     }

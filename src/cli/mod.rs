@@ -66,9 +66,37 @@ pub enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Serve Kubernetes' Container Runtime Interface (CRI v1) on a unix socket, from this root's
+    /// pods and image store.
+    Cri(CriArgs),
     /// The pause process (what every pod runs as PID 1; also usable as a minimal init).
     #[command(hide = true)]
     Pause,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct CriArgs {
+    /// The unix socket to serve on (the kubelet's --container-runtime-endpoint).
+    #[arg(long, default_value = "/run/podbox/cri.sock")]
+    pub listen: PathBuf,
+    /// Internal: do one change the server asks for (a request on stdin, the reply on stdout).
+    #[arg(long, hide = true)]
+    pub worker: bool,
+}
+
+fn cri(cli: &Cli, a: &CriArgs) -> anyhow::Result<i32> {
+    let ctx = ctx(cli)?;
+    if a.worker {
+        return Ok(crate::cri::worker::main(&ctx));
+    }
+    // The workers get the same root, store and rootfs as the server.
+    let mut globals: Vec<std::ffi::OsString> = vec!["--root".into(), cli.root.clone().into(), "--images".into(), cli.images.clone().into()];
+    if let Some(r) = &cli.rootfs {
+        globals.extend(["--rootfs".into(), r.clone().into()]);
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    rt.block_on(crate::cri::server::serve(ctx, globals, &a.listen))?;
+    Ok(0)
 }
 
 pub fn ctx(cli: &Cli) -> anyhow::Result<crate::pod::Ctx> {
@@ -92,6 +120,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Cmd::Logs(a) => container::logs(&ctx(&cli)?, a),
         Cmd::Stop(a) => container::stop(&ctx(&cli)?, a),
         Cmd::Rm(a) => container::rm(&ctx(&cli)?, a),
+        Cmd::Cri(a) => cri(&cli, a),
         Cmd::Gc { json } => {
             let ctx = ctx(&cli)?;
             let r = crate::pod::lifecycle::gc(&ctx)?;

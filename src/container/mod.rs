@@ -101,11 +101,16 @@ pub enum Stdio {
 pub struct LogLimits {
     pub max_size: u64,
     pub max_files: u32,
+    /// Write the kubelet's CRI log format (`RFC3339NANO stdout|stderr F|P LINE` per line)
+    /// instead of the raw output, and follow the file at the log's path when the kubelet
+    /// renames it away: containers made through `podbox cri`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cri_format: bool,
 }
 
 impl Default for LogLimits {
     fn default() -> Self {
-        LogLimits { max_size: 10 << 20, max_files: 5 }
+        LogLimits { max_size: 10 << 20, max_files: 5, cri_format: false }
     }
 }
 

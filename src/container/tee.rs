@@ -2,6 +2,8 @@
 //! caller's own streams (a foreground container; /dev/null when detached) *and* to the
 //! container's log, so `logs` shows every container. The log is rotated with a size cap, as the
 //! kubelet does: `<log>` plus `<log>.1` … `<log>.<files-1>` (oldest), each at most `max_size`.
+//! With `cri_format` each line is written as the kubelet reads CRI logs: `TIME STREAM F LINE`,
+//! `P` for a line that a read ended before its newline (the rest follows in the next entry).
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -39,11 +41,11 @@ impl Pipes {
         drop(out_w);
         drop(err_w);
         let mut log = RotatingLog::open(log, limits);
-        let mut sinks: Vec<(OwnedFd, File)> = Vec::new();
+        let mut sinks: Vec<(OwnedFd, File, &str)> = Vec::new();
         // SAFETY: dup of our own standard streams, owned by the returned File.
         for (r, fd) in [(out_r, 1), (err_r, 2)] {
             let f = unsafe { std::os::fd::FromRawFd::from_raw_fd(libc::dup(fd)) };
-            sinks.push((r, f));
+            sinks.push((r, f, if fd == 1 { "stdout" } else { "stderr" }));
         }
         // Readable once the init has ended: a detached monitor sleeps in poll until there is
         // output or an exit, instead of waking every 100 ms to ask waitpid.
@@ -56,7 +58,7 @@ impl Pipes {
         let mut idle_after_exit = 0;
         let mut buf = vec![0u8; 64 * 1024];
         while !sinks.is_empty() {
-            let mut fds: Vec<PollFd> = sinks.iter().map(|(r, _)| PollFd::new(r.as_fd(), PollFlags::POLLIN)).collect();
+            let mut fds: Vec<PollFd> = sinks.iter().map(|(r, _, _)| PollFd::new(r.as_fd(), PollFlags::POLLIN)).collect();
             let watch_exit = status.is_none() && pidfd.is_some();
             if let (true, Some(p)) = (watch_exit, &pidfd) {
                 fds.push(PollFd::new(p.as_fd(), PollFlags::POLLIN));
@@ -66,7 +68,7 @@ impl Pipes {
             let ready: Vec<bool> = fds.iter().map(|f| f.revents().map(|r| !r.is_empty()).unwrap_or(false)).collect();
             drop(fds);
             let mut closed = Vec::new();
-            for (i, (r, sink)) in sinks.iter_mut().enumerate() {
+            for (i, (r, sink, stream)) in sinks.iter_mut().enumerate() {
                 if !ready[i] {
                     continue;
                 }
@@ -78,7 +80,11 @@ impl Pipes {
                 }
                 let data = &buf[..k as usize];
                 let _ = sink.write_all(data); // the caller may be gone; the log still gets it
-                log.write(data);
+                if limits.cri_format {
+                    log.write(&cri_entries(stream, data, std::time::SystemTime::now()));
+                } else {
+                    log.write(data);
+                }
             }
             for i in closed.into_iter().rev() {
                 sinks.remove(i);
@@ -96,6 +102,24 @@ impl Pipes {
         }
         status.unwrap_or_else(|| super::monitor::wait_for(init))
     }
+}
+
+/// `data` read from one stream as CRI log entries, one per line: `TIME STREAM F LINE\n` for a
+/// whole line, `P` for a trailing piece without its newline (the kubelet joins P entries with
+/// the next F entry of the stream).
+fn cri_entries(stream: &str, data: &[u8], t: std::time::SystemTime) -> Vec<u8> {
+    let ts = crate::state::rfc3339_nanos_of(t);
+    let mut out = Vec::with_capacity(data.len() + 48);
+    for piece in data.split_inclusive(|&b| b == b'\n') {
+        let (line, tag) = match piece.strip_suffix(b"\n") {
+            Some(l) => (l, "F"),
+            None => (piece, "P"),
+        };
+        out.extend_from_slice(format!("{ts} {stream} {tag} ").as_bytes());
+        out.extend_from_slice(line);
+        out.push(b'\n');
+    }
+    out
 }
 
 /// The path of rotated file `n` of `log` (0: the live file).
@@ -124,10 +148,26 @@ impl RotatingLog {
     fn open(path: &Path, limits: LogLimits) -> RotatingLog {
         let file = OpenOptions::new().create(true).append(true).open(path).ok();
         let size = file.as_ref().and_then(|f| f.metadata().ok()).map(|m| m.len()).unwrap_or(0);
-        RotatingLog { path: path.to_path_buf(), limits: LogLimits { max_size: limits.max_size.max(1), max_files: limits.max_files.max(1) }, file, size, at_line_start: true }
+        RotatingLog { path: path.to_path_buf(), limits: LogLimits { max_size: limits.max_size.max(1), max_files: limits.max_files.max(1), cri_format: limits.cri_format }, file, size, at_line_start: true }
+    }
+
+    /// A CRI log is rotated by the kubelet, which renames the file and then asks for a new one
+    /// (ReopenContainerLog): before each write, a file that is no longer the one at `path` is
+    /// given up for the one there (made if missing).
+    fn follow_path(&mut self) {
+        use std::os::unix::fs::MetadataExt;
+        let open = self.file.as_ref().and_then(|f| f.metadata().ok()).map(|m| (m.dev(), m.ino()));
+        let at_path = std::fs::metadata(&self.path).ok().map(|m| (m.dev(), m.ino()));
+        if open.is_none() || open != at_path {
+            self.file = OpenOptions::new().create(true).append(true).open(&self.path).ok();
+            self.size = self.file.as_ref().and_then(|f| f.metadata().ok()).map(|m| m.len()).unwrap_or(0);
+        }
     }
 
     fn write(&mut self, mut data: &[u8]) {
+        if self.limits.cri_format {
+            self.follow_path();
+        }
         while !data.is_empty() {
             let room = self.limits.max_size.saturating_sub(self.size) as usize;
             if room == 0 {
@@ -187,7 +227,7 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let log = dir.join("container.log");
-        let mut w = RotatingLog::open(&log, LogLimits { max_size: 100, max_files: 3 });
+        let mut w = RotatingLog::open(&log, LogLimits { max_size: 100, max_files: 3, cri_format: false });
         for i in 0..100 {
             w.write(format!("line {i:04}\n").as_bytes()); // 10 bytes each
         }
@@ -201,5 +241,30 @@ mod tests {
         let all: String = files.iter().rev().map(|f| std::fs::read_to_string(f).unwrap()).collect();
         assert!(all.ends_with("\nlast\n"), "{all:?}");
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_cri_log_renamed_away_continues_in_a_new_file_at_its_path() {
+        let dir = std::env::temp_dir().join(format!("podbox-tee-cri-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let log = dir.join("c.log");
+        let mut w = RotatingLog::open(&log, LogLimits { max_size: u64::MAX, max_files: 1, cri_format: true });
+        w.write(b"before\n");
+        std::fs::rename(&log, dir.join("c.log.rotated")).unwrap();
+        w.write(b"after\n");
+        assert_eq!(std::fs::read_to_string(dir.join("c.log.rotated")).unwrap(), "before\n");
+        assert_eq!(std::fs::read_to_string(&log).unwrap(), "after\n");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn cri_entries_tag_whole_lines_f_and_a_trailing_piece_p() {
+        let t = std::time::UNIX_EPOCH + std::time::Duration::new(1_700_000_000, 5);
+        let out = String::from_utf8(cri_entries("stderr", b"one\ntwo\nhalf", t)).unwrap();
+        let ts = "2023-11-14T22:13:20.000000005Z";
+        assert_eq!(out, format!("{ts} stderr F one\n{ts} stderr F two\n{ts} stderr P half\n"));
+        let out = String::from_utf8(cri_entries("stdout", b"\n", t)).unwrap();
+        assert_eq!(out, format!("{ts} stdout F \n"));
     }
 }

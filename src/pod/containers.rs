@@ -1,4 +1,5 @@
-//! Containers of a pod: run (spec → container layer), exec, logs, stop, remove.
+//! Containers of a pod: run (spec → container layer), exec, logs, stop, remove; and the two
+//! halves of `run` apart, `create` then `start`, as CRI asks for them.
 
 use std::fs;
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -31,25 +32,78 @@ pub fn run(ctx: &Ctx, key: &str, c: &ContainerSpec, detach: bool) -> Result<RunO
     c.validate()?;
     // Image (pulled if the policy says so) or --rootfs; before the lock: a pull may take long.
     let resolved = super::image::resolve(ctx, c)?;
-    // What was asked (for `pod generate`: the user's fields, not the image's filled in).
-    let requested = c;
-    let c = &resolved.spec;
     let lock = ctx.root.lock()?;
+    let pod = running_pod(ctx, key)?;
+    let (rec, spec) = record(ctx, &pod, c, &resolved, false)?;
+    let started = launch(ctx, &pod, rec, &spec, &resolved, detach)?;
+    drop(lock);
+    if detach {
+        return Ok(RunOutcome::Detached(started.pid));
+    }
+    let code = container::monitor::wait_forwarding(nix::unistd::Pid::from_raw(started.monitor.pid), nix::unistd::Pid::from_raw(started.pid.pid));
+    Ok(RunOutcome::Exited(code))
+}
+
+/// The first half of `run` (CRI's CreateContainer): image, checks, spec and record; the
+/// container stays `created` until `start`. `add_volumes` are added to the pod first (those it
+/// does not have by name yet): CRI names a container's host paths with the container, not the pod.
+pub fn create(ctx: &Ctx, key: &str, c: &ContainerSpec, add_volumes: &[volumes::Volume]) -> Result<ContainerRecord> {
+    validate_name("container", &c.name)?;
+    c.validate()?;
+    let resolved = super::image::resolve(ctx, c)?;
+    let _lock = ctx.root.lock()?;
+    let mut pod = running_pod(ctx, key)?;
+    let new: Vec<_> = add_volumes.iter().filter(|v| !pod.volumes.iter().any(|p| p.name == v.name)).cloned().collect();
+    if !new.is_empty() {
+        pod.volumes.extend(new);
+        state::write_json(&ctx.pod_record_path(&pod.id), &pod)?;
+    }
+    Ok(record(ctx, &pod, c, &resolved, true)?.0)
+}
+
+/// The second half (CRI's StartContainer): start, detached, a container `create` recorded.
+pub fn start(ctx: &Ctx, key: &str, name: &str) -> Result<ProcRef> {
+    let _lock = ctx.root.lock()?;
+    let pod = running_pod(ctx, key)?;
+    let st = ctx.container_status(&pod, name)?.ok_or_else(|| PodError::UnknownContainer { pod: pod.name.clone(), container: name.into() })?;
+    if !(st.state == ContainerState::Created && st.record.awaiting_start) {
+        let state = format!("{:?}", st.state).to_lowercase();
+        return Err(PodError::Busy(format!("container {name} in pod {} was already started ({state}); a container starts once", pod.name)));
+    }
+    let requested = st.record.spec.clone().ok_or_else(|| PodError::Invalid(format!("container {name}: its record has no spec to start from")))?;
+    // `create` put the image in the store; it is not pulled again.
+    let resolved = super::image::resolve(ctx, &ContainerSpec { pull_policy: Some(super::model::PullPolicy::Never), ..requested })?;
+    let dir = ctx.root.container_dir(&pod.id, name);
+    let spec = Spec::load(dir.join("config.json")).map_err(|e| PodError::Kernel(format!("reading the spec of container {name}: {e}")))?;
+    let mut rec = st.record;
+    rec.awaiting_start = false;
+    Ok(launch(ctx, &pod, rec, &spec, &resolved, true)?.pid)
+}
+
+/// Pod `key`, which must be running (its pause alive) for a container to be added or started.
+fn running_pod(ctx: &Ctx, key: &str) -> Result<PodRecord> {
     let pod = ctx.find_pod(key)?;
     if pod.phase != PodPhase::Ready || !pod.pause.map(|p| p.alive()).unwrap_or(false) {
         return Err(PodError::Busy(format!("pod {} is not running (phase {:?}, pause gone): remove it, or run `podbox gc`", pod.name, pod.phase)));
     }
+    Ok(pod)
+}
+
+/// Check that `requested` (resolved as `resolved`) can be added to `pod`, and record it: its
+/// directory, staged subPaths, record (with its cgroup) and OCI spec. Call with the root lock.
+fn record(ctx: &Ctx, pod: &PodRecord, requested: &ContainerSpec, resolved: &super::image::Resolved, awaiting_start: bool) -> Result<(ContainerRecord, Spec)> {
+    let c = &resolved.spec;
     let dir = ctx.root.container_dir(&pod.id, &c.name);
-    if let Some(existing) = ctx.container_status(&pod, &c.name)? {
+    if let Some(existing) = ctx.container_status(pod, &c.name)? {
         let state = format!("{:?}", existing.state).to_lowercase();
         return Err(PodError::Busy(format!("container {} already exists in pod {} ({state}): remove it first with `podbox rm {} {}`", c.name, pod.name, pod.name, c.name)));
     }
     let pod_dir = ctx.root.pod_dir(&pod.id);
     volumes::check(&pod.volumes, &[("containers", "0", &c.mounts)]).map_err(|(f, m)| PodError::Invalid(format!("container {}: {}: {m}", c.name, f.trim_start_matches("spec.containers[0]."))))?;
-    let spec = spec::container_spec(&pod, &pod_dir, c, &dir.join("merged"))?;
+    let spec = spec::container_spec(pod, &pod_dir, c, &dir.join("merged"))?;
     // A directory without a record is what a `run` or `rm` killed part-way leaves: clear it.
     if dir.exists() {
-        discard(ctx, &pod, &c.name)?;
+        discard(ctx, pod, &c.name)?;
     }
     fs::create_dir_all(&dir).map_err(|e| PodError::Kernel(format!("creating {}: {e}", dir.display())))?;
     if let Err(e) = volumes::stage_subpaths(&pod_dir, &pod.volumes, &dir, &c.mounts) {
@@ -57,7 +111,7 @@ pub fn run(ctx: &Ctx, key: &str, c: &ContainerSpec, detach: bool) -> Result<RunO
         let _ = fs::remove_dir_all(&dir);
         return Err(e);
     }
-    let mut rec = ContainerRecord {
+    let rec = ContainerRecord {
         name: c.name.clone(),
         pod_id: pod.id.clone(),
         args: c.args.clone(),
@@ -66,15 +120,31 @@ pub fn run(ctx: &Ctx, key: &str, c: &ContainerSpec, detach: bool) -> Result<RunO
         pid: None,
         monitor: None,
         start_error: None,
+        // What was asked (for `pod generate`: the user's fields, not the image's filled in).
         spec: Some(requested.clone()),
         image: resolved.image.as_ref().map(|i| i.0.clone()),
         image_digest: resolved.image.as_ref().map(|i| i.1.clone()),
         stop_signal: resolved.stop_signal,
         cgroup: Some(spec::container_cgroup(&pod.id, &c.name)),
+        awaiting_start,
     };
     // The record (with the cgroup) before any process: from here on removal finds everything.
     state::write_json(&dir.join("container.json"), &rec)?;
-    let _ = spec.save(dir.join("config.json"));
+    let saved = spec.save(dir.join("config.json"));
+    if awaiting_start {
+        // `start` runs from the saved spec: without it the record is useless.
+        if let Err(e) = saved {
+            let _ = discard(ctx, pod, &c.name);
+            return Err(PodError::Kernel(format!("saving the spec of container {}: {e}", c.name)));
+        }
+    }
+    Ok((rec, spec))
+}
+
+/// Start a recorded container under a new monitor, then its postStart hook. Call with the root lock.
+fn launch(ctx: &Ctx, pod: &PodRecord, mut rec: ContainerRecord, spec: &Spec, resolved: &super::image::Resolved, detach: bool) -> Result<container::Started> {
+    let c = &resolved.spec;
+    let dir = ctx.root.container_dir(&pod.id, &c.name);
     let record_path = dir.join("container.json");
     let with_monitor = {
         let rec = rec.clone();
@@ -85,7 +155,7 @@ pub fn run(ctx: &Ctx, key: &str, c: &ContainerSpec, detach: bool) -> Result<RunO
         }
     };
     let opts = StartOptions {
-        spec: &spec,
+        spec,
         rootfs: match c.writable_size {
             // The writable layer on a tmpfs of its own, mounted in the container's mount
             // namespace (invisible here, gone with the container): capped, and never filling
@@ -117,20 +187,15 @@ pub fn run(ctx: &Ctx, key: &str, c: &ContainerSpec, detach: bool) -> Result<RunO
     state::write_json(&dir.join("container.json"), &rec)?;
     if let Some(hook) = &c.post_start {
         // As in Kubernetes: a container whose postStart hook fails is stopped.
-        if let Err(e) = hooks::run(ctx, &pod, &c.name, started.pid, hook, POST_START_TIMEOUT) {
+        if let Err(e) = hooks::run(ctx, pod, &c.name, started.pid, hook, POST_START_TIMEOUT) {
             let msg = format!("postStart hook failed: {e}");
-            stop_one(ctx, &pod, &c.name, Duration::ZERO)?;
+            stop_one(ctx, pod, &c.name, Duration::ZERO)?;
             rec.start_error = Some(msg.clone());
             state::write_json(&dir.join("container.json"), &rec)?;
             return Err(PodError::Invalid(format!("container {}: {msg}", c.name)));
         }
     }
-    drop(lock);
-    if detach {
-        return Ok(RunOutcome::Detached(started.pid));
-    }
-    let code = container::monitor::wait_forwarding(nix::unistd::Pid::from_raw(started.monitor.pid), nix::unistd::Pid::from_raw(started.pid.pid));
-    Ok(RunOutcome::Exited(code))
+    Ok(started)
 }
 
 fn find(ctx: &Ctx, key: &str, name: &str) -> Result<(PodRecord, super::model::ContainerStatus)> {
@@ -370,7 +435,7 @@ pub fn gc(ctx: &Ctx, pod: &PodRecord) -> (Vec<String>, Vec<String>) {
             }
         };
         let never_started = |s: &super::model::ContainerStatus| {
-            s.state == ContainerState::Created && s.record.start_error.is_none() && !s.record.monitor.is_some_and(|m| m.alive())
+            s.state == ContainerState::Created && !s.record.awaiting_start && s.record.start_error.is_none() && !s.record.monitor.is_some_and(|m| m.alive())
         };
         let garbage = match &st {
             None => true,

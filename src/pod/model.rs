@@ -146,6 +146,12 @@ pub struct Security {
     /// namespaces by each container's init.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sysctls: Vec<(String, String)>,
+    /// Paths masked / made read-only instead of podbox's defaults (CRI's masked_paths and
+    /// readonly_paths); None: the defaults.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub masked_paths: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub readonly_paths: Option<Vec<String>>,
 }
 
 /// Limits enforced through the container's cgroup.
@@ -346,6 +352,10 @@ pub struct ContainerRecord {
     /// finds them there, whatever PIDs were (or were not) recorded.
     #[serde(default)]
     pub cgroup: Option<String>,
+    /// Made by `create` (CRI's CreateContainer) and waiting for `start`: `gc` keeps it, though
+    /// no monitor was ever forked for it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub awaiting_start: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

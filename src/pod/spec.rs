@@ -171,7 +171,9 @@ pub fn container_spec(pod: &PodRecord, pod_dir: &Path, c: &ContainerSpec, rootfs
         linux = linux.sysctl(sec.sysctls.iter().cloned().collect::<std::collections::HashMap<_, _>>());
     }
     if !sec.privileged {
-        linux = linux.masked_paths(strs(MASKED_PATHS)).readonly_paths(strs(READONLY_PATHS));
+        let masked = sec.masked_paths.clone().unwrap_or_else(|| strs(MASKED_PATHS));
+        let readonly = sec.readonly_paths.clone().unwrap_or_else(|| strs(READONLY_PATHS));
+        linux = linux.masked_paths(masked).readonly_paths(readonly);
         if let Some(profile) = &sec.seccomp_profile {
             linux = linux.seccomp(profile.clone());
         } else if !sec.seccomp_unconfined {

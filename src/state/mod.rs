@@ -140,6 +140,13 @@ pub fn rfc3339_of(t: std::time::SystemTime) -> String {
     rfc3339(d.as_secs() as i64, d.subsec_millis())
 }
 
+/// RFC 3339 with nanoseconds, as the CRI log format and Go's RFC3339Nano write it.
+pub fn rfc3339_nanos_of(t: std::time::SystemTime) -> String {
+    let d = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let ms = rfc3339(d.as_secs() as i64, 0);
+    format!("{}.{:09}Z", &ms[..ms.len() - 5], d.subsec_nanos())
+}
+
 fn rfc3339(secs: i64, millis: u32) -> String {
     let days = secs.div_euclid(86400);
     let rem = secs.rem_euclid(86400);

@@ -894,6 +894,7 @@ fn to_pod_spec(m: Manifest, objects: &objects::Objects, ignored: &mut Vec<String
                 read_only: sc.read_only_root_filesystem.unwrap_or(false),
                 allow_privilege_escalation: sc.allow_privilege_escalation.unwrap_or(false),
                 sysctls: sysctls.clone(),
+                ..Default::default()
             },
             resources,
             restart,
@@ -1286,7 +1287,7 @@ spec:
             declared_ports: Default::default(), labels: Default::default(), ignored_fields: vec![], volumes: spec.volumes.clone(), fs_group: spec.fs_group, grace_seconds: spec.grace_seconds,
         };
         let statuses: Vec<ContainerStatus> = spec.init_containers.iter().chain(&spec.containers).map(|c| ContainerStatus {
-            record: ContainerRecord { name: c.name.clone(), pod_id: "x".into(), args: c.args.clone(), created_at: String::new(), started_at: None, pid: None, monitor: None, start_error: None, spec: Some(c.clone()), image: None, image_digest: None, stop_signal: None, cgroup: None },
+            record: ContainerRecord { name: c.name.clone(), pod_id: "x".into(), args: c.args.clone(), created_at: String::new(), started_at: None, pid: None, monitor: None, start_error: None, spec: Some(c.clone()), image: None, image_digest: None, stop_signal: None, cgroup: None, awaiting_start: false },
             state: ContainerState::Running, exit: None, restarts: 0, last_exit: None, ready: true, probe: None,
         }).collect();
         let (doc, notes) = generate::pod_manifest(&rec, &statuses);
@@ -1314,7 +1315,7 @@ spec:
             declared_ports: Default::default(), labels: spec.labels.clone(), ignored_fields: vec![], volumes: vec![], fs_group: None, grace_seconds: None,
         };
         let statuses: Vec<ContainerStatus> = spec.containers.iter().map(|c| ContainerStatus {
-            record: ContainerRecord { name: c.name.clone(), pod_id: "x".into(), args: c.args.clone(), created_at: String::new(), started_at: None, pid: None, monitor: None, start_error: None, spec: Some(c.clone()), image: None, image_digest: None, stop_signal: None, cgroup: None },
+            record: ContainerRecord { name: c.name.clone(), pod_id: "x".into(), args: c.args.clone(), created_at: String::new(), started_at: None, pid: None, monitor: None, start_error: None, spec: Some(c.clone()), image: None, image_digest: None, stop_signal: None, cgroup: None, awaiting_start: false },
             state: ContainerState::Running, exit: None, restarts: 0, last_exit: None, ready: true, probe: None,
         }).collect();
         let (doc, notes) = generate::pod_manifest(&rec, &statuses);

@@ -9,6 +9,7 @@
 //!   config applied to a container. Knows nothing of pods.
 //! - `network`: bridge, veth, IPAM, routes, NAT over netlink and nftables.
 //! - `state`: the runtime root on disk — atomic JSON records and locks.
+//! - `trace`: opt-in step timing (PODBOX_TRACE=1) for profiling.
 pub mod cli;
 pub mod container;
 pub mod image;
@@ -16,3 +17,4 @@ pub mod network;
 pub mod oci;
 pub mod pod;
 pub mod state;
+pub mod trace;

@@ -162,6 +162,30 @@ fn release_where(root: &Path, release_if: impl Fn(&str) -> bool) -> Result<Vec<A
     Ok(freed)
 }
 
+/// Free `ip` if it is allocated to `pod_id` (in whichever subnet directory holds it); returns
+/// whether it was. One file read per subnet directory, whatever the number of pods.
+pub fn release_address(root: &Path, ip: Ipv4Addr, pod_id: &str) -> Result<bool, NetError> {
+    let base = ipam_dir(root);
+    let subnets = match std::fs::read_dir(&base) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(io_err(&base, e)),
+    };
+    for sd in subnets.flatten() {
+        if !sd.file_name().to_str().and_then(parse_subnet_dir).is_some_and(|s| s.contains(&ip)) {
+            continue;
+        }
+        let dir = sd.path();
+        let _guard = lock(&dir)?;
+        let path = dir.join(ip.to_string());
+        if std::fs::read_to_string(&path).is_ok_and(|owner| !pod_id.is_empty() && owner.trim() == pod_id) {
+            std::fs::remove_file(&path).map_err(|e| io_err(&path, e))?;
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
 /// Free the address of `pod_id`; freeing nothing is success.
 pub fn release(root: &Path, pod_id: &str) -> Result<(), NetError> {
     release_where(root, |owner| !owner.is_empty() && owner == pod_id).map(|_| ())

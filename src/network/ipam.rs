@@ -263,6 +263,23 @@ mod tests {
     }
 
     #[test]
+    fn release_address_frees_only_the_named_address_of_its_owner() {
+        let root = tmp("byaddr");
+        let net: Ipv4Net = "10.1.2.0/24".parse().unwrap();
+        let gw = Ipv4Addr::new(10, 1, 2, 1);
+        let a = allocate(&root, net, gw, &id(1)).unwrap();
+        let b = allocate(&root, net, gw, &id(2)).unwrap();
+        // Another pod's address, and an address outside every subnet, are left alone.
+        assert!(!release_address(&root, b, &id(1)).unwrap());
+        assert!(!release_address(&root, Ipv4Addr::new(192, 168, 0, 2), &id(1)).unwrap());
+        assert_eq!(lookup(&root, &id(2)).unwrap().unwrap().ip, b);
+        assert!(release_address(&root, a, &id(1)).unwrap());
+        assert_eq!(lookup(&root, &id(1)).unwrap(), None);
+        assert!(!release_address(&root, a, &id(1)).unwrap()); // already free
+        assert_eq!(allocations(&root).unwrap().len(), 1);
+    }
+
+    #[test]
     fn wraps_around_and_skips_gateway() {
         let root = tmp("wrap");
         let net: Ipv4Net = "10.1.2.0/29".parse().unwrap();

@@ -193,11 +193,17 @@ pub async fn ensure_bridge(h: &Handle, name: &str, mtu: u32, gw: Ipv4Addr, prefi
     let owned_by = alias(&link);
     owner.check(name, owned_by.as_deref())?;
     let idx = link.header.index;
-    h.link()
-        .set(LinkUnspec::new_with_index(idx).mtu(mtu).up().build())
-        .execute()
-        .await
-        .map_err(nl(format!("setting bridge {name} up with MTU {mtu}")))?;
+    // Performance: a request that changes nothing still waits for the rtnl lock, which is one
+    // for the whole machine and contended on a busy node: only when needed.
+    let is_up = link.header.flags.contains(rtnetlink::packet_route::link::LinkFlags::Up);
+    let has_mtu = link.attributes.iter().any(|a| matches!(a, LinkAttribute::Mtu(m) if *m == mtu));
+    if !(is_up && has_mtu) {
+        h.link()
+            .set(LinkUnspec::new_with_index(idx).mtu(mtu).up().build())
+            .execute()
+            .await
+            .map_err(nl(format!("setting bridge {name} up with MTU {mtu}")))?;
+    }
     let have = addresses(h, idx).await?;
     if let Some((ip, p)) = have.iter().find(|a| **a != (gw, prefix)) {
         return Err(NetError::Conflict(format!(

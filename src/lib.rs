@@ -10,6 +10,7 @@
 //! - `network`: bridge, veth, IPAM, routes, NAT over netlink and nftables.
 //! - `state`: the runtime root on disk — atomic JSON records and locks.
 //! - `cri`: Kubernetes' CRI (gRPC) served from the pod and image layers; beside `cli`, on top.
+//! - `trace`: opt-in step timing (PODBOX_TRACE=1) for profiling.
 pub mod cli;
 pub mod container;
 pub mod cri;
@@ -18,3 +19,4 @@ pub mod network;
 pub mod oci;
 pub mod pod;
 pub mod state;
+pub mod trace;

@@ -162,6 +162,30 @@ fn release_where(root: &Path, release_if: impl Fn(&str) -> bool) -> Result<Vec<A
     Ok(freed)
 }
 
+/// Free `ip` if it is allocated to `pod_id` (in whichever subnet directory holds it); returns
+/// whether it was. One file read per subnet directory, whatever the number of pods.
+pub fn release_address(root: &Path, ip: Ipv4Addr, pod_id: &str) -> Result<bool, NetError> {
+    let base = ipam_dir(root);
+    let subnets = match std::fs::read_dir(&base) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(io_err(&base, e)),
+    };
+    for sd in subnets.flatten() {
+        if !sd.file_name().to_str().and_then(parse_subnet_dir).is_some_and(|s| s.contains(&ip)) {
+            continue;
+        }
+        let dir = sd.path();
+        let _guard = lock(&dir)?;
+        let path = dir.join(ip.to_string());
+        if std::fs::read_to_string(&path).is_ok_and(|owner| !pod_id.is_empty() && owner.trim() == pod_id) {
+            std::fs::remove_file(&path).map_err(|e| io_err(&path, e))?;
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
 /// Free the address of `pod_id`; freeing nothing is success.
 pub fn release(root: &Path, pod_id: &str) -> Result<(), NetError> {
     release_where(root, |owner| !owner.is_empty() && owner == pod_id).map(|_| ())
@@ -236,6 +260,23 @@ mod tests {
         let b = allocate(&root, net, gw, &id(1)).unwrap();
         assert_ne!(a, b);
         assert_eq!(lookup(&root, &id(1)).unwrap().unwrap().ip, b);
+    }
+
+    #[test]
+    fn release_address_frees_only_the_named_address_of_its_owner() {
+        let root = tmp("byaddr");
+        let net: Ipv4Net = "10.1.2.0/24".parse().unwrap();
+        let gw = Ipv4Addr::new(10, 1, 2, 1);
+        let a = allocate(&root, net, gw, &id(1)).unwrap();
+        let b = allocate(&root, net, gw, &id(2)).unwrap();
+        // Another pod's address, and an address outside every subnet, are left alone.
+        assert!(!release_address(&root, b, &id(1)).unwrap());
+        assert!(!release_address(&root, Ipv4Addr::new(192, 168, 0, 2), &id(1)).unwrap());
+        assert_eq!(lookup(&root, &id(2)).unwrap().unwrap().ip, b);
+        assert!(release_address(&root, a, &id(1)).unwrap());
+        assert_eq!(lookup(&root, &id(1)).unwrap(), None);
+        assert!(!release_address(&root, a, &id(1)).unwrap()); // already free
+        assert_eq!(allocations(&root).unwrap().len(), 1);
     }
 
     #[test]

@@ -232,11 +232,17 @@ async fn bridge_link(h: &Handle, name: &str, mtu: u32, owner: Option<&super::Own
         owner.check(name, owned_by.as_deref())?;
     }
     let idx = link.header.index;
-    h.link()
-        .set(LinkUnspec::new_with_index(idx).mtu(mtu).up().build())
-        .execute()
-        .await
-        .map_err(nl(format!("setting bridge {name} up with MTU {mtu}")))?;
+    // Performance: a request that changes nothing still waits for the rtnl lock, which is one
+    // for the whole machine and contended on a busy node: only when needed.
+    let is_up = link.header.flags.contains(rtnetlink::packet_route::link::LinkFlags::Up);
+    let has_mtu = link.attributes.iter().any(|a| matches!(a, LinkAttribute::Mtu(m) if *m == mtu));
+    if !(is_up && has_mtu) {
+        h.link()
+            .set(LinkUnspec::new_with_index(idx).mtu(mtu).up().build())
+            .execute()
+            .await
+            .map_err(nl(format!("setting bridge {name} up with MTU {mtu}")))?;
+    }
     Ok((idx, owned_by))
 }
 

@@ -12,8 +12,12 @@ use crate::container::cgroups::Cgroup;
 use crate::network;
 use crate::state;
 
+/// Network namespace inode → the PIDs in it (`sandbox::netns_users`).
+type NetnsUsers = std::collections::HashMap<u64, Vec<i32>>;
+
 /// Create a pod sandbox and return its record. On error everything is rolled back.
 pub fn create(ctx: &Ctx, spec: &PodSpec) -> Result<PodRecord> {
+    crate::trace::step("start");
     spec.validate()?;
     ctx.check_rootfs()?;
     // Checks that look at the node come before anything is made.
@@ -50,6 +54,7 @@ pub fn create(ctx: &Ctx, spec: &PodSpec) -> Result<PodRecord> {
     };
     // The record comes first: from here on, a crash leaves something `gc` can find.
     state::write_json(&ctx.pod_record_path(&id), &rec)?;
+    crate::trace::step("lock, name, first record");
     match build(ctx, &mut rec) {
         Ok(()) => Ok(rec),
         Err(e) => {
@@ -90,9 +95,11 @@ fn build(ctx: &Ctx, rec: &mut PodRecord) -> Result<()> {
     let dir = ctx.root.pod_dir(&rec.id);
     let pins = sandbox::pin_namespaces(&dir.join("ns"), &rec.hostname)?;
     rec.namespaces = pins.clone();
+    crate::trace::step("namespace pins");
     sandbox::mount_shm(&dir.join("shm"))?;
     write_etc(&dir.join("etc"), rec)?;
     volumes::setup(&dir, &rec.volumes, rec.fs_group)?;
+    crate::trace::step("shm, etc, volumes");
     // The pod's cgroup comes into being with the pause's child of it; containers add theirs.
     let pause_cg = Cgroup::resolve(&spec::pause_cgroup(&rec.id))?;
     pause_cg.create(None)?;
@@ -101,6 +108,7 @@ fn build(ctx: &Ctx, rec: &mut PodRecord) -> Result<()> {
     let pause = sandbox::start_pause(&pins, &pause_cg.procs_files())?;
     rec.pause = Some(pause);
     state::write_json(&ctx.pod_record_path(&rec.id), rec)?;
+    crate::trace::step("cgroup, pause, record");
     if rec.share_pid {
         // Only a pod that shares its PID namespace lets containers join the pause's.
         let pin = dir.join("ns/pid");
@@ -113,6 +121,7 @@ fn build(ctx: &Ctx, rec: &mut PodRecord) -> Result<()> {
     }
     rec.phase = PodPhase::Ready;
     state::write_json(&ctx.pod_record_path(&rec.id), rec)?;
+    crate::trace::step("etc, final record");
     Ok(())
 }
 
@@ -141,6 +150,13 @@ fn write_etc(etc: &Path, rec: &PodRecord) -> Result<()> {
 /// best effort (each step runs even if an earlier one failed), errors of the network layer are
 /// returned so that the caller can report them.
 pub fn destroy(ctx: &Ctx, id: &str, rec: Option<&PodRecord>) -> Vec<String> {
+    destroy_with(ctx, id, rec, None)
+}
+
+/// `destroy`, told by `users` (a `sandbox::netns_users` snapshot taken before, under the root
+/// lock) which processes were in which network namespace, instead of scanning /proc itself.
+/// Processes of the snapshot that have ended since no longer count.
+fn destroy_with(ctx: &Ctx, id: &str, rec: Option<&PodRecord>, users: Option<&NetnsUsers>) -> Vec<String> {
     let dir = ctx.root.pod_dir(id);
     let mut problems = Vec::new();
     let mut known = Vec::new();
@@ -188,7 +204,11 @@ pub fn destroy(ctx: &Ctx, id: &str, rec: Option<&PodRecord>) -> Vec<String> {
     // Then the explicit delete is skipped. (Should someone else still hold the namespace, the
     // veth stays until that reference goes, or `podbox gc` removes it.)
     let netns_ino = sandbox::pinned_netns_inode(&net_pin);
-    let netns_idle = complete && netns_ino.is_some_and(|ino| sandbox::processes_in_netns(ino).is_empty());
+    let netns_idle = complete
+        && netns_ino.is_some_and(|ino| match users {
+            Some(u) => u.get(&ino).is_none_or(|pids| pids.iter().all(|p| !Path::new(&format!("/proc/{p}")).exists())),
+            None => sandbox::processes_in_netns(ino).is_empty(),
+        });
     // CNI plugins clean up inside the pod's network namespace: DEL before the pin goes.
     network::detach_before_unpin(&ctx.root.path, id);
     // The mounts podbox makes under a pod's directory are exactly these; unmounting them by name
@@ -202,6 +222,7 @@ pub fn destroy(ctx: &Ctx, id: &str, rec: Option<&PodRecord>) -> Vec<String> {
         veth_goes_with_netns: netns_idle && sandbox::pinned_netns_inode(&net_pin).is_none(),
         // A recorded pod without host ports has no NAT elements: no need to run nft.
         no_host_ports: rec.is_some_and(|r| r.phase != PodPhase::Creating && r.ports.is_empty()),
+        address: rec.and_then(|r| r.attachment.as_ref()).map(|a| a.ip),
     };
     if let Err(e) = network::teardown_with(&ctx.root.path, id, hints) {
         problems.push(e.to_string());
@@ -257,7 +278,7 @@ pub fn stop(ctx: &Ctx, key: &str, grace: Duration) -> Result<PodRecord> {
 pub fn remove(ctx: &Ctx, key: &str, force: bool) -> Result<()> {
     let _lock = ctx.root.lock()?;
     let rec = ctx.find_pod(key)?;
-    remove_locked(ctx, &rec, force)
+    remove_locked(ctx, &rec, force, None)
 }
 
 /// Remove every pod (`pod rm --all`): one lock and one listing of the records, instead of a
@@ -265,17 +286,18 @@ pub fn remove(ctx: &Ctx, key: &str, force: bool) -> Result<()> {
 /// error of each pod that could not be removed.
 pub fn remove_all(ctx: &Ctx, force: bool) -> Result<Vec<PodError>> {
     let _lock = ctx.root.lock()?;
-    Ok(ctx.pods()?.iter().filter_map(|rec| remove_locked(ctx, rec, force).err()).collect())
+    let users = sandbox::netns_users();
+    Ok(ctx.pods()?.iter().filter_map(|rec| remove_locked(ctx, rec, force, Some(&users)).err()).collect())
 }
 
-fn remove_locked(ctx: &Ctx, rec: &PodRecord, force: bool) -> Result<()> {
+fn remove_locked(ctx: &Ctx, rec: &PodRecord, force: bool, users: Option<&NetnsUsers>) -> Result<()> {
     if !force {
         let running: Vec<_> = ctx.container_statuses(rec)?.into_iter().filter(|c| c.state.is_active()).map(|c| c.record.name).collect();
         if !running.is_empty() {
             return Err(PodError::Busy(format!("pod {} has running containers ({}): stop them, or use `pod rm -f`", rec.name, running.join(", "))));
         }
     }
-    let problems = destroy(ctx, &rec.id, Some(rec));
+    let problems = destroy_with(ctx, &rec.id, Some(rec), users);
     if problems.is_empty() { Ok(()) } else { Err(PodError::Kernel(format!("removing pod {}: {}", rec.name, problems.join("; ")))) }
 }
 

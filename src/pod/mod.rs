@@ -165,6 +165,16 @@ impl Ctx {
 
     /// A pod by name, or by id or unique id prefix.
     pub fn find_pod(&self, key: &str) -> Result<PodRecord> {
+        // Performance: a name is looked up in the name index (`<root>/names/<name>`, kept by
+        // lifecycle.rs) and its record read alone, instead of reading every record — O(pods)
+        // per `pod rm`/`inspect`/`run --pod`. A missing or stale entry falls back to the scan.
+        if !key.is_empty() && !key.contains('/') && key != "." && key != ".."
+            && let Ok(id) = std::fs::read_to_string(self.root.path.join("names").join(key))
+            && let Some(rec) = state::read_json_opt::<PodRecord>(&self.pod_record_path(id.trim())).ok().flatten()
+            && rec.name == key
+        {
+            return Ok(rec);
+        }
         let pods = self.pods()?;
         if let Some(p) = pods.iter().find(|p| p.name == key) {
             return Ok(p.clone());

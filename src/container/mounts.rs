@@ -24,7 +24,7 @@ pub struct Options {
 }
 
 // mount_setattr(2) ABI (linux/mount.h), stable since Linux 5.12.
-const MOUNT_ATTR_RDONLY: u64 = 0x1;
+pub(crate) const MOUNT_ATTR_RDONLY: u64 = 0x1;
 const MOUNT_ATTR_NOSUID: u64 = 0x2;
 const MOUNT_ATTR_NODEV: u64 = 0x4;
 const MOUNT_ATTR_NOEXEC: u64 = 0x8;
@@ -43,6 +43,16 @@ struct MountAttr {
     attr_clr: u64,
     propagation: u64,
     userns_fd: u64,
+}
+
+/// mount_setattr(2): set the mount attributes `set` and clear `clear` on the mount at `path`
+/// relative to `dirfd` (`flags`: AT_RECURSIVE, AT_EMPTY_PATH, AT_SYMLINK_NOFOLLOW…). Linux 5.12.
+pub(crate) fn mount_setattr(dirfd: libc::c_int, path: &std::ffi::CStr, flags: libc::c_int, set: u64, clear: u64) -> std::result::Result<(), nix::Error> {
+    let attr = MountAttr { attr_set: set, attr_clr: clear, propagation: 0, userns_fd: 0 };
+    // SAFETY: mount_setattr(2) reads `attr` (valid, of the size passed) and the NUL-terminated
+    // path, both alive for the call.
+    let rc = unsafe { libc::syscall(libc::SYS_mount_setattr, dirfd, path.as_ptr(), flags as libc::c_uint, &attr as *const MountAttr, std::mem::size_of::<MountAttr>()) };
+    if rc != 0 { Err(nix::Error::last()) } else { Ok(()) }
 }
 
 /// A recursive option: (bits to set, bits to clear). `ratime`, `rnorelatime` and
@@ -135,16 +145,10 @@ fn set_recursive(dest: &Path, dest_rel: &Path, o: &Options) -> Result<()> {
     if o.rec_set == 0 && o.rec_clear == 0 {
         return Ok(());
     }
-    let attr = MountAttr { attr_set: o.rec_set, attr_clr: o.rec_clear, propagation: 0, userns_fd: 0 };
     let path = std::ffi::CString::new(dest.as_os_str().as_encoded_bytes())
         .map_err(|_| ContainerError::Spec { field: "mounts[].destination".into(), msg: format!("NUL byte in {}", dest_rel.display()) })?;
-    // SAFETY: mount_setattr(2) reads `attr` (valid, of the size passed) and the NUL-terminated
-    // path; AT_SYMLINK_NOFOLLOW because `dest` was already resolved inside the root.
-    let rc = unsafe {
-        libc::syscall(libc::SYS_mount_setattr, libc::AT_FDCWD, path.as_ptr(), (libc::AT_RECURSIVE | libc::AT_SYMLINK_NOFOLLOW) as libc::c_uint, &attr as *const MountAttr, std::mem::size_of::<MountAttr>())
-    };
-    if rc != 0 {
-        let e = nix::Error::last();
+    // AT_SYMLINK_NOFOLLOW because `dest` was already resolved inside the root.
+    if let Err(e) = mount_setattr(libc::AT_FDCWD, &path, libc::AT_RECURSIVE | libc::AT_SYMLINK_NOFOLLOW, o.rec_set, o.rec_clear) {
         let what = match e {
             nix::Error::ENOSYS => format!("recursive options (r…) of the mount on {}: this kernel has no mount_setattr(2) (Linux 5.12 or later needed)", dest_rel.display()),
             _ => format!("applying recursive options (r…) to the mount on {} and its submounts", dest_rel.display()),

@@ -105,17 +105,7 @@ fn cstring(s: OsString) -> CString {
     CString::new(s.into_vec()).unwrap_or_default()
 }
 
-/// `struct mount_attr` of mount_setattr(2).
-#[repr(C)]
-struct MountAttr {
-    attr_set: u64,
-    attr_clr: u64,
-    propagation: u64,
-    userns_fd: u64,
-}
-
 const OPEN_TREE_CLONE: libc::c_uint = 1;
-const MOUNT_ATTR_RDONLY: u64 = 1;
 
 /// An O_PATH descriptor of /proc/self/exe on a detached, read-only bind mount of it. The mount
 /// belongs to no mount namespace; the kernel frees it with the last process running from it.
@@ -131,11 +121,8 @@ fn read_only_clone_of(path: &std::ffi::CStr) -> Result<OwnedFd, SealError> {
     }
     // SAFETY: raw is a fresh descriptor nobody else owns.
     let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-    let attr = MountAttr { attr_set: MOUNT_ATTR_RDONLY, attr_clr: 0, propagation: 0, userns_fd: 0 };
-    // SAFETY: mount_setattr on our detached mount with a struct of the size we pass.
-    let rc = unsafe { libc::syscall(libc::SYS_mount_setattr, fd.as_raw_fd(), c"".as_ptr(), libc::AT_EMPTY_PATH, &attr as *const MountAttr, std::mem::size_of::<MountAttr>()) };
-    if rc != 0 {
-        return Err(last("making the clone of the executable read-only"));
+    if let Err(e) = super::mounts::mount_setattr(fd.as_raw_fd(), c"", libc::AT_EMPTY_PATH, super::mounts::MOUNT_ATTR_RDONLY, 0) {
+        return Err(SealError { what: "making the clone of the executable read-only".into(), source: e.into() });
     }
     Ok(fd)
 }

@@ -59,19 +59,26 @@ pub struct Allocation {
 }
 
 /// Reserve a free host address of `subnet` (never network, broadcast or `gateway`) for `pod_id`.
+/// Where a scan of the addresses `first..=last` (as numbers) begins: after the one recorded in
+/// `last_path` (host-local's round robin, which also keeps a freed address out of use for as long
+/// as it can), wrapping around; `first` without a usable record.
+pub(crate) fn scan_start(last_path: &Path, first: u32, last: u32) -> u32 {
+    std::fs::read_to_string(last_path)
+        .ok()
+        .and_then(|s| s.trim().parse::<Ipv4Addr>().ok())
+        .map(u32::from)
+        .filter(|a| (first..=last).contains(a))
+        .map(|a| if a == last { first } else { a + 1 })
+        .unwrap_or(first)
+}
+
 pub fn allocate(root: &Path, subnet: Ipv4Net, gateway: Ipv4Addr, pod_id: &str) -> Result<Ipv4Addr, NetError> {
     let dir = subnet_dir(root, subnet);
     let _guard = lock(&dir)?;
     let first = u32::from(subnet.network()) + 1;
     let last = u32::from(subnet.broadcast()) - 1;
     let last_path = dir.join(LAST);
-    let start = std::fs::read_to_string(&last_path)
-        .ok()
-        .and_then(|s| s.trim().parse::<Ipv4Addr>().ok())
-        .map(u32::from)
-        .filter(|a| (first..=last).contains(a))
-        .map(|a| if a == last { first } else { a + 1 })
-        .unwrap_or(first);
+    let start = scan_start(&last_path, first, last);
     let count = last - first + 1;
     for i in 0..count {
         let ip = Ipv4Addr::from(first + (start - first + i) % count);

@@ -82,13 +82,7 @@ impl Store {
             return Err(CniError::Config(format!("range {}-{} is empty", range.start, range.end)));
         }
         let last_path = self.dir.join(LAST);
-        let start = std::fs::read_to_string(&last_path)
-            .ok()
-            .and_then(|s| s.trim().parse::<Ipv4Addr>().ok())
-            .map(u32::from)
-            .filter(|a| (first..=last).contains(a))
-            .map(|a| if a == last { first } else { a + 1 })
-            .unwrap_or(first);
+        let start = crate::network::ipam::scan_start(&last_path, first, last);
         let tmp = self.dir.join(format!(".reserve-{}", std::process::id()));
         let mut f = File::create(&tmp).map_err(|e| CniError::io(&tmp, e))?;
         let written = f.write_all(format!("{container_id}\r\n{ifname}").as_bytes()).and_then(|_| f.sync_all());

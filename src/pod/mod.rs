@@ -217,6 +217,14 @@ impl Ctx {
             }
         }
         let monitor_alive = record.monitor.map(|m| m.alive()).unwrap_or(false);
+        // A monitor killed (with its caller) between starting the init and recording it leaves a
+        // running container that no record names: the kernel still does, in the container's
+        // cgroup (the init joins it before it may outlive the monitor).
+        if exit.is_none() && record.pid.is_none() && !monitor_alive
+            && let Some(cg) = record.cgroup.as_deref().and_then(|p| crate::container::cgroups::Cgroup::resolve(p).ok())
+        {
+            record.pid = cg.procs().into_iter().min().and_then(crate::container::ProcRef::of);
+        }
         let state = match (&exit, &record.pid) {
             (Some(_), _) => ContainerState::Exited,
             (None, _) if backing_off && monitor_alive => ContainerState::Restarting,

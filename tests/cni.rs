@@ -84,11 +84,6 @@ impl Cni {
     }
 }
 
-fn pod_with_app(node: &Node, pod: &str, extra: &[&str]) {
-    node.podbox_ok(&[&["pod", "create", pod][..], extra].concat());
-    node.podbox_ok(&["run", "--pod", pod, "--name", "app", "-d", "--", "sleep", "100000"]);
-}
-
 /// The pods' veths on the node (its `eth0` cable to other nodes is a veth too).
 fn veths(node: &Node) -> String {
     node.sh_ok("ip -o link show type veth | grep -v ': eth0@' || true")
@@ -245,20 +240,7 @@ fn cni_f7_pod_network_across_nodes() {
         node.sh_ok(&format!("nft add table ip masq && nft 'add chain ip masq post {{ type nat hook postrouting priority srcnat; }}' && nft add rule ip masq post ip saddr {slice} ip daddr != 10.0.0.0/8 masquerade"));
         router.sh_ok(&format!("ip route add {slice} via {via}"));
     }
-    pod_with_app(&a, "pa", &[]);
-    pod_with_app(&b, "pb", &[]);
-    let (ipa, ipb) = (pod_ip(&a, "pa"), pod_ip(&b, "pb"));
-    assert_eq!((ipa.as_str(), ipb.as_str()), ("10.0.1.2", "10.0.2.2"));
-    serve(&a, "pa", "web", 80);
-    serve(&b, "pb", "web", 80);
-    assert_eq!(whoami(&a, "pa", "app", &ipb).as_deref(), Some(ipa.as_str()), "A's pod → B's pod, no NAT");
-    assert_eq!(whoami(&b, "pb", "app", &ipa).as_deref(), Some(ipb.as_str()), "B's pod → A's pod, no NAT");
-    assert_eq!(whoami(&a, "pa", "app", OUTSIDE).as_deref(), Some(NODE_A));
-    assert_eq!(whoami(&b, "pb", "app", OUTSIDE).as_deref(), Some(NODE_B));
-    a.podbox_ok(&["pod", "rm", "-f", "pa"]);
-    b.podbox_ok(&["pod", "rm", "-f", "pb"]);
-    a.assert_clean();
-    b.assert_clean();
+    assert_f7_pod_network(&a, &b);
 }
 
 /// A `podbox-cni` symlink in a fresh directory of the node, and a way to call it as a runtime does.

@@ -12,12 +12,6 @@ fn container(node: &Node, pod: &str, name: &str) -> serde_json::Value {
     v["containers"].as_array().unwrap().iter().find(|c| c["name"] == name).cloned().unwrap_or_default()
 }
 
-/// A pod with one long-running container `app` to run commands from.
-fn pod_with_app(node: &Node, pod: &str) {
-    node.podbox_ok(&["pod", "create", pod]);
-    node.podbox_ok(&["run", "--pod", pod, "--name", "app", "-d", "--", "sleep", "100000"]);
-}
-
 /// Interface names inside a container's network namespace.
 fn links_inside(node: &Node, pod: &str, c: &str) -> Vec<String> {
     exec(node, pod, c, "ip -o link")
@@ -33,7 +27,7 @@ fn f1_one_pod_on_a_bridge_reaches_the_outside_through_the_node() {
     require_root!();
     let (node, _host) = node_with_outside_host("f1");
     node.podbox_ok(&["network", "config", "--bridge", "docker0", "--subnet", "172.17.0.0/24"]);
-    pod_with_app(&node, "p1");
+    pod_with_app(&node, "p1", &[]);
     assert_eq!(pod_ip(&node, "p1"), "172.17.0.2");
 
     // Inside: only lo and eth0 with the pod IP, default route via the bridge.
@@ -62,8 +56,8 @@ fn f2_two_pods_on_one_bridge_reach_each_other_by_ip() {
     require_root!();
     let node = Node::new("f2");
     node.podbox_ok(&["network", "config", "--bridge", "docker0", "--subnet", "172.17.0.0/24"]);
-    pod_with_app(&node, "p1");
-    pod_with_app(&node, "p2");
+    pod_with_app(&node, "p1", &[]);
+    pod_with_app(&node, "p2", &[]);
     assert_eq!((pod_ip(&node, "p1"), pod_ip(&node, "p2")), ("172.17.0.2".into(), "172.17.0.3".into()));
     let netns = |p: &str| exec(&node, p, "app", "readlink /proc/self/ns/net");
     assert_ne!(netns("p1"), netns("p2"), "each pod has its own network namespace");
@@ -136,8 +130,8 @@ fn pauses(node: &Node) -> Vec<i32> {
 fn f4_one_pause_per_pod_keeps_the_ip_and_exits_0_on_sigterm() {
     require_root!();
     let node = Node::new("f4");
-    pod_with_app(&node, "p1");
-    pod_with_app(&node, "p2");
+    pod_with_app(&node, "p1", &[]);
+    pod_with_app(&node, "p2", &[]);
     assert_eq!(pauses(&node).len(), 2, "one pause per pod");
     for p in ["p1", "p2"] {
         let pid = json(&node.podbox_ok(&["pod", "inspect", p]))["pause"]["pid"].as_i64().unwrap();
@@ -196,9 +190,9 @@ fn f5_two_nodes_on_a_private_network() {
 fn f6_default_bridges_collide_and_cross_node_traffic_fails() {
     require_root!();
     let Lan { a, b, .. } = lan("f6");
-    pod_with_app(&a, "a1");
-    pod_with_app(&b, "b1");
-    pod_with_app(&b, "b2");
+    pod_with_app(&a, "a1", &[]);
+    pod_with_app(&b, "b1", &[]);
+    pod_with_app(&b, "b2", &[]);
     assert_eq!(pod_ip(&a, "a1"), pod_ip(&b, "b1"), "the same address on both nodes");
     let target = pod_ip(&b, "b2");
     serve(&b, "b2", "web", 80);
@@ -240,24 +234,7 @@ fn f7_pod_network_routes_pod_ips_and_masquerades_to_the_outside() {
     let table = router.sh_ok("ip route");
     assert!(table.contains(&format!("10.0.1.0/24 via {NODE_A}")) && table.contains(&format!("10.0.2.0/24 via {NODE_B}")), "{table}");
 
-    pod_with_app(&a, "pa");
-    pod_with_app(&b, "pb");
-    let (ipa, ipb) = (pod_ip(&a, "pa"), pod_ip(&b, "pb"));
-    assert_eq!((ipa.as_str(), ipb.as_str()), ("10.0.1.2", "10.0.2.2"));
-    serve(&a, "pa", "web", 80);
-    serve(&b, "pb", "web", 80);
-
-    // Pod to pod across nodes by pod IP, both ways; each server sees the other pod's own IP.
-    assert_eq!(whoami(&a, "pa", "app", &ipb).as_deref(), Some(ipa.as_str()), "A's pod → B's pod, no NAT");
-    assert_eq!(whoami(&b, "pb", "app", &ipa).as_deref(), Some(ipb.as_str()), "B's pod → A's pod, no NAT");
-    // To the outside host: masqueraded to the node's address (the host has no route to the pods).
-    assert_eq!(whoami(&a, "pa", "app", OUTSIDE).as_deref(), Some(NODE_A));
-    assert_eq!(whoami(&b, "pb", "app", OUTSIDE).as_deref(), Some(NODE_B));
-
-    a.podbox_ok(&["pod", "rm", "-f", "pa"]);
-    b.podbox_ok(&["pod", "rm", "-f", "pb"]);
-    a.assert_clean();
-    b.assert_clean();
+    assert_f7_pod_network(&a, &b);
 }
 
 /// `podbox net show` draws what the kernel has: compare its text and DOT with `ip` and `pod
@@ -268,8 +245,8 @@ fn net_show_draws_the_kernels_state() {
     require_root!();
     let (node, _host) = node_with_outside_host("netshow");
     node.sh_ok(&format!("ip route add default via {OUTSIDE}"));
-    pod_with_app(&node, "p1");
-    pod_with_app(&node, "p2");
+    pod_with_app(&node, "p1", &[]);
+    pod_with_app(&node, "p2", &[]);
     let text = node.podbox_ok(&["net", "show"]);
     let dot = node.podbox_ok(&["net", "show", "--format", "dot"]);
     let lines: Vec<&str> = text.lines().collect();

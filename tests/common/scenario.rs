@@ -79,3 +79,31 @@ pub fn lan(prefix: &str) -> Lan {
 pub fn ping(node: &Node, ip: &str) -> bool {
     node.sh(&format!("busybox ping -c 1 -W 2 {ip}")).status.success()
 }
+
+/// A pod (`pod create` with `extra` arguments) with one long-running container `app`.
+pub fn pod_with_app(node: &Node, pod: &str, extra: &[&str]) {
+    node.podbox_ok(&[&["pod", "create", pod][..], extra].concat());
+    node.podbox_ok(&["run", "--pod", pod, "--name", "app", "-d", "--", "sleep", "100000"]);
+}
+
+/// F7 once each node owns a slice (10.0.1.0/24 on `a`, 10.0.2.0/24 on `b`) and the router
+/// routes them: pod to pod across nodes keeps pod IPs both ways, traffic to the outside host is
+/// masqueraded to the node's address; then the pods are removed and nothing is left.
+pub fn assert_f7_pod_network(a: &Node, b: &Node) {
+    pod_with_app(a, "pa", &[]);
+    pod_with_app(b, "pb", &[]);
+    let (ipa, ipb) = (pod_ip(a, "pa"), pod_ip(b, "pb"));
+    assert_eq!((ipa.as_str(), ipb.as_str()), ("10.0.1.2", "10.0.2.2"));
+    serve(a, "pa", "web", 80);
+    serve(b, "pb", "web", 80);
+    // Each server sees the other pod's own IP.
+    assert_eq!(whoami(a, "pa", "app", &ipb).as_deref(), Some(ipa.as_str()), "A's pod → B's pod, no NAT");
+    assert_eq!(whoami(b, "pb", "app", &ipa).as_deref(), Some(ipb.as_str()), "B's pod → A's pod, no NAT");
+    // The outside host has no route to the pods: it sees the nodes.
+    assert_eq!(whoami(a, "pa", "app", OUTSIDE).as_deref(), Some(NODE_A));
+    assert_eq!(whoami(b, "pb", "app", OUTSIDE).as_deref(), Some(NODE_B));
+    a.podbox_ok(&["pod", "rm", "-f", "pa"]);
+    b.podbox_ok(&["pod", "rm", "-f", "pb"]);
+    a.assert_clean();
+    b.assert_clean();
+}

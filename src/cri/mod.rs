@@ -139,8 +139,7 @@ pub fn read_config<M: Message + Default>(path: &Path) -> Option<M> {
 }
 
 pub fn write_config<M: Message>(path: &Path, m: &M) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, m.encode_to_vec()).and_then(|_| std::fs::rename(&tmp, path)).map_err(|e| CriError::Internal(format!("writing {}: {e}", path.display())))
+    crate::state::write_atomic(path, &m.encode_to_vec()).map_err(|e| CriError::Internal(format!("writing {}: {e}", path.display())))
 }
 
 /// Nanoseconds since the epoch of podbox's RFC 3339 times (`2024-01-02T03:04:05.678Z`); 0 if

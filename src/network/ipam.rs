@@ -103,17 +103,11 @@ pub fn allocate(root: &Path, subnet: Ipv4Net, gateway: Ipv4Addr, pod_id: &str) -
         let _ = std::fs::remove_file(&tmp);
         if linked? {
             // Losing the round-robin hint is harmless; the address itself is reserved.
-            let _ = write_atomic(&last_path, ip.to_string().as_bytes());
+            let _ = crate::state::write_atomic(&last_path, ip.to_string().as_bytes());
             return Ok(ip);
         }
     }
     Err(NetError::Exhausted { subnet })
-}
-
-fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    std::fs::write(&tmp, data)?;
-    std::fs::rename(&tmp, path)
 }
 
 /// Every allocation on disk, in every subnet directory (the config may have changed since).

@@ -335,10 +335,7 @@ fn node_sysctls_once(root: &Path, cfg: &NetConfig, bridge_idx: u32) -> Result<()
     node_sysctls(cfg)?;
     if let Some(stamp) = stamp {
         // Best effort: without the stamp the next pod checks the values again.
-        let tmp = stamp_path.with_extension(format!("tmp{}", std::process::id()));
-        if std::fs::write(&tmp, stamp).and_then(|_| std::fs::rename(&tmp, &stamp_path)).is_err() {
-            let _ = std::fs::remove_file(&tmp);
-        }
+        let _ = crate::state::write_atomic(&stamp_path, stamp.as_bytes());
     }
     Ok(())
 }

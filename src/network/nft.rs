@@ -232,11 +232,7 @@ pub fn apply_pod(root: &Path, cfg: &NetConfig, pod_id: &str, port: &PodPort, por
     apply(&(base_script(cfg) + &elements))?;
     if let Some(stamp) = stamp {
         // Best effort: without the stamp the next pod just rewrites the table again.
-        let path = base_stamp_path(root);
-        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-        if std::fs::write(&tmp, stamp).and_then(|_| std::fs::rename(&tmp, &path)).is_err() {
-            let _ = std::fs::remove_file(&tmp);
-        }
+        let _ = crate::state::write_atomic(&base_stamp_path(root), stamp.as_bytes());
     }
     Ok(())
 }

@@ -696,9 +696,7 @@ fn exec_cgroups(container: &[PathBuf], specs: &[String]) -> Result<Vec<PathBuf>>
 
 /// Write `pid` to `path` atomically: supervisors poll for the file and must never read half.
 fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    fs::write(&tmp, pid.to_string()).map_err(io(format!("writing {}", tmp.display())))?;
-    fs::rename(&tmp, path).map_err(io(format!("writing pid file {}", path.display())))
+    crate::state::write_atomic(path, pid.to_string().as_bytes()).map_err(io(format!("writing pid file {}", path.display())))
 }
 
 /// A signal by name (`TERM`, `SIGTERM`, `sigterm`) or number.

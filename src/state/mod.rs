@@ -104,16 +104,24 @@ pub fn list_dir(dir: &Path) -> Result<Vec<String>> {
     Ok(out)
 }
 
-/// Write `value` as JSON to `path` so that readers see the old or the new record, never a torn one.
-pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+/// Write `data` to `path` so that readers see the old or the new content, never a torn one: a
+/// temporary file beside it (named after this process), renamed over it; removed on failure.
+/// fsync is skipped on purpose: the root lives on /run (tmpfs) by default, and after a machine
+/// crash every pod is gone anyway; rename alone gives atomicity against concurrent readers.
+pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    let data = serde_json::to_vec_pretty(value).map_err(|source| StateError::Json { path: path.into(), source })?;
-    let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
-    f.write_all(&data).and_then(|_| f.write_all(b"\n")).map_err(io_err(&tmp))?;
-    // fsync is skipped on purpose: the root lives on /run (tmpfs) by default, and after a machine
-    // crash every pod is gone anyway; rename alone gives atomicity against concurrent readers.
-    drop(f);
-    fs::rename(&tmp, path).map_err(io_err(path))
+    let res = File::create(&tmp).and_then(|mut f| f.write_all(data)).and_then(|_| fs::rename(&tmp, path));
+    if res.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    res
+}
+
+/// Write `value` as JSON to `path` atomically (`write_atomic`).
+pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+    let mut data = serde_json::to_vec_pretty(value).map_err(|source| StateError::Json { path: path.into(), source })?;
+    data.push(b'\n');
+    write_atomic(path, &data).map_err(io_err(path))
 }
 
 pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T> {

@@ -2,27 +2,26 @@
 //! `start`, with no podbox process in between the caller and the init.
 //!
 //! ```text
-//! caller ──fork──▶ intermediate (setns/unshare of the PID namespace) ──fork──▶ init …
-//!                  reports the init's PID and exits
+//! caller ──spawn──▶ intermediate (cgroup, PID namespace) ──clone(CLONE_PARENT)──▶ init …
+//!                   reports the init's PID and exits
 //! ```
-//! The intermediate exits at once, so the init is reparented to the caller's child subreaper
-//! (conmon, containerd-shim, or a foreground `run`), which reaps it. The init runs the same path
-//! as in pod mode (`init::run`) with a `Gate`: it stops before pivot_root while the caller runs
-//! the runtime's hooks, and again before exec until `start` opens the exec FIFO.
+//! The init is the caller's child (see `spawn`); when the caller exits it is reparented to the
+//! caller's child subreaper (conmon, containerd-shim, or a foreground `run`), which reaps it.
+//! The init runs the same path as in pod mode (`init::run`) with a `Gate`: it stops before
+//! pivot_root (`Msg::HooksDue`) while the caller runs the runtime's hooks and answers
+//! `Msg::HooksDone`, and again before exec (`Msg::Ready`) until `start` opens the exec FIFO.
 
 use std::cell::{Cell, RefCell};
-use std::io::{BufRead, BufReader, Write};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 use std::path::Path;
 
 use nix::fcntl::{OFlag, open};
 use nix::sys::stat::Mode;
-use nix::sys::wait::waitpid;
-use nix::unistd::{ForkResult, fork};
 use oci_spec::runtime::Spec;
 
 use super::init::{self, CODE_RUNTIME, Gate, InitArgs};
-use super::{ContainerError, ProcRef, Result, Rootfs, Stdio, cgroups, monitor, namespaces, seccomp, sync, sys};
+use super::spawn::{self, Msg, Spawn};
+use super::{ContainerError, ProcRef, Result, Rootfs, Stdio, cgroups, namespaces, seccomp, sys};
 
 pub struct CreateOptions<'a> {
     pub spec: &'a Spec,
@@ -49,7 +48,7 @@ pub fn create(opts: CreateOptions, before_pivot: BeforePivot) -> Result<ProcRef>
     let filters = seccomp::compile(opts.spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()))?;
     let cgroup = cgroups::setup(opts.spec)?;
     let mut init_pid = None;
-    let result = fork_init(&opts, &plan, &filters, cgroup.as_ref(), before_pivot, &mut init_pid);
+    let result = spawn_init(&opts, &plan, &filters, cgroup.as_ref(), before_pivot, &mut init_pid);
     if result.is_err() {
         if let Some(p) = init_pid {
             p.signal(libc::SIGKILL);
@@ -62,7 +61,7 @@ pub fn create(opts: CreateOptions, before_pivot: BeforePivot) -> Result<ProcRef>
     result
 }
 
-fn fork_init(
+fn spawn_init(
     opts: &CreateOptions,
     plan: &namespaces::Plan,
     filters: &[seccompiler::BpfProgram],
@@ -71,85 +70,25 @@ fn fork_init(
     init_pid: &mut Option<ProcRef>,
 ) -> Result<ProcRef> {
     let fifo = open(opts.exec_fifo, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty()).map_err(sys(format!("opening {}", opts.exec_fifo.display())))?;
-    let (go_r, go_w) = sync::pipe().map_err(sys("creating the hooks pipe"))?;
-    let (r, w) = sync::pipe().map_err(sys("creating sync pipe"))?;
-    // SAFETY: the caller is single-threaded; the children run ordinary Rust code until exec/exit.
-    let intermediate = match unsafe { fork() }.map_err(sys("fork"))? {
-        ForkResult::Child => {
-            drop(r);
-            drop(go_w);
-            intermediate_main(opts, plan, filters, cgroup, &fifo, &go_r, w)
-        }
-        ForkResult::Parent { child } => child,
-    };
-    drop(w);
-    drop(go_r);
-    let _ = waitpid(intermediate, None);
-    let mut lines = BufReader::new(std::fs::File::from(r)).lines();
-    let mut go = std::fs::File::from(go_w);
-    // The init and the intermediate share the pipe: the init may ask for its hooks before the
-    // intermediate has reported the init's PID. The init waits for the answer, so the hooks
-    // simply run once both lines are in.
-    let mut hooks_asked = false;
+    let procs = cgroup.map(|c| c.procs_files()).unwrap_or_default();
+    let desc = Spawn { cgroups: &procs, pid_ns: namespaces::pid_ns_for(&plan.pid)?, ..Spawn::default() };
+    let init = spawn::spawn(desc, |chan| {
+        let gate = Gate { fifo: fifo.as_raw_fd(), chan, hooks: opts.spec.hooks().clone(), started: Cell::new(false), state_json: RefCell::new(String::new()) };
+        init::run(InitArgs { spec: opts.spec, rootfs: &opts.rootfs, plan, stdio: &opts.stdio, chan, seccomp: filters, gate: Some(&gate), preserve_fds: opts.preserve_fds, no_pivot: opts.no_pivot })
+    })?;
+    let pid = init.proc_ref();
+    *init_pid = Some(pid);
+    let died = || ContainerError::StartFailed { code: CODE_RUNTIME, msg: "the container's init died while being set up".into() };
     loop {
-        let Some(Ok(line)) = lines.next() else {
-            return Err(ContainerError::StartFailed { code: CODE_RUNTIME, msg: "the container's init died while being set up".into() });
-        };
-        if let Some(p) = line.strip_prefix("pid ") {
-            let pid: i32 = p.trim().parse().unwrap_or(0);
-            *init_pid = ProcRef::of(pid);
-        } else if let Some(rest) = line.strip_prefix("err ") {
-            let (code, msg) = rest.split_once(' ').unwrap_or((rest, ""));
-            return Err(ContainerError::StartFailed { code: code.parse().unwrap_or(CODE_RUNTIME), msg: msg.to_string() });
-        } else if line == "hooks" {
-            hooks_asked = true;
-        } else if line == "ready" {
-            return init_pid.ok_or_else(|| ContainerError::StartFailed { code: CODE_RUNTIME, msg: "the init's PID was not reported".into() });
+        match init.recv().map_err(|e| ContainerError::StartFailed { code: CODE_RUNTIME, msg: e.to_string() })? {
+            Some(Msg::HooksDue) => {
+                let state = before_pivot(pid)?;
+                init.send(&Msg::HooksDone { state }).map_err(|_| died())?;
+            }
+            Some(Msg::Ready) => return Ok(pid),
+            Some(Msg::Error { code, msg }) => return Err(ContainerError::StartFailed { code, msg }),
+            Some(other) => return Err(ContainerError::StartFailed { code: CODE_RUNTIME, msg: format!("unexpected message {other:?} from the container's init") }),
+            None => return Err(died()),
         }
-        if hooks_asked && let Some(pid) = *init_pid {
-            hooks_asked = false;
-            let state = before_pivot(pid)?;
-            go.write_all(format!("{}\n", state.replace('\n', " ")).as_bytes()).map_err(super::io("answering the init"))?;
-        }
-    }
-}
-
-fn intermediate_main(
-    opts: &CreateOptions,
-    plan: &namespaces::Plan,
-    filters: &[seccompiler::BpfProgram],
-    cgroup: Option<&cgroups::Cgroup>,
-    fifo: &OwnedFd,
-    go: &OwnedFd,
-    w: OwnedFd,
-) -> ! {
-    let fd = w.as_raw_fd();
-    // Not dumpable before it enters any namespace of the container (see sealed_exe).
-    if let Err(e) = super::sealed_exe::set_undumpable() {
-        sync::fail(fd, CODE_RUNTIME, &format!("PR_SET_DUMPABLE 0: {e}"));
-    }
-    if let Err(e) = namespaces::prepare_pid(&plan.pid) {
-        sync::fail(fd, CODE_RUNTIME, &e.to_string());
-    }
-    // SAFETY: single-threaded.
-    match unsafe { fork() } {
-        Ok(ForkResult::Child) => {
-            monitor::join_cgroups(cgroup.map(|c| c.procs_files()).unwrap_or_default().iter(), fd);
-            let gate = Gate {
-                fifo: fifo.as_raw_fd(),
-                go: go.as_raw_fd(),
-                sync_fd: fd,
-                hooks: opts.spec.hooks().clone(),
-                started: Cell::new(false),
-                state_json: RefCell::new(String::new()),
-            };
-            init::run(InitArgs { spec: opts.spec, rootfs: &opts.rootfs, plan, stdio: &opts.stdio, sync_fd: fd, seccomp: filters, gate: Some(&gate), preserve_fds: opts.preserve_fds, no_pivot: opts.no_pivot })
-        }
-        Ok(ForkResult::Parent { child }) => {
-            sync::send(fd, &format!("pid {}\n", child.as_raw()));
-            // SAFETY: _exit in a forked child.
-            unsafe { libc::_exit(0) }
-        }
-        Err(e) => sync::fail(fd, CODE_RUNTIME, &format!("fork: {e}")),
     }
 }

@@ -2,16 +2,15 @@
 //! apply the container's user, capabilities, no_new_privs and seccomp filter, and exec.
 
 use std::fs::File;
-use std::os::fd::{AsFd, AsRawFd};
 
-use nix::sched::{CloneFlags, setns};
-use nix::sys::wait::waitpid;
-use nix::unistd::{ForkResult, fork};
+use nix::sched::CloneFlags;
+use nix::unistd::Pid;
 use oci_spec::runtime::{LinuxSeccomp, Process};
 
 use super::init::{self, CODE_RUNTIME};
 use super::monitor::wait_forwarding;
-use super::{ContainerError, ProcRef, Result, Stdio, sync, sys};
+use super::spawn::{self, Failure, PidNs, Spawn};
+use super::{ContainerError, ProcRef, Result, Stdio};
 
 /// Run `process` inside the container whose init is `target`, with the caller's standard
 /// streams; returns the process's exit code. `cgroup_procs` are joined first; `seccomp` is the
@@ -41,71 +40,37 @@ pub fn spawn(target: ProcRef, process: &Process, seccomp: Option<&LinuxSeccomp>,
     }
     let filters = super::seccomp::compile(seccomp)?;
     // Open every namespace before entering any (the mount namespace changes what paths mean).
-    let mut nss = Vec::new();
+    let mut join = Vec::new();
+    let mut pid_ns = PidNs::Inherit;
     for (name, flag) in [("ipc", CloneFlags::CLONE_NEWIPC), ("uts", CloneFlags::CLONE_NEWUTS), ("net", CloneFlags::CLONE_NEWNET), ("pid", CloneFlags::CLONE_NEWPID), ("cgroup", CloneFlags::CLONE_NEWCGROUP), ("mnt", CloneFlags::CLONE_NEWNS)] {
         let p = format!("/proc/{}/ns/{name}", target.pid);
         let f = File::open(&p).map_err(|e| ContainerError::Io { what: format!("opening {p}"), source: e })?;
-        nss.push((name, flag, f));
-    }
-    let (r, w) = sync::pipe().map_err(sys("creating sync pipe"))?;
-    // SAFETY: single-threaded caller; see container::start.
-    match unsafe { fork() }.map_err(sys("fork"))? {
-        ForkResult::Child => {
-            drop(r);
-            let fd = w.as_raw_fd();
-            let fail = |msg: String| -> ! { sync::fail(fd, CODE_RUNTIME, &msg) };
-            // Not dumpable before it joins the container (see sealed_exe); the exec'd program
-            // becomes dumpable again.
-            if let Err(e) = super::sealed_exe::set_undumpable() {
-                fail(format!("PR_SET_DUMPABLE 0: {e}"));
-            }
-            super::monitor::join_cgroups(cgroup_procs.iter(), fd);
-            for (name, flag, f) in &nss {
-                if let Err(e) = setns(f.as_fd(), *flag) {
-                    fail(format!("joining the container's {name} namespace: {e}"));
-                }
-            }
-            // Entering the PID namespace takes effect for children: fork once more.
-            // SAFETY: this process is single-threaded here (a forked helper); the child only
-            // sets itself up and execs.
-            match unsafe { fork() } {
-                Ok(ForkResult::Child) => exec_child(process, &filters, stdio, fd, preserve_fds),
-                Ok(ForkResult::Parent { child }) => {
-                    if detach {
-                        // Report the PID and leave: the process is reparented to the caller's
-                        // subreaper, which is the one to wait for it.
-                        sync::send(fd, &format!("pid {}\n", child.as_raw()));
-                        // SAFETY: _exit ends this forked helper without running its parent's atexit state.
-                        unsafe { libc::_exit(0) }
-                    }
-                    drop(w);
-                    let code = wait_forwarding(child, child);
-                    // SAFETY: as above: a forked helper leaves without unwinding into the parent's code.
-                    unsafe { libc::_exit(code) }
-                }
-                Err(e) => fail(format!("fork: {e}")),
-            }
-        }
-        ForkResult::Parent { child } => {
-            drop(w);
-            let report = sync::read(r);
-            if let Some((code, msg)) = report.error {
-                let _ = waitpid(child, None);
-                return Err(ContainerError::StartFailed { code, msg });
-            }
-            if detach {
-                let _ = waitpid(child, None);
-                let pid = report.pid.ok_or_else(|| ContainerError::StartFailed { code: CODE_RUNTIME, msg: "the exec'd process did not report its PID".into() })?;
-                // The read ended at exec (the sync pipe is CLOEXEC), so the process exists or
-                // has already exited; a zero start time stands for "already gone".
-                return Ok(Spawned::Detached(ProcRef::of(pid).unwrap_or(ProcRef { pid, start_time: 0 })));
-            }
-            Ok(Spawned::Exited(wait_forwarding(child, child)))
+        match flag {
+            CloneFlags::CLONE_NEWPID => pid_ns = PidNs::Join(f),
+            _ => join.push((flag, f)),
         }
     }
+    // Opened first, checked after: were the PID reused in between, these are not its namespaces.
+    if !target.alive() {
+        return Err(ContainerError::NotRunning(target.pid.to_string()));
+    }
+    let desc = Spawn { cgroups: cgroup_procs, join, pid_ns, ..Spawn::default() };
+    let child = spawn::spawn(desc, |_| exec_child(process, &filters, stdio, preserve_fds))?;
+    // End-of-file at exec (the channel is CLOEXEC), or the error from before it.
+    if let Err(failure) = child.outcome() {
+        child.wait();
+        return Err(failure.into());
+    }
+    if detach {
+        // The process is ours until we exit; then the caller's subreaper, which waits for it.
+        // A zero start time stands for "already gone".
+        return Ok(Spawned::Detached(child.proc_ref()));
+    }
+    let me = child.proc_ref();
+    Ok(Spawned::Exited(wait_forwarding(Pid::from_raw(child.pid), &|| Some(me))))
 }
 
-fn exec_child(process: &Process, seccomp: &[seccompiler::BpfProgram], stdio: &Stdio, fd: i32, preserve_fds: u32) -> ! {
+fn exec_child(process: &Process, seccomp: &[seccompiler::BpfProgram], stdio: &Stdio, preserve_fds: u32) -> std::result::Result<(), Failure> {
     let result = (|| -> Result<std::convert::Infallible> {
         if let Stdio::Terminal(slave) = stdio {
             super::terminal::attach(*slave)?;
@@ -119,10 +84,9 @@ fn exec_child(process: &Process, seccomp: &[seccompiler::BpfProgram], stdio: &St
         init::set_rlimits(process.rlimits().as_deref().unwrap_or(&[]))?;
         init::become_process(process, seccomp, &exe, &argv, &env, None, preserve_fds)
     })();
-    let (code, msg) = match result {
+    Err(match result {
         Ok(never) => match never {},
-        Err(ContainerError::StartFailed { code, msg }) => (code, msg),
-        Err(e) => (CODE_RUNTIME, e.to_string()),
-    };
-    sync::fail(fd, code, &msg)
+        Err(ContainerError::StartFailed { code, msg }) => Failure { code, msg },
+        Err(e) => Failure { code: CODE_RUNTIME, msg: e.to_string() },
+    })
 }

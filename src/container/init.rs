@@ -1,11 +1,13 @@
 //! The container's init, from fork to exec: namespaces, root file system, hostname, sysctls,
 //! rlimits, user, capabilities, no_new_privs, seccomp, then exec of `process.args`. Any failure is sent to
-//! the caller over the sync pipe and ends the process with the shell's code for it.
+//! the caller over the sync channel (`spawn::Msg::Error`) and ends the process with the shell's code for it.
 
 use std::cell::{Cell, RefCell};
 use std::convert::Infallible;
 use std::ffi::CString;
 use std::os::fd::RawFd;
+
+use super::spawn::{Channel, Msg};
 use std::path::{Path, PathBuf};
 
 use nix::unistd::{Gid, Uid, dup2_stderr, dup2_stdin, dup2_stdout};
@@ -25,12 +27,12 @@ pub struct InitArgs<'a> {
     pub rootfs: &'a Rootfs,
     pub plan: &'a Plan,
     pub stdio: &'a Stdio,
-    /// Write end of the sync pipe (CLOEXEC): errors before exec go here.
-    pub sync_fd: RawFd,
+    /// The child's end of the sync channel (CLOEXEC): errors before exec go here.
+    pub chan: &'a Channel,
     /// Compiled `linux.seccomp`, installed just before exec.
     pub seccomp: &'a [seccompiler::BpfProgram],
     /// OCI mode: stop for the runtime's hooks and for `start`; None in pod mode.
-    pub gate: Option<&'a Gate>,
+    pub gate: Option<&'a Gate<'a>>,
     /// How many descriptors from 3 on the program inherits (`--preserve-fds`, e.g. sockets
     /// of socket activation); every other descriptor above stdio is closed at exec.
     pub preserve_fds: u32,
@@ -44,13 +46,12 @@ pub struct InitArgs<'a> {
 /// then runs the createContainer hooks itself (they belong in the container's namespaces, with
 /// paths of the runtime's); just before exec it blocks opening the exec FIFO for writing until
 /// `start` opens it for reading, then runs the startContainer hooks.
-pub struct Gate {
+pub struct Gate<'a> {
     /// O_PATH descriptor of the exec FIFO, opened by the caller: after pivot_root the FIFO's
     /// path no longer resolves, so it is reopened through /proc/self/fd.
     pub fifo: RawFd,
-    /// Read end of the pipe on which the caller answers "hooks" with one line of state JSON.
-    pub go: RawFd,
-    pub sync_fd: RawFd,
+    /// The sync channel: `HooksDue` is answered with `HooksDone { state }`.
+    pub chan: &'a Channel,
     pub hooks: Option<oci_spec::runtime::Hooks>,
     /// Set once `start` has released the init: its caller is gone, so later errors can only go
     /// to the container's stderr (which its supervisor logs).
@@ -58,26 +59,19 @@ pub struct Gate {
     pub state_json: RefCell<String>,
 }
 
-impl Gate {
+impl Gate<'_> {
     fn before_pivot(&self) -> Result<()> {
-        super::sync::send(self.sync_fd, "hooks\n");
-        let mut line = Vec::new();
-        let mut b = [0u8; 1];
-        loop {
-            // SAFETY: reading into our own one-byte buffer.
-            match unsafe { libc::read(self.go, b.as_mut_ptr().cast(), 1) } {
-                1 if b[0] == b'\n' => break,
-                1 => line.push(b[0]),
-                n if n < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted => continue,
-                _ => return Err(ContainerError::StartFailed { code: CODE_RUNTIME, msg: "the runtime gave up on the container during its hooks".into() }),
-            }
+        let gave_up = || ContainerError::StartFailed { code: CODE_RUNTIME, msg: "the runtime gave up on the container during its hooks".into() };
+        self.chan.send(&Msg::HooksDue).map_err(|_| gave_up())?;
+        match self.chan.recv() {
+            Ok(Some(Msg::HooksDone { state })) => *self.state_json.borrow_mut() = state,
+            _ => return Err(gave_up()),
         }
-        *self.state_json.borrow_mut() = String::from_utf8_lossy(&line).into_owned();
         super::hooks::run("createContainer", self.hooks.as_ref().and_then(|h| h.create_container().as_ref()), &self.state_json.borrow())
     }
 
     fn wait_for_start(&self) -> Result<()> {
-        super::sync::send(self.sync_fd, "ready\n");
+        let _ = self.chan.send(&Msg::Ready);
         let path = format!("/proc/self/fd/{}", self.fifo);
         // Blocks until `start` opens the FIFO for reading.
         let fifo = std::fs::OpenOptions::new().write(true).open(&path).map_err(io(format!(
@@ -111,7 +105,7 @@ pub fn run(args: InitArgs) -> ! {
         // SAFETY: _exit in a forked child.
         unsafe { libc::_exit(code) }
     }
-    super::sync::fail(args.sync_fd, code, &msg)
+    args.chan.fail(code, &msg)
 }
 
 fn setup_and_exec(a: &InitArgs) -> Result<Infallible> {

@@ -1,15 +1,17 @@
 //! Container layer: executes OCI runtime specs. It knows nothing of pods; a pod is just a spec
 //! whose namespaces carry paths to join.
 //!
-//! Process model of `start`:
+//! Process model of `start` (every fork goes through `spawn::spawn`):
 //! ```text
-//! caller ──fork──▶ monitor (new session, child subreaper; setns/unshare of the PID namespace)
-//!                     └─fork──▶ init: cgroup → join/unshare namespaces → rootfs → pivot_root →
-//!                                      hostname → rlimits → user → capabilities → seccomp → exec
+//! caller ──spawn──▶ monitor (new session; waits for the caller's `Go`)
+//!                     └─spawn──▶ [intermediate: cgroup → PID namespace ─clone(CLONE_PARENT)─▶]
+//!                                init: join/unshare namespaces → rootfs → pivot_root → hostname
+//!                                      → rlimits → user → capabilities → seccomp → exec
 //! ```
-//! The monitor outlives the caller, reaps the init and writes `exit.json` into the container's
-//! state directory. A CLOEXEC sync pipe reports the init's PID, or an error from before exec
-//! (e.g. "executable not found", exit 127), back to the caller.
+//! The monitor outlives the caller, is the init's parent, reaps it and writes `exit.json` into
+//! the container's state directory. The typed sync channel (`spawn::Msg` over a socketpair)
+//! reports the init's PID, or an error from before exec (e.g. "executable not found", exit
+//! 127), back to the caller through the monitor.
 
 pub mod cgroups;
 pub mod create;
@@ -25,7 +27,7 @@ pub mod process;
 pub mod rootfs;
 pub mod sealed_exe;
 pub mod seccomp;
-pub mod sync;
+pub mod spawn;
 pub mod tee;
 pub mod terminal;
 pub mod unsupported;
@@ -52,6 +54,23 @@ pub enum ContainerError {
     Hook { phase: String, index: usize, path: String, msg: String },
     #[error("container {0} is not running")]
     NotRunning(String),
+    #[error("starting a process: {0}")]
+    Spawn(spawn::SpawnError),
+}
+
+impl From<spawn::SpawnError> for ContainerError {
+    fn from(e: spawn::SpawnError) -> Self {
+        match e {
+            spawn::SpawnError::Failed(spawn::Failure { code, msg }) => ContainerError::StartFailed { code, msg },
+            other => ContainerError::Spawn(other),
+        }
+    }
+}
+
+impl From<spawn::Failure> for ContainerError {
+    fn from(spawn::Failure { code, msg }: spawn::Failure) -> Self {
+        ContainerError::StartFailed { code, msg }
+    }
 }
 
 pub type Result<T> = std::result::Result<T, ContainerError>;

@@ -113,18 +113,13 @@ pub fn unshare_new(flags: CloneFlags) -> Result<()> {
     unshare(flags).map_err(sys("creating namespaces (unshare)"))
 }
 
-/// Make the caller's children be born in its own PID namespace again (`own` is its
-/// /proc/self/ns/pid): needed before a second `prepare_pid` of a new namespace, which the kernel
-/// refuses while the first one is still the namespace for children.
-pub fn reset_pid(own: &File) -> Result<()> {
-    setns(own.as_fd(), CloneFlags::CLONE_NEWPID).map_err(sys("returning to the monitor's PID namespace"))
-}
-
-/// Enter the PID namespace that the monitor's children will be born in.
-pub fn prepare_pid(pid: &Option<Option<PathBuf>>) -> Result<()> {
-    match pid {
-        None => Ok(()),
-        Some(None) => unshare(CloneFlags::CLONE_NEWPID).map_err(sys("creating a PID namespace")),
-        Some(Some(path)) => join_all(&[(CloneFlags::CLONE_NEWPID, path.clone())]),
-    }
+/// The PID namespace the container's init is to be born in (see `spawn::PidNs`), its file
+/// opened here, in the caller's mount namespace.
+pub fn pid_ns_for(pid: &Option<Option<PathBuf>>) -> Result<super::spawn::PidNs> {
+    use super::spawn::PidNs;
+    Ok(match pid {
+        None => PidNs::Inherit,
+        Some(None) => PidNs::New,
+        Some(Some(path)) => PidNs::Join(File::open(path).map_err(|e| ContainerError::Io { what: format!("opening namespace {}", path.display()), source: e })?),
+    })
 }

@@ -1,7 +1,12 @@
 //! Process identity and signalling: a PID plus its start time, so that podbox never signals a
-//! process that merely reused the PID of one it started.
+//! process that merely reused the PID of one it started. Signals and waits go through a pidfd
+//! opened and then checked against the start time: once checked, the descriptor names that
+//! very process, so there is no window between the check and the kill. (Only the PID and start
+//! time are state on disk: another podbox invocation starts from those.)
 
 use serde::{Deserialize, Serialize};
+
+use super::spawn::Pidfd;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProcRef {
@@ -24,18 +29,39 @@ impl ProcRef {
         }
     }
 
-    /// Send `sig` if this is still our process. Returns false if it is gone.
-    pub fn signal(&self, sig: i32) -> bool {
-        if !self.alive() {
-            return false;
-        }
-        // SAFETY: kill(2) with a PID we verified a moment ago.
-        unsafe { libc::kill(self.pid, sig) == 0 }
+    /// A pidfd on this very process: None if it is gone (or is another process by now), or
+    /// where the kernel has no pidfds.
+    pub fn pidfd(&self) -> Option<Pidfd> {
+        let fd = Pidfd::open(self.pid).ok()?;
+        // Opened first, checked after: if the PID was reused in between, the check fails.
+        self.alive().then_some(fd)
     }
 
-    /// Poll until the process is gone or `timeout` passes; true if gone. A timeout past what
+    /// Send `sig` if this is still our process. Returns false if it is gone.
+    pub fn signal(&self, sig: i32) -> bool {
+        if let Some(fd) = self.pidfd() {
+            return fd.signal(sig).is_ok();
+        }
+        // No pidfd: the process is gone, or the kernel predates pidfds (check, then kill).
+        if !pidfds_supported() && self.alive() {
+            // SAFETY: kill(2) with a PID we verified a moment ago.
+            return unsafe { libc::kill(self.pid, sig) == 0 };
+        }
+        false
+    }
+
+    /// Wait until the process is gone or `timeout` passes; true if gone. A timeout past what
     /// the clock can represent (`stop -t 18446744073709551615`) means no timeout.
     pub fn wait_gone(&self, timeout: std::time::Duration) -> bool {
+        match self.pidfd() {
+            Some(fd) => fd.wait_exited(Some(timeout)) || !self.alive(),
+            None if pidfds_supported() => true,
+            None => self.poll_gone(timeout),
+        }
+    }
+
+    /// `wait_gone` by polling /proc, for kernels without pidfds.
+    fn poll_gone(&self, timeout: std::time::Duration) -> bool {
         let deadline = std::time::Instant::now().checked_add(timeout);
         let mut nap = std::time::Duration::from_micros(200);
         loop {
@@ -49,6 +75,12 @@ impl ProcRef {
             nap = (nap * 2).min(std::time::Duration::from_millis(20));
         }
     }
+}
+
+/// Whether pidfd_open exists here (Linux 5.3); asked once.
+fn pidfds_supported() -> bool {
+    static SUPPORTED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *SUPPORTED.get_or_init(|| Pidfd::open(std::process::id() as i32).is_ok())
 }
 
 fn start_time(pid: i32) -> Option<u64> {

@@ -541,8 +541,7 @@ impl Runtime {
         if detach {
             return Ok(0);
         }
-        let p = nix::unistd::Pid::from_raw(pid.pid);
-        let code = container::monitor::wait_forwarding(p, p);
+        let code = container::monitor::wait_forwarding(nix::unistd::Pid::from_raw(pid.pid), &|| Some(pid));
         self.delete(&a.id, true)?;
         Ok(code)
     }

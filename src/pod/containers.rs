@@ -40,7 +40,10 @@ pub fn run(ctx: &Ctx, key: &str, c: &ContainerSpec, detach: bool) -> Result<RunO
     if detach {
         return Ok(RunOutcome::Detached(started.pid));
     }
-    let code = container::monitor::wait_forwarding(nix::unistd::Pid::from_raw(started.monitor.pid), nix::unistd::Pid::from_raw(started.pid.pid));
+    // Signals go to the run that is current when they arrive: the monitor may have restarted it.
+    let current = ctx.root.container_dir(&pod.id, &c.name).join(container::CURRENT_FILE);
+    let target = || state::read_json::<container::CurrentRun>(&current).ok().map_or(Some(started.pid), |run| run.pid);
+    let code = container::monitor::wait_forwarding(nix::unistd::Pid::from_raw(started.monitor.pid), &target);
     Ok(RunOutcome::Exited(code))
 }
 

@@ -4,18 +4,15 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
-use nix::sched::{CloneFlags, setns, unshare};
-use nix::sys::wait::waitpid;
-use nix::unistd::{ForkResult, fork};
+use nix::sched::CloneFlags;
 
 use super::PodError;
 use crate::container::ProcRef;
-use crate::container::sync;
+use crate::container::spawn::{self, Failure, PidNs, Spawn};
 
 /// The namespaces of a pod that are pinned before anything runs in them. The PID namespace is
 /// not among them: the kernel hands out a PID namespace only once its init exists, so it is
@@ -30,15 +27,6 @@ fn io_err(what: String) -> impl FnOnce(std::io::Error) -> PodError {
     move |e| PodError::Kernel(format!("{what}: {e}"))
 }
 
-/// The pid a child reported on the sync pipe, or its error message.
-fn read_sync(r: std::os::fd::OwnedFd) -> Result<Option<i32>, String> {
-    let rep = sync::read(r);
-    match rep.error {
-        Some((_, msg)) => Err(msg),
-        None => Ok(rep.pid),
-    }
-}
-
 /// Create the pod's namespaces and pin them under `ns_dir`; set the hostname and bring `lo` up.
 /// Pins are created as empty files first so that a crash leaves only things `unpin` removes.
 pub fn pin_namespaces(ns_dir: &Path, hostname: &str) -> Result<BTreeMap<String, PathBuf>, PodError> {
@@ -49,38 +37,22 @@ pub fn pin_namespaces(ns_dir: &Path, hostname: &str) -> Result<BTreeMap<String, 
         fs::File::create(&p).map_err(io_err(format!("creating {}", p.display())))?;
         pins.insert(name.to_string(), p);
     }
-    let (r, w) = sync::pipe().map_err(sys_err("pipe"))?;
-    // SAFETY: called before any other thread exists in the CLI.
-    match unsafe { fork() }.map_err(sys_err("fork"))? {
-        ForkResult::Child => {
-            drop(r);
-            let fd = w.as_raw_fd();
-            let res = (|| -> Result<(), String> {
-                let all = PINNED.iter().fold(CloneFlags::empty(), |a, (_, f)| a | *f);
-                unshare(all).map_err(|e| format!("creating namespaces: {e}"))?;
-                nix::unistd::sethostname(hostname).map_err(|e| format!("setting hostname: {e}"))?;
-                crate::network::loopback::up().map_err(|e| format!("bringing lo up: {e}"))?;
-                for (name, _) in PINNED {
-                    let src = format!("/proc/self/ns/{name}");
-                    mount(Some(src.as_str()), &ns_dir.join(name), None::<&str>, MsFlags::MS_BIND, None::<&str>)
-                        .map_err(|e| format!("pinning {name} namespace: {e}"))?;
-                }
-                Ok(())
-            })();
-            if let Err(msg) = res {
-                sync::fail(fd, 1, &msg);
-            }
-            // SAFETY: _exit ends the forked child without running its parent's atexit state or unwinding.
-            unsafe { libc::_exit(0) }
+    let unshare = PINNED.iter().fold(CloneFlags::empty(), |a, (_, f)| a | *f);
+    let pinner = spawn::spawn(Spawn { unshare, ..Spawn::default() }, |_| {
+        let fail = |msg: String| Failure { code: 1, msg };
+        nix::unistd::sethostname(hostname).map_err(|e| fail(format!("setting hostname: {e}")))?;
+        crate::network::loopback::up().map_err(|e| fail(format!("bringing lo up: {e}")))?;
+        for (name, _) in PINNED {
+            let src = format!("/proc/self/ns/{name}");
+            mount(Some(src.as_str()), &ns_dir.join(name), None::<&str>, MsFlags::MS_BIND, None::<&str>).map_err(|e| fail(format!("pinning {name} namespace: {e}")))?;
         }
-        ForkResult::Parent { child } => {
-            drop(w);
-            let res = read_sync(r);
-            let _ = waitpid(child, None);
-            res.map_err(PodError::Kernel)?;
-            Ok(pins)
-        }
-    }
+        Ok(())
+    })
+    .map_err(|e| PodError::Kernel(e.to_string()))?;
+    let res = pinner.outcome();
+    pinner.wait();
+    res.map_err(|f| PodError::Kernel(f.msg))?;
+    Ok(pins)
 }
 
 /// Pin the PID namespace of the running `pause` at `pin`.
@@ -98,59 +70,23 @@ pub fn pin_pid_namespace(pause: &ProcRef, pin: &Path) -> Result<(), PodError> {
 /// Start the pause process inside the pinned namespaces, as PID 1 of a new PID namespace, in the
 /// cgroups whose `cgroup.procs` files are `cgroup_procs`.
 pub fn start_pause(pins: &BTreeMap<String, PathBuf>, cgroup_procs: &[PathBuf]) -> Result<ProcRef, PodError> {
-    let mut files = Vec::new();
+    let mut join = Vec::new();
     for (name, flag) in PINNED {
         let p = &pins[*name];
-        files.push((*flag, fs::File::open(p).map_err(io_err(format!("opening {}", p.display())))?));
+        join.push((*flag, fs::File::open(p).map_err(io_err(format!("opening {}", p.display())))?));
     }
-    let (r, w) = sync::pipe().map_err(sys_err("pipe"))?;
-    // SAFETY: single-threaded CLI; the child only makes syscalls and forks again.
-    match unsafe { fork() }.map_err(sys_err("fork"))? {
-        ForkResult::Child => {
-            drop(r);
-            let fd = w.as_raw_fd();
-            let fail = |msg: String| -> ! { sync::fail(fd, 1, &msg) };
-            let _ = nix::unistd::setsid();
-            for p in cgroup_procs {
-                if let Err(e) = fs::write(p, "0") {
-                    fail(format!("joining cgroup {}: {e}", p.display()));
-                }
-            }
-            for (flag, f) in &files {
-                if let Err(e) = setns(f.as_fd(), *flag) {
-                    fail(format!("joining pod namespace {flag:?}: {e}"));
-                }
-            }
-            if let Err(e) = unshare(CloneFlags::CLONE_NEWPID) {
-                fail(format!("creating the pod's PID namespace: {e}"));
-            }
-            // SAFETY: single-threaded here (forked from the CLI's only thread); the child only sets itself up and execs.
-            match unsafe { fork() } {
-                Ok(ForkResult::Child) => {
-                    crate::container::process::stdio_to_null();
-                    let _ = nix::sys::signal::SigSet::all().thread_unblock();
-                    if let Err(e) = crate::container::process::cloexec_above_stdio() {
-                        fail(format!("marking descriptors close-on-exec for the pause: {e}"));
-                    }
-                    let e = super::pause::exec();
-                    fail(format!("starting the pause process: {e}"))
-                }
-                Ok(ForkResult::Parent { child }) => {
-                    sync::send(fd, &format!("pid {}\n", child.as_raw()));
-                    // SAFETY: _exit ends the forked child without running its parent's atexit state or unwinding.
-                    unsafe { libc::_exit(0) }
-                }
-                Err(e) => fail(format!("fork: {e}")),
-            }
-        }
-        ForkResult::Parent { child } => {
-            drop(w);
-            let res = read_sync(r);
-            let _ = waitpid(child, None);
-            let pid = res.map_err(PodError::Kernel)?.ok_or_else(|| PodError::Kernel("the pause process did not start".into()))?;
-            ProcRef::of(pid).ok_or_else(|| PodError::Kernel("the pause process exited right after it started".into()))
-        }
-    }
+    let desc = Spawn { cgroups: cgroup_procs, new_session: true, join, pid_ns: PidNs::New, ..Spawn::default() };
+    let pause = spawn::spawn(desc, |_| {
+        crate::container::process::stdio_to_null();
+        let _ = nix::sys::signal::SigSet::all().thread_unblock();
+        crate::container::process::cloexec_above_stdio().map_err(|e| Failure { code: 1, msg: format!("marking descriptors close-on-exec for the pause: {e}") })?;
+        let e = super::pause::exec();
+        Err(Failure { code: 1, msg: format!("starting the pause process: {e}") })
+    })
+    .map_err(|e| PodError::Kernel(e.to_string()))?;
+    // End-of-file at its exec; it stays our child until we exit, then init's or a subreaper's.
+    pause.outcome().map_err(|f| PodError::Kernel(f.msg))?;
+    ProcRef::of(pause.pid).filter(|p| p.alive()).ok_or_else(|| PodError::Kernel("the pause process exited right after it started".into()))
 }
 
 /// A tmpfs for the pod's /dev/shm, shared by its containers as their IPC namespace is.

@@ -1,0 +1,288 @@
+//! The one way podbox starts a process in or near a container (the monitor, the init, the OCI
+//! init and its intermediate, an exec'd process, the pause, the namespace pinner): `spawn` takes
+//! a typed description — cgroups to enter, namespaces to join by descriptor or to unshare, the
+//! PID namespace to be born in — and the code the child runs, and returns the child's PID, a
+//! pidfd and the parent's end of the typed sync channel (`channel::Msg`).
+//!
+//! ```text
+//! spawner ──fork──▶ child: undumpable → cgroups (dies with the spawner until in them) → setsid
+//!                   → setns/unshare → PID namespace ──(only if one is entered)──▶
+//!                   clone(CLONE_PARENT): the process runs on as the spawner's own child, born in
+//!                   that PID namespace; the intermediate reports its PID and exits
+//! ```
+//! With CLONE_PARENT every process spawn returns is a child of the spawner, entering a PID
+//! namespace or not: the spawner holds a race-free pidfd on it and can wait for it.
+
+pub mod channel;
+pub mod pidfd;
+#[cfg(test)]
+mod tests;
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::fs::File;
+use std::os::fd::AsFd;
+use std::path::PathBuf;
+
+use nix::sched::CloneFlags;
+use nix::sys::wait::{WaitStatus, waitpid};
+use nix::unistd::{ForkResult, Pid, fork};
+
+pub use channel::{Channel, ChannelError, Failure, Msg};
+pub use pidfd::Pidfd;
+
+pub(crate) use super::init::CODE_RUNTIME;
+
+/// The PID namespace the process runs in. Entering one (new or joined) takes effect only for
+/// children, so it costs the extra fork described above.
+#[derive(Debug, Default)]
+pub enum PidNs {
+    /// The spawner's.
+    #[default]
+    Inherit,
+    New,
+    /// An existing one (a pod's, a running container's), opened by the spawner.
+    Join(File),
+}
+
+/// What to set up in the child before its `main` runs, in this order.
+#[derive(Debug)]
+pub struct Spawn<'a> {
+    /// `cgroup.procs` files to write "0" to, first of all: the process is confined before it
+    /// does anything else.
+    pub cgroups: &'a [PathBuf],
+    /// A new session (setsid): the process leaves the spawner's terminal.
+    pub new_session: bool,
+    /// Namespaces to join, in this order (a mount namespace belongs last).
+    pub join: Vec<(CloneFlags, File)>,
+    pub unshare: CloneFlags,
+    pub pid_ns: PidNs,
+}
+
+impl Default for Spawn<'_> {
+    fn default() -> Self {
+        Spawn { cgroups: &[], new_session: false, join: Vec::new(), unshare: CloneFlags::empty(), pid_ns: PidNs::Inherit }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SpawnError {
+    #[error("podbox can only fork while it has a single thread, but it has {threads} (a podbox bug: a thread was started before this fork)")]
+    Threaded { threads: usize },
+    #[error("{what}: {source}")]
+    Sys { what: &'static str, source: nix::Error },
+    #[error(transparent)]
+    Channel(#[from] ChannelError),
+    /// The child (or its intermediate) failed before exec and said why.
+    #[error(transparent)]
+    Failed(#[from] Failure),
+}
+
+impl SpawnError {
+    /// As a failure to report on a channel: a child's own report as it is, else exit code 1.
+    pub fn into_failure(self) -> Failure {
+        match self {
+            SpawnError::Failed(f) => f,
+            other => Failure { code: CODE_RUNTIME, msg: other.to_string() },
+        }
+    }
+}
+
+/// A spawned process: the spawner's child.
+#[derive(Debug)]
+pub struct Child {
+    pub pid: i32,
+    /// None only on kernels without pidfd_open (before 5.3).
+    pub pidfd: Option<Pidfd>,
+    chan: Channel,
+    /// Messages that arrived before the intermediate's report of the PID.
+    early: RefCell<VecDeque<Msg>>,
+}
+
+impl Child {
+    pub fn recv(&self) -> Result<Option<Msg>, ChannelError> {
+        match self.early.borrow_mut().pop_front() {
+            Some(m) => Ok(Some(m)),
+            None => self.chan.recv(),
+        }
+    }
+
+    pub fn send(&self, msg: &Msg) -> Result<(), ChannelError> {
+        self.chan.send(msg)
+    }
+
+    /// Read to end-of-file (the process exec'd or exited): Err with the first error it
+    /// reported, else the last PID reported (the monitor reports its init's).
+    pub fn outcome(&self) -> Result<Option<i32>, Failure> {
+        let mut pid = None;
+        loop {
+            match self.recv() {
+                Ok(None) => return Ok(pid),
+                Ok(Some(Msg::Pid { pid: p })) => pid = Some(p),
+                Ok(Some(Msg::Error { code, msg })) => return Err(Failure { code, msg }),
+                Ok(Some(other)) => return Err(Failure { code: CODE_RUNTIME, msg: format!("unexpected message {other:?} from a child") }),
+                Err(e) => return Err(Failure { code: CODE_RUNTIME, msg: e.to_string() }),
+            }
+        }
+    }
+
+    /// Reap the process and return how it ended (through the pidfd where there is one).
+    pub fn wait(&self) -> WaitStatus {
+        if let Some(Ok(s)) = self.pidfd.as_ref().map(|p| p.wait()) {
+            return s;
+        }
+        super::monitor::wait_for(Pid::from_raw(self.pid))
+    }
+
+    /// The process's identity as state on disk records it.
+    pub fn proc_ref(&self) -> super::ProcRef {
+        super::ProcRef::of(self.pid).unwrap_or(super::ProcRef { pid: self.pid, start_time: 0 })
+    }
+}
+
+/// How many threads this process has; fork copies only the calling one, so with more a child
+/// could block forever on a lock another thread held (malloc's, stdout's).
+pub fn thread_count() -> Option<usize> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status.lines().find_map(|l| l.strip_prefix("Threads:")).and_then(|n| n.trim().parse().ok())
+}
+
+/// The one check before every fork of podbox: Err unless the process has a single thread.
+pub fn assert_single_threaded() -> Result<(), SpawnError> {
+    match thread_count() {
+        Some(threads) if threads > 1 => Err(SpawnError::Threaded { threads }),
+        _ => Ok(()),
+    }
+}
+
+/// Start a process as `desc` describes, running `main` in it. `main` returns only on failure
+/// or when the process has nothing to exec (then it exits 0); an Err is sent to the spawner
+/// and becomes the exit code. Errors before the process exists, or of an intermediate, are
+/// returned here; errors of the process itself arrive on the channel (`Child::outcome`).
+pub fn spawn<F>(desc: Spawn, main: F) -> Result<Child, SpawnError>
+where
+    F: FnOnce(&Channel) -> Result<(), Failure>,
+{
+    assert_single_threaded()?;
+    let (parent_end, child_end) = Channel::pair()?;
+    let spawner = std::process::id() as i32;
+    let intermediate = !matches!(desc.pid_ns, PidNs::Inherit);
+    // SAFETY: the process has a single thread (checked above), so the child may allocate and
+    // run ordinary Rust code until it execs or exits.
+    match unsafe { fork() }.map_err(|source| SpawnError::Sys { what: "fork", source })? {
+        ForkResult::Child => {
+            drop(parent_end);
+            child_side(&desc, spawner, &child_end, main)
+        }
+        ForkResult::Parent { child } => {
+            drop(child_end);
+            drop(desc);
+            if !intermediate {
+                let pidfd = Pidfd::open(child.as_raw()).ok();
+                return Ok(Child { pid: child.as_raw(), pidfd, chan: parent_end, early: RefCell::default() });
+            }
+            let report = await_pid(&parent_end);
+            let _ = waitpid(child, None);
+            let (pid, early) = report?;
+            // Our child (CLONE_PARENT) and not reaped: the PID cannot have been reused.
+            let pidfd = Pidfd::open(pid).ok();
+            Ok(Child { pid, pidfd, chan: parent_end, early: RefCell::new(early) })
+        }
+    }
+}
+
+/// The intermediate's report of the PID it cloned; what the process itself sent before it
+/// (it may run ahead of the intermediate) is kept for `Child::recv`.
+fn await_pid(chan: &Channel) -> Result<(i32, VecDeque<Msg>), SpawnError> {
+    let mut early = VecDeque::new();
+    loop {
+        match chan.recv()? {
+            Some(Msg::Pid { pid }) => return Ok((pid, early)),
+            Some(m) => early.push_back(m),
+            None => {
+                let failure = early.into_iter().find_map(|m| match m {
+                    Msg::Error { code, msg } => Some(Failure { code, msg }),
+                    _ => None,
+                });
+                return Err(failure.unwrap_or_else(|| Failure { code: CODE_RUNTIME, msg: "the process entering the PID namespace died before it forked".into() }).into());
+            }
+        }
+    }
+}
+
+fn child_side<F>(desc: &Spawn, spawner: i32, chan: &Channel, main: F) -> !
+where
+    F: FnOnce(&Channel) -> Result<(), Failure>,
+{
+    if let Err(msg) = enter(desc, spawner) {
+        chan.fail(CODE_RUNTIME, &msg)
+    }
+    if !matches!(desc.pid_ns, PidNs::Inherit) {
+        // SAFETY: a fork-like clone (no CLONE_VM, no new stack) of this single-threaded
+        // process; CLONE_PARENT makes the new process the spawner's child, born in the PID
+        // namespace entered above.
+        let rc = unsafe { libc::syscall(libc::SYS_clone, libc::CLONE_PARENT | libc::SIGCHLD, 0, 0, 0, 0) };
+        if rc < 0 {
+            chan.fail(CODE_RUNTIME, &format!("forking into the PID namespace: {}", std::io::Error::last_os_error()))
+        }
+        if rc > 0 {
+            let _ = chan.send(&Msg::Pid { pid: rc as i32 });
+            // SAFETY: _exit ends the intermediate without running the spawner's destructors.
+            unsafe { libc::_exit(0) }
+        }
+    }
+    match main(chan) {
+        // SAFETY: as above, for a child with nothing left to do.
+        Ok(()) => unsafe { libc::_exit(0) },
+        Err(Failure { code, msg }) => chan.fail(code, &msg),
+    }
+}
+
+/// The child's steps before `main` (or before the clone into a PID namespace).
+fn enter(desc: &Spawn, spawner: i32) -> Result<(), String> {
+    // Not dumpable before it joins anything of a container (see sealed_exe); exec makes the
+    // program dumpable again.
+    super::sealed_exe::set_undumpable().map_err(|e| format!("PR_SET_DUMPABLE 0: {e}"))?;
+    // Until it is in its cgroups only the spawner knows it: it dies with the spawner, so that
+    // removal, which kills the spawner (a monitor) and then the cgroup, misses nothing.
+    // SAFETY: prctl with integer arguments.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
+    if nix::unistd::getppid().as_raw() != spawner {
+        // SAFETY: the spawner died before the prctl; end quietly.
+        unsafe { libc::_exit(CODE_RUNTIME) }
+    }
+    for procs in desc.cgroups {
+        std::fs::write(procs, "0").map_err(|e| format!("joining cgroup {}: {e}", procs.display()))?;
+    }
+    // SAFETY: as above; from here on its cgroup finds it.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, 0, 0, 0, 0) };
+    if desc.new_session {
+        let _ = nix::unistd::setsid();
+    }
+    for (flag, ns) in &desc.join {
+        nix::sched::setns(ns.as_fd(), *flag).map_err(|e| format!("joining the {} namespace: {e}", ns_name(*flag)))?;
+    }
+    if !desc.unshare.is_empty() {
+        nix::sched::unshare(desc.unshare).map_err(|e| format!("creating namespaces (unshare {:?}): {e}", desc.unshare))?;
+    }
+    match &desc.pid_ns {
+        PidNs::Inherit => Ok(()),
+        PidNs::New => nix::sched::unshare(CloneFlags::CLONE_NEWPID).map_err(|e| format!("creating a PID namespace: {e}")),
+        PidNs::Join(ns) => nix::sched::setns(ns.as_fd(), CloneFlags::CLONE_NEWPID).map_err(|e| format!("joining the PID namespace: {e}")),
+    }
+}
+
+fn ns_name(flag: CloneFlags) -> &'static str {
+    [
+        (CloneFlags::CLONE_NEWNET, "network"),
+        (CloneFlags::CLONE_NEWIPC, "IPC"),
+        (CloneFlags::CLONE_NEWUTS, "UTS"),
+        (CloneFlags::CLONE_NEWNS, "mount"),
+        (CloneFlags::CLONE_NEWCGROUP, "cgroup"),
+        (CloneFlags::CLONE_NEWUSER, "user"),
+        (CloneFlags::CLONE_NEWPID, "PID"),
+    ]
+    .iter()
+    .find(|(f, _)| *f == flag)
+    .map_or("", |(_, n)| n)
+}

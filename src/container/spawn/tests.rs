@@ -1,0 +1,189 @@
+//! Each spawn variant and the protocol, without root. libtest runs tests on threads, so a test
+//! that spawns does so from a forked helper (single-threaded by construction) and reports back
+//! through a pipe; the helper's verdict is the test's.
+
+use std::io::Read;
+use std::time::Duration;
+
+use nix::sys::wait::{WaitStatus, waitpid};
+use nix::unistd::{ForkResult, fork};
+
+use super::*;
+
+/// Run `check` in a forked, single-threaded helper; panic with its message if it fails.
+fn in_helper(check: impl FnOnce() -> std::result::Result<(), String>) {
+    let (r, w) = nix::unistd::pipe().unwrap();
+    // SAFETY: the helper only runs `check` (ordinary Rust code; glibc's malloc is fork-safe)
+    // and leaves with _exit.
+    match unsafe { fork() }.unwrap() {
+        ForkResult::Child => {
+            drop(r);
+            let verdict = std::panic::catch_unwind(std::panic::AssertUnwindSafe(check)).unwrap_or_else(|_| Err("panicked".into()));
+            let code = match verdict {
+                Ok(()) => 0,
+                Err(msg) => {
+                    let _ = nix::unistd::write(&w, msg.as_bytes());
+                    1
+                }
+            };
+            // SAFETY: leave the forked helper without running the test harness's destructors.
+            unsafe { libc::_exit(code) }
+        }
+        ForkResult::Parent { child } => {
+            drop(w);
+            let mut msg = String::new();
+            let _ = std::fs::File::from(r).read_to_string(&mut msg);
+            assert_eq!(waitpid(child, None).unwrap(), WaitStatus::Exited(child, 0), "{msg}");
+        }
+    }
+}
+
+fn ensure(cond: bool, what: impl Into<String>) -> std::result::Result<(), String> {
+    if cond { Ok(()) } else { Err(what.into()) }
+}
+
+#[test]
+fn messages_round_trip_through_their_encoding() {
+    let all = [
+        Msg::Go,
+        Msg::Pid { pid: 42 },
+        Msg::Error { code: 127, msg: "executable \"x\" not found\nin PATH".into() },
+        Msg::HooksDue,
+        Msg::HooksDone { state: r#"{"ociVersion":"1.0.2","status":"creating"}"#.into() },
+        Msg::Ready,
+    ];
+    for m in all {
+        let bytes = Channel::encode(&m);
+        assert_eq!(u32::from_le_bytes(bytes[..4].try_into().unwrap()) as usize, bytes.len() - 4);
+        assert_eq!(Channel::decode(&bytes).unwrap(), m);
+    }
+    let good = Channel::encode(&Msg::Ready);
+    assert!(matches!(Channel::decode(&good[..good.len() - 1]), Err(ChannelError::Malformed(_))), "a short body is refused");
+    assert!(matches!(Channel::decode(&[1, 0]), Err(ChannelError::Malformed(_))), "a short prefix is refused");
+}
+
+#[test]
+fn a_channel_carries_messages_both_ways_and_reads_eof_once_closed() {
+    let (a, b) = Channel::pair().unwrap();
+    a.send(&Msg::HooksDue).unwrap();
+    b.send(&Msg::HooksDone { state: "s".into() }).unwrap();
+    assert_eq!(b.recv().unwrap(), Some(Msg::HooksDue));
+    assert_eq!(a.recv().unwrap(), Some(Msg::HooksDone { state: "s".into() }));
+    // An oversized error text is cut, not refused.
+    b.send(&Msg::Error { code: 1, msg: "é".repeat(5000) }).unwrap();
+    assert!(matches!(a.recv().unwrap(), Some(Msg::Error { msg, .. }) if msg.len() <= 4000));
+    drop(b);
+    assert_eq!(a.recv().unwrap(), None);
+}
+
+#[test]
+fn spawn_refuses_to_fork_with_a_second_thread() {
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let other = std::thread::spawn(move || rx.recv());
+    let err = spawn(Spawn::default(), |_| Ok(())).expect_err("forked with two threads");
+    assert!(matches!(err, SpawnError::Threaded { threads } if threads >= 2), "{err}");
+    assert!(err.to_string().contains("single thread"), "{err}");
+    tx.send(()).unwrap();
+    let _ = other.join();
+}
+
+#[test]
+fn a_plain_child_runs_and_is_reaped_through_its_pidfd() {
+    in_helper(|| {
+        let child = spawn(Spawn::default(), |_| Ok(())).map_err(|e| e.to_string())?;
+        ensure(child.pidfd.is_some(), "no pidfd")?;
+        ensure(child.outcome() == Ok(None), "a clean exit reports nothing")?;
+        let status = child.wait();
+        ensure(status == WaitStatus::Exited(nix::unistd::Pid::from_raw(child.pid), 0), format!("{status:?}"))
+    });
+}
+
+#[test]
+fn an_error_before_exec_arrives_with_its_code() {
+    in_helper(|| {
+        let child = spawn(Spawn::default(), |_| Err(Failure { code: 127, msg: "executable \"nope\" not found".into() })).map_err(|e| e.to_string())?;
+        let outcome = child.outcome();
+        ensure(outcome == Err(Failure { code: 127, msg: "executable \"nope\" not found".into() }), format!("{outcome:?}"))?;
+        let status = child.wait();
+        ensure(matches!(status, WaitStatus::Exited(_, 127)), format!("exit status {status:?}"))
+    });
+}
+
+#[test]
+fn the_parent_answers_the_child_over_the_same_channel() {
+    in_helper(|| {
+        let child = spawn(Spawn::default(), |chan| {
+            let fail = |msg: &str| Failure { code: 3, msg: msg.into() };
+            chan.send(&Msg::HooksDue).map_err(|_| fail("send"))?;
+            match chan.recv() {
+                Ok(Some(Msg::HooksDone { state })) if state == "the state" => chan.send(&Msg::Ready).map_err(|_| fail("send")),
+                other => Err(fail(&format!("child got {other:?}"))),
+            }
+        })
+        .map_err(|e| e.to_string())?;
+        ensure(child.recv().ok() == Some(Some(Msg::HooksDue)), "no HooksDue")?;
+        child.send(&Msg::HooksDone { state: "the state".into() }).map_err(|e| e.to_string())?;
+        ensure(child.recv().ok() == Some(Some(Msg::Ready)), "no Ready after the answer")?;
+        ensure(child.outcome() == Ok(None), "then end-of-file")?;
+        ensure(matches!(child.wait(), WaitStatus::Exited(_, 0)), "exit 0")
+    });
+}
+
+#[test]
+fn a_pidfd_signal_reaches_exactly_the_child() {
+    in_helper(|| {
+        let child = spawn(Spawn::default(), |_| {
+            // SAFETY: pause(2) until a signal ends the process.
+            unsafe { libc::pause() };
+            Ok(())
+        })
+        .map_err(|e| e.to_string())?;
+        let pidfd = child.pidfd.as_ref().ok_or("no pidfd")?;
+        ensure(!pidfd.wait_exited(Some(Duration::from_millis(50))), "exited before the signal")?;
+        pidfd.signal(libc::SIGTERM).map_err(|e| e.to_string())?;
+        ensure(pidfd.wait_exited(Some(Duration::from_secs(5))), "the signal did not end it")?;
+        let status = child.wait();
+        ensure(matches!(status, WaitStatus::Signaled(_, nix::sys::signal::Signal::SIGTERM, _)), format!("{status:?}"))?;
+        // Reaped: the descriptor still names the dead process, never a new one with its PID.
+        ensure(pidfd.signal(libc::SIGTERM).is_err(), "signalled a reaped process")
+    });
+}
+
+#[test]
+fn a_process_born_in_a_new_pid_namespace_is_pid_1_there_and_our_child_here() {
+    // A PID namespace without root: inside a user namespace of its own.
+    in_helper(|| {
+        let desc = Spawn { unshare: CloneFlags::CLONE_NEWUSER, pid_ns: PidNs::New, ..Spawn::default() };
+        let child = spawn(desc, |_| Err(Failure { code: 9, msg: std::process::id().to_string() })).map_err(|e| e.to_string())?;
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", child.pid)).map_err(|e| e.to_string())?;
+        let ppid: i32 = stat.rsplit(')').next().and_then(|r| r.split_whitespace().nth(1)).and_then(|p| p.parse().ok()).ok_or("no ppid")?;
+        ensure(ppid == std::process::id() as i32, format!("parent {ppid}, not the spawner"))?;
+        let outcome = child.outcome();
+        ensure(outcome == Err(Failure { code: 9, msg: "1".into() }), format!("its own PID as it sees it: {outcome:?}"))?;
+        ensure(matches!(child.wait(), WaitStatus::Exited(_, 9)), "reaped by the spawner")
+    });
+}
+
+#[test]
+fn a_failing_intermediate_is_reported_by_spawn_itself() {
+    in_helper(|| {
+        // A regular file is no namespace: setns fails in the intermediate, before any clone.
+        let not_ns = File::open("/proc/self/status").map_err(|e| e.to_string())?;
+        match spawn(Spawn { pid_ns: PidNs::Join(not_ns), ..Spawn::default() }, |_| Ok(())) {
+            Err(SpawnError::Failed(f)) => ensure(f.code == CODE_RUNTIME && f.msg.contains("joining the PID namespace"), f.msg),
+            other => Err(format!("{other:?}")),
+        }
+    });
+}
+
+#[test]
+fn a_child_that_cannot_join_its_cgroup_says_which() {
+    in_helper(|| {
+        let missing = [PathBuf::from("/nonexistent/podbox-test/cgroup.procs")];
+        let child = spawn(Spawn { cgroups: &missing, ..Spawn::default() }, |_| Ok(())).map_err(|e| e.to_string())?;
+        match child.outcome() {
+            Err(f) => ensure(f.msg.contains("joining cgroup /nonexistent/podbox-test/cgroup.procs"), f.msg),
+            Ok(p) => Err(format!("no error: {p:?}")),
+        }
+    });
+}

@@ -327,6 +327,29 @@ spec:
 
 #[test]
 #[ignore = "needs root: scripts/test.sh runs it (cargo test -- --include-ignored)"]
+fn a_foreground_containers_signals_follow_its_restarts() {
+    require_root!();
+    let node = Node::new("fgrestart");
+    node.podbox_ok(&["pod", "create", "p", "--network", "none"]);
+    // The first run fails and is restarted; the second traps SIGTERM and exits 0, which
+    // on-failure does not restart: a SIGTERM to the foreground CLI must reach the second run.
+    let script = "if [ -e /dev/shm/ran ]; then trap 'echo got-term; exit 0' TERM; echo second; while :; do sleep 0.1; done; fi; touch /dev/shm/ran; echo first; exit 1";
+    let p = common::PODBOX;
+    let out = node.sh_ok(&format!(
+        "{p} run --pod p --name fg --restart on-failure -- sh -c \"{script}\" </dev/null >/dev/null 2>&1 & cli=$!
+         i=0; until {p} logs p fg 2>/dev/null | grep -q second; do sleep 0.1; i=$((i+1)); [ $i -gt 100 ] && break; done
+         kill -TERM $cli
+         i=0; while kill -0 $cli 2>/dev/null; do sleep 0.1; i=$((i+1)); if [ $i -gt 100 ]; then echo HUNG; kill -9 $cli; break; fi; done
+         wait $cli; echo code=$?"
+    ));
+    assert!(!out.contains("HUNG") && out.contains("code=0"), "the CLI did not pass SIGTERM to the restarted run: {out}");
+    assert!(node.podbox_ok(&["logs", "p", "fg"]).contains("got-term"), "the second run did not get the signal");
+    node.podbox_ok(&["pod", "rm", "-f", "p"]);
+    node.assert_clean();
+}
+
+#[test]
+#[ignore = "needs root: scripts/test.sh runs it (cargo test -- --include-ignored)"]
 fn restart_policies_start_a_container_again_and_stop_ends_them() {
     require_root!();
     let node = Node::new("restart");

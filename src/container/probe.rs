@@ -14,11 +14,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
-use nix::unistd::{ForkResult, Pid, fork};
+use nix::unistd::Pid;
 use oci_spec::runtime::Spec;
 use serde::{Deserialize, Serialize};
 
 use super::ProcRef;
+use super::spawn::{self, Failure, Spawn};
 
 /// Set in the prober by SIGTERM (`stop`): end the check in flight, with its process group, and exit.
 static STOPPING: AtomicBool = AtomicBool::new(false);
@@ -96,24 +97,18 @@ pub struct Target<'a> {
 /// Run `action` once against `target`, at most `timeout`: Ok, or why it failed. Forks; call it
 /// from a single-threaded process.
 pub fn check(target: &Target, action: &Action, timeout: Duration) -> Result<(), String> {
-    // SAFETY: the caller is single-threaded; the child runs the check and exits.
-    match unsafe { fork() } {
-        Ok(ForkResult::Child) => {
-            // A group of its own: a check that times out is killed with everything it started
-            // (an exec'd command inside the container included).
-            // SAFETY: setpgid and prctl on ourselves; the check dies with whoever waits for it.
-            unsafe {
-                libc::setpgid(0, 0);
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            }
-            let code = match run_in_child(target, action, timeout) {
-                Ok(()) => 0,
-                Err(code) => code,
-            };
-            // SAFETY: leave the forked child without running the parent's destructors.
-            unsafe { libc::_exit(code) }
+    let spawned = spawn::spawn(Spawn::default(), |_| {
+        // A group of its own: a check that times out is killed with everything it started
+        // (an exec'd command inside the container included).
+        // SAFETY: setpgid and prctl on ourselves; the check dies with whoever waits for it.
+        unsafe {
+            libc::setpgid(0, 0);
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
         }
-        Ok(ForkResult::Parent { child }) => {
+        run_in_child(target, action, timeout).map_err(|code| Failure { code, msg: String::new() })
+    });
+    match spawned.map(|c| Pid::from_raw(c.pid)) {
+        Ok(child) => {
             // Also from here, so that the group exists whichever of us runs first.
             let _ = nix::unistd::setpgid(child, child);
             let deadline = Instant::now() + timeout;
@@ -141,7 +136,7 @@ pub fn check(target: &Target, action: &Action, timeout: Duration) -> Result<(), 
                 std::thread::sleep(Duration::from_millis(10));
             }
         }
-        Err(e) => Err(format!("fork: {e}")),
+        Err(e) => Err(format!("starting the check: {e}")),
     }
 }
 
@@ -210,26 +205,22 @@ pub fn spawn(probes: &Probes, pid: ProcRef, spec: &Spec, cgroup_procs: Vec<PathB
     // A fresh run starts unstarted and unready.
     let initial = ProbeState { started: probes.startup.is_none(), ready: probes.startup.is_none() && probes.readiness.is_none(), last_failure: None, killed: None };
     let _ = crate::state::write_json(&state_file, &initial);
-    // SAFETY: the monitor is single-threaded.
-    match unsafe { fork() } {
-        Ok(ForkResult::Child) => {
-            // SAFETY: prctl on ourselves; closing descriptors of our own table (the monitor's pipes
-            // and namespace files) that the prober never uses: it opens what it needs by path.
-            unsafe {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0);
-            }
-            let handler = nix::sys::signal::SigAction::new(nix::sys::signal::SigHandler::Handler(on_sigterm), nix::sys::signal::SaFlags::empty(), nix::sys::signal::SigSet::empty());
-            // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
-            let _ = unsafe { nix::sys::signal::sigaction(nix::sys::signal::Signal::SIGTERM, &handler) };
-            let target = Target { pid, spec, cgroup_procs: &cgroup_procs };
-            run_prober(probes, &target, &state_file, initial);
-            // SAFETY: leave the forked child without running the parent's destructors.
-            unsafe { libc::_exit(0) }
+    let spawned = spawn::spawn(Spawn::default(), |_| {
+        // SAFETY: prctl on ourselves; closing descriptors of our own table (the monitor's pipes
+        // and namespace files, this spawn's channel) that the prober never uses: it opens what
+        // it needs by path.
+        unsafe {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0);
         }
-        Ok(ForkResult::Parent { child }) => Some(child),
-        Err(_) => None,
-    }
+        let handler = nix::sys::signal::SigAction::new(nix::sys::signal::SigHandler::Handler(on_sigterm), nix::sys::signal::SaFlags::empty(), nix::sys::signal::SigSet::empty());
+        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+        let _ = unsafe { nix::sys::signal::sigaction(nix::sys::signal::Signal::SIGTERM, &handler) };
+        let target = Target { pid, spec, cgroup_procs: &cgroup_procs };
+        run_prober(probes, &target, &state_file, initial);
+        Ok(())
+    });
+    spawned.ok().map(|c| Pid::from_raw(c.pid))
 }
 
 /// End the prober of a run that has ended: SIGTERM makes it end the check in flight (with

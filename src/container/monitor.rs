@@ -92,6 +92,13 @@ fn spawn_monitor(opts: &StartOptions, plan: &namespaces::Plan, filters: &[seccom
 }
 
 fn monitor_main(opts: &StartOptions, plan: &namespaces::Plan, filters: &[seccompiler::BpfProgram], cgroup: Option<&cgroups::Cgroup>, chan: &Channel) -> ! {
+    let attempt = first_run(opts, plan, filters, cgroup, chan);
+    supervise(opts, plan, filters, cgroup, attempt)
+}
+
+/// Wait for the caller's go-ahead, start the first run and relay its PID and its report to the
+/// caller; the caller's channel is closed after.
+fn first_run(opts: &StartOptions, plan: &namespaces::Plan, filters: &[seccompiler::BpfProgram], cgroup: Option<&cgroups::Cgroup>, chan: &Channel) -> Attempt {
     // End-of-file instead: the caller died (or gave up) before recording us; start nothing.
     if !matches!(chan.recv(), Ok(Some(Msg::Go))) {
         // SAFETY: _exit in a forked child.
@@ -122,6 +129,11 @@ fn monitor_main(opts: &StartOptions, plan: &namespaces::Plan, filters: &[seccomp
         let _ = chan.send(&Msg::Error { code: f.code, msg: f.msg.clone() });
     }
     chan.shutdown();
+    attempt
+}
+
+/// Wait for each run to end, record it, and start the next one as the restart policy says.
+fn supervise(opts: &StartOptions, plan: &namespaces::Plan, filters: &[seccompiler::BpfProgram], cgroup: Option<&cgroups::Cgroup>, mut attempt: Attempt) -> ! {
     let mut restarts = 0u32;
     let mut backoff = RESTART_BACKOFF_MIN;
     let procs = cgroup.map(|c| c.procs_files()).unwrap_or_default();

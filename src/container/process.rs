@@ -30,33 +30,42 @@ impl ProcRef {
     }
 
     /// A pidfd on this very process: None if it is gone (or is another process by now), or
-    /// where the kernel has no pidfds.
+    /// where no pidfd can be had.
     pub fn pidfd(&self) -> Option<Pidfd> {
-        let fd = Pidfd::open(self.pid).ok()?;
-        // Opened first, checked after: if the PID was reused in between, the check fails.
-        self.alive().then_some(fd)
+        match self.handle() {
+            Handle::Pidfd(fd) => Some(fd),
+            Handle::Gone | Handle::NoPidfd => None,
+        }
+    }
+
+    fn handle(&self) -> Handle {
+        match Pidfd::open(self.pid) {
+            // Opened first, checked after: if the PID was reused in between, the check fails.
+            Ok(fd) if self.alive() => Handle::Pidfd(fd),
+            Ok(_) => Handle::Gone,
+            Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Handle::Gone,
+            // ENOSYS before Linux 5.3, or out of descriptors.
+            Err(_) => Handle::NoPidfd,
+        }
     }
 
     /// Send `sig` if this is still our process. Returns false if it is gone.
     pub fn signal(&self, sig: i32) -> bool {
-        if let Some(fd) = self.pidfd() {
-            return fd.signal(sig).is_ok();
+        match self.handle() {
+            Handle::Pidfd(fd) => fd.signal(sig).is_ok(),
+            Handle::Gone => false,
+            // SAFETY: kill(2) with a PID verified a moment before (the window pidfds close).
+            Handle::NoPidfd => self.alive() && unsafe { libc::kill(self.pid, sig) == 0 },
         }
-        // No pidfd: the process is gone, or the kernel predates pidfds (check, then kill).
-        if !pidfds_supported() && self.alive() {
-            // SAFETY: kill(2) with a PID we verified a moment ago.
-            return unsafe { libc::kill(self.pid, sig) == 0 };
-        }
-        false
     }
 
     /// Wait until the process is gone or `timeout` passes; true if gone. A timeout past what
     /// the clock can represent (`stop -t 18446744073709551615`) means no timeout.
     pub fn wait_gone(&self, timeout: std::time::Duration) -> bool {
-        match self.pidfd() {
-            Some(fd) => fd.wait_exited(Some(timeout)) || !self.alive(),
-            None if pidfds_supported() => true,
-            None => self.poll_gone(timeout),
+        match self.handle() {
+            Handle::Pidfd(fd) => fd.wait_exited(Some(timeout)) || !self.alive(),
+            Handle::Gone => true,
+            Handle::NoPidfd => self.poll_gone(timeout),
         }
     }
 
@@ -77,10 +86,11 @@ impl ProcRef {
     }
 }
 
-/// Whether pidfd_open exists here (Linux 5.3); asked once.
-fn pidfds_supported() -> bool {
-    static SUPPORTED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *SUPPORTED.get_or_init(|| Pidfd::open(std::process::id() as i32).is_ok())
+/// How a recorded process can be reached now.
+enum Handle {
+    Pidfd(Pidfd),
+    Gone,
+    NoPidfd,
 }
 
 fn start_time(pid: i32) -> Option<u64> {
@@ -175,6 +185,21 @@ mod tests {
         let other = ProcRef { start_time: me.start_time + 1, ..me };
         assert!(!other.alive());
         assert!(ProcRef::of(i32::MAX).is_none());
+    }
+
+    #[test]
+    fn signals_reach_the_recorded_process_and_never_one_with_another_start_time() {
+        let mut child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+        let me = ProcRef::of(child.id() as i32).unwrap();
+        let impostor = ProcRef { start_time: me.start_time + 1, ..me };
+        assert!(impostor.pidfd().is_none());
+        assert!(!impostor.signal(libc::SIGKILL), "signalled a process by PID alone");
+        assert!(!me.wait_gone(std::time::Duration::from_millis(20)), "gone before any signal");
+        assert!(me.signal(libc::SIGTERM));
+        assert!(me.wait_gone(std::time::Duration::from_secs(5)), "the pidfd never said it exited");
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(child.wait().unwrap().signal(), Some(libc::SIGTERM));
+        assert!(!me.signal(libc::SIGTERM), "a reaped process counts as gone");
     }
 
     #[test]

@@ -114,14 +114,25 @@ impl Child {
     /// Read to end-of-file (the process exec'd or exited): Err with the first error it
     /// reported, else the last PID reported (the monitor reports its init's).
     pub fn outcome(&self) -> Result<Option<i32>, Failure> {
+        self.serve(|other| Err(Failure { code: CODE_RUNTIME, msg: format!("unexpected message {other:?} from a child") }))
+    }
+
+    /// `outcome`, answering the requests the process makes on the way: `answer` gets every
+    /// message but `Pid` and `Error`, and what it returns is sent back (e.g. a user namespace's
+    /// "write my maps" → "maps written").
+    pub fn serve(&self, mut answer: impl FnMut(Msg) -> Result<Option<Msg>, Failure>) -> Result<Option<i32>, Failure> {
+        let broken = |e: ChannelError| Failure { code: CODE_RUNTIME, msg: e.to_string() };
         let mut pid = None;
         loop {
-            match self.recv() {
-                Ok(None) => return Ok(pid),
-                Ok(Some(Msg::Pid { pid: p })) => pid = Some(p),
-                Ok(Some(Msg::Error { code, msg })) => return Err(Failure { code, msg }),
-                Ok(Some(other)) => return Err(Failure { code: CODE_RUNTIME, msg: format!("unexpected message {other:?} from a child") }),
-                Err(e) => return Err(Failure { code: CODE_RUNTIME, msg: e.to_string() }),
+            match self.recv().map_err(broken)? {
+                None => return Ok(pid),
+                Some(Msg::Pid { pid: p }) => pid = Some(p),
+                Some(Msg::Error { code, msg }) => return Err(Failure { code, msg }),
+                Some(request) => {
+                    if let Some(reply) = answer(request)? {
+                        self.send(&reply).map_err(broken)?;
+                    }
+                }
             }
         }
     }

@@ -121,10 +121,16 @@ fn the_parent_answers_the_child_over_the_same_channel() {
             }
         })
         .map_err(|e| e.to_string())?;
-        ensure(child.recv().ok() == Some(Some(Msg::HooksDue)), "no HooksDue")?;
-        child.send(&Msg::HooksDone { state: "the state".into() }).map_err(|e| e.to_string())?;
-        ensure(child.recv().ok() == Some(Some(Msg::Ready)), "no Ready after the answer")?;
-        ensure(child.outcome() == Ok(None), "then end-of-file")?;
+        let mut asked = Vec::new();
+        let served = child.serve(|m| {
+            asked.push(m.clone());
+            Ok(match m {
+                Msg::HooksDue => Some(Msg::HooksDone { state: "the state".into() }),
+                _ => None,
+            })
+        });
+        ensure(served == Ok(None), format!("{served:?}"))?;
+        ensure(asked == [Msg::HooksDue, Msg::Ready], format!("{asked:?}"))?;
         ensure(matches!(child.wait(), WaitStatus::Exited(_, 0)), "exit 0")
     });
 }

@@ -159,10 +159,20 @@ pub fn thread_count() -> Option<usize> {
 }
 
 /// The one check before every fork of podbox: Err unless the process has a single thread.
+/// A thread that was just joined (the network layer's netns worker) wakes its joiner a moment
+/// before the kernel stops counting it, so a count above one is asked again for a little while.
 pub fn assert_single_threaded() -> Result<(), SpawnError> {
-    match thread_count() {
-        Some(threads) if threads > 1 => Err(SpawnError::Threaded { threads }),
-        _ => Ok(()),
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(50);
+    loop {
+        match thread_count() {
+            Some(threads) if threads > 1 => {
+                if std::time::Instant::now() >= deadline {
+                    return Err(SpawnError::Threaded { threads });
+                }
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            _ => return Ok(()),
+        }
     }
 }
 

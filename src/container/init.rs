@@ -186,7 +186,7 @@ pub fn become_process(process: &Process, seccomp: &[seccompiler::BpfProgram], ex
             return Err(io("setting no_new_privs")(std::io::Error::last_os_error()));
         }
     }
-    // Every inherited descriptor but 0-2 and the preserved ones (the sync pipe is CLOEXEC and
+    // Every inherited descriptor but 0-2 and the preserved ones (the sync channel is CLOEXEC and
     // opened after them) is closed at exec.
     super::process::cloexec_from(3 + preserve_fds).map_err(io("marking inherited descriptors close-on-exec"))?;
     if let Some(g) = gate {

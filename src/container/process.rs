@@ -111,7 +111,7 @@ fn stat_fields(pid: i32) -> Option<(char, u64)> {
 }
 
 /// Mark every descriptor above stdin/stdout/stderr close-on-exec, so that an exec'd program
-/// inherits nothing of its launcher (lock files, sync pipes, sockets).
+/// inherits nothing of its launcher (lock files, sync channels, sockets).
 pub fn cloexec_above_stdio() -> std::io::Result<()> {
     cloexec_from(3)
 }

@@ -429,3 +429,50 @@ fn a_racing_symlink_swap_never_mounts_on_the_node() {
     r.delete_all(&node);
     assert!(common::wait_until(5, || node.processes().is_empty()), "processes left: {:?}", node.processes());
 }
+
+/// mkdir through the x32 ABI (the x86_64 number with bit 30 set), then through the native one;
+/// prints each call's errno (0: it succeeded).
+const X32_MKDIR: &str = r#"
+#include <errno.h>
+#include <stdio.h>
+#include <unistd.h>
+#include <sys/syscall.h>
+int main(void) {
+    errno = 0;
+    long rc = syscall(SYS_mkdir | 0x40000000, "/tmp/x32-made", 0755);
+    printf("x32:%d\n", rc == 0 ? 0 : errno);
+    errno = 0;
+    rc = syscall(SYS_mkdir, "/tmp/native-made", 0755);
+    printf("native:%d\n", rc == 0 ? 0 : errno);
+    return 0;
+}
+"#;
+
+/// A deny-list profile (default allow, `mkdir` → EPERM) must also deny mkdir made through the
+/// x32 ABI: with EPERM, not ENOSYS (which a kernel without x32 gives, one with x32 would
+/// run it) and never success.
+#[test]
+#[ignore = "needs root: scripts/test.sh runs it (cargo test -- --include-ignored)"]
+#[cfg(target_arch = "x86_64")]
+fn x32_syscalls_do_not_bypass_a_deny_list() {
+    require_root!();
+    let node = Node::new("esc-x32");
+    let r = Runc::new("x32");
+    let bin = r.dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    compile_static(X32_MKDIR, &bin.join("x32-mkdir"), &[]);
+    let b = r.bundle("x", json!(["sh", "-c", "/x32/x32-mkdir; ls /tmp"]), |c| {
+        c["mounts"].as_array_mut().unwrap().push(json!({ "destination": "/x32", "type": "bind", "source": bin, "options": ["rbind", "ro"] }));
+        c["mounts"].as_array_mut().unwrap().push(json!({ "destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nodev"] }));
+        c["linux"]["seccomp"] = json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "architectures": ["SCMP_ARCH_X86_64"],
+            "syscalls": [{ "names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1 }]
+        });
+    });
+    let out = node.sh(&r.cmd(&format!("run --bundle {} x", b.display())));
+    let got = text(&out.stdout);
+    assert!(out.status.success(), "{got} {}", text(&out.stderr));
+    assert_eq!(got.split_whitespace().collect::<Vec<_>>(), ["x32:1", "native:1"], "mkdir through x32 was not denied with EPERM (38 is ENOSYS)");
+    assert!(common::wait_until(5, || node.processes().is_empty()), "processes left: {:?}", node.processes());
+}

@@ -348,3 +348,26 @@ fn no_mount_namespace_runs_in_the_callers() {
     assert!(text(&out.stderr).contains("linux.maskedPaths") && text(&out.stderr).contains("needs a mount namespace"), "{}", text(&out.stderr));
     env.assert_clean(&node);
 }
+
+/// File system data options on a bind mount (the runtime-tools suite puts `mode=755,size=1k` on
+/// every mount) are ignored with a warning naming them, as runc and crun ignore them; the bind's
+/// own flags still apply.
+#[test]
+#[ignore = "needs root: scripts/test.sh runs it (cargo test -- --include-ignored)"]
+fn bind_mount_data_options_are_ignored_with_a_warning() {
+    require_root!();
+    let node = Node::new("ocispec-binddata");
+    let env = Env::in_node("binddata", &node);
+    let src = env.dir.join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("f"), "x\n").unwrap();
+    let b = env.bundle("b", "cat /mnt/src/f; touch /mnt/src/g 2>/dev/null && echo writable || echo read-only", |c| {
+        c["mounts"].as_array_mut().unwrap().push(json!({ "destination": "/mnt/src", "type": "bind", "source": src, "options": ["bind", "ro", "mode=755", "size=1k"] }));
+    });
+    let out = node.sh(&env.cmd(&format!("run -b {} b", b.display())));
+    assert_eq!((code(&out), text(&out.stdout)), (0, "x\nread-only\n".to_string()), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(err.contains("mode=755 (/mnt/src)") && err.contains("size=1k (/mnt/src)"), "no warning naming the options: {err}");
+    assert!(!src.join("g").exists());
+    env.assert_clean(&node);
+}

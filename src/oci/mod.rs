@@ -233,6 +233,27 @@ fn drop_rootfs_fields_without_mount_ns(spec: &mut Spec) -> Vec<&'static str> {
     dropped
 }
 
+/// File system data options (`mode=755`, `size=1k`) on bind mounts: mount(2) has no file system
+/// to give them to, and runc and crun pass them on to be dropped by the kernel (the runtime-tools
+/// suite puts them on every mount). podbox's container layer refuses them so that nothing is
+/// dropped silently; here, for specs written for runc, they are removed and named in a warning.
+fn strip_bind_mount_data(spec: &mut Spec) -> Vec<String> {
+    let Some(mut mounts) = spec.mounts().clone() else { return vec![] };
+    let mut stripped = vec![];
+    for m in &mut mounts {
+        let Some(opts) = m.options().clone() else { continue };
+        let parsed = container::mounts::parse_options(&opts);
+        let is_bind = parsed.flags.contains(nix::mount::MsFlags::MS_BIND) || m.typ().as_deref() == Some("bind");
+        if !is_bind || parsed.data.is_empty() || matches!(m.typ().as_deref(), Some("cgroup" | "cgroup2")) {
+            continue;
+        }
+        stripped.extend(parsed.data.iter().map(|d| format!("{d} ({})", m.destination().display())));
+        m.set_options(Some(opts.into_iter().filter(|o| !parsed.data.contains(o)).collect()));
+    }
+    spec.set_mounts(Some(mounts));
+    stripped
+}
+
 /// Where a spec restricts devices, the standard set stays usable and so do the devices it asks
 /// to be created (`linux.devices`): runc appends the same allow rules, and specs are written
 /// for it (`runc spec` has only "deny all").
@@ -323,6 +344,10 @@ impl Runtime {
             spec.set_linux(Some(linux));
         }
         allow_standard_devices(&mut spec);
+        let stripped = strip_bind_mount_data(&mut spec);
+        if !stripped.is_empty() {
+            eprintln!("podbox: warning: bind mounts take no file system options; ignored, as runc does: {}", stripped.join(", "));
+        }
         let dropped = drop_rootfs_fields_without_mount_ns(&mut spec);
         if !dropped.is_empty() {
             eprintln!("podbox: warning: no mount namespace in linux.namespaces: {} not applied (the process runs in the caller's mount namespace, chrooted into root.path)", dropped.join(", "));

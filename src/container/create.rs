@@ -142,7 +142,6 @@ fn intermediate_main(
                 hooks: opts.spec.hooks().clone(),
                 started: Cell::new(false),
                 state_json: RefCell::new(String::new()),
-                proc_fd_dir: Cell::new(-1),
             };
             init::run(InitArgs { spec: opts.spec, rootfs: &opts.rootfs, plan, stdio: &opts.stdio, sync_fd: fd, seccomp: filters, gate: Some(&gate), preserve_fds: opts.preserve_fds, no_pivot: opts.no_pivot })
         }

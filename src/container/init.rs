@@ -56,10 +56,12 @@ pub struct Gate {
     /// to the container's stderr (which its supervisor logs).
     pub started: Cell<bool>,
     pub state_json: RefCell<String>,
-    /// O_PATH descriptor of the runtime's `/proc/self/fd`, kept where the container's root has
-    /// no /proc (a chroot without a mount namespace) to reopen the FIFO through; -1 if unused.
-    pub proc_fd_dir: Cell<RawFd>,
 }
+
+/// O_PATH descriptor of the runtime's `/proc/self/fd`, kept where the container's root has no
+/// /proc (a chroot without a mount namespace) to reopen the exec FIFO through; -1 if unused. A
+/// static of the (single-threaded) init process rather than a field of `Gate`.
+static PROC_FD_DIR: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(-1);
 
 impl Gate {
     fn before_pivot(&self) -> Result<()> {
@@ -79,22 +81,14 @@ impl Gate {
         super::hooks::run("createContainer", self.hooks.as_ref().and_then(|h| h.create_container().as_ref()), &self.state_json.borrow())
     }
 
-    /// Before a chroot into a root without /proc: keep the runtime's /proc/self/fd at hand.
-    fn keep_proc_fd_dir(&self) -> Result<()> {
-        let dir = nix::fcntl::open("/proc/self/fd", nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())
-            .map_err(sys("opening /proc/self/fd for the exec FIFO"))?;
-        self.proc_fd_dir.set(std::os::fd::IntoRawFd::into_raw_fd(dir));
-        Ok(())
-    }
-
     fn wait_for_start(&self) -> Result<()> {
         super::sync::send(self.sync_fd, "ready\n");
         let path = format!("/proc/self/fd/{}", self.fifo);
         // Blocks until `start` opens the FIFO for reading.
-        let fifo: std::fs::File = match self.proc_fd_dir.get() {
+        let fifo: std::fs::File = match PROC_FD_DIR.load(std::sync::atomic::Ordering::Relaxed) {
             -1 => std::fs::OpenOptions::new().write(true).open(&path).map_err(io(format!("opening the exec FIFO through {path} (the container needs /proc mounted for `start`)")))?,
             dir => {
-                // SAFETY: `dir` is the descriptor `keep_proc_fd_dir` opened and never closed.
+                // SAFETY: `dir` is the descriptor `chroot_without_mount_ns` opened and never closed.
                 let dir = unsafe { std::os::fd::BorrowedFd::borrow_raw(dir) };
                 nix::fcntl::openat(dir, self.fifo.to_string().as_str(), nix::fcntl::OFlag::O_WRONLY | nix::fcntl::OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())
                     .map_err(sys("opening the exec FIFO through the runtime's /proc/self/fd"))?
@@ -196,8 +190,11 @@ fn setup_and_exec(a: &InitArgs) -> Result<Infallible> {
 /// here: the process shares every mount of the caller anyway.
 fn chroot_without_mount_ns(a: &InitArgs) -> Result<()> {
     let Rootfs::Plain(path) = a.rootfs else { return Ok(()) };
-    if let Some(g) = a.gate {
-        g.keep_proc_fd_dir()?;
+    if a.gate.is_some() {
+        // `start` is awaited after the chroot: keep the runtime's /proc/self/fd at hand.
+        let dir = nix::fcntl::open("/proc/self/fd", nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())
+            .map_err(sys("opening /proc/self/fd for the exec FIFO"))?;
+        PROC_FD_DIR.store(std::os::fd::IntoRawFd::into_raw_fd(dir), std::sync::atomic::Ordering::Relaxed);
     }
     nix::unistd::chroot(path).map_err(sys(format!("chroot into {}", path.display())))?;
     nix::unistd::chdir("/").map_err(sys("chdir /"))

@@ -13,6 +13,7 @@
 #   scripts/conformance-oci.sh                 # all files, all three runtimes (~10 min)
 #   RUNTIMES="podbox runc" FILES="pidfile hooks_stdin" scripts/conformance-oci.sh
 #   CONFORMANCE_DIR=/path/to/shared/conformance  # where build.sh and the sources are
+#   PODBOX_BIN=target/debug/podbox              # test this build instead of building --release
 # New cgroups the runs leave behind (failed tests do) are removed at the end.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -25,10 +26,15 @@ done
 [ -n "$conf" ] || { echo "conformance-oci.sh: no ../shared/conformance/build.sh; set CONFORMANCE_DIR" >&2; exit 1; }
 
 "$conf/build.sh" "$out" oci >/dev/null
-# podbox: a copy of the release build, so that rebuilding meanwhile changes nothing mid-run.
-(cd "$repo" && cargo build --release -q)
+# podbox: a copy of the release build (or of PODBOX_BIN), so that rebuilding meanwhile changes
+# nothing mid-run.
+bin=${PODBOX_BIN:-}
+if [ -z "$bin" ]; then
+  (cd "$repo" && cargo build --release -q)
+  bin=$repo/target/release/podbox
+fi
 mkdir -p "$out/podbox"
-cp "$repo/target/release/podbox" "$out/podbox/podbox.bin"
+cp "$bin" "$out/podbox/podbox.bin"
 ln -sf podbox.bin "$out/podbox/podbox-runc"
 
 declare -A BIN=([podbox]=$out/podbox/podbox-runc [runc]=$(command -v runc || true) [crun]=$(command -v crun || true))

@@ -291,3 +291,194 @@ fn each_rootfs_propagation_mode() {
     assert!(!std::fs::read_to_string("/proc/self/mountinfo").unwrap().contains("podbox-prop-leak"), "a container mount propagated to the machine");
     assert!(common::wait_until(5, || node.processes().is_empty()), "processes left: {:?}", node.processes());
 }
+
+/// Compile a small static C program for the test (gcc is part of the test machine's setup).
+fn compile_static(src: &str, out: &std::path::Path, extra: &[&str]) {
+    let c = out.with_extension("c");
+    std::fs::write(&c, src).unwrap();
+    let res = Command::new("gcc").args(["-static", "-O1", "-o"]).arg(out).arg(&c).args(extra).output().expect("run gcc");
+    assert!(res.status.success(), "gcc: {}", text(&res.stderr));
+}
+
+/// A private copy of the test rootfs, which the test may plant symlinks in.
+fn rootfs_copy(r: &Runc) -> PathBuf {
+    let copy = r.dir.join("rootfs-copy");
+    let out = Command::new("cp").arg("-a").arg(common::rootfs()).arg(&copy).output().unwrap();
+    assert!(out.status.success(), "cp: {}", text(&out.stderr));
+    copy
+}
+
+fn use_rootfs(bundle: &std::path::Path, rootfs: &std::path::Path) {
+    std::fs::remove_file(bundle.join("rootfs")).unwrap();
+    std::os::unix::fs::symlink(rootfs, bundle.join("rootfs")).unwrap();
+}
+
+/// A createContainer hook (in the container's mount namespace, before pivot_root, where the
+/// node's paths are still visible) appending every mount point at or under `host` to `out`.
+fn hook_listing_mounts_under(host: &std::path::Path, out: &std::path::Path) -> Value {
+    let script = format!("awk -v h='{}' 'index($5, h) == 1 {{ print $5 }}' /proc/self/mountinfo >> '{}'", host.display(), out.display());
+    json!({ "createContainer": [{ "path": "/bin/sh", "args": ["sh", "-c", script] }] })
+}
+
+/// Entries of a directory, sorted.
+fn entries(dir: &std::path::Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    v.sort();
+    v
+}
+
+/// CVE-2021-30465 class, the static half: the image plants symlinks where the spec's bind mounts
+/// go — one to an absolute path of the node (the test's own directory), one climbing out with
+/// `..`, one dangling to a file. Each mount must land inside the rootfs, at the link's target as
+/// the container sees it; the node's directory gets no file and no mount.
+#[test]
+#[ignore = "needs root: scripts/test.sh runs it (cargo test -- --include-ignored)"]
+fn bind_destinations_through_symlinks_stay_in_the_rootfs() {
+    require_root!();
+    let node = Node::new("esc-link");
+    let r = Runc::new("link");
+    let rootfs = rootfs_copy(&r);
+    let host = r.dir.join("host");
+    std::fs::create_dir_all(&host).unwrap();
+    std::fs::write(host.join("marker"), "host").unwrap();
+    let src = r.dir.join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("from-src"), "src").unwrap();
+    let climb = format!("../../../../../../../../..{}", host.display());
+    std::os::unix::fs::symlink(&host, rootfs.join("abs")).unwrap();
+    std::os::unix::fs::symlink(&climb, rootfs.join("up")).unwrap();
+    std::os::unix::fs::symlink(host.join("file-target"), rootfs.join("absfile")).unwrap();
+    let hook_out = r.dir.join("hook-mounts");
+    let h = host.display();
+    let check = format!("cat {h}/m/from-src {h}/n/from-src {h}/file-target; echo; ls {h}");
+    let b = r.bundle("l", json!(["sh", "-c", check]), |c| {
+        let m = c["mounts"].as_array_mut().unwrap();
+        m.push(json!({ "destination": "/abs/m", "type": "bind", "source": src, "options": ["rbind", "ro"] }));
+        m.push(json!({ "destination": "/up/n", "type": "bind", "source": src, "options": ["bind"] }));
+        m.push(json!({ "destination": "/absfile", "type": "bind", "source": src.join("from-src"), "options": ["bind"] }));
+        c["hooks"] = hook_listing_mounts_under(&host, &hook_out);
+    });
+    use_rootfs(&b, &rootfs);
+    let out = node.sh(&r.cmd(&format!("run --bundle {} l", b.display())));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // Inside the container the mounts are where the links point as it sees them.
+    assert_eq!(text(&out.stdout).split_whitespace().collect::<Vec<_>>(), ["srcsrcsrc", "file-target", "m", "n"], "{}", text(&out.stderr));
+    assert_eq!(entries(&host), ["marker"], "a file was created in the node's directory");
+    assert_eq!(std::fs::read_to_string(&hook_out).unwrap_or_default(), "", "a mount landed on the node's directory");
+    assert!(common::wait_until(5, || node.processes().is_empty()), "processes left: {:?}", node.processes());
+}
+
+/// Swaps a directory and a symlink to the node's directory (renameat2 RENAME_EXCHANGE, as fast
+/// as it can) in the directory given, until killed.
+const FLIPPER: &str = r#"
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <sched.h>
+#include <stdio.h>
+#include <unistd.h>
+#include <sys/syscall.h>
+int main(int argc, char **argv) {
+    if (chdir(argv[1]) != 0) { perror("chdir"); return 1; }
+    for (unsigned long i = 0;; i++) {
+        syscall(SYS_renameat2, AT_FDCWD, "d", AT_FDCWD, "l", 2 /* RENAME_EXCHANGE */);
+        if ((i & 63) == 0) sched_yield();
+    }
+}
+"#;
+
+/// CVE-2021-30465 class, the race: a container on a shared volume keeps swapping `d` (a
+/// directory) with a symlink to the node's directory, while containers on the same volume are
+/// created with bind mounts under `/vol/d`. Whatever `d` is at each moment, no file may appear
+/// in the node's directory and no mount land on it (creates may fail, that is all).
+#[test]
+#[ignore = "needs root: scripts/test.sh runs it (cargo test -- --include-ignored)"]
+fn a_racing_symlink_swap_never_mounts_on_the_node() {
+    require_root!();
+    let node = Node::new("esc-race");
+    let r = Runc::new("race");
+    let rootfs = rootfs_copy(&r);
+    let (host, vol, src) = (r.dir.join("host"), r.dir.join("vol"), r.dir.join("src"));
+    for d in [&host, &vol.join("d"), &src] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    std::fs::write(host.join("marker"), "host").unwrap();
+    std::os::unix::fs::symlink(&host, vol.join("l")).unwrap();
+    compile_static(FLIPPER, &vol.join("flip"), &[]);
+    let vol_mount = json!({ "destination": "/vol", "type": "bind", "source": vol, "options": ["rbind", "rw"] });
+    let b = r.bundle("flipper", json!(["/vol/flip", "/vol"]), |c| c["mounts"].as_array_mut().unwrap().push(vol_mount.clone()));
+    node.sh_ok(&r.bg(&format!("run --detach --bundle {} flipper", b.display())));
+    let hook_out = r.dir.join("hook-mounts");
+    let (mut created, mut failed) = (0, 0);
+    let mut escape = None;
+    for i in 0..20 {
+        let name = format!("v{i}");
+        let b = r.bundle(&name, json!(["true"]), |c| {
+            let m = c["mounts"].as_array_mut().unwrap();
+            m.push(vol_mount.clone());
+            for j in 0..10 {
+                m.push(json!({ "destination": format!("/vol/d/m{j}"), "type": "bind", "source": src, "options": ["bind"] }));
+            }
+            c["hooks"] = hook_listing_mounts_under(&host, &hook_out);
+        });
+        use_rootfs(&b, &rootfs);
+        if node.sh(&r.cmd(&format!("run --bundle {} {name}", b.display()))).status.success() { created += 1 } else { failed += 1 }
+        let mounted = std::fs::read_to_string(&hook_out).unwrap_or_default();
+        if entries(&host) != ["marker"] || !mounted.is_empty() {
+            escape = Some(format!("attempt {i}: the node's directory holds {:?}, mounts on it: {mounted:?}", entries(&host)));
+            break;
+        }
+    }
+    // Stop the swapper (and remove its cgroup) before judging, so that a failure leaves nothing.
+    r.delete_all(&node);
+    assert_eq!(escape, None, "a racing create escaped the rootfs");
+    eprintln!("racing creates: {created} succeeded, {failed} failed");
+    assert!(created > 0, "no container could be created at all while the swapper ran");
+    assert!(common::wait_until(5, || node.processes().is_empty()), "processes left: {:?}", node.processes());
+}
+
+/// mkdir through the x32 ABI (the x86_64 number with bit 30 set), then through the native one;
+/// prints each call's errno (0: it succeeded).
+const X32_MKDIR: &str = r#"
+#include <errno.h>
+#include <stdio.h>
+#include <unistd.h>
+#include <sys/syscall.h>
+int main(void) {
+    errno = 0;
+    long rc = syscall(SYS_mkdir | 0x40000000, "/tmp/x32-made", 0755);
+    printf("x32:%d\n", rc == 0 ? 0 : errno);
+    errno = 0;
+    rc = syscall(SYS_mkdir, "/tmp/native-made", 0755);
+    printf("native:%d\n", rc == 0 ? 0 : errno);
+    return 0;
+}
+"#;
+
+/// A deny-list profile (default allow, `mkdir` → EPERM) must also deny mkdir made through the
+/// x32 ABI: with EPERM, not ENOSYS (which a kernel without x32 gives, one with x32 would
+/// run it) and never success.
+#[test]
+#[ignore = "needs root: scripts/test.sh runs it (cargo test -- --include-ignored)"]
+#[cfg(target_arch = "x86_64")]
+fn x32_syscalls_do_not_bypass_a_deny_list() {
+    require_root!();
+    let node = Node::new("esc-x32");
+    let r = Runc::new("x32");
+    let bin = r.dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    compile_static(X32_MKDIR, &bin.join("x32-mkdir"), &[]);
+    let b = r.bundle("x", json!(["sh", "-c", "/x32/x32-mkdir; ls /tmp"]), |c| {
+        c["mounts"].as_array_mut().unwrap().push(json!({ "destination": "/x32", "type": "bind", "source": bin, "options": ["rbind", "ro"] }));
+        c["mounts"].as_array_mut().unwrap().push(json!({ "destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nodev"] }));
+        c["linux"]["seccomp"] = json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "architectures": ["SCMP_ARCH_X86_64"],
+            "syscalls": [{ "names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1 }]
+        });
+    });
+    let out = node.sh(&r.cmd(&format!("run --bundle {} x", b.display())));
+    let got = text(&out.stdout);
+    assert!(out.status.success(), "{got} {}", text(&out.stderr));
+    assert_eq!(got.split_whitespace().collect::<Vec<_>>(), ["x32:1", "native:1"], "mkdir through x32 was not denied with EPERM (38 is ENOSYS)");
+    assert!(common::wait_until(5, || node.processes().is_empty()), "processes left: {:?}", node.processes());
+}

@@ -288,16 +288,21 @@ fn exec_cap_ignore_paused_and_cgroup() {
     env.assert_clean(&node);
 }
 
-/// A spec without a mount namespace runs in the caller's mount namespace and sees its files, as
-/// runc runs it; a field that needs a mount namespace is then refused by name.
+/// A spec without a mount namespace runs in the caller's mount namespace, chrooted into its
+/// `root.path`, as runc and crun run it: it sees a mount the node made in its rootfs. Its spec
+/// mounts are not made (runc and crun make them in the caller's namespace, where they stay
+/// behind), with a warning naming them; a field that would confine the process (masked paths) is
+/// refused by name.
 #[test]
 #[ignore = "needs root: scripts/test.sh runs it (cargo test -- --include-ignored)"]
 fn no_mount_namespace_runs_in_the_callers() {
     require_root!();
     let node = Node::new("ocispec-nomnt");
     let env = Env::in_node("nomnt", &node);
+    let rootfs = env.dir.join("rootfs-copy");
+    assert!(std::process::Command::new("cp").arg("-a").arg(common::rootfs()).arg(&rootfs).status().unwrap().success());
     // Only in the node's mount namespace: the container sees it only if it shares that namespace.
-    let marker = env.dir.join("marker");
+    let marker = rootfs.join("marker");
     node.sh_ok(&format!("mkdir {0} && mount -t tmpfs podbox-test-marker {0} && echo node-files > {0}/m", marker.display()));
     let no_mnt = |c: &mut Value| {
         c["linux"]["namespaces"] = json!([{ "type": "pid" }, { "type": "network" }, { "type": "ipc" }, { "type": "uts" }]);
@@ -306,17 +311,32 @@ fn no_mount_namespace_runs_in_the_callers() {
         c["linux"]["readonlyPaths"] = json!([]);
         c["root"]["readonly"] = json!(false);
     };
-    let b = env.bundle("b", &format!("cat {}/m; readlink /proc/self/ns/mnt; hostname", marker.display()), no_mnt);
+    let b = env.bundle_with_root("b", &rootfs, "cat /marker/m; hostname", no_mnt);
     let out = node.sh(&env.cmd(&format!("run -b {} n", b.display())));
-    let node_mnt = node.sh_ok("readlink /proc/self/ns/mnt");
-    assert_eq!((code(&out), text(&out.stdout)), (0, format!("node-files\n{node_mnt}podbox\n")), "{}", text(&out.stderr));
+    assert_eq!((code(&out), text(&out.stdout)), (0, "node-files\npodbox\n".to_string()), "{}", text(&out.stderr));
     env.assert_clean(&node);
-    // exec joins it the same way.
-    let b = env.bundle("x", "sleep 1000", no_mnt);
+    // The same mount namespace as the runtime's; exec joins it the same way.
+    let b = env.bundle_with_root("x", &rootfs, "sleep 1000", no_mnt);
     node.sh_ok(&env.bg(&format!("run -d -b {} x", b.display())));
+    let pid = env.state(&node, "x")["pid"].as_i64().unwrap();
+    assert_eq!(node.sh_ok(&format!("readlink /proc/{pid}/ns/mnt")), node.sh_ok("readlink /proc/self/ns/mnt"));
+    assert_eq!(node.sh_ok(&format!("readlink /proc/{pid}/root")).trim(), rootfs.display().to_string());
     let out = node.sh(&env.cmd(&format!("exec x sh -c 'cat {}/m; hostname'", marker.display())));
     assert_eq!((code(&out), text(&out.stdout)), (0, "node-files\npodbox\n".to_string()), "{}", text(&out.stderr));
     node.sh_ok(&env.cmd("delete --force x"));
+    env.assert_clean(&node);
+    // Mounts (the spec's defaults, and one over the marker) are not made, and said so.
+    let mounts_before = node.sh_ok("wc -l < /proc/self/mountinfo");
+    let b = env.bundle_with_root("mnt", &rootfs, "cat /marker/m", |c| {
+        let mounts = c["mounts"].clone();
+        no_mnt(c);
+        c["mounts"] = mounts;
+        c["mounts"].as_array_mut().unwrap().push(json!({ "destination": "/marker", "type": "tmpfs", "source": "tmpfs" }));
+    });
+    let out = node.sh(&env.cmd(&format!("run -b {} mnt", b.display())));
+    assert_eq!((code(&out), text(&out.stdout)), (0, "node-files\n".to_string()), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("mounts") && text(&out.stderr).contains("not applied"), "no warning: {}", text(&out.stderr));
+    assert_eq!(node.sh_ok("wc -l < /proc/self/mountinfo"), mounts_before, "a mount was made in the caller's namespace");
     env.assert_clean(&node);
     // What would need a mount namespace is refused by name, not skipped.
     let b = env.bundle("m", "true", |c| {
@@ -326,5 +346,28 @@ fn no_mount_namespace_runs_in_the_callers() {
     let out = node.sh(&env.cmd(&format!("run -b {} m", b.display())));
     assert_eq!(code(&out), 1);
     assert!(text(&out.stderr).contains("linux.maskedPaths") && text(&out.stderr).contains("needs a mount namespace"), "{}", text(&out.stderr));
+    env.assert_clean(&node);
+}
+
+/// File system data options on a bind mount (the runtime-tools suite puts `mode=755,size=1k` on
+/// every mount) are ignored with a warning naming them, as runc and crun ignore them; the bind's
+/// own flags still apply.
+#[test]
+#[ignore = "needs root: scripts/test.sh runs it (cargo test -- --include-ignored)"]
+fn bind_mount_data_options_are_ignored_with_a_warning() {
+    require_root!();
+    let node = Node::new("ocispec-binddata");
+    let env = Env::in_node("binddata", &node);
+    let src = env.dir.join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("f"), "x\n").unwrap();
+    let b = env.bundle("b", "cat /mnt/src/f; touch /mnt/src/g 2>/dev/null && echo writable || echo read-only", |c| {
+        c["mounts"].as_array_mut().unwrap().push(json!({ "destination": "/mnt/src", "type": "bind", "source": src, "options": ["bind", "ro", "mode=755", "size=1k"] }));
+    });
+    let out = node.sh(&env.cmd(&format!("run -b {} b", b.display())));
+    assert_eq!((code(&out), text(&out.stdout)), (0, "x\nread-only\n".to_string()), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(err.contains("mode=755 (/mnt/src)") && err.contains("size=1k (/mnt/src)"), "no warning naming the options: {err}");
+    assert!(!src.join("g").exists());
     env.assert_clean(&node);
 }

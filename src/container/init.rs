@@ -59,6 +59,11 @@ pub struct Gate<'a> {
     pub state_json: RefCell<String>,
 }
 
+/// O_PATH descriptor of the runtime's `/proc/self/fd`, kept where the container's root has no
+/// /proc (a chroot without a mount namespace) to reopen the exec FIFO through; -1 if unused. A
+/// static of the (single-threaded) init process rather than a field of `Gate`.
+static PROC_FD_DIR: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(-1);
+
 impl Gate<'_> {
     fn before_pivot(&self) -> Result<()> {
         let gave_up = || ContainerError::StartFailed { code: CODE_RUNTIME, msg: "the runtime gave up on the container during its hooks".into() };
@@ -74,9 +79,16 @@ impl Gate<'_> {
         let _ = self.chan.send(&Msg::Ready);
         let path = format!("/proc/self/fd/{}", self.fifo);
         // Blocks until `start` opens the FIFO for reading.
-        let fifo = std::fs::OpenOptions::new().write(true).open(&path).map_err(io(format!(
-            "opening the exec FIFO through {path} (the container needs /proc mounted for `start`)"
-        )))?;
+        let fifo: std::fs::File = match PROC_FD_DIR.load(std::sync::atomic::Ordering::Relaxed) {
+            -1 => std::fs::OpenOptions::new().write(true).open(&path).map_err(io(format!("opening the exec FIFO through {path} (the container needs /proc mounted for `start`)")))?,
+            dir => {
+                // SAFETY: `dir` is the descriptor `chroot_without_mount_ns` opened and never closed.
+                let dir = unsafe { std::os::fd::BorrowedFd::borrow_raw(dir) };
+                nix::fcntl::openat(dir, self.fifo.to_string().as_str(), nix::fcntl::OFlag::O_WRONLY | nix::fcntl::OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())
+                    .map_err(sys("opening the exec FIFO through the runtime's /proc/self/fd"))?
+                    .into()
+            }
+        };
         self.started.set(true);
         let _ = std::io::Write::write_all(&mut &fifo, b"0");
         let state = match serde_json::from_str::<serde_json::Value>(&self.state_json.borrow()) {
@@ -136,8 +148,8 @@ fn setup_and_exec(a: &InitArgs) -> Result<Infallible> {
     if let Some(adj) = process.oom_score_adj() {
         std::fs::write("/proc/self/oom_score_adj", adj.to_string()).map_err(io(format!("setting process.oomScoreAdj {adj}")))?;
     }
-    // Without a mount namespace of its own the process keeps the caller's files (namespaces::plan
-    // refused every field that would need a mount), as runc does.
+    // Without a mount namespace of its own the process keeps the caller's mounts and is only
+    // chrooted (namespaces::plan refused every field that would need a mount).
     let root = if a.plan.mount_ns { Some(rootfs::prepare(a.rootfs, a.spec)?) } else { None };
     if let Some(g) = a.gate {
         g.before_pivot()?;
@@ -145,7 +157,7 @@ fn setup_and_exec(a: &InitArgs) -> Result<Infallible> {
     match &root {
         Some(root) if a.no_pivot => rootfs::move_root(root)?,
         Some(root) => rootfs::pivot(root)?,
-        None => {}
+        None => chroot_without_mount_ns(a)?,
     }
     apply_sysctls(a.spec)?;
     if root.is_some() {
@@ -163,6 +175,23 @@ fn setup_and_exec(a: &InitArgs) -> Result<Infallible> {
     // exec itself is then checked with the container user's rights.
     let exe = resolve_executable(&argv[0], &env, process.cwd())?;
     become_process(process, a.seccomp, &exe, &argv, &env, a.gate, a.preserve_fds)
+}
+
+/// No mount namespace (OCI mode): runc and crun still make the spec's mounts — in the caller's
+/// mount namespace, where they stay behind — and chroot into `root.path`. podbox makes no mount
+/// (the OCI layer drops them with a warning) and only chroots, so the process runs on its bundle's
+/// root file system and the caller's mounts are left as they were. A chroot confines nothing
+/// here: the process shares every mount of the caller anyway.
+fn chroot_without_mount_ns(a: &InitArgs) -> Result<()> {
+    let Rootfs::Plain(path) = a.rootfs else { return Ok(()) };
+    if a.gate.is_some() {
+        // `start` is awaited after the chroot: keep the runtime's /proc/self/fd at hand.
+        let dir = nix::fcntl::open("/proc/self/fd", nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())
+            .map_err(sys("opening /proc/self/fd for the exec FIFO"))?;
+        PROC_FD_DIR.store(std::os::fd::IntoRawFd::into_raw_fd(dir), std::sync::atomic::Ordering::Relaxed);
+    }
+    nix::unistd::chroot(path).map_err(sys(format!("chroot into {}", path.display())))?;
+    nix::unistd::chdir("/").map_err(sys("chdir /"))
 }
 
 /// The last steps of both the init and an exec'd process: user and capabilities, working

@@ -25,6 +25,7 @@ pub mod namespaces;
 pub mod probe;
 pub mod process;
 pub mod rootfs;
+pub mod safe_path;
 pub mod sealed_exe;
 pub mod seccomp;
 pub mod spawn;

@@ -1,12 +1,15 @@
-//! One OCI mount entry: option strings → mount(2) flags and data, mount points created inside the
-//! root filesystem with symlinks resolved *within* it (a rootfs cannot point a mount outside).
+//! One OCI mount entry: option strings → mount(2) flags and data, mount points resolved and
+//! created inside the root file system by descriptor (safe_path) and mounted onto that
+//! descriptor, so no symlink, planted or swapped in, can point a mount outside the root.
 
 use std::fs;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
 
 use nix::mount::{MsFlags, mount};
 use oci_spec::runtime::Mount;
 
+use super::safe_path::{RootDir, proc_fd_path};
 use super::{ContainerError, Result, io, sys};
 
 /// Parsed `options` of a mount: flags to set, flags to clear, propagation, fs-specific data, and
@@ -140,15 +143,13 @@ pub fn parse_options(opts: &[String]) -> Options {
 /// MS_NOSYMFOLLOW (Linux 5.10), which nix does not name.
 const MS_NOSYMFOLLOW: MsFlags = MsFlags::from_bits_retain(libc::MS_NOSYMFOLLOW);
 
-/// Apply the recursive attributes of `o` to the mount at `dest` and every mount below it.
-fn set_recursive(dest: &Path, dest_rel: &Path, o: &Options) -> Result<()> {
+/// Apply the recursive attributes of `o` to the mount `top` (a descriptor of its root) and
+/// every mount below it.
+fn set_recursive(top: &OwnedFd, dest_rel: &Path, o: &Options) -> Result<()> {
     if o.rec_set == 0 && o.rec_clear == 0 {
         return Ok(());
     }
-    let path = std::ffi::CString::new(dest.as_os_str().as_encoded_bytes())
-        .map_err(|_| ContainerError::Spec { field: "mounts[].destination".into(), msg: format!("NUL byte in {}", dest_rel.display()) })?;
-    // AT_SYMLINK_NOFOLLOW because `dest` was already resolved inside the root.
-    if let Err(e) = mount_setattr(libc::AT_FDCWD, &path, libc::AT_RECURSIVE | libc::AT_SYMLINK_NOFOLLOW, o.rec_set, o.rec_clear) {
+    if let Err(e) = mount_setattr(top.as_raw_fd(), c"", libc::AT_RECURSIVE | libc::AT_EMPTY_PATH, o.rec_set, o.rec_clear) {
         let what = match e {
             nix::Error::ENOSYS => format!("recursive options (r…) of the mount on {}: this kernel has no mount_setattr(2) (Linux 5.12 or later needed)", dest_rel.display()),
             _ => format!("applying recursive options (r…) to the mount on {} and its submounts", dest_rel.display()),
@@ -156,41 +157,6 @@ fn set_recursive(dest: &Path, dest_rel: &Path, o: &Options) -> Result<()> {
         return Err(ContainerError::Sys { what, source: e });
     }
     Ok(())
-}
-
-/// `root` joined with the absolute `path`, following symlinks as if `root` were `/`.
-pub fn secure_join(root: &Path, path: &Path) -> Result<PathBuf> {
-    let mut resolved = PathBuf::new(); // relative to root
-    let mut pending: Vec<PathBuf> = path.components().rev().map(|c| PathBuf::from(c.as_os_str())).collect();
-    let mut hops = 0;
-    while let Some(part) = pending.pop() {
-        match Path::new(&part).components().next() {
-            Some(Component::RootDir) | Some(Component::CurDir) | None => continue,
-            Some(Component::ParentDir) => {
-                resolved.pop();
-                continue;
-            }
-            _ => {}
-        }
-        let candidate = resolved.join(&part);
-        match fs::symlink_metadata(root.join(&candidate)) {
-            Ok(m) if m.file_type().is_symlink() => {
-                hops += 1;
-                if hops > 40 {
-                    return Err(ContainerError::Spec { field: "mounts".into(), msg: format!("too many symlinks under {}", path.display()) });
-                }
-                let target = fs::read_link(root.join(&candidate)).map_err(io(format!("reading link {}", candidate.display())))?;
-                if target.is_absolute() {
-                    resolved = PathBuf::new();
-                }
-                for c in target.components().rev() {
-                    pending.push(PathBuf::from(c.as_os_str()));
-                }
-            }
-            _ => resolved = candidate,
-        }
-    }
-    Ok(root.join(resolved))
 }
 
 /// procfs and sysfs only on a real directory of the image: were a component of the destination a
@@ -224,14 +190,20 @@ pub fn check_proc_sys_destination(rootfs: &Path, m: &Mount) -> Result<()> {
     Ok(())
 }
 
-/// Perform one spec mount inside `rootfs` (before pivot_root). `cgroupns`: the container has
-/// its own cgroup namespace (decides how cgroup mounts are made).
-pub fn mount_one(rootfs: &Path, m: &Mount, cgroupns: bool) -> Result<()> {
+/// The mount now on top of `dest_rel`, reopened in the root: the descriptor the mount was made
+/// on still holds the directory underneath, which remount and propagation changes do not reach.
+fn reopen(root: &RootDir, dest_rel: &Path) -> Result<OwnedFd> {
+    root.open_path(dest_rel).map_err(sys(format!("reopening the mount on {}", dest_rel.display())))
+}
+
+/// Perform one spec mount inside `root` (before pivot_root), onto a descriptor of its
+/// destination resolved inside the root. `cgroupns`: the container has its own cgroup namespace
+/// (decides how cgroup mounts are made).
+pub fn mount_one(root: &RootDir, m: &Mount, cgroupns: bool) -> Result<()> {
     let dest_rel = m.destination();
     if !dest_rel.is_absolute() {
         return Err(ContainerError::Spec { field: "mounts[].destination".into(), msg: format!("{} is not absolute", dest_rel.display()) });
     }
-    let dest = secure_join(rootfs, dest_rel)?;
     let empty = vec![];
     let o = parse_options(m.options().as_ref().unwrap_or(&empty));
     let typ = m.typ().as_deref().unwrap_or(if o.flags.contains(MsFlags::MS_BIND) { "bind" } else { "" });
@@ -243,46 +215,36 @@ pub fn mount_one(rootfs: &Path, m: &Mount, cgroupns: bool) -> Result<()> {
         if let Some(d) = o.data.first() {
             return Err(ContainerError::Spec { field: "mounts[].options".into(), msg: format!("unknown option {d:?} for the cgroup mount on {}", dest_rel.display()) });
         }
-        mount_cgroups(&dest, dest_rel, &o, cgroupns)?;
-        set_recursive(&dest, dest_rel, &o)?;
-        if !o.propagation.is_empty() {
-            mount(None::<&str>, &dest, None::<&str>, o.propagation, None::<&str>).map_err(sys(format!("setting propagation of {}", dest_rel.display())))?;
-        }
-        return Ok(());
-    }
-    if is_bind {
+        mount_cgroups(root, dest_rel, &o, cgroupns)?;
+    } else if is_bind {
         // A bind mount has no file system to hand data to: the kernel would drop it silently.
         if let Some(d) = o.data.first() {
             return Err(ContainerError::Spec { field: "mounts[].options".into(), msg: format!("unknown option {d:?} for the bind mount on {}", dest_rel.display()) });
         }
         let meta = fs::metadata(&source).map_err(io(format!("bind source {}", source.display())))?;
-        if meta.is_dir() {
-            fs::create_dir_all(&dest).map_err(io(format!("creating {}", dest.display())))?;
-        } else {
-            if let Some(parent) = dest.parent() {
-                fs::create_dir_all(parent).map_err(io(format!("creating {}", parent.display())))?;
-            }
-            if !dest.exists() {
-                fs::File::create(&dest).map_err(io(format!("creating {}", dest.display())))?;
-            }
-        }
+        let target = if meta.is_dir() { root.mkdir_all(dest_rel)? } else { root.create_file(dest_rel)? };
         let flags = MsFlags::MS_BIND | (o.flags & MsFlags::MS_REC);
-        mount(Some(&source), &dest, None::<&str>, flags, None::<&str>).map_err(sys(format!("bind-mounting {} on {}", source.display(), dest_rel.display())))?;
+        mount(Some(&source), proc_fd_path(&target).as_str(), None::<&str>, flags, None::<&str>).map_err(sys(format!("bind-mounting {} on {}", source.display(), dest_rel.display())))?;
         // Bind mounts ignore other flags on the first call; apply them by remounting.
         let extra = o.flags & !(MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT);
         if !extra.is_empty() {
-            mount(None::<&str>, &dest, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REMOUNT | extra, None::<&str>)
+            let top = reopen(root, dest_rel)?;
+            mount(None::<&str>, proc_fd_path(&top).as_str(), None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REMOUNT | extra, None::<&str>)
                 .map_err(sys(format!("remounting {} with {:?}", dest_rel.display(), extra)))?;
         }
     } else {
-        fs::create_dir_all(&dest).map_err(io(format!("creating {}", dest.display())))?;
+        let target = root.mkdir_all(dest_rel)?;
         let data = o.data.join(",");
         let data = if data.is_empty() { None } else { Some(data.as_str()) };
-        mount(Some(&source), &dest, Some(typ), o.flags, data).map_err(sys(format!("mounting {typ} on {}", dest_rel.display())))?;
+        mount(Some(&source), proc_fd_path(&target).as_str(), Some(typ), o.flags, data).map_err(sys(format!("mounting {typ} on {}", dest_rel.display())))?;
     }
-    set_recursive(&dest, dest_rel, &o)?;
+    if o.rec_set == 0 && o.rec_clear == 0 && o.propagation.is_empty() {
+        return Ok(());
+    }
+    let top = reopen(root, dest_rel)?;
+    set_recursive(&top, dest_rel, &o)?;
     if !o.propagation.is_empty() {
-        mount(None::<&str>, &dest, None::<&str>, o.propagation, None::<&str>).map_err(sys(format!("setting propagation of {}", dest_rel.display())))?;
+        mount(None::<&str>, proc_fd_path(&top).as_str(), None::<&str>, o.propagation, None::<&str>).map_err(sys(format!("setting propagation of {}", dest_rel.display())))?;
     }
     Ok(())
 }
@@ -291,31 +253,35 @@ pub fn mount_one(rootfs: &Path, m: &Mount, cgroupns: bool) -> Result<()> {
 /// v1 a tmpfs with one mount per hierarchy, on pure v2 a single one — read-only when the options
 /// say `ro`. In a cgroup namespace each is a fresh mount of the hierarchy (which the kernel roots
 /// at the namespace); without one, a bind mount of the container's cgroup directory.
-fn mount_cgroups(dest: &Path, dest_rel: &Path, o: &Options, cgroupns: bool) -> Result<()> {
+fn mount_cgroups(root: &RootDir, dest_rel: &Path, o: &Options, cgroupns: bool) -> Result<()> {
     let views = super::cgroups::own_views()?;
     let ro = o.flags & MsFlags::MS_RDONLY;
     let hardening = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
-    fs::create_dir_all(dest).map_err(io(format!("creating {}", dest.display())))?;
-    let bind = |(_, src, key): &super::cgroups::View, at: &Path| -> Result<()> {
-        fs::create_dir_all(at).map_err(io(format!("creating {}", at.display())))?;
+    let dest = root.mkdir_all(dest_rel)?;
+    let bind = |(_, src, key): &super::cgroups::View, at_rel: &Path| -> Result<()> {
+        // Bound, not a temporary: the descriptor must stay open until the mount is made.
+        let target = root.mkdir_all(at_rel)?;
+        let at = proc_fd_path(&target);
         if cgroupns {
             let (fstype, data) = if key.is_empty() { ("cgroup2", None) } else { ("cgroup", Some(key.as_str())) };
-            return mount(Some(fstype), at, Some(fstype), hardening | ro, data).map_err(sys(format!("mounting {fstype} {} on {}", key, at.display())));
+            return mount(Some(fstype), at.as_str(), Some(fstype), hardening | ro, data).map_err(sys(format!("mounting {fstype} {} on {}", key, at_rel.display())));
         }
-        mount(Some(src), at, None::<&str>, MsFlags::MS_BIND, None::<&str>).map_err(sys(format!("bind-mounting cgroup {} on {}", src.display(), dest_rel.display())))?;
-        mount(None::<&str>, at, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REMOUNT | hardening | ro, None::<&str>)
-            .map_err(sys(format!("remounting cgroup at {}", at.display())))
+        mount(Some(src), at.as_str(), None::<&str>, MsFlags::MS_BIND, None::<&str>).map_err(sys(format!("bind-mounting cgroup {} on {}", src.display(), at_rel.display())))?;
+        let top = reopen(root, at_rel)?;
+        mount(None::<&str>, proc_fd_path(&top).as_str(), None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REMOUNT | hardening | ro, None::<&str>)
+            .map_err(sys(format!("remounting cgroup at {}", at_rel.display())))
     };
     match views.as_slice() {
         [] => Err(ContainerError::Spec { field: "mounts[].type".into(), msg: format!("cgroup mount at {}: no cgroup hierarchy is mounted on this machine", dest_rel.display()) }),
-        [v] if v.0.is_empty() => bind(v, dest),
+        [v] if v.0.is_empty() => bind(v, dest_rel),
         _ => {
-            mount(Some("tmpfs"), dest, Some("tmpfs"), hardening, Some("mode=755")).map_err(sys(format!("mounting tmpfs for cgroups on {}", dest_rel.display())))?;
+            mount(Some("tmpfs"), proc_fd_path(&dest).as_str(), Some("tmpfs"), hardening, Some("mode=755")).map_err(sys(format!("mounting tmpfs for cgroups on {}", dest_rel.display())))?;
             for v in &views {
-                bind(v, &dest.join(&v.0))?;
+                bind(v, &dest_rel.join(&v.0))?;
             }
             if !ro.is_empty() {
-                mount(None::<&str>, dest, None::<&str>, MsFlags::MS_REMOUNT | hardening | ro, Some("mode=755")).map_err(sys(format!("making {} read-only", dest_rel.display())))?;
+                let top = reopen(root, dest_rel)?;
+                mount(None::<&str>, proc_fd_path(&top).as_str(), None::<&str>, MsFlags::MS_REMOUNT | hardening | ro, Some("mode=755")).map_err(sys(format!("making {} read-only", dest_rel.display())))?;
             }
             Ok(())
         }
@@ -351,18 +317,5 @@ mod tests {
         let o = parse_options(&s(&["rro", "rrw", "rnoatime", "rstrictatime", "rsuid"]));
         assert_eq!(o.rec_set, MOUNT_ATTR_STRICTATIME);
         assert_eq!(o.rec_clear, MOUNT_ATTR_RDONLY | MOUNT_ATTR_ATIME_MASK | MOUNT_ATTR_NOSUID);
-    }
-
-    #[test]
-    fn secure_join_keeps_symlinks_inside_root() {
-        let root = std::env::temp_dir().join(format!("podbox-sj-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&root);
-        fs::create_dir_all(root.join("real")).unwrap();
-        std::os::unix::fs::symlink("/etc", root.join("evil")).unwrap();
-        std::os::unix::fs::symlink("../../../real", root.join("up")).unwrap();
-        assert_eq!(secure_join(&root, Path::new("/evil/passwd")).unwrap(), root.join("etc/passwd"));
-        assert_eq!(secure_join(&root, Path::new("/up/x")).unwrap(), root.join("real/x"));
-        assert_eq!(secure_join(&root, Path::new("/../../a")).unwrap(), root.join("a"));
-        fs::remove_dir_all(&root).unwrap();
     }
 }

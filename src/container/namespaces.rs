@@ -85,7 +85,7 @@ fn refuse_without_mount_ns(spec: &Spec) -> Result<()> {
     if let Some((field, _)) = fields.iter().find(|(_, set)| *set) {
         return Err(ContainerError::Spec {
             field: (*field).into(),
-            msg: "needs a mount namespace: add {\"type\": \"mount\"} to linux.namespaces, or leave the field out to run in the caller's mount namespace and files".into(),
+            msg: "needs a mount namespace: add {\"type\": \"mount\"} to linux.namespaces, or leave the field out to run in the caller's mount namespace (chrooted into root.path)".into(),
         });
     }
     Ok(())

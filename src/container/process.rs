@@ -139,11 +139,16 @@ pub fn close_range(first: u32, last: u32, cloexec: bool) -> std::io::Result<()> 
 /// close_range through /proc/self/fd, one descriptor at a time.
 fn close_range_by_proc(first: u32, last: u32, cloexec: bool) -> std::io::Result<()> {
     // Listed first, acted on after: closing while reading the directory would skip entries.
-    let fds: Vec<u32> = std::fs::read_dir("/proc/self/fd")?
-        .flatten()
-        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse().ok()))
-        .filter(|fd| (first..=last).contains(fd))
-        .collect();
+    let fds: Vec<u32> = match std::fs::read_dir("/proc/self/fd") {
+        Ok(dir) => dir.flatten().filter_map(|e| e.file_name().to_str().and_then(|n| n.parse().ok())).filter(|fd| (first..=last).contains(fd)).collect(),
+        // No /proc (a chroot without a mount namespace): every number the descriptor limit
+        // allows, the absent ones answering EBADF.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let limit = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).map(|(soft, _)| soft).unwrap_or(1024);
+            (first..=last.min(limit.min(u32::MAX as u64) as u32)).collect()
+        }
+        Err(e) => return Err(e),
+    };
     for fd in fds {
         // SAFETY: as above, one descriptor at a time (the directory's own is gone by now: EBADF).
         let rc = unsafe { if cloexec { libc::fcntl(fd as i32, libc::F_SETFD, libc::FD_CLOEXEC) } else { libc::close(fd as i32) } };

@@ -3,14 +3,15 @@
 //! masked paths, read-only paths and a read-only root. Runs in the init, in its new mount namespace.
 
 use std::fs;
-use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 
+use nix::fcntl::{AtFlags, OFlag};
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
-use nix::sys::stat::{Mode, SFlag, makedev, mknod};
-use nix::unistd::{chdir, pivot_root};
+use nix::sys::stat::{Mode, SFlag, makedev, mknodat};
+use nix::unistd::{UnlinkatFlags, chdir, pivot_root, symlinkat, unlinkat};
 use oci_spec::runtime::{LinuxDeviceType, Spec};
 
+use super::safe_path::{self, RootDir};
 use super::{ContainerError, Result, Rootfs, io, mounts, sys};
 
 /// The standard device set every container gets: (path, major, minor).
@@ -64,10 +65,12 @@ pub fn prepare(rootfs: &Rootfs, spec: &Spec) -> Result<PathBuf> {
     for m in spec_mounts {
         mounts::check_proc_sys_destination(&root, m)?;
     }
+    // Every destination below is resolved inside this descriptor of the root, not by path.
+    let in_root = RootDir::open(&root)?;
     for m in spec_mounts {
-        mounts::mount_one(&root, m, cgroupns)?;
+        mounts::mount_one(&in_root, m, cgroupns)?;
     }
-    create_devices(&root, spec)?;
+    create_devices(&in_root, spec)?;
     Ok(root)
 }
 
@@ -114,11 +117,11 @@ struct DeviceNode {
     gid: Option<u32>,
 }
 
-fn create_devices(root: &Path, spec: &Spec) -> Result<()> {
-    let dev = root.join("dev");
-    if !dev.is_dir() {
-        return Ok(());
-    }
+fn create_devices(root: &RootDir, spec: &Spec) -> Result<()> {
+    let dev = match root.open_path(Path::new("/dev")) {
+        Ok(fd) if nix::sys::stat::fstat(&fd).is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR) => fd,
+        _ => return Ok(()),
+    };
     let mut nodes: Vec<DeviceNode> = DEFAULT_DEVICES
         .iter()
         .map(|(p, major, minor)| DeviceNode { path: PathBuf::from(p), kind: SFlag::S_IFCHR, major: *major, minor: *minor, mode: 0o666, uid: None, gid: None })
@@ -136,35 +139,36 @@ fn create_devices(root: &Path, spec: &Spec) -> Result<()> {
         }
     }
     for DeviceNode { path, kind, major, minor, mode, uid, gid } in nodes {
-        let target = mounts::secure_join(root, &path)?;
-        // e.g. /dev/net for /dev/net/tun
-        if let Some(parent) = target.parent() {
-            fs::create_dir_all(parent).map_err(io(format!("creating {}", parent.display())))?;
-        }
-        let _ = fs::remove_file(&target);
-        match mknod(&target, kind, Mode::from_bits_truncate(mode), makedev(major, minor)) {
+        // The parent (e.g. /dev/net for /dev/net/tun) resolved and created inside the root; the
+        // node is made, checked and changed relative to it, never through a path.
+        let (parent, name) = root.parent_of(&path)?;
+        let _ = unlinkat(&parent, name.as_os_str(), UnlinkatFlags::NoRemoveDir);
+        match mknodat(&parent, name.as_os_str(), kind, Mode::from_bits_truncate(mode), makedev(major, minor)) {
             // A device cgroup that denies mknod (podman's rules do): bind the node's own device
             // instead, as runc does; opening it is still subject to the cgroup's rules.
             Err(nix::Error::EPERM) if path.exists() => {
-                fs::File::create(&target).map_err(io(format!("creating {}", target.display())))?;
-                mount(Some(&path), &target, None::<&str>, MsFlags::MS_BIND, None::<&str>).map_err(sys(format!("bind-mounting device {}", path.display())))?;
+                let target = root.create_file(&path)?;
+                mount(Some(&path), safe_path::proc_fd_path(&target).as_str(), None::<&str>, MsFlags::MS_BIND, None::<&str>).map_err(sys(format!("bind-mounting device {}", path.display())))?;
                 continue;
             }
             other => other.map_err(sys(format!("creating device {}", path.display())))?,
         }
-        // mknod is subject to the umask; set the exact mode asked for.
-        nix::sys::stat::fchmodat(nix::fcntl::AT_FDCWD, &target, Mode::from_bits_truncate(mode), nix::sys::stat::FchmodatFlags::FollowSymlink)
+        // mknod is subject to the umask; set the exact mode asked for, on the node just made
+        // (O_NOFOLLOW: a symlink swapped in meanwhile is refused, not followed).
+        let node = nix::fcntl::openat(&parent, name.as_os_str(), OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::empty()).map_err(sys(format!("opening device {}", path.display())))?;
+        let node_path = safe_path::proc_fd_path(&node);
+        nix::sys::stat::fchmodat(nix::fcntl::AT_FDCWD, node_path.as_str(), Mode::from_bits_truncate(mode), nix::sys::stat::FchmodatFlags::FollowSymlink)
             .map_err(sys(format!("chmod {}", path.display())))?;
         if uid.is_some() || gid.is_some() {
-            nix::unistd::chown(&target, uid.map(Into::into), gid.map(Into::into)).map_err(sys(format!("chown {}", path.display())))?;
+            nix::unistd::fchownat(&node, "", uid.map(Into::into), gid.map(Into::into), AtFlags::AT_EMPTY_PATH).map_err(sys(format!("chown {}", path.display())))?;
         }
     }
     for (link, target) in [("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")] {
-        let _ = symlink(target, dev.join(link));
+        let _ = symlinkat(target, &dev, link);
     }
-    if dev.join("pts/ptmx").exists() {
-        let _ = fs::remove_file(dev.join("ptmx"));
-        let _ = symlink("pts/ptmx", dev.join("ptmx"));
+    if root.open_path(Path::new("/dev/pts/ptmx")).is_ok() {
+        let _ = unlinkat(&dev, "ptmx", UnlinkatFlags::NoRemoveDir);
+        let _ = symlinkat("pts/ptmx", &dev, "ptmx");
     }
     Ok(())
 }
@@ -224,32 +228,42 @@ fn verified_dev_null() -> Result<fs::File> {
     Ok(f)
 }
 
-/// After pivot: masked paths, read-only paths, read-only root.
+/// After pivot: masked paths, read-only paths, read-only root. Each path is resolved inside the
+/// container's `/` (no magic links) and mounted onto its descriptor: a symlink in the image or a
+/// volume cannot turn a mask or a read-only bind toward another file.
 pub fn finish(spec: &Spec) -> Result<()> {
     let linux = spec.linux().as_ref();
     let empty = vec![];
+    let root = RootDir::open(Path::new("/"))?;
     let mut null = None;
     for p in linux.and_then(|l| l.masked_paths().as_ref()).unwrap_or(&empty) {
-        let path = Path::new(p);
-        match fs::metadata(path) {
-            Err(_) => continue, // nothing to hide
-            Ok(m) if m.is_dir() => mount(Some("tmpfs"), path, Some("tmpfs"), MsFlags::MS_RDONLY, None::<&str>),
-            Ok(_) => {
-                if null.is_none() {
-                    null = Some(verified_dev_null()?);
-                }
-                let src = format!("/proc/self/fd/{}", null.as_ref().map(std::os::fd::AsRawFd::as_raw_fd).unwrap_or(-1));
-                mount(Some(src.as_str()), path, None::<&str>, MsFlags::MS_BIND, None::<&str>)
+        let target = match root.open_path(Path::new(p)) {
+            Err(nix::Error::ENOENT) => continue, // nothing to hide
+            other => other.map_err(sys(format!("resolving masked path {p} in the container")))?,
+        };
+        let is_dir = nix::sys::stat::fstat(&target).is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR);
+        let at = safe_path::proc_fd_path(&target);
+        if is_dir {
+            mount(Some("tmpfs"), at.as_str(), Some("tmpfs"), MsFlags::MS_RDONLY, None::<&str>)
+        } else {
+            if null.is_none() {
+                null = Some(verified_dev_null()?);
             }
+            let src = format!("/proc/self/fd/{}", null.as_ref().map(std::os::fd::AsRawFd::as_raw_fd).unwrap_or(-1));
+            mount(Some(src.as_str()), at.as_str(), None::<&str>, MsFlags::MS_BIND, None::<&str>)
         }
-        .map_err(sys(format!("masking {p}")))?;
+        .map_err(sys(format!("masking {p} (through {at}: the container needs /proc mounted)")))?;
     }
     for p in linux.and_then(|l| l.readonly_paths().as_ref()).unwrap_or(&empty) {
-        if fs::symlink_metadata(p).is_err() {
-            continue;
-        }
-        mount(Some(p.as_str()), p.as_str(), None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>).map_err(sys(format!("binding {p}")))?;
-        mount(None::<&str>, p.as_str(), None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_REC | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC, None::<&str>)
+        let target = match root.open_path(Path::new(p)) {
+            Err(nix::Error::ENOENT) => continue,
+            other => other.map_err(sys(format!("resolving read-only path {p} in the container")))?,
+        };
+        let at = safe_path::proc_fd_path(&target);
+        mount(Some(at.as_str()), at.as_str(), None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>).map_err(sys(format!("binding {p} (through {at}: the container needs /proc mounted)")))?;
+        // The bind is on top now; the descriptor still holds what is underneath.
+        let top = root.open_path(Path::new(p)).map_err(sys(format!("reopening {p}")))?;
+        mount(None::<&str>, safe_path::proc_fd_path(&top).as_str(), None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_REC | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC, None::<&str>)
             .map_err(sys(format!("making {p} read-only")))?;
     }
     if spec.root().as_ref().and_then(|r| r.readonly()).unwrap_or(false) {

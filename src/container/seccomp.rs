@@ -11,6 +11,10 @@
 //!
 //! A syscall of a non-ALLOW group is listed in the base filter too (with the same conditions),
 //! so that the base filter does not shadow the group's action with a more restrictive default.
+//!
+//! On x86_64 a guard filter comes first: x32 ABI syscalls (the x86_64 audit arch, number with
+//! bit 30 set) match no rule of the others, so a deny list would let them all through. The
+//! guard denies every one of them, as libseccomp treats a profile for the native arch only.
 
 use std::collections::BTreeMap;
 
@@ -133,6 +137,9 @@ pub fn compile(profile: Option<&LinuxSeccomp>) -> Result<Vec<BpfProgram>> {
         }
     }
     let mut out = Vec::new();
+    if arch == TargetArch::x86_64 {
+        out.push(x32_guard(p.default_action(), p.default_errno_ret()));
+    }
     for (i, f) in filters.into_iter().enumerate() {
         let doc = json!({ "f": f });
         let mut map = seccompiler::compile_from_json(doc.to_string().as_bytes(), arch)
@@ -140,6 +147,41 @@ pub fn compile(profile: Option<&LinuxSeccomp>) -> Result<Vec<BpfProgram>> {
         out.push(map.remove("f").unwrap_or_default());
     }
     Ok(out)
+}
+
+/// `__X32_SYSCALL_BIT` of the x86_64 syscall ABI.
+const X32_SYSCALL_BIT: u32 = 0x4000_0000;
+/// `AUDIT_ARCH_X86_64` (EM_X86_64 | __AUDIT_ARCH_64BIT | __AUDIT_ARCH_LE).
+const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
+
+/// The answer for an x32 syscall: the profile's default action when it denies (kill, trap,
+/// errno); otherwise (allow, log, trace: a deny list) ERRNO with the default errno, EPERM unless
+/// the profile names one. Never allow: no rule of the profile was written for the x32 numbers.
+fn x32_action(default: LinuxSeccompAction, errno: Option<u32>) -> u32 {
+    let errno = errno.unwrap_or(libc::EPERM as u32) & libc::SECCOMP_RET_DATA;
+    match default {
+        LinuxSeccompAction::ScmpActKill | LinuxSeccompAction::ScmpActKillThread => libc::SECCOMP_RET_KILL_THREAD,
+        LinuxSeccompAction::ScmpActKillProcess => libc::SECCOMP_RET_KILL_PROCESS,
+        LinuxSeccompAction::ScmpActTrap => libc::SECCOMP_RET_TRAP,
+        _ => libc::SECCOMP_RET_ERRNO | errno,
+    }
+}
+
+/// A filter that answers every x32 syscall with `x32_action` and lets everything else on to
+/// the profile's filters (which judge other architectures themselves).
+fn x32_guard(default: LinuxSeccompAction, errno: Option<u32>) -> BpfProgram {
+    use seccompiler::sock_filter;
+    let stmt = |code: u32, k: u32| sock_filter { code: code as u16, jt: 0, jf: 0, k };
+    let jump = |code: u32, k: u32, jt: u8, jf: u8| sock_filter { code: code as u16, jt, jf, k };
+    // struct seccomp_data: nr at offset 0, arch at offset 4.
+    vec![
+        stmt(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, 4),
+        jump(libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K, AUDIT_ARCH_X86_64, 0, 3), // other arch → allow
+        stmt(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, 0),
+        jump(libc::BPF_JMP | libc::BPF_JSET | libc::BPF_K, X32_SYSCALL_BIT, 0, 1), // x32 → deny
+        stmt(libc::BPF_RET | libc::BPF_K, x32_action(default, errno)),
+        stmt(libc::BPF_RET | libc::BPF_K, libc::SECCOMP_RET_ALLOW),
+    ]
 }
 
 /// Install `filters` in the calling thread. Without no_new_privs this needs CAP_SYS_ADMIN, so
@@ -162,6 +204,8 @@ mod tests {
     use super::*;
     use oci_spec::runtime::{LinuxSeccompArgBuilder, LinuxSeccompBuilder, LinuxSyscallBuilder};
 
+    const X32_GUARDS: usize = cfg!(target_arch = "x86_64") as usize;
+
     fn syscall(names: &[&str], act: LinuxSeccompAction) -> LinuxSyscall {
         LinuxSyscallBuilder::default().names(names.iter().map(|s| s.to_string()).collect::<Vec<_>>()).action(act).build().unwrap()
     }
@@ -173,7 +217,8 @@ mod tests {
             .syscalls(vec![syscall(&["mount", "no_such_syscall"], LinuxSeccompAction::ScmpActErrno)])
             .build()
             .unwrap();
-        assert_eq!(compile(Some(&p)).unwrap().len(), 1);
+        // The x32 guard (x86_64) and the errno group.
+        assert_eq!(compile(Some(&p)).unwrap().len(), X32_GUARDS + 1);
         assert!(compile(None).unwrap().is_empty());
     }
 
@@ -189,7 +234,22 @@ mod tests {
             .syscalls(vec![syscall(&["read", "write"], LinuxSeccompAction::ScmpActAllow), clone3, pers])
             .build()
             .unwrap();
-        assert_eq!(compile(Some(&p)).unwrap().len(), 2);
+        assert_eq!(compile(Some(&p)).unwrap().len(), X32_GUARDS + 2);
+    }
+
+    #[test]
+    fn x32_syscalls_are_denied_never_allowed() {
+        assert_eq!(x32_action(LinuxSeccompAction::ScmpActAllow, None), libc::SECCOMP_RET_ERRNO | libc::EPERM as u32);
+        assert_eq!(x32_action(LinuxSeccompAction::ScmpActLog, Some(38)), libc::SECCOMP_RET_ERRNO | 38);
+        assert_eq!(x32_action(LinuxSeccompAction::ScmpActKillProcess, None), libc::SECCOMP_RET_KILL_PROCESS);
+        let guard = x32_guard(LinuxSeccompAction::ScmpActAllow, None);
+        // Both branches of each jump stay inside the program and end in a return.
+        for (i, ins) in guard.iter().enumerate() {
+            if ins.code as u32 & 0x07 == libc::BPF_JMP {
+                assert!(i + 1 + (ins.jt.max(ins.jf) as usize) < guard.len());
+            }
+        }
+        assert!(guard.last().is_some_and(|i| i.code as u32 == libc::BPF_RET | libc::BPF_K));
     }
 
     #[test]

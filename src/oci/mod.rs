@@ -201,6 +201,59 @@ fn prune_default_parent(cgroup: &[PathBuf]) {
     }
 }
 
+/// Without a mount namespace runc and crun make the spec's mounts in the caller's own mount
+/// namespace (where they stay after the container is gone) and chroot into the root. podbox
+/// chroots too (container::init) but does not change the caller's mounts: a spec's `mounts`,
+/// `linux.devices` and `linux.rootfsPropagation` are dropped, by name in a warning (the
+/// runtime-tools generator puts mounts in every spec, also in those without namespaces). What
+/// would confine the process (masked and read-only paths, a read-only root) is still refused by
+/// the container layer, as runc refuses masked and read-only paths.
+fn drop_rootfs_fields_without_mount_ns(spec: &mut Spec) -> Vec<&'static str> {
+    use oci_spec::runtime::LinuxNamespaceType;
+    let has_mount_ns = spec.linux().as_ref().and_then(|l| l.namespaces().as_ref()).is_some_and(|n| n.iter().any(|n| n.typ() == LinuxNamespaceType::Mount));
+    let mut dropped = vec![];
+    if has_mount_ns {
+        return dropped;
+    }
+    if spec.mounts().as_ref().is_some_and(|m| !m.is_empty()) {
+        spec.set_mounts(None);
+        dropped.push("mounts");
+    }
+    if let Some(mut linux) = spec.linux().clone() {
+        if linux.devices().as_ref().is_some_and(|d| !d.is_empty()) {
+            linux.set_devices(None);
+            dropped.push("linux.devices");
+        }
+        if linux.rootfs_propagation().is_some() {
+            linux.set_rootfs_propagation(None);
+            dropped.push("linux.rootfsPropagation");
+        }
+        spec.set_linux(Some(linux));
+    }
+    dropped
+}
+
+/// File system data options (`mode=755`, `size=1k`) on bind mounts: mount(2) has no file system
+/// to give them to, and runc and crun pass them on to be dropped by the kernel (the runtime-tools
+/// suite puts them on every mount). podbox's container layer refuses them so that nothing is
+/// dropped silently; here, for specs written for runc, they are removed and named in a warning.
+fn strip_bind_mount_data(spec: &mut Spec) -> Vec<String> {
+    let Some(mut mounts) = spec.mounts().clone() else { return vec![] };
+    let mut stripped = vec![];
+    for m in &mut mounts {
+        let Some(opts) = m.options().clone() else { continue };
+        let parsed = container::mounts::parse_options(&opts);
+        let is_bind = parsed.flags.contains(nix::mount::MsFlags::MS_BIND) || m.typ().as_deref() == Some("bind");
+        if !is_bind || parsed.data.is_empty() || matches!(m.typ().as_deref(), Some("cgroup" | "cgroup2")) {
+            continue;
+        }
+        stripped.extend(parsed.data.iter().map(|d| format!("{d} ({})", m.destination().display())));
+        m.set_options(Some(opts.into_iter().filter(|o| !parsed.data.contains(o)).collect()));
+    }
+    spec.set_mounts(Some(mounts));
+    stripped
+}
+
 /// Where a spec restricts devices, the standard set stays usable and so do the devices it asks
 /// to be created (`linux.devices`): runc appends the same allow rules, and specs are written
 /// for it (`runc spec` has only "deny all").
@@ -291,6 +344,14 @@ impl Runtime {
             spec.set_linux(Some(linux));
         }
         allow_standard_devices(&mut spec);
+        let stripped = strip_bind_mount_data(&mut spec);
+        if !stripped.is_empty() {
+            eprintln!("podbox: warning: bind mounts take no file system options; ignored, as runc does: {}", stripped.join(", "));
+        }
+        let dropped = drop_rootfs_fields_without_mount_ns(&mut spec);
+        if !dropped.is_empty() {
+            eprintln!("podbox: warning: no mount namespace in linux.namespaces: {} not applied (the process runs in the caller's mount namespace, chrooted into root.path)", dropped.join(", "));
+        }
         let process = spec.process().clone().unwrap_or_default();
         let skipped = container::init::unraisable_ambient(&process);
         if !skipped.is_empty() {

@@ -244,11 +244,14 @@ fn strip_bind_mount_data(spec: &mut Spec) -> Vec<String> {
         let Some(opts) = m.options().clone() else { continue };
         let parsed = container::mounts::parse_options(&opts);
         let is_bind = parsed.flags.contains(nix::mount::MsFlags::MS_BIND) || m.typ().as_deref() == Some("bind");
-        if !is_bind || parsed.data.is_empty() || matches!(m.typ().as_deref(), Some("cgroup" | "cgroup2")) {
+        if !is_bind || matches!(m.typ().as_deref(), Some("cgroup" | "cgroup2")) {
             continue;
         }
-        stripped.extend(parsed.data.iter().map(|d| format!("{d} ({})", m.destination().display())));
-        m.set_options(Some(opts.into_iter().filter(|o| !parsed.data.contains(o)).collect()));
+        // Only `key=value` data (`mode=755`, `size=1k`) is dropped; a bare word the parser does
+        // not know (a misspelt `rnoexec`) stays, to be refused by name at create.
+        let data: Vec<&String> = parsed.data.iter().filter(|d| d.contains('=')).collect();
+        stripped.extend(data.iter().map(|d| format!("{d} ({})", m.destination().display())));
+        m.set_options(Some(opts.iter().filter(|o| !data.contains(o)).cloned().collect()));
     }
     spec.set_mounts(Some(mounts));
     stripped

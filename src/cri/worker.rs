@@ -248,21 +248,9 @@ fn create_container(ctx: &Ctx, pod_id: &str, cfg: &api::ContainerConfig, sandbox
                 c.security.cap_add = caps.add_capabilities.clone();
                 c.security.cap_drop = caps.drop_capabilities.clone();
             }
-            let id = |v: i64| u32::try_from(v).map_err(|_| CriError::Invalid(format!("user/group id {v} is not 0-4294967294")));
-            if let Some(uid) = &sc.run_as_user {
-                let gid = sc.run_as_group.as_ref().map(|g| g.value).unwrap_or(0);
-                c.user = Some((id(uid.value)?, id(gid)?));
-            } else if !sc.run_as_username.is_empty() {
-                // A name: resolved through the image's own /etc/passwd, as for an image's User.
-                let store = ctx.image_store()?;
-                let info = store.image(c.image.as_deref().unwrap_or_default())?;
-                let mut lowers = store.layer_dirs(&info)?;
-                lowers.reverse();
-                let (uid, gid, extra) = crate::image::config::resolve_user(&sc.run_as_username, &lowers)?;
-                c.user = Some((uid, match &sc.run_as_group { Some(g) => id(g.value)?, None => gid }));
+            if let Some((uid, gid, extra)) = run_as(ctx, c.image.as_deref().unwrap_or_default(), sc)? {
+                c.user = Some((uid, gid));
                 c.group_add.extend(extra);
-            } else if sc.run_as_group.is_some() {
-                return Err(CriError::Invalid("security_context.run_as_group needs run_as_user or run_as_username".into()));
             }
             (c.security.seccomp_unconfined, c.security.seccomp_profile) = seccomp(sc)?;
             // Empty lists (what an unset field decodes to) keep podbox's defaults, as containerd does.
@@ -316,6 +304,28 @@ fn create_container(ctx: &Ctx, pod_id: &str, cfg: &api::ContainerConfig, sandbox
         return Err(e);
     }
     Ok(super::container_id(&pod.id, &name))
+}
+
+/// The user a security context asks for, as containerd resolves it: a uid or a name through the
+/// image's own /etc/passwd (its primary group unless run_as_group is given) plus the groups of
+/// the image's /etc/group that list it, which Kubernetes adds to supplemental_groups.
+fn run_as(ctx: &Ctx, image: &str, sc: &api::LinuxContainerSecurityContext) -> Result<Option<(u32, u32, Vec<u32>)>> {
+    let id = |v: i64| u32::try_from(v).map_err(|_| CriError::Invalid(format!("user/group id {v} is not 0-4294967294")));
+    let user = match (&sc.run_as_user, sc.run_as_username.as_str()) {
+        (Some(uid), _) => id(uid.value)?.to_string(),
+        (None, "") if sc.run_as_group.is_some() => return Err(CriError::Invalid("security_context.run_as_group needs run_as_user or run_as_username".into())),
+        (None, "") => return Ok(None),
+        (None, name) => name.to_string(),
+    };
+    let spec = match &sc.run_as_group {
+        Some(g) => format!("{user}:{}", id(g.value)?),
+        None => user,
+    };
+    let store = ctx.image_store()?;
+    let info = store.image(image)?;
+    let mut lowers = store.layer_dirs(&info)?;
+    lowers.reverse();
+    Ok(Some(crate::image::config::resolve_user(&spec, &lowers)?))
 }
 
 /// New limits written into a container's cgroup (memory, CPU quota, shares and cpuset); the

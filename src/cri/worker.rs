@@ -150,18 +150,32 @@ fn run_pod(ctx: &Ctx, cfg: &api::PodSandboxConfig) -> Result<String> {
     let ns = cfg.linux.as_ref().and_then(|l| l.security_context.as_ref()).and_then(|s| s.namespace_options.as_ref());
     let mode = |m: i32| api::NamespaceMode::try_from(m).unwrap_or(api::NamespaceMode::Pod);
     let (net, pid, ipc) = ns.map(|n| (mode(n.network), mode(n.pid), mode(n.ipc))).unwrap_or((api::NamespaceMode::Pod, api::NamespaceMode::Container, api::NamespaceMode::Pod));
-    for (what, m) in [("network", net), ("pid", pid), ("ipc", ipc)] {
+    let mut node_namespaces = std::collections::BTreeSet::new();
+    for (what, key, m) in [("network", "net", net), ("pid", "pid", pid), ("ipc", "ipc", ipc)] {
         if m == api::NamespaceMode::Node {
-            return Err(CriError::Unimplemented(format!("namespace_options.{what} NODE (the node's own {what} namespace) is not supported by podbox: every pod gets its own")));
+            node_namespaces.insert(key.to_string());
         }
         if m == api::NamespaceMode::Target {
             return Err(CriError::Unimplemented(format!("namespace_options.{what} TARGET is not supported by podbox")));
         }
     }
+    let host_network = net == api::NamespaceMode::Node;
+    if host_network {
+        // hostNetwork: the node's hostname too, as the kubelet and containerd have it.
+        node_namespaces.insert("uts".to_string());
+    }
+    // In a namespace shared with the node, a sysctl would be the node's: refused, as the
+    // kubelet's validation does.
+    let sysctls = cfg.linux.as_ref().map(|l| &l.sysctls);
+    let node_sysctl = |prefixes: &[&str], key: &str| node_namespaces.contains(key) && sysctls.is_some_and(|s| s.keys().any(|k| prefixes.iter().any(|p| k.starts_with(p))));
+    if node_sysctl(&["net."], "net") || node_sysctl(&["kernel.shm", "kernel.msg", "kernel.sem", "fs.mqueue."], "ipc") {
+        return Err(CriError::Invalid("PodSandboxConfig.linux.sysctls: a sysctl of a namespace the pod shares with the node (host network or IPC) would change the node's".into()));
+    }
     let mut ports = Vec::new();
     for p in &cfg.port_mappings {
-        if p.host_port <= 0 {
-            // Only a container port: nothing to forward on the node.
+        if p.host_port <= 0 || host_network {
+            // Only a container port, or the node's own network where the port is the node's:
+            // nothing to forward.
             continue;
         }
         let protocol = match api::Protocol::try_from(p.protocol) {
@@ -176,7 +190,8 @@ fn run_pod(ctx: &Ctx, cfg: &api::PodSandboxConfig) -> Result<String> {
         name: super::pod_name(&meta),
         hostname: (!cfg.hostname.is_empty()).then(|| cfg.hostname.clone()),
         share_pid: pid == api::NamespaceMode::Pod,
-        network: true,
+        network: !host_network,
+        node_namespaces,
         ports,
         labels: cfg.labels.clone().into_iter().collect(),
         ..Default::default()

@@ -159,8 +159,13 @@ pub fn container_spec(pod: &PodRecord, pod_dir: &Path, c: &ContainerSpec, rootfs
         }
         b.build().map_err(build_err)
     };
-    let mut namespaces = vec![ns(LinuxNamespaceType::Mount, "-")?, ns(LinuxNamespaceType::Network, "net")?, ns(LinuxNamespaceType::Ipc, "ipc")?, ns(LinuxNamespaceType::Uts, "uts")?, ns(LinuxNamespaceType::Cgroup, "-")?];
-    namespaces.push(if pod.share_pid { ns(LinuxNamespaceType::Pid, "pid")? } else { ns(LinuxNamespaceType::Pid, "-")? });
+    let mut namespaces = vec![ns(LinuxNamespaceType::Mount, "-")?, ns(LinuxNamespaceType::Cgroup, "-")?];
+    // A namespace shared with the node is left out: the container stays in its runtime's, the node's.
+    for (t, key) in [(LinuxNamespaceType::Network, "net"), (LinuxNamespaceType::Ipc, "ipc"), (LinuxNamespaceType::Uts, "uts"), (LinuxNamespaceType::Pid, "pid")] {
+        if !pod.node_namespaces.contains(key) {
+            namespaces.push(ns(t, if key == "pid" && !pod.share_pid { "-" } else { key })?);
+        }
+    }
 
     let strs = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
     let mut linux = LinuxBuilder::default()
@@ -221,6 +226,7 @@ mod tests {
             network: false,
             ports: vec![],
             namespaces,
+            node_namespaces: Default::default(),
             attachment: None,
             pause: None,
             declared_ports: BTreeMap::new(),
@@ -249,5 +255,17 @@ mod tests {
             assert_eq!(p.capabilities().as_ref().unwrap().bounding().as_ref().unwrap().len(), 14);
             assert_eq!(p.no_new_privileges(), Some(true));
         }
+    }
+
+    #[test]
+    fn namespaces_shared_with_the_node_are_neither_joined_nor_new() {
+        let c = ContainerSpec { name: "c".into(), args: vec!["sh".into()], ..Default::default() };
+        let mut rec = pod(true);
+        rec.node_namespaces = ["net", "uts", "pid"].into_iter().map(String::from).collect();
+        let spec = container_spec(&rec, Path::new("/r/pods/x"), &c, Path::new("/rootfs")).unwrap();
+        let nss = spec.linux().as_ref().unwrap().namespaces().clone().unwrap();
+        let has = |t| nss.iter().any(|n| n.typ() == t);
+        assert!(!has(LinuxNamespaceType::Network) && !has(LinuxNamespaceType::Uts) && !has(LinuxNamespaceType::Pid), "{nss:?}");
+        assert!(has(LinuxNamespaceType::Ipc) && has(LinuxNamespaceType::Mount), "{nss:?}");
     }
 }

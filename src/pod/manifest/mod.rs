@@ -1283,7 +1283,7 @@ spec:
         let spec = parse(&text).unwrap_or_else(|e| panic!("{e}"));
         let rec = PodRecord {
             id: "x".into(), name: spec.name.clone(), hostname: spec.name.clone(), phase: PodPhase::Ready, created_at: String::new(),
-            share_pid: false, network: true, ports: vec![], namespaces: Default::default(), attachment: None, pause: None,
+            share_pid: false, network: true, ports: vec![], namespaces: Default::default(), node_namespaces: Default::default(), attachment: None, pause: None,
             declared_ports: Default::default(), labels: Default::default(), ignored_fields: vec![], volumes: spec.volumes.clone(), fs_group: spec.fs_group, grace_seconds: spec.grace_seconds,
         };
         let statuses: Vec<ContainerStatus> = spec.init_containers.iter().chain(&spec.containers).map(|c| ContainerStatus {
@@ -1311,7 +1311,7 @@ spec:
         let spec = parse(YAML).unwrap();
         let rec = PodRecord {
             id: "x".into(), name: spec.name.clone(), hostname: spec.hostname.clone().unwrap(), phase: PodPhase::Ready, created_at: String::new(),
-            share_pid: spec.share_pid, network: true, ports: spec.ports.clone(), namespaces: Default::default(), attachment: None, pause: None,
+            share_pid: spec.share_pid, network: true, ports: spec.ports.clone(), namespaces: Default::default(), node_namespaces: Default::default(), attachment: None, pause: None,
             declared_ports: Default::default(), labels: spec.labels.clone(), ignored_fields: vec![], volumes: vec![], fs_group: None, grace_seconds: None,
         };
         let statuses: Vec<ContainerStatus> = spec.containers.iter().map(|c| ContainerStatus {

@@ -424,10 +424,15 @@ fn host_path_mounts(mounts: &[api::Mount], c: &mut ContainerSpec) -> Result<Vec<
         if !host.is_absolute() || !m.container_path.starts_with('/') {
             return Err(CriError::Invalid(format!("{field}: host_path {:?} and container_path {:?} must be absolute", m.host_path, m.container_path)));
         }
-        let host_to_container = match api::MountPropagation::try_from(m.propagation) {
-            Ok(api::MountPropagation::PropagationPrivate) => false,
-            Ok(api::MountPropagation::PropagationHostToContainer) => true,
-            _ => return Err(CriError::Unimplemented(format!("{field}: propagation {} is not supported (private and host-to-container are)", m.propagation))),
+        let (host_to_container, bidirectional) = match api::MountPropagation::try_from(m.propagation) {
+            Ok(api::MountPropagation::PropagationPrivate) => (false, false),
+            Ok(api::MountPropagation::PropagationHostToContainer) => (true, false),
+            // As Kubernetes' validation: a container that can mount on the node is privileged.
+            Ok(api::MountPropagation::PropagationBidirectional) if !c.security.privileged => {
+                return Err(CriError::Invalid(format!("{field}: bidirectional propagation makes mounts in the container show on the node: it needs a privileged container")));
+            }
+            Ok(api::MountPropagation::PropagationBidirectional) => (true, true),
+            Err(_) => return Err(CriError::Invalid(format!("{field}: unknown propagation {}", m.propagation))),
         };
         if !m.uid_mappings.is_empty() || !m.gid_mappings.is_empty() {
             return Err(CriError::Unimplemented(format!("{field}: id-mapped mounts are not supported")));
@@ -437,7 +442,7 @@ fn host_path_mounts(mounts: &[api::Mount], c: &mut ContainerSpec) -> Result<Vec<
         }
         let name = format!("cri-{}", &crate::image::digest::sha256(m.host_path.as_bytes())["sha256:".len()..][..16]);
         out.push(Volume { name: name.clone(), source: VolumeSource::HostPath { path: host.to_path_buf(), kind: HostPathType::Unset } });
-        c.mounts.push(VolumeMount { name, mount_path: m.container_path.clone(), read_only: m.readonly, sub_path: None, host_to_container });
+        c.mounts.push(VolumeMount { name, mount_path: m.container_path.clone(), read_only: m.readonly, sub_path: None, host_to_container, bidirectional });
     }
     Ok(out)
 }

@@ -175,6 +175,11 @@ pub fn container_spec(pod: &PodRecord, pod_dir: &Path, c: &ContainerSpec, rootfs
     if !sec.sysctls.is_empty() {
         linux = linux.sysctl(sec.sysctls.iter().cloned().collect::<std::collections::HashMap<_, _>>());
     }
+    if c.mounts.iter().any(|m| m.bidirectional) {
+        // A bidirectional mount stays a peer of the node's: the container's root is not made a
+        // slave of the node's (see container::rootfs), as runc does for containerd.
+        linux = linux.rootfs_propagation("rshared");
+    }
     if !sec.privileged {
         let masked = sec.masked_paths.clone().unwrap_or_else(|| strs(MASKED_PATHS));
         let readonly = sec.readonly_paths.clone().unwrap_or_else(|| strs(READONLY_PATHS));

@@ -764,7 +764,7 @@ fn volume_mounts(list: &str, i: usize, ms: Vec<VolumeMountDoc>) -> Result<Vec<Vo
                 return Err(invalid(&format!("spec.{list}[{i}].volumeMounts[{j}].mountPropagation"), format!("{p:?} is not supported (only None or HostToContainer): a container's mounts never propagate to the node")));
             }
         };
-        out.push(VolumeMount { name: m.name, mount_path: m.mount_path, read_only: m.read_only, sub_path: m.sub_path.filter(|s| !s.is_empty()), host_to_container });
+        out.push(VolumeMount { name: m.name, mount_path: m.mount_path, read_only: m.read_only, sub_path: m.sub_path.filter(|s| !s.is_empty()), host_to_container, bidirectional: false });
     }
     Ok(out)
 }

@@ -120,6 +120,7 @@ inner_cleanup() {
     "$PB" --root "$R" pod rm -f --all >/dev/null 2>&1 || true
     # The cri part's pods (its own root); its servers end with the node.
     "$PB" --root "$W/cri-root" pod rm -f --all >/dev/null 2>&1 || true
+    if [[ -n ${RUN_CTD_MADE:-} ]]; then umount -l /run/containerd 2>/dev/null; rmdir /run/containerd 2>/dev/null || true; fi
 }
 trap inner_cleanup EXIT
 

@@ -37,7 +37,10 @@ PODBOX_CRI=$!
 D=$W/containerd
 mkdir -p "$D/cni"
 # Its shims put their sockets under /run/containerd: a tmpfs there, in the node's mount namespace only.
-mkdir -p /run/containerd && mount -t tmpfs -o mode=0711 bench-containerd /run/containerd
+# (The directory is the machine's: removed again if this made it.)
+RUN_CTD_MADE=""
+[[ -d /run/containerd ]] || { mkdir /run/containerd && RUN_CTD_MADE=1; }
+mount -t tmpfs -o mode=0711 bench-containerd /run/containerd
 cat >"$D/cni/10-bench.conflist" <<EOF
 {"cniVersion": "1.0.0", "name": "ctdbench", "plugins": [{"type": "bridge", "bridge": "ctd0", "isGateway": true, "ipMasq": false,
  "ipam": {"type": "host-local", "subnet": "10.247.0.0/22", "dataDir": "$D/ipam", "routes": [{"dst": "0.0.0.0/0"}]}}]}
@@ -81,6 +84,7 @@ cri_cleanup() {
     kill "$CRI_REGISTRY" 2>/dev/null || true
     wait "$CRI_REGISTRY" 2>/dev/null || true
     umount -l /run/containerd 2>/dev/null || true
+    if [[ -n $RUN_CTD_MADE ]]; then rmdir /run/containerd 2>/dev/null || true; fi
 }
 for _ in $(seq 200); do [[ -S $W/podbox-cri.sock && -S $D/containerd.sock ]] && break; sleep 0.05; done
 [[ -S $W/podbox-cri.sock ]] || { cri_cleanup; fail "podbox cri did not listen: $(cat "$W/podbox-cri.log")"; }

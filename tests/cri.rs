@@ -212,9 +212,9 @@ fn crictl_workflow_on_podbox_pods() {
     assert!(again.status.success() || String::from_utf8_lossy(&again.stderr).contains("not found"), "{again:?}");
 
     // Bad input: a clear error, nothing made.
-    let bad = write(&node.dir, "bad-pod.json", serde_json::json!({"metadata": {"name": "h", "namespace": "default", "uid": "u-h"}, "linux": {"security_context": {"namespace_options": {"network": 2}}}}));
+    let bad = write(&node.dir, "bad-pod.json", serde_json::json!({"metadata": {"name": "h", "namespace": "default", "uid": "u-h"}, "linux": {"security_context": {"namespace_options": {"pid": 3, "target_id": "x"}}}}));
     let out = cri.run(&format!("runp {}", bad.display()));
-    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("NODE"), "{out:?}");
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("TARGET"), "{out:?}");
     assert!(cri.ok("pods -q").trim().is_empty());
     let pod = cri.ok(&format!("runp {}", pod_config(&node, "web").display())).trim().to_string();
     let bad = write(&node.dir, "bad-ctr.json", serde_json::json!({"metadata": {"name": "g"}, "image": {"image": "localhost/busybox"}, "command": ["true"], "linux": {"security_context": {"run_as_group": {"value": 5}}}}));

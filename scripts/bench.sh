@@ -19,7 +19,8 @@
 # loopback registry vs podman and vs plain gzip|tar, start from it vs from the rootfs, disk use;
 # cri: a crictl loop against `podbox cri` and containerd + runc, scripts/lib/bench-cri.sh),
 # BENCH_CRI_ROUNDS (default 10), BENCH_PROFILE=release|dev (the podbox build measured; dev only to
-# try the script out on a loaded machine: its numbers are not podbox's).
+# try the script out on a loaded machine: its numbers are not podbox's), BENCH_PODBOX_DIR (measure the
+# podbox in that directory instead of building one).
 #
 # Needs root. Installs crun, runc, containernetworking-plugins, hyperfine, catatonit, time with
 # apt-get if they are missing.
@@ -45,8 +46,12 @@ if [[ "${1:-}" != --inner ]]; then
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
     fi
     PROFILE=${BENCH_PROFILE:-release}
-    (cd "$HERE" && cargo build --profile "$PROFILE" --quiet && cargo build --profile "$PROFILE" --quiet --example kernel_floor)
-    BIN=$HERE/target/$([[ $PROFILE == dev ]] && echo debug || echo "$PROFILE")
+    if [[ -n ${BENCH_PODBOX_DIR:-} ]]; then
+        BIN=$BENCH_PODBOX_DIR # a podbox (and examples/kernel_floor) built elsewhere
+    else
+        (cd "$HERE" && cargo build --profile "$PROFILE" --quiet && cargo build --profile "$PROFILE" --quiet --example kernel_floor)
+        BIN=$HERE/target/$([[ $PROFILE == dev ]] && echo debug || echo "$PROFILE")
+    fi
     [[ -x "$HERE/rootfs/bin/busybox" ]] || "$HERE/scripts/build-rootfs.sh"
 
     WORK=$(mktemp -d /tmp/podbox-bench.XXXXXX)

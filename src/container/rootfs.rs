@@ -207,8 +207,9 @@ fn root_propagation(spec: &Spec) -> Result<MsFlags> {
 }
 
 /// After pivot_root: a shared or unbindable `linux.rootfsPropagation` on the container's whole
-/// tree. Its mounts are slaves of the node's by then, so a shared root gets a peer group of its
-/// own and still propagates nothing back to the node.
+/// tree. The root and the mounts made on it are private by then (`prepare`), so sharing them
+/// makes peer groups of their own that reach nothing on the node; only a bind of a node mount
+/// that is still a peer of the node's (an `rshared` volume) propagates both ways.
 pub fn set_root_propagation(spec: &Spec) -> Result<()> {
     let prop = root_propagation(spec)?;
     if prop == MsFlags::MS_SHARED || prop == MsFlags::MS_UNBINDABLE {

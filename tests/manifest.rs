@@ -231,8 +231,8 @@ fn bad_manifests_fail_clearly_and_create_nothing() {
 }
 
 /// hostNetwork, hostPID and hostIPC: the pod's container is in the node's network, UTS, PID and
-/// IPC namespaces (a pod without them is not), listens on the node's loopback itself, and the
-/// pod goes without touching the node's namespaces.
+/// IPC namespaces and sees the node's /dev/shm (a pod without them is not and does not), listens
+/// on the node's loopback itself, and the pod goes without touching the node's namespaces.
 #[test]
 #[ignore = "needs root: scripts/test.sh runs it (cargo test -- --include-ignored)"]
 fn host_namespaces_of_a_manifest_are_the_nodes() {
@@ -241,7 +241,11 @@ fn host_namespaces_of_a_manifest_are_the_nodes() {
     let file = node.dir.join("hostns.yaml");
     let pod = |name: &str, host: bool| format!("metadata: {{name: {name}}}\nspec:\n  hostNetwork: {host}\n  hostPID: {host}\n  hostIPC: {host}\n  containers:\n  - name: c\n    command: [httpd, -f, -p, '127.0.0.1:7081', -h, /var/www]\n");
     std::fs::write(&file, pod("h", true) + "---\n" + &pod("own", false)).unwrap();
+    // The node's POSIX shared memory (a tmpfs of the node's own mount namespace).
+    node.sh_ok("mount -t tmpfs node-shm /dev/shm && echo from-the-node >/dev/shm/marker");
     node.podbox_ok(&["pod", "apply", "-f", file.to_str().unwrap()]);
+    assert_eq!(node.podbox_ok(&["exec", "h", "c", "--", "cat", "/dev/shm/marker"]).trim(), "from-the-node");
+    assert!(!node.podbox(&["exec", "own", "c", "--", "cat", "/dev/shm/marker"]).status.success());
     let ns_in = |p: &str, ns: &str| node.podbox_ok(&["exec", p, "c", "--", "readlink", &format!("/proc/self/ns/{ns}")]).trim().to_string();
     for ns in ["net", "uts", "pid", "ipc"] {
         let on_node = node.sh_ok(&format!("readlink /proc/self/ns/{ns}")).trim().to_string();

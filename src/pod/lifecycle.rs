@@ -101,7 +101,10 @@ fn build(ctx: &Ctx, rec: &mut PodRecord) -> Result<()> {
     let pins = sandbox::pin_namespaces(&dir.join("ns"), &rec.hostname, &rec.node_namespaces)?;
     rec.namespaces = pins.clone();
     crate::trace::step("namespace pins");
-    sandbox::mount_shm(&dir.join("shm"))?;
+    if !rec.node_namespaces.contains("ipc") {
+        // (A pod in the node's IPC namespace uses the node's /dev/shm: pod::spec.)
+        sandbox::mount_shm(&dir.join("shm"))?;
+    }
     write_etc(&dir.join("etc"), rec)?;
     volumes::setup(&dir, &rec.volumes, rec.fs_group)?;
     crate::trace::step("shm, etc, volumes");

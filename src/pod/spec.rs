@@ -3,7 +3,7 @@
 //! capability set, seccomp profile, masked and read-only paths, minimal /dev with its device
 //! cgroup rules, read-only /sys, no_new_privs, and the container's cgroup with its limits.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::{
     LinuxBuilder, LinuxCapabilitiesBuilder, LinuxCpuBuilder, LinuxMemoryBuilder, LinuxNamespaceBuilder, LinuxNamespaceType, LinuxPidsBuilder,
@@ -133,11 +133,13 @@ pub fn container_spec(pod: &PodRecord, pod_dir: &Path, c: &ContainerSpec, rootfs
         o.extend_from_slice(extra);
         mount(dest, "bind", &src.to_string_lossy(), &o)
     };
+    // In the node's IPC namespace, the node's POSIX shared memory too (as containerd does).
+    let shm = if pod.node_namespaces.contains("ipc") { PathBuf::from("/dev/shm") } else { pod_dir.join("shm") };
     let mounts = vec![
         mount("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"]),
         mount("/dev", "tmpfs", "tmpfs", &["nosuid", "strictatime", "mode=755", "size=65536k"]),
         mount("/dev/pts", "devpts", "devpts", &["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]),
-        bind("/dev/shm", &pod_dir.join("shm"), &[]),
+        bind("/dev/shm", &shm, &[]),
         mount("/dev/mqueue", "mqueue", "mqueue", &["nosuid", "noexec", "nodev"]),
         mount("/sys", "sysfs", "sysfs", if sec.privileged { &["nosuid", "noexec", "nodev"] } else { &["nosuid", "noexec", "nodev", "ro"] }),
         bind("/etc/hostname", &etc.join("hostname"), &["ro"]),
@@ -272,5 +274,14 @@ mod tests {
         let has = |t| nss.iter().any(|n| n.typ() == t);
         assert!(!has(LinuxNamespaceType::Network) && !has(LinuxNamespaceType::Uts) && !has(LinuxNamespaceType::Pid), "{nss:?}");
         assert!(has(LinuxNamespaceType::Ipc) && has(LinuxNamespaceType::Mount), "{nss:?}");
+        let shm_of = |rec: &PodRecord| {
+            let spec = container_spec(rec, Path::new("/r/pods/x"), &c, Path::new("/rootfs")).unwrap();
+            spec.mounts().as_ref().unwrap().iter().find(|m| m.destination() == Path::new("/dev/shm")).unwrap().source().clone().unwrap()
+        };
+        assert_eq!(shm_of(&rec), PathBuf::from("/r/pods/x/shm"));
+        rec.node_namespaces.insert("ipc".into());
+        assert_eq!(shm_of(&rec), PathBuf::from("/dev/shm"));
+        let nss = container_spec(&rec, Path::new("/r/pods/x"), &c, Path::new("/rootfs")).unwrap().linux().as_ref().unwrap().namespaces().clone().unwrap();
+        assert!(!nss.iter().any(|n| n.typ() == LinuxNamespaceType::Ipc), "{nss:?}");
     }
 }

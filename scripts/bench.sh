@@ -15,8 +15,12 @@
 # same as JSON in target/bench-results.json (override with BENCH_JSON=path).
 # Knobs: BENCH_RUNS (hyperfine runs per benchmark, default 20), SCALE_PODS (pods of the scale run,
 # default 1000, at most 1021 in the /22; BENCH_SCALE is the older name),
-# BENCH_ONLY=main|images|cni (one part only; images: pull + unpack of a ~100 MB 5-layer image from a
-# loopback registry vs podman and vs plain gzip|tar, start from it vs from the rootfs, disk use).
+# BENCH_ONLY=main|images|cni|cri (one part only; images: pull + unpack of a ~100 MB 5-layer image from a
+# loopback registry vs podman and vs plain gzip|tar, start from it vs from the rootfs, disk use;
+# cri: a crictl loop against `podbox cri` and containerd + runc, scripts/lib/bench-cri.sh),
+# BENCH_CRI_ROUNDS (default 10), BENCH_PROFILE=release|dev (the podbox build measured; dev only to
+# try the script out on a loaded machine: its numbers are not podbox's), BENCH_PODBOX_DIR (measure the
+# podbox in that directory instead of building one).
 #
 # Needs root. Installs crun, runc, containernetworking-plugins, hyperfine, catatonit, time with
 # apt-get if they are missing.
@@ -41,7 +45,13 @@ if [[ "${1:-}" != --inner ]]; then
         apt-get update -qq >/dev/null
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
     fi
-    (cd "$HERE" && cargo build --release --quiet && cargo build --release --quiet --example kernel_floor)
+    PROFILE=${BENCH_PROFILE:-release}
+    if [[ -n ${BENCH_PODBOX_DIR:-} ]]; then
+        BIN=$BENCH_PODBOX_DIR # a podbox (and examples/kernel_floor) built elsewhere
+    else
+        (cd "$HERE" && cargo build --profile "$PROFILE" --quiet && cargo build --profile "$PROFILE" --quiet --example kernel_floor)
+        BIN=$HERE/target/$([[ $PROFILE == dev ]] && echo debug || echo "$PROFILE")
+    fi
     [[ -x "$HERE/rootfs/bin/busybox" ]] || "$HERE/scripts/build-rootfs.sh"
 
     WORK=$(mktemp -d /tmp/podbox-bench.XXXXXX)
@@ -64,7 +74,7 @@ if [[ "${1:-}" != --inner ]]; then
     trap cleanup EXIT INT TERM
 
     unshare --fork --pid --mount --mount-proc --net --uts --propagation private -- \
-        "$HERE/target/release/podbox" pause </dev/null &
+        "$BIN/podbox" pause </dev/null &
     UNSHARE=$!
     for _ in $(seq 200); do
         INIT=$(cut -d' ' -f1 "/proc/$UNSHARE/task/$UNSHARE/children" 2>/dev/null || true)
@@ -76,7 +86,7 @@ if [[ "${1:-}" != --inner ]]; then
 
     root_links_before=$(ip -o link | awk -F': ' '{print $2}' | sort)
     nsenter -t "$INIT" --net --pid --mount --uts -- \
-        env BENCH_WORK="$WORK" BENCH_CG="$CG" BENCH_JSON="${BENCH_JSON:-$HERE/target/bench-results.json}" \
+        env BENCH_WORK="$WORK" BENCH_CG="$CG" BENCH_BIN="$BIN" BENCH_CRI_ROUNDS="${BENCH_CRI_ROUNDS:-10}" BENCH_JSON="${BENCH_JSON:-$HERE/target/bench-results.json}" \
         BENCH_RUNS="${BENCH_RUNS:-20}" BENCH_SCALE="${SCALE_PODS:-${BENCH_SCALE:-1000}}" BENCH_ONLY="${BENCH_ONLY:-}" "$SELF" --inner
     root_links_after=$(ip -o link | awk -F': ' '{print $2}' | sort)
     if [[ $root_links_before != "$root_links_after" ]]; then
@@ -94,7 +104,7 @@ fi
 W=$BENCH_WORK/run
 mkdir -p "$W"
 mount -t tmpfs -o mode=0755,size=512m bench-run "$W"
-PB="$HERE/target/release/podbox"
+PB="$BENCH_BIN/podbox"
 ROOTFS="$HERE/rootfs"
 # Containers without an image run from the plain rootfs (podbox has no compiled-in default).
 export PODBOX_ROOTFS="$ROOTFS" PODBOX_IMAGES="$W/images"
@@ -113,6 +123,9 @@ inner_cleanup() {
     for id in $("${CRUN[@]}" list -q 2>/dev/null); do "${CRUN[@]}" delete -f "$id" >/dev/null 2>&1 || true; done
     for id in $("${RUNC[@]}" list -q 2>/dev/null); do "${RUNC[@]}" delete -f "$id" >/dev/null 2>&1 || true; done
     "$PB" --root "$R" pod rm -f --all >/dev/null 2>&1 || true
+    # The cri part's pods (its own root); its servers end with the node.
+    "$PB" --root "$W/cri-root" pod rm -f --all >/dev/null 2>&1 || true
+    if [[ -n ${RUN_CTD_MADE:-} ]]; then umount -l /run/containerd 2>/dev/null; rmdir /run/containerd 2>/dev/null || true; fi
 }
 trap inner_cleanup EXIT
 
@@ -182,7 +195,7 @@ $PB --root $R pod create "\$1" --network bridge >/dev/null
 EOF
 # The kernel floor (examples/kernel_floor.rs) on its own bridge and subnet; between runs its
 # pins are unmounted and its veth deleted (not timed).
-FLOOR="$HERE/target/release/examples/kernel_floor"
+FLOOR="$BENCH_BIN/examples/kernel_floor"
 mkdir -p "$W/floor"
 ip link add flr0 type bridge && ip addr add 10.245.0.1/24 dev flr0 && ip link set flr0 up
 cat >"$W/floor-absent" <<EOF
@@ -465,6 +478,12 @@ EOF
     assert_clean cni "$W/cni-ipam"
 fi
 
+# ---- 8. CRI: podbox cri vs containerd + runc, the same crictl loop ------------------------------
+if only cri; then
+    # shellcheck source=lib/bench-cri.sh
+    source "$HERE/scripts/lib/bench-cri.sh"
+fi
+
 # ---- report ------------------------------------------------------------------------------------
 ratio() { awk -v a="$(median_of "$1")" -v b="$(median_of "$2")" 'BEGIN { printf "%.3f", a / b }'; }
 : >"$W/ratios.tsv"
@@ -491,6 +510,12 @@ fi
 if only cni; then
 target "CNI ADD: podbox-cni / bridge plugin" cni_add.podbox_cni cni_add.bridge 0.333
 target "CNI DEL: podbox-cni / bridge plugin" cni_del.podbox_cni cni_del.bridge 0.333
+fi
+if only cri && [[ -n $(median_of cri_ready.podbox) ]]; then
+target "CRI pod+container ready: podbox / containerd" cri_ready.podbox cri_ready.containerd 0.2
+target "CRI ready without crictl's cost: podbox / containerd" cri_ready_server.podbox cri_ready_server.containerd 9999
+target "CRI stop+rm pod+container: podbox / containerd" cri_gone.podbox cri_gone.containerd 9999
+target "CRI idle RSS: podbox cri / containerd" mem.cri_idle.podbox mem.cri_idle.containerd 0.25
 fi
 if only images; then
 target "image pull+unpack: podbox / podman" pull.podbox pull.podman 0.5

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Run critest (cri-tools v1.29, the CRI validation suite) against `podbox cri`, as root, inside a
-# throwaway node: new PID, mount, network and UTS namespaces whose init is podbox's pause. The
+# throwaway node: new PID, mount, network, UTS and IPC namespaces whose init is podbox's pause. The
 # images critest pulls come from a docker-registry on the node's loopback, which podbox reaches
 # for registry.k8s.io and gcr.io through a registries.conf mirror. Nothing leaves the machine.
 #
@@ -77,7 +77,7 @@ done
 [ -x target/conformance/bin/critest ] || { [ -n "$conf" ] || { echo "critest.sh: no conformance sources (set PODBOX_CONFORMANCE_DIR)" >&2; exit 1; }; "$conf/build.sh" target/conformance cri; }
 cargo build --quiet
 W=$(mktemp -d /tmp/podbox-critest-XXXXXX)
-unshare --fork --pid --mount --mount-proc --net --uts --propagation private -- target/debug/podbox pause &
+unshare --fork --pid --mount --mount-proc --net --uts --ipc --propagation private -- target/debug/podbox pause &
 ushare=$!
 init=""
 for _ in $(seq 100); do
@@ -87,7 +87,7 @@ for _ in $(seq 100); do
 done
 [ -n "$init" ] || { echo "critest.sh: the node did not start" >&2; kill "$ushare"; exit 1; }
 cleanup() {
-  nsenter -t "$init" --net --pid --mount --uts -- env PODBOX_ROOT="$W/root" target/debug/podbox pod rm -f --all >/dev/null 2>&1 || true
+  nsenter -t "$init" --net --pid --mount --uts --ipc -- env PODBOX_ROOT="$W/root" target/debug/podbox pod rm -f --all >/dev/null 2>&1 || true
   kill -KILL "$init" 2>/dev/null || true
   wait "$ushare" 2>/dev/null || true
   cp "$W/junit.xml" target/critest-junit.xml 2>/dev/null || true
@@ -97,7 +97,7 @@ cleanup() {
 }
 trap cleanup EXIT
 rc=0
-nsenter -t "$init" --net --pid --mount --uts -- bash "$PWD/scripts/critest.sh" --inside "$W" "$@" || rc=$?
+nsenter -t "$init" --net --pid --mount --uts --ipc -- bash "$PWD/scripts/critest.sh" --inside "$W" "$@" || rc=$?
 if [ -f "$W/junit.xml" ]; then
   python3 - "$W/junit.xml" <<'EOF'
 import sys, xml.etree.ElementTree as ET

@@ -30,6 +30,9 @@ command -v iptables >/dev/null || need+=(iptables)
 command -v containerd >/dev/null && command -v ctr >/dev/null || need+=(containerd)
 # tests/cri.rs builds crictl from the offline cri-tools sources (../shared/conformance) with Go.
 command -v go >/dev/null || need+=(golang-go)
+# ../shared/conformance/critest-images.sh (the images critest pulls, built by scripts/test.sh)
+# takes containerd's pause from catatonit.
+command -v catatonit >/dev/null || need+=(catatonit)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive

@@ -229,3 +229,35 @@ fn bad_manifests_fail_clearly_and_create_nothing() {
     node.podbox_ok(&["pod", "rm", "-f", "a", "b"]);
     node.assert_clean();
 }
+
+/// hostNetwork, hostPID and hostIPC: the pod's container is in the node's network, UTS, PID and
+/// IPC namespaces and sees the node's /dev/shm (a pod without them is not and does not), listens
+/// on the node's loopback itself, and the pod goes without touching the node's namespaces.
+#[test]
+#[ignore = "needs root: scripts/test.sh runs it (cargo test -- --include-ignored)"]
+fn host_namespaces_of_a_manifest_are_the_nodes() {
+    require_root!();
+    let node = Node::new("m-hostns");
+    let file = node.dir.join("hostns.yaml");
+    let pod = |name: &str, host: bool| format!("metadata: {{name: {name}}}\nspec:\n  hostNetwork: {host}\n  hostPID: {host}\n  hostIPC: {host}\n  containers:\n  - name: c\n    command: [httpd, -f, -p, '127.0.0.1:7081', -h, /var/www]\n");
+    std::fs::write(&file, pod("h", true) + "---\n" + &pod("own", false)).unwrap();
+    // The node's POSIX shared memory (a tmpfs of the node's own mount namespace).
+    node.sh_ok("mount -t tmpfs node-shm /dev/shm && echo from-the-node >/dev/shm/marker");
+    node.podbox_ok(&["pod", "apply", "-f", file.to_str().unwrap()]);
+    assert_eq!(node.podbox_ok(&["exec", "h", "c", "--", "cat", "/dev/shm/marker"]).trim(), "from-the-node");
+    assert!(!node.podbox(&["exec", "own", "c", "--", "cat", "/dev/shm/marker"]).status.success());
+    let ns_in = |p: &str, ns: &str| node.podbox_ok(&["exec", p, "c", "--", "readlink", &format!("/proc/self/ns/{ns}")]).trim().to_string();
+    for ns in ["net", "uts", "pid", "ipc"] {
+        let on_node = node.sh_ok(&format!("readlink /proc/self/ns/{ns}")).trim().to_string();
+        assert_eq!(ns_in("h", ns), on_node, "{ns}");
+        assert_ne!(ns_in("own", ns), on_node, "{ns}");
+    }
+    // The host-network pod's server is on the node's loopback.
+    assert!(wait_until(5, || node.sh("wget -T 2 -qO/dev/null http://127.0.0.1:7081/").status.success()), "httpd of the hostNetwork pod is not on the node");
+    let lo_before = node.sh_ok("ip -o link show lo");
+    node.podbox_ok(&["pod", "rm", "-f", "h"]);
+    node.podbox_ok(&["pod", "rm", "-f", "own"]);
+    assert_eq!(node.sh_ok("ip -o link show lo"), lo_before);
+    assert!(!node.sh("wget -T 2 -qO/dev/null http://127.0.0.1:7081/").status.success(), "httpd outlived its pod");
+    node.assert_clean();
+}

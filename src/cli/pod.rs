@@ -103,7 +103,8 @@ pub fn run(ctx: &Ctx, cmd: &PodCmd) -> anyhow::Result<i32> {
             // Everything is checked before anything is created.
             let mut warnings = Vec::new();
             for spec in &mut pods {
-                spec.network = network == "bridge";
+                // hostNetwork: the node's network, not a pod network.
+                spec.network = network == "bridge" && !spec.node_namespaces.contains("net");
                 for c in spec.init_containers.iter_mut().chain(spec.containers.iter_mut()) {
                     storage.apply(c)?;
                 }

@@ -24,11 +24,14 @@ pub fn prepare(rootfs: &Rootfs, spec: &Spec) -> Result<PathBuf> {
     // us (the default of runc: rslave). Shared and unbindable are set on the new root after
     // pivot_root (`set_root_propagation`): pivot_root refuses shared mounts, and an unbindable
     // tree cannot be bind-mounted from.
-    let prop = match root_propagation(spec)? {
-        MsFlags::MS_PRIVATE => MsFlags::MS_PRIVATE,
-        _ => MsFlags::MS_SLAVE,
-    };
-    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | prop, None::<&str>).map_err(sys("setting root mount propagation"))?;
+    // A shared root (a bidirectional volume) keeps the node's shared mounts peers of the node's:
+    // only the mounts the root is made on become private, so that what is mounted there stays
+    // in the container (runc's way, which containerd relies on).
+    match root_propagation(spec)? {
+        MsFlags::MS_SHARED => privatize_mounts_holding(&root_anchors(rootfs))?,
+        MsFlags::MS_PRIVATE => mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>).map_err(sys("setting root mount propagation"))?,
+        _ => mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_SLAVE, None::<&str>).map_err(sys("setting root mount propagation"))?,
+    }
 
     let root = match rootfs {
         Rootfs::Plain(path) => {
@@ -173,6 +176,29 @@ fn create_devices(root: &RootDir, spec: &Spec) -> Result<()> {
     Ok(())
 }
 
+/// The paths `prepare` mounts on for the root: the bind's, or the writable tmpfs' and the overlay's.
+fn root_anchors(rootfs: &Rootfs) -> Vec<PathBuf> {
+    match rootfs {
+        Rootfs::Plain(path) => vec![path.clone()],
+        Rootfs::Overlay { merged, tmpfs, .. } => tmpfs.iter().map(|(d, _)| d.clone()).chain([merged.clone()]).collect(),
+    }
+}
+
+/// Make private (in this mount namespace only) the mount holding each path, so that mounts made
+/// below it do not propagate to the node's peers of that mount.
+fn privatize_mounts_holding(paths: &[PathBuf]) -> Result<()> {
+    let info = fs::read_to_string("/proc/self/mountinfo").map_err(io("reading /proc/self/mountinfo"))?;
+    let points: Vec<PathBuf> = info.lines().filter_map(|l| l.split(' ').nth(4)).map(|p| PathBuf::from(p.replace("\\040", " "))).collect();
+    for p in paths {
+        // The path itself may not exist yet: its nearest existing ancestor is on the same mount.
+        let existing = p.ancestors().find(|a| a.exists()).unwrap_or(Path::new("/"));
+        let real = fs::canonicalize(existing).map_err(io(format!("resolving {}", existing.display())))?;
+        let holder = points.iter().filter(|m| real.starts_with(m)).max_by_key(|m| m.components().count()).cloned().unwrap_or_else(|| PathBuf::from("/"));
+        mount(None::<&str>, &holder, None::<&str>, MsFlags::MS_PRIVATE, None::<&str>).map_err(sys(format!("making the mount {} that holds the root private", holder.display())))?;
+    }
+    Ok(())
+}
+
 /// `linux.rootfsPropagation` as mount flags (the default: slave).
 fn root_propagation(spec: &Spec) -> Result<MsFlags> {
     Ok(match spec.linux().as_ref().and_then(|l| l.rootfs_propagation().clone()).as_deref() {
@@ -185,8 +211,9 @@ fn root_propagation(spec: &Spec) -> Result<MsFlags> {
 }
 
 /// After pivot_root: a shared or unbindable `linux.rootfsPropagation` on the container's whole
-/// tree. Its mounts are slaves of the node's by then, so a shared root gets a peer group of its
-/// own and still propagates nothing back to the node.
+/// tree. The root and the mounts made on it are private by then (`prepare`), so sharing them
+/// makes peer groups of their own that reach nothing on the node; only a bind of a node mount
+/// that is still a peer of the node's (an `rshared` volume) propagates both ways.
 pub fn set_root_propagation(spec: &Spec) -> Result<()> {
     let prop = root_propagation(spec)?;
     if prop == MsFlags::MS_SHARED || prop == MsFlags::MS_UNBINDABLE {
@@ -197,10 +224,16 @@ pub fn set_root_propagation(spec: &Spec) -> Result<()> {
 
 /// Make `root` the process's `/` and detach the old root entirely.
 pub fn pivot(root: &Path) -> Result<()> {
+    // The old root, to step into after the pivot: "." still names the new root's directory then.
+    let old_root = fs::File::open("/").map_err(io("opening the old root"))?;
     chdir(root).map_err(sys(format!("chdir {}", root.display())))?;
-    // pivot_root(".", ".") stacks the old root under the new one; unmounting "." then drops it
+    // pivot_root(".", ".") stacks the old root on the new one; unmounting it then drops it
     // without needing a directory for it inside the container.
     pivot_root(".", ".").map_err(sys("pivot_root"))?;
+    nix::unistd::fchdir(&old_root).map_err(sys("entering the old root"))?;
+    // With a shared root (a bidirectional volume) the old root's mounts are still peers of the
+    // node's: made slaves first, detaching them cannot unmount anything on the node.
+    mount(None::<&str>, ".", None::<&str>, MsFlags::MS_SLAVE | MsFlags::MS_REC, None::<&str>).map_err(sys("making the old root a slave"))?;
     umount2(".", MntFlags::MNT_DETACH).map_err(sys("detaching the old root"))?;
     chdir("/").map_err(sys("chdir /"))
 }

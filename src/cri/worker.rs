@@ -150,18 +150,32 @@ fn run_pod(ctx: &Ctx, cfg: &api::PodSandboxConfig) -> Result<String> {
     let ns = cfg.linux.as_ref().and_then(|l| l.security_context.as_ref()).and_then(|s| s.namespace_options.as_ref());
     let mode = |m: i32| api::NamespaceMode::try_from(m).unwrap_or(api::NamespaceMode::Pod);
     let (net, pid, ipc) = ns.map(|n| (mode(n.network), mode(n.pid), mode(n.ipc))).unwrap_or((api::NamespaceMode::Pod, api::NamespaceMode::Container, api::NamespaceMode::Pod));
-    for (what, m) in [("network", net), ("pid", pid), ("ipc", ipc)] {
+    let mut node_namespaces = std::collections::BTreeSet::new();
+    for (what, key, m) in [("network", "net", net), ("pid", "pid", pid), ("ipc", "ipc", ipc)] {
         if m == api::NamespaceMode::Node {
-            return Err(CriError::Unimplemented(format!("namespace_options.{what} NODE (the node's own {what} namespace) is not supported by podbox: every pod gets its own")));
+            node_namespaces.insert(key.to_string());
         }
         if m == api::NamespaceMode::Target {
             return Err(CriError::Unimplemented(format!("namespace_options.{what} TARGET is not supported by podbox")));
         }
     }
+    let host_network = net == api::NamespaceMode::Node;
+    if host_network {
+        // hostNetwork: the node's hostname too, as the kubelet and containerd have it.
+        node_namespaces.insert("uts".to_string());
+    }
+    // In a namespace shared with the node, a sysctl would be the node's: refused, as the
+    // kubelet's validation does.
+    let sysctls = cfg.linux.as_ref().map(|l| &l.sysctls);
+    let node_sysctl = |prefixes: &[&str], key: &str| node_namespaces.contains(key) && sysctls.is_some_and(|s| s.keys().any(|k| prefixes.iter().any(|p| k.starts_with(p))));
+    if node_sysctl(&["net."], "net") || node_sysctl(&["kernel.shm", "kernel.msg", "kernel.sem", "fs.mqueue."], "ipc") {
+        return Err(CriError::Invalid("PodSandboxConfig.linux.sysctls: a sysctl of a namespace the pod shares with the node (host network or IPC) would change the node's".into()));
+    }
     let mut ports = Vec::new();
     for p in &cfg.port_mappings {
-        if p.host_port <= 0 {
-            // Only a container port: nothing to forward on the node.
+        if p.host_port <= 0 || host_network {
+            // Only a container port, or the node's own network where the port is the node's:
+            // nothing to forward.
             continue;
         }
         let protocol = match api::Protocol::try_from(p.protocol) {
@@ -176,7 +190,8 @@ fn run_pod(ctx: &Ctx, cfg: &api::PodSandboxConfig) -> Result<String> {
         name: super::pod_name(&meta),
         hostname: (!cfg.hostname.is_empty()).then(|| cfg.hostname.clone()),
         share_pid: pid == api::NamespaceMode::Pod,
-        network: true,
+        network: !host_network,
+        node_namespaces,
         ports,
         labels: cfg.labels.clone().into_iter().collect(),
         ..Default::default()
@@ -248,21 +263,9 @@ fn create_container(ctx: &Ctx, pod_id: &str, cfg: &api::ContainerConfig, sandbox
                 c.security.cap_add = caps.add_capabilities.clone();
                 c.security.cap_drop = caps.drop_capabilities.clone();
             }
-            let id = |v: i64| u32::try_from(v).map_err(|_| CriError::Invalid(format!("user/group id {v} is not 0-4294967294")));
-            if let Some(uid) = &sc.run_as_user {
-                let gid = sc.run_as_group.as_ref().map(|g| g.value).unwrap_or(0);
-                c.user = Some((id(uid.value)?, id(gid)?));
-            } else if !sc.run_as_username.is_empty() {
-                // A name: resolved through the image's own /etc/passwd, as for an image's User.
-                let store = ctx.image_store()?;
-                let info = store.image(c.image.as_deref().unwrap_or_default())?;
-                let mut lowers = store.layer_dirs(&info)?;
-                lowers.reverse();
-                let (uid, gid, extra) = crate::image::config::resolve_user(&sc.run_as_username, &lowers)?;
-                c.user = Some((uid, match &sc.run_as_group { Some(g) => id(g.value)?, None => gid }));
+            if let Some((uid, gid, extra)) = run_as(ctx, c.image.as_deref().unwrap_or_default(), sc)? {
+                c.user = Some((uid, gid));
                 c.group_add.extend(extra);
-            } else if sc.run_as_group.is_some() {
-                return Err(CriError::Invalid("security_context.run_as_group needs run_as_user or run_as_username".into()));
             }
             (c.security.seccomp_unconfined, c.security.seccomp_profile) = seccomp(sc)?;
             // Empty lists (what an unset field decodes to) keep podbox's defaults, as containerd does.
@@ -316,6 +319,28 @@ fn create_container(ctx: &Ctx, pod_id: &str, cfg: &api::ContainerConfig, sandbox
         return Err(e);
     }
     Ok(super::container_id(&pod.id, &name))
+}
+
+/// The user a security context asks for, as containerd resolves it: a uid or a name through the
+/// image's own /etc/passwd (its primary group unless run_as_group is given) plus the groups of
+/// the image's /etc/group that list it, which Kubernetes adds to supplemental_groups.
+fn run_as(ctx: &Ctx, image: &str, sc: &api::LinuxContainerSecurityContext) -> Result<Option<(u32, u32, Vec<u32>)>> {
+    let id = |v: i64| u32::try_from(v).map_err(|_| CriError::Invalid(format!("user/group id {v} is not 0-4294967294")));
+    let user = match (&sc.run_as_user, sc.run_as_username.as_str()) {
+        (Some(uid), _) => id(uid.value)?.to_string(),
+        (None, "") if sc.run_as_group.is_some() => return Err(CriError::Invalid("security_context.run_as_group needs run_as_user or run_as_username".into())),
+        (None, "") => return Ok(None),
+        (None, name) => name.to_string(),
+    };
+    let spec = match &sc.run_as_group {
+        Some(g) => format!("{user}:{}", id(g.value)?),
+        None => user,
+    };
+    let store = ctx.image_store()?;
+    let info = store.image(image)?;
+    let mut lowers = store.layer_dirs(&info)?;
+    lowers.reverse();
+    Ok(Some(crate::image::config::resolve_user(&spec, &lowers)?))
 }
 
 /// New limits written into a container's cgroup (memory, CPU quota, shares and cpuset); the
@@ -399,10 +424,15 @@ fn host_path_mounts(mounts: &[api::Mount], c: &mut ContainerSpec) -> Result<Vec<
         if !host.is_absolute() || !m.container_path.starts_with('/') {
             return Err(CriError::Invalid(format!("{field}: host_path {:?} and container_path {:?} must be absolute", m.host_path, m.container_path)));
         }
-        let host_to_container = match api::MountPropagation::try_from(m.propagation) {
-            Ok(api::MountPropagation::PropagationPrivate) => false,
-            Ok(api::MountPropagation::PropagationHostToContainer) => true,
-            _ => return Err(CriError::Unimplemented(format!("{field}: propagation {} is not supported (private and host-to-container are)", m.propagation))),
+        let (host_to_container, bidirectional) = match api::MountPropagation::try_from(m.propagation) {
+            Ok(api::MountPropagation::PropagationPrivate) => (false, false),
+            Ok(api::MountPropagation::PropagationHostToContainer) => (true, false),
+            // As Kubernetes' validation: a container that can mount on the node is privileged.
+            Ok(api::MountPropagation::PropagationBidirectional) if !c.security.privileged => {
+                return Err(CriError::Invalid(format!("{field}: bidirectional propagation makes mounts in the container show on the node: it needs a privileged container")));
+            }
+            Ok(api::MountPropagation::PropagationBidirectional) => (true, true),
+            Err(_) => return Err(CriError::Invalid(format!("{field}: unknown propagation {}", m.propagation))),
         };
         if !m.uid_mappings.is_empty() || !m.gid_mappings.is_empty() {
             return Err(CriError::Unimplemented(format!("{field}: id-mapped mounts are not supported")));
@@ -412,7 +442,7 @@ fn host_path_mounts(mounts: &[api::Mount], c: &mut ContainerSpec) -> Result<Vec<
         }
         let name = format!("cri-{}", &crate::image::digest::sha256(m.host_path.as_bytes())["sha256:".len()..][..16]);
         out.push(Volume { name: name.clone(), source: VolumeSource::HostPath { path: host.to_path_buf(), kind: HostPathType::Unset } });
-        c.mounts.push(VolumeMount { name, mount_path: m.container_path.clone(), read_only: m.readonly, sub_path: None, host_to_container });
+        c.mounts.push(VolumeMount { name, mount_path: m.container_path.clone(), read_only: m.readonly, sub_path: None, host_to_container, bidirectional });
     }
     Ok(out)
 }

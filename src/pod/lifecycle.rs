@@ -36,13 +36,18 @@ pub fn create(ctx: &Ctx, spec: &PodSpec) -> Result<PodRecord> {
     let mut rec = PodRecord {
         id: id.clone(),
         name: spec.name.clone(),
-        hostname: spec.hostname.clone().unwrap_or_else(|| spec.name.clone()),
+        // A pod in the node's uts namespace has the node's hostname.
+        hostname: match spec.node_namespaces.contains("uts") {
+            true => nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_default(),
+            false => spec.hostname.clone().unwrap_or_else(|| spec.name.clone()),
+        },
         phase: PodPhase::Creating,
         created_at: state::now_rfc3339(),
         share_pid: spec.share_pid,
         network: spec.network,
         ports: spec.ports.clone(),
         namespaces: Default::default(),
+        node_namespaces: spec.node_namespaces.clone(),
         attachment: None,
         pause: None,
         declared_ports: spec.containers.iter().filter(|c| !c.ports.is_empty()).map(|c| (c.name.clone(), c.ports.clone())).collect(),
@@ -93,10 +98,13 @@ fn name_taken(ctx: &Ctx, name: &str) -> Result<bool> {
 
 fn build(ctx: &Ctx, rec: &mut PodRecord) -> Result<()> {
     let dir = ctx.root.pod_dir(&rec.id);
-    let pins = sandbox::pin_namespaces(&dir.join("ns"), &rec.hostname)?;
+    let pins = sandbox::pin_namespaces(&dir.join("ns"), &rec.hostname, &rec.node_namespaces)?;
     rec.namespaces = pins.clone();
     crate::trace::step("namespace pins");
-    sandbox::mount_shm(&dir.join("shm"))?;
+    if !rec.node_namespaces.contains("ipc") {
+        // (A pod in the node's IPC namespace uses the node's /dev/shm: pod::spec.)
+        sandbox::mount_shm(&dir.join("shm"))?;
+    }
     write_etc(&dir.join("etc"), rec)?;
     volumes::setup(&dir, &rec.volumes, rec.fs_group)?;
     crate::trace::step("shm, etc, volumes");
@@ -109,7 +117,7 @@ fn build(ctx: &Ctx, rec: &mut PodRecord) -> Result<()> {
     rec.pause = Some(pause);
     state::write_json(&ctx.pod_record_path(&rec.id), rec)?;
     crate::trace::step("cgroup, pause, record");
-    if rec.share_pid {
+    if rec.share_pid && !rec.node_namespaces.contains("pid") {
         // Only a pod that shares its PID namespace lets containers join the pause's.
         let pin = dir.join("ns/pid");
         sandbox::pin_pid_namespace(&pause, &pin)?;
@@ -129,17 +137,20 @@ fn write_etc(etc: &Path, rec: &PodRecord) -> Result<()> {
     let err = |e: std::io::Error| PodError::Kernel(format!("writing {}: {e}", etc.display()));
     fs::create_dir_all(etc).map_err(err)?;
     fs::write(etc.join("hostname"), format!("{}\n", rec.hostname)).map_err(err)?;
+    let node_net = rec.node_namespaces.contains("net");
     let mut hosts = String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
     match &rec.attachment {
+        // In the node's network namespace: the node's names, as containerd does for hostNetwork.
+        _ if node_net => hosts = fs::read_to_string("/etc/hosts").unwrap_or(hosts),
         Some(a) => hosts.push_str(&format!("{}\t{}\n", a.ip, rec.hostname)),
         None => hosts.push_str(&format!("127.0.1.1\t{}\n", rec.hostname)),
     }
     fs::write(etc.join("hosts"), hosts).map_err(err)?;
-    // The node's resolver, minus loopback servers, which mean nothing inside the pod.
+    // The node's resolver, minus loopback servers, which mean nothing inside a pod network.
     let node = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
     let resolv: String = node
         .lines()
-        .filter(|l| !(l.starts_with("nameserver") && (l.contains(" 127.") || l.contains(" ::1"))))
+        .filter(|l| node_net || !(l.starts_with("nameserver") && (l.contains(" 127.") || l.contains(" ::1"))))
         .map(|l| format!("{l}\n"))
         .collect();
     fs::write(etc.join("resolv.conf"), resolv).map_err(err)?;

@@ -1,7 +1,7 @@
 //! The pod model: validated descriptions of a pod and its containers (what to build), and the
 //! records kept in the state store (what was built). Pure data and validation; no kernel calls.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
@@ -34,6 +34,9 @@ pub struct PodSpec {
     pub share_pid: bool,
     /// false: only `lo` (like `--network none`).
     pub network: bool,
+    /// Namespaces ("net", "pid", "ipc", "uts") the pod shares with the node instead of getting
+    /// its own (CRI's NamespaceMode NODE: hostNetwork, hostPID, hostIPC).
+    pub node_namespaces: BTreeSet<String>,
     pub ports: Vec<PortMapping>,
     pub containers: Vec<ContainerSpec>,
     /// Run one after another, each to completion, before `containers` start (`pod apply`).
@@ -243,6 +246,12 @@ impl PodSpec {
         let mounts = self.mount_lists();
         let mounts: Vec<(&str, &str, &[VolumeMount])> = mounts.iter().map(|(l, i, m)| (*l, i.as_str(), *m)).collect();
         super::volumes::check(&self.volumes, &mounts).map_err(|(field, msg)| PodError::Invalid(format!("{field}: {msg}")))?;
+        if let Some(n) = self.node_namespaces.iter().find(|n| !["net", "pid", "ipc", "uts"].contains(&n.as_str())) {
+            return Err(PodError::Invalid(format!("node namespace {n:?}: only net, pid, ipc and uts can be shared with the node")));
+        }
+        if self.node_namespaces.contains("net") && (self.network || !self.node_namespaces.contains("uts")) {
+            return Err(PodError::Invalid("a pod in the node's network namespace gets no pod network and shares the node's uts namespace (its hostname) too".into()));
+        }
         if !self.network && !self.ports.is_empty() {
             return Err(PodError::Invalid("port mappings need the pod network (drop --network none)".into()));
         }
@@ -298,6 +307,9 @@ pub struct PodRecord {
     pub ports: Vec<PortMapping>,
     /// Namespace pins: "net", "ipc", "uts", "pid" → path of the bind mount.
     pub namespaces: BTreeMap<String, PathBuf>,
+    /// Namespaces shared with the node (no pin, and containers make no new one).
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub node_namespaces: BTreeSet<String>,
     #[serde(default)]
     pub attachment: Option<Attachment>,
     #[serde(default)]

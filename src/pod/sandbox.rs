@@ -2,7 +2,7 @@
 //! pod's directory (so they outlive any process), the pause process that joins them, the pod's
 //! /dev/shm, and the undoing of all of it — also from what a crashed CLI left half-done.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -29,20 +29,29 @@ fn io_err(what: String) -> impl FnOnce(std::io::Error) -> PodError {
 
 /// Create the pod's namespaces and pin them under `ns_dir`; set the hostname and bring `lo` up.
 /// Pins are created as empty files first so that a crash leaves only things `unpin` removes.
-pub fn pin_namespaces(ns_dir: &Path, hostname: &str) -> Result<BTreeMap<String, PathBuf>, PodError> {
+/// Those in `node` are the node's own: neither created nor pinned (nor their hostname or `lo` touched).
+pub fn pin_namespaces(ns_dir: &Path, hostname: &str, node: &BTreeSet<String>) -> Result<BTreeMap<String, PathBuf>, PodError> {
     fs::create_dir_all(ns_dir).map_err(io_err(format!("creating {}", ns_dir.display())))?;
+    let own: Vec<(&str, CloneFlags)> = PINNED.iter().copied().filter(|(n, _)| !node.contains(*n)).collect();
     let mut pins = BTreeMap::new();
-    for (name, _) in PINNED {
+    if own.is_empty() {
+        return Ok(pins);
+    }
+    for (name, _) in &own {
         let p = ns_dir.join(name);
         fs::File::create(&p).map_err(io_err(format!("creating {}", p.display())))?;
         pins.insert(name.to_string(), p);
     }
-    let unshare = PINNED.iter().fold(CloneFlags::empty(), |a, (_, f)| a | *f);
+    let unshare = own.iter().fold(CloneFlags::empty(), |a, (_, f)| a | *f);
     let pinner = spawn::spawn(Spawn { unshare, ..Spawn::default() }, |_| {
         let fail = |msg: String| Failure { code: 1, msg };
-        nix::unistd::sethostname(hostname).map_err(|e| fail(format!("setting hostname: {e}")))?;
-        crate::network::loopback::up().map_err(|e| fail(format!("bringing lo up: {e}")))?;
-        for (name, _) in PINNED {
+        if unshare.contains(CloneFlags::CLONE_NEWUTS) {
+            nix::unistd::sethostname(hostname).map_err(|e| fail(format!("setting hostname: {e}")))?;
+        }
+        if unshare.contains(CloneFlags::CLONE_NEWNET) {
+            crate::network::loopback::up().map_err(|e| fail(format!("bringing lo up: {e}")))?;
+        }
+        for (name, _) in &own {
             let src = format!("/proc/self/ns/{name}");
             mount(Some(src.as_str()), &ns_dir.join(name), None::<&str>, MsFlags::MS_BIND, None::<&str>).map_err(|e| fail(format!("pinning {name} namespace: {e}")))?;
         }
@@ -72,7 +81,8 @@ pub fn pin_pid_namespace(pause: &ProcRef, pin: &Path) -> Result<(), PodError> {
 pub fn start_pause(pins: &BTreeMap<String, PathBuf>, cgroup_procs: &[PathBuf]) -> Result<ProcRef, PodError> {
     let mut join = Vec::new();
     for (name, flag) in PINNED {
-        let p = &pins[*name];
+        // A namespace the pod shares with the node has no pin: the pause stays in it.
+        let Some(p) = pins.get(*name) else { continue };
         join.push((*flag, fs::File::open(p).map_err(io_err(format!("opening {}", p.display())))?));
     }
     let desc = Spawn { cgroups: cgroup_procs, new_session: true, join, pid_ns: PidNs::New, ..Spawn::default() };

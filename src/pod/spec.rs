@@ -3,7 +3,7 @@
 //! capability set, seccomp profile, masked and read-only paths, minimal /dev with its device
 //! cgroup rules, read-only /sys, no_new_privs, and the container's cgroup with its limits.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::{
     LinuxBuilder, LinuxCapabilitiesBuilder, LinuxCpuBuilder, LinuxMemoryBuilder, LinuxNamespaceBuilder, LinuxNamespaceType, LinuxPidsBuilder,
@@ -133,11 +133,13 @@ pub fn container_spec(pod: &PodRecord, pod_dir: &Path, c: &ContainerSpec, rootfs
         o.extend_from_slice(extra);
         mount(dest, "bind", &src.to_string_lossy(), &o)
     };
+    // In the node's IPC namespace, the node's POSIX shared memory too (as containerd does).
+    let shm = if pod.node_namespaces.contains("ipc") { PathBuf::from("/dev/shm") } else { pod_dir.join("shm") };
     let mounts = vec![
         mount("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"]),
         mount("/dev", "tmpfs", "tmpfs", &["nosuid", "strictatime", "mode=755", "size=65536k"]),
         mount("/dev/pts", "devpts", "devpts", &["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]),
-        bind("/dev/shm", &pod_dir.join("shm"), &[]),
+        bind("/dev/shm", &shm, &[]),
         mount("/dev/mqueue", "mqueue", "mqueue", &["nosuid", "noexec", "nodev"]),
         mount("/sys", "sysfs", "sysfs", if sec.privileged { &["nosuid", "noexec", "nodev"] } else { &["nosuid", "noexec", "nodev", "ro"] }),
         bind("/etc/hostname", &etc.join("hostname"), &["ro"]),
@@ -159,8 +161,13 @@ pub fn container_spec(pod: &PodRecord, pod_dir: &Path, c: &ContainerSpec, rootfs
         }
         b.build().map_err(build_err)
     };
-    let mut namespaces = vec![ns(LinuxNamespaceType::Mount, "-")?, ns(LinuxNamespaceType::Network, "net")?, ns(LinuxNamespaceType::Ipc, "ipc")?, ns(LinuxNamespaceType::Uts, "uts")?, ns(LinuxNamespaceType::Cgroup, "-")?];
-    namespaces.push(if pod.share_pid { ns(LinuxNamespaceType::Pid, "pid")? } else { ns(LinuxNamespaceType::Pid, "-")? });
+    let mut namespaces = vec![ns(LinuxNamespaceType::Mount, "-")?, ns(LinuxNamespaceType::Cgroup, "-")?];
+    // A namespace shared with the node is left out: the container stays in its runtime's, the node's.
+    for (t, key) in [(LinuxNamespaceType::Network, "net"), (LinuxNamespaceType::Ipc, "ipc"), (LinuxNamespaceType::Uts, "uts"), (LinuxNamespaceType::Pid, "pid")] {
+        if !pod.node_namespaces.contains(key) {
+            namespaces.push(ns(t, if key == "pid" && !pod.share_pid { "-" } else { key })?);
+        }
+    }
 
     let strs = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
     let mut linux = LinuxBuilder::default()
@@ -169,6 +176,11 @@ pub fn container_spec(pod: &PodRecord, pod_dir: &Path, c: &ContainerSpec, rootfs
         .resources(resources(&c.resources, security::device_rules(sec.privileged))?);
     if !sec.sysctls.is_empty() {
         linux = linux.sysctl(sec.sysctls.iter().cloned().collect::<std::collections::HashMap<_, _>>());
+    }
+    if c.mounts.iter().any(|m| m.bidirectional) {
+        // A bidirectional mount stays a peer of the node's: the container's root is not made a
+        // slave of the node's (see container::rootfs), as runc does for containerd.
+        linux = linux.rootfs_propagation("rshared");
     }
     if !sec.privileged {
         let masked = sec.masked_paths.clone().unwrap_or_else(|| strs(MASKED_PATHS));
@@ -221,6 +233,7 @@ mod tests {
             network: false,
             ports: vec![],
             namespaces,
+            node_namespaces: Default::default(),
             attachment: None,
             pause: None,
             declared_ports: BTreeMap::new(),
@@ -249,5 +262,26 @@ mod tests {
             assert_eq!(p.capabilities().as_ref().unwrap().bounding().as_ref().unwrap().len(), 14);
             assert_eq!(p.no_new_privileges(), Some(true));
         }
+    }
+
+    #[test]
+    fn namespaces_shared_with_the_node_are_neither_joined_nor_new() {
+        let c = ContainerSpec { name: "c".into(), args: vec!["sh".into()], ..Default::default() };
+        let mut rec = pod(true);
+        rec.node_namespaces = ["net", "uts", "pid"].into_iter().map(String::from).collect();
+        let spec = container_spec(&rec, Path::new("/r/pods/x"), &c, Path::new("/rootfs")).unwrap();
+        let nss = spec.linux().as_ref().unwrap().namespaces().clone().unwrap();
+        let has = |t| nss.iter().any(|n| n.typ() == t);
+        assert!(!has(LinuxNamespaceType::Network) && !has(LinuxNamespaceType::Uts) && !has(LinuxNamespaceType::Pid), "{nss:?}");
+        assert!(has(LinuxNamespaceType::Ipc) && has(LinuxNamespaceType::Mount), "{nss:?}");
+        let shm_of = |rec: &PodRecord| {
+            let spec = container_spec(rec, Path::new("/r/pods/x"), &c, Path::new("/rootfs")).unwrap();
+            spec.mounts().as_ref().unwrap().iter().find(|m| m.destination() == Path::new("/dev/shm")).unwrap().source().clone().unwrap()
+        };
+        assert_eq!(shm_of(&rec), PathBuf::from("/r/pods/x/shm"));
+        rec.node_namespaces.insert("ipc".into());
+        assert_eq!(shm_of(&rec), PathBuf::from("/dev/shm"));
+        let nss = container_spec(&rec, Path::new("/r/pods/x"), &c, Path::new("/rootfs")).unwrap().linux().as_ref().unwrap().namespaces().clone().unwrap();
+        assert!(!nss.iter().any(|n| n.typ() == LinuxNamespaceType::Ipc), "{nss:?}");
     }
 }

@@ -112,6 +112,10 @@ pub struct VolumeMount {
     /// up in the container (rslave); default `None` (rprivate).
     #[serde(default)]
     pub host_to_container: bool,
+    /// CRI's `PROPAGATION_BIDIRECTIONAL` (Kubernetes' `Bidirectional`): mounts also go from the
+    /// container to the node (rshared; the node's side must be a shared mount). Privileged only.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub bidirectional: bool,
 }
 
 /// An error at a field: (path, message). The manifest parser reports it as a manifest error, the
@@ -431,7 +435,11 @@ pub fn spec_mounts(pod_dir: &Path, volumes: &[Volume], cdir: &Path, mounts: &[Vo
         if m.read_only || matches!(v.source, VolumeSource::Files { .. }) {
             opts.push("ro".into());
         }
-        opts.push(if m.host_to_container { "rslave".into() } else { "rprivate".into() });
+        opts.push(match (m.bidirectional, m.host_to_container) {
+            (true, _) => "rshared".into(),
+            (false, true) => "rslave".into(),
+            (false, false) => "rprivate".into(),
+        });
         out.push((m.mount_path.clone(), src, opts));
     }
     Ok(out)
@@ -535,7 +543,7 @@ mod tests {
             Volume { name: "h".into(), source: VolumeSource::HostPath { path: "/srv".into(), kind: HostPathType::Unset } },
             Volume { name: "s".into(), source: VolumeSource::Files { secret: true, object: "x".into(), items: vec![], default_mode: None, optional: false, files: vec![] } },
         ];
-        let m = |name: &str, path: &str, ro: bool, sub: Option<&str>, h2c: bool| VolumeMount { name: name.into(), mount_path: path.into(), read_only: ro, sub_path: sub.map(String::from), host_to_container: h2c };
+        let m = |name: &str, path: &str, ro: bool, sub: Option<&str>, h2c: bool| VolumeMount { name: name.into(), mount_path: path.into(), read_only: ro, sub_path: sub.map(String::from), host_to_container: h2c, bidirectional: false };
         let got = spec_mounts(Path::new("/r/pods/p"), &vols, Path::new("/r/pods/p/containers/c"), &[m("e", "/e", false, None, false), m("h", "/h", true, None, true), m("s", "/s", false, None, false), m("e", "/sub", false, Some("a/b"), false)]).unwrap();
         let o = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         assert_eq!(got[0], ("/e".to_string(), PathBuf::from("/r/pods/p/volumes/e"), o(&["rbind", "nosuid", "nodev", "rprivate"])));

@@ -1,4 +1,4 @@
-//! Test harness: a throwaway *node* — new network, PID and mount namespaces whose init is podbox's
+//! Test harness: a throwaway *node* — new network, PID, mount, UTS and IPC namespaces whose init is podbox's
 //! pause (so orphans are reaped even where the machine's PID 1 does not) — and helpers to run
 //! podbox and shell commands inside it. Dropping a `Node` removes every pod through podbox, then
 //! kills the node's init by PID, which makes the kernel end everything left in it.
@@ -51,7 +51,7 @@ impl Node {
         let dir = tempdir(&format!("podbox-node-{name}"));
         let root = dir.join("root");
         let unshare = Command::new("unshare")
-            .args(["--fork", "--pid", "--mount", "--mount-proc", "--net", "--uts", "--propagation", "private", "--"])
+            .args(["--fork", "--pid", "--mount", "--mount-proc", "--net", "--uts", "--ipc", "--propagation", "private", "--"])
             .arg(PODBOX)
             .arg("pause")
             .stdin(Stdio::null())
@@ -82,7 +82,7 @@ impl Node {
 
     fn enter(&self) -> Command {
         let mut c = Command::new("nsenter");
-        c.arg("-t").arg(self.init_pid.to_string()).args(["--net", "--pid", "--mount", "--uts", "--"]);
+        c.arg("-t").arg(self.init_pid.to_string()).args(["--net", "--pid", "--mount", "--uts", "--ipc", "--"]);
         c.env("PODBOX_ROOT", &self.root);
         // Containers without an image run from the source tree's busybox rootfs; images live in
         // the node's temp dir and go with it.

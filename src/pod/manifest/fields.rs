@@ -274,9 +274,10 @@ pub const FIELDS: &[Field] = &[
     f("spec.restartPolicy", Honoured),
     f("spec.hostname", Honoured),
     f("spec.shareProcessNamespace", Honoured),
-    f("spec.hostNetwork", OnlyIf { accept: Accept::False, note: None, refused: "every podbox pod has its own network namespace" }),
-    f("spec.hostPID", OnlyIf { accept: Accept::False, note: None, refused: "every podbox pod has its own PID namespaces" }),
-    f("spec.hostIPC", OnlyIf { accept: Accept::False, note: None, refused: "every podbox pod has its own IPC namespace" }),
+    // true: the node's namespace (hostNetwork also its UTS one), neither created nor pinned.
+    f("spec.hostNetwork", Honoured),
+    f("spec.hostPID", Honoured),
+    f("spec.hostIPC", Honoured),
     f("spec.hostUsers", OnlyIf { accept: Accept::True, note: None, refused: "user namespaces are not built" }),
     f("spec.securityContext", Honoured),
     f("spec.securityContext.runAsUser", Honoured),

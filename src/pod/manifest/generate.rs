@@ -79,6 +79,11 @@ pub fn pod_manifest(pod: &PodRecord, containers: &[ContainerStatus]) -> (Value, 
     if pod.share_pid {
         spec.insert("shareProcessNamespace".into(), json!(true));
     }
+    for (key, ns) in [("hostNetwork", "net"), ("hostPID", "pid"), ("hostIPC", "ipc")] {
+        if pod.node_namespaces.contains(ns) {
+            spec.insert(key.into(), json!(true));
+        }
+    }
     // Kubernetes has one policy per pod; podbox containers started with `run` may differ.
     let policies: Vec<RestartPolicy> = specs.iter().map(|c| c.restart).collect();
     if let Some(&first) = policies.first() {

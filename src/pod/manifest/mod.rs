@@ -57,6 +57,12 @@ struct Spec {
     #[serde(default)]
     share_process_namespace: bool,
     #[serde(default)]
+    host_network: bool,
+    #[serde(default, rename = "hostPID")]
+    host_pid: bool,
+    #[serde(default, rename = "hostIPC")]
+    host_ipc: bool,
+    #[serde(default)]
     restart_policy: Option<String>,
     #[serde(default)]
     security_context: Option<PodSecurityContext>,
@@ -764,7 +770,7 @@ fn volume_mounts(list: &str, i: usize, ms: Vec<VolumeMountDoc>) -> Result<Vec<Vo
                 return Err(invalid(&format!("spec.{list}[{i}].volumeMounts[{j}].mountPropagation"), format!("{p:?} is not supported (only None or HostToContainer): a container's mounts never propagate to the node")));
             }
         };
-        out.push(VolumeMount { name: m.name, mount_path: m.mount_path, read_only: m.read_only, sub_path: m.sub_path.filter(|s| !s.is_empty()), host_to_container });
+        out.push(VolumeMount { name: m.name, mount_path: m.mount_path, read_only: m.read_only, sub_path: m.sub_path.filter(|s| !s.is_empty()), host_to_container, bidirectional: false });
     }
     Ok(out)
 }
@@ -798,11 +804,14 @@ fn to_pod_spec(m: Manifest, objects: &objects::Objects, ignored: &mut Vec<String
     // fsGroup is also a supplementary group of every container, as in Kubernetes.
     let mut group_add = pod_sec.supplemental_groups.clone();
     group_add.extend(pod_sec.fs_group.filter(|g| !group_add.contains(g)));
+    // hostNetwork comes with the node's UTS namespace (its hostname), as in Kubernetes.
+    let node_namespaces = [("net", m.spec.host_network), ("uts", m.spec.host_network), ("pid", m.spec.host_pid), ("ipc", m.spec.host_ipc)];
     let mut pod = PodSpec {
         name: m.metadata.name,
         hostname: m.spec.hostname,
         share_pid: m.spec.share_process_namespace,
-        network: true,
+        network: !m.spec.host_network,
+        node_namespaces: node_namespaces.into_iter().filter(|(_, on)| *on).map(|(n, _)| n.to_string()).collect(),
         labels: m.metadata.labels,
         volumes,
         fs_group: pod_sec.fs_group,
@@ -916,7 +925,15 @@ fn to_pod_spec(m: Manifest, objects: &objects::Objects, ignored: &mut Vec<String
             let spec = ContainerSpec { restart: if restart == RestartPolicy::Never { RestartPolicy::Never } else { RestartPolicy::OnFailure }, ..spec };
             pod.init_containers.push(spec);
         } else {
-            pod.ports.extend(host_ports);
+            if pod.node_namespaces.contains("net") {
+                // In the node's network the container binds the node's port itself.
+                let line = "spec.containers[].ports[].hostPort: with hostNetwork the container listens on the node's port itself".to_string();
+                if !host_ports.is_empty() && !ignored.contains(&line) {
+                    ignored.push(line);
+                }
+            } else {
+                pod.ports.extend(host_ports);
+            }
             pod.containers.push(spec);
         }
     }
@@ -1102,7 +1119,6 @@ spec:
             ("  initContainers:\n  - name: init\n    commando: [true]\n", "spec.initContainers[0].commando"),
             ("  initContainers:\n  - name: c\n    command: ['true']\n", "spec.containers[0].name"),
             ("  initContainers:\n  - name: init\n    command: ['true']\n    volumeMounts: [{name: x, mountPath: /x}]\n", "spec.initContainers[0].volumeMounts[0].name"),
-            ("  hostNetwork: true\n", "spec.hostNetwork"),
             ("  hostUsers: false\n", "spec.hostUsers"),
             ("  dnsPolicy: None\n", "spec.dnsPolicy"),
             ("    livenessProbe: {grpc: {port: 1}}\n", "spec.containers[0].livenessProbe.grpc"),
@@ -1283,7 +1299,7 @@ spec:
         let spec = parse(&text).unwrap_or_else(|e| panic!("{e}"));
         let rec = PodRecord {
             id: "x".into(), name: spec.name.clone(), hostname: spec.name.clone(), phase: PodPhase::Ready, created_at: String::new(),
-            share_pid: false, network: true, ports: vec![], namespaces: Default::default(), attachment: None, pause: None,
+            share_pid: false, network: true, ports: vec![], namespaces: Default::default(), node_namespaces: Default::default(), attachment: None, pause: None,
             declared_ports: Default::default(), labels: Default::default(), ignored_fields: vec![], volumes: spec.volumes.clone(), fs_group: spec.fs_group, grace_seconds: spec.grace_seconds,
         };
         let statuses: Vec<ContainerStatus> = spec.init_containers.iter().chain(&spec.containers).map(|c| ContainerStatus {
@@ -1306,12 +1322,34 @@ spec:
     }
 
     #[test]
+    fn host_namespaces_are_the_nodes_and_round_trip() {
+        use crate::pod::model::{PodPhase, PodRecord};
+        let yaml = "metadata: {name: h}\nspec:\n  hostNetwork: true\n  hostPID: true\n  hostIPC: true\n  containers:\n  - name: c\n    command: [sleep, '1']\n    ports: [{containerPort: 80, hostPort: 8080}]\n";
+        let p = parse(yaml).unwrap_or_else(|e| panic!("{e}"));
+        let want: std::collections::BTreeSet<String> = ["ipc", "net", "pid", "uts"].into_iter().map(String::from).collect();
+        assert_eq!(p.node_namespaces, want);
+        // No pod network; the host port is the node's own, not forwarded.
+        assert!(!p.network && p.ports.is_empty() && p.ignored.iter().any(|i| i.contains("hostPort")), "{p:?}");
+        p.validate().unwrap();
+        let rec = PodRecord {
+            id: "x".into(), name: "h".into(), hostname: "node".into(), phase: PodPhase::Ready, created_at: String::new(),
+            share_pid: false, network: false, ports: vec![], namespaces: Default::default(), node_namespaces: want.clone(), attachment: None, pause: None,
+            declared_ports: Default::default(), labels: Default::default(), ignored_fields: vec![], volumes: vec![], fs_group: None, grace_seconds: None,
+        };
+        let (doc, _) = generate::pod_manifest(&rec, &[]);
+        assert_eq!((doc["spec"]["hostNetwork"].as_bool(), doc["spec"]["hostPID"].as_bool(), doc["spec"]["hostIPC"].as_bool()), (Some(true), Some(true), Some(true)), "{doc}");
+        // hostPID alone: a pod network, the node's PID namespace only.
+        let p = parse(&yaml.replace("  hostNetwork: true\n", "").replace("  hostIPC: true\n", "")).unwrap();
+        assert!(p.network && p.node_namespaces.len() == 1 && p.node_namespaces.contains("pid"), "{p:?}");
+    }
+
+    #[test]
     fn generate_round_trips_through_parse() {
         use crate::pod::model::{ContainerRecord, ContainerState, ContainerStatus, PodPhase, PodRecord};
         let spec = parse(YAML).unwrap();
         let rec = PodRecord {
             id: "x".into(), name: spec.name.clone(), hostname: spec.hostname.clone().unwrap(), phase: PodPhase::Ready, created_at: String::new(),
-            share_pid: spec.share_pid, network: true, ports: spec.ports.clone(), namespaces: Default::default(), attachment: None, pause: None,
+            share_pid: spec.share_pid, network: true, ports: spec.ports.clone(), namespaces: Default::default(), node_namespaces: Default::default(), attachment: None, pause: None,
             declared_ports: Default::default(), labels: spec.labels.clone(), ignored_fields: vec![], volumes: vec![], fs_group: None, grace_seconds: None,
         };
         let statuses: Vec<ContainerStatus> = spec.containers.iter().map(|c| ContainerStatus {

@@ -118,6 +118,11 @@ fn first_run(opts: &StartOptions, plan: &namespaces::Plan, filters: &[seccompile
         Ok(a) => a,
         Err(f) => chan.fail(f.code, &f.msg),
     };
+    // The log exists once start returns (the kubelet opens it right after StartContainer),
+    // not only once the copier gets to it.
+    if let Stdio::Tee(log, _) = &opts.stdio {
+        let _ = std::fs::OpenOptions::new().create(true).append(true).open(log);
+    }
     let _ = chan.send(&Msg::Pid { pid: attempt.init.pid });
     // The running process, also for a caller that dies before recording it.
     let first = CurrentRun { pid: ProcRef::of(attempt.init.pid), restarts: 0, started_at: Some(crate::state::now_rfc3339()), last_exit: None, next_start_at: None };

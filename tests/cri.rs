@@ -511,3 +511,61 @@ fn the_nodes_pod_cidr_becomes_podboxs_subnet() {
     assert!(json(&node.podbox_ok(&["network", "show", "--json"])).to_string().contains("10.77.3.0/24"));
     cri.ok(&format!("rmp -f {pod}"));
 }
+
+/// Exec and PortForward through the streaming server, as crictl (client-go's SPDY executor and
+/// port forwarder) uses them: output and exit codes, stdin piped in, a tty from the container's
+/// own devpts, and a forwarded port reaching a server bound to the pod's loopback.
+#[test]
+#[ignore = "needs root: scripts/test.sh runs it (cargo test -- --include-ignored)"]
+fn crictl_exec_and_port_forward_stream_over_spdy() {
+    require_root!();
+    let node = Node::new("cri-stream");
+    let Some(cri) = setup(&node) else { return };
+    cri.start_server();
+    let pod = cri.ok(&format!("runp {}", pod_config(&node, "st").display())).trim().to_string();
+    let ctr = container_config(&node, "app", "exec sleep 1000");
+    let cid = cri.ok(&format!("create --no-pull {pod} {} {}", ctr.display(), pod_config(&node, "st").display())).trim().to_string();
+    cri.ok(&format!("start {cid}"));
+    // A web server that only listens on the pod's own loopback.
+    let web = container_config(&node, "web", "mkdir -p /tmp/www && echo pong-from-pod >/tmp/www/index.html && exec httpd -f -p 127.0.0.1:8080 -h /tmp/www");
+    let wid = cri.ok(&format!("create --no-pull {pod} {} {}", web.display(), pod_config(&node, "st").display())).trim().to_string();
+    cri.ok(&format!("start {wid}"));
+
+    // Streaming exec (no -s): stdout and stderr apart, the exit code back.
+    let out = cri.run(&format!("exec {cid} sh -c 'echo to-out; echo to-err >&2'"));
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "to-out\n");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("to-err"), "{out:?}");
+    let out = cri.run(&format!("exec {cid} sh -c 'exit 3'"));
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("exit code 3"), "{out:?}");
+    // stdin piped in, to its end.
+    let out = node.sh(&format!("printf 'line1\\nline2\\n' | {} --runtime-endpoint unix://{} exec -i {cid} sh -c 'wc -l; echo $GREETING'", cri.crictl.display(), cri.sock.display()));
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).split_whitespace().collect::<Vec<_>>(), ["2", "hello-from-env"], "{out:?}");
+    // Without a terminal there is none in the container...
+    assert!(cri.run(&format!("exec {cid} tty")).stdout.starts_with(b"not a tty"));
+    // ... and with -it (crictl under `script`, which gives it a pty) there is: the container's own.
+    // Its size is the client terminal's (sent on the resize stream).
+    let out = node.sh(&format!("script -qec 'stty rows 31 cols 97; {} --runtime-endpoint unix://{} exec -it {cid} sh -c \"tty; stty size; exit 4\"' /dev/null </dev/null", cri.crictl.display(), cri.sock.display()));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("/dev/pts/0") && text.contains("31 97"), "{out:?}");
+    assert!(text.contains("exit code 4"), "{out:?}");
+    // A URL is good once.
+    let url_out = node.sh(&format!("{} --runtime-endpoint unix://{} --debug exec {cid} true 2>&1", cri.crictl.display(), cri.sock.display()));
+    let url = String::from_utf8_lossy(&url_out.stdout).split("Exec URL: ").nth(1).and_then(|s| s.split_whitespace().next()).map(str::to_string);
+    let url = url.unwrap_or_else(|| panic!("no exec URL in {url_out:?}"));
+    let again = node.sh_ok(&format!("curl -s -o /dev/null -w '%{{http_code}}' -X POST -H 'Connection: Upgrade' -H 'Upgrade: SPDY/3.1' -H 'X-Stream-Protocol-Version: v4.channel.k8s.io' '{}'", url.trim_end_matches('"')));
+    assert_eq!(again, "404", "{url}");
+
+    // port-forward: a request on the node's side reaches the server on the pod's loopback.
+    let log = node.dir.join("pf.log");
+    let pf = node.sh_ok(&format!("{} --runtime-endpoint unix://{} port-forward {pod} 18080:8080 >{} 2>&1 & echo $!", cri.crictl.display(), cri.sock.display(), log.display()));
+    assert!(wait_until(20, || std::fs::read_to_string(&log).unwrap_or_default().contains("Forwarding from")), "{}", std::fs::read_to_string(&log).unwrap_or_default());
+    for _ in 0..2 {
+        let body = node.sh("curl -s --max-time 10 http://127.0.0.1:18080/");
+        assert_eq!(String::from_utf8_lossy(&body.stdout), "pong-from-pod\n", "{body:?} {}", std::fs::read_to_string(&log).unwrap_or_default());
+    }
+    node.sh(&format!("kill {}", pf.trim()));
+    cri.ok(&format!("stopp {pod}"));
+    cri.ok(&format!("rmp {pod}"));
+}

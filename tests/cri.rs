@@ -569,3 +569,46 @@ fn crictl_exec_and_port_forward_stream_over_spdy() {
     cri.ok(&format!("stopp {pod}"));
     cri.ok(&format!("rmp {pod}"));
 }
+
+/// Attach: a container created with stdin (and one with a tty) keeps them open in its monitor;
+/// crictl attaches to it more than once, sends input and sees the output that follows.
+#[test]
+#[ignore = "needs root: scripts/test.sh runs it (cargo test -- --include-ignored)"]
+fn crictl_attach_reaches_a_running_containers_stdin_and_tty() {
+    require_root!();
+    let node = Node::new("cri-attach");
+    let Some(cri) = setup(&node) else { return };
+    cri.start_server();
+    let pod_cfg = pod_config(&node, "at");
+    let pod = cri.ok(&format!("runp {}", pod_cfg.display())).trim().to_string();
+    let with = |name: &str, script: &str, extra: serde_json::Value| {
+        let p = container_config(&node, name, script);
+        let mut v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+        v.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        std::fs::write(&p, v.to_string()).unwrap();
+        let id = cri.ok(&format!("create --no-pull {pod} {} {}", p.display(), pod_cfg.display())).trim().to_string();
+        cri.ok(&format!("start {id}"));
+        id
+    };
+    let crictl = format!("{} --runtime-endpoint unix://{}", cri.crictl.display(), cri.sock.display());
+    // stdin without a tty: each attach sends a line and sees the answer to it, and only that.
+    let reader = with("reader", "while read l; do echo \"got:$l\"; done", serde_json::json!({"stdin": true}));
+    for word in ["one", "two"] {
+        let out = node.sh(&format!("printf '{word}\\n' | timeout 4 {crictl} attach -i {reader}"));
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains(&format!("got:{word}")), "{out:?} {}", std::fs::read_to_string(node.dir.join("cri-server.log")).unwrap_or_default());
+        assert_eq!(text.matches("got:").count(), 1, "{out:?}");
+    }
+    assert!(cri.ok(&format!("logs {reader}")).contains("got:one\ngot:two"));
+    // A tty: the container's stdin is a terminal, input reaches it, the attach ends with it.
+    let term = with("term", "read x; echo \"tty-got:$x\"; [ -t 0 ] && echo is-a-terminal; sleep 1", serde_json::json!({"stdin": true, "stdin_once": true, "tty": true}));
+    let out = node.sh(&format!("(sleep 1; printf 'hi\\n'; sleep 3) | timeout 10 script -qec '{crictl} attach -it {term}' /dev/null"));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("tty-got:hi") && text.contains("is-a-terminal"), "{out:?}");
+    // Attaching to a container without stdin for input is refused, clearly.
+    let plain = with("plain", "exec sleep 100", serde_json::json!({}));
+    let out = cri.run(&format!("attach -i {plain}"));
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("not created with stdin"), "{out:?}");
+    cri.ok(&format!("stopp {pod}"));
+    cri.ok(&format!("rmp {pod}"));
+}

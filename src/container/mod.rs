@@ -11,6 +11,7 @@
 //! state directory. A CLOEXEC sync pipe reports the init's PID, or an error from before exec
 //! (e.g. "executable not found", exit 127), back to the caller.
 
+pub mod attach;
 pub mod cgroups;
 pub mod create;
 mod device_filter;

@@ -11,7 +11,7 @@ use nix::unistd::{ForkResult, Pid, fork, setsid};
 use oci_spec::runtime::Spec;
 
 use super::init::{self, CODE_RUNTIME, InitArgs};
-use super::{CURRENT_FILE, ContainerError, CurrentRun, EXIT_FILE, ExitRecord, ProcRef, RestartPolicy, STOP_FILE, Result, Rootfs, Stdio, cgroups, namespaces, probe, process, seccomp, sync, sys, tee};
+use super::{attach, CURRENT_FILE, ContainerError, CurrentRun, EXIT_FILE, ExitRecord, ProcRef, RestartPolicy, STOP_FILE, Result, Rootfs, Stdio, cgroups, namespaces, probe, process, seccomp, sync, sys, tee};
 
 /// Called in the monitor once the init has ended, before `exit.json` is written.
 pub type ExitHook = fn(state_dir: &Path, record: &mut ExitRecord);
@@ -36,6 +36,8 @@ pub struct StartOptions<'a> {
     pub record_monitor: Option<&'a dyn Fn(ProcRef) -> std::result::Result<(), String>>,
     /// Health checks, run by a prober beside each run (see `probe`).
     pub probes: probe::Probes,
+    /// Keep stdin (and a tty) open for `attach` clients (see `attach`); with `Stdio::Tee` only.
+    pub attach: Option<attach::AttachOptions>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -130,9 +132,13 @@ fn monitor_main(opts: &StartOptions, plan: &namespaces::Plan, filters: &[seccomp
     if opts.detach {
         process::stdio_to_null();
     }
+    let mut hub = match opts.attach.filter(|_| matches!(opts.stdio, Stdio::Tee(..))).map(|a| attach::Hub::open(&opts.state_dir, a)).transpose() {
+        Ok(h) => h,
+        Err(e) => sync::fail(fd, CODE_RUNTIME, &format!("opening the attach socket in {}: {e}", opts.state_dir.display())),
+    };
     // Kept to return to before a restart can create a fresh PID namespace.
     let own_pid_ns = std::fs::File::open("/proc/self/ns/pid").ok();
-    let mut attempt = match spawn_init(opts, plan, filters, cgroup, fd, None) {
+    let mut attempt = match spawn_init(opts, plan, filters, cgroup, fd, None, hub.as_ref()) {
         Ok(a) => a,
         Err(msg) => sync::fail(fd, CODE_RUNTIME, &msg),
     };
@@ -157,7 +163,7 @@ fn monitor_main(opts: &StartOptions, plan: &namespaces::Plan, filters: &[seccomp
         let started = std::time::Instant::now();
         let oom_before = cgroup.map(|c| c.oom_kills()).unwrap_or(0);
         let status = match (attempt.pipes.take(), &opts.stdio) {
-            (Some(p), Stdio::Tee(log, limits)) => p.copy_until_exit(log, *limits, attempt.pid),
+            (Some(p), Stdio::Tee(log, limits)) => p.copy_until_exit(log, *limits, attempt.pid, hub.as_mut()),
             _ => wait_for(attempt.pid),
         };
         probe::stop(prober.take());
@@ -202,7 +208,7 @@ fn monitor_main(opts: &StartOptions, plan: &namespaces::Plan, filters: &[seccomp
                 let _ = std::fs::remove_dir_all(d);
             }
         }
-        attempt = match spawn_init(opts, plan, filters, cgroup, -1, own_pid_ns.as_ref()) {
+        attempt = match spawn_init(opts, plan, filters, cgroup, -1, own_pid_ns.as_ref(), hub.as_ref()) {
             Ok(a) => a,
             Err(msg) => {
                 record.error = Some(format!("restarting: {msg}"));
@@ -234,7 +240,7 @@ struct Attempt {
 
 /// Fork the init of one run. `sync_fd` is the caller's sync pipe for the first run; later runs
 /// (`sync_fd` < 0) get a pipe of their own, read after they end.
-fn spawn_init(opts: &StartOptions, plan: &namespaces::Plan, filters: &[seccompiler::BpfProgram], cgroup: Option<&cgroups::Cgroup>, sync_fd: i32, reset_pid: Option<&std::fs::File>) -> std::result::Result<Attempt, String> {
+fn spawn_init(opts: &StartOptions, plan: &namespaces::Plan, filters: &[seccompiler::BpfProgram], cgroup: Option<&cgroups::Cgroup>, sync_fd: i32, reset_pid: Option<&std::fs::File>, hub: Option<&attach::Hub>) -> std::result::Result<Attempt, String> {
     if let (Some(own), Some(None)) = (reset_pid, &plan.pid) {
         namespaces::reset_pid(own).map_err(|e| e.to_string())?;
     }
@@ -247,8 +253,10 @@ fn spawn_init(opts: &StartOptions, plan: &namespaces::Plan, filters: &[seccompil
         std::mem::forget(w); // closed below in the parent, inherited by the child
         (Some(r), fd)
     };
-    let pipes = match &opts.stdio {
-        Stdio::Tee(..) => Some(tee::Pipes::new().map_err(|e| format!("creating output pipes: {e}"))?),
+    let pipes = match (&opts.stdio, hub.and_then(|h| h.terminal_output())) {
+        // A terminal's output is read from its master.
+        (Stdio::Tee(..), Some(master)) => Some(master.map_err(|e| e.to_string()).and_then(|m| tee::Pipes::reading(m).map_err(|e| e.to_string())).map_err(|e| format!("reading the container's terminal: {e}"))?),
+        (Stdio::Tee(..), None) => Some(tee::Pipes::new().map_err(|e| format!("creating output pipes: {e}"))?),
         _ => None,
     };
     let monitor = ProcRef::of(std::process::id() as i32);
@@ -258,6 +266,9 @@ fn spawn_init(opts: &StartOptions, plan: &namespaces::Plan, filters: &[seccompil
             drop(errors);
             if let Some(p) = pipes {
                 p.attach_child();
+            }
+            if let Some(h) = hub {
+                h.attach_child_stdin();
             }
             // Until the init is in its cgroup, only the monitor knows it: die with the monitor,
             // so that removal, which kills the monitor and then the cgroup, misses nothing.
@@ -276,7 +287,12 @@ fn spawn_init(opts: &StartOptions, plan: &namespaces::Plan, filters: &[seccompil
             // From here on the cgroup finds it: it outlives a killed monitor.
             // SAFETY: as above.
             unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, 0, 0, 0, 0) };
-            let stdio = if matches!(opts.stdio, Stdio::Tee(..)) { &Stdio::Inherit } else { &opts.stdio };
+            let terminal = hub.and_then(|h| h.terminal_slave()).map(Stdio::Terminal);
+            let stdio = match &terminal {
+                Some(t) => t,
+                None if matches!(opts.stdio, Stdio::Tee(..)) => &Stdio::Inherit,
+                None => &opts.stdio,
+            };
             init::run(InitArgs { spec: opts.spec, rootfs: &opts.rootfs, plan, stdio, sync_fd: fd, seccomp: filters, gate: None, preserve_fds: 0, no_pivot: false })
         }
         Ok(ForkResult::Parent { child }) => {

@@ -496,8 +496,10 @@ impl api::runtime_service_server::RuntimeService for Cri {
         Ok(Response::new(api::ExecResponse { url }))
     }
 
-    async fn attach(&self, _: Request<api::AttachRequest>) -> Result<Response<api::AttachResponse>, Status> {
-        unimplemented("Attach (streaming)")
+    async fn attach(&self, r: Request<api::AttachRequest>) -> Result<Response<api::AttachResponse>, Status> {
+        let s = self.streaming.clone();
+        let url = self.read(move |ctx| super::streaming::rpc::attach(ctx, &s, r.into_inner())).await?;
+        Ok(Response::new(api::AttachResponse { url }))
     }
 
     async fn port_forward(&self, r: Request<api::PortForwardRequest>) -> Result<Response<api::PortForwardResponse>, Status> {

@@ -36,14 +36,20 @@ pub struct ExecRequest {
 
 impl ExecRequest {
     fn expected_streams(&self) -> Vec<&'static str> {
-        let mut v = vec!["error"];
-        for (want, kind) in [(self.stdin, "stdin"), (self.stdout, "stdout"), (self.stderr && !self.tty, "stderr"), (self.tty, "resize")] {
-            if want {
-                v.push(kind);
-            }
-        }
-        v
+        expected_streams(self.stdin, self.stdout, self.stderr, self.tty)
     }
+}
+
+/// The streams client-go opens for these options (exec and attach alike): stderr is part of
+/// stdout on a terminal, and a terminal has a resize stream.
+pub fn expected_streams(stdin: bool, stdout: bool, stderr: bool, tty: bool) -> Vec<&'static str> {
+    let mut v = vec!["error"];
+    for (want, kind) in [(stdin, "stdin"), (stdout, "stdout"), (stderr && !tty, "stderr"), (tty, "resize")] {
+        if want {
+            v.push(kind);
+        }
+    }
+    v
 }
 
 pub async fn serve(mut session: Session, r: ExecRequest, env: Env) {
@@ -173,7 +179,8 @@ async fn run_tty(r: &ExecRequest, env: &Env, mut streams: HashMap<String, Stream
     let master = std::sync::Arc::new(unsafe { AsyncFd::register(master) }.map_err(|e| e.to_string())?);
     let mut helpers = Vec::new();
     if let Some(s) = streams.remove("resize") {
-        helpers.push(tokio::spawn(resize_from(s.data, master.get_ref().as_raw_fd())));
+        let fd = master.get_ref().as_raw_fd();
+        helpers.push(tokio::spawn(for_each_size(s.data, move |w, h| pty::resize(fd, w, h))));
     }
     if let Some(s) = streams.remove("stdin") {
         helpers.push(tokio::spawn(feed_pty(s.data, master.clone())));
@@ -188,7 +195,7 @@ async fn run_tty(r: &ExecRequest, env: &Env, mut streams: HashMap<String, Stream
 }
 
 /// Terminal sizes, a stream of JSON objects `{"Width":W,"Height":H}`, applied as they come.
-async fn resize_from(mut data: mpsc::Receiver<Vec<u8>>, master: i32) {
+pub async fn for_each_size(mut data: mpsc::Receiver<Vec<u8>>, mut apply: impl FnMut(u16, u16)) {
     #[derive(serde::Deserialize)]
     #[serde(rename_all = "PascalCase")]
     struct Size {
@@ -201,7 +208,7 @@ async fn resize_from(mut data: mpsc::Receiver<Vec<u8>>, master: i32) {
         let mut sizes = serde_json::Deserializer::from_slice(&buf).into_iter::<Size>();
         let mut used = 0;
         while let Some(Ok(s)) = sizes.next() {
-            pty::resize(master, s.width, s.height);
+            apply(s.width, s.height);
             used = sizes.byte_offset();
         }
         buf.drain(..used);

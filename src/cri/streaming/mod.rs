@@ -8,6 +8,7 @@
 //!
 //! This file: the token cache and the HTTP listener that hands each connection to its handler.
 
+pub mod attach;
 pub mod exec;
 pub mod http;
 pub mod portforward;
@@ -38,6 +39,7 @@ pub const PORT_FORWARD_PROTOCOLS: &[&str] = &["portforward.k8s.io"];
 #[derive(Debug, Clone)]
 pub enum Pending {
     Exec(exec::ExecRequest),
+    Attach(attach::AttachRequest),
     PortForward(portforward::ForwardRequest),
 }
 
@@ -45,6 +47,7 @@ impl Pending {
     fn path_kind(&self) -> &'static str {
         match self {
             Pending::Exec(_) => "exec",
+            Pending::Attach(_) => "attach",
             Pending::PortForward(_) => "portforward",
         }
     }
@@ -134,7 +137,7 @@ impl Streaming {
             return http::respond_error(&mut tcp, 400, "Bad Request", &msg).await;
         }
         let supported = match pending {
-            Pending::Exec(_) => EXEC_PROTOCOLS,
+            Pending::Exec(_) | Pending::Attach(_) => EXEC_PROTOCOLS,
             Pending::PortForward(_) => PORT_FORWARD_PROTOCOLS,
         };
         let Some(protocol) = http::choose(&head.protocols, supported) else {
@@ -147,6 +150,7 @@ impl Streaming {
         let session = session::Session::start(tcp, early);
         match pending {
             Pending::Exec(r) => exec::serve(session, r, env).await,
+            Pending::Attach(r) => attach::serve(session, r, env).await,
             Pending::PortForward(r) => portforward::serve(session, r, env).await,
         }
     }

@@ -106,11 +106,12 @@ mod tests {
 
     #[test]
     fn client_go_upgrade_request_is_understood() {
-        // What client-go 1.29's SPDY round tripper sends for `crictl exec` (captured).
-        let req = "POST /exec/AbC_12?x=1 HTTP/1.1\r\nHost: 127.0.0.1:40123\r\nUser-Agent: Go-http-client/1.1\r\nContent-Length: 0\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\nX-Stream-Protocol-Version: v4.channel.k8s.io\r\nX-Stream-Protocol-Version: v3.channel.k8s.io\r\nX-Stream-Protocol-Version: v2.channel.k8s.io\r\nX-Stream-Protocol-Version: channel.k8s.io\r\nAccept-Encoding: gzip\r\n\r\n";
+        // What client-go 1.29's SPDY executor (crictl's, critest's) sent, captured on the wire.
+        let req = "POST /exec/abc HTTP/1.1\r\nHost: 127.0.0.1:18099\r\nUser-Agent: Go-http-client/1.1\r\nContent-Length: 0\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\nX-Stream-Protocol-Version: v5.channel.k8s.io\r\nX-Stream-Protocol-Version: v4.channel.k8s.io\r\nX-Stream-Protocol-Version: v3.channel.k8s.io\r\nX-Stream-Protocol-Version: v2.channel.k8s.io\r\nX-Stream-Protocol-Version: channel.k8s.io\r\n\r\n";
         let h = parse_head(req).unwrap();
-        assert_eq!((h.method.as_str(), h.path.as_str(), h.upgrade.as_str()), ("POST", "/exec/AbC_12", "spdy/3.1"));
-        assert_eq!(h.protocols, ["v4.channel.k8s.io", "v3.channel.k8s.io", "v2.channel.k8s.io", "channel.k8s.io"]);
+        assert_eq!((h.method.as_str(), h.path.as_str(), h.upgrade.as_str()), ("POST", "/exec/abc", "spdy/3.1"));
+        assert_eq!(h.protocols, ["v5.channel.k8s.io", "v4.channel.k8s.io", "v3.channel.k8s.io", "v2.channel.k8s.io", "channel.k8s.io"]);
+        assert_eq!(parse_head("POST /attach/t?stdin=1 HTTP/1.1\r\nX-Stream-Protocol-Version: a, b\r\n\r\n").unwrap().protocols, ["a", "b"]);
         assert_eq!(choose(&h.protocols, &["v4.channel.k8s.io"]), Some("v4.channel.k8s.io"));
         assert_eq!(choose(&["v1.channel.k8s.io".to_string()], &["v4.channel.k8s.io"]), None);
         assert!(parse_head("garbage\r\n\r\n").is_err());

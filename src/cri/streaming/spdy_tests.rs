@@ -62,3 +62,37 @@ fn header_blocks_are_length_prefixed_lowercase_pairs() {
     assert_eq!(parse_header_block(&b).unwrap(), vec![("streamtype".to_string(), "data".to_string())]);
     assert!(parse_header_block(&hex("00000002 00000001 61")).is_err());
 }
+
+/// What client-go 1.29's SPDY executor (the code crictl and critest run) sent for an exec with
+/// stdin "hello\n", stdout and stderr, captured on the wire: four SYN_STREAMs whose header
+/// blocks share one zlib stream, then stdin's data and its FIN.
+#[test]
+fn client_go_exec_frames_decode() {
+    let captured = [
+        "80030001000000290000000100000000000078f9e3c6a7c26260606004a7b392a2d4c45c6851c29a0a0a6800000000ffff",
+        "800300010000001700000003000000000000c22e555c92929907000000ffff",
+        "800300010000001900000005000000000000c22ac5565c92925f5a02000000ffff",
+        "800300010000001500000007000000000000c229975a5404000000ffff",
+        "000000030000000668656c6c6f0a",
+        "0000000301000000",
+    ];
+    let wire: Vec<u8> = captured.iter().flat_map(|h| hex(h)).collect();
+    let mut rx = Codec::default();
+    let mut frames = Vec::new();
+    let mut at = 0;
+    while let Some((f, n)) = rx.decode(&wire[at..]).unwrap() {
+        frames.push(f);
+        at += n;
+    }
+    assert_eq!(at, wire.len());
+    let kinds: Vec<(u32, String)> = frames[..4]
+        .iter()
+        .map(|f| match f {
+            Frame::SynStream { stream_id, headers, flags: 0, .. } => (*stream_id, header(headers, "streamtype").unwrap().to_string()),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(kinds, [(1, "error".into()), (3, "stdin".into()), (5, "stdout".into()), (7, "stderr".into())]);
+    assert_eq!(frames[4], Frame::Data { stream_id: 3, flags: 0, data: b"hello\n".to_vec() });
+    assert_eq!(frames[5], Frame::Data { stream_id: 3, flags: FLAG_FIN, data: vec![] });
+}

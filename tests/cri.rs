@@ -550,6 +550,9 @@ fn crictl_exec_and_port_forward_stream_over_spdy() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("/dev/pts/0") && text.contains("31 97"), "{out:?}");
     assert!(text.contains("exit code 4"), "{out:?}");
+    // A client that goes away ends its command (SIGKILL: crictl cannot say goodbye).
+    node.sh(&format!("timeout -s KILL 2 {} --runtime-endpoint unix://{} exec {cid} sleep 1234", cri.crictl.display(), cri.sock.display()));
+    assert!(wait_until(10, || !cri.ok(&format!("exec -s {cid} ps")).contains("sleep 1234")), "{}", cri.ok(&format!("exec -s {cid} ps")));
     // A URL is good once.
     let url_out = node.sh(&format!("{} --runtime-endpoint unix://{} --debug exec {cid} true 2>&1", cri.crictl.display(), cri.sock.display()));
     let url = String::from_utf8_lossy(&url_out.stdout).split("Exec URL: ").nth(1).and_then(|s| s.split_whitespace().next()).map(str::to_string);

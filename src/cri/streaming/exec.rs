@@ -58,7 +58,10 @@ pub async fn serve(mut session: Session, r: ExecRequest, env: Env) {
         return session.close().await;
     };
     let w = session.writer.clone();
-    let result = if r.tty { run_tty(&r, &env, streams, &w).await } else { run_pipes(&r, &env, streams, &w).await };
+    // The client leaving (its connection closed) ends the command, as it does for the kubelet.
+    let mut later = std::mem::replace(&mut session.streams, mpsc::channel(1).1);
+    let gone = Box::pin(async move { while later.recv().await.is_some() {} });
+    let result = if r.tty { run_tty(&r, &env, streams, &w, gone).await } else { run_pipes(&r, &env, streams, &w, gone).await };
     let _ = w.data(error.id, status_json(&r.cmd, result).as_bytes()).await;
     let _ = w.fin(error.id).await;
     session.close().await;
@@ -106,7 +109,26 @@ fn code_of(s: std::process::ExitStatus) -> i32 {
     s.code().unwrap_or_else(|| 128 + s.signal().unwrap_or(9))
 }
 
-async fn run_pipes(r: &ExecRequest, env: &Env, mut streams: HashMap<String, Stream>, w: &Writer) -> Result<i32, String> {
+type Gone = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+/// Wait for `podbox exec` to end; if the client goes first, end it: SIGTERM, which it forwards
+/// to the command in the container, then SIGKILL.
+async fn wait_or_end(child: &mut tokio::process::Child, gone: Gone) -> Result<i32, String> {
+    tokio::select! {
+        s = child.wait() => return s.map(code_of).map_err(|e| format!("waiting for podbox exec: {e}")),
+        _ = gone => {}
+    }
+    if let Some(pid) = child.id() {
+        // SAFETY: kill(2) of our own child, not reaped yet.
+        unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+    }
+    if tokio::time::timeout(Duration::from_secs(2), child.wait()).await.is_err() {
+        let _ = child.kill().await;
+    }
+    Err("the client closed the connection".into())
+}
+
+async fn run_pipes(r: &ExecRequest, env: &Env, mut streams: HashMap<String, Stream>, w: &Writer, gone: Gone) -> Result<i32, String> {
     let piped = |s: Option<&Stream>| if s.is_some() { Stdio::piped() } else { Stdio::null() };
     let (stdin, stdout, stderr) = (streams.remove("stdin"), streams.remove("stdout"), streams.remove("stderr"));
     let mut cmd = podbox_exec(r, env)?;
@@ -123,12 +145,12 @@ async fn run_pipes(r: &ExecRequest, env: &Env, mut streams: HashMap<String, Stre
     if let (Some(s), Some(p)) = (stderr, child.stderr.take()) {
         pumps.push(tokio::spawn(pump(p, s.id, w.clone())));
     }
-    let status = child.wait().await.map_err(|e| format!("waiting for podbox exec: {e}"))?;
+    let code = wait_or_end(&mut child, gone).await?;
     let _ = tokio::time::timeout(DRAIN_TIMEOUT, futures_util::future::join_all(pumps)).await;
     if let Some(f) = feeder {
         f.abort();
     }
-    Ok(code_of(status))
+    Ok(code)
 }
 
 /// The client's stdin into the command; closing it at the client's end closes the command's.
@@ -156,7 +178,7 @@ async fn pump(mut from: impl AsyncRead + Unpin, id: u32, w: Writer) {
     let _ = w.fin(id).await;
 }
 
-async fn run_tty(r: &ExecRequest, env: &Env, mut streams: HashMap<String, Stream>, w: &Writer) -> Result<i32, String> {
+async fn run_tty(r: &ExecRequest, env: &Env, mut streams: HashMap<String, Stream>, w: &Writer, gone: Gone) -> Result<i32, String> {
     let ctx = env.ctx.clone();
     let (pod_id, name) = (r.pod_id.clone(), r.container.clone());
     let pid = tokio::task::spawn_blocking(move || -> Result<i32, String> {
@@ -186,12 +208,16 @@ async fn run_tty(r: &ExecRequest, env: &Env, mut streams: HashMap<String, Stream
         helpers.push(tokio::spawn(feed_pty(s.data, master.clone())));
     }
     let output = streams.remove("stdout").map(|s| tokio::spawn(pump_pty(master.clone(), s.id, w.clone())));
-    let status = child.wait().await.map_err(|e| format!("waiting for podbox exec: {e}"))?;
-    if let Some(o) = output {
-        let _ = tokio::time::timeout(DRAIN_TIMEOUT, o).await;
+    let result = wait_or_end(&mut child, gone).await;
+    if let Some(mut o) = output {
+        if result.is_ok() {
+            let _ = tokio::time::timeout(DRAIN_TIMEOUT, &mut o).await;
+        }
+        // Our last hold on the master: closing it hangs up what still uses the terminal.
+        o.abort();
     }
     helpers.iter().for_each(|h| h.abort());
-    Ok(code_of(status))
+    result
 }
 
 /// Terminal sizes, a stream of JSON objects `{"Width":W,"Height":H}`, applied as they come.

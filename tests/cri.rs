@@ -568,7 +568,16 @@ fn crictl_exec_and_port_forward_stream_over_spdy() {
         let body = node.sh("curl -s --max-time 10 http://127.0.0.1:18080/");
         assert_eq!(String::from_utf8_lossy(&body.stdout), "pong-from-pod\n", "{body:?} {}", std::fs::read_to_string(&log).unwrap_or_default());
     }
-    node.sh(&format!("kill {}", pf.trim()));
+    // A port nobody listens on in the pod: that connection fails and the client is told why on
+    // the error stream (client-go then ends that port-forward); the other one serves on.
+    let pf2 = node.sh_ok(&format!("{} --runtime-endpoint unix://{} port-forward {pod} 18081:9 >>{} 2>&1 & echo $!", cri.crictl.display(), cri.sock.display(), log.display()));
+    assert!(wait_until(20, || std::fs::read_to_string(&log).unwrap_or_default().contains("18081")));
+    let refused = node.sh("curl -s --max-time 10 http://127.0.0.1:18081/");
+    assert!(!refused.status.success(), "{refused:?}");
+    assert!(wait_until(10, || std::fs::read_to_string(&log).unwrap_or_default().contains("connecting to localhost:9 in the pod")), "{}", std::fs::read_to_string(&log).unwrap_or_default());
+    let body = node.sh("curl -s --max-time 10 http://127.0.0.1:18080/");
+    assert_eq!(String::from_utf8_lossy(&body.stdout), "pong-from-pod\n", "{body:?}");
+    node.sh(&format!("kill {} {}", pf.trim(), pf2.trim()));
     cri.ok(&format!("stopp {pod}"));
     cri.ok(&format!("rmp {pod}"));
 }

@@ -68,6 +68,14 @@ pub struct Streaming {
     tokens: Arc<Mutex<HashMap<String, (Pending, Instant)>>>,
 }
 
+/// An HTTP answer refusing a streaming request.
+#[derive(Debug)]
+struct Refusal {
+    status: u16,
+    reason: &'static str,
+    msg: String,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StreamingError {
     #[error("listening for streaming connections on 127.0.0.1:{port}: {source}")]
@@ -127,22 +135,9 @@ impl Streaming {
             Ok(h) => h,
             Err(e) => return http::respond_error(&mut tcp, 400, "Bad Request", &e.to_string()).await,
         };
-        let mut parts = head.path.trim_start_matches('/').splitn(2, '/');
-        let (kind, token) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-        let Some(pending) = self.take(kind, token) else {
-            return http::respond_error(&mut tcp, 404, "Not Found", "unknown or expired streaming URL (a URL from Exec, Attach or PortForward can be used once, within a minute)").await;
-        };
-        if head.upgrade != "spdy/3.1" {
-            let msg = format!("podbox's streaming server speaks SPDY/3.1 only (asked to upgrade to {:?})", head.upgrade);
-            return http::respond_error(&mut tcp, 400, "Bad Request", &msg).await;
-        }
-        let supported = match pending {
-            Pending::Exec(_) | Pending::Attach(_) => EXEC_PROTOCOLS,
-            Pending::PortForward(_) => PORT_FORWARD_PROTOCOLS,
-        };
-        let Some(protocol) = http::choose(&head.protocols, supported) else {
-            let msg = format!("none of the offered stream protocols {:?} is supported (podbox speaks {supported:?})", head.protocols);
-            return http::respond_error(&mut tcp, 403, "Forbidden", &msg).await;
+        let (pending, protocol) = match self.admit(&head) {
+            Ok(a) => a,
+            Err(Refusal { status, reason, msg }) => return http::respond_error(&mut tcp, status, reason, &msg).await,
         };
         if http::switch_to_spdy(&mut tcp, protocol).await.is_err() {
             return;
@@ -153,5 +148,65 @@ impl Streaming {
             Pending::Attach(r) => attach::serve(session, r, env).await,
             Pending::PortForward(r) => portforward::serve(session, r, env).await,
         }
+    }
+
+    /// Whether a request may upgrade: a valid token for its path, SPDY/3.1, a protocol we speak.
+    /// The token is used up either way.
+    fn admit(&self, head: &http::RequestHead) -> Result<(Pending, &'static str), Refusal> {
+        let mut parts = head.path.trim_start_matches('/').splitn(2, '/');
+        let (kind, token) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+        let Some(pending) = self.take(kind, token) else {
+            return Err(Refusal { status: 404, reason: "Not Found", msg: "unknown or expired streaming URL (a URL from Exec, Attach or PortForward can be used once, within a minute)".into() });
+        };
+        if head.upgrade != "spdy/3.1" {
+            let msg = format!("podbox's streaming server speaks SPDY/3.1 only (asked to upgrade to {:?})", head.upgrade);
+            return Err(Refusal { status: 400, reason: "Bad Request", msg });
+        }
+        let supported = match pending {
+            Pending::Exec(_) | Pending::Attach(_) => EXEC_PROTOCOLS,
+            Pending::PortForward(_) => PORT_FORWARD_PROTOCOLS,
+        };
+        match http::choose(&head.protocols, supported) {
+            Some(protocol) => Ok((pending, protocol)),
+            None => {
+                let msg = format!("none of the offered stream protocols {:?} is supported (podbox speaks {supported:?})", head.protocols);
+                Err(Refusal { status: 403, reason: "Forbidden", msg })
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(path: &str, upgrade: &str, protocols: &[&str]) -> http::RequestHead {
+        http::RequestHead { method: "POST".into(), path: path.into(), upgrade: upgrade.into(), protocols: protocols.iter().map(|p| p.to_string()).collect() }
+    }
+
+    #[test]
+    fn tokens_are_single_use_per_kind_and_only_spdy_v4_is_admitted() {
+        let s = Streaming { addr: "127.0.0.1:1".parse().unwrap(), tokens: Arc::default() };
+        let exec = || Pending::Exec(exec::ExecRequest { pod_id: "p".into(), container: "c".into(), cmd: vec!["true".into()], tty: false, stdin: false, stdout: true, stderr: true });
+        let path = |url: String| url.trim_start_matches("http://127.0.0.1:1").to_string();
+        let v4 = ["v5.channel.k8s.io", "v4.channel.k8s.io"];
+        let p = path(s.url_for(exec()).unwrap());
+        assert!(p.starts_with("/exec/") && p.len() == "/exec/".len() + 32, "{p}");
+        assert_eq!(s.admit(&head(&p, "spdy/3.1", &v4)).unwrap().1, "v4.channel.k8s.io");
+        assert_eq!(s.admit(&head(&p, "spdy/3.1", &v4)).unwrap_err().status, 404, "used twice");
+        // An exec token does not open an attach.
+        let p = path(s.url_for(exec()).unwrap());
+        assert_eq!(s.admit(&head(&p.replace("/exec/", "/attach/"), "spdy/3.1", &v4)).unwrap_err().status, 404);
+        let p = path(s.url_for(exec()).unwrap());
+        let ws = s.admit(&head(&p, "websocket", &["v5.channel.k8s.io"])).unwrap_err();
+        assert!(ws.status == 400 && ws.msg.contains("SPDY/3.1 only"), "{ws:?}");
+        let p = path(s.url_for(exec()).unwrap());
+        assert_eq!(s.admit(&head(&p, "spdy/3.1", &["channel.k8s.io"])).unwrap_err().status, 403);
+        // Expired tokens are refused (and dropped).
+        let p = path(s.url_for(exec()).unwrap());
+        for (_, at) in s.tokens.lock().unwrap().values_mut() {
+            *at = at.checked_sub(TOKEN_TTL).expect("the machine has been up for over a minute");
+        }
+        assert_eq!(s.admit(&head(&p, "spdy/3.1", &v4)).unwrap_err().status, 404);
     }
 }

@@ -550,6 +550,9 @@ fn crictl_exec_and_port_forward_stream_over_spdy() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("/dev/pts/0") && text.contains("31 97"), "{out:?}");
     assert!(text.contains("exit code 4"), "{out:?}");
+    // A daemon the command leaves behind, holding its stdout, does not keep the exec open.
+    let out = node.sh(&format!("timeout 60 {} --runtime-endpoint unix://{} exec {cid} sh -c 'sleep 300 & echo started'", cri.crictl.display(), cri.sock.display()));
+    assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).contains("started"), "{out:?}");
     // A client that goes away ends its command (SIGKILL: crictl cannot say goodbye).
     node.sh(&format!("timeout -s KILL 2 {} --runtime-endpoint unix://{} exec {cid} sleep 1234", cri.crictl.display(), cri.sock.display()));
     assert!(wait_until(10, || !cri.ok(&format!("exec -s {cid} ps")).contains("sleep 1234")), "{}", cri.ok(&format!("exec -s {cid} ps")));

@@ -145,12 +145,13 @@ async fn run_pipes(r: &ExecRequest, env: &Env, mut streams: HashMap<String, Stre
     if let (Some(s), Some(p)) = (stderr, child.stderr.take()) {
         pumps.push(tokio::spawn(pump(p, s.id, w.clone())));
     }
-    let code = wait_or_end(&mut child, gone).await?;
-    let _ = tokio::time::timeout(DRAIN_TIMEOUT, futures_util::future::join_all(pumps)).await;
-    if let Some(f) = feeder {
-        f.abort();
+    let result = wait_or_end(&mut child, gone).await;
+    if result.is_ok() {
+        let _ = tokio::time::timeout(DRAIN_TIMEOUT, futures_util::future::join_all(pumps.iter_mut())).await;
     }
-    Ok(code)
+    // Pumps still running hold pipes a leftover daemon keeps open: they go with the exec.
+    pumps.iter().chain(feeder.as_ref()).for_each(|t| t.abort());
+    result
 }
 
 /// The client's stdin into the command; closing it at the client's end closes the command's.

@@ -16,6 +16,8 @@ use super::spdy::{Codec, FLAG_FIN, Frame, Headers};
 
 /// Data frames carry at most this much (what spdystream sends too).
 const CHUNK: usize = 32 * 1024;
+/// How long closing waits for queued frames to be sent.
+const CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A stream the peer opened: its headers and its data, which ends (None) at FIN or reset.
 pub struct Stream {
@@ -93,7 +95,12 @@ impl Session {
         // The reader holds a writer (for PING replies): stop it so the sender can finish.
         reader.abort();
         let _ = reader.await;
-        let _ = sender.await;
+        // The sender ends once every writer is dropped; one a handler leaked must not keep the
+        // connection open for ever.
+        let abort = sender.abort_handle();
+        if tokio::time::timeout(CLOSE_TIMEOUT, sender).await.is_err() {
+            abort.abort();
+        }
     }
 }
 

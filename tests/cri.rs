@@ -568,16 +568,15 @@ fn critest_keeps_passing_what_passes() {
     let n = cases.iter().filter(|c| passed(c)).count();
     let failed: Vec<String> = cases.iter().filter(|c| c.contains("<failure") || c.contains("<error")).map(|c| c.split('"').nth(1).unwrap_or("").to_string()).collect();
     eprintln!("critest: {n} passed; failed: {failed:#?}");
-    // Every spec passes but the one skipped by name and, until they are served, the streaming
-    // calls' (Exec, Attach, PortForward: 5).
-    let unexpected: Vec<&String> = failed.iter().filter(|f| !f.contains("[k8s.io] Streaming ")).collect();
+    // Every spec passes but the one skipped by name.
+    let unexpected: Vec<&String> = failed.iter().collect();
     // The node's directory goes with the node: critest's log is kept in target/.
     let kept = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/critest-test.log");
     let _ = std::fs::copy(node.dir.join("critest.log"), &kept);
     assert!(unexpected.is_empty(), "critest specs failed: {unexpected:#?}\n(critest's log: {})", kept.display());
-    // 73 test cases: the 72 specs that are not streaming ones or skipped, and the suite's own
-    // setup case (so that no spec can silently stop running).
-    assert!(n >= 73, "only {n} passed; failed: {failed:#?}");
+    // 78 test cases: the 77 specs that are not skipped, and the suite's own setup case (so that
+    // no spec can silently stop running).
+    assert!(n >= 78, "only {n} passed; failed: {failed:#?}");
     assert!(cases.iter().any(|c| c.contains("reopening container log") && passed(c)), "{failed:#?}");
     node.sh_ok(&format!("kill {registry}; kill -TERM {server}; while kill -0 {server} 2>/dev/null; do sleep 0.05; done"));
 }
@@ -623,4 +622,120 @@ fn the_nodes_pod_cidr_becomes_podboxs_subnet() {
     assert!(out.contains("grpc-status: 9") && out.contains("allocated"), "{out}");
     assert!(json(&node.podbox_ok(&["network", "show", "--json"])).to_string().contains("10.77.3.0/24"));
     cri.ok(&format!("rmp -f {pod}"));
+}
+
+/// Exec and PortForward through the streaming server, as crictl (client-go's SPDY executor and
+/// port forwarder) uses them: output and exit codes, stdin piped in, a tty from the container's
+/// own devpts, and a forwarded port reaching a server bound to the pod's loopback.
+#[test]
+#[ignore = "needs root: scripts/test.sh runs it (cargo test -- --include-ignored)"]
+fn crictl_exec_and_port_forward_stream_over_spdy() {
+    require_root!();
+    let node = Node::new("cri-stream");
+    let Some(cri) = setup(&node) else { return };
+    cri.start_server();
+    let pod = cri.ok(&format!("runp {}", pod_config(&node, "st").display())).trim().to_string();
+    let ctr = container_config(&node, "app", "exec sleep 1000");
+    let cid = cri.ok(&format!("create --no-pull {pod} {} {}", ctr.display(), pod_config(&node, "st").display())).trim().to_string();
+    cri.ok(&format!("start {cid}"));
+    // A web server that only listens on the pod's own loopback.
+    let web = container_config(&node, "web", "mkdir -p /tmp/www && echo pong-from-pod >/tmp/www/index.html && exec httpd -f -p 127.0.0.1:8080 -h /tmp/www");
+    let wid = cri.ok(&format!("create --no-pull {pod} {} {}", web.display(), pod_config(&node, "st").display())).trim().to_string();
+    cri.ok(&format!("start {wid}"));
+
+    // Streaming exec (no -s): stdout and stderr apart, the exit code back.
+    let out = cri.run(&format!("exec {cid} sh -c 'echo to-out; echo to-err >&2'"));
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "to-out\n");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("to-err"), "{out:?}");
+    let out = cri.run(&format!("exec {cid} sh -c 'exit 3'"));
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("exit code 3"), "{out:?}");
+    // stdin piped in, to its end.
+    let out = node.sh(&format!("printf 'line1\\nline2\\n' | {} --runtime-endpoint unix://{} exec -i {cid} sh -c 'wc -l; echo $GREETING'", cri.crictl.display(), cri.sock.display()));
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).split_whitespace().collect::<Vec<_>>(), ["2", "hello-from-env"], "{out:?}");
+    // Without a terminal there is none in the container...
+    assert!(cri.run(&format!("exec {cid} tty")).stdout.starts_with(b"not a tty"));
+    // ... and with -it (crictl under `script`, which gives it a pty) there is: the container's own.
+    // Its size is the client terminal's (sent on the resize stream).
+    let out = node.sh(&format!("script -qec 'stty rows 31 cols 97; {} --runtime-endpoint unix://{} exec -it {cid} sh -c \"tty; stty size; exit 4\"' /dev/null </dev/null", cri.crictl.display(), cri.sock.display()));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("/dev/pts/0") && text.contains("31 97"), "{out:?}");
+    assert!(text.contains("exit code 4"), "{out:?}");
+    // A daemon the command leaves behind, holding its stdout, does not keep the exec open.
+    let out = node.sh(&format!("timeout 60 {} --runtime-endpoint unix://{} exec {cid} sh -c 'sleep 300 & echo started'", cri.crictl.display(), cri.sock.display()));
+    assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).contains("started"), "{out:?}");
+    // A client that goes away ends its command (SIGKILL: crictl cannot say goodbye).
+    node.sh(&format!("timeout -s KILL 2 {} --runtime-endpoint unix://{} exec {cid} sleep 1234", cri.crictl.display(), cri.sock.display()));
+    assert!(wait_until(10, || !cri.ok(&format!("exec -s {cid} ps")).contains("sleep 1234")), "{}", cri.ok(&format!("exec -s {cid} ps")));
+    // A URL is good once.
+    let url_out = node.sh(&format!("{} --runtime-endpoint unix://{} --debug exec {cid} true 2>&1", cri.crictl.display(), cri.sock.display()));
+    let url = String::from_utf8_lossy(&url_out.stdout).split("Exec URL: ").nth(1).and_then(|s| s.split_whitespace().next()).map(str::to_string);
+    let url = url.unwrap_or_else(|| panic!("no exec URL in {url_out:?}"));
+    let again = node.sh_ok(&format!("curl -s -o /dev/null -w '%{{http_code}}' -X POST -H 'Connection: Upgrade' -H 'Upgrade: SPDY/3.1' -H 'X-Stream-Protocol-Version: v4.channel.k8s.io' '{}'", url.trim_end_matches('"')));
+    assert_eq!(again, "404", "{url}");
+
+    // port-forward: a request on the node's side reaches the server on the pod's loopback.
+    let log = node.dir.join("pf.log");
+    let pf = node.sh_ok(&format!("{} --runtime-endpoint unix://{} port-forward {pod} 18080:8080 >{} 2>&1 & echo $!", cri.crictl.display(), cri.sock.display(), log.display()));
+    assert!(wait_until(20, || std::fs::read_to_string(&log).unwrap_or_default().contains("Forwarding from")), "{}", std::fs::read_to_string(&log).unwrap_or_default());
+    for _ in 0..2 {
+        let body = node.sh("curl -s --max-time 10 http://127.0.0.1:18080/");
+        assert_eq!(String::from_utf8_lossy(&body.stdout), "pong-from-pod\n", "{body:?} {}", std::fs::read_to_string(&log).unwrap_or_default());
+    }
+    // A port nobody listens on in the pod: that connection fails and the client is told why on
+    // the error stream (client-go then ends that port-forward); the other one serves on.
+    let pf2 = node.sh_ok(&format!("{} --runtime-endpoint unix://{} port-forward {pod} 18081:9 >>{} 2>&1 & echo $!", cri.crictl.display(), cri.sock.display(), log.display()));
+    assert!(wait_until(20, || std::fs::read_to_string(&log).unwrap_or_default().contains("18081")));
+    let refused = node.sh("curl -s --max-time 10 http://127.0.0.1:18081/");
+    assert!(!refused.status.success(), "{refused:?}");
+    assert!(wait_until(10, || std::fs::read_to_string(&log).unwrap_or_default().contains("connecting to localhost:9 in the pod")), "{}", std::fs::read_to_string(&log).unwrap_or_default());
+    let body = node.sh("curl -s --max-time 10 http://127.0.0.1:18080/");
+    assert_eq!(String::from_utf8_lossy(&body.stdout), "pong-from-pod\n", "{body:?}");
+    node.sh(&format!("kill {} {}", pf.trim(), pf2.trim()));
+    cri.ok(&format!("stopp {pod}"));
+    cri.ok(&format!("rmp {pod}"));
+}
+
+/// Attach: a container created with stdin (and one with a tty) keeps them open in its monitor;
+/// crictl attaches to it more than once, sends input and sees the output that follows.
+#[test]
+#[ignore = "needs root: scripts/test.sh runs it (cargo test -- --include-ignored)"]
+fn crictl_attach_reaches_a_running_containers_stdin_and_tty() {
+    require_root!();
+    let node = Node::new("cri-attach");
+    let Some(cri) = setup(&node) else { return };
+    cri.start_server();
+    let pod_cfg = pod_config(&node, "at");
+    let pod = cri.ok(&format!("runp {}", pod_cfg.display())).trim().to_string();
+    let with = |name: &str, script: &str, extra: serde_json::Value| {
+        let p = container_config(&node, name, script);
+        let mut v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+        v.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        std::fs::write(&p, v.to_string()).unwrap();
+        let id = cri.ok(&format!("create --no-pull {pod} {} {}", p.display(), pod_cfg.display())).trim().to_string();
+        cri.ok(&format!("start {id}"));
+        id
+    };
+    let crictl = format!("{} --runtime-endpoint unix://{}", cri.crictl.display(), cri.sock.display());
+    // stdin without a tty: each attach sends a line and sees the answer to it, and only that.
+    let reader = with("reader", "while read l; do echo \"got:$l\"; done", serde_json::json!({"stdin": true}));
+    for word in ["one", "two"] {
+        let out = node.sh(&format!("printf '{word}\\n' | timeout 4 {crictl} attach -i {reader}"));
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains(&format!("got:{word}")), "{out:?} {}", std::fs::read_to_string(node.dir.join("cri-server.log")).unwrap_or_default());
+        assert_eq!(text.matches("got:").count(), 1, "{out:?}");
+    }
+    assert!(cri.ok(&format!("logs {reader}")).contains("got:one\ngot:two"));
+    // A tty: the container's stdin is a terminal, input reaches it, the attach ends with it.
+    let term = with("term", "read x; echo \"tty-got:$x\"; [ -t 0 ] && echo is-a-terminal; sleep 1", serde_json::json!({"stdin": true, "stdin_once": true, "tty": true}));
+    let out = node.sh(&format!("(sleep 1; printf 'hi\\n'; sleep 3) | timeout 10 script -qec '{crictl} attach -it {term}' /dev/null"));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("tty-got:hi") && text.contains("is-a-terminal"), "{out:?}");
+    // Attaching to a container without stdin for input is refused, clearly.
+    let plain = with("plain", "exec sleep 100", serde_json::json!({}));
+    let out = cri.run(&format!("attach -i {plain}"));
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("not created with stdin"), "{out:?}");
+    cri.ok(&format!("stopp {pod}"));
+    cri.ok(&format!("rmp {pod}"));
 }

@@ -79,6 +79,9 @@ pub struct CriArgs {
     /// The unix socket to serve on (the kubelet's --container-runtime-endpoint).
     #[arg(long, default_value = "/run/podbox/cri.sock")]
     pub listen: PathBuf,
+    /// The TCP port on 127.0.0.1 for Exec/Attach/PortForward streams (0: any free port).
+    #[arg(long, default_value_t = 0)]
+    pub streaming_port: u16,
     /// Internal: do one change the server asks for (a request on stdin, the reply on stdout).
     #[arg(long, hide = true)]
     pub worker: bool,
@@ -95,7 +98,7 @@ fn cri(cli: &Cli, a: &CriArgs) -> anyhow::Result<i32> {
         globals.extend(["--rootfs".into(), r.clone().into()]);
     }
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-    rt.block_on(crate::cri::server::serve(ctx, globals, &a.listen))?;
+    rt.block_on(crate::cri::server::serve(ctx, globals, &a.listen, a.streaming_port))?;
     Ok(0)
 }
 

@@ -13,6 +13,7 @@
 //! reports the init's PID, or an error from before exec (e.g. "executable not found", exit
 //! 127), back to the caller through the monitor.
 
+pub mod attach;
 pub mod cgroups;
 pub mod create;
 mod device_filter;

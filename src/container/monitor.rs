@@ -13,7 +13,7 @@ use oci_spec::runtime::Spec;
 
 use super::init::{self, CODE_RUNTIME, InitArgs};
 use super::spawn::{self, Channel, Failure, Msg, Spawn, SpawnError};
-use super::{CURRENT_FILE, ContainerError, CurrentRun, EXIT_FILE, ExitRecord, ProcRef, RestartPolicy, STOP_FILE, Result, Rootfs, Stdio, cgroups, namespaces, probe, process, seccomp, tee};
+use super::{CURRENT_FILE, ContainerError, CurrentRun, EXIT_FILE, ExitRecord, ProcRef, RestartPolicy, STOP_FILE, Result, Rootfs, Stdio, attach, cgroups, namespaces, probe, process, seccomp, tee};
 
 /// Called in the monitor once the init has ended, before `exit.json` is written.
 pub type ExitHook = fn(state_dir: &Path, record: &mut ExitRecord);
@@ -38,6 +38,8 @@ pub struct StartOptions<'a> {
     pub record_monitor: Option<&'a dyn Fn(ProcRef) -> std::result::Result<(), String>>,
     /// Health checks, run by a prober beside each run (see `probe`).
     pub probes: probe::Probes,
+    /// Keep stdin (and a tty) open for `attach` clients (see `attach`); with `Stdio::Tee` only.
+    pub attach: Option<attach::AttachOptions>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -92,13 +94,13 @@ fn spawn_monitor(opts: &StartOptions, plan: &namespaces::Plan, filters: &[seccom
 }
 
 fn monitor_main(opts: &StartOptions, plan: &namespaces::Plan, filters: &[seccompiler::BpfProgram], cgroup: Option<&cgroups::Cgroup>, chan: &Channel) -> ! {
-    let attempt = first_run(opts, plan, filters, cgroup, chan);
-    supervise(opts, plan, filters, cgroup, attempt)
+    let (attempt, hub) = first_run(opts, plan, filters, cgroup, chan);
+    supervise(opts, plan, filters, cgroup, attempt, hub)
 }
 
 /// Wait for the caller's go-ahead, start the first run and relay its PID and its report to the
 /// caller; the caller's channel is closed after.
-fn first_run(opts: &StartOptions, plan: &namespaces::Plan, filters: &[seccompiler::BpfProgram], cgroup: Option<&cgroups::Cgroup>, chan: &Channel) -> Attempt {
+fn first_run(opts: &StartOptions, plan: &namespaces::Plan, filters: &[seccompiler::BpfProgram], cgroup: Option<&cgroups::Cgroup>, chan: &Channel) -> (Attempt, Option<attach::Hub>) {
     // End-of-file instead: the caller died (or gave up) before recording us; start nothing.
     if !matches!(chan.recv(), Ok(Some(Msg::Go))) {
         // SAFETY: _exit in a forked child.
@@ -114,7 +116,11 @@ fn first_run(opts: &StartOptions, plan: &namespaces::Plan, filters: &[seccompile
     if opts.detach {
         process::stdio_to_null();
     }
-    let mut attempt = match spawn_init(opts, plan, filters, cgroup) {
+    let hub = match opts.attach.filter(|_| matches!(opts.stdio, Stdio::Tee(..))).map(|a| attach::Hub::open(&opts.state_dir, a)).transpose() {
+        Ok(h) => h,
+        Err(e) => chan.fail(CODE_RUNTIME, &format!("opening the attach socket in {}: {e}", opts.state_dir.display())),
+    };
+    let mut attempt = match spawn_init(opts, plan, filters, cgroup, hub.as_ref()) {
         Ok(a) => a,
         Err(f) => chan.fail(f.code, &f.msg),
     };
@@ -134,11 +140,11 @@ fn first_run(opts: &StartOptions, plan: &namespaces::Plan, filters: &[seccompile
         let _ = chan.send(&Msg::Error { code: f.code, msg: f.msg.clone() });
     }
     chan.shutdown();
-    attempt
+    (attempt, hub)
 }
 
 /// Wait for each run to end, record it, and start the next one as the restart policy says.
-fn supervise(opts: &StartOptions, plan: &namespaces::Plan, filters: &[seccompiler::BpfProgram], cgroup: Option<&cgroups::Cgroup>, mut attempt: Attempt) -> ! {
+fn supervise(opts: &StartOptions, plan: &namespaces::Plan, filters: &[seccompiler::BpfProgram], cgroup: Option<&cgroups::Cgroup>, mut attempt: Attempt, mut hub: Option<attach::Hub>) -> ! {
     let mut restarts = 0u32;
     let mut backoff = RESTART_BACKOFF_MIN;
     let procs = cgroup.map(|c| c.procs_files()).unwrap_or_default();
@@ -150,7 +156,7 @@ fn supervise(opts: &StartOptions, plan: &namespaces::Plan, filters: &[seccompile
         let started = std::time::Instant::now();
         let oom_before = cgroup.map(|c| c.oom_kills()).unwrap_or(0);
         let status = match (attempt.pipes.take(), &opts.stdio) {
-            (Some(p), Stdio::Tee(log, limits)) => p.copy_until_exit(log, *limits, Pid::from_raw(attempt.init.pid)),
+            (Some(p), Stdio::Tee(log, limits)) => p.copy_until_exit(log, *limits, Pid::from_raw(attempt.init.pid), hub.as_mut()),
             _ => attempt.init.wait(),
         };
         probe::stop(prober.take());
@@ -195,7 +201,7 @@ fn supervise(opts: &StartOptions, plan: &namespaces::Plan, filters: &[seccompile
                 let _ = std::fs::remove_dir_all(d);
             }
         }
-        attempt = match spawn_init(opts, plan, filters, cgroup) {
+        attempt = match spawn_init(opts, plan, filters, cgroup, hub.as_ref()) {
             Ok(mut a) => {
                 a.read_outcome();
                 a
@@ -236,10 +242,12 @@ impl Attempt {
 }
 
 /// Spawn the init of one run: in the container's cgroup from birth, born in its PID namespace.
-fn spawn_init(opts: &StartOptions, plan: &namespaces::Plan, filters: &[seccompiler::BpfProgram], cgroup: Option<&cgroups::Cgroup>) -> std::result::Result<Attempt, Failure> {
+fn spawn_init(opts: &StartOptions, plan: &namespaces::Plan, filters: &[seccompiler::BpfProgram], cgroup: Option<&cgroups::Cgroup>, hub: Option<&attach::Hub>) -> std::result::Result<Attempt, Failure> {
     let runtime = |msg: String| Failure { code: CODE_RUNTIME, msg };
-    let pipes = match &opts.stdio {
-        Stdio::Tee(..) => Some(tee::Pipes::new().map_err(|e| runtime(format!("creating output pipes: {e}")))?),
+    let pipes = match (&opts.stdio, hub.and_then(|h| h.terminal_output())) {
+        // A terminal's output is read from its master.
+        (Stdio::Tee(..), Some(master)) => Some(master.map_err(|e| e.to_string()).and_then(|m| tee::Pipes::reading(m).map_err(|e| e.to_string())).map_err(|e| runtime(format!("reading the container's terminal: {e}")))?),
+        (Stdio::Tee(..), None) => Some(tee::Pipes::new().map_err(|e| runtime(format!("creating output pipes: {e}")))?),
         _ => None,
     };
     // Taken by the child (its copy of this cell); the monitor's copy keeps the pipes.
@@ -252,7 +260,15 @@ fn spawn_init(opts: &StartOptions, plan: &namespaces::Plan, filters: &[seccompil
         if let Some(p) = pipes.take() {
             p.attach_child();
         }
-        let stdio = if matches!(opts.stdio, Stdio::Tee(..)) { &Stdio::Inherit } else { &opts.stdio };
+        if let Some(h) = hub {
+            h.attach_child_stdin();
+        }
+        let terminal = hub.and_then(|h| h.terminal_slave()).map(Stdio::Terminal);
+        let stdio = match &terminal {
+            Some(t) => t,
+            None if matches!(opts.stdio, Stdio::Tee(..)) => &Stdio::Inherit,
+            None => &opts.stdio,
+        };
         init::run(InitArgs { spec: opts.spec, rootfs: &opts.rootfs, plan, stdio, chan, seccomp: filters, gate: None, preserve_fds: 0, no_pivot: false })
     })
     .map_err(SpawnError::into_failure)?;

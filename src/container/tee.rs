@@ -11,6 +11,7 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use super::LogLimits;
+use super::attach::Hub;
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
@@ -27,6 +28,14 @@ impl Pipes {
         Ok(Pipes { out: nix::unistd::pipe2(cloexec)?, err: nix::unistd::pipe2(cloexec)? })
     }
 
+    /// Output read from `out` alone (a container's terminal: the attach hub's pty master);
+    /// stderr is a pipe nothing writes to.
+    pub fn reading(out: OwnedFd) -> nix::Result<Pipes> {
+        let cloexec = nix::fcntl::OFlag::O_CLOEXEC;
+        let (_, unused) = nix::unistd::pipe2(cloexec)?;
+        Ok(Pipes { out: (out, unused), err: nix::unistd::pipe2(cloexec)? })
+    }
+
     /// In the init: make the pipes' write ends its stdout and stderr.
     pub fn attach_child(self) {
         let _ = nix::unistd::dup2_stdout(&self.out.1);
@@ -36,7 +45,8 @@ impl Pipes {
     /// In the monitor: copy until both pipes are closed, and return how `init` ended. After the
     /// init has ended, output still held open by a leftover process (possible when the pod shares
     /// its PID namespace) is drained for a moment, not waited for forever.
-    pub fn copy_until_exit(self, log: &Path, limits: LogLimits, init: Pid) -> WaitStatus {
+    /// With an attach `hub`, output also goes to its clients and the hub is served meanwhile.
+    pub fn copy_until_exit(self, log: &Path, limits: LogLimits, init: Pid, mut hub: Option<&mut Hub>) -> WaitStatus {
         let Pipes { out: (out_r, out_w), err: (err_r, err_w) } = self;
         drop(out_w);
         drop(err_w);
@@ -59,6 +69,11 @@ impl Pipes {
         let mut buf = vec![0u8; 64 * 1024];
         while !sinks.is_empty() {
             let mut fds: Vec<PollFd> = sinks.iter().map(|(r, _, _)| PollFd::new(r.as_fd(), PollFlags::POLLIN)).collect();
+            let hub_at = fds.len();
+            if let Some(h) = hub.as_deref() {
+                fds.extend(h.poll_fds().into_iter().map(|(fd, flags)| PollFd::new(fd, flags)));
+            }
+            let hub_end = fds.len();
             let watch_exit = status.is_none() && pidfd.is_some();
             if let (true, Some(p)) = (watch_exit, &pidfd) {
                 fds.push(PollFd::new(p.as_fd(), PollFlags::POLLIN));
@@ -67,6 +82,9 @@ impl Pipes {
             let n = poll(&mut fds, timeout).unwrap_or(0);
             let ready: Vec<bool> = fds.iter().map(|f| f.revents().map(|r| !r.is_empty()).unwrap_or(false)).collect();
             drop(fds);
+            if let Some(h) = hub.as_deref_mut() {
+                h.service(&ready[hub_at..hub_end]);
+            }
             let mut closed = Vec::new();
             for (i, (r, sink, stream)) in sinks.iter_mut().enumerate() {
                 if !ready[i] {
@@ -80,6 +98,9 @@ impl Pipes {
                 }
                 let data = &buf[..k as usize];
                 let _ = sink.write_all(data); // the caller may be gone; the log still gets it
+                if let Some(h) = hub.as_deref_mut() {
+                    h.broadcast(stream, data);
+                }
                 if limits.cri_format {
                     log.write(&cri_entries(stream, data, std::time::SystemTime::now()));
                 } else {

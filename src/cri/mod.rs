@@ -8,6 +8,7 @@
 
 pub mod authority;
 pub mod server;
+pub mod streaming;
 pub mod worker;
 
 use std::path::{Path, PathBuf};

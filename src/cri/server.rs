@@ -26,10 +26,12 @@ pub struct Cri {
     ctx: Ctx,
     /// `--root`, `--images`, `--rootfs` as given to `podbox cri`, passed on to workers.
     globals: Vec<OsString>,
+    /// Where Exec, Attach and PortForward send their clients.
+    streaming: super::streaming::Streaming,
 }
 
 /// Serve CRI on `listen` until SIGINT/SIGTERM. A stale socket file is replaced.
-pub async fn serve(ctx: Ctx, globals: Vec<OsString>, listen: &Path) -> Result<(), CriError> {
+pub async fn serve(ctx: Ctx, globals: Vec<OsString>, listen: &Path, streaming_port: u16) -> Result<(), CriError> {
     if let Some(dir) = listen.parent() {
         std::fs::create_dir_all(dir).map_err(|e| CriError::Internal(format!("creating {}: {e}", dir.display())))?;
     }
@@ -43,7 +45,10 @@ pub async fn serve(ctx: Ctx, globals: Vec<OsString>, listen: &Path) -> Result<()
     let uds = tokio::net::UnixListener::bind(listen).map_err(|e| CriError::Internal(format!("listening on {}: {e}", listen.display())))?;
     // Every connection through the relay that makes grpc-go's `:authority` acceptable to h2.
     let incoming = tokio_stream::StreamExt::map(tokio_stream::wrappers::UnixListenerStream::new(uds), |c| c.map(super::authority::relay));
-    let cri = Cri { ctx, globals };
+    let env = super::streaming::Env { ctx: ctx.clone(), globals: globals.clone() };
+    let streaming = super::streaming::Streaming::start(streaming_port, env).await.map_err(|e| CriError::Internal(e.to_string()))?;
+    eprintln!("podbox cri: streaming (exec, attach, port-forward) on http://{}", streaming.addr());
+    let cri = Cri { ctx, globals, streaming };
     let shutdown = async {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
         tokio::select! {
@@ -485,16 +490,22 @@ impl api::runtime_service_server::RuntimeService for Cri {
         Ok(Response::new(api::ExecSyncResponse { stdout, stderr, exit_code: status.code().unwrap_or(128 + 9) }))
     }
 
-    async fn exec(&self, _: Request<api::ExecRequest>) -> Result<Response<api::ExecResponse>, Status> {
-        unimplemented("Exec (streaming)")
+    async fn exec(&self, r: Request<api::ExecRequest>) -> Result<Response<api::ExecResponse>, Status> {
+        let s = self.streaming.clone();
+        let url = self.read(move |ctx| super::streaming::rpc::exec(ctx, &s, r.into_inner())).await?;
+        Ok(Response::new(api::ExecResponse { url }))
     }
 
-    async fn attach(&self, _: Request<api::AttachRequest>) -> Result<Response<api::AttachResponse>, Status> {
-        unimplemented("Attach (streaming)")
+    async fn attach(&self, r: Request<api::AttachRequest>) -> Result<Response<api::AttachResponse>, Status> {
+        let s = self.streaming.clone();
+        let url = self.read(move |ctx| super::streaming::rpc::attach(ctx, &s, r.into_inner())).await?;
+        Ok(Response::new(api::AttachResponse { url }))
     }
 
-    async fn port_forward(&self, _: Request<api::PortForwardRequest>) -> Result<Response<api::PortForwardResponse>, Status> {
-        unimplemented("PortForward (streaming)")
+    async fn port_forward(&self, r: Request<api::PortForwardRequest>) -> Result<Response<api::PortForwardResponse>, Status> {
+        let s = self.streaming.clone();
+        let url = self.read(move |ctx| super::streaming::rpc::port_forward(ctx, &s, r.into_inner())).await?;
+        Ok(Response::new(api::PortForwardResponse { url }))
     }
 
     async fn container_stats(&self, r: Request<api::ContainerStatsRequest>) -> Result<Response<api::ContainerStatsResponse>, Status> {

@@ -234,9 +234,6 @@ fn create_container(ctx: &Ctx, pod_id: &str, cfg: &api::ContainerConfig, sandbox
     if !cfg.devices.is_empty() {
         return Err(CriError::Unimplemented("ContainerConfig.devices are not supported by podbox's CRI server yet".into()));
     }
-    if cfg.tty || cfg.stdin {
-        return Err(CriError::Unimplemented("tty and stdin containers need Attach, which podbox's CRI server does not serve yet".into()));
-    }
     let name = super::container_name(&meta);
     let mut c = ContainerSpec {
         name: name.clone(),
@@ -253,6 +250,8 @@ fn create_container(ctx: &Ctx, pod_id: &str, cfg: &api::ContainerConfig, sandbox
             None => LogLimits { cri_format: true, ..Default::default() },
         },
         writable_size: Some(256 << 20),
+        // Its monitor keeps stdin (and the tty) open for Attach.
+        attach: (cfg.stdin || cfg.tty).then_some(crate::container::attach::AttachOptions { stdin: cfg.stdin, stdin_once: cfg.stdin_once, tty: cfg.tty }),
         ..Default::default()
     };
     if let Some(l) = &cfg.linux {

@@ -175,6 +175,7 @@ fn launch(ctx: &Ctx, pod: &PodRecord, mut rec: ContainerRecord, spec: &Spec, res
         restart: c.restart,
         record_monitor: Some(&with_monitor),
         probes: c.probes.clone(),
+        attach: c.attach,
     };
     rec.started_at = Some(state::now_rfc3339());
     let started = match container::start(opts) {

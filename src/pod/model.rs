@@ -100,6 +100,9 @@ pub struct ContainerSpec {
     pub post_start: Option<crate::container::probe::Action>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pre_stop: Option<crate::container::probe::Action>,
+    /// stdin (and a tty) kept open by its monitor for `attach` clients (CRI stdin/tty).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attach: Option<crate::container::attach::AttachOptions>,
     /// An init container: runs to completion before the pod's other containers start.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub init: bool,

@@ -26,7 +26,10 @@ pub struct ForwardRequest {
 }
 
 pub async fn serve(mut session: Session, r: ForwardRequest, env: Env) {
-    let netns = env.ctx.root.pod_dir(&r.pod_id).join("ns/net");
+    // A pod in the node's network (hostNetwork) has no pinned netns: its localhost is the
+    // node's, where this server runs. Asked of the record, never guessed from a missing pin.
+    let host_network = crate::cri::find_pod(&env.ctx, &r.pod_id).is_ok_and(|p| p.node_namespaces.contains("net"));
+    let netns = (!host_network).then(|| env.ctx.root.pod_dir(&r.pod_id).join("ns/net"));
     // Streams of one connection pair up by requestID; the first of the two waits here.
     let mut waiting: HashMap<String, Stream> = HashMap::new();
     let mut forwards = Vec::new();
@@ -52,12 +55,12 @@ pub async fn serve(mut session: Session, r: ForwardRequest, env: Env) {
     session.close().await;
 }
 
-async fn forward(error: Stream, data: Stream, netns: PathBuf, w: Writer) {
+async fn forward(error: Stream, data: Stream, netns: Option<PathBuf>, w: Writer) {
     let port = header(&data.headers, "port").and_then(|p| p.parse::<u16>().ok()).filter(|p| *p != 0);
     let Some(port) = port else {
         return fail(&w, &error, &data, format!("invalid port {:?}", header(&data.headers, "port"))).await;
     };
-    let tcp = match tokio::task::spawn_blocking(move || connect_in(&netns, port)).await {
+    let tcp = match tokio::task::spawn_blocking(move || connect_in(netns.as_deref(), port)).await {
         Ok(Ok(t)) => t,
         Ok(Err(e)) => return fail(&w, &error, &data, e).await,
         Err(e) => return fail(&w, &error, &data, e.to_string()).await,
@@ -101,12 +104,17 @@ async fn fail(w: &Writer, error: &Stream, data: &Stream, msg: String) {
 }
 
 /// Connect to localhost:`port` in the network namespace pinned at `netns` (IPv4, then IPv6, as
-/// the kubelet does). Runs on a thread of its own that ends right after.
-fn connect_in(netns: &std::path::Path, port: u16) -> Result<TcpStream, String> {
-    let ns = File::open(netns).map_err(|e| format!("opening the pod's network namespace {}: {e}", netns.display()))?;
-    let netns = netns.to_path_buf();
+/// the kubelet does), or in this process's own with `None`. Runs on a thread of its own that
+/// ends right after.
+fn connect_in(netns: Option<&std::path::Path>, port: u16) -> Result<TcpStream, String> {
+    let ns = match netns {
+        Some(p) => Some((File::open(p).map_err(|e| format!("opening the pod's network namespace {}: {e}", p.display()))?, p.to_path_buf())),
+        None => None,
+    };
     std::thread::spawn(move || {
-        setns(&ns, CloneFlags::CLONE_NEWNET).map_err(|e| format!("joining the pod's network namespace {}: {e}", netns.display()))?;
+        if let Some((ns, netns)) = &ns {
+            setns(ns, CloneFlags::CLONE_NEWNET).map_err(|e| format!("joining the pod's network namespace {}: {e}", netns.display()))?;
+        }
         let v4 = TcpStream::connect_timeout(&SocketAddr::from((Ipv4Addr::LOCALHOST, port)), CONNECT_TIMEOUT);
         v4.or_else(|e4| TcpStream::connect_timeout(&SocketAddr::from((Ipv6Addr::LOCALHOST, port)), CONNECT_TIMEOUT).map_err(|_| e4))
             .map_err(|e| format!("connecting to localhost:{port} in the pod: {e}"))

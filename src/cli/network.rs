@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use ipnet::Ipv4Net;
 
-use crate::network::{self, NetConfig, PortMapping, Protocol, config, ipam, view};
+use crate::network::{self, NetConfig, PortMapping, config, ipam, view};
 use crate::pod::Ctx;
 use crate::pod::model::ContainerState;
 
@@ -81,7 +81,7 @@ pub enum NetworkCmd {
         #[arg(long)]
         netns: PathBuf,
         /// HOST:CONTAINER[/tcp|udp], repeatable.
-        #[arg(short = 'p', long = "port", value_parser = parse_port)]
+        #[arg(short = 'p', long = "port")]
         ports: Vec<PortMapping>,
     },
     /// Detach pod ID (idempotent).
@@ -106,18 +106,6 @@ pub enum Format {
     Text,
     Dot,
     Svg,
-}
-
-pub fn parse_port(s: &str) -> Result<PortMapping, String> {
-    let (ports, proto) = match s.split_once('/') {
-        None => (s, Protocol::Tcp),
-        Some((p, "tcp")) => (p, Protocol::Tcp),
-        Some((p, "udp")) => (p, Protocol::Udp),
-        Some((_, other)) => return Err(format!("unknown protocol {other:?} (tcp or udp)")),
-    };
-    let (h, c) = ports.split_once(':').ok_or_else(|| format!("{s:?}: expected HOST:CONTAINER[/tcp|udp]"))?;
-    let num = |x: &str| x.parse::<u16>().ok().filter(|&n| n != 0).ok_or_else(|| format!("{x:?} is not a port (1-65535)"));
-    Ok(PortMapping { host_port: num(h)?, container_port: num(c)?, protocol: proto })
 }
 
 pub fn run(ctx: &Ctx, cmd: NetworkCmd) -> anyhow::Result<i32> {
@@ -335,18 +323,4 @@ fn svg(dot: &str) -> anyhow::Result<String> {
         bail!("dot failed: {}", String::from_utf8_lossy(&out.stderr).trim());
     }
     String::from_utf8(out.stdout).context("dot wrote non-UTF-8")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ports_parse() {
-        assert_eq!(parse_port("8080:80").unwrap(), PortMapping { host_port: 8080, container_port: 80, protocol: Protocol::Tcp });
-        assert_eq!(parse_port("53:5353/udp").unwrap().protocol, Protocol::Udp);
-        assert!(parse_port("80").is_err());
-        assert!(parse_port("0:80").is_err());
-        assert!(parse_port("80:80/sctp").is_err());
-    }
 }

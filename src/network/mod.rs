@@ -134,6 +134,24 @@ pub struct PortMapping {
     pub protocol: Protocol,
 }
 
+/// `HOST:CONTAINER[/tcp|udp]`, ports 1-65535, TCP when no protocol is named: the one parser
+/// of `-p` (pod create, network check) and a manifest's ports.
+impl std::str::FromStr for PortMapping {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<PortMapping, String> {
+        let (ports, protocol) = match s.split_once('/') {
+            None => (s, Protocol::Tcp),
+            Some((p, "tcp")) => (p, Protocol::Tcp),
+            Some((p, "udp")) => (p, Protocol::Udp),
+            Some((_, other)) => return Err(format!("unknown protocol {other:?} (tcp or udp)")),
+        };
+        let (h, c) = ports.split_once(':').ok_or("expected HOST:CONTAINER[/tcp|udp]")?;
+        let num = |x: &str| x.parse::<u16>().ok().filter(|&n| n != 0).ok_or_else(|| format!("{x:?} is not a port (1-65535)"));
+        Ok(PortMapping { host_port: num(h)?, container_port: num(c)?, protocol })
+    }
+}
+
 /// What `setup` gave a pod; stored in the pod record and shown by `pod inspect`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Attachment {

@@ -14,6 +14,7 @@
 pub mod cgroups;
 pub mod create;
 mod device_filter;
+pub mod env;
 pub mod exec;
 pub mod hooks;
 pub mod init;

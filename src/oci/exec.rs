@@ -62,11 +62,7 @@ impl Runtime {
                 let mut p = spec.process().clone().unwrap_or_default();
                 p.set_args(Some(a.args.clone()));
                 let mut env = p.env().clone().unwrap_or_default();
-                for kv in &a.env {
-                    let key = kv.split('=').next().unwrap_or_default();
-                    env.retain(|e| e.split('=').next() != Some(key));
-                    env.push(kv.clone());
-                }
+                container::env::merge(&mut env, a.env.iter().cloned());
                 p.set_env(Some(env));
                 if let Some(c) = &a.cwd {
                     p.set_cwd(c.clone());

@@ -13,7 +13,9 @@ use crate::container::cgroups::Cgroup;
 use crate::container::{self, ContainerError, ProcRef, STOP_FILE, Rootfs, Stdio, monitor::StartOptions};
 use crate::state;
 
-pub const LOG_FILE: &str = "container.log";
+// Where callers (cri/) have always found it; it lives in the model so that diagnose.rs needs
+// nothing of this file.
+pub use super::model::LOG_FILE;
 
 /// How long a postStart hook may take.
 const POST_START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -214,10 +216,7 @@ pub fn exec(ctx: &Ctx, key: &str, name: &str, args: &[String], env: &[(String, S
         .map_err(|e| PodError::Kernel(format!("reading the spec of container {name}: {e}")))?;
     let mut process: Process = spec.process().clone().unwrap_or_default();
     let mut penv = process.env().clone().unwrap_or_default();
-    for (k, v) in env {
-        penv.retain(|e| !e.starts_with(&format!("{k}=")));
-        penv.push(format!("{k}={v}"));
-    }
+    container::env::merge(&mut penv, container::env::entries(env));
     process.set_env(Some(penv));
     process.set_args(Some(args.to_vec()));
     if let Some(w) = workdir {

@@ -3,8 +3,8 @@
 //! and a namespace path.
 //!
 //! Contract with the pod layer:
-//! - `setup` is called once per pod, after its namespaces are pinned and before the pause starts;
-//!   on error it has already rolled back everything it created.
+//! - `setup` is called once per pod, after its namespaces are pinned and its pause has started
+//!   (pod/lifecycle.rs); on error it has already rolled back everything it created.
 //! - `teardown` is keyed by the pod id alone (deterministic veth name, IPAM files that record the
 //!   id, NAT rules tagged with the id) so that it also works after a crash left no record; it is
 //!   idempotent: whatever is already gone counts as done.

@@ -11,35 +11,31 @@ use crate::network::{PortMapping, Protocol};
 
 use super::*;
 
+/// What every container of the pod takes from the pod's own spec.
+struct PodWide {
+    sec: PodSecurityContext,
+    seccomp: Option<(bool, Option<String>)>,
+    /// fsGroup is also a supplementary group of every container, as in Kubernetes.
+    group_add: Vec<u32>,
+    sysctls: Vec<(String, String)>,
+    restart: RestartPolicy,
+}
+
 pub(super) fn to_pod_spec(m: Manifest, objects: &objects::Objects, ignored: &mut Vec<String>) -> Result<PodSpec, PodError> {
     let mut volumes = Vec::new();
     for (i, v) in m.spec.volumes.into_iter().enumerate() {
         volumes.push(volume(i, v, objects, ignored)?);
     }
     let _ = m.spec.os;
-    // Kubernetes' default is Always.
-    let restart = match m.spec.restart_policy.as_deref() {
-        None | Some("Always") => RestartPolicy::Always,
-        Some("OnFailure") => RestartPolicy::OnFailure,
-        Some("Never") => RestartPolicy::Never,
-        Some(p) => return Err(invalid("spec.restartPolicy", format!("{p:?}: must be Always, OnFailure or Never"))),
-    };
+    let restart = restart_policy(m.spec.restart_policy.as_deref())?;
     if m.spec.containers.is_empty() {
         return Err(invalid("spec.containers", "at least one container is required"));
     }
-    let pod_sec = m.spec.security_context.unwrap_or_default();
-    let pod_seccomp = seccomp_choice("spec.securityContext.seccompProfile", &pod_sec.seccomp_profile)?;
-    let mut sysctls = Vec::new();
-    for (j, sc) in pod_sec.sysctls.iter().enumerate() {
-        let valid = !sc.name.is_empty() && sc.name.split(['.', '/']).all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-".contains(&b)));
-        if !valid || !namespaced_sysctl(&sc.name) {
-            return Err(invalid(&format!("spec.securityContext.sysctls[{j}].name"), format!("{:?} is not a namespaced sysctl (kernel.shm*, kernel.msg*, kernel.sem, fs.mqueue.*, net.*): it would change the whole node", sc.name)));
-        }
-        sysctls.push((sc.name.clone(), sc.value.clone()));
-    }
-    // fsGroup is also a supplementary group of every container, as in Kubernetes.
-    let mut group_add = pod_sec.supplemental_groups.clone();
-    group_add.extend(pod_sec.fs_group.filter(|g| !group_add.contains(g)));
+    let sec = m.spec.security_context.unwrap_or_default();
+    let seccomp = seccomp_choice("spec.securityContext.seccompProfile", &sec.seccomp_profile)?;
+    let sysctls = pod_sysctls(&sec)?;
+    let mut group_add = sec.supplemental_groups.clone();
+    group_add.extend(sec.fs_group.filter(|g| !group_add.contains(g)));
     let mut pod = PodSpec {
         name: m.metadata.name,
         hostname: m.spec.hostname,
@@ -47,10 +43,11 @@ pub(super) fn to_pod_spec(m: Manifest, objects: &objects::Objects, ignored: &mut
         network: true,
         labels: m.metadata.labels,
         volumes,
-        fs_group: pod_sec.fs_group,
+        fs_group: sec.fs_group,
         grace_seconds: m.spec.termination_grace_period_seconds,
         ..Default::default()
     };
+    let wide = PodWide { sec, seccomp, group_add, sysctls, restart };
     // Init containers are read by the same code; their errors are renamed to their list.
     let items = m.spec.init_containers.into_iter().enumerate().map(|(i, c)| (true, i, c)).chain(m.spec.containers.into_iter().enumerate().map(|(i, c)| (false, i, c)));
     for (init, i, c) in items {
@@ -59,101 +56,7 @@ pub(super) fn to_pod_spec(m: Manifest, objects: &objects::Objects, ignored: &mut
             e => e,
         };
         let mut host_ports = Vec::new();
-        let spec = (|| -> Result<ContainerSpec, PodError> {
-        // With an image, command replaces its Entrypoint and args its Cmd (resolved at run).
-        let entrypoint = (!c.command.is_empty()).then(|| c.command.clone());
-        let cmd = (!c.args.is_empty()).then(|| c.args.clone());
-        let mut args = c.command;
-        args.extend(c.args);
-        if args.is_empty() && c.image.is_none() {
-            return Err(invalid(&format!("spec.containers[{i}].command"), "a container without an image needs a command (and args)"));
-        }
-        let pull_policy = match c.image_pull_policy.as_deref() {
-            None => None,
-            Some(p) => Some(p.parse().map_err(|e: String| invalid(&format!("spec.containers[{i}].imagePullPolicy"), e))?),
-        };
-        let mut ports = Vec::new();
-        for (j, p) in c.ports.iter().enumerate() {
-            let field = format!("spec.containers[{i}].ports[{j}]");
-            let protocol = match p.protocol.as_deref() {
-                None | Some("TCP") => Protocol::Tcp,
-                Some("UDP") => Protocol::Udp,
-                Some(other) => return Err(invalid(&format!("{field}.protocol"), format!("{other:?}: must be TCP or UDP"))),
-            };
-            if p.container_port == 0 {
-                return Err(invalid(&format!("{field}.containerPort"), "must be 1-65535"));
-            }
-            ports.push((p.container_port, protocol));
-            if let Some(h) = p.host_port {
-                if h == 0 {
-                    return Err(invalid(&format!("{field}.hostPort"), "must be 1-65535"));
-                }
-                host_ports.push(PortMapping { host_port: h, container_port: p.container_port, protocol });
-            }
-        }
-        for (j, e) in c.env.iter().enumerate() {
-            if e.name.is_empty() || e.name.contains('=') {
-                return Err(invalid(&format!("spec.containers[{i}].env[{j}].name"), format!("{:?} is not a valid variable name", e.name)));
-            }
-        }
-        let resources = match &c.resources {
-            Some(r) => resources(i, r)?,
-            None => Resources::default(),
-        };
-        let mut sc = c.security_context.unwrap_or_default();
-        let caps = sc.capabilities.take().unwrap_or_default();
-        for (list, names) in [("add", &caps.add), ("drop", &caps.drop)] {
-            for (j, name) in names.iter().enumerate() {
-                security::parse_cap(name).map_err(|e| invalid(&format!("spec.containers[{i}].securityContext.capabilities.{list}[{j}]"), e.to_string()))?;
-            }
-        }
-        let (unconfined, localhost) = seccomp_choice(&format!("spec.containers[{i}].securityContext.seccompProfile"), &sc.seccomp_profile)?.or(pod_seccomp.clone()).unwrap_or((false, None));
-        let (user, run_as_non_root) = identity(i, &pod_sec, &sc, c.image.is_some())?;
-        let lifecycle = c.lifecycle.unwrap_or(LifecycleDoc { post_start: None, pre_stop: None });
-        if init && (c.liveness_probe.is_some() || c.readiness_probe.is_some() || c.startup_probe.is_some() || lifecycle.post_start.is_some() || lifecycle.pre_stop.is_some()) {
-            return Err(invalid(&format!("spec.containers[{i}]"), "an init container runs to completion: it has no probes or lifecycle hooks"));
-        }
-        Ok(ContainerSpec {
-            name: c.name,
-            image: c.image,
-            pull_policy,
-            entrypoint,
-            cmd,
-            run_as_non_root,
-            args,
-            env: c.env.into_iter().map(|e| (e.name, e.value)).collect(),
-            working_dir: c.working_dir,
-            user,
-            ports,
-            group_add: group_add.clone(),
-            security: Security {
-                cap_add: caps.add,
-                cap_drop: caps.drop,
-                privileged: sc.privileged.unwrap_or(false),
-                seccomp_unconfined: unconfined,
-                seccomp_localhost: localhost,
-                seccomp_profile: None,
-                read_only: sc.read_only_root_filesystem.unwrap_or(false),
-                allow_privilege_escalation: sc.allow_privilege_escalation.unwrap_or(false),
-                sysctls: sysctls.clone(),
-                ..Default::default()
-            },
-            resources,
-            restart,
-            mounts: volume_mounts("containers", i, c.volume_mounts)?,
-            probes: Probes {
-                liveness: c.liveness_probe.map(|p| probe(&format!("spec.containers[{i}].livenessProbe"), p, true)).transpose()?,
-                readiness: c.readiness_probe.map(|p| probe(&format!("spec.containers[{i}].readinessProbe"), p, false)).transpose()?,
-                startup: c.startup_probe.map(|p| probe(&format!("spec.containers[{i}].startupProbe"), p, true)).transpose()?,
-            },
-            post_start: lifecycle.post_start.map(|h| action(&format!("spec.containers[{i}].lifecycle.postStart"), h)).transpose()?,
-            pre_stop: lifecycle.pre_stop.map(|h| action(&format!("spec.containers[{i}].lifecycle.preStop"), h)).transpose()?,
-            // An init container runs to completion: the pod's policy only decides whether a
-            // failed one is tried again (Never: no; OnFailure, Always: yes).
-            init,
-            ..Default::default()
-        })
-        })().map_err(rename)?;
+        let spec = container(i, c, init, &wide, &mut host_ports).map_err(rename)?;
         if init {
             let spec = ContainerSpec { restart: if restart == RestartPolicy::Never { RestartPolicy::Never } else { RestartPolicy::OnFailure }, ..spec };
             pod.init_containers.push(spec);
@@ -162,7 +65,38 @@ pub(super) fn to_pod_spec(m: Manifest, objects: &objects::Objects, ignored: &mut
             pod.containers.push(spec);
         }
     }
-    // Init and app containers share one name space (their state and `podbox logs POD NAME`).
+    check_unique_names(&pod)?;
+    let mounts = pod.mount_lists();
+    let mounts: Vec<(&str, &str, &[VolumeMount])> = mounts.iter().map(|(l, i, m)| (*l, i.as_str(), *m)).collect();
+    volumes::check(&pod.volumes, &mounts).map_err(|(f, m)| invalid(&f, m))?;
+    Ok(pod)
+}
+
+/// The pod's restartPolicy; Kubernetes' default is Always.
+fn restart_policy(policy: Option<&str>) -> Result<RestartPolicy, PodError> {
+    match policy {
+        None | Some("Always") => Ok(RestartPolicy::Always),
+        Some("OnFailure") => Ok(RestartPolicy::OnFailure),
+        Some("Never") => Ok(RestartPolicy::Never),
+        Some(p) => Err(invalid("spec.restartPolicy", format!("{p:?}: must be Always, OnFailure or Never"))),
+    }
+}
+
+/// The pod's sysctls: only those of the pod's own namespaces.
+fn pod_sysctls(sec: &PodSecurityContext) -> Result<Vec<(String, String)>, PodError> {
+    let mut sysctls = Vec::new();
+    for (j, sc) in sec.sysctls.iter().enumerate() {
+        let valid = !sc.name.is_empty() && sc.name.split(['.', '/']).all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-".contains(&b)));
+        if !valid || !namespaced_sysctl(&sc.name) {
+            return Err(invalid(&format!("spec.securityContext.sysctls[{j}].name"), format!("{:?} is not a namespaced sysctl (kernel.shm*, kernel.msg*, kernel.sem, fs.mqueue.*, net.*): it would change the whole node", sc.name)));
+        }
+        sysctls.push((sc.name.clone(), sc.value.clone()));
+    }
+    Ok(sysctls)
+}
+
+/// Init and app containers share one name space (their state and `podbox logs POD NAME`).
+fn check_unique_names(pod: &PodSpec) -> Result<(), PodError> {
     let mut names = std::collections::HashSet::new();
     let lists = pod.init_containers.iter().enumerate().map(|(i, c)| ("initContainers", i, c)).chain(pod.containers.iter().enumerate().map(|(i, c)| ("containers", i, c)));
     for (list, i, c) in lists {
@@ -170,10 +104,120 @@ pub(super) fn to_pod_spec(m: Manifest, objects: &objects::Objects, ignored: &mut
             return Err(invalid(&format!("spec.{list}[{i}].name"), format!("{:?}: two containers of the pod have this name", c.name)));
         }
     }
-    let mounts = pod.mount_lists();
-    let mounts: Vec<(&str, &str, &[VolumeMount])> = mounts.iter().map(|(l, i, m)| (*l, i.as_str(), *m)).collect();
-    volumes::check(&pod.volumes, &mounts).map_err(|(f, m)| invalid(&f, m))?;
-    Ok(pod)
+    Ok(())
+}
+
+/// Container `i` of the manifest (an init container with `init`; errors name it as
+/// `spec.containers[i]`, the caller renames them); its hostPorts are added to `host_ports`.
+fn container(i: usize, c: Container, init: bool, wide: &PodWide, host_ports: &mut Vec<PortMapping>) -> Result<ContainerSpec, PodError> {
+    // With an image, command replaces its Entrypoint and args its Cmd (resolved at run).
+    let entrypoint = (!c.command.is_empty()).then(|| c.command.clone());
+    let cmd = (!c.args.is_empty()).then(|| c.args.clone());
+    let mut args = c.command;
+    args.extend(c.args);
+    if args.is_empty() && c.image.is_none() {
+        return Err(invalid(&format!("spec.containers[{i}].command"), "a container without an image needs a command (and args)"));
+    }
+    let pull_policy = match c.image_pull_policy.as_deref() {
+        None => None,
+        Some(p) => Some(p.parse().map_err(|e: String| invalid(&format!("spec.containers[{i}].imagePullPolicy"), e))?),
+    };
+    let ports = container_ports(i, &c.ports, host_ports)?;
+    for (j, e) in c.env.iter().enumerate() {
+        if e.name.is_empty() || e.name.contains('=') {
+            return Err(invalid(&format!("spec.containers[{i}].env[{j}].name"), format!("{:?} is not a valid variable name", e.name)));
+        }
+    }
+    let resources = match &c.resources {
+        Some(r) => resources(i, r)?,
+        None => Resources::default(),
+    };
+    let sc = c.security_context.unwrap_or_default();
+    let (user, run_as_non_root) = identity(i, &wide.sec, &sc, c.image.is_some())?;
+    let security = container_security(i, sc, wide)?;
+    let lifecycle = c.lifecycle.unwrap_or(LifecycleDoc { post_start: None, pre_stop: None });
+    if init && (c.liveness_probe.is_some() || c.readiness_probe.is_some() || c.startup_probe.is_some() || lifecycle.post_start.is_some() || lifecycle.pre_stop.is_some()) {
+        return Err(invalid(&format!("spec.containers[{i}]"), "an init container runs to completion: it has no probes or lifecycle hooks"));
+    }
+    let field = |what: &str| format!("spec.containers[{i}].{what}");
+    Ok(ContainerSpec {
+        name: c.name,
+        image: c.image,
+        pull_policy,
+        entrypoint,
+        cmd,
+        run_as_non_root,
+        args,
+        env: c.env.into_iter().map(|e| (e.name, e.value)).collect(),
+        working_dir: c.working_dir,
+        user,
+        ports,
+        group_add: wide.group_add.clone(),
+        security,
+        resources,
+        restart: wide.restart,
+        mounts: volume_mounts("containers", i, c.volume_mounts)?,
+        probes: Probes {
+            liveness: c.liveness_probe.map(|p| probe(&field("livenessProbe"), p, true)).transpose()?,
+            readiness: c.readiness_probe.map(|p| probe(&field("readinessProbe"), p, false)).transpose()?,
+            startup: c.startup_probe.map(|p| probe(&field("startupProbe"), p, true)).transpose()?,
+        },
+        post_start: lifecycle.post_start.map(|h| action(&field("lifecycle.postStart"), h)).transpose()?,
+        pre_stop: lifecycle.pre_stop.map(|h| action(&field("lifecycle.preStop"), h)).transpose()?,
+        // An init container runs to completion: the pod's policy only decides whether a
+        // failed one is tried again (Never: no; OnFailure, Always: yes).
+        init,
+        ..Default::default()
+    })
+}
+
+/// A container's ports (containerPort, protocol); those with a hostPort are also added to
+/// `host_ports`.
+fn container_ports(i: usize, ports: &[Port], host_ports: &mut Vec<PortMapping>) -> Result<Vec<(u16, Protocol)>, PodError> {
+    let mut out = Vec::new();
+    for (j, p) in ports.iter().enumerate() {
+        let field = format!("spec.containers[{i}].ports[{j}]");
+        let protocol = match p.protocol.as_deref() {
+            None | Some("TCP") => Protocol::Tcp,
+            Some("UDP") => Protocol::Udp,
+            Some(other) => return Err(invalid(&format!("{field}.protocol"), format!("{other:?}: must be TCP or UDP"))),
+        };
+        if p.container_port == 0 {
+            return Err(invalid(&format!("{field}.containerPort"), "must be 1-65535"));
+        }
+        out.push((p.container_port, protocol));
+        if let Some(h) = p.host_port {
+            if h == 0 {
+                return Err(invalid(&format!("{field}.hostPort"), "must be 1-65535"));
+            }
+            host_ports.push(PortMapping { host_port: h, container_port: p.container_port, protocol });
+        }
+    }
+    Ok(out)
+}
+
+/// A container's securityContext (capabilities, seccomp over the pod's, privileges) with the
+/// pod's sysctls.
+fn container_security(i: usize, mut sc: SecurityContext, wide: &PodWide) -> Result<Security, PodError> {
+    let caps = sc.capabilities.take().unwrap_or_default();
+    for (list, names) in [("add", &caps.add), ("drop", &caps.drop)] {
+        for (j, name) in names.iter().enumerate() {
+            security::parse_cap(name).map_err(|e| invalid(&format!("spec.containers[{i}].securityContext.capabilities.{list}[{j}]"), e.to_string()))?;
+        }
+    }
+    let (unconfined, localhost) = seccomp_choice(&format!("spec.containers[{i}].securityContext.seccompProfile"), &sc.seccomp_profile)?.or(wide.seccomp.clone()).unwrap_or((false, None));
+    Ok(Security {
+        cap_add: caps.add,
+        cap_drop: caps.drop,
+        privileged: sc.privileged.unwrap_or(false),
+        seccomp_unconfined: unconfined,
+        seccomp_localhost: localhost,
+        seccomp_profile: None,
+        read_only: sc.read_only_root_filesystem.unwrap_or(false),
+        allow_privilege_escalation: sc.allow_privilege_escalation.unwrap_or(false),
+        sysctls: wide.sysctls.clone(),
+        ..Default::default()
+    })
 }
 
 /// The user and groups a container runs as: its own securityContext over the pod's; and whether

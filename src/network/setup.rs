@@ -90,26 +90,48 @@ pub(super) fn setup_with(root: &Path, pod_id: &str, netns: &Path, ports: &[PortM
     res
 }
 
-pub(super) fn setup_steps(root: &Path, pod_id: &str, netns: &Path, ports: &[PortMapping], fresh_id: bool, done: &mut Vec<Undo>) -> Result<Attachment, NetError> {
-    let step = |step: &'static str| move |e: NetError| NetError::Step { pod: pod_id.to_string(), step, cause: Box::new(e) };
-    let cfg = NetConfig::load(root).map_err(step("loading the network config"))?;
-    let owner = Owner::of(root).map_err(step("naming the bridge owner"))?;
-    let veth = host_veth_name(pod_id);
+/// What a failure in `step` of attaching `pod_id` is reported as.
+fn in_step<'a>(pod_id: &'a str, step: &'static str) -> impl FnOnce(NetError) -> NetError + 'a {
+    move |e: NetError| NetError::Step { pod: pod_id.to_string(), step, cause: Box::new(e) }
+}
 
-    // Checks first, so that a refused pod changes nothing.
+/// The checks before anything is created: the pod is not attached yet, its host ports are free,
+/// and its veth name is not taken.
+fn preflight(root: &Path, pod_id: &str, ports: &[PortMapping], fresh_id: bool, veth: &str) -> Result<(), NetError> {
+    let step = |step: &'static str| in_step(pod_id, step);
     if let Some(a) = if fresh_id { None } else { ipam::lookup(root, pod_id).map_err(step("checking IPAM"))? } {
         return Err(NetError::Conflict(format!("pod {pod_id} is already attached with address {}", a.ip)));
     }
     nft::check_ports_free(pod_id, ports).map_err(step("checking host ports"))?;
     // The name comes from the first 11 hex chars of the id; never adopt (or, on rollback, delete)
     // a veth this call did not create.
-    let v = veth.clone();
+    let v = veth.to_string();
     if netlink::run(|h| async move { netlink::link_by_name(&h, &v).await }).map_err(step("checking the veth name"))?.is_some() {
         return Err(NetError::Conflict(format!(
             "link {veth} already exists: a leftover of pod {pod_id} (remove it with `podbox network del --id {pod_id}`) \
              or a pod whose id starts with the same 11 characters"
         )));
     }
+    Ok(())
+}
+
+/// The pod's nft set elements (its port, host ports). A pod racing this one may have taken a
+/// port since the check: that is said, not "File exists".
+fn install_nat(root: &Path, cfg: &NetConfig, pod_id: &str, port: &nft::PodPort, ports: &[PortMapping]) -> Result<(), NetError> {
+    nft::apply_pod(root, cfg, pod_id, port, ports).map_err(|e| match nft::check_ports_free(pod_id, ports) {
+        Err(taken @ NetError::PortTaken { .. }) => taken,
+        _ => e,
+    })
+}
+
+pub(super) fn setup_steps(root: &Path, pod_id: &str, netns: &Path, ports: &[PortMapping], fresh_id: bool, done: &mut Vec<Undo>) -> Result<Attachment, NetError> {
+    let step = |step: &'static str| in_step(pod_id, step);
+    let cfg = NetConfig::load(root).map_err(step("loading the network config"))?;
+    let owner = Owner::of(root).map_err(step("naming the bridge owner"))?;
+    let veth = host_veth_name(pod_id);
+
+    // Checks first, so that a refused pod changes nothing.
+    preflight(root, pod_id, ports, fresh_id, &veth)?;
     let pod_ns = netlink::open_netns(netns).map_err(step("opening the pod network namespace"))?;
     crate::trace::step("net: config, checks, netns open");
 
@@ -149,15 +171,7 @@ pub(super) fn setup_steps(root: &Path, pod_id: &str, netns: &Path, ports: &[Port
 
     done.push(Undo::Nft);
     let port = nft::PodPort { ifindex: host_idx, mac: pod_mac, ip };
-    nft::apply_pod(root, &cfg, pod_id, &port, ports)
-        .map_err(|e| {
-            // A pod racing us may have taken a port since the check: say so, not "File exists".
-            match nft::check_ports_free(pod_id, ports) {
-                Err(taken @ NetError::PortTaken { .. }) => taken,
-                _ => e,
-            }
-        })
-        .map_err(step("installing NAT rules"))?;
+    install_nat(root, &cfg, pod_id, &port, ports).map_err(step("installing NAT rules"))?;
     injected_failure("nat").map_err(step("installing NAT rules"))?;
     crate::trace::step("net: nft elements");
 

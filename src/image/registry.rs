@@ -97,9 +97,9 @@ pub fn pull(store: &Store, reference: &str, opts: &PullOptions) -> Result<ImageI
     Err(last.unwrap_or_else(|| ImageError::Invalid(format!("no registry to pull {reference} from"))))
 }
 
-fn pull_from(store: &Store, c: &Client, r: &Reference, opts: &PullOptions) -> Result<ImageInfo> {
-    let rep = Reporter(opts.progress);
-    let _shared = store.lock_shared()?;
+/// The manifest to pull for this machine: `r`'s, or where that is an image index, the one of
+/// the host's platform (the index itself is stored). (manifest, media type, digest, index digest)
+fn platform_manifest(store: &Store, c: &Client, r: &Reference, rep: &Reporter) -> Result<(Vec<u8>, String, String, Option<String>)> {
     let (mut body, mut mt, mut mdigest) = c.manifest(&r.manifest_ref())?;
     let mut index_digest = None;
     if media::is_index(&mt, &body) {
@@ -119,18 +119,12 @@ fn pull_from(store: &Store, c: &Client, r: &Reference, opts: &PullOptions) -> Re
             return Err(c.err("an index that points to another index is not supported"));
         }
     }
-    let m = ImageManifest::from_reader(&body[..]).map_err(|e| format_err(format!("manifest {mdigest}"), e))?;
-    // The config is small: read and verified in memory, stored with the manifest once every
-    // layer is in, so that a failed or killed pull leaves no blob of an image that is not there.
-    let cfg_d = m.config().digest().to_string();
-    let cfg_bytes = if store.has_blob(&cfg_d) { store.read_blob(&cfg_d)? } else { c.small_blob(&cfg_d)? };
-    let config = ImageConfiguration::from_reader(&cfg_bytes[..]).map_err(|e| format_err(format!("image config {cfg_d}"), e))?;
-    let diff_ids = config.rootfs().diff_ids().clone();
-    if diff_ids.len() != m.layers().len() {
-        return Err(format_err(format!("image {}", r.name()), format!("{} layers but {} diff IDs in its config", m.layers().len(), diff_ids.len())));
-    }
-    // Layers in parallel: fetch (verified while written), then unpack.
-    let jobs: Vec<(String, u64, String)> = m.layers().iter().zip(&diff_ids).map(|(l, d)| (l.digest().to_string(), l.size(), d.clone())).collect();
+    Ok((body, mt, mdigest, index_digest))
+}
+
+/// Every layer of `jobs` (digest, size, diff ID) fetched (verified while written) and unpacked,
+/// four at a time; the first error stops the others from starting more.
+fn fetch_layers(store: &Store, c: &Client, rep: &Reporter, jobs: &[(String, u64, String)]) -> Result<()> {
     let next = Mutex::new(0usize);
     let first_err: Mutex<Option<ImageError>> = Mutex::new(None);
     let threads = jobs.len().clamp(1, 4);
@@ -164,9 +158,29 @@ fn pull_from(store: &Store, c: &Client, r: &Reference, opts: &PullOptions) -> Re
             });
         }
     });
-    if let Some(e) = first_err.into_inner().unwrap() {
-        return Err(e);
+    match first_err.into_inner().unwrap() {
+        Some(e) => Err(e),
+        None => Ok(()),
     }
+}
+
+fn pull_from(store: &Store, c: &Client, r: &Reference, opts: &PullOptions) -> Result<ImageInfo> {
+    let rep = Reporter(opts.progress);
+    let _shared = store.lock_shared()?;
+    let (body, mt, mdigest, index_digest) = platform_manifest(store, c, r, &rep)?;
+    let m = ImageManifest::from_reader(&body[..]).map_err(|e| format_err(format!("manifest {mdigest}"), e))?;
+    // The config is small: read and verified in memory, stored with the manifest once every
+    // layer is in, so that a failed or killed pull leaves no blob of an image that is not there.
+    let cfg_d = m.config().digest().to_string();
+    let cfg_bytes = if store.has_blob(&cfg_d) { store.read_blob(&cfg_d)? } else { c.small_blob(&cfg_d)? };
+    let config = ImageConfiguration::from_reader(&cfg_bytes[..]).map_err(|e| format_err(format!("image config {cfg_d}"), e))?;
+    let diff_ids = config.rootfs().diff_ids().clone();
+    if diff_ids.len() != m.layers().len() {
+        return Err(format_err(format!("image {}", r.name()), format!("{} layers but {} diff IDs in its config", m.layers().len(), diff_ids.len())));
+    }
+    // Layers in parallel: fetch (verified while written), then unpack.
+    let jobs: Vec<(String, u64, String)> = m.layers().iter().zip(&diff_ids).map(|(l, d)| (l.digest().to_string(), l.size(), d.clone())).collect();
+    fetch_layers(store, c, &rep, &jobs)?;
     store.put_bytes(&cfg_bytes)?;
     store.put_bytes(&body)?;
     store.tag(&r.name(), &mdigest, index_digest.as_deref())?;

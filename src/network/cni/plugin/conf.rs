@@ -124,6 +124,23 @@ pub(super) fn parse_v4net(s: &str, what: &str) -> Result<Ipv4Net, PluginError> {
     s.parse::<Ipv4Net>().map_err(|_| err(code::INVALID_CONFIG, format!("{what} {s:?} is not an IPv4 CIDR"), "podbox-cni handles IPv4 only"))
 }
 
+/// The runtime's `portMappings` capability arguments.
+fn port_mappings(mappings: &[PortMappingConf]) -> Result<Vec<PortMapping>, PluginError> {
+    let mut ports = Vec::new();
+    for p in mappings {
+        let protocol = match p.protocol.as_deref().unwrap_or("tcp").to_ascii_lowercase().as_str() {
+            "tcp" => Protocol::Tcp,
+            "udp" => Protocol::Udp,
+            other => return Err(err(code::UNSUPPORTED_FIELD, format!("port mapping protocol {other:?}"), "tcp or udp")),
+        };
+        if p.host_port == 0 || p.container_port == 0 {
+            return Err(err(code::INVALID_CONFIG, "port mapping with port 0", ""));
+        }
+        ports.push(PortMapping { host_port: p.host_port, container_port: p.container_port, protocol });
+    }
+    Ok(ports)
+}
+
 pub(super) fn resolve(c: &Conf) -> Result<Net, PluginError> {
     if let Some(t) = &c.ipam.ty
         && t != "host-local"
@@ -157,18 +174,7 @@ pub(super) fn resolve(c: &Conf) -> Result<Net, PluginError> {
     if c.is_default_gateway && !routes.iter().any(|(d, _)| d.prefix_len() == 0) {
         routes.push((Ipv4Net::default(), gateway));
     }
-    let mut ports = Vec::new();
-    for p in &c.runtime_config.port_mappings {
-        let protocol = match p.protocol.as_deref().unwrap_or("tcp").to_ascii_lowercase().as_str() {
-            "tcp" => Protocol::Tcp,
-            "udp" => Protocol::Udp,
-            other => return Err(err(code::UNSUPPORTED_FIELD, format!("port mapping protocol {other:?}"), "tcp or udp")),
-        };
-        if p.host_port == 0 || p.container_port == 0 {
-            return Err(err(code::INVALID_CONFIG, "port mapping with port 0", ""));
-        }
-        ports.push(PortMapping { host_port: p.host_port, container_port: p.container_port, protocol });
-    }
+    let ports = port_mappings(&c.runtime_config.port_mappings)?;
     let mtu = c.mtu.unwrap_or(1500);
     if !(68..=65535).contains(&mtu) {
         return Err(err(code::INVALID_CONFIG, format!("MTU {mtu} out of range 68..65535"), ""));

@@ -52,15 +52,7 @@ impl Runtime {
         }
         let bundle = fs::canonicalize(&a.bundle).map_err(|e| OciError::Bundle { bundle: a.bundle.clone(), msg: e.to_string() })?;
         let mut spec = load_bundle(&bundle)?;
-        // Without a cgroupsPath the container still gets a cgroup of its own (as runc gives
-        // one), so that pause/resume, ps and kill --all see exactly its processes.
-        if spec.linux().as_ref().is_none_or(|l| l.cgroups_path().is_none()) && !self.systemd_cgroup {
-            let mut linux = spec.linux().clone().unwrap_or_default();
-            // FNV-1a: stable across releases, unlike std's hasher.
-            let root_hash = self.root.as_os_str().as_encoded_bytes().iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ *b as u64).wrapping_mul(0x100_0000_01b3));
-            linux.set_cgroups_path(Some(PathBuf::from(format!("{DEFAULT_CGROUP_PARENT}/{}-{:08x}", a.id, root_hash as u32))));
-            spec.set_linux(Some(linux));
-        }
+        self.give_default_cgroup(&mut spec, &a.id);
         allow_standard_devices(&mut spec);
         let process = spec.process().clone().unwrap_or_default();
         let skipped = container::init::unraisable_ambient(&process);
@@ -106,6 +98,18 @@ impl Runtime {
             prune_default_parent(&rec.cgroup);
         }
         result
+    }
+
+    /// Without a cgroupsPath the container still gets a cgroup of its own (as runc gives one),
+    /// so that pause/resume, ps and kill --all see exactly its processes.
+    fn give_default_cgroup(&self, spec: &mut Spec, id: &str) {
+        if spec.linux().as_ref().is_none_or(|l| l.cgroups_path().is_none()) && !self.systemd_cgroup {
+            let mut linux = spec.linux().clone().unwrap_or_default();
+            // FNV-1a: stable across releases, unlike std's hasher.
+            let root_hash = self.root.as_os_str().as_encoded_bytes().iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ *b as u64).wrapping_mul(0x100_0000_01b3));
+            linux.set_cgroups_path(Some(PathBuf::from(format!("{DEFAULT_CGROUP_PARENT}/{id}-{:08x}", root_hash as u32))));
+            spec.set_linux(Some(linux));
+        }
     }
 
     fn create_in(&self, dir: &Path, spec: &Spec, rec: &mut Record, a: &CreateArgs, terminal: bool) -> Result<ProcRef> {

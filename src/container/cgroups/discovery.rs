@@ -161,7 +161,7 @@ pub fn plan(mounts: &[Mount], own: &[Membership], cgroups_path: &str) -> Result<
     let mut dirs = Vec::new();
     if v1.is_empty() {
         if let Some(m) = mounts.iter().find(|m| m.kind == Kind::V2) {
-            dirs.push(Dir::V2(v2::Dir::new(&m.point, rel)));
+            dirs.push(Dir::V2(v2::Dir::new_v2(&m.point, rel)));
         }
     } else {
         let mut seen: Vec<&[String]> = Vec::new();

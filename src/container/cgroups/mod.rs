@@ -29,6 +29,15 @@ pub use discovery::View;
 pub use freezer::{is_frozen, set_frozen};
 pub use tree::remove_paths;
 
+/// Where one directory of a cgroup is: the hierarchy's mount point, the directory below it,
+/// and the controllers it can have.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Place {
+    pub mount: PathBuf,
+    pub path: PathBuf,
+    pub controllers: Vec<String>,
+}
+
 /// One directory of the container's cgroup: per v1 hierarchy, or the one of the unified tree.
 #[derive(Debug, Clone, PartialEq)]
 enum Dir {
@@ -54,15 +63,15 @@ impl Dir {
 
     fn create(&self, wanted: &[resources::Setting], devices: &[oci_spec::runtime::LinuxDeviceCgroup]) -> Result<()> {
         match self {
-            Dir::V1(d) => d.create(wanted),
-            Dir::V2(d) => d.create(wanted, devices),
+            Dir::V1(d) => d.create_v1(wanted),
+            Dir::V2(d) => d.create_v2(wanted, devices),
         }
     }
 
     fn oom_kills(&self) -> Option<u64> {
         match self {
-            Dir::V1(d) => d.oom_kills(),
-            Dir::V2(d) => d.oom_kills(),
+            Dir::V1(d) => d.oom_kills_v1(),
+            Dir::V2(d) => d.oom_kills_v2(),
         }
     }
 }

@@ -2,25 +2,19 @@
 //! their parent's CPUs and memory nodes), its limits written as the hierarchy spells them.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use super::resources::{Setting, v1_writes};
 use super::tree::create_dir_racing;
-use super::{io_err, write};
+use super::{Place, io_err, write};
 use crate::container::Result;
 
-#[derive(Debug, Clone, PartialEq)]
-pub struct Dir {
-    /// The hierarchy's mount point, and the cgroup's directory below it.
-    pub mount: PathBuf,
-    pub path: PathBuf,
-    /// The hierarchy's controllers.
-    pub controllers: Vec<String>,
-}
+/// A v1 directory: `controllers` are the hierarchy's.
+pub type Dir = Place;
 
 impl Dir {
     /// Create the directory and write the settings of this hierarchy's controllers.
-    pub fn create(&self, wanted: &[Setting]) -> Result<()> {
+    pub fn create_v1(&self, wanted: &[Setting]) -> Result<()> {
         create_dir_racing(&self.path)?;
         if self.controllers.iter().any(|c| c == "cpuset") {
             init_cpuset(&self.mount, &self.path)?;
@@ -32,7 +26,7 @@ impl Dir {
     }
 
     /// The kernel's count of OOM kills in the cgroup (memory hierarchy only).
-    pub fn oom_kills(&self) -> Option<u64> {
+    pub fn oom_kills_v1(&self) -> Option<u64> {
         self.controllers.iter().any(|c| c == "memory").then(|| super::oom_kill_count(&self.path.join("memory.oom_control")))
     }
 }

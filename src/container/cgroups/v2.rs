@@ -8,27 +8,22 @@ use oci_spec::runtime::LinuxDeviceCgroup;
 
 use super::resources::{Setting, v2_controllers_needed, v2_writes};
 use super::tree::create_dir_racing;
-use super::write;
+use super::{Place, write};
 use crate::container::Result;
 
-#[derive(Debug, Clone, PartialEq)]
-pub struct Dir {
-    /// The hierarchy's mount point, and the cgroup's directory below it.
-    pub mount: PathBuf,
-    pub path: PathBuf,
-    /// Controllers available at the hierarchy's root (`cgroup.controllers`).
-    pub controllers: Vec<String>,
-}
+/// A v2 directory: `controllers` are those available at the hierarchy's root
+/// (`cgroup.controllers`).
+pub type Dir = Place;
 
 impl Dir {
     /// The cgroup `rel` below the unified hierarchy mounted at `mount`.
-    pub fn new(mount: &Path, rel: &Path) -> Dir {
+    pub fn new_v2(mount: &Path, rel: &Path) -> Dir {
         let controllers = fs::read_to_string(mount.join("cgroup.controllers")).unwrap_or_default().split_whitespace().map(String::from).collect();
         Dir { mount: mount.to_path_buf(), path: mount.join(rel), controllers }
     }
 
     /// Create the directory, write the settings and attach the device filter.
-    pub fn create(&self, wanted: &[Setting], devices: &[LinuxDeviceCgroup]) -> Result<()> {
+    pub fn create_v2(&self, wanted: &[Setting], devices: &[LinuxDeviceCgroup]) -> Result<()> {
         self.enable_controllers(&v2_controllers_needed(wanted))?;
         create_dir_racing(&self.path)?;
         for (file, value) in v2_writes(wanted, &self.controllers) {
@@ -62,7 +57,7 @@ impl Dir {
     }
 
     /// The kernel's count of OOM kills in the cgroup, where the memory controller is available.
-    pub fn oom_kills(&self) -> Option<u64> {
+    pub fn oom_kills_v2(&self) -> Option<u64> {
         self.controllers.iter().any(|c| c == "memory").then(|| super::oom_kill_count(&self.path.join("memory.events")))
     }
 

@@ -10,24 +10,13 @@ use crate::container::{ExitRecord, ProcRef};
 use crate::network::{Attachment, PortMapping, Protocol};
 
 use super::PodError;
+// The name rule lives in names.rs (volumes need it too, and model.rs needs volumes' types);
+// re-exported where callers have always found it.
+pub use super::names::validate_name;
 use super::volumes::{Volume, VolumeMount};
 
 /// A container's output in its state directory (rotated to `container.log.1`, `.2`, …).
 pub const LOG_FILE: &str = "container.log";
-
-/// Kubernetes' DNS label rule (RFC 1123): 1–63 of [a-z0-9-], starting and ending alphanumeric.
-pub fn validate_name(kind: &str, name: &str) -> Result<(), PodError> {
-    let ok = !name.is_empty()
-        && name.len() <= 63
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !name.starts_with('-')
-        && !name.ends_with('-');
-    if ok {
-        Ok(())
-    } else {
-        Err(PodError::InvalidName { kind: kind.into(), name: name.into() })
-    }
-}
 
 /// What a user asked for: a pod with its containers (from flags or a manifest).
 #[derive(Debug, Clone, Default, PartialEq)]

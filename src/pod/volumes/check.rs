@@ -20,7 +20,7 @@ pub fn check(volumes: &[Volume], containers: &[(&str, &str, &[VolumeMount])]) ->
     let mut names = HashSet::new();
     for (i, v) in volumes.iter().enumerate() {
         let field = format!("spec.volumes[{i}].name");
-        if crate::pod::model::validate_name("volume", &v.name).is_err() {
+        if crate::pod::names::validate_name("volume", &v.name).is_err() {
             return Err((field, format!("{:?} is not a valid volume name (1-63 lowercase letters, digits and '-')", v.name)));
         }
         if !names.insert(v.name.as_str()) {

@@ -5,7 +5,7 @@ use std::time::Duration;
 use clap::Args;
 
 use crate::pod::containers::{self, RunOutcome};
-use crate::pod::model::{ContainerSpec, ContainerState, Resources, Security};
+use crate::pod::model::{ContainerSpec, ContainerState, ContainerStatus, Resources, Security};
 use crate::pod::{quantity, volumes};
 use crate::container::RestartPolicy;
 use crate::pod::{Ctx, PodError};
@@ -275,37 +275,7 @@ pub fn ps(ctx: &Ctx, a: &PsArgs) -> anyhow::Result<i32> {
     let rows: Vec<Vec<String>> = all
         .iter()
         .map(|(pod, c)| {
-            let status = match (c.state, &c.exit) {
-                (ContainerState::Exited, Some(e)) => {
-                    let mut s = format!("exited ({})", e.code);
-                    if e.oom_killed {
-                        s.push_str(" OOMKilled");
-                    }
-                    if let Some(d) = &e.diagnosis {
-                        s.push_str(&format!(": {d}"));
-                    }
-                    s
-                }
-                (ContainerState::Exited, None) => "exited (unknown: monitor gone)".into(),
-                (ContainerState::Restarting, _) => {
-                    let last = c.last_exit.as_ref().map(|e| format!("; last exit {}{}", e.code, if e.oom_killed { " OOMKilled" } else { "" })).unwrap_or_default();
-                    let why = c.last_exit.as_ref().and_then(|e| e.diagnosis.as_ref()).map(|d| format!(": {d}")).unwrap_or_default();
-                    format!("restarting (back-off{last}){why}")
-                }
-                // With probes: whether it counts as ready (and what last failed).
-                (ContainerState::Running, _) if c.probe.is_some() => {
-                    let p = c.probe.as_ref().unwrap();
-                    let mut s = if !p.started { "running, starting".to_string() } else if c.ready { "running, ready".to_string() } else { "running, not ready".to_string() };
-                    if let (false, Some(f)) = (c.ready, &p.last_failure) {
-                        s.push_str(&format!(" ({f})"));
-                    }
-                    if let Some(e) = c.last_exit.as_ref().and_then(|e| e.diagnosis.as_ref()) {
-                        s.push_str(&format!("; last run: {e}"));
-                    }
-                    s
-                }
-                (s, _) => format!("{s:?}").to_lowercase(),
-            };
+            let status = status_text(c);
             let status = if c.restarts > 0 { format!("{status} [{} restarts]", c.restarts) } else { status };
             let status = match &c.record.start_error {
                 Some(err) => format!("{status}: {err}"),
@@ -324,6 +294,41 @@ pub fn ps(ctx: &Ctx, a: &PsArgs) -> anyhow::Result<i32> {
         .collect();
     super::table(&["POD", "CONTAINER", "PID", "STARTED", "COMMAND", "STATUS"], &rows);
     Ok(0)
+}
+
+/// A container's STATUS column: its state, with the exit, back-off or probe detail.
+fn status_text(c: &ContainerStatus) -> String {
+    match (c.state, &c.exit) {
+        (ContainerState::Exited, Some(e)) => {
+            let mut s = format!("exited ({})", e.code);
+            if e.oom_killed {
+                s.push_str(" OOMKilled");
+            }
+            if let Some(d) = &e.diagnosis {
+                s.push_str(&format!(": {d}"));
+            }
+            s
+        }
+        (ContainerState::Exited, None) => "exited (unknown: monitor gone)".into(),
+        (ContainerState::Restarting, _) => {
+            let last = c.last_exit.as_ref().map(|e| format!("; last exit {}{}", e.code, if e.oom_killed { " OOMKilled" } else { "" })).unwrap_or_default();
+            let why = c.last_exit.as_ref().and_then(|e| e.diagnosis.as_ref()).map(|d| format!(": {d}")).unwrap_or_default();
+            format!("restarting (back-off{last}){why}")
+        }
+        // With probes: whether it counts as ready (and what last failed).
+        (ContainerState::Running, _) if c.probe.is_some() => {
+            let p = c.probe.as_ref().unwrap();
+            let mut s = if !p.started { "running, starting".to_string() } else if c.ready { "running, ready".to_string() } else { "running, not ready".to_string() };
+            if let (false, Some(f)) = (c.ready, &p.last_failure) {
+                s.push_str(&format!(" ({f})"));
+            }
+            if let Some(e) = c.last_exit.as_ref().and_then(|e| e.diagnosis.as_ref()) {
+                s.push_str(&format!("; last run: {e}"));
+            }
+            s
+        }
+        (s, _) => format!("{s:?}").to_lowercase(),
+    }
 }
 
 pub fn exec(ctx: &Ctx, a: &ExecArgs) -> anyhow::Result<i32> {

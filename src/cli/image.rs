@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::Subcommand;
 
 use crate::image::registry::{self, Progress, PullOptions};
+use crate::image::store::Store;
 use crate::image::{import, load};
 use crate::pod::Ctx;
 
@@ -78,19 +79,7 @@ fn size(b: u64) -> String {
 pub fn run(ctx: &Ctx, cmd: &ImageCmd) -> anyhow::Result<i32> {
     let store = ctx.image_store()?;
     match cmd {
-        ImageCmd::Pull { reference, creds, authfile, registries_conf, json, quiet } => {
-            let creds = match creds {
-                Some(c) => Some(c.split_once(':').map(|(u, p)| (u.to_string(), p.to_string())).ok_or_else(|| anyhow::anyhow!("--creds: expected USER:PASSWORD"))?),
-                None => None,
-            };
-            let progress = if *quiet { Progress::Quiet } else if *json { Progress::Json } else { Progress::Lines };
-            let opts = PullOptions { creds, authfile: authfile.clone(), registries_conf: registries_conf.clone(), progress };
-            let info = registry::pull(&store, reference, &opts)?;
-            if !*json && !*quiet {
-                println!("{}", info.digest);
-            }
-            Ok(0)
-        }
+        ImageCmd::Pull { reference, creds, authfile, registries_conf, json, quiet } => pull(&store, reference, creds.as_deref(), authfile, registries_conf, *json, *quiet),
         ImageCmd::Load { input, name, json } => {
             let loaded = load::load(&store, input, name.as_deref())?;
             for (n, d) in &loaded {
@@ -107,19 +96,7 @@ pub fn run(ctx: &Ctx, cmd: &ImageCmd) -> anyhow::Result<i32> {
             println!("{n} {d}");
             Ok(0)
         }
-        ImageCmd::Ls { json } => {
-            let list = store.list()?;
-            if *json {
-                println!("{}", serde_json::to_string_pretty(&list.iter().map(|i| serde_json::json!({"names": i.names, "digest": i.digest, "id": i.id(), "size": i.size, "layers": i.layers.len(), "created": i.created})).collect::<Vec<_>>())?);
-                return Ok(0);
-            }
-            let rows: Vec<Vec<String>> = list
-                .iter()
-                .flat_map(|i| i.names.iter().map(move |n| vec![n.clone(), i.id().to_string(), i.layers.len().to_string(), size(i.size), i.created.clone()]))
-                .collect();
-            super::table(&["NAME", "ID", "LAYERS", "SIZE", "CREATED"], &rows);
-            Ok(0)
-        }
+        ImageCmd::Ls { json } => list(&store, *json),
         ImageCmd::Inspect { image } => {
             println!("{}", serde_json::to_string_pretty(&store.image(image)?)?);
             Ok(0)
@@ -151,4 +128,34 @@ pub fn run(ctx: &Ctx, cmd: &ImageCmd) -> anyhow::Result<i32> {
             Ok(0)
         }
     }
+}
+
+/// `image pull`: USER:PASSWORD credentials, progress as lines, JSON or nothing; the digest last.
+fn pull(store: &Store, reference: &str, creds: Option<&str>, authfile: &Option<PathBuf>, registries_conf: &Option<PathBuf>, json: bool, quiet: bool) -> anyhow::Result<i32> {
+    let creds = match creds {
+        Some(c) => Some(c.split_once(':').map(|(u, p)| (u.to_string(), p.to_string())).ok_or_else(|| anyhow::anyhow!("--creds: expected USER:PASSWORD"))?),
+        None => None,
+    };
+    let progress = if quiet { Progress::Quiet } else if json { Progress::Json } else { Progress::Lines };
+    let opts = PullOptions { creds, authfile: authfile.clone(), registries_conf: registries_conf.clone(), progress };
+    let info = registry::pull(store, reference, &opts)?;
+    if !json && !quiet {
+        println!("{}", info.digest);
+    }
+    Ok(0)
+}
+
+/// `image ls`: one row per name, or JSON.
+fn list(store: &Store, json: bool) -> anyhow::Result<i32> {
+    let list = store.list()?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&list.iter().map(|i| serde_json::json!({"names": i.names, "digest": i.digest, "id": i.id(), "size": i.size, "layers": i.layers.len(), "created": i.created})).collect::<Vec<_>>())?);
+        return Ok(0);
+    }
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .flat_map(|i| i.names.iter().map(move |n| vec![n.clone(), i.id().to_string(), i.layers.len().to_string(), size(i.size), i.created.clone()]))
+        .collect();
+    super::table(&["NAME", "ID", "LAYERS", "SIZE", "CREATED"], &rows);
+    Ok(0)
 }

@@ -8,53 +8,14 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use ipnet::Ipv4Net;
 
-use crate::network::{self, NetConfig, PortMapping, Protocol, config, ipam, view};
+use crate::network::{self, NetConfig, PortMapping, config, ipam, view};
 use crate::pod::Ctx;
 use crate::pod::model::ContainerState;
 
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum NetworkCmd {
     /// Change the node network config (only the given options; the rest is kept).
-    Config {
-        #[arg(long)]
-        bridge: Option<String>,
-        /// Pod subnet of this node, e.g. 10.244.0.0/24.
-        #[arg(long, conflicts_with_all = ["cluster_cidr", "node_index"])]
-        subnet: Option<Ipv4Net>,
-        /// Cluster-wide pod range; with --node-index picks this node's slice of it.
-        #[arg(long, requires = "node_index")]
-        cluster_cidr: Option<Ipv4Net>,
-        #[arg(long, requires = "cluster_cidr")]
-        node_index: Option<u32>,
-        /// Prefix length of a node's slice of --cluster-cidr.
-        #[arg(long, default_value_t = 24)]
-        node_mask: u8,
-        /// Bridge address (default: first address of the subnet).
-        #[arg(long)]
-        gateway: Option<std::net::Ipv4Addr>,
-        #[arg(long)]
-        mtu: Option<u32>,
-        #[arg(long)]
-        hairpin: Option<bool>,
-        #[arg(long)]
-        masquerade: Option<bool>,
-        /// Destinations not masqueraded (repeatable; replaces the list; "none" empties it).
-        #[arg(long = "no-masquerade-dst")]
-        no_masquerade_dst: Vec<String>,
-        /// Wire pods with the CNI plugins of the first network config list in --cni-conf-dir
-        /// instead of the built-in bridge.
-        #[arg(long, conflicts_with = "builtin")]
-        cni: bool,
-        /// Where the CNI network configs are (implies --cni; default /etc/cni/net.d).
-        #[arg(long, conflicts_with = "builtin")]
-        cni_conf_dir: Option<PathBuf>,
-        /// Where the CNI plugins are, colon-separated (implies --cni; default /usr/lib/cni:/opt/cni/bin).
-        #[arg(long, conflicts_with = "builtin")]
-        cni_bin_dir: Option<String>,
-        /// Back to the built-in bridge.
-        #[arg(long)]
-        builtin: bool,
-    },
+    Config(ConfigFlags),
     /// Print the config and the live state (bridge, attached veths, addresses, host ports), then a
     /// picture of the node's network read from the kernel: interfaces, bridge ports, each pod's
     /// veth pair with its IP and the processes sharing its namespace, routes.
@@ -81,7 +42,7 @@ pub enum NetworkCmd {
         #[arg(long)]
         netns: PathBuf,
         /// HOST:CONTAINER[/tcp|udp], repeatable.
-        #[arg(short = 'p', long = "port", value_parser = parse_port)]
+        #[arg(short = 'p', long = "port")]
         ports: Vec<PortMapping>,
     },
     /// Detach pod ID (idempotent).
@@ -101,6 +62,49 @@ pub enum NetworkCmd {
     },
 }
 
+/// The options of `network config`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ConfigFlags {
+    #[arg(long)]
+    pub bridge: Option<String>,
+    /// Pod subnet of this node, e.g. 10.244.0.0/24.
+    #[arg(long, conflicts_with_all = ["cluster_cidr", "node_index"])]
+    pub subnet: Option<Ipv4Net>,
+    /// Cluster-wide pod range; with --node-index picks this node's slice of it.
+    #[arg(long, requires = "node_index")]
+    pub cluster_cidr: Option<Ipv4Net>,
+    #[arg(long, requires = "cluster_cidr")]
+    pub node_index: Option<u32>,
+    /// Prefix length of a node's slice of --cluster-cidr.
+    #[arg(long, default_value_t = 24)]
+    pub node_mask: u8,
+    /// Bridge address (default: first address of the subnet).
+    #[arg(long)]
+    pub gateway: Option<std::net::Ipv4Addr>,
+    #[arg(long)]
+    pub mtu: Option<u32>,
+    #[arg(long)]
+    pub hairpin: Option<bool>,
+    #[arg(long)]
+    pub masquerade: Option<bool>,
+    /// Destinations not masqueraded (repeatable; replaces the list; "none" empties it).
+    #[arg(long = "no-masquerade-dst")]
+    pub no_masquerade_dst: Vec<String>,
+    /// Wire pods with the CNI plugins of the first network config list in --cni-conf-dir
+    /// instead of the built-in bridge.
+    #[arg(long, conflicts_with = "builtin")]
+    pub cni: bool,
+    /// Where the CNI network configs are (implies --cni; default /etc/cni/net.d).
+    #[arg(long, conflicts_with = "builtin")]
+    pub cni_conf_dir: Option<PathBuf>,
+    /// Where the CNI plugins are, colon-separated (implies --cni; default /usr/lib/cni:/opt/cni/bin).
+    #[arg(long, conflicts_with = "builtin")]
+    pub cni_bin_dir: Option<String>,
+    /// Back to the built-in bridge.
+    #[arg(long)]
+    pub builtin: bool,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
     Text,
@@ -108,94 +112,10 @@ pub enum Format {
     Svg,
 }
 
-pub fn parse_port(s: &str) -> Result<PortMapping, String> {
-    let (ports, proto) = match s.split_once('/') {
-        None => (s, Protocol::Tcp),
-        Some((p, "tcp")) => (p, Protocol::Tcp),
-        Some((p, "udp")) => (p, Protocol::Udp),
-        Some((_, other)) => return Err(format!("unknown protocol {other:?} (tcp or udp)")),
-    };
-    let (h, c) = ports.split_once(':').ok_or_else(|| format!("{s:?}: expected HOST:CONTAINER[/tcp|udp]"))?;
-    let num = |x: &str| x.parse::<u16>().ok().filter(|&n| n != 0).ok_or_else(|| format!("{x:?} is not a port (1-65535)"));
-    Ok(PortMapping { host_port: num(h)?, container_port: num(c)?, protocol: proto })
-}
-
 pub fn run(ctx: &Ctx, cmd: NetworkCmd) -> anyhow::Result<i32> {
     let root = ctx.root.path.as_path();
     match cmd {
-        NetworkCmd::Config { bridge, subnet, cluster_cidr, node_index, node_mask, gateway, mtu, hairpin, masquerade, no_masquerade_dst, cni, cni_conf_dir, cni_bin_dir, builtin } => {
-            let old = NetConfig::load(root)?;
-            let mut cfg = old.clone();
-            if builtin {
-                cfg.cni = None;
-            }
-            if cni || cni_conf_dir.is_some() || cni_bin_dir.is_some() {
-                let mut c = cfg.cni.take().unwrap_or_default();
-                if let Some(d) = cni_conf_dir {
-                    c.conf_dir = d;
-                }
-                if let Some(b) = cni_bin_dir {
-                    c.bin_dirs = std::env::split_paths(&b).collect();
-                }
-                // Say now, not at the first pod, when there is nothing to use.
-                let list = network::cni::conf::load_dir(&c.conf_dir)?;
-                for i in 0..list.plugins.len() {
-                    network::cni::exec::find_plugin(list.plugin_type(i), &c.bin_dirs)?;
-                }
-                cfg.cni = Some(c);
-            }
-            let attached = network::cni::cache::all(root)?;
-            if cfg.cni != old.cni && (!attached.is_empty() || !ipam::allocations(root)?.is_empty()) {
-                bail!("cannot switch between the built-in bridge and CNI (or change the CNI dirs) while pods are attached; remove the pods first");
-            }
-            if let Some(b) = bridge {
-                cfg.bridge = b;
-            }
-            let subnet = match (subnet, cluster_cidr, node_index) {
-                (Some(s), _, _) => Some(s),
-                (None, Some(c), Some(i)) => Some(config::node_subnet(c, i, node_mask)?),
-                _ => None,
-            };
-            if let Some(s) = subnet {
-                cfg.subnet = s;
-                cfg.gateway = config::first_host(s);
-            }
-            if let Some(g) = gateway {
-                cfg.gateway = g;
-            }
-            if let Some(m) = mtu {
-                cfg.mtu = m;
-            }
-            if let Some(h) = hairpin {
-                cfg.hairpin = h;
-            }
-            if let Some(m) = masquerade {
-                cfg.masquerade = m;
-            }
-            if !no_masquerade_dst.is_empty() {
-                cfg.no_masquerade_dst = no_masquerade_dst
-                    .iter()
-                    .filter(|s| s.as_str() != "none")
-                    .map(|s| s.parse().with_context(|| format!("--no-masquerade-dst {s:?}")))
-                    .collect::<anyhow::Result<_>>()?;
-            }
-            let in_use = ipam::allocations(root)?;
-            if (cfg.subnet != old.subnet || cfg.gateway != old.gateway || cfg.bridge != old.bridge) && !in_use.is_empty() {
-                bail!(
-                    "cannot change the bridge, subnet or gateway while {} pod address(es) are allocated (first: {} for pod {}); remove the pods first",
-                    in_use.len(),
-                    in_use[0].ip,
-                    in_use[0].pod_id
-                );
-            }
-            // A node network another root owns is not ours to reconfigure; refused before saving.
-            network::check_owner(root, &old.bridge)?;
-            cfg.save(root)?;
-            // Takes effect now (NAT policy, stale bridge address), not at the next pod.
-            network::reconfigure(root, &old, &cfg)?;
-            println!("{}", serde_json::to_string_pretty(&cfg)?);
-            Ok(0)
-        }
+        NetworkCmd::Config(flags) => configure(root, flags),
         NetworkCmd::Show { json, format: Some(f) } if !json && f != Format::Text => {
             let dot = view::dot(&view::gather(&sandboxes(ctx)?)?);
             if f == Format::Dot {
@@ -217,28 +137,7 @@ pub fn run(ctx: &Ctx, cmd: NetworkCmd) -> anyhow::Result<i32> {
                 print!("{}", view::text(&view::gather(&sandboxes(ctx)?)?));
                 return Ok(0);
             }
-            let c = &st.config;
-            let nomasq: Vec<String> = c.no_masquerade_dst.iter().map(|n| n.to_string()).collect();
-            println!("bridge      {} ({})", c.bridge, if st.bridge_present { "present" } else { "not created yet" });
-            println!("subnet      {}  gateway {}  mtu {}", c.subnet, c.gateway, c.mtu);
-            println!("hairpin     {}  masquerade {} (except to {})", c.hairpin, c.masquerade, nomasq.join(", "));
-            println!("addresses   {}", st.bridge_addresses.join(", "));
-            println!("ports:");
-            for p in &st.ports {
-                let ip = p.ip.map(|i| i.to_string()).unwrap_or_else(|| "-".into());
-                let id = p.pod_id.as_deref().unwrap_or("(unknown pod)");
-                println!("  {:<15} {:<4} {:<15} {}", p.host_veth, if p.oper_up { "up" } else { "down" }, ip, id);
-            }
-            let orphans: Vec<_> = st.allocations.iter().filter(|(ip, _)| !st.ports.iter().any(|p| p.ip == Some(*ip))).collect();
-            for (ip, id) in orphans {
-                println!("  (no veth)            {ip:<15} {id}");
-            }
-            if !st.host_ports.is_empty() {
-                println!("host ports:");
-                for h in &st.host_ports {
-                    println!("  {h}");
-                }
-            }
+            print_builtin(&st);
             println!();
             print!("{}", view::text(&view::gather(&sandboxes(ctx)?)?));
             Ok(0)
@@ -270,6 +169,122 @@ pub fn run(ctx: &Ctx, cmd: NetworkCmd) -> anyhow::Result<i32> {
         NetworkCmd::Gc { live } => {
             network::gc(root, &live)?;
             Ok(0)
+        }
+    }
+}
+
+/// `network config`: the flags over the saved config, refused while pods depend on what they
+/// change; applied to the node at once.
+fn configure(root: &std::path::Path, f: ConfigFlags) -> anyhow::Result<i32> {
+    let old = NetConfig::load(root)?;
+    let mut cfg = old.clone();
+    apply_cni_flags(&mut cfg, &f)?;
+    let attached = network::cni::cache::all(root)?;
+    if cfg.cni != old.cni && (!attached.is_empty() || !ipam::allocations(root)?.is_empty()) {
+        bail!("cannot switch between the built-in bridge and CNI (or change the CNI dirs) while pods are attached; remove the pods first");
+    }
+    apply_bridge_flags(&mut cfg, f)?;
+    let in_use = ipam::allocations(root)?;
+    if (cfg.subnet != old.subnet || cfg.gateway != old.gateway || cfg.bridge != old.bridge) && !in_use.is_empty() {
+        bail!(
+            "cannot change the bridge, subnet or gateway while {} pod address(es) are allocated (first: {} for pod {}); remove the pods first",
+            in_use.len(),
+            in_use[0].ip,
+            in_use[0].pod_id
+        );
+    }
+    // A node network another root owns is not ours to reconfigure; refused before saving.
+    network::check_owner(root, &old.bridge)?;
+    cfg.save(root)?;
+    // Takes effect now (NAT policy, stale bridge address), not at the next pod.
+    network::reconfigure(root, &old, &cfg)?;
+    println!("{}", serde_json::to_string_pretty(&cfg)?);
+    Ok(0)
+}
+
+/// --builtin, --cni, --cni-conf-dir, --cni-bin-dir; the plugins are looked for now.
+fn apply_cni_flags(cfg: &mut NetConfig, f: &ConfigFlags) -> anyhow::Result<()> {
+    if f.builtin {
+        cfg.cni = None;
+    }
+    if f.cni || f.cni_conf_dir.is_some() || f.cni_bin_dir.is_some() {
+        let mut c = cfg.cni.take().unwrap_or_default();
+        if let Some(d) = &f.cni_conf_dir {
+            c.conf_dir = d.clone();
+        }
+        if let Some(b) = &f.cni_bin_dir {
+            c.bin_dirs = std::env::split_paths(b).collect();
+        }
+        // Say now, not at the first pod, when there is nothing to use.
+        let list = network::cni::conf::load_dir(&c.conf_dir)?;
+        for i in 0..list.plugins.len() {
+            network::cni::exec::find_plugin(list.plugin_type(i), &c.bin_dirs)?;
+        }
+        cfg.cni = Some(c);
+    }
+    Ok(())
+}
+
+/// The built-in bridge's flags: name, subnet (given, or this node's slice of the cluster's),
+/// gateway, MTU, hairpin, masquerading.
+fn apply_bridge_flags(cfg: &mut NetConfig, f: ConfigFlags) -> anyhow::Result<()> {
+    if let Some(b) = f.bridge {
+        cfg.bridge = b;
+    }
+    let subnet = match (f.subnet, f.cluster_cidr, f.node_index) {
+        (Some(s), _, _) => Some(s),
+        (None, Some(c), Some(i)) => Some(config::node_subnet(c, i, f.node_mask)?),
+        _ => None,
+    };
+    if let Some(s) = subnet {
+        cfg.subnet = s;
+        cfg.gateway = config::first_host(s);
+    }
+    if let Some(g) = f.gateway {
+        cfg.gateway = g;
+    }
+    if let Some(m) = f.mtu {
+        cfg.mtu = m;
+    }
+    if let Some(h) = f.hairpin {
+        cfg.hairpin = h;
+    }
+    if let Some(m) = f.masquerade {
+        cfg.masquerade = m;
+    }
+    if !f.no_masquerade_dst.is_empty() {
+        cfg.no_masquerade_dst = f
+            .no_masquerade_dst
+            .iter()
+            .filter(|s| s.as_str() != "none")
+            .map(|s| s.parse().with_context(|| format!("--no-masquerade-dst {s:?}")))
+            .collect::<anyhow::Result<_>>()?;
+    }
+    Ok(())
+}
+
+/// `network show` of the built-in bridge: config, bridge, the pods' veths and addresses, host ports.
+fn print_builtin(st: &network::NetStatus) {
+    let c = &st.config;
+    let nomasq: Vec<String> = c.no_masquerade_dst.iter().map(|n| n.to_string()).collect();
+    println!("bridge      {} ({})", c.bridge, if st.bridge_present { "present" } else { "not created yet" });
+    println!("subnet      {}  gateway {}  mtu {}", c.subnet, c.gateway, c.mtu);
+    println!("hairpin     {}  masquerade {} (except to {})", c.hairpin, c.masquerade, nomasq.join(", "));
+    println!("addresses   {}", st.bridge_addresses.join(", "));
+    println!("ports:");
+    for p in &st.ports {
+        let ip = p.ip.map(|i| i.to_string()).unwrap_or_else(|| "-".into());
+        let id = p.pod_id.as_deref().unwrap_or("(unknown pod)");
+        println!("  {:<15} {:<4} {:<15} {}", p.host_veth, if p.oper_up { "up" } else { "down" }, ip, id);
+    }
+    let orphans: Vec<_> = st.allocations.iter().filter(|(ip, _)| !st.ports.iter().any(|p| p.ip == Some(*ip))).collect();
+    for (ip, id) in orphans {
+        println!("  (no veth)            {ip:<15} {id}");
+    }
+    if !st.host_ports.is_empty() {
+        println!("host ports:");
+        for h in &st.host_ports {
+            println!("  {h}");
         }
     }
 }
@@ -335,18 +350,4 @@ fn svg(dot: &str) -> anyhow::Result<String> {
         bail!("dot failed: {}", String::from_utf8_lossy(&out.stderr).trim());
     }
     String::from_utf8(out.stdout).context("dot wrote non-UTF-8")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ports_parse() {
-        assert_eq!(parse_port("8080:80").unwrap(), PortMapping { host_port: 8080, container_port: 80, protocol: Protocol::Tcp });
-        assert_eq!(parse_port("53:5353/udp").unwrap().protocol, Protocol::Udp);
-        assert!(parse_port("80").is_err());
-        assert!(parse_port("0:80").is_err());
-        assert!(parse_port("80:80/sctp").is_err());
-    }
 }

@@ -233,40 +233,8 @@ pub fn run(cli: &OciCli) -> anyhow::Result<i32> {
             };
             return Ok(rt.exec(&a)?);
         }
-        OciCmd::List { format, quiet } => {
-            let all = rt.list()?;
-            match (format, quiet) {
-                (_, true) => all.iter().for_each(|(r, _)| println!("{}", r.id)),
-                (Format::Json, _) => {
-                    let v: Vec<_> = all.iter().map(|(r, s)| rt.state_json(r, *s)).collect();
-                    println!("{}", serde_json::to_string_pretty(&v)?);
-                }
-                (Format::Table, _) => {
-                    let rows: Vec<Vec<String>> = all
-                        .iter()
-                        .map(|(r, s)| vec![r.id.clone(), rt.state_json(r, *s)["pid"].to_string(), s.as_str().into(), r.bundle.display().to_string(), r.created.clone()])
-                        .collect();
-                    super::table(&["ID", "PID", "STATUS", "BUNDLE", "CREATED"], &rows);
-                }
-            }
-        }
-        OciCmd::Ps { format, id } => {
-            let rec = rt.load(id)?;
-            let pids = rt.processes(&rec);
-            match format {
-                Format::Json => println!("{}", serde_json::to_string(&pids)?),
-                Format::Table => {
-                    let rows: Vec<Vec<String>> = pids
-                        .iter()
-                        .map(|p| {
-                            let cmd = std::fs::read(format!("/proc/{p}/cmdline")).unwrap_or_default();
-                            vec![p.to_string(), String::from_utf8_lossy(&cmd).replace('\0', " ").trim_end().to_string()]
-                        })
-                        .collect();
-                    super::table(&["PID", "CMD"], &rows);
-                }
-            }
-        }
+        OciCmd::List { format, quiet } => print_list(&rt, *format, *quiet)?,
+        OciCmd::Ps { format, id } => print_ps(&rt, *format, id)?,
         OciCmd::Features => println!("{}", serde_json::to_string_pretty(&oci::spec::features())?),
         OciCmd::Spec { bundle, rootless } => {
             if *rootless {
@@ -282,4 +250,44 @@ pub fn run(cli: &OciCli) -> anyhow::Result<i32> {
         }
     }
     Ok(0)
+}
+
+/// `list`: every container, as a table, JSON (their OCI states) or ids alone.
+fn print_list(rt: &Runtime, format: Format, quiet: bool) -> anyhow::Result<()> {
+    let all = rt.list()?;
+    match (format, quiet) {
+        (_, true) => all.iter().for_each(|(r, _)| println!("{}", r.id)),
+        (Format::Json, _) => {
+            let v: Vec<_> = all.iter().map(|(r, s)| rt.state_json(r, *s)).collect();
+            println!("{}", serde_json::to_string_pretty(&v)?);
+        }
+        (Format::Table, _) => {
+            let rows: Vec<Vec<String>> = all
+                .iter()
+                .map(|(r, s)| vec![r.id.clone(), rt.state_json(r, *s)["pid"].to_string(), s.as_str().into(), r.bundle.display().to_string(), r.created.clone()])
+                .collect();
+            super::table(&["ID", "PID", "STATUS", "BUNDLE", "CREATED"], &rows);
+        }
+    }
+    Ok(())
+}
+
+/// `ps`: the container's processes, as a table with their command lines or JSON PIDs.
+fn print_ps(rt: &Runtime, format: Format, id: &str) -> anyhow::Result<()> {
+    let rec = rt.load(id)?;
+    let pids = rt.processes(&rec);
+    match format {
+        Format::Json => println!("{}", serde_json::to_string(&pids)?),
+        Format::Table => {
+            let rows: Vec<Vec<String>> = pids
+                .iter()
+                .map(|p| {
+                    let cmd = std::fs::read(format!("/proc/{p}/cmdline")).unwrap_or_default();
+                    vec![p.to_string(), String::from_utf8_lossy(&cmd).replace('\0', " ").trim_end().to_string()]
+                })
+                .collect();
+            super::table(&["PID", "CMD"], &rows);
+        }
+    }
+    Ok(())
 }

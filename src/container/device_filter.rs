@@ -145,6 +145,29 @@ pub fn attach(cgroup: &Path, devices: &[LinuxDeviceCgroup]) -> Result<()> {
         rules.extend(rule(d)?);
     }
     let insns: Vec<u8> = program(&rules).iter().flat_map(|i| [[i.0, i.1], i.2.to_le_bytes()].concat().into_iter().chain(i.3.to_le_bytes())).collect();
+    let prog = load_program(&insns)?;
+    let dir = std::fs::File::open(cgroup).map_err(|e| bpf_err(&format!("opening cgroup {}", cgroup.display()), e))?;
+    #[repr(C)]
+    struct ProgAttach {
+        target_fd: u32,
+        attach_bpf_fd: u32,
+        attach_type: u32,
+        attach_flags: u32,
+        replace_bpf_fd: u32,
+    }
+    let attach = ProgAttach { target_fd: dir.as_raw_fd() as u32, attach_bpf_fd: prog.as_raw_fd() as u32, attach_type: BPF_CGROUP_DEVICE, attach_flags: BPF_F_ALLOW_MULTI, replace_bpf_fd: 0 };
+    // SAFETY: bpf(2) reads the attribute we own for the duration of the call; both descriptors
+    // it names are open.
+    let rc = unsafe { libc::syscall(libc::SYS_bpf, BPF_PROG_ATTACH, &attach as *const ProgAttach, std::mem::size_of::<ProgAttach>()) };
+    if rc < 0 {
+        return Err(bpf_err(&format!("attaching the device filter to {}", cgroup.display()), std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+/// BPF_PROG_LOAD of the device program `insns` (8 bytes each); on failure loaded again with the
+/// verifier's log, to say why.
+fn load_program(insns: &[u8]) -> Result<OwnedFd> {
     let license = c"MIT";
     let mut log = vec![0u8; 64 * 1024];
     // union bpf_attr for BPF_PROG_LOAD, up to expected_attach_type.
@@ -173,11 +196,10 @@ pub fn attach(cgroup: &Path, devices: &[LinuxDeviceCgroup]) -> Result<()> {
     };
     attr.prog_name[..6].copy_from_slice(b"podbox");
     // SAFETY: bpf(2) reads `size_of::<ProgLoad>()` bytes of the attribute we own, which outlives
-    // the call; its instructions and log buffer pointers point into live vectors.
+    // the call; its instructions and log buffer pointers point into live buffers.
     let load = |attr: &ProgLoad| unsafe { libc::syscall(libc::SYS_bpf, BPF_PROG_LOAD, attr as *const ProgLoad, std::mem::size_of::<ProgLoad>()) };
     let mut fd = load(&attr);
     if fd < 0 {
-        // Load again with the verifier's log, to say why.
         let first = std::io::Error::last_os_error();
         attr.log_level = 1;
         attr.log_size = log.len() as u32;
@@ -190,24 +212,7 @@ pub fn attach(cgroup: &Path, devices: &[LinuxDeviceCgroup]) -> Result<()> {
         }
     }
     // SAFETY: `fd` is the new program descriptor bpf(2) just returned to us; nothing else owns it.
-    let prog = unsafe { OwnedFd::from_raw_fd(fd as i32) };
-    let dir = std::fs::File::open(cgroup).map_err(|e| bpf_err(&format!("opening cgroup {}", cgroup.display()), e))?;
-    #[repr(C)]
-    struct ProgAttach {
-        target_fd: u32,
-        attach_bpf_fd: u32,
-        attach_type: u32,
-        attach_flags: u32,
-        replace_bpf_fd: u32,
-    }
-    let attach = ProgAttach { target_fd: dir.as_raw_fd() as u32, attach_bpf_fd: prog.as_raw_fd() as u32, attach_type: BPF_CGROUP_DEVICE, attach_flags: BPF_F_ALLOW_MULTI, replace_bpf_fd: 0 };
-    // SAFETY: bpf(2) reads the attribute we own for the duration of the call; both descriptors
-    // it names are open.
-    let rc = unsafe { libc::syscall(libc::SYS_bpf, BPF_PROG_ATTACH, &attach as *const ProgAttach, std::mem::size_of::<ProgAttach>()) };
-    if rc < 0 {
-        return Err(bpf_err(&format!("attaching the device filter to {}", cgroup.display()), std::io::Error::last_os_error()));
-    }
-    Ok(())
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
 
 #[cfg(test)]

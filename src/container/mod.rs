@@ -17,6 +17,7 @@ pub mod attach;
 pub mod cgroups;
 pub mod create;
 mod device_filter;
+pub mod env;
 pub mod exec;
 pub mod hooks;
 pub mod init;
@@ -30,6 +31,7 @@ pub mod safe_path;
 pub mod sealed_exe;
 pub mod seccomp;
 pub mod spawn;
+pub mod supervisor;
 pub mod tee;
 pub mod terminal;
 pub mod unsupported;
@@ -40,6 +42,8 @@ use serde::{Deserialize, Serialize};
 
 pub use monitor::{Started, start};
 pub use process::ProcRef;
+// The supervisor's records and policy, where callers have always found them.
+pub use supervisor::{CURRENT_FILE, CurrentRun, EXIT_FILE, ExitRecord, RestartPolicy, STOP_FILE};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ContainerError {
@@ -133,62 +137,4 @@ impl Default for LogLimits {
     fn default() -> Self {
         LogLimits { max_size: 10 << 20, max_files: 5, cri_format: false }
     }
-}
-
-/// How a container ended; written by its monitor as `exit.json` in the state directory.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ExitRecord {
-    /// Exit code as a shell reports it (128 + signal when killed by a signal).
-    pub code: i32,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub signal: Option<i32>,
-    pub finished_at: String,
-    #[serde(default)]
-    pub oom_killed: bool,
-    /// Why it never ran, when it failed before exec.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    /// Extra explanation added by the caller's exit hook (e.g. who holds a port).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub diagnosis: Option<String>,
-}
-
-pub const EXIT_FILE: &str = "exit.json";
-
-/// When the monitor starts a container again (restart policy), what runs now and how the last
-/// run ended; kept up to date in `current.json` next to `exit.json`.
-pub const CURRENT_FILE: &str = "current.json";
-
-/// Written by whoever stops or removes a container: its monitor must not start it again.
-pub const STOP_FILE: &str = "stop-requested";
-
-/// When the monitor starts a container's process again after it ended (Kubernetes' restartPolicy).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub enum RestartPolicy {
-    #[default]
-    Never,
-    OnFailure,
-    Always,
-}
-
-impl RestartPolicy {
-    pub fn restarts_after(self, code: i32) -> bool {
-        match self {
-            RestartPolicy::Never => false,
-            RestartPolicy::OnFailure => code != 0,
-            RestartPolicy::Always => true,
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CurrentRun {
-    /// The running process; None while waiting out the back-off before the next start.
-    pub pid: Option<ProcRef>,
-    pub restarts: u32,
-    pub started_at: Option<String>,
-    pub last_exit: Option<ExitRecord>,
-    /// When the next start is due, while backing off.
-    pub next_start_at: Option<String>,
 }

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use oci_spec::image::ImageConfiguration;
 
 use super::{ImageError, Result};
+use crate::container::env as process_env;
 
 /// The argv: (`entrypoint` or the image's Entrypoint) followed by (`cmd`, or the image's Cmd
 /// unless an entrypoint was given).
@@ -30,22 +31,9 @@ pub fn argv(image: &ImageConfiguration, entrypoint: Option<&[String]>, cmd: Opti
 
 /// The image's environment with `user`'s variables set over it.
 pub fn env(image: &ImageConfiguration, user: &[(String, String)]) -> Vec<(String, String)> {
-    let mut out: Vec<(String, String)> = image
-        .config()
-        .as_ref()
-        .and_then(|c| c.env().clone())
-        .unwrap_or_default()
-        .iter()
-        .map(|e| match e.split_once('=') {
-            Some((k, v)) => (k.to_string(), v.to_string()),
-            None => (e.clone(), String::new()),
-        })
-        .collect();
-    for (k, v) in user {
-        out.retain(|(ek, _)| ek != k);
-        out.push((k.clone(), v.clone()));
-    }
-    out
+    let mut vars = image.config().as_ref().and_then(|c| c.env().clone()).unwrap_or_default();
+    process_env::merge(&mut vars, process_env::entries(user));
+    vars.iter().map(|e| (process_env::key(e).to_string(), e.split_once('=').map_or("", |(_, v)| v).to_string())).collect()
 }
 
 pub fn working_dir(image: &ImageConfiguration) -> Option<String> {

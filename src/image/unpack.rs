@@ -141,26 +141,8 @@ fn unpack_entry<R: Read>(root: &OwnedFd, dest: &Path, mut entry: tar::Entry<'_, 
         return Ok(());
     }
     let h = entry.header().clone();
-    let mode = h.mode().map_err(|e| fail(e.to_string()))? & 0o7777;
-    let (mut uid, mut gid) = (h.uid().unwrap_or(0) as u32, h.gid().unwrap_or(0) as u32);
-    let mtime = h.mtime().unwrap_or(0) as i64;
-    let mut xattrs: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
-    if let Ok(Some(pax)) = entry.pax_extensions() {
-        for ext in pax.flatten() {
-            let k = ext.key_bytes();
-            if let Some(name) = k.strip_prefix(b"SCHILY.xattr.") {
-                // overlayfs' own attributes (opaque, redirect, metacopy, origin) steer how it
-                // reads the lower layers: only the whiteout conversion above may set them.
-                if !name.starts_with(b"trusted.overlay.") {
-                    xattrs.push((name.to_vec(), ext.value_bytes().to_vec()));
-                }
-            } else if k == b"uid" {
-                uid = std::str::from_utf8(ext.value_bytes()).ok().and_then(|v| v.parse().ok()).unwrap_or(uid);
-            } else if k == b"gid" {
-                gid = std::str::from_utf8(ext.value_bytes()).ok().and_then(|v| v.parse().ok()).unwrap_or(gid);
-            }
-        }
-    }
+    let meta = entry_meta(&mut entry, &h, &fail)?;
+    let (mode, uid, gid) = (meta.mode, meta.uid, meta.gid);
     let Some((name, parents)) = comps.split_last() else {
         // "./": the layer's root directory itself.
         if kind.is_dir() {
@@ -197,56 +179,112 @@ fn unpack_entry<R: Read>(root: &OwnedFd, dest: &Path, mut entry: tar::Entry<'_, 
             }
             let fd = open_dir(Some(&parent), name).map_err(|e| fail(e.to_string()))?;
             set_owner_mode(&fd, uid, gid, mode).map_err(io_fail)?;
-            for (k, v) in &xattrs {
-                set_xattr_fd(&fd, k, v).map_err(|e| fail(format!("xattr {}: {e}", String::from_utf8_lossy(k))))?;
-            }
+            set_xattrs(&fd, &meta.xattrs, &fail)?;
         }
-        tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
-            let fd = openat(&parent, *name, OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::from_bits_truncate(0o600))
-                .map_err(|e| fail(e.to_string()))?;
-            let mut f = File::from(fd);
-            // Large writes: the decoder hands out small pieces.
-            let mut w = std::io::BufWriter::with_capacity(256 * 1024, &mut f);
-            std::io::copy(&mut entry, &mut w).map_err(io_fail)?;
-            w.flush().map_err(io_fail)?;
-            drop(w);
-            // chown before chmod: chown clears the setuid and setgid bits.
-            set_owner_mode(&f, uid, gid, mode).map_err(io_fail)?;
-            for (k, v) in &xattrs {
-                set_xattr_fd(&f, k, v).map_err(|e| fail(format!("xattr {}: {e}", String::from_utf8_lossy(k))))?;
-            }
-            let t = nix::sys::time::TimeSpec::new(mtime, 0);
-            nix::sys::stat::futimens(f.as_fd(), &t, &t).map_err(|e| fail(e.to_string()))?;
-        }
-        tar::EntryType::Symlink => {
-            let target = entry.link_name_bytes().ok_or_else(|| fail("a symlink without a target".into()))?.into_owned();
-            symlinkat(OsStr::from_bytes(&target), &parent, *name).map_err(|e| fail(e.to_string()))?;
-            fchownat(&parent, *name, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)), AtFlags::AT_SYMLINK_NOFOLLOW).map_err(|e| fail(e.to_string()))?;
-            let t = nix::sys::time::TimeSpec::new(mtime, 0);
-            let _ = nix::sys::stat::utimensat(&parent, *name, &t, &t, nix::sys::stat::UtimensatFlags::NoFollowSymlink);
-        }
+        tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => write_regular(&parent, name, &mut entry, &meta, &fail)?,
+        tar::EntryType::Symlink => make_symlink(&parent, name, &entry, &meta, &fail)?,
         tar::EntryType::Link => {
             let target = entry.link_name_bytes().ok_or_else(|| fail("a hard link without a target".into()))?.into_owned();
-            let tcomps = components(&target, layer)?;
-            let (tname, tparents) = tcomps.split_last().ok_or_else(|| fail("a hard link to the layer's root".into()))?;
-            let tparent = walk(root, tparents, false, &target, layer)?;
-            linkat(&tparent, *tname, &parent, *name, AtFlags::empty())
-                .map_err(|e| fail(format!("hard link to {:?} (it must be an earlier entry of this layer): {e}", String::from_utf8_lossy(&target))))?;
+            hard_link(root, &parent, name, &target, layer, &fail)?;
         }
-        tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo => {
-            let sflag = match kind {
-                tar::EntryType::Char => SFlag::S_IFCHR,
-                tar::EntryType::Block => SFlag::S_IFBLK,
-                _ => SFlag::S_IFIFO,
-            };
-            let major = h.device_major().ok().flatten().unwrap_or(0) as u64;
-            let minor = h.device_minor().ok().flatten().unwrap_or(0) as u64;
-            mknodat(&parent, *name, sflag, Mode::from_bits_truncate(0o600), makedev(major, minor)).map_err(|e| fail(e.to_string()))?;
-            fchownat(&parent, *name, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)), AtFlags::AT_SYMLINK_NOFOLLOW).map_err(|e| fail(e.to_string()))?;
-            nix::sys::stat::fchmodat(&parent, *name, Mode::from_bits_truncate(mode), nix::sys::stat::FchmodatFlags::FollowSymlink).map_err(|e| fail(e.to_string()))?;
-        }
+        tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo => make_node(&parent, name, kind, &h, &meta, &fail)?,
         other => return Err(fail(format!("unsupported tar entry type {other:?}"))),
     }
+    Ok(())
+}
+
+/// An entry's owner, mode, mtime and extended attributes: the tar header's, with PAX records
+/// over them.
+struct EntryMeta {
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    mtime: i64,
+    xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+fn entry_meta<R: Read>(entry: &mut tar::Entry<'_, R>, h: &tar::Header, fail: &dyn Fn(String) -> ImageError) -> Result<EntryMeta> {
+    let mode = h.mode().map_err(|e| fail(e.to_string()))? & 0o7777;
+    let (mut uid, mut gid) = (h.uid().unwrap_or(0) as u32, h.gid().unwrap_or(0) as u32);
+    let mtime = h.mtime().unwrap_or(0) as i64;
+    let mut xattrs: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+    if let Ok(Some(pax)) = entry.pax_extensions() {
+        for ext in pax.flatten() {
+            let k = ext.key_bytes();
+            if let Some(name) = k.strip_prefix(b"SCHILY.xattr.") {
+                // overlayfs' own attributes (opaque, redirect, metacopy, origin) steer how it
+                // reads the lower layers: only the whiteout conversion may set them.
+                if !name.starts_with(b"trusted.overlay.") {
+                    xattrs.push((name.to_vec(), ext.value_bytes().to_vec()));
+                }
+            } else if k == b"uid" {
+                uid = std::str::from_utf8(ext.value_bytes()).ok().and_then(|v| v.parse().ok()).unwrap_or(uid);
+            } else if k == b"gid" {
+                gid = std::str::from_utf8(ext.value_bytes()).ok().and_then(|v| v.parse().ok()).unwrap_or(gid);
+            }
+        }
+    }
+    Ok(EntryMeta { mode, uid, gid, mtime, xattrs })
+}
+
+fn set_xattrs(fd: &impl AsRawFd, xattrs: &[(Vec<u8>, Vec<u8>)], fail: &dyn Fn(String) -> ImageError) -> Result<()> {
+    for (k, v) in xattrs {
+        set_xattr_fd(fd, k, v).map_err(|e| fail(format!("xattr {}: {e}", String::from_utf8_lossy(k))))?;
+    }
+    Ok(())
+}
+
+/// A regular file `name` in `parent`, created (never opened through a link), filled, then given
+/// its owner, mode, attributes and mtime.
+fn write_regular<R: Read>(parent: &OwnedFd, name: &OsStr, entry: &mut tar::Entry<'_, R>, meta: &EntryMeta, fail: &dyn Fn(String) -> ImageError) -> Result<()> {
+    let io_fail = |e: std::io::Error| fail(e.to_string());
+    let fd = openat(parent, name, OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::from_bits_truncate(0o600)).map_err(|e| fail(e.to_string()))?;
+    let mut f = File::from(fd);
+    // Large writes: the decoder hands out small pieces.
+    let mut w = std::io::BufWriter::with_capacity(256 * 1024, &mut f);
+    std::io::copy(entry, &mut w).map_err(io_fail)?;
+    w.flush().map_err(io_fail)?;
+    drop(w);
+    // chown before chmod: chown clears the setuid and setgid bits.
+    set_owner_mode(&f, meta.uid, meta.gid, meta.mode).map_err(io_fail)?;
+    set_xattrs(&f, &meta.xattrs, fail)?;
+    let t = nix::sys::time::TimeSpec::new(meta.mtime, 0);
+    nix::sys::stat::futimens(f.as_fd(), &t, &t).map_err(|e| fail(e.to_string()))?;
+    Ok(())
+}
+
+/// A symbolic link `name` in `parent` (its target is not followed, ever), owned as the entry says.
+fn make_symlink<R: Read>(parent: &OwnedFd, name: &OsStr, entry: &tar::Entry<'_, R>, meta: &EntryMeta, fail: &dyn Fn(String) -> ImageError) -> Result<()> {
+    let target = entry.link_name_bytes().ok_or_else(|| fail("a symlink without a target".into()))?.into_owned();
+    symlinkat(OsStr::from_bytes(&target), parent, name).map_err(|e| fail(e.to_string()))?;
+    fchownat(parent, name, Some(Uid::from_raw(meta.uid)), Some(Gid::from_raw(meta.gid)), AtFlags::AT_SYMLINK_NOFOLLOW).map_err(|e| fail(e.to_string()))?;
+    let t = nix::sys::time::TimeSpec::new(meta.mtime, 0);
+    let _ = nix::sys::stat::utimensat(parent, name, &t, &t, nix::sys::stat::UtimensatFlags::NoFollowSymlink);
+    Ok(())
+}
+
+/// A hard link `name` in `parent` to `target`, an earlier entry of the layer, walked to below
+/// `root` without following symlinks.
+fn hard_link(root: &OwnedFd, parent: &OwnedFd, name: &OsStr, target: &[u8], layer: &str, fail: &dyn Fn(String) -> ImageError) -> Result<()> {
+    let tcomps = components(target, layer)?;
+    let (tname, tparents) = tcomps.split_last().ok_or_else(|| fail("a hard link to the layer's root".into()))?;
+    let tparent = walk(root, tparents, false, target, layer)?;
+    linkat(&tparent, *tname, parent, name, AtFlags::empty()).map_err(|e| fail(format!("hard link to {:?} (it must be an earlier entry of this layer): {e}", String::from_utf8_lossy(target))))?;
+    Ok(())
+}
+
+/// A character or block device node or a FIFO `name` in `parent`.
+fn make_node(parent: &OwnedFd, name: &OsStr, kind: tar::EntryType, h: &tar::Header, meta: &EntryMeta, fail: &dyn Fn(String) -> ImageError) -> Result<()> {
+    let sflag = match kind {
+        tar::EntryType::Char => SFlag::S_IFCHR,
+        tar::EntryType::Block => SFlag::S_IFBLK,
+        _ => SFlag::S_IFIFO,
+    };
+    let major = h.device_major().ok().flatten().unwrap_or(0) as u64;
+    let minor = h.device_minor().ok().flatten().unwrap_or(0) as u64;
+    mknodat(parent, name, sflag, Mode::from_bits_truncate(0o600), makedev(major, minor)).map_err(|e| fail(e.to_string()))?;
+    fchownat(parent, name, Some(Uid::from_raw(meta.uid)), Some(Gid::from_raw(meta.gid)), AtFlags::AT_SYMLINK_NOFOLLOW).map_err(|e| fail(e.to_string()))?;
+    nix::sys::stat::fchmodat(parent, name, Mode::from_bits_truncate(meta.mode), nix::sys::stat::FchmodatFlags::FollowSymlink).map_err(|e| fail(e.to_string()))?;
     Ok(())
 }
 

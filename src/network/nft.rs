@@ -23,6 +23,13 @@
 //! `PRUNE_EVERY` teardowns the next setup deletes the elements of vanished ports in one go (`gc`
 //! does too).
 
+mod hostports;
+mod stale;
+
+use stale::*;
+pub use hostports::{HostPort, host_ports, check_ports_free};
+pub use stale::mark_stale;
+
 use std::io::Write;
 use std::net::Ipv4Addr;
 use std::os::unix::fs::MetadataExt;
@@ -251,83 +258,6 @@ pub fn refresh(cfg: &NetConfig) -> Result<(), NetError> {
     if exists { apply(&base_script(cfg)) } else { Ok(()) }
 }
 
-/// A host-port element as found in the kernel.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HostPort {
-    pub protocol: Protocol,
-    pub host_port: u16,
-    pub ip: Ipv4Addr,
-    pub container_port: u16,
-    pub pod_id: String,
-}
-
-/// The host ports currently mapped; none if our table does not exist yet.
-pub fn host_ports() -> Result<Vec<HostPort>, NetError> {
-    let out = Command::new("nft")
-        .args(["-j", "list", "map"])
-        .args(TABLE.split(' '))
-        .arg("hostports")
-        .output()
-        .map_err(|e| NetError::Nft(format!("cannot run nft: {e}")))?;
-    if !out.status.success() {
-        let err = String::from_utf8_lossy(&out.stderr);
-        if err.contains("No such file or directory") {
-            return Ok(Vec::new());
-        }
-        return Err(NetError::Nft(err.trim().to_string()));
-    }
-    let v: serde_json::Value =
-        serde_json::from_slice(&out.stdout).map_err(|e| NetError::Nft(format!("parsing `nft -j list map`: {e}")))?;
-    let mut found = Vec::new();
-    let maps = v["nftables"].as_array().into_iter().flatten().filter_map(|o| o.get("map"));
-    for elem in maps.flat_map(|m| m["elem"].as_array().cloned().unwrap_or_default()) {
-        // [{"elem": {"val": {"concat": ["tcp", 8080]}, "comment": "ID"}}, {"concat": ["10.244.0.5", 80]}]
-        let parsed = (|| {
-            let key = &elem[0]["elem"];
-            let protocol = match key["val"]["concat"][0].as_str()? {
-                "tcp" => Protocol::Tcp,
-                "udp" => Protocol::Udp,
-                _ => return None,
-            };
-            Some(HostPort {
-                protocol,
-                host_port: key["val"]["concat"][1].as_u64()? as u16,
-                ip: elem[1]["concat"][0].as_str()?.parse().ok()?,
-                container_port: elem[1]["concat"][1].as_u64()? as u16,
-                pod_id: key["comment"].as_str().unwrap_or_default().to_string(),
-            })
-        })();
-        found.extend(parsed);
-    }
-    Ok(found)
-}
-
-impl std::fmt::Display for HostPort {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{} -> {}:{} (pod {})", self.host_port, proto(self.protocol), self.ip, self.container_port, self.pod_id)
-    }
-}
-
-/// Refuse host ports another pod already holds, before anything is changed. (The atomic
-/// `create element` at the end of setup still catches a racing pod.)
-pub fn check_ports_free(pod_id: &str, ports: &[PortMapping]) -> Result<(), NetError> {
-    for (i, p) in ports.iter().enumerate() {
-        if ports[..i].iter().any(|q| q.host_port == p.host_port && q.protocol == p.protocol) {
-            return Err(NetError::PortTaken { port: p.host_port, proto: proto(p.protocol), owner: pod_id.into() });
-        }
-    }
-    if ports.is_empty() {
-        return Ok(());
-    }
-    let taken = host_ports()?;
-    for p in ports {
-        if let Some(h) = taken.iter().find(|h| h.host_port == p.host_port && h.protocol == p.protocol) {
-            return Err(NetError::PortTaken { port: p.host_port, proto: proto(p.protocol), owner: h.pod_id.clone() });
-        }
-    }
-    Ok(())
-}
-
 /// Delete the host ports whose owner matches `remove_if`.
 fn remove_where(remove_if: impl Fn(&str) -> bool) -> Result<(), NetError> {
     let doomed: Vec<String> = host_ports()?
@@ -351,99 +281,6 @@ pub fn gc(root: &Path, live: &[String]) -> Result<(), NetError> {
     let ports = remove_where(|owner| !live.iter().any(|l| l == owner));
     let _ = std::fs::remove_file(stale_path(root));
     ports.and(prune())
-}
-
-/// Where teardowns are counted (one line per pod) until the next prune.
-fn stale_path(root: &Path) -> PathBuf {
-    root.join("network/nft-stale")
-}
-
-/// Note that `pod_id`'s port is gone (or going): its anti-spoofing elements are due for a prune.
-/// Best effort: a line lost only delays the prune.
-pub fn mark_stale(root: &Path, pod_id: &str) {
-    let _ = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(stale_path(root))
-        .and_then(|mut f| f.write_all(format!("{pod_id}\n").as_bytes()));
-}
-
-/// Prune when `PRUNE_EVERY` teardowns were noted since the last prune. Best effort: a failed
-/// prune leaves elements that match nothing, for the next one.
-fn prune_if_due(root: &Path) {
-    let path = stale_path(root);
-    if std::fs::metadata(&path).is_ok_and(|m| m.len() >= PRUNE_EVERY * 33) {
-        let _ = std::fs::remove_file(&path);
-        let _ = prune();
-    }
-}
-
-/// A set element's key as nft prints it in JSON → as nft reads it in a script.
-fn key_text(v: &serde_json::Value) -> Option<String> {
-    match v {
-        serde_json::Value::Object(o) => {
-            let parts: Option<Vec<String>> = o.get("concat")?.as_array()?.iter().map(key_text).collect();
-            Some(parts?.join(" . "))
-        }
-        serde_json::Value::Number(n) => Some(n.to_string()),
-        serde_json::Value::String(t) => {
-            let plain = t.parse::<u32>().is_ok() || t.parse::<Ipv4Addr>().is_ok() || (t.len() == 17 && t.split(':').all(|x| x.len() == 2 && u8::from_str_radix(x, 16).is_ok()));
-            // An interface name (nft shows an existing interface's index by name).
-            Some(if plain { t.clone() } else { format!("\"{}\"", t.replace('"', "")) })
-        }
-        _ => None,
-    }
-}
-
-/// The interface index of an element key (its first part) if nft printed it as a number, which it
-/// does when no interface has that index any more.
-fn vanished_index(key: &serde_json::Value) -> Option<u32> {
-    let first = key.get("concat").and_then(|c| c.get(0)).unwrap_or(key);
-    match first {
-        serde_json::Value::Number(n) => n.as_u64().map(|n| n as u32),
-        serde_json::Value::String(t) => t.parse().ok(),
-        _ => None,
-    }
-}
-
-/// Delete the anti-spoofing elements whose port no longer exists, in one transaction.
-fn prune() -> Result<(), NetError> {
-    let out = Command::new("nft")
-        .args(["-j", "list", "table"])
-        .args(BRIDGE_TABLE.split(' '))
-        .output()
-        .map_err(|e| NetError::Nft(format!("cannot run nft: {e}")))?;
-    if !out.status.success() {
-        let err = String::from_utf8_lossy(&out.stderr);
-        return if err.contains("No such file or directory") { Ok(()) } else { Err(NetError::Nft(err.trim().to_string())) };
-    }
-    let v: serde_json::Value =
-        serde_json::from_slice(&out.stdout).map_err(|e| NetError::Nft(format!("parsing `nft -j list table`: {e}")))?;
-    // nft shows the index of an existing interface by its name, so only numbers can be stale;
-    // they are checked against the kernel's links all the same. (The kernel hands out indexes
-    // cyclically, so an old index is never a new port's.)
-    let live = live_indexes()?;
-    let mut script = String::new();
-    for set in v["nftables"].as_array().into_iter().flatten().filter_map(|o| o.get("set")) {
-        let Some(name) = set["name"].as_str().filter(|n| PORT_SETS.contains(n)) else { continue };
-        let doomed: Vec<String> = set["elem"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|e| e.get("elem").map(|x| &x["val"]).unwrap_or(e))
-            .filter(|key| vanished_index(key).is_some_and(|i| !live.contains(&i)))
-            .filter_map(key_text)
-            .collect();
-        if !doomed.is_empty() {
-            script += &format!("delete element {BRIDGE_TABLE} {name} {{ {} }}\n", doomed.join(", "));
-        }
-    }
-    if script.is_empty() { Ok(()) } else { apply(&script) }
-}
-
-/// The interface indexes of this network namespace.
-fn live_indexes() -> Result<Vec<u32>, NetError> {
-    super::netlink::run(|h| async move { Ok(super::netlink::links(&h).await?.iter().map(|l| l.header.index).collect()) })
 }
 
 #[cfg(test)]

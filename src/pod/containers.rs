@@ -1,8 +1,14 @@
 //! Containers of a pod: run (spec → container layer), exec, logs, stop, remove; and the two
 //! halves of `run` apart, `create` then `start`, as CRI asks for them.
 
+mod logs;
+mod removal;
+
+use removal::*;
+pub use logs::logs;
+pub use removal::{stop_one, stop, remove, TRASH, gc};
+
 use std::fs;
-use std::io::{Read, Seek, SeekFrom, Write};
 use std::time::Duration;
 
 use oci_spec::runtime::{Process, Spec};
@@ -10,10 +16,12 @@ use oci_spec::runtime::{Process, Spec};
 use super::model::{ContainerRecord, ContainerSpec, ContainerState, PodPhase, PodRecord, validate_name};
 use super::{Ctx, PodError, Result, diagnose, hooks, spec, volumes};
 use crate::container::cgroups::Cgroup;
-use crate::container::{self, ContainerError, ProcRef, STOP_FILE, Rootfs, Stdio, monitor::StartOptions};
+use crate::container::{self, ContainerError, ProcRef, Rootfs, Stdio, monitor::StartOptions};
 use crate::state;
 
-pub const LOG_FILE: &str = "container.log";
+// Where callers (cri/) have always found it; it lives in the model so that diagnose.rs needs
+// nothing of this file.
+pub use super::model::LOG_FILE;
 
 /// How long a postStart hook may take.
 const POST_START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -218,10 +226,7 @@ pub fn exec(ctx: &Ctx, key: &str, name: &str, args: &[String], env: &[(String, S
         .map_err(|e| PodError::Kernel(format!("reading the spec of container {name}: {e}")))?;
     let mut process: Process = spec.process().clone().unwrap_or_default();
     let mut penv = process.env().clone().unwrap_or_default();
-    for (k, v) in env {
-        penv.retain(|e| !e.starts_with(&format!("{k}=")));
-        penv.push(format!("{k}={v}"));
-    }
+    container::env::merge(&mut penv, container::env::entries(env));
     process.set_env(Some(penv));
     process.set_args(Some(args.to_vec()));
     if let Some(w) = workdir {
@@ -237,220 +242,7 @@ pub fn exec(ctx: &Ctx, key: &str, name: &str, args: &[String], env: &[(String, S
     Ok(container::exec::exec(pid, &process, linux.and_then(|l| l.seccomp().as_ref()), &procs)?)
 }
 
-/// Copy the container's log to `out`, oldest rotated file first; with `follow`, keep copying
-/// (across rotations) until the container has exited.
-pub fn logs(ctx: &Ctx, key: &str, name: &str, follow: bool, out: &mut dyn Write) -> Result<()> {
-    let (pod, _) = find(ctx, key, name)?;
-    let dir = ctx.root.container_dir(&pod.id, name);
-    let path = dir.join(LOG_FILE);
-    // Where we are: the file (by identity, as rotation renames it) and the offset in it.
-    let mut at: Option<(FileId, u64)> = None;
-    loop {
-        // The status is read before the log so that the last bytes written before exit are seen.
-        // The monitor writes the log: it may still be copying output after the process ended.
-        let done = !follow || ctx.container_status(&pod, name)?.map(|s| !s.state.is_active() && !s.record.monitor.is_some_and(|m| m.alive())).unwrap_or(true);
-        let files = log_files(&path);
-        // Continue in the file we were reading, wherever rotation moved it; if it has been
-        // rotated away altogether, from the oldest there is.
-        let start = at.and_then(|(ino, _)| files.iter().position(|(_, i)| *i == ino)).unwrap_or(0);
-        for (file, ino) in files.iter().skip(start) {
-            let from = match at {
-                Some((i, off)) if i == *ino => off,
-                _ => 0,
-            };
-            let Ok(mut f) = fs::File::open(file) else { continue };
-            match copy_from(&mut f, from, out) {
-                Ok(Some(end)) => at = Some((*ino, end)),
-                Ok(None) => return Ok(()), // reader went away (e.g. `| head`)
-                Err(e) => return Err(PodError::Kernel(format!("reading {}: {e}", file.display()))),
-            }
-        }
-        if done {
-            return Ok(());
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 /// A file's identity across renames: its inode number and birth time (inode numbers of
 /// deleted files are reused at once, and rotation deletes and creates files all the time).
 type FileId = (u64, Option<std::time::SystemTime>);
 
-/// The log's files that exist, oldest first, with their identities.
-fn log_files(path: &std::path::Path) -> Vec<(std::path::PathBuf, FileId)> {
-    use std::os::unix::fs::MetadataExt;
-    let mut out = Vec::new();
-    for n in (0..MAX_LOG_FILES_SCANNED).rev() {
-        let p = container::tee::rotated(path, n);
-        if let Ok(m) = fs::metadata(&p) {
-            out.push((p, (m.ino(), m.created().ok())));
-        }
-    }
-    out
-}
-
-/// More rotated files than anyone keeps; `logs` looks this far.
-const MAX_LOG_FILES_SCANNED: u32 = 100;
-
-/// Copy `f` from `from` to its end into `out`; the end offset, or None if `out` is gone.
-fn copy_from(f: &mut fs::File, from: u64, out: &mut dyn Write) -> std::io::Result<Option<u64>> {
-    f.seek(SeekFrom::Start(from))?;
-    let mut pos = from;
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            return Ok(Some(pos));
-        }
-        pos += n as u64;
-        if out.write_all(&buf[..n]).and_then(|_| out.flush()).is_err() {
-            return Ok(None);
-        }
-    }
-}
-
-/// The container's cgroup: as recorded, or where podbox puts it (records of older versions).
-fn cgroup_of(pod: &PodRecord, name: &str, rec: Option<&ContainerRecord>) -> Result<Cgroup> {
-    let path = rec.and_then(|r| r.cgroup.clone()).unwrap_or_else(|| spec::container_cgroup(&pod.id, name));
-    Ok(Cgroup::resolve(&path)?)
-}
-
-/// SIGTERM, wait up to `grace`, SIGKILL; then wait until the monitor has recorded the exit.
-/// Whatever is still in the container's cgroup after that is killed too.
-pub fn stop_one(ctx: &Ctx, pod: &PodRecord, name: &str, grace: Duration) -> Result<()> {
-    let unknown = || PodError::UnknownContainer { pod: pod.name.clone(), container: name.into() };
-    let first = ctx.container_status(pod, name)?.ok_or_else(unknown)?;
-    // Tell the monitor first, so that it does not start the container again; only then look at
-    // what runs. A monitor that was just starting a new run when the request came is caught by
-    // the second round.
-    fs::write(ctx.root.container_dir(&pod.id, name).join(STOP_FILE), b"").map_err(|e| PodError::Kernel(format!("stopping {name}: {e}")))?;
-    for _ in 0..3 {
-        let st = ctx.container_status(pod, name)?.ok_or_else(unknown)?;
-        if let (ContainerState::Running, Some(pid)) = (st.state, st.record.pid) {
-            // The preStop hook first, within the grace period; SIGTERM then gets what is left.
-            let mut grace = grace;
-            if let (Some(hook), false) = (st.record.spec.as_ref().and_then(|s| s.pre_stop.as_ref()), grace.is_zero()) {
-                let t = std::time::Instant::now();
-                let _ = hooks::run(ctx, pod, name, pid, hook, grace);
-                grace = grace.saturating_sub(t.elapsed());
-            }
-            pid.signal(st.record.stop_signal.unwrap_or(libc::SIGTERM));
-            if !pid.wait_gone(grace) {
-                pid.signal(libc::SIGKILL);
-                pid.wait_gone(Duration::from_secs(10));
-            }
-        }
-        match st.record.monitor {
-            Some(m) if !m.wait_gone(Duration::from_secs(2)) => continue,
-            _ => break,
-        }
-    }
-    kill_cgroup(&cgroup_of(pod, name, Some(&first.record))?, name)
-}
-
-/// Kill every process in `cg` and wait for them to be gone: an error (naming them) if they
-/// do not go, so that no caller deletes state while processes remain.
-fn kill_cgroup(cg: &Cgroup, name: &str) -> Result<()> {
-    cg.kill_all(Duration::from_secs(10))
-        .map_err(|left| PodError::Busy(format!("container {name}: processes {left:?} of its cgroup did not end after SIGKILL; its state is kept, try again")))
-}
-
-pub fn stop(ctx: &Ctx, key: &str, name: &str, grace: Duration) -> Result<()> {
-    let (pod, _) = find(ctx, key, name)?;
-    stop_one(ctx, &pod, name, grace)
-}
-
-/// Remove a container; a running one only with `force`.
-pub fn remove(ctx: &Ctx, key: &str, name: &str, force: bool) -> Result<()> {
-    let _lock = ctx.root.lock()?;
-    let (pod, st) = find(ctx, key, name)?;
-    let cg = cgroup_of(&pod, name, Some(&st.record))?;
-    let monitor_alive = st.record.monitor.is_some_and(|m| m.alive());
-    // Running by the records, or by the kernel (a `run` killed before it recorded a PID).
-    let busy = st.state.is_active() || (monitor_alive && st.exit.is_none()) || !cg.procs().is_empty();
-    if busy && !force {
-        return Err(PodError::Busy(format!("container {name} in pod {} is running: stop it first, or use `rm -f`", pod.name)));
-    }
-    if busy {
-        let _ = fs::write(ctx.root.container_dir(&pod.id, name).join(STOP_FILE), b"");
-    }
-    end_monitor(st.record.monitor, busy);
-    kill_cgroup(&cg, name)?;
-    discard(ctx, &pod, name)
-}
-
-/// Make sure the container's monitor is gone: killed (`kill`), or given a moment to write the
-/// exit record of a container that has ended. Killing the monitor first means it cannot start
-/// anything any more: an init it forked dies with it until it is in the container's cgroup,
-/// which is emptied next.
-fn end_monitor(monitor: Option<ProcRef>, kill: bool) {
-    if let Some(m) = monitor
-        && (kill || !m.wait_gone(Duration::from_secs(5))) {
-            m.signal(libc::SIGKILL);
-            m.wait_gone(Duration::from_secs(5));
-        }
-}
-
-/// Delete what is left of a container whose processes are gone: its cgroup, then its
-/// directory. The directory is first renamed into the pod's `trash/`, so that a removal killed
-/// half-way never leaves a directory that is neither a container nor gone (`gc` empties the
-/// trash).
-fn discard(ctx: &Ctx, pod: &PodRecord, name: &str) -> Result<()> {
-    let rec: Option<ContainerRecord> = state::read_json_opt(&ctx.root.container_dir(&pod.id, name).join("container.json")).ok().flatten();
-    let cg = cgroup_of(pod, name, rec.as_ref())?;
-    kill_cgroup(&cg, name)?;
-    cg.remove()?;
-    let dir = ctx.root.container_dir(&pod.id, name);
-    // Staged subPath mounts first: deleting through one would reach into the volume's source.
-    volumes::unstage_subpaths(&dir);
-    let trash = ctx.root.pod_dir(&pod.id).join(TRASH);
-    let err = |p: &std::path::Path, e: std::io::Error| PodError::Kernel(format!("removing {}: {e}", p.display()));
-    fs::create_dir_all(&trash).map_err(|e| err(&trash, e))?;
-    let gone = trash.join(format!("{name}-{}", super::new_id()));
-    match fs::rename(&dir, &gone) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(err(&dir, e)),
-    }
-    fs::remove_dir_all(&gone).map_err(|e| err(&gone, e))
-}
-
-/// Where removed containers' directories go on their way out.
-pub const TRASH: &str = "trash";
-
-/// `gc` for the containers of a live pod: directories without a record (a `run` killed before
-/// writing it), records of containers that never started and never will (a `run` killed before
-/// its monitor was allowed to start: no monitor alive, no process in the cgroup), and the
-/// trash. Call with the root lock held. Returns the names removed.
-pub fn gc(ctx: &Ctx, pod: &PodRecord) -> (Vec<String>, Vec<String>) {
-    let (mut removed, mut problems) = (Vec::new(), Vec::new());
-    let trash = ctx.root.pod_dir(&pod.id).join(TRASH);
-    if let Err(e) = fs::remove_dir_all(&trash)
-        && e.kind() != std::io::ErrorKind::NotFound {
-            problems.push(format!("removing {}: {e}", trash.display()));
-        }
-    let names = state::list_dir(&ctx.root.pod_dir(&pod.id).join("containers")).unwrap_or_default();
-    for name in names {
-        let st = match ctx.container_status(pod, &name) {
-            Ok(st) => st,
-            Err(e) => {
-                problems.push(e.to_string());
-                continue;
-            }
-        };
-        let never_started = |s: &super::model::ContainerStatus| {
-            s.state == ContainerState::Created && !s.record.awaiting_start && s.record.start_error.is_none() && !s.record.monitor.is_some_and(|m| m.alive())
-        };
-        let garbage = match &st {
-            None => true,
-            Some(s) => never_started(s) && cgroup_of(pod, &name, Some(&s.record)).is_ok_and(|cg| cg.procs().is_empty()),
-        };
-        if garbage {
-            match discard(ctx, pod, &name) {
-                Ok(()) => removed.push(format!("{}/{name}", pod.name)),
-                Err(e) => problems.push(e.to_string()),
-            }
-        }
-    }
-    (removed, problems)
-}

@@ -10,8 +10,7 @@ use std::path::Path;
 use crate::container::ExitRecord;
 use crate::network::Protocol;
 
-use super::containers::LOG_FILE;
-use super::model::{ContainerRecord, PodRecord, proto_name};
+use super::model::{ContainerRecord, LOG_FILE, PodRecord, proto_name};
 use super::sandbox;
 
 /// A bound socket in the pod's network namespace: TCP in LISTEN, or any bound UDP socket.

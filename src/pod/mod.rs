@@ -10,6 +10,7 @@ pub mod image;
 pub mod lifecycle;
 pub mod manifest;
 pub mod model;
+pub mod names;
 pub mod pause;
 pub mod quantity;
 pub mod sandbox;

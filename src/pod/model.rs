@@ -10,21 +10,13 @@ use crate::container::{ExitRecord, ProcRef};
 use crate::network::{Attachment, PortMapping, Protocol};
 
 use super::PodError;
+// The name rule lives in names.rs (volumes need it too, and model.rs needs volumes' types);
+// re-exported where callers have always found it.
+pub use super::names::validate_name;
 use super::volumes::{Volume, VolumeMount};
 
-/// Kubernetes' DNS label rule (RFC 1123): 1–63 of [a-z0-9-], starting and ending alphanumeric.
-pub fn validate_name(kind: &str, name: &str) -> Result<(), PodError> {
-    let ok = !name.is_empty()
-        && name.len() <= 63
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !name.starts_with('-')
-        && !name.ends_with('-');
-    if ok {
-        Ok(())
-    } else {
-        Err(PodError::InvalidName { kind: kind.into(), name: name.into() })
-    }
-}
+/// A container's output in its state directory (rotated to `container.log.1`, `.2`, …).
+pub const LOG_FILE: &str = "container.log";
 
 /// What a user asked for: a pod with its containers (from flags or a manifest).
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -269,22 +261,9 @@ pub fn proto_name(p: Protocol) -> &'static str {
     }
 }
 
-/// `HOST:CONTAINER[/tcp|udp]`
+/// `HOST:CONTAINER[/tcp|udp]` (network's parser), as a pod error.
 pub fn parse_port(s: &str) -> Result<PortMapping, PodError> {
-    let bad = || PodError::Invalid(format!("port mapping {s:?}: expected HOST:CONTAINER[/tcp|udp] with ports 1-65535"));
-    let (ports, proto) = match s.split_once('/') {
-        Some((p, "tcp")) => (p, Protocol::Tcp),
-        Some((p, "udp")) => (p, Protocol::Udp),
-        Some(_) => return Err(bad()),
-        None => (s, Protocol::Tcp),
-    };
-    let (h, c) = ports.split_once(':').ok_or_else(bad)?;
-    let host_port: u16 = h.parse().map_err(|_| bad())?;
-    let container_port: u16 = c.parse().map_err(|_| bad())?;
-    if host_port == 0 || container_port == 0 {
-        return Err(bad());
-    }
-    Ok(PortMapping { host_port, container_port, protocol: proto })
+    s.parse().map_err(|e| PodError::Invalid(format!("port mapping {s:?}: {e}")))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -14,6 +14,7 @@ use oci_spec::runtime::{
 use super::PodError;
 use super::model::{ContainerSpec, PodRecord, Resources};
 use super::security;
+use crate::container;
 
 /// The cgroup of pod `pod_id` (relative: the container layer places it below podbox's own
 /// cgroup), holding one child per container and one for the pause.
@@ -97,10 +98,7 @@ fn build_err(e: oci_spec::OciSpecError) -> PodError {
 /// The OCI spec of container `c` in `pod`, whose state directory is `pod_dir`.
 pub fn container_spec(pod: &PodRecord, pod_dir: &Path, c: &ContainerSpec, rootfs: &Path) -> Result<Spec, PodError> {
     let mut env = vec![format!("PATH={DEFAULT_PATH}"), format!("HOSTNAME={}", pod.hostname)];
-    for (k, v) in &c.env {
-        env.retain(|e| !e.starts_with(&format!("{k}=")));
-        env.push(format!("{k}={v}"));
-    }
+    container::env::merge(&mut env, container::env::entries(&c.env));
     let (uid, gid) = c.user.unwrap_or((0, 0));
     let sec = &c.security;
     let caps = security::capabilities(&sec.cap_add, &sec.cap_drop, sec.privileged)?;

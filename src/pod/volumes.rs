@@ -7,11 +7,18 @@
 //! staging point in the container's state directory: a symlink a container planted in a shared
 //! volume cannot make the mount point outside it.
 
-use std::collections::HashSet;
-use std::ffi::CString;
+mod check;
+mod flags;
+mod subpath;
+
+use check::*;
+pub use check::{FieldError, check, check_host_path, check_node};
+pub use flags::{parse_mount_flag, parse_v_flag, parse_volume_flag};
+use subpath::*;
+pub use subpath::{open_beneath, stage_subpaths, unstage_subpaths};
+
 use std::fs;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use nix::mount::{MsFlags, mount};
@@ -118,76 +125,6 @@ pub struct VolumeMount {
     pub bidirectional: bool,
 }
 
-/// An error at a field: (path, message). The manifest parser reports it as a manifest error, the
-/// CLI as a plain one.
-pub type FieldError = (String, String);
-
-/// Check volumes and the mounts of `containers` (name, mounts) against them: unique valid names,
-/// known volumes, absolute mount paths (each once per container), relative subPaths without `..`.
-/// Field paths are a manifest's (`spec.volumes[1].name`); `list` names the container list.
-pub fn check(volumes: &[Volume], containers: &[(&str, &str, &[VolumeMount])]) -> Result<(), FieldError> {
-    let mut names = HashSet::new();
-    for (i, v) in volumes.iter().enumerate() {
-        let field = format!("spec.volumes[{i}].name");
-        if super::model::validate_name("volume", &v.name).is_err() {
-            return Err((field, format!("{:?} is not a valid volume name (1-63 lowercase letters, digits and '-')", v.name)));
-        }
-        if !names.insert(v.name.as_str()) {
-            return Err((field, format!("{:?}: two volumes have this name", v.name)));
-        }
-        match &v.source {
-            VolumeSource::HostPath { path, .. } if !path.is_absolute() => {
-                return Err((format!("spec.volumes[{i}].hostPath.path"), format!("{}: must be an absolute path", path.display())));
-            }
-            VolumeSource::Files { files, .. } => {
-                for f in files {
-                    check_relative(&f.path).map_err(|m| (format!("spec.volumes[{i}]"), format!("file {:?}: {m}", f.path)))?;
-                }
-            }
-            _ => {}
-        }
-    }
-    for (list, i, mounts) in containers.iter().map(|(l, i, m)| (*l, *i, *m)) {
-        let mut paths = HashSet::new();
-        for (j, m) in mounts.iter().enumerate() {
-            let field = |f: &str| format!("spec.{list}[{i}].volumeMounts[{j}].{f}");
-            if !names.contains(m.name.as_str()) {
-                return Err((field("name"), format!("{:?}: no volume of the pod has this name", m.name)));
-            }
-            if !m.mount_path.starts_with('/') {
-                return Err((field("mountPath"), format!("{:?}: must be an absolute path", m.mount_path)));
-            }
-            if m.mount_path.trim_end_matches('/').is_empty() {
-                return Err((field("mountPath"), "a volume cannot be mounted over the container's root".into()));
-            }
-            if Path::new(&m.mount_path).components().any(|c| c == std::path::Component::ParentDir) {
-                return Err((field("mountPath"), format!("{:?}: must not contain '..'", m.mount_path)));
-            }
-            if !paths.insert(m.mount_path.trim_end_matches('/').to_string()) {
-                return Err((field("mountPath"), format!("{:?}: mounted twice in this container", m.mount_path)));
-            }
-            if let Some(s) = &m.sub_path {
-                check_relative(s).map_err(|msg| (field("subPath"), format!("{s:?}: {msg}")))?;
-            }
-        }
-    }
-    Ok(())
-}
-
-/// A path that stays inside the directory it is relative to, by its text.
-fn check_relative(p: &str) -> Result<(), &'static str> {
-    if p.is_empty() {
-        return Err("must not be empty");
-    }
-    if p.starts_with('/') {
-        return Err("must be a relative path");
-    }
-    if p.split('/').any(|c| c == "..") {
-        return Err("must not contain '..'");
-    }
-    Ok(())
-}
-
 fn kernel(what: impl std::fmt::Display) -> impl FnOnce(std::io::Error) -> PodError {
     move |e| PodError::Kernel(format!("{what}: {e}"))
 }
@@ -195,42 +132,6 @@ fn kernel(what: impl std::fmt::Display) -> impl FnOnce(std::io::Error) -> PodErr
 /// Where the pod's volume `name` lives.
 pub fn volume_dir(pod_dir: &Path, name: &str) -> PathBuf {
     pod_dir.join("volumes").join(name)
-}
-
-/// The type check of a hostPath, as the kubelet does it, without creating anything: an
-/// `…OrCreate` path may be missing, anything else must exist with the right type.
-pub fn check_host_path(path: &Path, kind: HostPathType) -> Result<(), String> {
-    let meta = fs::metadata(path);
-    let want = match kind {
-        HostPathType::Unset => return Ok(()),
-        HostPathType::DirectoryOrCreate | HostPathType::FileOrCreate if meta.is_err() => return Ok(()),
-        HostPathType::Directory | HostPathType::DirectoryOrCreate => "a directory",
-        HostPathType::File | HostPathType::FileOrCreate => "a file",
-        HostPathType::Socket => "a socket",
-        HostPathType::CharDevice => "a character device",
-        HostPathType::BlockDevice => "a block device",
-    };
-    let m = meta.map_err(|e| format!("hostPath {} (type {kind:?}): {e}", path.display()))?;
-    let t = m.file_type();
-    let ok = match kind {
-        HostPathType::Directory | HostPathType::DirectoryOrCreate => t.is_dir(),
-        HostPathType::File | HostPathType::FileOrCreate => t.is_file(),
-        HostPathType::Socket => t.is_socket(),
-        HostPathType::CharDevice => t.is_char_device(),
-        HostPathType::BlockDevice => t.is_block_device(),
-        HostPathType::Unset => true,
-    };
-    if ok { Ok(()) } else { Err(format!("hostPath {} is not {want} (type {kind:?})", path.display())) }
-}
-
-/// Every check of a pod's volumes that needs the node, before anything is made: hostPath types.
-pub fn check_node(volumes: &[Volume]) -> Result<(), PodError> {
-    for (i, v) in volumes.iter().enumerate() {
-        if let VolumeSource::HostPath { path, kind } = &v.source {
-            check_host_path(path, *kind).map_err(|m| PodError::Invalid(format!("volume {} (spec.volumes[{i}].hostPath): {m}", v.name)))?;
-        }
-    }
-    Ok(())
 }
 
 /// Make the pod's volumes (pod create). Undone by `unmount_all` and the removal of the pod's
@@ -311,111 +212,12 @@ pub fn unmount_all(pod_dir: &Path) {
     }
 }
 
-/// Unmount the subPath staging points of the container whose state directory is `cdir`.
-pub fn unstage_subpaths(cdir: &Path) {
-    let dir = cdir.join("subpaths");
-    for n in crate::state::list_dir(&dir).unwrap_or_default() {
-        sandbox::unmount(&dir.join(n));
-    }
-}
-
 /// The source directory of a volume on the node.
 fn source_of(pod_dir: &Path, v: &Volume) -> PathBuf {
     match &v.source {
         VolumeSource::HostPath { path, .. } => path.clone(),
         _ => volume_dir(pod_dir, &v.name),
     }
-}
-
-/// The staging point of mount `j` of a container: the subPath bind-mounted there is what the
-/// container's spec mounts.
-fn staging(cdir: &Path, j: usize) -> PathBuf {
-    cdir.join("subpaths").join(j.to_string())
-}
-
-/// Resolve each subPath of `mounts` inside its volume and bind-mount it on its staging point.
-/// Missing directories on the way are created (as the kubelet does); a symlink anywhere is
-/// refused, so nothing a container wrote into a volume can redirect the mount.
-pub fn stage_subpaths(pod_dir: &Path, volumes: &[Volume], cdir: &Path, mounts: &[VolumeMount]) -> Result<(), PodError> {
-    for (j, m) in mounts.iter().enumerate() {
-        let Some(sub) = &m.sub_path else { continue };
-        let v = volumes.iter().find(|v| v.name == m.name).ok_or_else(|| PodError::Invalid(format!("volume mount {j}: no volume {:?} in the pod", m.name)))?;
-        check_relative(sub).map_err(|e| PodError::Invalid(format!("subPath {sub:?}: {e}")))?;
-        let fd = open_beneath(&source_of(pod_dir, v), sub)
-            .map_err(|e| PodError::Invalid(format!("volume {} subPath {sub:?}: {e}", m.name)))?;
-        let is_dir = fstat_mode(&fd).map(|m| m & libc::S_IFMT == libc::S_IFDIR).map_err(kernel("fstat"))?;
-        let at = staging(cdir, j);
-        fs::create_dir_all(at.parent().unwrap_or(cdir)).map_err(kernel(format!("creating {}", cdir.display())))?;
-        if is_dir {
-            fs::create_dir_all(&at).map_err(kernel(format!("creating {}", at.display())))?;
-        } else {
-            fs::write(&at, b"").map_err(kernel(format!("creating {}", at.display())))?;
-        }
-        let src = format!("/proc/self/fd/{}", fd.as_raw_fd());
-        mount(Some(src.as_str()), &at, None::<&str>, MsFlags::MS_BIND, None::<&str>)
-            .map_err(|e| PodError::Kernel(format!("bind-mounting subPath {sub:?} of volume {}: {e}", m.name)))?;
-    }
-    Ok(())
-}
-
-fn fstat_mode(fd: &OwnedFd) -> std::io::Result<u32> {
-    // SAFETY: an all-zero stat is a valid value for fstat to overwrite.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: fd is open for the call, st is ours.
-    if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(st.st_mode)
-}
-
-/// Open `rel` below the directory `root` with O_PATH, one component at a time and never following
-/// a symlink: each component is opened relative to the previous one with O_NOFOLLOW, and a
-/// component that is a symlink is refused. Missing components are created as directories.
-pub fn open_beneath(root: &Path, rel: &str) -> Result<OwnedFd, String> {
-    let c = CString::new(root.as_os_str().as_encoded_bytes()).map_err(|_| "path holds a NUL byte".to_string())?;
-    // SAFETY: c is a valid C string; the fd returned is owned below.
-    let fd = unsafe { libc::open(c.as_ptr(), libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC) };
-    if fd < 0 {
-        return Err(format!("opening {}: {}", root.display(), std::io::Error::last_os_error()));
-    }
-    // SAFETY: fd was just opened and is owned by nobody else.
-    let mut cur = unsafe { OwnedFd::from_raw_fd(fd) };
-    let parts: Vec<&str> = rel.split('/').filter(|p| !p.is_empty() && *p != ".").collect();
-    for (k, part) in parts.iter().enumerate() {
-        if *part == ".." {
-            return Err("'..' is not allowed".into());
-        }
-        let name = CString::new(*part).map_err(|_| "path holds a NUL byte".to_string())?;
-        let open = |dir: &OwnedFd| {
-            // SAFETY: dir is an open directory fd, name a valid C string.
-            unsafe { libc::openat(dir.as_raw_fd(), name.as_ptr(), libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC) }
-        };
-        let mut next = open(&cur);
-        if next < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ENOENT) {
-            // SAFETY: as above; mkdirat creates a directory relative to an open directory fd.
-            if unsafe { libc::mkdirat(cur.as_raw_fd(), name.as_ptr(), 0o755) } != 0 {
-                let e = std::io::Error::last_os_error();
-                if e.raw_os_error() != Some(libc::EEXIST) {
-                    return Err(format!("creating {}: {e}", parts[..=k].join("/")));
-                }
-            }
-            next = open(&cur);
-        }
-        if next < 0 {
-            return Err(format!("{}: {}", parts[..=k].join("/"), std::io::Error::last_os_error()));
-        }
-        // SAFETY: next was just opened and is owned by nobody else.
-        let fd = unsafe { OwnedFd::from_raw_fd(next) };
-        let mode = fstat_mode(&fd).map_err(|e| e.to_string())?;
-        if mode & libc::S_IFMT == libc::S_IFLNK {
-            return Err(format!("{} is a symbolic link: a subPath may not go through one (it could lead out of the volume)", parts[..=k].join("/")));
-        }
-        if k + 1 < parts.len() && mode & libc::S_IFMT != libc::S_IFDIR {
-            return Err(format!("{} is not a directory", parts[..=k].join("/")));
-        }
-        cur = fd;
-    }
-    Ok(cur)
 }
 
 /// The bind mounts of a container's `mounts` as OCI mount entries: (destination, source,
@@ -443,71 +245,6 @@ pub fn spec_mounts(pod_dir: &Path, volumes: &[Volume], cdir: &Path, mounts: &[Vo
         out.push((m.mount_path.clone(), src, opts));
     }
     Ok(out)
-}
-
-/// `pod create --volume NAME[:emptyDir|:tmpfs[:SIZE]|:hostPath=PATH[:TYPE]]`.
-pub fn parse_volume_flag(s: &str) -> Result<Volume, PodError> {
-    let bad = |m: &str| PodError::Invalid(format!("--volume {s:?}: {m}; expected NAME, NAME:emptyDir, NAME:tmpfs[:SIZE] or NAME:hostPath=PATH[:TYPE]"));
-    let (name, rest) = s.split_once(':').unwrap_or((s, "emptyDir"));
-    let source = match rest.split_once(':').unwrap_or((rest, "")) {
-        ("emptyDir", "") => VolumeSource::EmptyDir { memory: false, size_limit: None },
-        ("tmpfs", size) => VolumeSource::EmptyDir {
-            memory: true,
-            size_limit: if size.is_empty() { None } else { Some(super::quantity::memory_flag(size).map_err(|e| bad(&e.to_string()))? as u64) },
-        },
-        _ if rest.starts_with("hostPath=") => {
-            let spec = &rest["hostPath=".len()..];
-            let (path, kind) = spec.rsplit_once(':').map(|(p, k)| (p, Some(k))).unwrap_or((spec, None));
-            let kind = match kind {
-                None => HostPathType::Unset,
-                Some(k) => HostPathType::parse(k).ok_or_else(|| bad(&format!("unknown hostPath type {k:?}")))?,
-            };
-            VolumeSource::HostPath { path: PathBuf::from(path), kind }
-        }
-        _ => return Err(bad("unknown volume kind")),
-    };
-    Ok(Volume { name: name.into(), source })
-}
-
-/// `run -v NAME:/PATH[:ro]` (as podman's named volumes).
-pub fn parse_v_flag(s: &str) -> Result<VolumeMount, PodError> {
-    let bad = || PodError::Invalid(format!("-v {s:?}: expected VOLUME:/PATH[:ro|rw] with a volume of the pod (pod create --volume)"));
-    let mut it = s.split(':');
-    let (Some(name), Some(path)) = (it.next(), it.next()) else { return Err(bad()) };
-    let read_only = match it.next() {
-        None | Some("rw") => false,
-        Some("ro") => true,
-        Some(_) => return Err(bad()),
-    };
-    if it.next().is_some() || name.starts_with('/') {
-        return Err(bad());
-    }
-    Ok(VolumeMount { name: name.into(), mount_path: path.into(), read_only, ..Default::default() })
-}
-
-/// `run --mount type=volume,src=NAME,dst=/PATH[,ro][,subpath=SUB][,propagation=rslave]` (podman's syntax).
-pub fn parse_mount_flag(s: &str) -> Result<VolumeMount, PodError> {
-    let bad = |m: String| PodError::Invalid(format!("--mount {s:?}: {m}; expected type=volume,src=NAME,dst=/PATH[,ro][,subpath=SUB]"));
-    let mut m = VolumeMount::default();
-    for kv in s.split(',') {
-        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-        match (k, v) {
-            ("type", "volume") => {}
-            ("type", t) => return Err(bad(format!("type {t:?} is not supported (only volume: a volume of the pod)"))),
-            ("src" | "source", v) => m.name = v.into(),
-            ("dst" | "destination" | "target", v) => m.mount_path = v.into(),
-            ("ro" | "readonly", "" | "true") => m.read_only = true,
-            ("ro" | "readonly", "false") | ("rw", "") => m.read_only = false,
-            ("subpath", v) => m.sub_path = Some(v.into()),
-            ("propagation" | "bind-propagation", "rslave") => m.host_to_container = true,
-            ("propagation" | "bind-propagation", "rprivate" | "private") => m.host_to_container = false,
-            _ => return Err(bad(format!("unknown option {kv:?}"))),
-        }
-    }
-    if m.name.is_empty() || m.mount_path.is_empty() {
-        return Err(bad("src and dst are required".into()));
-    }
-    Ok(m)
 }
 
 #[cfg(test)]

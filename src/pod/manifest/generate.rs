@@ -29,36 +29,11 @@ pub fn pod_manifest(pod: &PodRecord, containers: &[ContainerStatus]) -> (Value, 
             })
         })
         .collect();
-    // Host ports belong to the pod; each goes to the container that declares its container port,
-    // the rest (`pod create -p`) to the first container.
-    let mut host_ports = pod.ports.clone();
     // Init containers go to their own list, in the order they ran (their start times).
     let (mut inits, specs): (Vec<ContainerSpec>, Vec<ContainerSpec>) = specs.into_iter().partition(|c| c.init);
     let started = |n: &str| containers.iter().find(|c| c.record.name == n).and_then(|c| c.record.started_at.clone()).unwrap_or_default();
     inits.sort_by_key(|c| started(&c.name));
-    let mut out_containers = Vec::new();
-    for (i, c) in specs.iter().enumerate() {
-        let mut ports = Vec::new();
-        for &(port, proto) in &c.ports {
-            let mut p = json!({ "containerPort": port, "protocol": protocol(proto) });
-            if let Some(k) = host_ports.iter().position(|m| m.container_port == port && m.protocol == proto) {
-                p["hostPort"] = json!(host_ports.remove(k).host_port);
-            }
-            ports.push(p);
-        }
-        if i == specs.len() - 1 {
-            // Whatever no container declares: on the first one (run last, so declarations win).
-            for m in host_ports.drain(..) {
-                let p = json!({ "containerPort": m.container_port, "hostPort": m.host_port, "protocol": protocol(m.protocol) });
-                match out_containers.first_mut().map(|c: &mut Value| &mut c["ports"]) {
-                    Some(Value::Array(a)) => a.push(p),
-                    Some(slot) => *slot = json!([p]),
-                    None => ports.push(p),
-                }
-            }
-        }
-        out_containers.push(container(c, ports, &mut notes));
-    }
+    let out_containers = app_containers(&specs, pod.ports.clone(), &mut notes);
     if specs.is_empty() {
         notes.push("the pod has no containers; Kubernetes requires at least one".into());
     }
@@ -92,22 +67,7 @@ pub fn pod_manifest(pod: &PodRecord, containers: &[ContainerStatus]) -> (Value, 
         }
         spec.insert("restartPolicy".into(), json!(first));
     }
-    // fsGroup is a supplementary group of every container already: written once, as fsGroup.
-    let groups: Vec<Vec<u32>> = specs.iter().map(|c| c.group_add.iter().copied().filter(|g| Some(*g) != pod.fs_group).collect()).collect();
-    let mut pod_sc = Map::new();
-    if let Some(first) = groups.first().filter(|g| !g.is_empty()) {
-        if groups.iter().any(|g| g != first) {
-            notes.push("the containers have different supplementary groups; Kubernetes has them per pod: the first container's are used".into());
-        }
-        pod_sc.insert("supplementalGroups".into(), json!(first));
-    }
-    if let Some(g) = pod.fs_group {
-        pod_sc.insert("fsGroup".into(), json!(g));
-    }
-    // Sysctls are the pod's; each container carries them.
-    if let Some(first) = specs.first().filter(|c| !c.security.sysctls.is_empty()) {
-        pod_sc.insert("sysctls".into(), first.security.sysctls.iter().map(|(k, v)| json!({ "name": k, "value": v })).collect());
-    }
+    let pod_sc = pod_security_context(pod, &specs, &mut notes);
     if !pod_sc.is_empty() {
         spec.insert("securityContext".into(), Value::Object(pod_sc));
     }
@@ -150,6 +110,89 @@ fn container(c: &ContainerSpec, ports: Vec<Value>, notes: &mut Vec<String>) -> V
     if c.resources.pids.is_some() {
         notes.push(format!("container {}: a pids limit has no Pod field; left out", c.name));
     }
+    let sc = security_context(c);
+    if !sc.is_empty() {
+        v["securityContext"] = Value::Object(sc);
+    }
+    if !c.mounts.is_empty() {
+        v["volumeMounts"] = c.mounts.iter().map(volume_mount).collect();
+    }
+    for (key, p) in [("livenessProbe", &c.probes.liveness), ("readinessProbe", &c.probes.readiness), ("startupProbe", &c.probes.startup)] {
+        if let Some(p) = p {
+            let mut o = action(&p.action);
+            o["initialDelaySeconds"] = json!(p.initial_delay);
+            o["periodSeconds"] = json!(p.period);
+            o["timeoutSeconds"] = json!(p.timeout);
+            o["successThreshold"] = json!(p.success_threshold);
+            o["failureThreshold"] = json!(p.failure_threshold);
+            v[key] = o;
+        }
+    }
+    let mut lifecycle = Map::new();
+    if let Some(a) = &c.post_start {
+        lifecycle.insert("postStart".into(), action(a));
+    }
+    if let Some(a) = &c.pre_stop {
+        lifecycle.insert("preStop".into(), action(a));
+    }
+    if !lifecycle.is_empty() {
+        v["lifecycle"] = Value::Object(lifecycle);
+    }
+    v
+}
+
+/// The app containers, each with its ports. Host ports belong to the pod; each goes to the
+/// container that declares its container port, the rest (`pod create -p`) to the first container.
+fn app_containers(specs: &[ContainerSpec], mut host_ports: Vec<crate::network::PortMapping>, notes: &mut Vec<String>) -> Vec<Value> {
+    let mut out_containers = Vec::new();
+    for (i, c) in specs.iter().enumerate() {
+        let mut ports = Vec::new();
+        for &(port, proto) in &c.ports {
+            let mut p = json!({ "containerPort": port, "protocol": protocol(proto) });
+            if let Some(k) = host_ports.iter().position(|m| m.container_port == port && m.protocol == proto) {
+                p["hostPort"] = json!(host_ports.remove(k).host_port);
+            }
+            ports.push(p);
+        }
+        if i == specs.len() - 1 {
+            // Whatever no container declares: on the first one (run last, so declarations win).
+            for m in host_ports.drain(..) {
+                let p = json!({ "containerPort": m.container_port, "hostPort": m.host_port, "protocol": protocol(m.protocol) });
+                match out_containers.first_mut().map(|c: &mut Value| &mut c["ports"]) {
+                    Some(Value::Array(a)) => a.push(p),
+                    Some(slot) => *slot = json!([p]),
+                    None => ports.push(p),
+                }
+            }
+        }
+        out_containers.push(container(c, ports, notes));
+    }
+    out_containers
+}
+
+/// The pod's securityContext: the containers' supplementary groups, fsGroup, sysctls.
+fn pod_security_context(pod: &PodRecord, specs: &[ContainerSpec], notes: &mut Vec<String>) -> Map<String, Value> {
+    // fsGroup is a supplementary group of every container already: written once, as fsGroup.
+    let groups: Vec<Vec<u32>> = specs.iter().map(|c| c.group_add.iter().copied().filter(|g| Some(*g) != pod.fs_group).collect()).collect();
+    let mut pod_sc = Map::new();
+    if let Some(first) = groups.first().filter(|g| !g.is_empty()) {
+        if groups.iter().any(|g| g != first) {
+            notes.push("the containers have different supplementary groups; Kubernetes has them per pod: the first container's are used".into());
+        }
+        pod_sc.insert("supplementalGroups".into(), json!(first));
+    }
+    if let Some(g) = pod.fs_group {
+        pod_sc.insert("fsGroup".into(), json!(g));
+    }
+    // Sysctls are the pod's; each container carries them.
+    if let Some(first) = specs.first().filter(|c| !c.security.sysctls.is_empty()) {
+        pod_sc.insert("sysctls".into(), first.security.sysctls.iter().map(|(k, v)| json!({ "name": k, "value": v })).collect());
+    }
+    pod_sc
+}
+
+/// A container's securityContext: capabilities, privileges, seccomp, user.
+fn security_context(c: &ContainerSpec) -> Map<String, Value> {
     let mut sc = Map::new();
     let s = &c.security;
     if !s.cap_add.is_empty() || !s.cap_drop.is_empty() {
@@ -180,50 +223,21 @@ fn container(c: &ContainerSpec, ports: Vec<Value>, notes: &mut Vec<String>) -> V
         sc.insert("runAsUser".into(), json!(uid));
         sc.insert("runAsGroup".into(), json!(gid));
     }
-    if !sc.is_empty() {
-        v["securityContext"] = Value::Object(sc);
-    }
-    if !c.mounts.is_empty() {
-        v["volumeMounts"] = c
-            .mounts
-            .iter()
-            .map(|m| {
-                let mut o = json!({ "name": m.name, "mountPath": m.mount_path });
-                if m.read_only {
-                    o["readOnly"] = json!(true);
-                }
-                if let Some(sp) = &m.sub_path {
-                    o["subPath"] = json!(sp);
-                }
-                if m.host_to_container {
-                    o["mountPropagation"] = json!("HostToContainer");
-                }
-                o
-            })
-            .collect();
-    }
-    for (key, p) in [("livenessProbe", &c.probes.liveness), ("readinessProbe", &c.probes.readiness), ("startupProbe", &c.probes.startup)] {
-        if let Some(p) = p {
-            let mut o = action(&p.action);
-            o["initialDelaySeconds"] = json!(p.initial_delay);
-            o["periodSeconds"] = json!(p.period);
-            o["timeoutSeconds"] = json!(p.timeout);
-            o["successThreshold"] = json!(p.success_threshold);
-            o["failureThreshold"] = json!(p.failure_threshold);
-            v[key] = o;
+    sc
+}
+
+fn volume_mount(m: &crate::pod::volumes::VolumeMount) -> Value {
+        let mut o = json!({ "name": m.name, "mountPath": m.mount_path });
+        if m.read_only {
+            o["readOnly"] = json!(true);
         }
-    }
-    let mut lifecycle = Map::new();
-    if let Some(a) = &c.post_start {
-        lifecycle.insert("postStart".into(), action(a));
-    }
-    if let Some(a) = &c.pre_stop {
-        lifecycle.insert("preStop".into(), action(a));
-    }
-    if !lifecycle.is_empty() {
-        v["lifecycle"] = Value::Object(lifecycle);
-    }
-    v
+        if let Some(sp) = &m.sub_path {
+            o["subPath"] = json!(sp);
+        }
+        if m.host_to_container {
+            o["mountPropagation"] = json!("HostToContainer");
+        }
+        o
 }
 
 fn action(a: &Action) -> Value {

@@ -24,15 +24,14 @@ pub fn logs(ctx: &Ctx, key: &str, name: &str, follow: bool, out: &mut dyn Write)
         let files = log_files(&path);
         // Continue in the file we were reading, wherever rotation moved it; if it has been
         // rotated away altogether, from the oldest there is.
-        let start = at.and_then(|(ino, _)| files.iter().position(|(_, i)| *i == ino)).unwrap_or(0);
-        for (file, ino) in files.iter().skip(start) {
+        let start = at.and_then(|(ino, _)| files.iter().position(|(_, i, _)| *i == ino)).unwrap_or(0);
+        for (file, ino, mut f) in files.into_iter().skip(start) {
             let from = match at {
-                Some((i, off)) if i == *ino => off,
+                Some((i, off)) if i == ino => off,
                 _ => 0,
             };
-            let Ok(mut f) = fs::File::open(file) else { continue };
             match copy_from(&mut f, from, out) {
-                Ok(Some(end)) => at = Some((*ino, end)),
+                Ok(Some(end)) => at = Some((ino, end)),
                 Ok(None) => return Ok(()), // reader went away (e.g. `| head`)
                 Err(e) => return Err(PodError::Kernel(format!("reading {}: {e}", file.display()))),
             }
@@ -44,17 +43,24 @@ pub fn logs(ctx: &Ctx, key: &str, name: &str, follow: bool, out: &mut dyn Write)
     }
 }
 
-/// The log's files that exist, oldest first, with their identities.
-pub(super) fn log_files(path: &std::path::Path) -> Vec<(std::path::PathBuf, FileId)> {
+/// The log's files that exist, oldest first, opened, with their identities (from the open
+/// descriptor: a rotation between a look-up and an open cannot swap one file for another). Read
+/// newest first: rotation only moves a file to an older name, further along this scan, so a
+/// rotation during it can show a file twice (kept once) but never hide one.
+pub(super) fn log_files(path: &std::path::Path) -> Vec<(std::path::PathBuf, FileId, fs::File)> {
     use std::os::unix::fs::MetadataExt;
-    let mut out = Vec::new();
-    for n in (0..MAX_LOG_FILES_SCANNED).rev() {
+    let mut newest_first: Vec<(std::path::PathBuf, FileId, fs::File)> = Vec::new();
+    for n in 0..MAX_LOG_FILES_SCANNED {
         let p = container::tee::rotated(path, n);
-        if let Ok(m) = fs::metadata(&p) {
-            out.push((p, (m.ino(), m.created().ok())));
+        let Ok(f) = fs::File::open(&p) else { continue };
+        let Ok(m) = f.metadata() else { continue };
+        let id = (m.ino(), m.created().ok());
+        if !newest_first.iter().any(|(_, i, _)| *i == id) {
+            newest_first.push((p, id, f));
         }
     }
-    out
+    newest_first.reverse();
+    newest_first
 }
 
 /// More rotated files than anyone keeps; `logs` looks this far.

@@ -22,7 +22,7 @@ use nix::unistd::{ForkResult, fork};
 use oci_spec::runtime::Spec;
 
 use super::init::{self, CODE_RUNTIME, Gate, InitArgs};
-use super::{ContainerError, ProcRef, Result, Rootfs, Stdio, cgroups, monitor, namespaces, seccomp, sync, sys};
+use super::{ContainerError, ProcRef, Result, Rootfs, Stdio, cgroups, monitor, namespaces, seccomp, sync, sys, userns};
 
 pub struct CreateOptions<'a> {
     pub spec: &'a Spec,
@@ -131,10 +131,14 @@ fn intermediate_main(
     if let Err(e) = namespaces::prepare_pid(&plan.pid) {
         sync::fail(fd, CODE_RUNTIME, &e.to_string());
     }
-    // SAFETY: single-threaded.
-    match unsafe { fork() } {
+    let userns = userns::handshake(plan).unwrap_or_else(|e| sync::fail(fd, CODE_RUNTIME, &e.to_string()));
+    // Single-threaded (see userns::fork).
+    match userns::fork(plan, &userns) {
         Ok(ForkResult::Child) => {
             monitor::join_cgroups(cgroup.map(|c| c.procs_files()).unwrap_or_default().iter(), fd);
+            if let Err(e) = userns::enter(plan, userns) {
+                sync::fail(fd, CODE_RUNTIME, &e.to_string());
+            }
             let gate = Gate {
                 fifo: fifo.as_raw_fd(),
                 go: go.as_raw_fd(),
@@ -146,6 +150,7 @@ fn intermediate_main(
             init::run(InitArgs { spec: opts.spec, rootfs: &opts.rootfs, plan, stdio: &opts.stdio, sync_fd: fd, seccomp: filters, gate: Some(&gate), preserve_fds: opts.preserve_fds, no_pivot: opts.no_pivot })
         }
         Ok(ForkResult::Parent { child }) => {
+            userns::answer(plan, userns, child);
             sync::send(fd, &format!("pid {}\n", child.as_raw()));
             // SAFETY: _exit in a forked child.
             unsafe { libc::_exit(0) }

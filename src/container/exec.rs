@@ -40,10 +40,18 @@ pub fn spawn(target: ProcRef, process: &Process, seccomp: Option<&LinuxSeccomp>,
         return Err(ContainerError::NotRunning(target.pid.to_string()));
     }
     let filters = super::seccomp::compile(seccomp)?;
+    // A user namespace of the container's own is joined first: it owns the others.
+    let userns = super::userns::of_process(target.pid)?;
     // Open every namespace before entering any (the mount namespace changes what paths mean).
     let mut nss = Vec::new();
     for (name, flag) in [("ipc", CloneFlags::CLONE_NEWIPC), ("uts", CloneFlags::CLONE_NEWUTS), ("net", CloneFlags::CLONE_NEWNET), ("pid", CloneFlags::CLONE_NEWPID), ("cgroup", CloneFlags::CLONE_NEWCGROUP), ("mnt", CloneFlags::CLONE_NEWNS)] {
         let p = format!("/proc/{}/ns/{name}", target.pid);
+        // In the container's user namespace, one the container shares with the caller (e.g.
+        // the cgroup namespace of a spec without one) belongs to the caller's user namespace and
+        // can no longer be joined; the process is in it already.
+        if userns.is_some() && super::userns::same_file(&p, &format!("/proc/self/ns/{name}")) {
+            continue;
+        }
         let f = File::open(&p).map_err(|e| ContainerError::Io { what: format!("opening {p}"), source: e })?;
         nss.push((name, flag, f));
     }
@@ -60,6 +68,10 @@ pub fn spawn(target: ProcRef, process: &Process, seccomp: Option<&LinuxSeccomp>,
                 fail(format!("PR_SET_DUMPABLE 0: {e}"));
             }
             super::monitor::join_cgroups(cgroup_procs.iter(), fd);
+            if let Some(u) = &userns
+                && let Err(e) = setns(u.as_fd(), CloneFlags::CLONE_NEWUSER) {
+                    fail(format!("joining the container's user namespace: {e}"));
+                }
             for (name, flag, f) in &nss {
                 if let Err(e) = setns(f.as_fd(), *flag) {
                     fail(format!("joining the container's {name} namespace: {e}"));

@@ -29,6 +29,7 @@ pub mod sync;
 pub mod tee;
 pub mod terminal;
 pub mod unsupported;
+pub mod userns;
 
 use std::path::PathBuf;
 

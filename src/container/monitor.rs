@@ -11,7 +11,7 @@ use nix::unistd::{ForkResult, Pid, fork, setsid};
 use oci_spec::runtime::Spec;
 
 use super::init::{self, CODE_RUNTIME, InitArgs};
-use super::{CURRENT_FILE, ContainerError, CurrentRun, EXIT_FILE, ExitRecord, ProcRef, RestartPolicy, STOP_FILE, Result, Rootfs, Stdio, cgroups, namespaces, probe, process, seccomp, sync, sys, tee};
+use super::{CURRENT_FILE, ContainerError, CurrentRun, EXIT_FILE, ExitRecord, ProcRef, RestartPolicy, STOP_FILE, Result, Rootfs, Stdio, cgroups, namespaces, probe, process, seccomp, sync, sys, tee, userns};
 
 /// Called in the monitor once the init has ended, before `exit.json` is written.
 pub type ExitHook = fn(state_dir: &Path, record: &mut ExitRecord);
@@ -252,8 +252,9 @@ fn spawn_init(opts: &StartOptions, plan: &namespaces::Plan, filters: &[seccompil
         _ => None,
     };
     let monitor = ProcRef::of(std::process::id() as i32);
-    // SAFETY: the monitor is single-threaded.
-    match unsafe { fork() } {
+    let userns = userns::handshake(plan).map_err(|e| e.to_string())?;
+    // The monitor is single-threaded (see userns::fork).
+    match userns::fork(plan, &userns) {
         Ok(ForkResult::Child) => {
             drop(errors);
             if let Some(p) = pipes {
@@ -276,10 +277,14 @@ fn spawn_init(opts: &StartOptions, plan: &namespaces::Plan, filters: &[seccompil
             // From here on the cgroup finds it: it outlives a killed monitor.
             // SAFETY: as above.
             unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, 0, 0, 0, 0) };
+            if let Err(e) = userns::enter(plan, userns) {
+                sync::fail(fd, CODE_RUNTIME, &e.to_string());
+            }
             let stdio = if matches!(opts.stdio, Stdio::Tee(..)) { &Stdio::Inherit } else { &opts.stdio };
             init::run(InitArgs { spec: opts.spec, rootfs: &opts.rootfs, plan, stdio, sync_fd: fd, seccomp: filters, gate: None, preserve_fds: 0, no_pivot: false })
         }
         Ok(ForkResult::Parent { child }) => {
+            userns::answer(plan, userns, child);
             if sync_fd < 0 {
                 // SAFETY: the write end forgotten above; only the child keeps a copy.
                 unsafe { libc::close(fd) };

@@ -23,6 +23,11 @@ pub struct Plan {
     /// The spec has a mount namespace (new or joined). Without one the process stays in the
     /// caller's: no root file system is set up and it sees the caller's files, as runc does.
     pub mount_ns: bool,
+    /// The user namespace, created or joined first of all (see `userns`).
+    pub user: Option<super::userns::UserNs>,
+    /// A new PID namespace that the child is cloned into with its new user namespace (so that
+    /// the user namespace owns it); `pid` is None then.
+    pub pid_in_userns: bool,
 }
 
 fn flag(t: LinuxNamespaceType) -> Result<CloneFlags> {
@@ -33,6 +38,7 @@ fn flag(t: LinuxNamespaceType) -> Result<CloneFlags> {
         LinuxNamespaceType::Uts => CloneFlags::CLONE_NEWUTS,
         LinuxNamespaceType::Pid => CloneFlags::CLONE_NEWPID,
         LinuxNamespaceType::Cgroup => CloneFlags::CLONE_NEWCGROUP,
+        LinuxNamespaceType::User => CloneFlags::CLONE_NEWUSER,
         other => {
             return Err(ContainerError::Spec {
                 field: "linux.namespaces".into(),
@@ -43,7 +49,8 @@ fn flag(t: LinuxNamespaceType) -> Result<CloneFlags> {
 }
 
 pub fn plan(spec: &Spec) -> Result<Plan> {
-    let mut p = Plan { join: vec![], new: CloneFlags::empty(), pid: None, new_uts: false, mount_ns: false };
+    let mut p = Plan { join: vec![], new: CloneFlags::empty(), pid: None, new_uts: false, mount_ns: false, user: None, pid_in_userns: false };
+    let mut user = None;
     let empty = vec![];
     let nss = spec.linux().as_ref().and_then(|l| l.namespaces().as_ref()).unwrap_or(&empty);
     let mut has_mount = false;
@@ -54,6 +61,7 @@ pub fn plan(spec: &Spec) -> Result<Plan> {
         }
         match (f, ns.path()) {
             (CloneFlags::CLONE_NEWPID, path) => p.pid = Some(path.clone()),
+            (CloneFlags::CLONE_NEWUSER, path) => user = Some(path.clone()),
             (f, Some(path)) => p.join.push((f, path.clone())),
             (f, None) => {
                 if f == CloneFlags::CLONE_NEWUTS {
@@ -67,6 +75,11 @@ pub fn plan(spec: &Spec) -> Result<Plan> {
         refuse_without_mount_ns(spec)?;
     }
     p.mount_ns = has_mount;
+    p.user = super::userns::from_spec(spec, user)?;
+    if matches!(p.user, Some(super::userns::UserNs::New { .. })) && p.pid == Some(None) {
+        p.pid = None;
+        p.pid_in_userns = true;
+    }
     Ok(p)
 }
 

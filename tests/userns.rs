@@ -1,0 +1,105 @@
+//! User namespaces: OCI bundles with `linux.uidMappings`/`gidMappings` and a `user` namespace
+//! run as root inside and as the mapped host ids outside; bad mappings are refused by name and
+//! leave nothing behind.
+mod common;
+
+use common::Node;
+use common::oci::Env;
+use serde_json::{Value, json};
+
+fn code(out: &std::process::Output) -> i32 {
+    out.status.code().unwrap_or(-1)
+}
+
+/// Give the bundle config a new user namespace mapping 0..65536 to host..host+65536.
+fn with_userns(c: &mut Value, host: u32) {
+    c["linux"]["namespaces"].as_array_mut().unwrap().push(json!({ "type": "user" }));
+    c["linux"]["uidMappings"] = json!([{ "containerID": 0, "hostID": host, "size": 65536 }]);
+    c["linux"]["gidMappings"] = json!([{ "containerID": 0, "hostID": host, "size": 65536 }]);
+}
+
+/// The `Uid:`/`Gid:` lines of a process's status, as the node (outside the container) sees them.
+fn host_ids(node: &Node, pid: i64) -> (String, String) {
+    let status = node.sh_ok(&format!("cat /proc/{pid}/status"));
+    let field = |name: &str| status.lines().find(|l| l.starts_with(name)).unwrap_or_default().split_whitespace().nth(1).unwrap_or_default().to_string();
+    (field("Uid:"), field("Gid:"))
+}
+
+#[test]
+#[ignore = "needs root: scripts/test.sh runs it (cargo test -- --include-ignored)"]
+fn oci_bundle_with_mappings_is_root_inside_and_mapped_outside() {
+    require_root!();
+    let node = Node::new("userns-oci");
+    let env = Env::in_node("userns", &node);
+    let script = "echo uid=$(id -u) gid=$(id -g); echo map=$(cat /proc/self/uid_map); echo mine > /tmp/own && echo wrote=$(cat /tmp/own) owner=$(stat -c %u /tmp/own); echo proc=$(ls /proc/1/ns | wc -l); exec sleep 1000";
+    let b = env.bundle("b", script, |c| {
+        with_userns(c, 100000);
+        c["mounts"].as_array_mut().unwrap().push(json!({ "destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nodev", "mode=755"] }));
+    });
+    node.sh_ok(&env.bg(&format!("create --bundle {} u1", b.display())));
+    node.sh_ok(&env.cmd("start u1"));
+    let out_file = env.dir.join("container.out");
+    let read_out = || std::fs::read_to_string(&out_file).unwrap_or_default();
+    assert!(common::wait_until(10, || read_out().contains("proc=")), "container output: {}", read_out());
+    let out = read_out();
+    assert!(out.contains("uid=0 gid=0"), "{out}");
+    // The kernel's columns: inside, outside, size.
+    assert!(out.contains("map= 0 100000 65536"), "{out}");
+    assert!(out.contains("wrote=mine owner=0"), "{out}");
+    // /proc was mounted: the PID namespace is owned by the user namespace.
+    assert!(!out.contains("proc=0"), "{out}");
+    let pid = env.state(&node, "u1")["pid"].as_i64().unwrap();
+    assert_eq!(host_ids(&node, pid), ("100000".into(), "100000".into()));
+
+    // exec joins the user namespace too: root inside, 100000 outside.
+    let out = node.sh(&env.cmd("exec u1 sh -c 'echo uid=$(id -u); cat /proc/self/uid_map'"));
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("uid=0") && text.split_whitespace().collect::<Vec<_>>().windows(3).any(|w| w == ["0", "100000", "65536"]), "{text}");
+    let pf = env.dir.join("exec.pid");
+    node.sh_ok(&env.bg(&format!("exec --detach --pid-file {} u1 sleep 1000", pf.display())));
+    let exec_pid: i64 = std::fs::read_to_string(&pf).unwrap().trim().parse().unwrap();
+    assert_eq!(host_ids(&node, exec_pid), ("100000".into(), "100000".into()));
+    let user_ns = |p: i64| node.sh_ok(&format!("readlink /proc/{p}/ns/user"));
+    assert_eq!(user_ns(exec_pid), user_ns(pid));
+    assert_ne!(user_ns(pid), node.sh_ok("readlink /proc/self/ns/user"));
+
+    node.sh_ok(&env.cmd("kill --all u1 KILL"));
+    assert!(common::wait_until(5, || env.status(&node, "u1") == "stopped"));
+    node.sh_ok(&env.cmd("delete u1"));
+    env.assert_clean(&node);
+    node.assert_clean();
+}
+
+#[test]
+#[ignore = "needs root: scripts/test.sh runs it (cargo test -- --include-ignored)"]
+fn bad_mappings_are_refused_by_name_and_leave_nothing() {
+    require_root!();
+    let node = Node::new("userns-bad");
+    let env = Env::in_node("userns-bad", &node);
+    let maps = |uid: Value, gid: Value| move |c: &mut Value| {
+        c["linux"]["namespaces"].as_array_mut().unwrap().push(json!({ "type": "user" }));
+        c["linux"]["uidMappings"] = uid;
+        c["linux"]["gidMappings"] = gid;
+    };
+    let one = |inside: u32, host: u32, size: u32| json!({ "containerID": inside, "hostID": host, "size": size });
+    let cases: Vec<(&str, PathBuf, &str)> = vec![
+        ("no user namespace", env.bundle("nons", "true", |c| c["linux"]["uidMappings"] = json!([one(0, 100000, 1)])), "need a user namespace"),
+        ("no mappings", env.bundle("nomap", "true", |c| c["linux"]["namespaces"].as_array_mut().unwrap().push(json!({ "type": "user" }))), "linux.uidMappings"),
+        ("overlap inside", env.bundle("ovl", "true", maps(json!([one(0, 100000, 10), one(5, 200000, 10)]), json!([one(0, 100000, 1)]))), "overlap inside"),
+        ("overlap outside", env.bundle("ovh", "true", maps(json!([one(0, 100000, 1)]), json!([one(0, 100000, 10), one(10, 100005, 10)]))), "overlap on the host"),
+        ("size 0", env.bundle("zero", "true", maps(json!([one(0, 100000, 0)]), json!([one(0, 100000, 1)]))), "size 0"),
+        // Valid maps the kernel takes, but without a root for the init to become.
+        ("no root", env.bundle("noroot", "true", maps(json!([one(1, 100000, 10)]), json!([one(1, 100000, 10)]))), "is gid 0 mapped"),
+    ];
+    for (what, bundle, expect) in cases {
+        let out = node.sh(&env.cmd(&format!("create --bundle {} bad", bundle.display())));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_ne!(code(&out), 0, "{what}");
+        assert!(err.contains(expect), "{what}: expected {expect:?} in {err}");
+        env.assert_clean(&node);
+    }
+    node.assert_clean();
+}
+
+use std::path::PathBuf;

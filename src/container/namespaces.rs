@@ -25,8 +25,8 @@ pub struct Plan {
     pub mount_ns: bool,
     /// The user namespace, created or joined first of all (see `userns`).
     pub user: Option<super::userns::UserNs>,
-    /// A new PID namespace that the child is cloned into with its new user namespace (so that
-    /// the user namespace owns it); `pid` is None then.
+    /// A new PID namespace made inside the user namespace (so that it owns it) by
+    /// `userns::fork`, not by `prepare_pid`; `pid` is None then.
     pub pid_in_userns: bool,
 }
 
@@ -76,7 +76,7 @@ pub fn plan(spec: &Spec) -> Result<Plan> {
     }
     p.mount_ns = has_mount;
     p.user = super::userns::from_spec(spec, user)?;
-    if matches!(p.user, Some(super::userns::UserNs::New { .. })) && p.pid == Some(None) {
+    if p.user.is_some() && p.pid == Some(None) {
         p.pid = None;
         p.pid_in_userns = true;
     }

@@ -117,19 +117,41 @@ pub struct Handshake {
     child: UnixStream,
 }
 
+impl Handshake {
+    pub fn new() -> Result<Handshake> {
+        // CLOEXEC (std's default): the container's program never sees either end.
+        let (parent, child) = UnixStream::pair().map_err(super::io("creating the user namespace handshake socket pair"))?;
+        Ok(Handshake { parent, child })
+    }
+
+    /// The parent's end (the child's is closed).
+    pub fn into_parent(self) -> UnixStream {
+        self.parent
+    }
+
+    /// The child's end (the parent's is closed).
+    pub fn into_child(self) -> UnixStream {
+        self.child
+    }
+}
+
 /// For a plan with a new user namespace: the handshake to pass through `fork`; None otherwise.
 pub fn handshake(plan: &Plan) -> Result<Option<Handshake>> {
     if !matches!(plan.user, Some(UserNs::New { .. })) {
         return Ok(None);
     }
-    // CLOEXEC (std's default): the container's program never sees either end.
-    let (parent, child) = UnixStream::pair().map_err(super::io("creating the user namespace handshake socket pair"))?;
-    Ok(Some(Handshake { parent, child }))
+    Handshake::new().map(Some)
 }
 
 /// fork(), or with a handshake a clone(2) that puts the child into a new user namespace, and
-/// into a new PID namespace too when the plan asks for one (`Plan::pid_in_userns`).
+/// into a new PID namespace too when the plan asks for one (`Plan::pid_in_userns`). For a
+/// user namespace joined by path with a new PID namespace, a helper joins it, creates the PID
+/// namespace there (so that it owns it) and clones the child as a sibling (CLONE_PARENT), as
+/// runc's nsexec does: the caller is the child's parent either way.
 pub fn fork(plan: &Plan, hs: &Option<Handshake>) -> nix::Result<ForkResult> {
+    if let (Some(UserNs::Join(path)), true) = (&plan.user, plan.pid_in_userns) {
+        return fork_via_helper(path);
+    }
     if hs.is_none() {
         // SAFETY: the callers are single-threaded; the child runs ordinary Rust code until it
         // execs or exits.
@@ -139,11 +161,16 @@ pub fn fork(plan: &Plan, hs: &Option<Handshake>) -> nix::Result<ForkResult> {
     if plan.pid_in_userns {
         flags |= CloneFlags::CLONE_NEWPID;
     }
+    clone_fork(flags.bits())
+}
+
+/// clone(2) as fork with extra `flags` (namespaces, CLONE_PARENT).
+pub fn clone_fork(flags: libc::c_int) -> nix::Result<ForkResult> {
     // SAFETY: clone with a NULL stack behaves as fork (the child continues on a copy of the
-    // parent's stack), here with namespace flags, which glibc's fork cannot pass. The callers are
-    // single-threaded, so no lock of the C library or of Rust's runtime is held by another thread
-    // at this point; the atfork handlers glibc would run are not needed by podbox.
-    let ret = unsafe { libc::syscall(libc::SYS_clone, flags.bits() as libc::c_ulong | libc::SIGCHLD as libc::c_ulong, 0usize, 0usize, 0usize, 0usize) };
+    // parent's stack), here with flags glibc's fork cannot pass. The callers are single-threaded,
+    // so no lock of the C library or of Rust's runtime is held by another thread at this point;
+    // the atfork handlers glibc would run are not needed by podbox.
+    let ret = unsafe { libc::syscall(libc::SYS_clone, flags as libc::c_ulong | libc::SIGCHLD as libc::c_ulong, 0usize, 0usize, 0usize, 0usize) };
     match ret {
         -1 => Err(nix::Error::last()),
         0 => Ok(ForkResult::Child),
@@ -151,12 +178,54 @@ pub fn fork(plan: &Plan, hs: &Option<Handshake>) -> nix::Result<ForkResult> {
     }
 }
 
+fn fork_via_helper(userns: &std::path::Path) -> nix::Result<ForkResult> {
+    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+    let ns = std::fs::File::open(userns).map_err(|e| nix::Error::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))?;
+    // SAFETY: single-threaded caller; the helper only makes syscalls and exits.
+    match unsafe { nix::unistd::fork() }? {
+        ForkResult::Child => {
+            drop(r);
+            let made = setns(ns.as_fd(), CloneFlags::CLONE_NEWUSER).and_then(|_| nix::sched::unshare(CloneFlags::CLONE_NEWPID)).and_then(|_| clone_fork(libc::CLONE_PARENT));
+            match made {
+                Ok(ForkResult::Child) => Ok(ForkResult::Child),
+                Ok(ForkResult::Parent { child }) => {
+                    let _ = std::fs::File::from(w).write_all(&child.as_raw().to_ne_bytes());
+                    // SAFETY: _exit ends the helper without running its parent's atexit state.
+                    unsafe { libc::_exit(0) }
+                }
+                Err(e) => {
+                    let _ = std::fs::File::from(w).write_all(&(-(e as i32)).to_ne_bytes());
+                    // SAFETY: as above.
+                    unsafe { libc::_exit(1) }
+                }
+            }
+        }
+        ForkResult::Parent { child: helper } => {
+            drop(w);
+            let mut b = [0u8; 4];
+            let got = std::fs::File::from(r).read_exact(&mut b);
+            let _ = nix::sys::wait::waitpid(helper, None);
+            match (got, i32::from_ne_bytes(b)) {
+                (Ok(()), pid) if pid > 0 => Ok(ForkResult::Parent { child: Pid::from_raw(pid) }),
+                (Ok(()), errno) => Err(nix::Error::from_raw(-errno)),
+                (Err(_), _) => Err(nix::Error::ECHILD),
+            }
+        }
+    }
+}
+
 /// In the parent, right after `fork`: write `child`'s maps and tell it to go on. A failure is
 /// sent to the child, which reports it on the sync pipe like any error of its own (so there is
 /// one place the caller learns why a start failed).
 pub fn answer(plan: &Plan, hs: Option<Handshake>, child: Pid) {
-    let (Some(Handshake { mut parent, child: child_end }), Some(UserNs::New { uid, gid })) = (hs, &plan.user) else { return };
-    drop(child_end);
+    if let (Some(hs), Some(UserNs::New { uid, gid })) = (hs, &plan.user) {
+        let mut parent = hs.into_parent();
+        answer_maps(&mut parent, child, uid, gid);
+    }
+}
+
+/// Write `child`'s maps and answer "ok" (or the error) on the parent's end of a handshake.
+pub fn answer_maps(parent: &mut UnixStream, child: Pid, uid: &[IdRange], gid: &[IdRange]) {
     let reply = match write_maps(child, uid, gid) {
         Ok(()) => "ok\n".to_string(),
         Err(e) => format!("err {}\n", e.to_string().replace('\n', " ")),
@@ -181,30 +250,47 @@ pub fn write_maps(pid: Pid, uid: &[IdRange], gid: &[IdRange]) -> Result<()> {
 }
 
 /// In the child, right after `fork`, before anything else: join the user namespace of the
-/// plan, or wait for the parent to map this new one; then become root of it (uid and gid 0
-/// must be mapped, as runc requires), so that what the init creates belongs to the container.
+/// plan (unless the fork put the child there already), or wait for the parent to map this new
+/// one. The child stays the host's uid 0 (unmapped inside, with every capability of the
+/// namespace) until `become_root`, so that it can still join cgroups and open host files.
 pub fn enter(plan: &Plan, hs: Option<Handshake>) -> Result<()> {
     match (&plan.user, hs) {
-        (None, _) => return Ok(()),
+        (None, _) => Ok(()),
         (Some(UserNs::Join(path)), _) => {
-            let f = std::fs::File::open(path).map_err(super::io(format!("opening user namespace {}", path.display())))?;
-            setns(f.as_fd(), CloneFlags::CLONE_NEWUSER).map_err(sys(format!("joining user namespace {}", path.display())))?;
-        }
-        (Some(UserNs::New { .. }), Some(Handshake { parent, mut child })) => {
-            drop(parent);
-            let mut reply = String::new();
-            let _ = child.read_to_string(&mut reply);
-            match reply.strip_prefix("err ") {
-                Some(msg) => return Err(ContainerError::StartFailed { code: super::init::CODE_RUNTIME, msg: format!("mapping the container's user namespace: {}", msg.trim()) }),
-                None if reply.trim() != "ok" => return Err(ContainerError::StartFailed { code: super::init::CODE_RUNTIME, msg: "the runtime died before mapping the container's user namespace".into() }),
-                None => {}
+            if same_file(&path.to_string_lossy(), "/proc/self/ns/user") {
+                return Ok(());
             }
+            let f = std::fs::File::open(path).map_err(super::io(format!("opening user namespace {}", path.display())))?;
+            setns(f.as_fd(), CloneFlags::CLONE_NEWUSER).map_err(sys(format!("joining user namespace {}", path.display())))
         }
-        (Some(UserNs::New { .. }), None) => return Err(ContainerError::StartFailed { code: super::init::CODE_RUNTIME, msg: "internal: a new user namespace without its handshake".into() }),
+        (Some(UserNs::New { .. }), Some(hs)) => await_maps(&mut hs.into_child()),
+        (Some(UserNs::New { .. }), None) => Err(ContainerError::StartFailed { code: super::init::CODE_RUNTIME, msg: "internal: a new user namespace without its handshake".into() }),
+    }
+}
+
+/// Wait on the child's end of a handshake until the parent has written the maps.
+pub fn await_maps(child: &mut UnixStream) -> Result<()> {
+    let mut reply = Vec::new();
+    let mut b = [0u8; 1];
+    while child.read(&mut b).map_err(super::io("waiting for the user namespace maps"))? == 1 && b[0] != b'\n' {
+        reply.push(b[0]);
+    }
+    let reply = String::from_utf8_lossy(&reply);
+    match reply.strip_prefix("err ") {
+        Some(msg) => Err(ContainerError::StartFailed { code: super::init::CODE_RUNTIME, msg: format!("mapping the container's user namespace: {}", msg.trim()) }),
+        None if reply.trim() != "ok" => Err(ContainerError::StartFailed { code: super::init::CODE_RUNTIME, msg: "the runtime died before mapping the container's user namespace".into() }),
+        None => Ok(()),
+    }
+}
+
+/// Become root of the user namespace (uid and gid 0 must be mapped, as runc requires), so that
+/// what the init creates from here on belongs to the container. A no-op without one.
+pub fn become_root(plan: &Plan) -> Result<()> {
+    if plan.user.is_none() {
+        return Ok(());
     }
     nix::unistd::setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0)).map_err(sys("becoming gid 0 in the user namespace (is gid 0 mapped?)"))?;
-    nix::unistd::setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0)).map_err(sys("becoming uid 0 in the user namespace (is uid 0 mapped?)"))?;
-    Ok(())
+    nix::unistd::setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0)).map_err(sys("becoming uid 0 in the user namespace (is uid 0 mapped?)"))
 }
 
 /// Whether two paths (namespace files) name the same inode.

@@ -103,3 +103,59 @@ fn bad_mappings_are_refused_by_name_and_leave_nothing() {
 }
 
 use std::path::PathBuf;
+
+/// The container `name` of `pod`: its init's PID in the node's numbering.
+fn container_pid(node: &Node, pod: &str, name: &str) -> i64 {
+    let v = common::json(&node.podbox_ok(&["pod", "inspect", pod]));
+    let c = v["containers"].as_array().unwrap().iter().find(|c| c["name"] == name).unwrap_or_else(|| panic!("no container {name} in {v}"));
+    c["pid"]["pid"].as_i64().or_else(|| c["pid"].as_i64()).unwrap_or_else(|| panic!("no pid in {c}"))
+}
+
+fn range_start(node: &Node, pod: &str) -> u64 {
+    let v = common::json(&node.podbox_ok(&["pod", "inspect", pod]));
+    v["user_range"]["host_start"].as_u64().unwrap_or_else(|| panic!("no user_range in {v}"))
+}
+
+#[test]
+#[ignore = "needs root: scripts/test.sh runs it (cargo test -- --include-ignored)"]
+fn pods_with_userns_run_as_root_inside_and_their_own_range_outside() {
+    require_root!();
+    let node = Node::new("userns-pod");
+    node.podbox_ok(&["pod", "create", "--userns", "--network", "none", "--volume", "data", "p1"]);
+    node.podbox_ok(&["pod", "create", "--userns", "--network", "none", "p2"]);
+    let (a, b) = (range_start(&node, "p1"), range_start(&node, "p2"));
+    assert!(a.abs_diff(b) >= 65536 && a > 0 && b > 0, "ranges overlap: {a} and {b}");
+    // Root inside, mapped to the pod's range; the rootfs (overlay upper over idmapped image
+    // layers: new files and a copied-up one) and an emptyDir are writable.
+    let script = "echo uid=$(id -u); echo map=$(cat /proc/self/uid_map); echo new > /new-file && cat /new-file; echo more >> /etc/group && tail -1 /etc/group; echo vol > /data/f && cat /data/f; echo owner=$(stat -c %u /bin/busybox)";
+    let out = node.podbox_ok(&["run", "--pod", "p1", "--name", "c", "-v", "data:/data", "--", "sh", "-c", script]);
+    assert!(out.contains("uid=0"), "{out}");
+    assert!(out.contains(&format!("map= 0 {a} 65536")), "{out}");
+    assert!(out.contains("new\nmore\nvol\nowner=0"), "{out}");
+    // Outside: the pod's first host id, for the init and for exec.
+    node.podbox_ok(&["run", "--pod", "p2", "--name", "s", "-d", "--", "sleep", "100000"]);
+    let pid = container_pid(&node, "p2", "s");
+    assert_eq!(host_ids(&node, pid), (b.to_string(), b.to_string()));
+    let out = node.podbox_ok(&["exec", "p2", "s", "--", "sh", "-c", "id -u; cat /proc/self/uid_map"]);
+    assert!(out.starts_with("0\n") && out.contains(&b.to_string()), "{out}");
+    node.podbox_ok(&["pod", "rm", "--force", "p1", "p2"]);
+    node.assert_clean();
+}
+
+#[test]
+#[ignore = "needs root: scripts/test.sh runs it (cargo test -- --include-ignored)"]
+fn manifest_host_users_false_gives_the_pod_a_user_namespace() {
+    require_root!();
+    let node = Node::new("userns-manifest");
+    // An image made from the test rootfs: its layers are what gets idmapped.
+    node.podbox_ok(&["image", "import", common::rootfs().to_str().unwrap(), "busybox"]);
+    let file = node.dir.join("pod.yaml");
+    std::fs::write(&file, "apiVersion: v1\nkind: Pod\nmetadata: {name: m}\nspec:\n  hostUsers: false\n  restartPolicy: Never\n  volumes: [{name: scratch, emptyDir: {}}]\n  containers:\n  - name: c\n    image: busybox\n    command: [sh, -c, 'echo x > /s/f && echo x > /f && sleep 100000']\n    volumeMounts: [{name: scratch, mountPath: /s}]\n").unwrap();
+    node.podbox_ok(&["pod", "apply", "-f", file.to_str().unwrap(), "--network", "none"]);
+    let start = range_start(&node, "m");
+    let pid = container_pid(&node, "m", "c");
+    assert_eq!(host_ids(&node, pid).0, start.to_string());
+    assert!(common::wait_until(5, || node.podbox(&["exec", "m", "c", "--", "cat", "/s/f", "/f"]).status.success()));
+    node.podbox_ok(&["pod", "rm", "--force", "m"]);
+    node.assert_clean();
+}

@@ -14,6 +14,9 @@ use nix::sys::wait::waitpid;
 use nix::unistd::{ForkResult, fork};
 
 use super::PodError;
+use super::model::UserRange;
+use std::io::{Read, Write};
+use crate::container::userns;
 use crate::container::ProcRef;
 use crate::container::sync;
 
@@ -41,43 +44,70 @@ fn read_sync(r: std::os::fd::OwnedFd) -> Result<Option<i32>, String> {
 
 /// Create the pod's namespaces and pin them under `ns_dir`; set the hostname and bring `lo` up.
 /// Pins are created as empty files first so that a crash leaves only things `unpin` removes.
-pub fn pin_namespaces(ns_dir: &Path, hostname: &str) -> Result<BTreeMap<String, PathBuf>, PodError> {
+/// With `users`, a user namespace mapping 0.. to that host range comes first and owns the others
+/// (pinned as "user" too).
+pub fn pin_namespaces(ns_dir: &Path, hostname: &str, users: Option<UserRange>) -> Result<BTreeMap<String, PathBuf>, PodError> {
     fs::create_dir_all(ns_dir).map_err(io_err(format!("creating {}", ns_dir.display())))?;
     let mut pins = BTreeMap::new();
-    for (name, _) in PINNED {
+    let names: Vec<&str> = PINNED.iter().map(|(n, _)| *n).chain(users.map(|_| "user")).collect();
+    for name in &names {
         let p = ns_dir.join(name);
         fs::File::create(&p).map_err(io_err(format!("creating {}", p.display())))?;
         pins.insert(name.to_string(), p);
     }
     let (r, w) = sync::pipe().map_err(sys_err("pipe"))?;
-    // SAFETY: called before any other thread exists in the CLI.
-    match unsafe { fork() }.map_err(sys_err("fork"))? {
+    let hs = userns::Handshake::new().map_err(|e| PodError::Kernel(e.to_string()))?;
+    let forked = match users {
+        Some(_) => userns::clone_fork(libc::CLONE_NEWUSER),
+        // SAFETY: called before any other thread exists in the CLI.
+        None => unsafe { fork() },
+    };
+    match forked.map_err(sys_err("fork"))? {
         ForkResult::Child => {
             drop(r);
             let fd = w.as_raw_fd();
+            let mut sock = hs.into_child();
             let res = (|| -> Result<(), String> {
+                if users.is_some() {
+                    userns::await_maps(&mut sock).map_err(|e| e.to_string())?;
+                }
                 let all = PINNED.iter().fold(CloneFlags::empty(), |a, (_, f)| a | *f);
                 unshare(all).map_err(|e| format!("creating namespaces: {e}"))?;
                 nix::unistd::sethostname(hostname).map_err(|e| format!("setting hostname: {e}"))?;
                 crate::network::loopback::up().map_err(|e| format!("bringing lo up: {e}"))?;
-                for (name, _) in PINNED {
-                    let src = format!("/proc/self/ns/{name}");
-                    mount(Some(src.as_str()), &ns_dir.join(name), None::<&str>, MsFlags::MS_BIND, None::<&str>)
-                        .map_err(|e| format!("pinning {name} namespace: {e}"))?;
-                }
                 Ok(())
             })();
             if let Err(msg) = res {
                 sync::fail(fd, 1, &msg);
             }
+            // The parent pins the namespaces (a process in a user namespace may not mount in the
+            // node's mount namespace): stay alive until it has.
+            let _ = sock.write_all(b"pin\n");
+            let _ = sock.read(&mut [0u8; 1]);
             // SAFETY: _exit ends the forked child without running its parent's atexit state or unwinding.
             unsafe { libc::_exit(0) }
         }
         ForkResult::Parent { child } => {
             drop(w);
+            let mut sock = hs.into_parent();
+            if let Some(u) = users {
+                let map = [userns::IdRange { inside: 0, outside: u.host_start, size: u.size }];
+                userns::answer_maps(&mut sock, child, &map, &map);
+            }
+            let mut asked = [0u8; 4];
+            let pinned = match sock.read_exact(&mut asked) {
+                Ok(()) if &asked == b"pin\n" => names.iter().try_for_each(|name| {
+                    let src = format!("/proc/{child}/ns/{name}");
+                    mount(Some(src.as_str()), &ns_dir.join(name), None::<&str>, MsFlags::MS_BIND, None::<&str>).map_err(|e| PodError::Kernel(format!("pinning {name} namespace: {e}")))
+                }),
+                // The child failed: its error is on the sync pipe.
+                _ => Ok(()),
+            };
+            drop(sock);
             let res = read_sync(r);
             let _ = waitpid(child, None);
             res.map_err(PodError::Kernel)?;
+            pinned?;
             Ok(pins)
         }
     }
@@ -99,6 +129,10 @@ pub fn pin_pid_namespace(pause: &ProcRef, pin: &Path) -> Result<(), PodError> {
 /// cgroups whose `cgroup.procs` files are `cgroup_procs`.
 pub fn start_pause(pins: &BTreeMap<String, PathBuf>, cgroup_procs: &[PathBuf]) -> Result<ProcRef, PodError> {
     let mut files = Vec::new();
+    // A pod's user namespace is joined first: it owns the others.
+    if let Some(p) = pins.get("user") {
+        files.push((CloneFlags::CLONE_NEWUSER, fs::File::open(p).map_err(io_err(format!("opening {}", p.display())))?));
+    }
     for (name, flag) in PINNED {
         let p = &pins[*name];
         files.push((*flag, fs::File::open(p).map_err(io_err(format!("opening {}", p.display())))?));
@@ -121,6 +155,11 @@ pub fn start_pause(pins: &BTreeMap<String, PathBuf>, cgroup_procs: &[PathBuf]) -
                     fail(format!("joining pod namespace {flag:?}: {e}"));
                 }
             }
+            // The pause, too, runs as the pod's root: an unprivileged host id.
+            if pins.contains_key("user")
+                && let Err(e) = nix::unistd::setresgid(0.into(), 0.into(), 0.into()).and_then(|_| nix::unistd::setresuid(0.into(), 0.into(), 0.into())) {
+                    fail(format!("becoming root of the pod's user namespace: {e}"));
+                }
             if let Err(e) = unshare(CloneFlags::CLONE_NEWPID) {
                 fail(format!("creating the pod's PID namespace: {e}"));
             }
@@ -161,7 +200,7 @@ pub fn mount_shm(dir: &Path) -> Result<(), PodError> {
 }
 
 /// Every mount point podbox creates under a pod's directory: the namespace pins and /dev/shm.
-pub const POD_MOUNTS: &[&str] = &["ns/net", "ns/ipc", "ns/uts", "ns/pid", "shm"];
+pub const POD_MOUNTS: &[&str] = &["ns/net", "ns/ipc", "ns/uts", "ns/pid", "ns/user", "shm"];
 
 /// Unmount whatever is mounted at `path` (all stacked mounts); a non-mount is fine.
 pub fn unmount(path: &Path) {

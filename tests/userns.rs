@@ -138,6 +138,12 @@ fn pods_with_userns_run_as_root_inside_and_their_own_range_outside() {
     assert_eq!(host_ids(&node, pid), (b.to_string(), b.to_string()));
     let out = node.podbox_ok(&["exec", "p2", "s", "--", "sh", "-c", "id -u; cat /proc/self/uid_map"]);
     assert!(out.starts_with("0\n") && out.contains(&b.to_string()), "{out}");
+    // A restarted container starts from the image again, in a writable layer it can still use.
+    node.podbox_ok(&["run", "--pod", "p2", "--name", "r", "-d", "--restart", "always", "--", "sh", "-c", "[ -e /mark ] && echo LEFT-OVER; echo run > /mark && sleep 0.2"]);
+    let restarts = || common::json(&node.podbox_ok(&["pod", "inspect", "p2"]))["containers"].as_array().unwrap().iter().find(|c| c["name"] == "r").map(|c| c["restarts"].as_u64().unwrap_or(0)).unwrap_or(0);
+    assert!(common::wait_until(10, || restarts() >= 2), "the container was not restarted twice");
+    let logs = node.podbox_ok(&["logs", "p2", "r"]);
+    assert!(!logs.contains("LEFT-OVER") && !logs.contains("podbox:"), "{logs}");
     node.podbox_ok(&["pod", "rm", "--force", "p1", "p2"]);
     node.assert_clean();
 }

@@ -144,7 +144,12 @@ fn pods_with_userns_run_as_root_inside_and_their_own_range_outside() {
     assert!(common::wait_until(10, || restarts() >= 2), "the container was not restarted twice");
     let logs = node.podbox_ok(&["logs", "p2", "r"]);
     assert!(!logs.contains("LEFT-OVER") && !logs.contains("podbox:"), "{logs}");
-    node.podbox_ok(&["pod", "rm", "--force", "p1", "p2"]);
+    // Sharing the pause's PID namespace (owned by the pod's user namespace): /proc is mounted,
+    // PID 1 is the pause.
+    node.podbox_ok(&["pod", "create", "--userns", "--share-pid", "--network", "none", "p3"]);
+    let out = node.podbox_ok(&["run", "--pod", "p3", "--name", "c", "--", "sh", "-c", "id -u; cat /proc/1/cmdline"]);
+    assert!(out.starts_with("0\n") && out.contains("pause"), "{out}");
+    node.podbox_ok(&["pod", "rm", "--force", "p1", "p2", "p3"]);
     node.assert_clean();
 }
 
@@ -162,6 +167,8 @@ fn manifest_host_users_false_gives_the_pod_a_user_namespace() {
     let pid = container_pid(&node, "m", "c");
     assert_eq!(host_ids(&node, pid).0, start.to_string());
     assert!(common::wait_until(5, || node.podbox(&["exec", "m", "c", "--", "cat", "/s/f", "/f"]).status.success()));
+    // pod generate writes it back.
+    assert!(node.podbox_ok(&["pod", "generate", "m"]).contains("hostUsers: false"));
     node.podbox_ok(&["pod", "rm", "--force", "m"]);
     node.assert_clean();
 }

@@ -64,6 +64,14 @@ fn oci_bundle_with_mappings_is_root_inside_and_mapped_outside() {
     assert_eq!(user_ns(exec_pid), user_ns(pid));
     assert_ne!(user_ns(pid), node.sh_ok("readlink /proc/self/ns/user"));
 
+    // Without a network namespace of its own, sysfs cannot be mounted: the host's /sys is
+    // bound, read-only as the spec's sysfs mount asks.
+    let b = env.bundle("nonet", "ls /sys/class/net | grep -qx lo && echo sys-ok; touch /sys/x 2>&1 | grep -q Read-only && echo sys-ro", |c| {
+        with_userns(c, 200000);
+        c["linux"]["namespaces"].as_array_mut().unwrap().retain(|n| n["type"] != "network");
+    });
+    let out = node.sh(&env.cmd(&format!("run --bundle {} u2", b.display())));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "sys-ok\nsys-ro\n", "{}", String::from_utf8_lossy(&out.stderr));
     node.sh_ok(&env.cmd("kill --all u1 KILL"));
     assert!(common::wait_until(5, || env.status(&node, "u1") == "stopped"));
     node.sh_ok(&env.cmd("delete u1"));

@@ -312,6 +312,19 @@ pub fn of_process(pid: i32) -> Result<Option<std::fs::File>> {
     std::fs::File::open(&p).map(Some).map_err(super::io(format!("opening {p}")))
 }
 
+/// A sysfs mount needs the network namespace to be owned by the mounter's user namespace: a
+/// container with a user namespace but the caller's network namespace gets the host's /sys
+/// bound recursively instead, with the flags asked for (as runc does).
+pub fn bind_host_sysfs(dest: &std::path::Path, flags: nix::mount::MsFlags) -> Result<()> {
+    use nix::mount::{MsFlags, mount};
+    mount(Some("/sys"), dest, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>).map_err(sys(format!("bind-mounting the host's /sys on {} (sysfs cannot be mounted from a user namespace without its own network namespace)", dest.display())))?;
+    let keep = flags & (MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC);
+    if !keep.is_empty() {
+        mount(None::<&str>, dest, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REMOUNT | keep, None::<&str>).map_err(sys(format!("remounting the host's /sys on {} with {keep:?}", dest.display())))?;
+    }
+    Ok(())
+}
+
 /// `struct mount_attr` of mount_setattr(2).
 #[repr(C)]
 struct MountAttr {

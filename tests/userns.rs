@@ -180,3 +180,23 @@ fn manifest_host_users_false_gives_the_pod_a_user_namespace() {
     node.podbox_ok(&["pod", "rm", "--force", "m"]);
     node.assert_clean();
 }
+
+#[test]
+#[ignore = "needs root: scripts/test.sh runs it (cargo test -- --include-ignored)"]
+fn a_rootfs_that_cannot_be_idmapped_fails_naming_it_and_leaves_nothing() {
+    require_root!();
+    let node = Node::new("userns-ramfs");
+    // ramfs has no idmapped mounts; the node's own mount namespace holds it.
+    let ram = node.dir.join("ramfs");
+    node.sh_ok(&format!("mkdir -p {r} && mount -t ramfs ramfs {r} && cp -a {}/. {r}/", common::rootfs().display(), r = ram.display()));
+    node.podbox_ok(&["pod", "create", "--userns", "--network", "none", "p"]);
+    let out = node.podbox(&["--rootfs", ram.to_str().unwrap(), "run", "--pod", "p", "--name", "c", "--", "true"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(code(&out), 0);
+    assert!(err.contains("idmapping") && err.contains(ram.to_str().unwrap()), "{err}");
+    // The pod is usable still, from a rootfs that can be idmapped.
+    assert_eq!(node.podbox_ok(&["run", "--pod", "p", "--name", "ok", "--", "id", "-u"]).trim(), "0");
+    node.podbox_ok(&["pod", "rm", "--force", "p"]);
+    node.sh_ok(&format!("umount {}", ram.display()));
+    node.assert_clean();
+}

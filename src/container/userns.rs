@@ -360,7 +360,7 @@ pub fn mount_idmapped(src: &std::path::Path, at: &std::path::Path, userns: &std:
     let rc = unsafe { libc::syscall(libc::SYS_mount_setattr, tree.as_raw_fd(), empty.as_ptr(), (libc::AT_EMPTY_PATH | libc::AT_RECURSIVE) as libc::c_uint, &attr as *const MountAttr, std::mem::size_of::<MountAttr>()) };
     if rc != 0 {
         let e = nix::Error::last();
-        return Err(ContainerError::Sys { what: format!("idmapping {} for the pod's user namespace (its file system must support idmapped mounts: ext4, xfs, btrfs, tmpfs, overlay… do)", src.display()), source: e });
+        return Err(ContainerError::Sys { what: format!("idmapping {} for the pod's user namespace (its file system must support idmapped mounts, as ext4, xfs, btrfs and tmpfs do)", src.display()), source: e });
     }
     // SAFETY: move_mount of our detached tree onto a NUL-terminated path.
     let rc = unsafe { libc::syscall(libc::SYS_move_mount, tree.as_raw_fd(), empty.as_ptr(), libc::AT_FDCWD, at_c.as_ptr(), MOVE_MOUNT_F_EMPTY_PATH) };

@@ -154,7 +154,15 @@ fn launch(ctx: &Ctx, pod: &PodRecord, mut rec: ContainerRecord, spec: &Spec, res
             state::write_json(&record_path, &r).map_err(|e| format!("recording the container's monitor: {e}"))
         }
     };
-    let lowers = super::userns_range::prepare_rootfs(pod, &ctx.root.pod_dir(&pod.id), &dir, &resolved.lowers, c.writable_size.is_some())?;
+    let lowers = match super::userns_range::prepare_rootfs(pod, &ctx.root.pod_dir(&pod.id), &dir, &resolved.lowers, c.writable_size.is_some()) {
+        Ok(l) => l,
+        Err(e) => {
+            // Recorded as any failed start is.
+            rec.start_error = Some(e.to_string());
+            let _ = state::write_json(&dir.join("container.json"), &rec);
+            return Err(e);
+        }
+    };
     let opts = StartOptions {
         spec,
         rootfs: match c.writable_size {

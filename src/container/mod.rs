@@ -30,6 +30,7 @@ pub mod tee;
 pub mod terminal;
 pub mod unsupported;
 pub mod userns;
+pub mod userns_mounts;
 
 use std::path::PathBuf;
 

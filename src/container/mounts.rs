@@ -280,7 +280,7 @@ pub fn mount_one(rootfs: &Path, m: &Mount, cgroupns: bool) -> Result<()> {
         let data = if data.is_empty() { None } else { Some(data.as_str()) };
         match mount(Some(&source), &dest, Some(typ), o.flags, data) {
             // In a user namespace without a network namespace of its own (see userns).
-            Err(nix::Error::EPERM) if typ == "sysfs" => super::userns::bind_host_sysfs(&dest, o.flags)?,
+            Err(nix::Error::EPERM) if typ == "sysfs" => super::userns_mounts::bind_host_sysfs(&dest, o.flags)?,
             other => other.map_err(sys(format!("mounting {typ} on {}", dest_rel.display())))?,
         }
     }

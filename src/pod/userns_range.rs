@@ -44,7 +44,7 @@ pub fn prepare_rootfs(pod: &super::model::PodRecord, pod_dir: &Path, cdir: &Path
         let at = views.join(format!("{:016x}", fnv1a(layer.as_os_str().as_encoded_bytes())));
         if !mounted.contains(&at) {
             std::fs::create_dir_all(&at).map_err(kernel(format!("creating {}", at.display())))?;
-            crate::container::userns::mount_idmapped(layer, &at, &userns)?;
+            crate::container::userns_mounts::mount_idmapped(layer, &at, &userns)?;
         }
         out.push(at);
     }

@@ -31,6 +31,8 @@ pub mod spawn;
 pub mod tee;
 pub mod terminal;
 pub mod unsupported;
+pub mod userns;
+pub mod userns_mounts;
 
 use std::path::PathBuf;
 

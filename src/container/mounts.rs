@@ -278,7 +278,11 @@ pub fn mount_one(rootfs: &Path, m: &Mount, cgroupns: bool) -> Result<()> {
         fs::create_dir_all(&dest).map_err(io(format!("creating {}", dest.display())))?;
         let data = o.data.join(",");
         let data = if data.is_empty() { None } else { Some(data.as_str()) };
-        mount(Some(&source), &dest, Some(typ), o.flags, data).map_err(sys(format!("mounting {typ} on {}", dest_rel.display())))?;
+        match mount(Some(&source), &dest, Some(typ), o.flags, data) {
+            // In a user namespace without a network namespace of its own (see userns).
+            Err(nix::Error::EPERM) if typ == "sysfs" => super::userns_mounts::bind_host_sysfs(&dest, o.flags)?,
+            other => other.map_err(sys(format!("mounting {typ} on {}", dest_rel.display())))?,
+        }
     }
     set_recursive(&dest, dest_rel, &o)?;
     if !o.propagation.is_empty() {

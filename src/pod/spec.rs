@@ -161,6 +161,9 @@ pub fn container_spec(pod: &PodRecord, pod_dir: &Path, c: &ContainerSpec, rootfs
     };
     let mut namespaces = vec![ns(LinuxNamespaceType::Mount, "-")?, ns(LinuxNamespaceType::Network, "net")?, ns(LinuxNamespaceType::Ipc, "ipc")?, ns(LinuxNamespaceType::Uts, "uts")?, ns(LinuxNamespaceType::Cgroup, "-")?];
     namespaces.push(if pod.share_pid { ns(LinuxNamespaceType::Pid, "pid")? } else { ns(LinuxNamespaceType::Pid, "-")? });
+    if pod.namespaces.contains_key("user") {
+        namespaces.push(ns(LinuxNamespaceType::User, "user")?);
+    }
 
     let strs = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
     let mut linux = LinuxBuilder::default()
@@ -228,7 +231,7 @@ mod tests {
             ignored_fields: vec![],
             volumes: vec![],
             fs_group: None,
-            grace_seconds: None,
+            grace_seconds: None, user_range: None,
         }
     }
 

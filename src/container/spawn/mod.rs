@@ -6,12 +6,16 @@
 //!
 //! ```text
 //! spawner ──fork──▶ child: undumpable → cgroups (dies with the spawner until in them) → setsid
+//!                   → user namespace: join, or unshare and wait (MapsDue) while the spawner
+//!                     writes its uid/gid maps (MapsWritten)
 //!                   → setns/unshare → PID namespace ──(only if one is entered)──▶
 //!                   clone(CLONE_PARENT): the process runs on as the spawner's own child, born in
 //!                   that PID namespace; the intermediate reports its PID and exits
 //! ```
 //! With CLONE_PARENT every process spawn returns is a child of the spawner, entering a PID
-//! namespace or not: the spawner holds a race-free pidfd on it and can wait for it.
+//! namespace or not: the spawner holds a race-free pidfd on it and can wait for it. The user
+//! namespace comes before every other, so that the namespaces made after it (the PID one
+//! included) are owned by it: mounting /proc, sysfs or mqueue inside needs that.
 
 pub mod channel;
 pub mod pidfd;
@@ -31,6 +35,8 @@ use nix::unistd::{ForkResult, Pid, fork};
 pub use channel::{Channel, ChannelError, Failure, Msg};
 pub use pidfd::Pidfd;
 
+pub use super::userns::IdRange;
+
 pub(crate) use super::init::CODE_RUNTIME;
 
 /// The PID namespace the process runs in. Entering one (new or joined) takes effect only for
@@ -45,6 +51,19 @@ pub enum PidNs {
     Join(File),
 }
 
+/// The user namespace the process runs in.
+#[derive(Debug, Default)]
+pub enum UserNs {
+    /// The spawner's.
+    #[default]
+    Inherit,
+    /// A new one with these maps, written by the spawner (`Msg::MapsDue` → `Msg::MapsWritten`).
+    New { uid: Vec<IdRange>, gid: Vec<IdRange> },
+    /// An existing one (a pod's, a running container's), opened by the spawner; never the
+    /// spawner's own (joining one's own user namespace is EINVAL).
+    Join(File),
+}
+
 /// What to set up in the child before its `main` runs, in this order.
 #[derive(Debug)]
 pub struct Spawn<'a> {
@@ -53,6 +72,8 @@ pub struct Spawn<'a> {
     pub cgroups: &'a [PathBuf],
     /// A new session (setsid): the process leaves the spawner's terminal.
     pub new_session: bool,
+    /// Before any other namespace: it owns those made after it.
+    pub user: UserNs,
     /// Namespaces to join, in this order (a mount namespace belongs last).
     pub join: Vec<(CloneFlags, File)>,
     pub unshare: CloneFlags,
@@ -61,7 +82,7 @@ pub struct Spawn<'a> {
 
 impl Default for Spawn<'_> {
     fn default() -> Self {
-        Spawn { cgroups: &[], new_session: false, join: Vec::new(), unshare: CloneFlags::empty(), pid_ns: PidNs::Inherit }
+        Spawn { cgroups: &[], new_session: false, user: UserNs::Inherit, join: Vec::new(), unshare: CloneFlags::empty(), pid_ns: PidNs::Inherit }
     }
 }
 
@@ -197,12 +218,21 @@ where
         }
         ForkResult::Parent { child } => {
             drop(child_end);
-            drop(desc);
+            let maps = match desc.user {
+                UserNs::New { uid, gid } => Some((uid, gid)),
+                _ => None,
+            };
             if !intermediate {
+                // Without an intermediate the child's request for maps is its first message (or
+                // it failed before): answered here, so that a caller never sees it.
+                let early = match &maps {
+                    Some((uid, gid)) => serve_maps(&parent_end, child.as_raw(), uid, gid)?,
+                    None => VecDeque::new(),
+                };
                 let pidfd = Pidfd::open(child.as_raw()).ok();
-                return Ok(Child { pid: child.as_raw(), pidfd, chan: parent_end, early: RefCell::default() });
+                return Ok(Child { pid: child.as_raw(), pidfd, chan: parent_end, early: RefCell::new(early) });
             }
-            let report = await_pid(&parent_end);
+            let report = await_pid(&parent_end, child.as_raw(), maps.as_ref());
             let _ = waitpid(child, None);
             let (pid, early) = report?;
             // Our child (CLONE_PARENT) and not reaped: the PID cannot have been reused.
@@ -212,13 +242,47 @@ where
     }
 }
 
-/// The intermediate's report of the PID it cloned; what the process itself sent before it
-/// (it may run ahead of the intermediate) is kept for `Child::recv`.
-fn await_pid(chan: &Channel) -> Result<(i32, VecDeque<Msg>), SpawnError> {
+/// Answer the request of `child` (the process spawn forked, which made the user namespace) for
+/// its maps: write them, reply `MapsWritten`, or the error, which the child reports as its own
+/// failure. Returns what arrived before the request (an error of the child, then end-of-file).
+fn serve_maps(chan: &Channel, child: i32, uid: &[IdRange], gid: &[IdRange]) -> Result<VecDeque<Msg>, SpawnError> {
     let mut early = VecDeque::new();
     loop {
         match chan.recv()? {
+            Some(Msg::MapsDue) => {
+                answer_maps(chan, child, uid, gid)?;
+                return Ok(early);
+            }
+            Some(m) => early.push_back(m),
+            None => return Ok(early),
+        }
+    }
+}
+
+fn answer_maps(chan: &Channel, child: i32, uid: &[IdRange], gid: &[IdRange]) -> Result<(), SpawnError> {
+    let reply = match super::userns::write_maps(Pid::from_raw(child), uid, gid) {
+        Ok(()) => Msg::MapsWritten,
+        Err(e) => Msg::Error { code: CODE_RUNTIME, msg: format!("mapping the user namespace: {e}") },
+    };
+    // A child gone already has reported its own error.
+    let _ = chan.send(&reply);
+    Ok(())
+}
+
+/// The intermediate's report of the PID it cloned, answering the intermediate's request for
+/// user namespace maps on the way (`child` is the intermediate: it made the namespace, before
+/// the PID namespace); what the process itself sent before it (it may run ahead of the
+/// intermediate) is kept for `Child::recv`.
+fn await_pid(chan: &Channel, child: i32, maps: Option<&(Vec<IdRange>, Vec<IdRange>)>) -> Result<(i32, VecDeque<Msg>), SpawnError> {
+    let mut early = VecDeque::new();
+    let mut maps = maps;
+    loop {
+        match chan.recv()? {
             Some(Msg::Pid { pid }) => return Ok((pid, early)),
+            Some(Msg::MapsDue) => match maps.take() {
+                Some((uid, gid)) => answer_maps(chan, child, uid, gid)?,
+                None => early.push_back(Msg::MapsDue),
+            },
             Some(m) => early.push_back(m),
             None => {
                 let failure = early.into_iter().find_map(|m| match m {
@@ -235,7 +299,7 @@ fn child_side<F>(desc: &Spawn, spawner: i32, chan: &Channel, main: F) -> !
 where
     F: FnOnce(&Channel) -> Result<(), Failure>,
 {
-    if let Err(msg) = enter(desc, spawner) {
+    if let Err(msg) = enter(desc, spawner, chan) {
         chan.fail(CODE_RUNTIME, &msg)
     }
     if !matches!(desc.pid_ns, PidNs::Inherit) {
@@ -260,7 +324,7 @@ where
 }
 
 /// The child's steps before `main` (or before the clone into a PID namespace).
-fn enter(desc: &Spawn, spawner: i32) -> Result<(), String> {
+fn enter(desc: &Spawn, spawner: i32, chan: &Channel) -> Result<(), String> {
     // Not dumpable before it joins anything of a container (see sealed_exe); exec makes the
     // program dumpable again.
     super::sealed_exe::set_undumpable().map_err(|e| format!("PR_SET_DUMPABLE 0: {e}"))?;
@@ -280,6 +344,7 @@ fn enter(desc: &Spawn, spawner: i32) -> Result<(), String> {
     if desc.new_session {
         let _ = nix::unistd::setsid();
     }
+    enter_user(&desc.user, chan)?;
     for (flag, ns) in &desc.join {
         nix::sched::setns(ns.as_fd(), *flag).map_err(|e| format!("joining the {} namespace: {e}", ns_name(*flag)))?;
     }
@@ -290,6 +355,26 @@ fn enter(desc: &Spawn, spawner: i32) -> Result<(), String> {
         PidNs::Inherit => Ok(()),
         PidNs::New => nix::sched::unshare(CloneFlags::CLONE_NEWPID).map_err(|e| format!("creating a PID namespace: {e}")),
         PidNs::Join(ns) => nix::sched::setns(ns.as_fd(), CloneFlags::CLONE_NEWPID).map_err(|e| format!("joining the PID namespace: {e}")),
+    }
+}
+
+/// Join the user namespace, or make a new one and wait until the spawner has written its maps.
+/// The process keeps the host's uid 0 (unmapped inside, with every capability of the
+/// namespace) until its `main` takes an id of the namespace (`userns::become_root`).
+fn enter_user(user: &UserNs, chan: &Channel) -> Result<(), String> {
+    match user {
+        UserNs::Inherit => Ok(()),
+        UserNs::Join(ns) => nix::sched::setns(ns.as_fd(), CloneFlags::CLONE_NEWUSER).map_err(|e| format!("joining the user namespace: {e}")),
+        UserNs::New { .. } => {
+            nix::sched::unshare(CloneFlags::CLONE_NEWUSER).map_err(|e| format!("creating a user namespace: {e}"))?;
+            chan.send(&Msg::MapsDue).map_err(|e| e.to_string())?;
+            match chan.recv() {
+                Ok(Some(Msg::MapsWritten)) => Ok(()),
+                Ok(Some(Msg::Error { msg, .. })) => Err(msg),
+                Ok(other) => Err(format!("waiting for the user namespace maps: the spawner answered {other:?}")),
+                Err(e) => Err(format!("waiting for the user namespace maps: {e}")),
+            }
+        }
     }
 }
 

@@ -277,7 +277,7 @@ pub const FIELDS: &[Field] = &[
     f("spec.hostNetwork", OnlyIf { accept: Accept::False, note: None, refused: "every podbox pod has its own network namespace" }),
     f("spec.hostPID", OnlyIf { accept: Accept::False, note: None, refused: "every podbox pod has its own PID namespaces" }),
     f("spec.hostIPC", OnlyIf { accept: Accept::False, note: None, refused: "every podbox pod has its own IPC namespace" }),
-    f("spec.hostUsers", OnlyIf { accept: Accept::True, note: None, refused: "user namespaces are not built" }),
+    f("spec.hostUsers", Honoured),
     f("spec.securityContext", Honoured),
     f("spec.securityContext.runAsUser", Honoured),
     f("spec.securityContext.runAsGroup", Honoured),

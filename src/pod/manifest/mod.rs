@@ -56,6 +56,9 @@ struct Spec {
     hostname: Option<String>,
     #[serde(default)]
     share_process_namespace: bool,
+    /// false: a user namespace for the pod (`pod create --userns`).
+    #[serde(default)]
+    host_users: Option<bool>,
     #[serde(default)]
     restart_policy: Option<String>,
     #[serde(default)]
@@ -802,6 +805,7 @@ fn to_pod_spec(m: Manifest, objects: &objects::Objects, ignored: &mut Vec<String
         name: m.metadata.name,
         hostname: m.spec.hostname,
         share_pid: m.spec.share_process_namespace,
+        userns: m.spec.host_users == Some(false),
         network: true,
         labels: m.metadata.labels,
         volumes,
@@ -1103,7 +1107,6 @@ spec:
             ("  initContainers:\n  - name: c\n    command: ['true']\n", "spec.containers[0].name"),
             ("  initContainers:\n  - name: init\n    command: ['true']\n    volumeMounts: [{name: x, mountPath: /x}]\n", "spec.initContainers[0].volumeMounts[0].name"),
             ("  hostNetwork: true\n", "spec.hostNetwork"),
-            ("  hostUsers: false\n", "spec.hostUsers"),
             ("  dnsPolicy: None\n", "spec.dnsPolicy"),
             ("    livenessProbe: {grpc: {port: 1}}\n", "spec.containers[0].livenessProbe.grpc"),
             ("    readinessProbe: {httpGet: {port: http}}\n", "spec.containers[0].readinessProbe.httpGet.port"),
@@ -1284,7 +1287,7 @@ spec:
         let rec = PodRecord {
             id: "x".into(), name: spec.name.clone(), hostname: spec.name.clone(), phase: PodPhase::Ready, created_at: String::new(),
             share_pid: false, network: true, ports: vec![], namespaces: Default::default(), attachment: None, pause: None,
-            declared_ports: Default::default(), labels: Default::default(), ignored_fields: vec![], volumes: spec.volumes.clone(), fs_group: spec.fs_group, grace_seconds: spec.grace_seconds,
+            declared_ports: Default::default(), labels: Default::default(), ignored_fields: vec![], volumes: spec.volumes.clone(), fs_group: spec.fs_group, grace_seconds: spec.grace_seconds, user_range: None,
         };
         let statuses: Vec<ContainerStatus> = spec.init_containers.iter().chain(&spec.containers).map(|c| ContainerStatus {
             record: ContainerRecord { name: c.name.clone(), pod_id: "x".into(), args: c.args.clone(), created_at: String::new(), started_at: None, pid: None, monitor: None, start_error: None, spec: Some(c.clone()), image: None, image_digest: None, stop_signal: None, cgroup: None, awaiting_start: false },
@@ -1312,7 +1315,7 @@ spec:
         let rec = PodRecord {
             id: "x".into(), name: spec.name.clone(), hostname: spec.hostname.clone().unwrap(), phase: PodPhase::Ready, created_at: String::new(),
             share_pid: spec.share_pid, network: true, ports: spec.ports.clone(), namespaces: Default::default(), attachment: None, pause: None,
-            declared_ports: Default::default(), labels: spec.labels.clone(), ignored_fields: vec![], volumes: vec![], fs_group: None, grace_seconds: None,
+            declared_ports: Default::default(), labels: spec.labels.clone(), ignored_fields: vec![], volumes: vec![], fs_group: None, grace_seconds: None, user_range: None,
         };
         let statuses: Vec<ContainerStatus> = spec.containers.iter().map(|c| ContainerStatus {
             record: ContainerRecord { name: c.name.clone(), pod_id: "x".into(), args: c.args.clone(), created_at: String::new(), started_at: None, pid: None, monitor: None, start_error: None, spec: Some(c.clone()), image: None, image_digest: None, stop_signal: None, cgroup: None, awaiting_start: false },

@@ -121,9 +121,14 @@ fn map_text(ranges: &[IdRange]) -> String {
 }
 
 /// Write the uid and gid maps of `pid` (each in one write, as the kernel requires). setgroups
-/// stays "allow": podbox runs as root, the case where the kernel does not need "deny", and the
-/// container's process may set its supplementary groups.
+/// stays "allow" when podbox runs as root, the case where the kernel does not need "deny", so
+/// the container's process may set its supplementary groups; an unprivileged spawner (spawn's
+/// unit tests) may map only its own gid, and only after denying setgroups.
 pub fn write_maps(pid: Pid, uid: &[IdRange], gid: &[IdRange]) -> Result<()> {
+    if !nix::unistd::geteuid().is_root() {
+        let path = format!("/proc/{pid}/setgroups");
+        std::fs::write(&path, "deny").map_err(super::io(format!("writing {path}")))?;
+    }
     for (name, ranges) in [("uid_map", uid), ("gid_map", gid)] {
         let path = format!("/proc/{pid}/{name}");
         std::fs::write(&path, map_text(ranges)).map_err(super::io(format!("writing {path} ({})", map_text(ranges).trim().replace('\n', ", "))))?;

@@ -366,9 +366,21 @@ fn enter_user(user: &UserNs, chan: &Channel) -> Result<(), String> {
         UserNs::Inherit => Ok(()),
         UserNs::Join(ns) => nix::sched::setns(ns.as_fd(), CloneFlags::CLONE_NEWUSER).map_err(|e| format!("joining the user namespace: {e}")),
         UserNs::New { .. } => {
+            // An undumpable process's /proc files are root's: an unprivileged spawner (spawn's
+            // unit tests) could not write its maps. Dumpable only while it waits for them, as
+            // runc's rootless mode does; nothing but this process is in the namespace yet.
+            let unprivileged = !nix::unistd::geteuid().is_root();
+            if unprivileged {
+                // SAFETY: prctl with integer arguments.
+                unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0) };
+            }
             nix::sched::unshare(CloneFlags::CLONE_NEWUSER).map_err(|e| format!("creating a user namespace: {e}"))?;
             chan.send(&Msg::MapsDue).map_err(|e| e.to_string())?;
-            match chan.recv() {
+            let answer = chan.recv();
+            if unprivileged {
+                super::sealed_exe::set_undumpable().map_err(|e| format!("PR_SET_DUMPABLE 0: {e}"))?;
+            }
+            match answer {
                 Ok(Some(Msg::MapsWritten)) => Ok(()),
                 Ok(Some(Msg::Error { msg, .. })) => Err(msg),
                 Ok(other) => Err(format!("waiting for the user namespace maps: the spawner answered {other:?}")),

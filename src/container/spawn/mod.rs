@@ -129,8 +129,10 @@ impl Child {
     }
 
     /// `outcome`, answering the requests the process makes on the way: `answer` gets every
-    /// message but `Pid` and `Error`, and what it returns is sent back (e.g. a user namespace's
-    /// "write my maps" → "maps written").
+    /// message but `Pid` and `Error`, and what it returns is sent back (e.g. the pod's namespace
+    /// pinner's `Ready` → `Go` once its namespaces are pinned). A user namespace's `MapsDue` is
+    /// not among them: `spawn` answers it before it returns, as it must with an intermediate,
+    /// which makes the user namespace before the PID namespace and reports the PID only after.
     pub fn serve(&self, mut answer: impl FnMut(Msg) -> Result<Option<Msg>, Failure>) -> Result<Option<i32>, Failure> {
         let broken = |e: ChannelError| Failure { code: CODE_RUNTIME, msg: e.to_string() };
         let mut pid = None;

@@ -202,7 +202,7 @@ fn errors_are_clear_and_leave_nothing_behind() {
         (&empty, "config.json"),
         (&bad_json, "process.args"),
         (&rdt, "linux.intelRdt"),
-        (&userns, "linux.namespaces"),
+        (&userns, "linux.uidMappings"),
         (&badcg, "linux.cgroupsPath"),
     ] {
         let out = node.sh(&env.cmd(&format!("--log {} --log-format json create --bundle {} x", log.display(), bundle.display())));

@@ -78,6 +78,10 @@ pub struct CreateArgs {
     /// DirectoryOrCreate, File, FileOrCreate, Socket, CharDevice, BlockDevice).
     #[arg(long = "volume", value_name = "NAME[:KIND]")]
     pub volume: Vec<String>,
+    /// Run the pod's containers in a user namespace of the pod: root inside, a range of 65536
+    /// unprivileged host uids/gids of the pod's own outside (Kubernetes' hostUsers: false).
+    #[arg(long)]
+    pub userns: bool,
 }
 
 pub fn run(ctx: &Ctx, cmd: &PodCmd) -> anyhow::Result<i32> {
@@ -90,6 +94,7 @@ pub fn run(ctx: &Ctx, cmd: &PodCmd) -> anyhow::Result<i32> {
                 network: a.network == "bridge",
                 ports: a.publish.iter().map(|p| parse_port(p)).collect::<Result<_, _>>()?,
                 volumes: a.volume.iter().map(|v| volumes::parse_volume_flag(v)).collect::<Result<_, _>>()?,
+                userns: a.userns,
                 ..Default::default()
             };
             let rec = lifecycle::create(ctx, &spec)?;

@@ -21,7 +21,7 @@ use oci_spec::runtime::Spec;
 
 use super::init::{self, CODE_RUNTIME, Gate, InitArgs};
 use super::spawn::{self, Msg, Spawn};
-use super::{ContainerError, ProcRef, Result, Rootfs, Stdio, cgroups, namespaces, seccomp, sys};
+use super::{ContainerError, ProcRef, Result, Rootfs, Stdio, cgroups, namespaces, seccomp, sys, userns};
 
 pub struct CreateOptions<'a> {
     pub spec: &'a Spec,
@@ -71,7 +71,7 @@ fn spawn_init(
 ) -> Result<ProcRef> {
     let fifo = open(opts.exec_fifo, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty()).map_err(sys(format!("opening {}", opts.exec_fifo.display())))?;
     let procs = cgroup.map(|c| c.procs_files()).unwrap_or_default();
-    let desc = Spawn { cgroups: &procs, pid_ns: namespaces::pid_ns_for(&plan.pid)?, ..Spawn::default() };
+    let desc = Spawn { cgroups: &procs, user: userns::spawn_step(plan)?, pid_ns: namespaces::pid_ns_for(&plan.pid)?, ..Spawn::default() };
     let init = spawn::spawn(desc, |chan| {
         let gate = Gate { fifo: fifo.as_raw_fd(), chan, hooks: opts.spec.hooks().clone(), started: Cell::new(false), state_json: RefCell::new(String::new()) };
         init::run(InitArgs { spec: opts.spec, rootfs: &opts.rootfs, plan, stdio: &opts.stdio, chan, seccomp: filters, gate: Some(&gate), preserve_fds: opts.preserve_fds, no_pivot: opts.no_pivot })

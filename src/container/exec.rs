@@ -39,11 +39,19 @@ pub fn spawn(target: ProcRef, process: &Process, seccomp: Option<&LinuxSeccomp>,
         return Err(ContainerError::NotRunning(target.pid.to_string()));
     }
     let filters = super::seccomp::compile(seccomp)?;
+    // A user namespace of the container's own is joined first: it owns the others.
+    let userns = super::userns::of_process(target.pid)?;
     // Open every namespace before entering any (the mount namespace changes what paths mean).
     let mut join = Vec::new();
     let mut pid_ns = PidNs::Inherit;
     for (name, flag) in [("ipc", CloneFlags::CLONE_NEWIPC), ("uts", CloneFlags::CLONE_NEWUTS), ("net", CloneFlags::CLONE_NEWNET), ("pid", CloneFlags::CLONE_NEWPID), ("cgroup", CloneFlags::CLONE_NEWCGROUP), ("mnt", CloneFlags::CLONE_NEWNS)] {
         let p = format!("/proc/{}/ns/{name}", target.pid);
+        // In the container's user namespace, one the container shares with the caller (e.g.
+        // the cgroup namespace of a spec without one) belongs to the caller's user namespace and
+        // can no longer be joined; the process is in it already.
+        if userns.is_some() && super::userns::same_file(&p, &format!("/proc/self/ns/{name}")) {
+            continue;
+        }
         let f = File::open(&p).map_err(|e| ContainerError::Io { what: format!("opening {p}"), source: e })?;
         match flag {
             CloneFlags::CLONE_NEWPID => pid_ns = PidNs::Join(f),
@@ -54,7 +62,8 @@ pub fn spawn(target: ProcRef, process: &Process, seccomp: Option<&LinuxSeccomp>,
     if !target.alive() {
         return Err(ContainerError::NotRunning(target.pid.to_string()));
     }
-    let desc = Spawn { cgroups: cgroup_procs, join, pid_ns, ..Spawn::default() };
+    let user = userns.map_or(spawn::UserNs::Inherit, spawn::UserNs::Join);
+    let desc = Spawn { cgroups: cgroup_procs, user, join, pid_ns, ..Spawn::default() };
     let child = spawn::spawn(desc, |_| exec_child(process, &filters, stdio, preserve_fds))?;
     // End-of-file at exec (the channel is CLOEXEC), or the error from before it.
     if let Err(failure) = child.outcome() {

@@ -126,6 +126,9 @@ fn setup_and_exec(a: &InitArgs) -> Result<Infallible> {
     super::sealed_exe::set_undumpable().map_err(io("PR_SET_DUMPABLE 0"))?;
     let process = a.spec.process().as_ref().ok_or_else(|| ContainerError::Spec { field: "process".into(), msg: "missing".into() })?;
     redirect_stdio(a.stdio)?;
+    // After the log is open (as the host's root): what the init makes from here on is the
+    // container's.
+    super::userns::become_root(a.plan)?;
     super::namespaces::join_all(&a.plan.join)?;
     super::namespaces::unshare_new(a.plan.new)?;
     if a.plan.new.contains(nix::sched::CloneFlags::CLONE_NEWNET) {

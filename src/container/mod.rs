@@ -35,6 +35,8 @@ pub mod supervisor;
 pub mod tee;
 pub mod terminal;
 pub mod unsupported;
+pub mod userns;
+pub mod userns_mounts;
 
 use std::path::PathBuf;
 

@@ -13,7 +13,7 @@ use oci_spec::runtime::Spec;
 
 use super::init::{self, CODE_RUNTIME, InitArgs};
 use super::spawn::{self, Channel, Failure, Msg, Spawn, SpawnError};
-use super::{CURRENT_FILE, ContainerError, CurrentRun, EXIT_FILE, ExitRecord, ProcRef, RestartPolicy, STOP_FILE, Result, Rootfs, Stdio, attach, cgroups, namespaces, probe, process, seccomp, tee};
+use super::{CURRENT_FILE, ContainerError, CurrentRun, EXIT_FILE, ExitRecord, ProcRef, RestartPolicy, STOP_FILE, Result, Rootfs, Stdio, attach, cgroups, namespaces, probe, process, seccomp, tee, userns};
 
 /// Called in the monitor once the init has ended, before `exit.json` is written.
 pub type ExitHook = fn(state_dir: &Path, record: &mut ExitRecord);
@@ -255,7 +255,8 @@ fn spawn_init(opts: &StartOptions, plan: &namespaces::Plan, filters: &[seccompil
     // The spec's own cgroup first: the init is confined before it does anything else.
     let procs: Vec<PathBuf> = cgroup.map(|c| c.procs_files()).unwrap_or_default().into_iter().chain(opts.cgroup_procs.iter().cloned()).collect();
     let pid_ns = namespaces::pid_ns_for(&plan.pid).map_err(|e| runtime(e.to_string()))?;
-    let desc = Spawn { cgroups: &procs, pid_ns, ..Spawn::default() };
+    let user = userns::spawn_step(plan).map_err(|e| runtime(e.to_string()))?;
+    let desc = Spawn { cgroups: &procs, user, pid_ns, ..Spawn::default() };
     let init = spawn::spawn(desc, |chan| {
         if let Some(p) = pipes.take() {
             p.attach_child();

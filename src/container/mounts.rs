@@ -236,7 +236,13 @@ pub fn mount_one(root: &RootDir, m: &Mount, cgroupns: bool) -> Result<()> {
         let target = root.mkdir_all(dest_rel)?;
         let data = o.data.join(",");
         let data = if data.is_empty() { None } else { Some(data.as_str()) };
-        mount(Some(&source), proc_fd_path(&target).as_str(), Some(typ), o.flags, data).map_err(sys(format!("mounting {typ} on {}", dest_rel.display())))?;
+        match mount(Some(&source), proc_fd_path(&target).as_str(), Some(typ), o.flags, data) {
+            // In a user namespace without a network namespace of its own (see userns).
+            Err(nix::Error::EPERM) if typ == "sysfs" => {
+                super::userns_mounts::bind_host_sysfs(Path::new(proc_fd_path(&target).as_str()), || reopen(root, dest_rel), o.flags)?
+            }
+            other => other.map_err(sys(format!("mounting {typ} on {}", dest_rel.display())))?,
+        }
     }
     if o.rec_set == 0 && o.rec_clear == 0 && o.propagation.is_empty() {
         return Ok(());

@@ -23,6 +23,8 @@ pub struct Plan {
     /// The spec has a mount namespace (new or joined). Without one the process stays in the
     /// caller's: no root file system is set up and it sees the caller's files, as runc does.
     pub mount_ns: bool,
+    /// The user namespace, created or joined by `spawn` before every other (see `userns`).
+    pub user: Option<super::userns::UserNs>,
 }
 
 fn flag(t: LinuxNamespaceType) -> Result<CloneFlags> {
@@ -33,6 +35,7 @@ fn flag(t: LinuxNamespaceType) -> Result<CloneFlags> {
         LinuxNamespaceType::Uts => CloneFlags::CLONE_NEWUTS,
         LinuxNamespaceType::Pid => CloneFlags::CLONE_NEWPID,
         LinuxNamespaceType::Cgroup => CloneFlags::CLONE_NEWCGROUP,
+        LinuxNamespaceType::User => CloneFlags::CLONE_NEWUSER,
         other => {
             return Err(ContainerError::Spec {
                 field: "linux.namespaces".into(),
@@ -43,7 +46,8 @@ fn flag(t: LinuxNamespaceType) -> Result<CloneFlags> {
 }
 
 pub fn plan(spec: &Spec) -> Result<Plan> {
-    let mut p = Plan { join: vec![], new: CloneFlags::empty(), pid: None, new_uts: false, mount_ns: false };
+    let mut p = Plan { join: vec![], new: CloneFlags::empty(), pid: None, new_uts: false, mount_ns: false, user: None };
+    let mut user = None;
     let empty = vec![];
     let nss = spec.linux().as_ref().and_then(|l| l.namespaces().as_ref()).unwrap_or(&empty);
     let mut has_mount = false;
@@ -54,6 +58,7 @@ pub fn plan(spec: &Spec) -> Result<Plan> {
         }
         match (f, ns.path()) {
             (CloneFlags::CLONE_NEWPID, path) => p.pid = Some(path.clone()),
+            (CloneFlags::CLONE_NEWUSER, path) => user = Some(path.clone()),
             (f, Some(path)) => p.join.push((f, path.clone())),
             (f, None) => {
                 if f == CloneFlags::CLONE_NEWUTS {
@@ -67,6 +72,7 @@ pub fn plan(spec: &Spec) -> Result<Plan> {
         refuse_without_mount_ns(spec)?;
     }
     p.mount_ns = has_mount;
+    p.user = super::userns::from_spec(spec, user)?;
     Ok(p)
 }
 

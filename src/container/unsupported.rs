@@ -52,8 +52,6 @@ pub fn check(spec: &Spec) -> Result<()> {
     }
     if let Some(l) = spec.linux() {
         let fields = [
-            ("linux.uidMappings", l.uid_mappings().as_ref().is_some_and(|m| !m.is_empty()), "no user namespaces"),
-            ("linux.gidMappings", l.gid_mappings().as_ref().is_some_and(|m| !m.is_empty()), "no user namespaces"),
             ("linux.intelRdt", l.intel_rdt().is_some(), "no Intel RDT support"),
             ("linux.personality", l.personality().is_some(), "no personality(2) support"),
             ("linux.timeOffsets", l.time_offsets().as_ref().is_some_and(|m| !m.is_empty()), "no time namespaces"),

@@ -165,14 +165,23 @@ fn launch(ctx: &Ctx, pod: &PodRecord, mut rec: ContainerRecord, spec: &Spec, res
             state::write_json(&record_path, &r).map_err(|e| format!("recording the container's monitor: {e}"))
         }
     };
+    let lowers = match super::userns_range::prepare_rootfs(pod, &ctx.root.pod_dir(&pod.id), &dir, &resolved.lowers, c.writable_size.is_some()) {
+        Ok(l) => l,
+        Err(e) => {
+            // Recorded as any failed start is.
+            rec.start_error = Some(e.to_string());
+            let _ = state::write_json(&dir.join("container.json"), &rec);
+            return Err(e);
+        }
+    };
     let opts = StartOptions {
         spec,
         rootfs: match c.writable_size {
             // The writable layer on a tmpfs of its own, mounted in the container's mount
             // namespace (invisible here, gone with the container): capped, and never filling
             // the state root.
-            Some(size) => Rootfs::Overlay { lowers: resolved.lowers.clone(), upper: dir.join("rw/upper"), work: dir.join("rw/work"), merged: dir.join("merged"), tmpfs: Some((dir.join("rw"), size)) },
-            None => Rootfs::Overlay { lowers: resolved.lowers.clone(), upper: dir.join("upper"), work: dir.join("work"), merged: dir.join("merged"), tmpfs: None },
+            Some(size) => Rootfs::Overlay { lowers, upper: dir.join("rw/upper"), work: dir.join("rw/work"), merged: dir.join("merged"), tmpfs: Some((dir.join("rw"), size)) },
+            None => Rootfs::Overlay { lowers, upper: dir.join("upper"), work: dir.join("work"), merged: dir.join("merged"), tmpfs: None },
         },
         state_dir: dir.clone(),
         // Detached or not, the monitor writes the log (and rotates it).

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::model::{PodPhase, PodRecord, PodSpec};
-use super::{Ctx, PodError, Result, containers, new_id, sandbox, spec, volumes};
+use super::{Ctx, PodError, Result, containers, new_id, sandbox, spec, userns_range, volumes};
 use crate::container::cgroups::Cgroup;
 use crate::network;
 use crate::state;
@@ -56,6 +56,7 @@ pub fn create(ctx: &Ctx, spec: &PodSpec) -> Result<PodRecord> {
         volumes: spec.volumes.clone(),
         fs_group: spec.fs_group,
         grace_seconds: spec.grace_seconds,
+        user_range: if spec.userns { Some(userns_range::allocate(ctx)?) } else { None },
     };
     // The record comes first: from here on, a crash leaves something `gc` can find.
     state::write_json(&ctx.pod_record_path(&id), &rec)?;
@@ -98,7 +99,7 @@ fn name_taken(ctx: &Ctx, name: &str) -> Result<bool> {
 
 fn build(ctx: &Ctx, rec: &mut PodRecord) -> Result<()> {
     let dir = ctx.root.pod_dir(&rec.id);
-    let pins = sandbox::pin_namespaces(&dir.join("ns"), &rec.hostname, &rec.node_namespaces)?;
+    let pins = sandbox::pin_namespaces(&dir.join("ns"), &rec.hostname, &rec.node_namespaces, rec.user_range)?;
     rec.namespaces = pins.clone();
     crate::trace::step("namespace pins");
     if !rec.node_namespaces.contains("ipc") {
@@ -227,8 +228,10 @@ fn destroy_with(ctx: &Ctx, id: &str, rec: Option<&PodRecord>, users: Option<&Net
     for m in sandbox::POD_MOUNTS {
         sandbox::unmount(&dir.join(m));
     }
-    // Before anything is removed: the removal must never reach through a subPath's bind mount.
+    // Before anything is removed: the removal must never reach through a subPath's bind mount
+    // (nor an idmapped view of an image layer).
     volumes::unmount_all(&dir);
+    userns_range::unmount_views(&dir);
     let hints = network::TeardownHints {
         veth_goes_with_netns: netns_idle && sandbox::pinned_netns_inode(&net_pin).is_none(),
         // A recorded pod without host ports has no NAT elements: no need to run nft.

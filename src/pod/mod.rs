@@ -16,6 +16,7 @@ pub mod quantity;
 pub mod sandbox;
 pub mod security;
 pub mod spec;
+pub mod userns_range;
 pub mod volumes;
 
 use std::path::{Path, PathBuf};

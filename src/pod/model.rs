@@ -39,6 +39,9 @@ pub struct PodSpec {
     pub fs_group: Option<u32>,
     /// terminationGracePeriodSeconds: the default grace of `pod stop` and `stop`.
     pub grace_seconds: Option<u64>,
+    /// `pod create --userns`, a manifest's `hostUsers: false`: the pod's containers run in a user
+    /// namespace of the pod, as root inside and an unprivileged host id range outside.
+    pub userns: bool,
     /// A manifest's metadata.labels: recorded, written back by `pod generate`.
     pub labels: BTreeMap<String, String>,
     /// Fields of a manifest that were accepted and ignored ("PATH: REASON").
@@ -313,6 +316,16 @@ pub struct PodRecord {
     /// terminationGracePeriodSeconds: the default grace of `pod stop` and `stop`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub grace_seconds: Option<u64>,
+    /// The host ids of the pod's user namespace (ids 0.. inside are `host_start`.. outside).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_range: Option<UserRange>,
+}
+
+/// A pod's share of the host's uids and gids (the same numbers for both).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserRange {
+    pub host_start: u32,
+    pub size: u32,
 }
 
 /// A container as recorded under `<root>/pods/<id>/containers/<name>/container.json`.

@@ -11,8 +11,10 @@ use nix::mount::{MntFlags, MsFlags, mount, umount2};
 use nix::sched::CloneFlags;
 
 use super::PodError;
+use super::model::UserRange;
 use crate::container::ProcRef;
-use crate::container::spawn::{self, Failure, PidNs, Spawn};
+use crate::container::spawn::{self, Failure, Msg, PidNs, Spawn};
+use crate::container::userns;
 
 /// The namespaces of a pod that are pinned before anything runs in them. The PID namespace is
 /// not among them: the kernel hands out a PID namespace only once its init exists, so it is
@@ -29,21 +31,31 @@ fn io_err(what: String) -> impl FnOnce(std::io::Error) -> PodError {
 
 /// Create the pod's namespaces and pin them under `ns_dir`; set the hostname and bring `lo` up.
 /// Pins are created as empty files first so that a crash leaves only things `unpin` removes.
-/// Those in `node` are the node's own: neither created nor pinned (nor their hostname or `lo` touched).
-pub fn pin_namespaces(ns_dir: &Path, hostname: &str, node: &BTreeSet<String>) -> Result<BTreeMap<String, PathBuf>, PodError> {
+/// Those in `node` are the node's own: neither created nor pinned (nor their hostname or `lo`
+/// touched). With `users`, a user namespace mapping 0.. to that host range comes first and owns
+/// the others (pinned as "user" too).
+pub fn pin_namespaces(ns_dir: &Path, hostname: &str, node: &BTreeSet<String>, users: Option<UserRange>) -> Result<BTreeMap<String, PathBuf>, PodError> {
     fs::create_dir_all(ns_dir).map_err(io_err(format!("creating {}", ns_dir.display())))?;
     let own: Vec<(&str, CloneFlags)> = PINNED.iter().copied().filter(|(n, _)| !node.contains(*n)).collect();
     let mut pins = BTreeMap::new();
-    if own.is_empty() {
+    if own.is_empty() && users.is_none() {
         return Ok(pins);
     }
-    for (name, _) in &own {
+    let names: Vec<&str> = own.iter().map(|(n, _)| *n).chain(users.map(|_| "user")).collect();
+    for name in &names {
         let p = ns_dir.join(name);
         fs::File::create(&p).map_err(io_err(format!("creating {}", p.display())))?;
         pins.insert(name.to_string(), p);
     }
     let unshare = own.iter().fold(CloneFlags::empty(), |a, (_, f)| a | *f);
-    let pinner = spawn::spawn(Spawn { unshare, ..Spawn::default() }, |_| {
+    let user = match users {
+        Some(u) => {
+            let map = vec![userns::IdRange { inside: 0, outside: u.host_start, size: u.size }];
+            spawn::UserNs::New { uid: map.clone(), gid: map }
+        }
+        None => spawn::UserNs::Inherit,
+    };
+    let pinner = spawn::spawn(Spawn { user, unshare, ..Spawn::default() }, |chan| {
         let fail = |msg: String| Failure { code: 1, msg };
         if unshare.contains(CloneFlags::CLONE_NEWUTS) {
             nix::unistd::sethostname(hostname).map_err(|e| fail(format!("setting hostname: {e}")))?;
@@ -51,16 +63,28 @@ pub fn pin_namespaces(ns_dir: &Path, hostname: &str, node: &BTreeSet<String>) ->
         if unshare.contains(CloneFlags::CLONE_NEWNET) {
             crate::network::loopback::up().map_err(|e| fail(format!("bringing lo up: {e}")))?;
         }
-        for (name, _) in &own {
-            let src = format!("/proc/self/ns/{name}");
-            mount(Some(src.as_str()), &ns_dir.join(name), None::<&str>, MsFlags::MS_BIND, None::<&str>).map_err(|e| fail(format!("pinning {name} namespace: {e}")))?;
-        }
+        // The spawner pins the namespaces (a process in a user namespace of its own may not
+        // mount in the node's mount namespace): stay alive until it has.
+        chan.send(&Msg::Ready).map_err(|e| fail(e.to_string()))?;
+        let _ = chan.recv();
         Ok(())
     })
     .map_err(|e| PodError::Kernel(e.to_string()))?;
-    let res = pinner.outcome();
+    let mut pinned = Err(PodError::Kernel("the namespace pinner exited before its namespaces were made".into()));
+    let res = pinner.serve(|msg| match msg {
+        Msg::Ready => {
+            pinned = names.iter().try_for_each(|name| {
+                let src = format!("/proc/{}/ns/{name}", pinner.pid);
+                mount(Some(src.as_str()), &ns_dir.join(name), None::<&str>, MsFlags::MS_BIND, None::<&str>).map_err(|e| PodError::Kernel(format!("pinning {name} namespace: {e}")))
+            });
+            // Go either way: the pinner must not wait for ever on a failed pin.
+            Ok(Some(Msg::Go))
+        }
+        other => Err(Failure { code: 1, msg: format!("unexpected message {other:?} from the namespace pinner") }),
+    });
     pinner.wait();
     res.map_err(|f| PodError::Kernel(f.msg))?;
+    pinned?;
     Ok(pins)
 }
 
@@ -79,14 +103,26 @@ pub fn pin_pid_namespace(pause: &ProcRef, pin: &Path) -> Result<(), PodError> {
 /// Start the pause process inside the pinned namespaces, as PID 1 of a new PID namespace, in the
 /// cgroups whose `cgroup.procs` files are `cgroup_procs`.
 pub fn start_pause(pins: &BTreeMap<String, PathBuf>, cgroup_procs: &[PathBuf]) -> Result<ProcRef, PodError> {
+    // A pod's user namespace is joined first: it owns the others.
+    let user = match pins.get("user") {
+        Some(p) => spawn::UserNs::Join(fs::File::open(p).map_err(io_err(format!("opening {}", p.display())))?),
+        None => spawn::UserNs::Inherit,
+    };
+    let in_userns = pins.contains_key("user");
     let mut join = Vec::new();
     for (name, flag) in PINNED {
         // A namespace the pod shares with the node has no pin: the pause stays in it.
         let Some(p) = pins.get(*name) else { continue };
         join.push((*flag, fs::File::open(p).map_err(io_err(format!("opening {}", p.display())))?));
     }
-    let desc = Spawn { cgroups: cgroup_procs, new_session: true, join, pid_ns: PidNs::New, ..Spawn::default() };
+    let desc = Spawn { cgroups: cgroup_procs, new_session: true, user, join, pid_ns: PidNs::New, ..Spawn::default() };
     let pause = spawn::spawn(desc, |_| {
+        // The pause, too, runs as the pod's root: an unprivileged host id.
+        if in_userns {
+            nix::unistd::setresgid(0.into(), 0.into(), 0.into())
+                .and_then(|_| nix::unistd::setresuid(0.into(), 0.into(), 0.into()))
+                .map_err(|e| Failure { code: 1, msg: format!("becoming root of the pod's user namespace: {e}") })?;
+        }
         crate::container::process::stdio_to_null();
         let _ = nix::sys::signal::SigSet::all().thread_unblock();
         crate::container::process::cloexec_above_stdio().map_err(|e| Failure { code: 1, msg: format!("marking descriptors close-on-exec for the pause: {e}") })?;
@@ -107,7 +143,7 @@ pub fn mount_shm(dir: &Path) -> Result<(), PodError> {
 }
 
 /// Every mount point podbox creates under a pod's directory: the namespace pins and /dev/shm.
-pub const POD_MOUNTS: &[&str] = &["ns/net", "ns/ipc", "ns/uts", "ns/pid", "shm"];
+pub const POD_MOUNTS: &[&str] = &["ns/net", "ns/ipc", "ns/uts", "ns/pid", "ns/user", "shm"];
 
 /// Unmount whatever is mounted at `path` (all stacked mounts); a non-mount is fine.
 pub fn unmount(path: &Path) {

@@ -166,6 +166,9 @@ pub fn container_spec(pod: &PodRecord, pod_dir: &Path, c: &ContainerSpec, rootfs
             namespaces.push(ns(t, if key == "pid" && !pod.share_pid { "-" } else { key })?);
         }
     }
+    if pod.namespaces.contains_key("user") {
+        namespaces.push(ns(LinuxNamespaceType::User, "user")?);
+    }
 
     let strs = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
     let mut linux = LinuxBuilder::default()
@@ -239,7 +242,7 @@ mod tests {
             ignored_fields: vec![],
             volumes: vec![],
             fs_group: None,
-            grace_seconds: None,
+            grace_seconds: None, user_range: None,
         }
     }
 

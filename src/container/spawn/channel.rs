@@ -2,15 +2,17 @@
 //! values, one per datagram of a SOCK_SEQPACKET socketpair (so several writers — an intermediate
 //! and the process it forked — never interleave), each a little-endian u32 length followed by
 //! that many bytes of JSON. Both ends may send: the child reports (its PID, an error before exec,
-//! "stopped for hooks", "ready"), the parent answers (go ahead, hooks done). The socket is
+//! "stopped for hooks", "ready", "my user namespace needs its maps"), the parent answers (go
+//! ahead, hooks done, maps written). The socket is
 //! CLOEXEC, so the parent reads end-of-file once every child copy has exec'd or exited.
 
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 use serde::{Deserialize, Serialize};
 
-/// Every message of the protocol. A new round trip (e.g. a user namespace's "write my uid/gid
-/// maps" → "maps written") is two more variants, sent with `send` and read with `recv`.
+/// Every message of the protocol. A round trip is two variants, sent with `send` and read with
+/// `recv` (e.g. a user namespace's `MapsDue` → `MapsWritten`, or `Error` when they could not
+/// be written).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Msg {
@@ -28,8 +30,15 @@ pub enum Msg {
     /// Parent → init: the hooks ran; the state JSON for the init's own createContainer and
     /// startContainer hooks.
     HooksDone { state: String },
-    /// Init → parent (OCI create): everything is set up, the init waits for `start`.
+    /// Init → parent (OCI create): everything is set up, the init waits for `start`. The pod's
+    /// namespace pinner → parent: its namespaces exist, pin them (then `Go`: it may exit).
     Ready,
+    /// Child → parent: it made a new user namespace and waits for its uid/gid maps (a process
+    /// cannot map ids for itself); the parent writes them for the child it forked.
+    MapsDue,
+    /// Parent → child: the maps are written; the child goes on to make the namespaces the
+    /// user namespace is to own.
+    MapsWritten,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -6,17 +6,22 @@
 //!
 //! ```text
 //! spawner ──fork──▶ child: undumpable → cgroups (dies with the spawner until in them) → setsid
+//!                   → user namespace: join, or unshare and wait (MapsDue) while the spawner
+//!                     writes its uid/gid maps (MapsWritten)
 //!                   → setns/unshare → PID namespace ──(only if one is entered)──▶
 //!                   clone(CLONE_PARENT): the process runs on as the spawner's own child, born in
 //!                   that PID namespace; the intermediate reports its PID and exits
 //! ```
 //! With CLONE_PARENT every process spawn returns is a child of the spawner, entering a PID
-//! namespace or not: the spawner holds a race-free pidfd on it and can wait for it.
+//! namespace or not: the spawner holds a race-free pidfd on it and can wait for it. The user
+//! namespace comes before every other, so that the namespaces made after it (the PID one
+//! included) are owned by it: mounting /proc, sysfs or mqueue inside needs that.
 
 pub mod channel;
 pub mod pidfd;
 #[cfg(test)]
 mod tests;
+mod user;
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -30,6 +35,10 @@ use nix::unistd::{ForkResult, Pid, fork};
 
 pub use channel::{Channel, ChannelError, Failure, Msg};
 pub use pidfd::Pidfd;
+pub use user::UserNs;
+use user::{answer_maps, enter_user, serve_maps};
+
+pub use super::userns::IdRange;
 
 pub(crate) use super::init::CODE_RUNTIME;
 
@@ -53,6 +62,8 @@ pub struct Spawn<'a> {
     pub cgroups: &'a [PathBuf],
     /// A new session (setsid): the process leaves the spawner's terminal.
     pub new_session: bool,
+    /// Before any other namespace: it owns those made after it.
+    pub user: UserNs,
     /// Namespaces to join, in this order (a mount namespace belongs last).
     pub join: Vec<(CloneFlags, File)>,
     pub unshare: CloneFlags,
@@ -61,7 +72,7 @@ pub struct Spawn<'a> {
 
 impl Default for Spawn<'_> {
     fn default() -> Self {
-        Spawn { cgroups: &[], new_session: false, join: Vec::new(), unshare: CloneFlags::empty(), pid_ns: PidNs::Inherit }
+        Spawn { cgroups: &[], new_session: false, user: UserNs::Inherit, join: Vec::new(), unshare: CloneFlags::empty(), pid_ns: PidNs::Inherit }
     }
 }
 
@@ -118,8 +129,10 @@ impl Child {
     }
 
     /// `outcome`, answering the requests the process makes on the way: `answer` gets every
-    /// message but `Pid` and `Error`, and what it returns is sent back (e.g. a user namespace's
-    /// "write my maps" → "maps written").
+    /// message but `Pid` and `Error`, and what it returns is sent back (e.g. the pod's namespace
+    /// pinner's `Ready` → `Go` once its namespaces are pinned). A user namespace's `MapsDue` is
+    /// not among them: `spawn` answers it before it returns, as it must with an intermediate,
+    /// which makes the user namespace before the PID namespace and reports the PID only after.
     pub fn serve(&self, mut answer: impl FnMut(Msg) -> Result<Option<Msg>, Failure>) -> Result<Option<i32>, Failure> {
         let broken = |e: ChannelError| Failure { code: CODE_RUNTIME, msg: e.to_string() };
         let mut pid = None;
@@ -197,12 +210,21 @@ where
         }
         ForkResult::Parent { child } => {
             drop(child_end);
-            drop(desc);
+            let maps = match desc.user {
+                UserNs::New { uid, gid } => Some((uid, gid)),
+                _ => None,
+            };
             if !intermediate {
+                // Without an intermediate the child's request for maps is its first message (or
+                // it failed before): answered here, so that a caller never sees it.
+                let early = match &maps {
+                    Some((uid, gid)) => serve_maps(&parent_end, child.as_raw(), uid, gid)?,
+                    None => VecDeque::new(),
+                };
                 let pidfd = Pidfd::open(child.as_raw()).ok();
-                return Ok(Child { pid: child.as_raw(), pidfd, chan: parent_end, early: RefCell::default() });
+                return Ok(Child { pid: child.as_raw(), pidfd, chan: parent_end, early: RefCell::new(early) });
             }
-            let report = await_pid(&parent_end);
+            let report = await_pid(&parent_end, child.as_raw(), maps.as_ref());
             let _ = waitpid(child, None);
             let (pid, early) = report?;
             // Our child (CLONE_PARENT) and not reaped: the PID cannot have been reused.
@@ -212,13 +234,20 @@ where
     }
 }
 
-/// The intermediate's report of the PID it cloned; what the process itself sent before it
-/// (it may run ahead of the intermediate) is kept for `Child::recv`.
-fn await_pid(chan: &Channel) -> Result<(i32, VecDeque<Msg>), SpawnError> {
+/// The intermediate's report of the PID it cloned, answering the intermediate's request for
+/// user namespace maps on the way (`child` is the intermediate: it made the namespace, before
+/// the PID namespace); what the process itself sent before it (it may run ahead of the
+/// intermediate) is kept for `Child::recv`.
+fn await_pid(chan: &Channel, child: i32, maps: Option<&(Vec<IdRange>, Vec<IdRange>)>) -> Result<(i32, VecDeque<Msg>), SpawnError> {
     let mut early = VecDeque::new();
+    let mut maps = maps;
     loop {
         match chan.recv()? {
             Some(Msg::Pid { pid }) => return Ok((pid, early)),
+            Some(Msg::MapsDue) => match maps.take() {
+                Some((uid, gid)) => answer_maps(chan, child, uid, gid),
+                None => early.push_back(Msg::MapsDue),
+            },
             Some(m) => early.push_back(m),
             None => {
                 let failure = early.into_iter().find_map(|m| match m {
@@ -235,7 +264,7 @@ fn child_side<F>(desc: &Spawn, spawner: i32, chan: &Channel, main: F) -> !
 where
     F: FnOnce(&Channel) -> Result<(), Failure>,
 {
-    if let Err(msg) = enter(desc, spawner) {
+    if let Err(msg) = enter(desc, spawner, chan) {
         chan.fail(CODE_RUNTIME, &msg)
     }
     if !matches!(desc.pid_ns, PidNs::Inherit) {
@@ -260,7 +289,7 @@ where
 }
 
 /// The child's steps before `main` (or before the clone into a PID namespace).
-fn enter(desc: &Spawn, spawner: i32) -> Result<(), String> {
+fn enter(desc: &Spawn, spawner: i32, chan: &Channel) -> Result<(), String> {
     // Not dumpable before it joins anything of a container (see sealed_exe); exec makes the
     // program dumpable again.
     super::sealed_exe::set_undumpable().map_err(|e| format!("PR_SET_DUMPABLE 0: {e}"))?;
@@ -280,6 +309,7 @@ fn enter(desc: &Spawn, spawner: i32) -> Result<(), String> {
     if desc.new_session {
         let _ = nix::unistd::setsid();
     }
+    enter_user(&desc.user, chan)?;
     for (flag, ns) in &desc.join {
         nix::sched::setns(ns.as_fd(), *flag).map_err(|e| format!("joining the {} namespace: {e}", ns_name(*flag)))?;
     }

@@ -51,6 +51,8 @@ fn messages_round_trip_through_their_encoding() {
         Msg::HooksDue,
         Msg::HooksDone { state: r#"{"ociVersion":"1.0.2","status":"creating"}"#.into() },
         Msg::Ready,
+        Msg::MapsDue,
+        Msg::MapsWritten,
     ];
     for m in all {
         let bytes = Channel::encode(&m);
@@ -191,5 +193,111 @@ fn a_child_that_cannot_join_its_cgroup_says_which() {
             Err(f) => ensure(f.msg.contains("joining cgroup /nonexistent/podbox-test/cgroup.procs"), f.msg),
             Ok(p) => Err(format!("no error: {p:?}")),
         }
+    });
+}
+
+/// The map of our own ids (the one map an unprivileged spawner may write): 0 inside is us.
+fn own_ids() -> UserNs {
+    let (uid, gid) = (nix::unistd::geteuid().as_raw(), nix::unistd::getegid().as_raw());
+    UserNs::New { uid: vec![IdRange { inside: 0, outside: uid, size: 1 }], gid: vec![IdRange { inside: 0, outside: gid, size: 1 }] }
+}
+
+/// In a spawned process: "UID PID OWNED", OWNED whether its PID namespace belongs to its user
+/// namespace (NS_GET_USERNS on the PID namespace names the user namespace it is in).
+fn who_am_i() -> String {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    use std::os::unix::fs::MetadataExt;
+    let pid_ns = File::open("/proc/self/ns/pid").expect("open pid ns");
+    const NS_GET_USERNS: libc::c_ulong = 0xb701;
+    // SAFETY: an ioctl without argument on a descriptor we own; it returns a new descriptor.
+    let owner = unsafe { libc::ioctl(pid_ns.as_raw_fd(), NS_GET_USERNS) };
+    let owned = owner >= 0 && {
+        // SAFETY: the ioctl returned a new descriptor that nothing else owns.
+        let owner = File::from(unsafe { OwnedFd::from_raw_fd(owner) });
+        owner.metadata().map(|m| m.ino()).ok() == std::fs::metadata("/proc/self/ns/user").map(|m| m.ino()).ok()
+    };
+    format!("{} {} {owned}", nix::unistd::getuid(), std::process::id())
+}
+
+#[test]
+fn a_new_user_namespace_is_mapped_by_the_spawner_and_owns_the_pid_namespace() {
+    in_helper(|| {
+        let desc = Spawn { user: own_ids(), pid_ns: PidNs::New, ..Spawn::default() };
+        let child = spawn(desc, |_| Err(Failure { code: 9, msg: who_am_i() })).map_err(|e| e.to_string())?;
+        let outcome = child.outcome();
+        ensure(outcome == Err(Failure { code: 9, msg: "0 1 true".into() }), format!("uid 0 (mapped), PID 1, PID namespace owned by the user namespace: {outcome:?}"))?;
+        ensure(matches!(child.wait(), WaitStatus::Exited(_, 9)), "reaped by the spawner")
+    });
+}
+
+#[test]
+fn a_new_user_namespace_without_a_pid_namespace_is_mapped_before_main_runs() {
+    in_helper(|| {
+        let child = spawn(Spawn { user: own_ids(), ..Spawn::default() }, |chan| {
+            // Whoever sees this message has been mapped (no MapsDue is left for the caller).
+            let map = std::fs::read_to_string("/proc/self/uid_map").unwrap_or_default();
+            chan.send(&Msg::Error { code: 9, msg: format!("{} {}", nix::unistd::getuid(), map.split_whitespace().next().unwrap_or("")) }).ok();
+            Ok(())
+        })
+        .map_err(|e| e.to_string())?;
+        let first = child.recv().map_err(|e| e.to_string())?;
+        ensure(first == Some(Msg::Error { code: 9, msg: "0 0".into() }), format!("the caller's first message: {first:?}"))?;
+        ensure(matches!(child.wait(), WaitStatus::Exited(_, 0)), "exit 0")
+    });
+}
+
+#[test]
+fn maps_the_kernel_refuses_fail_the_spawn_naming_the_map() {
+    in_helper(|| {
+        // Two lines mapping the same id inside: the kernel refuses the write with EINVAL.
+        let uid = nix::unistd::geteuid().as_raw();
+        let bad = || UserNs::New { uid: vec![IdRange { inside: 0, outside: uid, size: 1 }, IdRange { inside: 0, outside: uid + 1, size: 1 }], gid: vec![IdRange { inside: 0, outside: 0, size: 1 }] };
+        let direct = spawn(Spawn { user: bad(), ..Spawn::default() }, |_| Ok(())).map_err(|e| e.to_string())?;
+        match direct.outcome() {
+            Err(f) => ensure(f.msg.contains("mapping the user namespace") && f.msg.contains("uid_map"), f.msg)?,
+            Ok(p) => return Err(format!("no error: {p:?}")),
+        }
+        ensure(!matches!(direct.wait(), WaitStatus::Exited(_, 0)), "the child went on unmapped")?;
+        match spawn(Spawn { user: bad(), pid_ns: PidNs::New, ..Spawn::default() }, |_| Ok(())) {
+            Err(SpawnError::Failed(f)) => ensure(f.msg.contains("mapping the user namespace") && f.msg.contains("uid_map"), f.msg),
+            other => Err(format!("the intermediate's failure: {other:?}")),
+        }
+    });
+}
+
+#[test]
+fn a_user_namespace_is_joined_before_the_other_namespaces() {
+    in_helper(|| {
+        use std::os::unix::fs::MetadataExt;
+        // A holder in a new user namespace with a UTS namespace it owns.
+        let holder = spawn(Spawn { user: own_ids(), unshare: CloneFlags::CLONE_NEWUTS, ..Spawn::default() }, |chan| {
+            // Dumpable, so that an unprivileged test may open its /proc/PID/ns files.
+            // SAFETY: prctl with integer arguments.
+            unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0) };
+            let _ = chan.send(&Msg::Ready);
+            // SAFETY: pause(2) until a signal ends the process.
+            unsafe { libc::pause() };
+            Ok(())
+        })
+        .map_err(|e| e.to_string())?;
+        let joined = (|| {
+            // Its namespaces are made once its main runs.
+            ensure(holder.recv().map_err(|e| e.to_string())? == Some(Msg::Ready), "the holder did not start")?;
+            let open = |name: &str| File::open(format!("/proc/{}/ns/{name}", holder.pid)).map_err(|e| format!("opening its {name} namespace: {e}"));
+            let want = open("user")?.metadata().map_err(|e| e.to_string())?.ino();
+            // Joining its UTS namespace needs its user namespace's capabilities: joined first.
+            let desc = Spawn { user: UserNs::Join(open("user")?), join: vec![(CloneFlags::CLONE_NEWUTS, open("uts")?)], ..Spawn::default() };
+            let joiner = spawn(desc, |_| {
+                let ino = std::fs::metadata("/proc/self/ns/user").map(|m| m.ino()).unwrap_or(0);
+                Err(Failure { code: 9, msg: ino.to_string() })
+            })
+            .map_err(|e| e.to_string())?;
+            let outcome = joiner.outcome();
+            joiner.wait();
+            ensure(outcome == Err(Failure { code: 9, msg: want.to_string() }), format!("in the holder's user namespace ({want}): {outcome:?}"))
+        })();
+        let _ = holder.pidfd.as_ref().map(|p| p.signal(libc::SIGKILL));
+        holder.wait();
+        joined
     });
 }

@@ -42,6 +42,7 @@ pub(super) fn to_pod_spec(m: Manifest, objects: &objects::Objects, ignored: &mut
         name: m.metadata.name,
         hostname: m.spec.hostname,
         share_pid: m.spec.share_process_namespace,
+        userns: m.spec.host_users == Some(false),
         network: !m.spec.host_network,
         node_namespaces: node_namespaces.into_iter().filter(|(_, on)| *on).map(|(n, _)| n.to_string()).collect(),
         labels: m.metadata.labels,

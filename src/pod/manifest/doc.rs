@@ -36,6 +36,9 @@ pub(super) struct Spec {
     pub(super) hostname: Option<String>,
     #[serde(default)]
     pub(super) share_process_namespace: bool,
+    /// false: a user namespace for the pod (`pod create --userns`).
+    #[serde(default)]
+    pub(super) host_users: Option<bool>,
     #[serde(default)]
     pub(super) host_network: bool,
     #[serde(default, rename = "hostPID")]

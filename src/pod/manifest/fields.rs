@@ -279,7 +279,7 @@ pub const FIELDS: &[Field] = &[
     f("spec.hostNetwork", Honoured),
     f("spec.hostPID", Honoured),
     f("spec.hostIPC", Honoured),
-    f("spec.hostUsers", OnlyIf { accept: Accept::True, note: None, refused: "user namespaces are not built" }),
+    f("spec.hostUsers", Honoured),
     f("spec.securityContext", Honoured),
     f("spec.securityContext.runAsUser", Honoured),
     f("spec.securityContext.runAsGroup", Honoured),

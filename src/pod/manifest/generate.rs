@@ -51,6 +51,9 @@ pub fn pod_manifest(pod: &PodRecord, containers: &[ContainerStatus]) -> (Value, 
     if pod.hostname != pod.name {
         spec.insert("hostname".into(), json!(pod.hostname));
     }
+    if pod.user_range.is_some() {
+        spec.insert("hostUsers".into(), json!(false));
+    }
     if pod.share_pid {
         spec.insert("shareProcessNamespace".into(), json!(true));
     }

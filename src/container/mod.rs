@@ -22,6 +22,7 @@ pub mod init;
 pub mod monitor;
 pub mod mounts;
 pub mod namespaces;
+pub mod plan;
 pub mod probe;
 pub mod process;
 pub mod rootfs;

@@ -227,7 +227,7 @@ pub fn become_process(process: &Process, seccomp: &[seccompiler::BpfProgram], ex
     exec(exe, argv, env)
 }
 
-fn redirect_stdio(stdio: &Stdio) -> Result<()> {
+pub(crate) fn redirect_stdio(stdio: &Stdio) -> Result<()> {
     if let Stdio::Terminal(slave) = stdio {
         return super::terminal::attach(*slave);
     }

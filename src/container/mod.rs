@@ -19,6 +19,7 @@ mod device_filter;
 pub mod exec;
 pub mod hooks;
 pub mod init;
+pub mod kernel;
 pub mod monitor;
 pub mod mounts;
 pub mod namespaces;

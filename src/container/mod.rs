@@ -17,8 +17,12 @@ pub mod cgroups;
 pub mod create;
 mod device_filter;
 pub mod exec;
+#[cfg(test)]
+mod fake_kernel;
 pub mod hooks;
 pub mod init;
+#[cfg(test)]
+mod init_tests;
 pub mod kernel;
 pub mod monitor;
 pub mod mounts;

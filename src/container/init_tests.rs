@@ -1,0 +1,216 @@
+//! The init's order of operations, run against the recording `FakeKernel` (no root needed), and
+//! the plan's refusals of bad specs before anything is forked.
+
+use std::path::PathBuf;
+
+use nix::sched::CloneFlags;
+use oci_spec::runtime::Spec;
+use serde_json::json;
+
+use super::fake_kernel::{EXECED, FakeKernel};
+use super::init::{self, InitArgs};
+use super::plan::{InitPlan, unraisable_ambient};
+use super::spawn::Channel;
+use super::{ContainerError, Rootfs, Stdio};
+
+/// A typical container: new mount, network, UTS and IPC namespaces, a user with additional
+/// groups, a few capabilities, an rlimit, a sysctl, no_new_privs and a seccomp profile.
+fn typical() -> serde_json::Value {
+    json!({
+        "ociVersion": "1.0.2",
+        "hostname": "box",
+        "process": {
+            "args": ["sh", "-c", "true"], "env": ["PATH=/bin"], "cwd": "/work",
+            "user": {"uid": 1000, "gid": 100, "additionalGids": [5, 10], "umask": 0o077},
+            "capabilities": {
+                "bounding": ["CAP_KILL", "CAP_NET_BIND_SERVICE"], "effective": ["CAP_KILL"],
+                "permitted": ["CAP_KILL", "CAP_NET_BIND_SERVICE"], "inheritable": ["CAP_NET_BIND_SERVICE"],
+                "ambient": ["CAP_NET_BIND_SERVICE", "CAP_KILL"]
+            },
+            "rlimits": [{"type": "RLIMIT_NOFILE", "soft": 1024, "hard": 2048}],
+            "noNewPrivileges": true
+        },
+        "linux": {
+            "namespaces": [{"type": "mount"}, {"type": "network"}, {"type": "uts"}, {"type": "ipc"}],
+            "sysctl": {"net.ipv4.ip_unprivileged_port_start": "0"},
+            "seccomp": {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mount"], "action": "SCMP_ACT_ERRNO"}]}
+        }
+    })
+}
+
+fn spec(v: serde_json::Value) -> Spec {
+    serde_json::from_value(v).expect("a valid spec")
+}
+
+/// Run the init's plan for `spec` against `k`; returns its error (the fake's exec is one).
+fn run_init(k: &FakeKernel, spec: &Spec, no_pivot: bool) -> ContainerError {
+    let plan = InitPlan::build(spec).expect("the plan");
+    let (_parent, child) = Channel::pair().expect("socketpair");
+    let rootfs = Rootfs::Plain(PathBuf::from("/bundle/rootfs"));
+    let args = InitArgs { spec, rootfs: &rootfs, plan: &plan, stdio: &Stdio::Inherit, chan: &child, gate: None, preserve_fds: 0, no_pivot };
+    match init::execute(k, &args) {
+        Ok(never) => match never {},
+        Err(e) => e,
+    }
+}
+
+fn position(k: &FakeKernel, op: &str) -> usize {
+    let ops = k.ops.borrow();
+    ops.iter().position(|o| o == op || o.starts_with(&format!("{op} "))).unwrap_or_else(|| panic!("no {op} in {ops:#?}"))
+}
+
+#[test]
+fn typical_spec_runs_every_step_in_order() {
+    let k = FakeKernel::default();
+    let s = spec(typical());
+    let err = run_init(&k, &s, false);
+    assert!(err.to_string().contains(EXECED), "{err}");
+    // One program, plus the x32 guard on x86_64.
+    let programs = InitPlan::build(&s).unwrap().process.seccomp.len();
+    let new = CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWNET | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWIPC;
+    let expected = [
+        "set_undumpable".to_string(),
+        "redirect_stdio".into(),
+        "join_namespaces []".into(),
+        format!("unshare {:#x}", new.bits()),
+        "loopback_up".into(),
+        "sethostname box".into(),
+        "prepare_rootfs /bundle/rootfs".into(),
+        "pivot_root /bundle/rootfs".into(),
+        "write_proc /proc/sys/net/ipv4/ip_unprivileged_port_start 0".into(),
+        "finish_rootfs".into(),
+        "set_root_propagation".into(),
+        "setrlimit RLIMIT_NOFILE 1024:2048".into(),
+        "resolve_executable sh".into(),
+        "umask 77".into(),
+        "limit_bounding CAP_KILL,CAP_NET_BIND_SERVICE".into(),
+        "set_keepcaps true".into(),
+        "setgroups [5, 10]".into(),
+        "setresgid 100".into(),
+        "setresuid 1000".into(),
+        "set_keepcaps false".into(),
+        "set_caps Inheritable CAP_NET_BIND_SERVICE".into(),
+        "set_caps Effective CAP_KILL".into(),
+        "set_caps Permitted CAP_KILL,CAP_NET_BIND_SERVICE".into(),
+        "clear_ambient".into(),
+        // CAP_KILL is not inheritable: the kernel could not raise it, the plan skips it.
+        "raise_ambient CAP_NET_BIND_SERVICE".into(),
+        "chdir /work".into(),
+        "set_no_new_privs".into(),
+        "cloexec_from 3".into(),
+        format!("load_seccomp {programs}"),
+        r#"exec /bin/sh ["sh", "-c", "true"]"#.into(),
+    ];
+    assert_eq!(*k.ops.borrow(), expected);
+}
+
+#[test]
+fn caps_then_uid_then_nnp_then_seccomp_then_exec() {
+    let k = FakeKernel::default();
+    run_init(&k, &spec(typical()), false);
+    let order = ["limit_bounding", "setresuid", "set_caps", "set_no_new_privs", "load_seccomp", "exec"].map(|op| position(&k, op));
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "{order:?} in {:#?}", k.ops.borrow());
+}
+
+#[test]
+fn without_no_new_privs_seccomp_goes_in_while_still_privileged() {
+    let mut v = typical();
+    v["process"]["noNewPrivileges"] = json!(false);
+    let k = FakeKernel::default();
+    run_init(&k, &spec(v), false);
+    assert!(position(&k, "load_seccomp") < position(&k, "limit_bounding"), "{:#?}", k.ops.borrow());
+    assert!(!k.names().contains(&"set_no_new_privs".to_string()));
+    assert_eq!(k.names().iter().filter(|n| *n == "load_seccomp").count(), 1);
+}
+
+#[test]
+fn a_failing_operation_stops_the_sequence_and_names_the_step() {
+    let k = FakeKernel { fail: Some("setresuid"), ..FakeKernel::default() };
+    let err = run_init(&k, &spec(typical()), false);
+    assert!(err.to_string().contains("setresuid 1000"), "{err}");
+    assert_eq!(k.ops.borrow().last().map(String::as_str), Some("setresuid 1000"));
+    for later in ["set_caps", "chdir", "load_seccomp", "exec"] {
+        assert!(!k.names().iter().any(|n| n == later), "{later} ran after the failure: {:#?}", k.ops.borrow());
+    }
+}
+
+#[test]
+fn no_mount_namespace_only_chroots() {
+    let mut v = typical();
+    v["linux"]["namespaces"] = json!([{"type": "network"}]);
+    let k = FakeKernel::default();
+    run_init(&k, &spec(v), false);
+    let names = k.names();
+    for absent in ["prepare_rootfs", "pivot_root", "move_root", "finish_rootfs", "set_root_propagation", "sethostname"] {
+        assert!(!names.iter().any(|n| n == absent), "{absent} without a mount/UTS namespace: {names:#?}");
+    }
+    assert!(position(&k, "loopback_up") < position(&k, "chroot /bundle/rootfs"));
+    assert!(position(&k, "chroot") < position(&k, "write_proc"));
+}
+
+#[test]
+fn no_pivot_moves_the_root_instead() {
+    let k = FakeKernel::default();
+    run_init(&k, &spec(typical()), true);
+    assert!(k.ops.borrow().contains(&"move_root /bundle/rootfs".to_string()));
+    assert!(!k.names().contains(&"pivot_root".to_string()));
+}
+
+#[test]
+fn user_switch_sets_groups_then_gid_then_uid() {
+    let mut v = typical();
+    v["process"]["capabilities"] = serde_json::Value::Null;
+    v["process"]["user"] = json!({"uid": 1000, "gid": 1000, "additionalGids": [4, 24, 27]});
+    let k = FakeKernel::default();
+    run_init(&k, &spec(v), false);
+    let ops = k.ops.borrow();
+    let user: Vec<&str> = ops.iter().map(String::as_str).skip_while(|o| *o != "set_keepcaps true").take(5).collect();
+    assert_eq!(user, ["set_keepcaps true", "setgroups [4, 24, 27]", "setresgid 1000", "setresuid 1000", "set_keepcaps false"]);
+    // Without capabilities in the spec the sets are left alone; the default umask is 0022.
+    assert!(!ops.iter().any(|o| o.starts_with("set_caps") || o.starts_with("limit_bounding")), "{ops:#?}");
+    assert!(ops.contains(&"umask 22".to_string()));
+}
+
+/// Every refusal happens in `InitPlan::build`, in the caller, before anything is forked.
+#[test]
+fn bad_specs_are_refused_by_the_plan() {
+    let cases: [(&str, serde_json::Value, &str); 5] = [
+        ("/process/capabilities/bounding", json!(["CAP_NOPE"]), "unknown capability"),
+        ("/process/rlimits", json!([{"type": "RLIMIT_NOPE", "soft": 1, "hard": 1}]), "unknown rlimit"),
+        ("/process/user/additionalGids", json!([5, u32::MAX]), "not an ID"),
+        ("/process/args", json!([]), "empty command"),
+        ("/linux/sysctl", json!({"kernel.panic": "1"}), "not isolated"),
+    ];
+    let mut checked = 0;
+    for (pointer, value, want) in cases {
+        let mut v = typical();
+        *v.pointer_mut(pointer).expect(pointer) = value;
+        let Ok(spec) = serde_json::from_value::<Spec>(v) else {
+            continue; // oci-spec itself refused the value: also before anything is forked
+        };
+        let err = InitPlan::build(&spec).map(|_| ()).expect_err(pointer);
+        assert!(err.to_string().contains(want), "{pointer}: {err}");
+        checked += 1;
+    }
+    // IDs, args and sysctls always parse; oci-spec's enums may refuse the unknown names first.
+    assert!(checked >= 3, "only {checked} cases reached the plan");
+}
+
+#[test]
+fn unraisable_ambient_names_what_the_plan_skips() {
+    let s = spec(typical());
+    assert_eq!(unraisable_ambient(s.process().as_ref().unwrap()), ["CAP_KILL"]);
+}
+
+/// `exec` into a running container runs only the process part: no namespaces or root file
+/// system steps, and the preserved descriptors stay open.
+#[test]
+fn exec_runs_only_the_process_steps() {
+    let s = spec(typical());
+    let plan = InitPlan::build(&s).unwrap();
+    let k = FakeKernel::default();
+    let Err(err) = init::run_process(&k, &plan.process, None, 2);
+    assert!(err.to_string().contains(EXECED), "{err}");
+    assert_eq!(k.names().first().map(String::as_str), Some("setrlimit"));
+    assert!(k.ops.borrow().contains(&"cloexec_from 5".to_string()));
+}

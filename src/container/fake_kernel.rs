@@ -8,11 +8,11 @@ use std::path::{Path, PathBuf};
 
 use caps::{CapSet, Capability, CapsHashSet};
 use nix::sched::CloneFlags;
-use oci_spec::runtime::Spec;
+use nix::mount::MsFlags;
 use seccompiler::BpfProgram;
 
 use super::kernel::Kernel;
-use super::plan::Rlimit;
+use super::plan::{Rlimit, RootfsPlan};
 use super::{ContainerError, Result, Rootfs, Stdio};
 
 /// The error a fake `exec` "returns": the sequence reached its end.
@@ -70,9 +70,10 @@ impl Kernel for FakeKernel {
     fn write_proc(&self, path: &Path, value: &str, _what: &str) -> Result<()> {
         self.op("write_proc", format!("{} {value}", path.display()))
     }
-    fn prepare_rootfs(&self, rootfs: &Rootfs, _spec: &Spec) -> Result<PathBuf> {
+    fn prepare_rootfs(&self, rootfs: &Rootfs, plan: &RootfsPlan) -> Result<PathBuf> {
         let Rootfs::Plain(p) = rootfs else { panic!("the tests use a plain root") };
-        self.op("prepare_rootfs", p.display().to_string()).map(|_| p.clone())
+        let mounts: Vec<String> = plan.mounts.iter().map(|m| m.destination.display().to_string()).collect();
+        self.op("prepare_rootfs", format!("{} {mounts:?}", p.display())).map(|_| p.clone())
     }
     fn pivot_root(&self, root: &Path) -> Result<()> {
         self.op("pivot_root", root.display().to_string())
@@ -83,11 +84,11 @@ impl Kernel for FakeKernel {
     fn chroot(&self, path: &Path) -> Result<()> {
         self.op("chroot", path.display().to_string())
     }
-    fn finish_rootfs(&self, _spec: &Spec) -> Result<()> {
-        self.op("finish_rootfs", String::new())
+    fn finish_rootfs(&self, plan: &RootfsPlan) -> Result<()> {
+        self.op("finish_rootfs", format!("masked {:?} readonly {:?}", plan.masked_paths, plan.readonly_paths))
     }
-    fn set_root_propagation(&self, _spec: &Spec) -> Result<()> {
-        self.op("set_root_propagation", String::new())
+    fn set_root_propagation(&self, propagation: MsFlags) -> Result<()> {
+        self.op("set_root_propagation", format!("{:#x}", propagation.bits()))
     }
     fn setrlimit(&self, l: &Rlimit) -> Result<()> {
         self.op("setrlimit", format!("{} {}:{}", l.name, l.soft, l.hard))

@@ -12,10 +12,8 @@ use super::spawn::{Channel, Msg};
 use std::path::{Path, PathBuf};
 
 use nix::unistd::{dup2_stderr, dup2_stdin, dup2_stdout};
-use oci_spec::runtime::Spec;
 
 use super::kernel::Kernel;
-use super::namespaces::Plan;
 use super::plan::{InitPlan, ProcessPlan};
 use super::{ContainerError, Result, Rootfs, Stdio, io, rootfs, sys};
 
@@ -26,7 +24,6 @@ pub const CODE_RUNTIME: i32 = 1;
 
 /// Everything the init needs, prepared by the caller before fork.
 pub struct InitArgs<'a> {
-    pub spec: &'a Spec,
     pub rootfs: &'a Rootfs,
     /// Made by the caller from `spec` before fork.
     pub plan: &'a InitPlan,
@@ -136,7 +133,7 @@ pub(crate) fn execute<K: Kernel>(k: &K, a: &InitArgs) -> Result<Infallible> {
     }
     // Without a mount namespace of its own the process keeps the caller's mounts and is only
     // chrooted (namespaces::plan refused every field that would need a mount).
-    let root = if a.plan.namespaces.mount_ns { Some(k.prepare_rootfs(a.rootfs, a.spec)?) } else { None };
+    let root = if a.plan.namespaces.mount_ns { Some(k.prepare_rootfs(a.rootfs, &a.plan.rootfs)?) } else { None };
     if let Some(g) = a.gate {
         g.before_pivot()?;
     }
@@ -150,9 +147,9 @@ pub(crate) fn execute<K: Kernel>(k: &K, a: &InitArgs) -> Result<Infallible> {
         k.write_proc(&path, value, &format!("setting sysctl {name}={value}"))?;
     }
     if root.is_some() {
-        k.finish_rootfs(a.spec)?;
+        k.finish_rootfs(&a.plan.rootfs)?;
         // Last: masked and read-only paths are bind mounts, which an unbindable tree refuses.
-        k.set_root_propagation(a.spec)?;
+        k.set_root_propagation(a.plan.rootfs.propagation)?;
     }
     run_process(k, &a.plan.process, a.gate, a.preserve_fds)
 }
@@ -268,47 +265,6 @@ pub(crate) fn redirect_stdio(stdio: &Stdio) -> Result<()> {
         dup2_stdin(&null).map_err(sys("redirecting stdin"))?;
         dup2_stdout(&log).map_err(sys("redirecting stdout"))?;
         dup2_stderr(&log).map_err(sys("redirecting stderr"))?;
-    }
-    Ok(())
-}
-
-/// Refuse sysctls that are not isolated by a namespace of the container, as runc does: written
-/// from the init they would change the host kernel. Namespaced are the IPC ones (`kernel.shm*`,
-/// `kernel.msg*`, `kernel.sem`, `fs.mqueue.*`) with an IPC namespace of the container's own,
-/// `net.*` with its own network namespace, `kernel.domainname` with its own UTS namespace
-/// (`kernel.hostname` conflicts with the `hostname` field). A namespace joined by path counts
-/// only if it is not the runtime's own. Called before anything is created.
-pub fn check_sysctls(spec: &Spec, plan: &Plan) -> Result<()> {
-    use nix::sched::CloneFlags;
-    let Some(map) = spec.linux().as_ref().and_then(|l| l.sysctl().as_ref()) else { return Ok(()) };
-    let same_as_ours = |path: &Path, name: &str| {
-        use std::os::unix::fs::MetadataExt;
-        match (std::fs::metadata(path), std::fs::metadata(format!("/proc/self/ns/{name}"))) {
-            (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
-            _ => false,
-        }
-    };
-    let own = |flag: CloneFlags, name: &str| plan.new.contains(flag) || plan.join.iter().any(|(f, p)| *f == flag && !same_as_ours(p, name));
-    const IPC: &[&str] = &["kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall", "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced"];
-    for key in map.keys() {
-        let refuse = |msg: String| Err(ContainerError::Spec { field: "linux.sysctl".into(), msg: format!("{key}: {msg}") });
-        if key.split(['.', '/']).any(|c| c.is_empty() || c == "..") {
-            return refuse("not a sysctl name".into());
-        }
-        let (needs, flag, name) = if IPC.contains(&key.as_str()) || key.starts_with("fs.mqueue.") {
-            ("an IPC namespace", CloneFlags::CLONE_NEWIPC, "ipc")
-        } else if key.starts_with("net.") {
-            ("a network namespace", CloneFlags::CLONE_NEWNET, "net")
-        } else if key == "kernel.domainname" {
-            ("a UTS namespace", CloneFlags::CLONE_NEWUTS, "uts")
-        } else if key == "kernel.hostname" {
-            return refuse("conflicts with the spec's `hostname` field; set that instead".into());
-        } else {
-            return refuse("not isolated by any namespace: setting it would change the host's kernel".into());
-        };
-        if !own(flag, name) {
-            return refuse(format!("needs {needs} of the container's own (it would change the host's)"));
-        }
     }
     Ok(())
 }

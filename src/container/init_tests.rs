@@ -30,8 +30,14 @@ fn typical() -> serde_json::Value {
             "rlimits": [{"type": "RLIMIT_NOFILE", "soft": 1024, "hard": 2048}],
             "noNewPrivileges": true
         },
+        "mounts": [
+            {"destination": "/proc", "type": "proc", "source": "proc"},
+            {"destination": "/data", "type": "bind", "source": "/srv/data", "options": ["rbind", "ro", "rprivate"]}
+        ],
         "linux": {
             "namespaces": [{"type": "mount"}, {"type": "network"}, {"type": "uts"}, {"type": "ipc"}],
+            "maskedPaths": ["/proc/kcore"], "readonlyPaths": ["/proc/sys"], "rootfsPropagation": "rslave",
+            "devices": [{"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229}],
             "sysctl": {"net.ipv4.ip_unprivileged_port_start": "0"},
             "seccomp": {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mount"], "action": "SCMP_ACT_ERRNO"}]}
         }
@@ -47,7 +53,7 @@ fn run_init(k: &FakeKernel, spec: &Spec, no_pivot: bool) -> ContainerError {
     let plan = InitPlan::build(spec).expect("the plan");
     let (_parent, child) = Channel::pair().expect("socketpair");
     let rootfs = Rootfs::Plain(PathBuf::from("/bundle/rootfs"));
-    let args = InitArgs { spec, rootfs: &rootfs, plan: &plan, stdio: &Stdio::Inherit, chan: &child, gate: None, preserve_fds: 0, no_pivot };
+    let args = InitArgs { rootfs: &rootfs, plan: &plan, stdio: &Stdio::Inherit, chan: &child, gate: None, preserve_fds: 0, no_pivot };
     match init::execute(k, &args) {
         Ok(never) => match never {},
         Err(e) => e,
@@ -75,11 +81,11 @@ fn typical_spec_runs_every_step_in_order() {
         format!("unshare {:#x}", new.bits()),
         "loopback_up".into(),
         "sethostname box".into(),
-        "prepare_rootfs /bundle/rootfs".into(),
+        r#"prepare_rootfs /bundle/rootfs ["/proc", "/data"]"#.into(),
         "pivot_root /bundle/rootfs".into(),
         "write_proc /proc/sys/net/ipv4/ip_unprivileged_port_start 0".into(),
-        "finish_rootfs".into(),
-        "set_root_propagation".into(),
+        r#"finish_rootfs masked ["/proc/kcore"] readonly ["/proc/sys"]"#.into(),
+        format!("set_root_propagation {:#x}", libc::MS_SLAVE),
         "setrlimit RLIMIT_NOFILE 1024:2048".into(),
         "resolve_executable sh".into(),
         "umask 77".into(),
@@ -138,6 +144,11 @@ fn a_failing_operation_stops_the_sequence_and_names_the_step() {
 fn no_mount_namespace_only_chroots() {
     let mut v = typical();
     v["linux"]["namespaces"] = json!([{"type": "network"}]);
+    // Every field that would need a mount is refused without a mount namespace.
+    v.as_object_mut().unwrap().remove("mounts");
+    for field in ["maskedPaths", "readonlyPaths", "devices", "rootfsPropagation"] {
+        v["linux"].as_object_mut().unwrap().remove(field);
+    }
     let k = FakeKernel::default();
     run_init(&k, &spec(v), false);
     let names = k.names();
@@ -174,12 +185,16 @@ fn user_switch_sets_groups_then_gid_then_uid() {
 /// Every refusal happens in `InitPlan::build`, in the caller, before anything is forked.
 #[test]
 fn bad_specs_are_refused_by_the_plan() {
-    let cases: [(&str, serde_json::Value, &str); 5] = [
+    let cases: [(&str, serde_json::Value, &str); 9] = [
         ("/process/capabilities/bounding", json!(["CAP_NOPE"]), "unknown capability"),
         ("/process/rlimits", json!([{"type": "RLIMIT_NOPE", "soft": 1, "hard": 1}]), "unknown rlimit"),
         ("/process/user/additionalGids", json!([5, u32::MAX]), "not an ID"),
         ("/process/args", json!([]), "empty command"),
         ("/linux/sysctl", json!({"kernel.panic": "1"}), "not isolated"),
+        ("/mounts/0/destination", json!("proc"), "not absolute"),
+        ("/mounts/1/options", json!(["rbind", "size=1m"]), "unknown option \"size=1m\" for the bind mount on /data"),
+        ("/linux/devices/0/type", json!("a"), "only valid in cgroup rules"),
+        ("/linux/rootfsPropagation", json!("rsideways"), "unknown value rsideways"),
     ];
     let mut checked = 0;
     for (pointer, value, want) in cases {
@@ -193,7 +208,7 @@ fn bad_specs_are_refused_by_the_plan() {
         checked += 1;
     }
     // IDs, args and sysctls always parse; oci-spec's enums may refuse the unknown names first.
-    assert!(checked >= 3, "only {checked} cases reached the plan");
+    assert!(checked >= 7, "only {checked} cases reached the plan");
 }
 
 #[test]
@@ -213,4 +228,22 @@ fn exec_runs_only_the_process_steps() {
     assert!(err.to_string().contains(EXECED), "{err}");
     assert_eq!(k.names().first().map(String::as_str), Some("setrlimit"));
     assert!(k.ops.borrow().contains(&"cloexec_from 5".to_string()));
+}
+
+/// Mounts reach the init parsed: kind, flags, propagation; devices as nodes, the standard set
+/// with the spec's added.
+#[test]
+fn mounts_and_devices_are_parsed_in_the_plan() {
+    use super::mounts::MountKind;
+    use nix::mount::MsFlags;
+    let plan = InitPlan::build(&spec(typical())).unwrap().rootfs;
+    let data = &plan.mounts[1];
+    assert_eq!((data.kind, data.source.as_path(), data.destination.as_path()), (MountKind::Bind, std::path::Path::new("/srv/data"), std::path::Path::new("/data")));
+    assert_eq!(data.options.flags, MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_RDONLY);
+    assert_eq!(data.options.propagation, MsFlags::MS_PRIVATE | MsFlags::MS_REC);
+    assert_eq!((plan.mounts[0].kind, plan.mounts[0].typ.as_str()), (MountKind::Fs, "proc"));
+    let fuse = plan.devices.iter().find(|d| d.path == std::path::Path::new("/dev/fuse")).expect("/dev/fuse");
+    assert_eq!((fuse.major, fuse.minor, fuse.mode), (10, 229, 0o666));
+    assert!(plan.devices.iter().any(|d| d.path == std::path::Path::new("/dev/null")));
+    assert_eq!(plan.propagation, MsFlags::MS_SLAVE);
 }

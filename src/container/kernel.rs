@@ -10,10 +10,10 @@ use std::path::{Path, PathBuf};
 use caps::{CapSet, Capability, CapsHashSet};
 use nix::sched::CloneFlags;
 use nix::unistd::{Gid, Uid};
-use oci_spec::runtime::Spec;
+use nix::mount::MsFlags;
 use seccompiler::BpfProgram;
 
-use super::plan::Rlimit;
+use super::plan::{Rlimit, RootfsPlan};
 use super::{ContainerError, Result, Rootfs, Stdio, io, sys};
 
 /// The operations of the init. Each error says which step failed.
@@ -27,16 +27,17 @@ pub trait Kernel {
     fn setdomainname(&self, name: &str) -> Result<()>;
     /// Write `value` to a file under /proc (oom_score_adj, a sysctl); `what` names the step.
     fn write_proc(&self, path: &Path, value: &str, what: &str) -> Result<()>;
-    /// Mount the root and the spec's mounts and devices; returns the directory to pivot into.
-    fn prepare_rootfs(&self, rootfs: &Rootfs, spec: &Spec) -> Result<PathBuf>;
+    /// Mount the root, the spec's mounts and the device nodes; returns the directory to pivot into.
+    fn prepare_rootfs(&self, rootfs: &Rootfs, plan: &RootfsPlan) -> Result<PathBuf>;
     fn pivot_root(&self, root: &Path) -> Result<()>;
     /// `--no-pivot`: MS_MOVE the root onto / and chroot.
     fn move_root(&self, root: &Path) -> Result<()>;
     /// chroot into `path` and chdir to its root.
     fn chroot(&self, path: &Path) -> Result<()>;
     /// After pivot_root: masked and read-only paths, a read-only root.
-    fn finish_rootfs(&self, spec: &Spec) -> Result<()>;
-    fn set_root_propagation(&self, spec: &Spec) -> Result<()>;
+    fn finish_rootfs(&self, plan: &RootfsPlan) -> Result<()>;
+    /// After `finish_rootfs`: a shared or unbindable `linux.rootfsPropagation` on the whole tree.
+    fn set_root_propagation(&self, propagation: MsFlags) -> Result<()>;
     fn setrlimit(&self, limit: &Rlimit) -> Result<()>;
     /// `argv0` as execvp would find it (see `init::resolve_executable`).
     fn resolve_executable(&self, argv0: &str, env: &[String], cwd: &Path) -> Result<PathBuf>;
@@ -104,8 +105,8 @@ impl Kernel for Linux {
     fn write_proc(&self, path: &Path, value: &str, what: &str) -> Result<()> {
         std::fs::write(path, value).map_err(io(what.to_string()))
     }
-    fn prepare_rootfs(&self, rootfs: &Rootfs, spec: &Spec) -> Result<PathBuf> {
-        super::rootfs::prepare(rootfs, spec)
+    fn prepare_rootfs(&self, rootfs: &Rootfs, plan: &RootfsPlan) -> Result<PathBuf> {
+        super::rootfs::prepare(rootfs, plan)
     }
     fn pivot_root(&self, root: &Path) -> Result<()> {
         super::rootfs::pivot(root)
@@ -117,11 +118,11 @@ impl Kernel for Linux {
         nix::unistd::chroot(path).map_err(sys(format!("chroot into {}", path.display())))?;
         nix::unistd::chdir("/").map_err(sys("chdir /"))
     }
-    fn finish_rootfs(&self, spec: &Spec) -> Result<()> {
-        super::rootfs::finish(spec)
+    fn finish_rootfs(&self, plan: &RootfsPlan) -> Result<()> {
+        super::rootfs::finish(plan)
     }
-    fn set_root_propagation(&self, spec: &Spec) -> Result<()> {
-        super::rootfs::set_root_propagation(spec)
+    fn set_root_propagation(&self, propagation: MsFlags) -> Result<()> {
+        super::rootfs::set_root_propagation(propagation)
     }
     fn setrlimit(&self, l: &Rlimit) -> Result<()> {
         let want = libc::rlimit { rlim_cur: l.soft, rlim_max: l.hard };

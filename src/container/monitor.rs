@@ -252,7 +252,7 @@ fn spawn_init(opts: &StartOptions, plan: &InitPlan, cgroup: Option<&cgroups::Cgr
             p.attach_child();
         }
         let stdio = if matches!(opts.stdio, Stdio::Tee(..)) { &Stdio::Inherit } else { &opts.stdio };
-        init::run(InitArgs { spec: opts.spec, rootfs: &opts.rootfs, plan, stdio, chan, gate: None, preserve_fds: 0, no_pivot: false })
+        init::run(InitArgs { rootfs: &opts.rootfs, plan, stdio, chan, gate: None, preserve_fds: 0, no_pivot: false })
     })
     .map_err(SpawnError::into_failure)?;
     Ok(Attempt { init, pipes: pipes.take(), error: None })

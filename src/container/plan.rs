@@ -4,12 +4,14 @@
 //! env and cwd. A spec error surfaces here, to the caller, instead of in a half-built container;
 //! the init (`init.rs`) then only executes the plan through the `Kernel` seam.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use caps::CapsHashSet;
 use oci_spec::runtime::{Capabilities, PosixRlimit, Process, Spec};
 use seccompiler::BpfProgram;
 
+use super::mounts::{self, MountOp};
+use super::rootfs::{self, DeviceNode};
 use super::{ContainerError, Result, namespaces};
 
 /// What the container's init does, in the order `init::execute` does it.
@@ -22,7 +24,37 @@ pub struct InitPlan {
     pub oom_score_adj: Option<i32>,
     /// (name as in the spec, value), already checked to be namespaced (`init::check_sysctls`).
     pub sysctls: Vec<(String, String)>,
+    pub rootfs: RootfsPlan,
     pub process: ProcessPlan,
+}
+
+/// The file system view, made only with a mount namespace of the container's own.
+#[derive(Debug, Clone)]
+pub struct RootfsPlan {
+    pub mounts: Vec<MountOp>,
+    /// The container has a cgroup namespace of its own (decides how cgroup mounts are made).
+    pub cgroupns: bool,
+    pub devices: Vec<DeviceNode>,
+    pub masked_paths: Vec<String>,
+    pub readonly_paths: Vec<String>,
+    pub readonly_root: bool,
+    /// `linux.rootfsPropagation` as mount flags (default: slave).
+    pub propagation: nix::mount::MsFlags,
+}
+
+impl RootfsPlan {
+    pub fn build(spec: &Spec) -> Result<RootfsPlan> {
+        let linux = spec.linux().as_ref();
+        Ok(RootfsPlan {
+            mounts: spec.mounts().as_deref().unwrap_or(&[]).iter().map(mounts::plan).collect::<Result<_>>()?,
+            cgroupns: linux.and_then(|l| l.namespaces().as_ref()).is_some_and(|n| n.iter().any(|n| n.typ() == oci_spec::runtime::LinuxNamespaceType::Cgroup)),
+            devices: rootfs::device_nodes(spec)?,
+            masked_paths: linux.and_then(|l| l.masked_paths().clone()).unwrap_or_default(),
+            readonly_paths: linux.and_then(|l| l.readonly_paths().clone()).unwrap_or_default(),
+            readonly_root: spec.root().as_ref().and_then(|r| r.readonly()).unwrap_or(false),
+            propagation: rootfs::root_propagation(spec)?,
+        })
+    }
 }
 
 /// The last part of the init, shared with an exec'd process: limits, user, capabilities,
@@ -73,7 +105,7 @@ impl InitPlan {
     /// The plan for `spec`, or the spec's first error. Compiles `linux.seccomp`.
     pub fn build(spec: &Spec) -> Result<InitPlan> {
         let ns = namespaces::plan(spec)?;
-        super::init::check_sysctls(spec, &ns)?;
+        check_sysctls(spec, &ns)?;
         let process = spec.process().as_ref().ok_or_else(|| ContainerError::Spec { field: "process".into(), msg: "missing".into() })?;
         let seccomp = super::seccomp::compile(spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()))?;
         let sysctls = spec.linux().as_ref().and_then(|l| l.sysctl().clone()).unwrap_or_default().into_iter().collect();
@@ -83,6 +115,7 @@ impl InitPlan {
             namespaces: ns,
             oom_score_adj: process.oom_score_adj(),
             sysctls,
+            rootfs: RootfsPlan::build(spec)?,
             process: ProcessPlan::build(process, seccomp)?,
         })
     }
@@ -160,6 +193,47 @@ fn cap_sets(c: &oci_spec::runtime::LinuxCapabilities) -> Result<CapSets> {
     let (permitted, inheritable) = (caps_of(c.permitted())?, caps_of(c.inheritable())?);
     let ambient = caps_of(c.ambient())?.into_iter().filter(|a| permitted.contains(a) && inheritable.contains(a)).collect();
     Ok(CapSets { bounding: caps_of(c.bounding())?, effective: caps_of(c.effective())?, permitted, inheritable, ambient })
+}
+
+/// Refuse sysctls that are not isolated by a namespace of the container, as runc does: written
+/// from the init they would change the host kernel. Namespaced are the IPC ones (`kernel.shm*`,
+/// `kernel.msg*`, `kernel.sem`, `fs.mqueue.*`) with an IPC namespace of the container's own,
+/// `net.*` with its own network namespace, `kernel.domainname` with its own UTS namespace
+/// (`kernel.hostname` conflicts with the `hostname` field). A namespace joined by path counts
+/// only if it is not the runtime's own.
+fn check_sysctls(spec: &Spec, plan: &namespaces::Plan) -> Result<()> {
+    use nix::sched::CloneFlags;
+    let Some(map) = spec.linux().as_ref().and_then(|l| l.sysctl().as_ref()) else { return Ok(()) };
+    let same_as_ours = |path: &Path, name: &str| {
+        use std::os::unix::fs::MetadataExt;
+        match (std::fs::metadata(path), std::fs::metadata(format!("/proc/self/ns/{name}"))) {
+            (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+            _ => false,
+        }
+    };
+    let own = |flag: CloneFlags, name: &str| plan.new.contains(flag) || plan.join.iter().any(|(f, p)| *f == flag && !same_as_ours(p, name));
+    const IPC: &[&str] = &["kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall", "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced"];
+    for key in map.keys() {
+        let refuse = |msg: String| Err(ContainerError::Spec { field: "linux.sysctl".into(), msg: format!("{key}: {msg}") });
+        if key.split(['.', '/']).any(|c| c.is_empty() || c == "..") {
+            return refuse("not a sysctl name".into());
+        }
+        let (needs, flag, name) = if IPC.contains(&key.as_str()) || key.starts_with("fs.mqueue.") {
+            ("an IPC namespace", CloneFlags::CLONE_NEWIPC, "ipc")
+        } else if key.starts_with("net.") {
+            ("a network namespace", CloneFlags::CLONE_NEWNET, "net")
+        } else if key == "kernel.domainname" {
+            ("a UTS namespace", CloneFlags::CLONE_NEWUTS, "uts")
+        } else if key == "kernel.hostname" {
+            return refuse("conflicts with the spec's `hostname` field; set that instead".into());
+        } else {
+            return refuse("not isolated by any namespace: setting it would change the host's kernel".into());
+        };
+        if !own(flag, name) {
+            return refuse(format!("needs {needs} of the container's own (it would change the host's)"));
+        }
+    }
+    Ok(())
 }
 
 /// The ambient capabilities of `process` that cannot be raised because they are not both

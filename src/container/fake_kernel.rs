@@ -12,7 +12,9 @@ use nix::mount::MsFlags;
 use seccompiler::BpfProgram;
 
 use super::kernel::Kernel;
+use super::mounts::MountOp;
 use super::plan::{Rlimit, RootfsPlan};
+use super::rootfs::DeviceNode;
 use super::{ContainerError, Result, Rootfs, Stdio};
 
 /// The error a fake `exec` "returns": the sequence reached its end.
@@ -46,6 +48,7 @@ fn caps_list(set: &CapsHashSet) -> String {
 }
 
 impl Kernel for FakeKernel {
+    type Root = PathBuf;
     fn set_undumpable(&self) -> Result<()> {
         self.op("set_undumpable", String::new())
     }
@@ -70,10 +73,21 @@ impl Kernel for FakeKernel {
     fn write_proc(&self, path: &Path, value: &str, _what: &str) -> Result<()> {
         self.op("write_proc", format!("{} {value}", path.display()))
     }
-    fn prepare_rootfs(&self, rootfs: &Rootfs, plan: &RootfsPlan) -> Result<PathBuf> {
+    fn mount_root(&self, rootfs: &Rootfs, propagation: MsFlags) -> Result<PathBuf> {
         let Rootfs::Plain(p) = rootfs else { panic!("the tests use a plain root") };
-        let mounts: Vec<String> = plan.mounts.iter().map(|m| m.destination.display().to_string()).collect();
-        self.op("prepare_rootfs", format!("{} {mounts:?}", p.display())).map(|_| p.clone())
+        self.op("mount_root", format!("{} {:#x}", p.display(), propagation.bits())).map(|_| p.clone())
+    }
+    fn check_mount_destination(&self, _root: &Path, m: &MountOp) -> Result<()> {
+        self.op("check_mount_destination", m.destination.display().to_string())
+    }
+    fn open_root(&self, root: &Path) -> Result<PathBuf> {
+        self.op("open_root", root.display().to_string()).map(|_| root.to_path_buf())
+    }
+    fn mount(&self, _root: &PathBuf, m: &MountOp, _cgroupns: bool) -> Result<()> {
+        self.op("mount", format!("{} {} on {}", m.typ, m.source.display(), m.destination.display()))
+    }
+    fn create_devices(&self, _root: &PathBuf, nodes: &[DeviceNode]) -> Result<()> {
+        self.op("create_devices", nodes.len().to_string())
     }
     fn pivot_root(&self, root: &Path) -> Result<()> {
         self.op("pivot_root", root.display().to_string())

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use nix::unistd::{dup2_stderr, dup2_stdin, dup2_stdout};
 
 use super::kernel::Kernel;
-use super::plan::{InitPlan, ProcessPlan};
+use super::plan::{InitPlan, ProcessPlan, RootfsPlan};
 use super::{ContainerError, Result, Rootfs, Stdio, io, rootfs, sys};
 
 /// Exit codes of a failed start, as shells and other runtimes use them.
@@ -133,7 +133,7 @@ pub(crate) fn execute<K: Kernel>(k: &K, a: &InitArgs) -> Result<Infallible> {
     }
     // Without a mount namespace of its own the process keeps the caller's mounts and is only
     // chrooted (namespaces::plan refused every field that would need a mount).
-    let root = if a.plan.namespaces.mount_ns { Some(k.prepare_rootfs(a.rootfs, &a.plan.rootfs)?) } else { None };
+    let root = if a.plan.namespaces.mount_ns { Some(prepare_rootfs(k, a.rootfs, &a.plan.rootfs)?) } else { None };
     if let Some(g) = a.gate {
         g.before_pivot()?;
     }
@@ -152,6 +152,22 @@ pub(crate) fn execute<K: Kernel>(k: &K, a: &InitArgs) -> Result<Infallible> {
         k.set_root_propagation(a.plan.rootfs.propagation)?;
     }
     run_process(k, &a.plan.process, a.gate, a.preserve_fds)
+}
+
+/// Mount the root, the spec's mounts and the device nodes; returns the directory to pivot into.
+fn prepare_rootfs<K: Kernel>(k: &K, rootfs: &Rootfs, plan: &RootfsPlan) -> Result<PathBuf> {
+    let root = k.mount_root(rootfs, plan.propagation)?;
+    // Before any of the spec's mounts is made, so that a refused one leaves the image untouched.
+    for m in &plan.mounts {
+        k.check_mount_destination(&root, m)?;
+    }
+    // Every destination below is resolved inside this handle on the root, not by path.
+    let in_root = k.open_root(&root)?;
+    for m in &plan.mounts {
+        k.mount(&in_root, m, plan.cgroupns)?;
+    }
+    k.create_devices(&in_root, &plan.devices)?;
+    Ok(root)
 }
 
 /// Join, then create the namespaces; a new network namespace gets `lo` up, a new UTS one the

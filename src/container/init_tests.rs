@@ -81,7 +81,13 @@ fn typical_spec_runs_every_step_in_order() {
         format!("unshare {:#x}", new.bits()),
         "loopback_up".into(),
         "sethostname box".into(),
-        r#"prepare_rootfs /bundle/rootfs ["/proc", "/data"]"#.into(),
+        format!("mount_root /bundle/rootfs {:#x}", libc::MS_SLAVE),
+        "check_mount_destination /proc".into(),
+        "check_mount_destination /data".into(),
+        "open_root /bundle/rootfs".into(),
+        "mount proc proc on /proc".into(),
+        "mount bind /srv/data on /data".into(),
+        "create_devices 7".into(), // the standard six and /dev/fuse
         "pivot_root /bundle/rootfs".into(),
         "write_proc /proc/sys/net/ipv4/ip_unprivileged_port_start 0".into(),
         r#"finish_rootfs masked ["/proc/kcore"] readonly ["/proc/sys"]"#.into(),
@@ -152,7 +158,7 @@ fn no_mount_namespace_only_chroots() {
     let k = FakeKernel::default();
     run_init(&k, &spec(v), false);
     let names = k.names();
-    for absent in ["prepare_rootfs", "pivot_root", "move_root", "finish_rootfs", "set_root_propagation", "sethostname"] {
+    for absent in ["mount_root", "mount", "create_devices", "pivot_root", "move_root", "finish_rootfs", "set_root_propagation", "sethostname"] {
         assert!(!names.iter().any(|n| n == absent), "{absent} without a mount/UTS namespace: {names:#?}");
     }
     assert!(position(&k, "loopback_up") < position(&k, "chroot /bundle/rootfs"));
@@ -246,4 +252,17 @@ fn mounts_and_devices_are_parsed_in_the_plan() {
     assert_eq!((fuse.major, fuse.minor, fuse.mode), (10, 229, 0o666));
     assert!(plan.devices.iter().any(|d| d.path == std::path::Path::new("/dev/null")));
     assert_eq!(plan.propagation, MsFlags::MS_SLAVE);
+}
+
+/// A refused mount destination stops the init before any of the spec's mounts is made.
+#[test]
+fn mount_destinations_are_checked_before_any_mount() {
+    let k = FakeKernel { fail: Some("check_mount_destination"), ..FakeKernel::default() };
+    let err = run_init(&k, &spec(typical()), false);
+    assert!(err.to_string().contains("check_mount_destination /proc"), "{err}");
+    let names = k.names();
+    assert!(names.contains(&"mount_root".to_string()));
+    for later in ["open_root", "mount", "create_devices", "pivot_root", "exec"] {
+        assert!(!names.iter().any(|n| n == later), "{later} after a refused destination: {names:#?}");
+    }
 }

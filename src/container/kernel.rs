@@ -13,11 +13,16 @@ use nix::unistd::{Gid, Uid};
 use nix::mount::MsFlags;
 use seccompiler::BpfProgram;
 
+use super::mounts::MountOp;
 use super::plan::{Rlimit, RootfsPlan};
+use super::rootfs::DeviceNode;
+use super::safe_path::RootDir;
 use super::{ContainerError, Result, Rootfs, Stdio, io, sys};
 
 /// The operations of the init. Each error says which step failed.
 pub trait Kernel {
+    /// What `open_root` gives: a descriptor of the new root for the real kernel.
+    type Root;
     fn set_undumpable(&self) -> Result<()>;
     fn redirect_stdio(&self, stdio: &Stdio) -> Result<()>;
     fn join_namespaces(&self, join: &[(CloneFlags, PathBuf)]) -> Result<()>;
@@ -27,8 +32,15 @@ pub trait Kernel {
     fn setdomainname(&self, name: &str) -> Result<()>;
     /// Write `value` to a file under /proc (oom_score_adj, a sysctl); `what` names the step.
     fn write_proc(&self, path: &Path, value: &str, what: &str) -> Result<()>;
-    /// Mount the root, the spec's mounts and the device nodes; returns the directory to pivot into.
-    fn prepare_rootfs(&self, rootfs: &Rootfs, plan: &RootfsPlan) -> Result<PathBuf>;
+    /// Set the propagation of the init's mounts and mount the root; returns the directory to
+    /// pivot into.
+    fn mount_root(&self, rootfs: &Rootfs, propagation: MsFlags) -> Result<PathBuf>;
+    /// Refuse a proc or sysfs mount whose destination in `root` is not an ordinary directory.
+    fn check_mount_destination(&self, root: &Path, m: &MountOp) -> Result<()>;
+    /// A handle on the root that the mounts and devices below are resolved in (not by path).
+    fn open_root(&self, root: &Path) -> Result<Self::Root>;
+    fn mount(&self, root: &Self::Root, m: &MountOp, cgroupns: bool) -> Result<()>;
+    fn create_devices(&self, root: &Self::Root, nodes: &[DeviceNode]) -> Result<()>;
     fn pivot_root(&self, root: &Path) -> Result<()>;
     /// `--no-pivot`: MS_MOVE the root onto / and chroot.
     fn move_root(&self, root: &Path) -> Result<()>;
@@ -76,6 +88,7 @@ fn prctl(option: libc::c_int, arg: libc::c_ulong, what: &str) -> Result<()> {
 }
 
 impl Kernel for Linux {
+    type Root = RootDir;
     fn set_undumpable(&self) -> Result<()> {
         super::sealed_exe::set_undumpable().map_err(io("PR_SET_DUMPABLE 0"))
     }
@@ -105,8 +118,20 @@ impl Kernel for Linux {
     fn write_proc(&self, path: &Path, value: &str, what: &str) -> Result<()> {
         std::fs::write(path, value).map_err(io(what.to_string()))
     }
-    fn prepare_rootfs(&self, rootfs: &Rootfs, plan: &RootfsPlan) -> Result<PathBuf> {
-        super::rootfs::prepare(rootfs, plan)
+    fn mount_root(&self, rootfs: &Rootfs, propagation: MsFlags) -> Result<PathBuf> {
+        super::rootfs::mount_root(rootfs, propagation)
+    }
+    fn check_mount_destination(&self, root: &Path, m: &MountOp) -> Result<()> {
+        super::mounts::check_proc_sys_destination(root, m)
+    }
+    fn open_root(&self, root: &Path) -> Result<RootDir> {
+        RootDir::open(root)
+    }
+    fn mount(&self, root: &RootDir, m: &MountOp, cgroupns: bool) -> Result<()> {
+        super::mounts::mount_one(root, m, cgroupns)
+    }
+    fn create_devices(&self, root: &RootDir, nodes: &[DeviceNode]) -> Result<()> {
+        super::rootfs::create_devices(root, nodes)
     }
     fn pivot_root(&self, root: &Path) -> Result<()> {
         super::rootfs::pivot(root)

@@ -13,14 +13,15 @@ use oci_spec::runtime::{LinuxDeviceType, Spec};
 
 use super::plan::RootfsPlan;
 use super::safe_path::{self, RootDir};
-use super::{ContainerError, Result, Rootfs, io, mounts, sys};
+use super::{ContainerError, Result, Rootfs, io, sys};
 
 /// The standard device set every container gets: (path, major, minor).
 const DEFAULT_DEVICES: &[(&str, u64, u64)] =
     &[("/dev/null", 1, 3), ("/dev/zero", 1, 5), ("/dev/full", 1, 7), ("/dev/random", 1, 8), ("/dev/urandom", 1, 9), ("/dev/tty", 5, 0)];
 
-/// Mount the root file system and everything in it; returns the directory to pivot into.
-pub fn prepare(rootfs: &Rootfs, plan: &RootfsPlan) -> Result<PathBuf> {
+/// Set the propagation of the init's mounts and mount the root file system; returns the
+/// directory to pivot into. The spec's mounts and devices go in next (`init::prepare_rootfs`).
+pub fn mount_root(rootfs: &Rootfs, propagation: MsFlags) -> Result<PathBuf> {
     // Mounts we make must not propagate back to the node, while the node's unmounts still reach
     // us (the default of runc: rslave). Shared and unbindable are set on the new root after
     // pivot_root (`set_root_propagation`): pivot_root refuses shared mounts, and an unbindable
@@ -28,7 +29,7 @@ pub fn prepare(rootfs: &Rootfs, plan: &RootfsPlan) -> Result<PathBuf> {
     // A shared root (a bidirectional volume) keeps the node's shared mounts peers of the node's:
     // only the mounts the root is made on become private, so that what is mounted there stays
     // in the container (runc's way, which containerd relies on).
-    match plan.propagation {
+    match propagation {
         MsFlags::MS_SHARED => privatize_mounts_holding(&root_anchors(rootfs))?,
         MsFlags::MS_PRIVATE => mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>).map_err(sys("setting root mount propagation"))?,
         _ => mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_SLAVE, None::<&str>).map_err(sys("setting root mount propagation"))?,
@@ -61,17 +62,6 @@ pub fn prepare(rootfs: &Rootfs, plan: &RootfsPlan) -> Result<PathBuf> {
             merged.clone()
         }
     };
-
-    // Before anything is mounted or created, so that a refused spec leaves the image untouched.
-    for m in &plan.mounts {
-        mounts::check_proc_sys_destination(&root, m)?;
-    }
-    // Every destination below is resolved inside this descriptor of the root, not by path.
-    let in_root = RootDir::open(&root)?;
-    for m in &plan.mounts {
-        mounts::mount_one(&in_root, m, plan.cgroupns)?;
-    }
-    create_devices(&in_root, &plan.devices)?;
     Ok(root)
 }
 
@@ -140,7 +130,8 @@ pub fn device_nodes(spec: &Spec) -> Result<Vec<DeviceNode>> {
     Ok(nodes)
 }
 
-fn create_devices(root: &RootDir, nodes: &[DeviceNode]) -> Result<()> {
+/// Make `nodes` in the root's /dev (if it has one), with the /dev/fd and std* links.
+pub fn create_devices(root: &RootDir, nodes: &[DeviceNode]) -> Result<()> {
     let dev = match root.open_path(Path::new("/dev")) {
         Ok(fd) if nix::sys::stat::fstat(&fd).is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR) => fd,
         _ => return Ok(()),

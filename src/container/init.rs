@@ -25,7 +25,7 @@ pub const CODE_RUNTIME: i32 = 1;
 /// Everything the init needs, prepared by the caller before fork.
 pub struct InitArgs<'a> {
     pub rootfs: &'a Rootfs,
-    /// Made by the caller from `spec` before fork.
+    /// Made by the caller from the spec before fork (`InitPlan::build`); the init reads nothing else of it.
     pub plan: &'a InitPlan,
     pub stdio: &'a Stdio,
     /// The child's end of the sync channel (CLOEXEC): errors before exec go here.

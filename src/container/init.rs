@@ -15,6 +15,8 @@ use nix::unistd::{dup2_stderr, dup2_stdin, dup2_stdout};
 
 use super::kernel::Kernel;
 use super::plan::{InitPlan, ProcessPlan, RootfsPlan};
+/// Where the OCI layer looks for it (it moved to the plan with the capability parsing).
+pub use super::plan::unraisable_ambient;
 use super::{ContainerError, Result, Rootfs, Stdio, io, rootfs, sys};
 
 /// Exit codes of a failed start, as shells and other runtimes use them.

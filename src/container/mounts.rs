@@ -247,14 +247,15 @@ fn reopen(root: &RootDir, dest_rel: &Path) -> Result<OwnedFd> {
 /// destination resolved inside the root. `cgroupns`: the container has its own cgroup namespace
 /// (decides how cgroup mounts are made).
 pub fn mount_one(root: &RootDir, m: &MountOp, cgroupns: bool) -> Result<()> {
-    let (dest_rel, o, typ, source) = (m.destination.as_path(), &m.options, m.typ.as_str(), &m.source);
+    let (dest_rel, o, typ) = (m.destination.as_path(), &m.options, m.typ.as_str());
+    let source = m.source.clone();
     if m.kind == MountKind::Cgroup {
         mount_cgroups(root, dest_rel, o, cgroupns)?;
     } else if m.kind == MountKind::Bind {
-        let meta = fs::metadata(source).map_err(io(format!("bind source {}", source.display())))?;
+        let meta = fs::metadata(&source).map_err(io(format!("bind source {}", source.display())))?;
         let target = if meta.is_dir() { root.mkdir_all(dest_rel)? } else { root.create_file(dest_rel)? };
         let flags = MsFlags::MS_BIND | (o.flags & MsFlags::MS_REC);
-        mount(Some(source), proc_fd_path(&target).as_str(), None::<&str>, flags, None::<&str>).map_err(sys(format!("bind-mounting {} on {}", source.display(), dest_rel.display())))?;
+        mount(Some(&source), proc_fd_path(&target).as_str(), None::<&str>, flags, None::<&str>).map_err(sys(format!("bind-mounting {} on {}", source.display(), dest_rel.display())))?;
         // Bind mounts ignore other flags on the first call; apply them by remounting.
         let extra = o.flags & !(MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT);
         if !extra.is_empty() {
@@ -266,7 +267,7 @@ pub fn mount_one(root: &RootDir, m: &MountOp, cgroupns: bool) -> Result<()> {
         let target = root.mkdir_all(dest_rel)?;
         let data = o.data.join(",");
         let data = if data.is_empty() { None } else { Some(data.as_str()) };
-        mount(Some(source), proc_fd_path(&target).as_str(), Some(typ), o.flags, data).map_err(sys(format!("mounting {typ} on {}", dest_rel.display())))?;
+        mount(Some(&source), proc_fd_path(&target).as_str(), Some(typ), o.flags, data).map_err(sys(format!("mounting {typ} on {}", dest_rel.display())))?;
     }
     if o.rec_set == 0 && o.rec_clear == 0 && o.propagation.is_empty() {
         return Ok(());

@@ -356,7 +356,7 @@ impl Runtime {
             eprintln!("podbox: warning: no mount namespace in linux.namespaces: {} not applied (the process runs in the caller's mount namespace, chrooted into root.path)", dropped.join(", "));
         }
         let process = spec.process().clone().unwrap_or_default();
-        let skipped = container::plan::unraisable_ambient(&process);
+        let skipped = container::init::unraisable_ambient(&process);
         if !skipped.is_empty() {
             eprintln!("podbox: warning: ambient capabilities {} are not both permitted and inheritable; they cannot be raised and are skipped", skipped.join(", "));
         }

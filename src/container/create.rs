@@ -20,8 +20,9 @@ use nix::sys::stat::Mode;
 use oci_spec::runtime::Spec;
 
 use super::init::{self, CODE_RUNTIME, Gate, InitArgs};
+use super::plan::InitPlan;
 use super::spawn::{self, Msg, Spawn};
-use super::{ContainerError, ProcRef, Result, Rootfs, Stdio, cgroups, namespaces, seccomp, sys, userns};
+use super::{ContainerError, ProcRef, Result, Rootfs, Stdio, cgroups, namespaces, sys, userns};
 
 pub struct CreateOptions<'a> {
     pub spec: &'a Spec,
@@ -43,12 +44,10 @@ pub type BeforePivot<'a> = &'a mut dyn FnMut(ProcRef) -> Result<String>;
 /// process has a single thread. On error nothing is left: the init is killed and the spec's
 /// cgroup removed.
 pub fn create(opts: CreateOptions, before_pivot: BeforePivot) -> Result<ProcRef> {
-    let plan = namespaces::plan(opts.spec)?;
-    init::check_sysctls(opts.spec, &plan)?;
-    let filters = seccomp::compile(opts.spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()))?;
+    let plan = InitPlan::build(opts.spec)?;
     let cgroup = cgroups::setup(opts.spec)?;
     let mut init_pid = None;
-    let result = spawn_init(&opts, &plan, &filters, cgroup.as_ref(), before_pivot, &mut init_pid);
+    let result = spawn_init(&opts, &plan, cgroup.as_ref(), before_pivot, &mut init_pid);
     if result.is_err() {
         if let Some(p) = init_pid {
             p.signal(libc::SIGKILL);
@@ -63,18 +62,17 @@ pub fn create(opts: CreateOptions, before_pivot: BeforePivot) -> Result<ProcRef>
 
 fn spawn_init(
     opts: &CreateOptions,
-    plan: &namespaces::Plan,
-    filters: &[seccompiler::BpfProgram],
+    plan: &InitPlan,
     cgroup: Option<&cgroups::Cgroup>,
     before_pivot: BeforePivot,
     init_pid: &mut Option<ProcRef>,
 ) -> Result<ProcRef> {
     let fifo = open(opts.exec_fifo, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty()).map_err(sys(format!("opening {}", opts.exec_fifo.display())))?;
     let procs = cgroup.map(|c| c.procs_files()).unwrap_or_default();
-    let desc = Spawn { cgroups: &procs, user: userns::spawn_step(plan)?, pid_ns: namespaces::pid_ns_for(&plan.pid)?, ..Spawn::default() };
+    let desc = Spawn { cgroups: &procs, user: userns::spawn_step(&plan.namespaces)?, pid_ns: namespaces::pid_ns_for(&plan.namespaces.pid)?, ..Spawn::default() };
     let init = spawn::spawn(desc, |chan| {
         let gate = Gate { fifo: fifo.as_raw_fd(), chan, hooks: opts.spec.hooks().clone(), started: Cell::new(false), state_json: RefCell::new(String::new()) };
-        init::run(InitArgs { spec: opts.spec, rootfs: &opts.rootfs, plan, stdio: &opts.stdio, chan, seccomp: filters, gate: Some(&gate), preserve_fds: opts.preserve_fds, no_pivot: opts.no_pivot })
+        init::run(InitArgs { rootfs: &opts.rootfs, plan, stdio: &opts.stdio, chan, gate: Some(&gate), preserve_fds: opts.preserve_fds, no_pivot: opts.no_pivot })
     })?;
     let pid = init.proc_ref();
     *init_pid = Some(pid);

@@ -9,6 +9,7 @@ use oci_spec::runtime::{LinuxSeccomp, Process};
 
 use super::init::{self, CODE_RUNTIME};
 use super::monitor::wait_forwarding;
+use super::plan::ProcessPlan;
 use super::spawn::{self, Failure, PidNs, Spawn};
 use super::{ContainerError, ProcRef, Result, Stdio};
 
@@ -38,7 +39,8 @@ pub fn spawn(target: ProcRef, process: &Process, seccomp: Option<&LinuxSeccomp>,
     if !target.alive() {
         return Err(ContainerError::NotRunning(target.pid.to_string()));
     }
-    let filters = super::seccomp::compile(seccomp)?;
+    // The plan, and any error of the process's spec, before anything is forked.
+    let plan = ProcessPlan::build(process, super::seccomp::compile(seccomp)?)?;
     // A user namespace of the container's own is joined first: it owns the others.
     let userns = super::userns::of_process(target.pid)?;
     // Open every namespace before entering any (the mount namespace changes what paths mean).
@@ -64,7 +66,7 @@ pub fn spawn(target: ProcRef, process: &Process, seccomp: Option<&LinuxSeccomp>,
     }
     let user = userns.map_or(spawn::UserNs::Inherit, spawn::UserNs::Join);
     let desc = Spawn { cgroups: cgroup_procs, user, join, pid_ns, ..Spawn::default() };
-    let child = spawn::spawn(desc, |_| exec_child(process, &filters, stdio, preserve_fds))?;
+    let child = spawn::spawn(desc, |_| exec_child(&plan, stdio, preserve_fds))?;
     // End-of-file at exec (the channel is CLOEXEC), or the error from before it.
     if let Err(failure) = child.outcome() {
         child.wait();
@@ -79,19 +81,12 @@ pub fn spawn(target: ProcRef, process: &Process, seccomp: Option<&LinuxSeccomp>,
     Ok(Spawned::Exited(wait_forwarding(Pid::from_raw(child.pid), &|| Some(me))))
 }
 
-fn exec_child(process: &Process, seccomp: &[seccompiler::BpfProgram], stdio: &Stdio, preserve_fds: u32) -> std::result::Result<(), Failure> {
+fn exec_child(plan: &ProcessPlan, stdio: &Stdio, preserve_fds: u32) -> std::result::Result<(), Failure> {
     let result = (|| -> Result<std::convert::Infallible> {
         if let Stdio::Terminal(slave) = stdio {
             super::terminal::attach(*slave)?;
         }
-        let env = process.env().clone().unwrap_or_default();
-        let argv = process.args().clone().unwrap_or_default();
-        if argv.is_empty() {
-            return Err(ContainerError::Spec { field: "process.args".into(), msg: "empty command".into() });
-        }
-        let exe = init::resolve_executable(&argv[0], &env, process.cwd())?;
-        init::set_rlimits(process.rlimits().as_deref().unwrap_or(&[]))?;
-        init::become_process(process, seccomp, &exe, &argv, &env, None, preserve_fds)
+        init::run_process(&super::kernel::Linux, plan, None, preserve_fds)
     })();
     Err(match result {
         Ok(never) => match never {},

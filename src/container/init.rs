@@ -1,6 +1,7 @@
-//! The container's init, from fork to exec: namespaces, root file system, hostname, sysctls,
-//! rlimits, user, capabilities, no_new_privs, seccomp, then exec of `process.args`. Any failure is sent to
-//! the caller over the sync channel (`spawn::Msg::Error`) and ends the process with the shell's code for it.
+//! The container's init, from fork to exec: executes the caller's `InitPlan` through the `Kernel`
+//! seam — namespaces, root file system, hostname, sysctls, rlimits, user, capabilities,
+//! no_new_privs, seccomp, then exec of `process.args`. Any failure is sent to the caller over the
+//! sync channel (`spawn::Msg::Error`) and ends the process with the shell's code for it.
 
 use std::cell::{Cell, RefCell};
 use std::convert::Infallible;
@@ -10,10 +11,12 @@ use std::os::fd::RawFd;
 use super::spawn::{Channel, Msg};
 use std::path::{Path, PathBuf};
 
-use nix::unistd::{Gid, Uid, dup2_stderr, dup2_stdin, dup2_stdout};
-use oci_spec::runtime::{PosixRlimit, Process, Spec};
+use nix::unistd::{dup2_stderr, dup2_stdin, dup2_stdout};
 
-use super::namespaces::Plan;
+use super::kernel::Kernel;
+use super::plan::{InitPlan, ProcessPlan, RootfsPlan};
+/// Where the OCI layer looks for it (it moved to the plan with the capability parsing).
+pub use super::plan::unraisable_ambient;
 use super::{ContainerError, Result, Rootfs, Stdio, io, rootfs, sys};
 
 /// Exit codes of a failed start, as shells and other runtimes use them.
@@ -23,14 +26,12 @@ pub const CODE_RUNTIME: i32 = 1;
 
 /// Everything the init needs, prepared by the caller before fork.
 pub struct InitArgs<'a> {
-    pub spec: &'a Spec,
     pub rootfs: &'a Rootfs,
-    pub plan: &'a Plan,
+    /// Made by the caller from the spec before fork (`InitPlan::build`); the init reads nothing else of it.
+    pub plan: &'a InitPlan,
     pub stdio: &'a Stdio,
     /// The child's end of the sync channel (CLOEXEC): errors before exec go here.
     pub chan: &'a Channel,
-    /// Compiled `linux.seccomp`, installed just before exec.
-    pub seccomp: &'a [seccompiler::BpfProgram],
     /// OCI mode: stop for the runtime's hooks and for `start`; None in pod mode.
     pub gate: Option<&'a Gate<'a>>,
     /// How many descriptors from 3 on the program inherits (`--preserve-fds`, e.g. sockets
@@ -104,7 +105,7 @@ impl Gate<'_> {
 
 /// Run in the forked init; never returns.
 pub fn run(args: InitArgs) -> ! {
-    let err = match setup_and_exec(&args) {
+    let err = match execute(&super::kernel::Linux, &args) {
         Ok(never) => match never {},
         Err(e) => e,
     };
@@ -120,64 +121,79 @@ pub fn run(args: InitArgs) -> ! {
     args.chan.fail(code, &msg)
 }
 
-fn setup_and_exec(a: &InitArgs) -> Result<Infallible> {
+/// The init's steps, in order, through `k`: the plan was made (and the spec checked) by the
+/// caller before fork. In a user namespace the init becomes its root right after
+/// `redirect_stdio`, before the other namespaces are entered.
+pub(crate) fn execute<K: Kernel>(k: &K, a: &InitArgs) -> Result<Infallible> {
     // Not dumpable before it joins or creates the container's namespaces: a container process
     // must not open the init's /proc/PID/exe (CVE-2019-5736); exec makes the program dumpable.
-    super::sealed_exe::set_undumpable().map_err(io("PR_SET_DUMPABLE 0"))?;
-    let process = a.spec.process().as_ref().ok_or_else(|| ContainerError::Spec { field: "process".into(), msg: "missing".into() })?;
-    redirect_stdio(a.stdio)?;
+    k.set_undumpable()?;
+    k.redirect_stdio(a.stdio)?;
     // After the log is open (as the host's root): what the init makes from here on is the
     // container's.
-    super::userns::become_root(a.plan)?;
-    super::namespaces::join_all(&a.plan.join)?;
-    super::namespaces::unshare_new(a.plan.new)?;
-    if a.plan.new.contains(nix::sched::CloneFlags::CLONE_NEWNET) {
-        // A new network namespace starts with `lo` down; engines (podman's --network none,
-        // a pod's infra container) expect localhost to work, as runc provides it.
-        crate::network::loopback::up().map_err(io("bringing lo up in the new network namespace"))?;
+    if a.plan.namespaces.user.is_some() {
+        k.become_root()?;
     }
-    if a.plan.new_uts {
-        if let Some(h) = a.spec.hostname() {
-            nix::unistd::sethostname(h).map_err(sys("setting hostname"))?;
-        }
-        if let Some(d) = a.spec.domainname() {
-            let c = CString::new(d.as_str()).unwrap_or_default();
-            // SAFETY: valid C string and its length.
-            if unsafe { libc::setdomainname(c.as_ptr(), d.len()) } != 0 {
-                return Err(ContainerError::Io { what: "setting domainname".into(), source: std::io::Error::last_os_error() });
-            }
-        }
-    }
-    if let Some(adj) = process.oom_score_adj() {
-        std::fs::write("/proc/self/oom_score_adj", adj.to_string()).map_err(io(format!("setting process.oomScoreAdj {adj}")))?;
+    enter_namespaces(k, a.plan)?;
+    if let Some(adj) = a.plan.oom_score_adj {
+        k.write_proc(Path::new("/proc/self/oom_score_adj"), &adj.to_string(), &format!("setting process.oomScoreAdj {adj}"))?;
     }
     // Without a mount namespace of its own the process keeps the caller's mounts and is only
     // chrooted (namespaces::plan refused every field that would need a mount).
-    let root = if a.plan.mount_ns { Some(rootfs::prepare(a.rootfs, a.spec)?) } else { None };
+    let root = if a.plan.namespaces.mount_ns { Some(prepare_rootfs(k, a.rootfs, &a.plan.rootfs)?) } else { None };
     if let Some(g) = a.gate {
         g.before_pivot()?;
     }
     match &root {
-        Some(root) if a.no_pivot => rootfs::move_root(root)?,
-        Some(root) => rootfs::pivot(root)?,
-        None => chroot_without_mount_ns(a)?,
+        Some(root) if a.no_pivot => k.move_root(root)?,
+        Some(root) => k.pivot_root(root)?,
+        None => chroot_without_mount_ns(k, a)?,
     }
-    apply_sysctls(a.spec)?;
+    for (name, value) in &a.plan.sysctls {
+        let path = PathBuf::from("/proc/sys").join(name.replace('.', "/"));
+        k.write_proc(&path, value, &format!("setting sysctl {name}={value}"))?;
+    }
     if root.is_some() {
-        rootfs::finish(a.spec)?;
+        k.finish_rootfs(&a.plan.rootfs)?;
         // Last: masked and read-only paths are bind mounts, which an unbindable tree refuses.
-        rootfs::set_root_propagation(a.spec)?;
+        k.set_root_propagation(a.plan.rootfs.propagation)?;
     }
-    set_rlimits(process.rlimits().as_deref().unwrap_or(&[]))?;
-    let env: Vec<String> = process.env().clone().unwrap_or_default();
-    let argv = process.args().clone().unwrap_or_default();
-    if argv.is_empty() {
-        return Err(ContainerError::Spec { field: "process.args".into(), msg: "empty command".into() });
+    run_process(k, &a.plan.process, a.gate, a.preserve_fds)
+}
+
+/// Mount the root, the spec's mounts and the device nodes; returns the directory to pivot into.
+fn prepare_rootfs<K: Kernel>(k: &K, rootfs: &Rootfs, plan: &RootfsPlan) -> Result<PathBuf> {
+    let root = k.mount_root(rootfs, plan.propagation)?;
+    // Before any of the spec's mounts is made, so that a refused one leaves the image untouched.
+    for m in &plan.mounts {
+        k.check_mount_destination(&root, m)?;
     }
-    // Resolve before dropping privileges: the lookup may need to read directories as root, the
-    // exec itself is then checked with the container user's rights.
-    let exe = resolve_executable(&argv[0], &env, process.cwd())?;
-    become_process(process, a.seccomp, &exe, &argv, &env, a.gate, a.preserve_fds)
+    // Every destination below is resolved inside this handle on the root, not by path.
+    let in_root = k.open_root(&root)?;
+    for m in &plan.mounts {
+        k.mount(&in_root, m, plan.cgroupns)?;
+    }
+    k.create_devices(&in_root, &plan.devices)?;
+    Ok(root)
+}
+
+/// Join, then create the namespaces; a new network namespace gets `lo` up, a new UTS one the
+/// spec's names.
+fn enter_namespaces<K: Kernel>(k: &K, plan: &InitPlan) -> Result<()> {
+    k.join_namespaces(&plan.namespaces.join)?;
+    k.unshare(plan.namespaces.new)?;
+    if plan.namespaces.new.contains(nix::sched::CloneFlags::CLONE_NEWNET) {
+        // A new network namespace starts with `lo` down; engines (podman's --network none,
+        // a pod's infra container) expect localhost to work, as runc provides it.
+        k.loopback_up()?;
+    }
+    if let Some(h) = &plan.hostname {
+        k.sethostname(h)?;
+    }
+    if let Some(d) = &plan.domainname {
+        k.setdomainname(d)?;
+    }
+    Ok(())
 }
 
 /// No mount namespace (OCI mode): runc and crun still make the spec's mounts — in the caller's
@@ -185,7 +201,7 @@ fn setup_and_exec(a: &InitArgs) -> Result<Infallible> {
 /// (the OCI layer drops them with a warning) and only chroots, so the process runs on its bundle's
 /// root file system and the caller's mounts are left as they were. A chroot confines nothing
 /// here: the process shares every mount of the caller anyway.
-fn chroot_without_mount_ns(a: &InitArgs) -> Result<()> {
+fn chroot_without_mount_ns<K: Kernel>(k: &K, a: &InitArgs) -> Result<()> {
     let Rootfs::Plain(path) = a.rootfs else { return Ok(()) };
     if a.gate.is_some() {
         // `start` is awaited after the chroot: keep the runtime's /proc/self/fd at hand.
@@ -193,44 +209,75 @@ fn chroot_without_mount_ns(a: &InitArgs) -> Result<()> {
             .map_err(sys("opening /proc/self/fd for the exec FIFO"))?;
         PROC_FD_DIR.store(std::os::fd::IntoRawFd::into_raw_fd(dir), std::sync::atomic::Ordering::Relaxed);
     }
-    nix::unistd::chroot(path).map_err(sys(format!("chroot into {}", path.display())))?;
-    nix::unistd::chdir("/").map_err(sys("chdir /"))
+    k.chroot(path)
 }
 
-/// The last steps of both the init and an exec'd process: user and capabilities, working
-/// directory, no_new_privs, seccomp, exec. seccomp comes last so that its filter need not allow
-/// podbox's own setup; only without no_new_privs must it be installed earlier, while the
-/// process still has CAP_SYS_ADMIN (as runc does). With a `gate` (OCI mode) the process waits
-/// for `start` as late as possible, so that `create` has checked everything it can.
-pub fn become_process(process: &Process, seccomp: &[seccompiler::BpfProgram], exe: &Path, argv: &[String], env: &[String], gate: Option<&Gate>, preserve_fds: u32) -> Result<Infallible> {
-    let nnp = process.no_new_privileges().unwrap_or(false);
-    // The spec's umask, else 0022 as runc and crun give (not whatever the caller had).
-    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(process.user().umask().unwrap_or(0o022)));
-    if !nnp {
-        super::seccomp::install(seccomp)?;
+/// The last steps of both the init and an exec'd process: rlimits, then `become_process`.
+pub fn run_process<K: Kernel>(k: &K, p: &ProcessPlan, gate: Option<&Gate>, preserve_fds: u32) -> Result<Infallible> {
+    for l in &p.rlimits {
+        k.setrlimit(l)?;
     }
-    switch_user(process)?;
-    let cwd = process.cwd();
-    nix::unistd::chdir(cwd.as_path()).map_err(sys(format!("chdir to working directory {}", cwd.display())))?;
-    if nnp {
-        // SAFETY: prctl with integer arguments.
-        if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
-            return Err(io("setting no_new_privs")(std::io::Error::last_os_error()));
-        }
+    // Resolve before dropping privileges: the lookup may need to read directories as root, the
+    // exec itself is then checked with the container user's rights.
+    let exe = k.resolve_executable(&p.argv[0], &p.env, &p.cwd)?;
+    become_process(k, p, &exe, gate, preserve_fds)
+}
+
+/// User and capabilities, working directory, no_new_privs, seccomp, exec. seccomp comes last
+/// so that its filter need not allow podbox's own setup; only without no_new_privs must it be
+/// installed earlier, while the process still has CAP_SYS_ADMIN (as runc does). With a `gate`
+/// (OCI mode) the process waits for `start` as late as possible, so that `create` has checked
+/// everything it can.
+fn become_process<K: Kernel>(k: &K, p: &ProcessPlan, exe: &Path, gate: Option<&Gate>, preserve_fds: u32) -> Result<Infallible> {
+    k.umask(p.user.umask);
+    if !p.no_new_privs && !p.seccomp.is_empty() {
+        k.load_seccomp(&p.seccomp)?;
+    }
+    switch_user(k, p)?;
+    k.chdir(&p.cwd)?;
+    if p.no_new_privs {
+        k.set_no_new_privs()?;
     }
     // Every inherited descriptor but 0-2 and the preserved ones (the sync channel is CLOEXEC and
     // opened after them) is closed at exec.
-    super::process::cloexec_from(3 + preserve_fds).map_err(io("marking inherited descriptors close-on-exec"))?;
+    k.cloexec_from(3 + preserve_fds)?;
     if let Some(g) = gate {
         g.wait_for_start()?;
     }
-    if nnp {
-        super::seccomp::install(seccomp)?;
+    if p.no_new_privs && !p.seccomp.is_empty() {
+        k.load_seccomp(&p.seccomp)?;
     }
-    exec(exe, argv, env)
+    k.exec(exe, &p.argv, &p.env)
 }
 
-fn redirect_stdio(stdio: &Stdio) -> Result<()> {
+/// Groups, gid, uid and capability sets, in the order that keeps the needed capabilities
+/// until the end: bounding set first, uid switch with KEEPCAPS, then the exact sets, ambient last.
+fn switch_user<K: Kernel>(k: &K, p: &ProcessPlan) -> Result<()> {
+    use caps::CapSet;
+    if let Some(c) = &p.caps {
+        k.limit_bounding(&c.bounding)?;
+    }
+    // Without KEEPCAPS the uid switch would clear the permitted set.
+    k.set_keepcaps(true)?;
+    k.setgroups(&p.user.additional_gids)?;
+    k.setresgid(p.user.gid)?;
+    k.setresuid(p.user.uid)?;
+    k.set_keepcaps(false)?;
+    if let Some(c) = &p.caps {
+        k.set_caps(CapSet::Inheritable, &c.inheritable)?;
+        k.set_caps(CapSet::Effective, &c.effective)?;
+        k.set_caps(CapSet::Permitted, &c.permitted)?;
+        k.clear_ambient();
+        let mut ambient: Vec<_> = c.ambient.iter().copied().collect();
+        ambient.sort_by_key(|c| c.index());
+        for cap in ambient {
+            k.raise_ambient(cap)?;
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn redirect_stdio(stdio: &Stdio) -> Result<()> {
     if let Stdio::Terminal(slave) = stdio {
         return super::terminal::attach(*slave);
     }
@@ -241,164 +288,6 @@ fn redirect_stdio(stdio: &Stdio) -> Result<()> {
         dup2_stdin(&null).map_err(sys("redirecting stdin"))?;
         dup2_stdout(&log).map_err(sys("redirecting stdout"))?;
         dup2_stderr(&log).map_err(sys("redirecting stderr"))?;
-    }
-    Ok(())
-}
-
-/// Refuse sysctls that are not isolated by a namespace of the container, as runc does: written
-/// from the init they would change the host kernel. Namespaced are the IPC ones (`kernel.shm*`,
-/// `kernel.msg*`, `kernel.sem`, `fs.mqueue.*`) with an IPC namespace of the container's own,
-/// `net.*` with its own network namespace, `kernel.domainname` with its own UTS namespace
-/// (`kernel.hostname` conflicts with the `hostname` field). A namespace joined by path counts
-/// only if it is not the runtime's own. Called before anything is created.
-pub fn check_sysctls(spec: &Spec, plan: &Plan) -> Result<()> {
-    use nix::sched::CloneFlags;
-    let Some(map) = spec.linux().as_ref().and_then(|l| l.sysctl().as_ref()) else { return Ok(()) };
-    let same_as_ours = |path: &Path, name: &str| {
-        use std::os::unix::fs::MetadataExt;
-        match (std::fs::metadata(path), std::fs::metadata(format!("/proc/self/ns/{name}"))) {
-            (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
-            _ => false,
-        }
-    };
-    let own = |flag: CloneFlags, name: &str| plan.new.contains(flag) || plan.join.iter().any(|(f, p)| *f == flag && !same_as_ours(p, name));
-    const IPC: &[&str] = &["kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall", "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced"];
-    for key in map.keys() {
-        let refuse = |msg: String| Err(ContainerError::Spec { field: "linux.sysctl".into(), msg: format!("{key}: {msg}") });
-        if key.split(['.', '/']).any(|c| c.is_empty() || c == "..") {
-            return refuse("not a sysctl name".into());
-        }
-        let (needs, flag, name) = if IPC.contains(&key.as_str()) || key.starts_with("fs.mqueue.") {
-            ("an IPC namespace", CloneFlags::CLONE_NEWIPC, "ipc")
-        } else if key.starts_with("net.") {
-            ("a network namespace", CloneFlags::CLONE_NEWNET, "net")
-        } else if key == "kernel.domainname" {
-            ("a UTS namespace", CloneFlags::CLONE_NEWUTS, "uts")
-        } else if key == "kernel.hostname" {
-            return refuse("conflicts with the spec's `hostname` field; set that instead".into());
-        } else {
-            return refuse("not isolated by any namespace: setting it would change the host's kernel".into());
-        };
-        if !own(flag, name) {
-            return refuse(format!("needs {needs} of the container's own (it would change the host's)"));
-        }
-    }
-    Ok(())
-}
-
-fn apply_sysctls(spec: &Spec) -> Result<()> {
-    if let Some(map) = spec.linux().as_ref().and_then(|l| l.sysctl().as_ref()) {
-        for (k, v) in map {
-            let path = PathBuf::from("/proc/sys").join(k.replace('.', "/"));
-            std::fs::write(&path, v).map_err(io(format!("setting sysctl {k}={v}")))?;
-        }
-    }
-    Ok(())
-}
-
-fn rlimit_resource(name: &str) -> Option<libc::__rlimit_resource_t> {
-    Some(match name {
-        "RLIMIT_CPU" => libc::RLIMIT_CPU,
-        "RLIMIT_FSIZE" => libc::RLIMIT_FSIZE,
-        "RLIMIT_DATA" => libc::RLIMIT_DATA,
-        "RLIMIT_STACK" => libc::RLIMIT_STACK,
-        "RLIMIT_CORE" => libc::RLIMIT_CORE,
-        "RLIMIT_RSS" => libc::RLIMIT_RSS,
-        "RLIMIT_NPROC" => libc::RLIMIT_NPROC,
-        "RLIMIT_NOFILE" => libc::RLIMIT_NOFILE,
-        "RLIMIT_MEMLOCK" => libc::RLIMIT_MEMLOCK,
-        "RLIMIT_AS" => libc::RLIMIT_AS,
-        "RLIMIT_LOCKS" => libc::RLIMIT_LOCKS,
-        "RLIMIT_SIGPENDING" => libc::RLIMIT_SIGPENDING,
-        "RLIMIT_MSGQUEUE" => libc::RLIMIT_MSGQUEUE,
-        "RLIMIT_NICE" => libc::RLIMIT_NICE,
-        "RLIMIT_RTPRIO" => libc::RLIMIT_RTPRIO,
-        "RLIMIT_RTTIME" => libc::RLIMIT_RTTIME,
-        _ => return None,
-    })
-}
-
-pub fn set_rlimits(limits: &[PosixRlimit]) -> Result<()> {
-    for l in limits {
-        let name = serde_json::to_value(l.typ()).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
-        let res = rlimit_resource(&name).ok_or_else(|| ContainerError::Spec { field: "process.rlimits".into(), msg: format!("unknown rlimit {name}") })?;
-        let want = libc::rlimit { rlim_cur: l.soft(), rlim_max: l.hard() };
-        // SAFETY: setrlimit with a valid struct.
-        if unsafe { libc::setrlimit(res, &want) } != 0 {
-            let e = std::io::Error::last_os_error();
-            let mut cur = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-            unsafe { libc::getrlimit(res, &mut cur) };
-            return Err(ContainerError::Spec {
-                field: "process.rlimits".into(),
-                msg: format!("{name} {}:{} refused ({e}); the hard limit here is {} and raising it needs CAP_SYS_RESOURCE", l.soft(), l.hard(), cur.rlim_max),
-            });
-        }
-    }
-    Ok(())
-}
-
-fn caps_of(set: &Option<oci_spec::runtime::Capabilities>) -> Result<caps::CapsHashSet> {
-    let mut out = caps::CapsHashSet::new();
-    for c in set.iter().flatten() {
-        let name = serde_json::to_value(c).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
-        let cap = name.parse::<caps::Capability>().map_err(|_| ContainerError::Spec { field: "process.capabilities".into(), msg: format!("unknown capability {name}") })?;
-        out.insert(cap);
-    }
-    Ok(out)
-}
-
-fn caps_err(what: &'static str) -> impl FnOnce(caps::errors::CapsError) -> ContainerError {
-    move |e| ContainerError::Io { what: what.into(), source: std::io::Error::other(e.to_string()) }
-}
-
-/// Groups, gid, uid and capability sets, in the order that keeps the needed capabilities
-/// until the end: bounding set first, uid switch with KEEPCAPS, then the exact sets, ambient last.
-pub fn switch_user(process: &Process) -> Result<()> {
-    use caps::CapSet;
-    let user = process.user();
-    // (uid_t)-1 means "leave unchanged" to setresuid/setresgid: the process would stay root.
-    let ids = [user.uid(), user.gid()].into_iter().chain(user.additional_gids().iter().flatten().copied());
-    if let Some(id) = ids.into_iter().find(|id| *id == u32::MAX) {
-        return Err(ContainerError::Spec { field: "process.user".into(), msg: format!("{id} is not an ID (the kernel reads it as \"leave unchanged\")") });
-    }
-    let capsets = process.capabilities().as_ref();
-    if let Some(c) = capsets {
-        let keep = caps_of(c.bounding())?;
-        for cap in caps::all() {
-            if !keep.contains(&cap) && caps::has_cap(None, CapSet::Bounding, cap).unwrap_or(false) {
-                caps::drop(None, CapSet::Bounding, cap).map_err(caps_err("dropping from the capability bounding set"))?;
-            }
-        }
-    }
-    // Without KEEPCAPS the uid switch would clear the permitted set: check it took.
-    // SAFETY: prctl with integer arguments.
-    if unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) } != 0 {
-        return Err(io("PR_SET_KEEPCAPS 1")(std::io::Error::last_os_error()));
-    }
-    let groups: Vec<Gid> = user.additional_gids().clone().unwrap_or_default().into_iter().map(Gid::from_raw).collect();
-    nix::unistd::setgroups(&groups).map_err(sys("setting supplementary groups"))?;
-    let gid = Gid::from_raw(user.gid());
-    nix::unistd::setresgid(gid, gid, gid).map_err(sys(format!("setting gid {}", user.gid())))?;
-    let uid = Uid::from_raw(user.uid());
-    nix::unistd::setresuid(uid, uid, uid).map_err(sys(format!("setting uid {}", user.uid())))?;
-    // SAFETY: prctl with integer arguments.
-    if unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 0, 0, 0, 0) } != 0 {
-        return Err(io("PR_SET_KEEPCAPS 0")(std::io::Error::last_os_error()));
-    }
-    if let Some(c) = capsets {
-        caps::set(None, CapSet::Inheritable, &caps_of(c.inheritable())?).map_err(caps_err("setting inheritable capabilities"))?;
-        caps::set(None, CapSet::Effective, &caps_of(c.effective())?).map_err(caps_err("setting effective capabilities"))?;
-        caps::set(None, CapSet::Permitted, &caps_of(c.permitted())?).map_err(caps_err("setting permitted capabilities"))?;
-        caps::clear(None, CapSet::Ambient).ok();
-        // The kernel raises an ambient capability only if it is permitted and inheritable;
-        // the others are skipped, as runc does (`runc spec` lists ambient capabilities without
-        // inheritable ones). `unraisable_ambient` lets the caller warn about them.
-        let (permitted, inheritable) = (caps_of(c.permitted())?, caps_of(c.inheritable())?);
-        for cap in caps_of(c.ambient())? {
-            if permitted.contains(&cap) && inheritable.contains(&cap) {
-                caps::raise(None, CapSet::Ambient, cap).map_err(caps_err("raising ambient capabilities"))?;
-            }
-        }
     }
     Ok(())
 }
@@ -426,16 +315,6 @@ fn default_signals() {
         libc::sigemptyset(&mut set);
         libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
     }
-}
-
-/// The ambient capabilities of `process` that cannot be raised because they are not both
-/// permitted and inheritable (`switch_user` skips them), by name.
-pub fn unraisable_ambient(process: &Process) -> Vec<String> {
-    let Some(c) = process.capabilities() else { return vec![] };
-    let (Ok(amb), Ok(p), Ok(i)) = (caps_of(c.ambient()), caps_of(c.permitted()), caps_of(c.inheritable())) else { return vec![] };
-    let mut out: Vec<String> = amb.into_iter().filter(|a| !p.contains(a) || !i.contains(a)).map(|a| a.to_string()).collect();
-    out.sort();
-    out
 }
 
 /// `argv0` as execvp would find it, searching PATH from the container's environment. A path

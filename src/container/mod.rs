@@ -19,11 +19,17 @@ pub mod create;
 mod device_filter;
 pub mod env;
 pub mod exec;
+#[cfg(test)]
+mod fake_kernel;
 pub mod hooks;
 pub mod init;
+#[cfg(test)]
+mod init_tests;
+pub mod kernel;
 pub mod monitor;
 pub mod mounts;
 pub mod namespaces;
+pub mod plan;
 pub mod probe;
 pub mod process;
 pub mod rootfs;

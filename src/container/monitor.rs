@@ -12,8 +12,9 @@ use nix::unistd::Pid;
 use oci_spec::runtime::Spec;
 
 use super::init::{self, CODE_RUNTIME, InitArgs};
+use super::plan::InitPlan;
 use super::spawn::{self, Channel, Failure, Msg, Spawn, SpawnError};
-use super::{CURRENT_FILE, ContainerError, CurrentRun, EXIT_FILE, ExitRecord, ProcRef, RestartPolicy, STOP_FILE, Result, Rootfs, Stdio, attach, cgroups, namespaces, probe, process, seccomp, tee, userns};
+use super::{CURRENT_FILE, ContainerError, CurrentRun, EXIT_FILE, ExitRecord, ProcRef, RestartPolicy, STOP_FILE, Result, Rootfs, Stdio, attach, cgroups, namespaces, probe, process, tee, userns};
 
 /// Called in the monitor once the init has ended, before `exit.json` is written.
 pub type ExitHook = fn(state_dir: &Path, record: &mut ExitRecord);
@@ -53,11 +54,9 @@ pub struct Started {
 /// Start a container from `opts.spec`. Must be called while the process has a single thread.
 /// The spec's cgroup is created here and removed again if the container cannot start.
 pub fn start(opts: StartOptions) -> Result<Started> {
-    let plan = namespaces::plan(opts.spec)?;
-    init::check_sysctls(opts.spec, &plan)?;
-    let filters = seccomp::compile(opts.spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()))?;
+    let plan = InitPlan::build(opts.spec)?;
     let cgroup = cgroups::setup(opts.spec)?;
-    let result = spawn_monitor(&opts, &plan, &filters, cgroup.as_ref());
+    let result = spawn_monitor(&opts, &plan, cgroup.as_ref());
     if result.is_err()
         && let Some(cg) = &cgroup {
             let _ = cg.remove();
@@ -65,9 +64,9 @@ pub fn start(opts: StartOptions) -> Result<Started> {
     result
 }
 
-fn spawn_monitor(opts: &StartOptions, plan: &namespaces::Plan, filters: &[seccompiler::BpfProgram], cgroup: Option<&cgroups::Cgroup>) -> Result<Started> {
+fn spawn_monitor(opts: &StartOptions, plan: &InitPlan, cgroup: Option<&cgroups::Cgroup>) -> Result<Started> {
     let desc = Spawn { new_session: true, ..Spawn::default() };
-    let monitor = spawn::spawn(desc, |chan| monitor_main(opts, plan, filters, cgroup, chan))?;
+    let monitor = spawn::spawn(desc, |chan| monitor_main(opts, plan, cgroup, chan))?;
     let monitor_ref = monitor.proc_ref();
     if let Some(record) = opts.record_monitor
         && let Err(msg) = record(monitor_ref)
@@ -93,14 +92,14 @@ fn spawn_monitor(opts: &StartOptions, plan: &namespaces::Plan, filters: &[seccom
     }
 }
 
-fn monitor_main(opts: &StartOptions, plan: &namespaces::Plan, filters: &[seccompiler::BpfProgram], cgroup: Option<&cgroups::Cgroup>, chan: &Channel) -> ! {
-    let (attempt, hub) = first_run(opts, plan, filters, cgroup, chan);
-    supervise(opts, plan, filters, cgroup, attempt, hub)
+fn monitor_main(opts: &StartOptions, plan: &InitPlan, cgroup: Option<&cgroups::Cgroup>, chan: &Channel) -> ! {
+    let (attempt, hub) = first_run(opts, plan, cgroup, chan);
+    supervise(opts, plan, cgroup, attempt, hub)
 }
 
 /// Wait for the caller's go-ahead, start the first run and relay its PID and its report to the
 /// caller; the caller's channel is closed after.
-fn first_run(opts: &StartOptions, plan: &namespaces::Plan, filters: &[seccompiler::BpfProgram], cgroup: Option<&cgroups::Cgroup>, chan: &Channel) -> (Attempt, Option<attach::Hub>) {
+fn first_run(opts: &StartOptions, plan: &InitPlan, cgroup: Option<&cgroups::Cgroup>, chan: &Channel) -> (Attempt, Option<attach::Hub>) {
     // End-of-file instead: the caller died (or gave up) before recording us; start nothing.
     if !matches!(chan.recv(), Ok(Some(Msg::Go))) {
         // SAFETY: _exit in a forked child.
@@ -120,7 +119,7 @@ fn first_run(opts: &StartOptions, plan: &namespaces::Plan, filters: &[seccompile
         Ok(h) => h,
         Err(e) => chan.fail(CODE_RUNTIME, &format!("opening the attach socket in {}: {e}", opts.state_dir.display())),
     };
-    let mut attempt = match spawn_init(opts, plan, filters, cgroup, hub.as_ref()) {
+    let mut attempt = match spawn_init(opts, plan, cgroup, hub.as_ref()) {
         Ok(a) => a,
         Err(f) => chan.fail(f.code, &f.msg),
     };
@@ -144,7 +143,7 @@ fn first_run(opts: &StartOptions, plan: &namespaces::Plan, filters: &[seccompile
 }
 
 /// Wait for each run to end, record it, and start the next one as the restart policy says.
-fn supervise(opts: &StartOptions, plan: &namespaces::Plan, filters: &[seccompiler::BpfProgram], cgroup: Option<&cgroups::Cgroup>, mut attempt: Attempt, mut hub: Option<attach::Hub>) -> ! {
+fn supervise(opts: &StartOptions, plan: &InitPlan, cgroup: Option<&cgroups::Cgroup>, mut attempt: Attempt, mut hub: Option<attach::Hub>) -> ! {
     let mut restarts = 0u32;
     let mut backoff = RESTART_BACKOFF_MIN;
     let procs = cgroup.map(|c| c.procs_files()).unwrap_or_default();
@@ -201,7 +200,7 @@ fn supervise(opts: &StartOptions, plan: &namespaces::Plan, filters: &[seccompile
                 let _ = std::fs::remove_dir_all(d);
             }
         }
-        attempt = match spawn_init(opts, plan, filters, cgroup, hub.as_ref()) {
+        attempt = match spawn_init(opts, plan, cgroup, hub.as_ref()) {
             Ok(mut a) => {
                 a.read_outcome();
                 a
@@ -242,7 +241,7 @@ impl Attempt {
 }
 
 /// Spawn the init of one run: in the container's cgroup from birth, born in its PID namespace.
-fn spawn_init(opts: &StartOptions, plan: &namespaces::Plan, filters: &[seccompiler::BpfProgram], cgroup: Option<&cgroups::Cgroup>, hub: Option<&attach::Hub>) -> std::result::Result<Attempt, Failure> {
+fn spawn_init(opts: &StartOptions, plan: &InitPlan, cgroup: Option<&cgroups::Cgroup>, hub: Option<&attach::Hub>) -> std::result::Result<Attempt, Failure> {
     let runtime = |msg: String| Failure { code: CODE_RUNTIME, msg };
     let pipes = match (&opts.stdio, hub.and_then(|h| h.terminal_output())) {
         // A terminal's output is read from its master.
@@ -254,8 +253,8 @@ fn spawn_init(opts: &StartOptions, plan: &namespaces::Plan, filters: &[seccompil
     let pipes = Cell::new(pipes);
     // The spec's own cgroup first: the init is confined before it does anything else.
     let procs: Vec<PathBuf> = cgroup.map(|c| c.procs_files()).unwrap_or_default().into_iter().chain(opts.cgroup_procs.iter().cloned()).collect();
-    let pid_ns = namespaces::pid_ns_for(&plan.pid).map_err(|e| runtime(e.to_string()))?;
-    let user = userns::spawn_step(plan).map_err(|e| runtime(e.to_string()))?;
+    let pid_ns = namespaces::pid_ns_for(&plan.namespaces.pid).map_err(|e| runtime(e.to_string()))?;
+    let user = userns::spawn_step(&plan.namespaces).map_err(|e| runtime(e.to_string()))?;
     let desc = Spawn { cgroups: &procs, user, pid_ns, ..Spawn::default() };
     let init = spawn::spawn(desc, |chan| {
         if let Some(p) = pipes.take() {
@@ -270,7 +269,7 @@ fn spawn_init(opts: &StartOptions, plan: &namespaces::Plan, filters: &[seccompil
             None if matches!(opts.stdio, Stdio::Tee(..)) => &Stdio::Inherit,
             None => &opts.stdio,
         };
-        init::run(InitArgs { spec: opts.spec, rootfs: &opts.rootfs, plan, stdio, chan, seccomp: filters, gate: None, preserve_fds: 0, no_pivot: false })
+        init::run(InitArgs { rootfs: &opts.rootfs, plan, stdio, chan, gate: None, preserve_fds: 0, no_pivot: false })
     })
     .map_err(SpawnError::into_failure)?;
     Ok(Attempt { init, pipes: pipes.take(), error: None })

@@ -15,7 +15,7 @@ use super::{ContainerError, Result, io, sys};
 /// Parsed `options` of a mount: flags to set, flags to clear, propagation, fs-specific data, and
 /// the recursive (`r…`) attributes that `mount_setattr(2)` applies to the mount and every mount
 /// below it.
-#[derive(Debug, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Options {
     pub flags: MsFlags,
     pub clear: MsFlags,
@@ -140,6 +140,53 @@ pub fn parse_options(opts: &[String]) -> Options {
     o
 }
 
+/// How a spec mount is made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MountKind {
+    /// `cgroup`/`cgroup2`: podbox's own view of the container's cgroups (`mount_cgroups`).
+    Cgroup,
+    Bind,
+    /// A file system of type `typ`, with the options' data.
+    Fs,
+}
+
+/// One spec mount, parsed and checked by the caller before fork (`plan`): the init only makes it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MountOp {
+    /// Absolute, inside the container.
+    pub destination: PathBuf,
+    pub source: PathBuf,
+    pub typ: String,
+    pub kind: MountKind,
+    pub options: Options,
+}
+
+/// Parse and check one spec mount: an absolute destination, no file system data where podbox
+/// makes the mount itself (cgroups) or there is no file system to hand it to (a bind).
+pub fn plan(m: &Mount) -> Result<MountOp> {
+    let dest_rel = m.destination();
+    if !dest_rel.is_absolute() {
+        return Err(ContainerError::Spec { field: "mounts[].destination".into(), msg: format!("{} is not absolute", dest_rel.display()) });
+    }
+    let o = parse_options(m.options().as_deref().unwrap_or(&[]));
+    let typ = m.typ().as_deref().unwrap_or(if o.flags.contains(MsFlags::MS_BIND) { "bind" } else { "" }).to_string();
+    let kind = match typ.as_str() {
+        "cgroup" | "cgroup2" => MountKind::Cgroup,
+        _ if o.flags.contains(MsFlags::MS_BIND) || typ == "bind" => MountKind::Bind,
+        _ => MountKind::Fs,
+    };
+    // The kernel would drop data on a bind silently; podbox has no place for it on a cgroup mount.
+    let what = match kind {
+        MountKind::Cgroup => Some("cgroup"),
+        MountKind::Bind => Some("bind"),
+        MountKind::Fs => None,
+    };
+    if let (Some(what), Some(d)) = (what, o.data.first()) {
+        return Err(ContainerError::Spec { field: "mounts[].options".into(), msg: format!("unknown option {d:?} for the {what} mount on {}", dest_rel.display()) });
+    }
+    Ok(MountOp { destination: dest_rel.clone(), source: m.source().clone().unwrap_or_else(|| PathBuf::from(&typ)), typ, kind, options: o })
+}
+
 /// MS_NOSYMFOLLOW (Linux 5.10), which nix does not name.
 const MS_NOSYMFOLLOW: MsFlags = MsFlags::from_bits_retain(libc::MS_NOSYMFOLLOW);
 
@@ -162,12 +209,12 @@ fn set_recursive(top: &OwnedFd, dest_rel: &Path, o: &Options) -> Result<()> {
 /// procfs and sysfs only on a real directory of the image: were a component of the destination a
 /// symlink, the mount would land wherever the image points it (inside the root, but e.g. over a
 /// directory the masked and read-only paths do not cover), and the link's target would be created.
-pub fn check_proc_sys_destination(rootfs: &Path, m: &Mount) -> Result<()> {
-    let typ = m.typ().as_deref().unwrap_or("");
+pub fn check_proc_sys_destination(rootfs: &Path, m: &MountOp) -> Result<()> {
+    let typ = m.typ.as_str();
     if typ != "proc" && typ != "sysfs" {
         return Ok(());
     }
-    let dest = m.destination();
+    let dest = &m.destination;
     let refuse = |what: String| ContainerError::Spec { field: "mounts[].destination".into(), msg: format!("{typ} must be mounted on ordinary directory: {what}") };
     let mut at = rootfs.to_path_buf();
     let mut shown = PathBuf::from("/");
@@ -199,28 +246,12 @@ fn reopen(root: &RootDir, dest_rel: &Path) -> Result<OwnedFd> {
 /// Perform one spec mount inside `root` (before pivot_root), onto a descriptor of its
 /// destination resolved inside the root. `cgroupns`: the container has its own cgroup namespace
 /// (decides how cgroup mounts are made).
-pub fn mount_one(root: &RootDir, m: &Mount, cgroupns: bool) -> Result<()> {
-    let dest_rel = m.destination();
-    if !dest_rel.is_absolute() {
-        return Err(ContainerError::Spec { field: "mounts[].destination".into(), msg: format!("{} is not absolute", dest_rel.display()) });
-    }
-    let empty = vec![];
-    let o = parse_options(m.options().as_ref().unwrap_or(&empty));
-    let typ = m.typ().as_deref().unwrap_or(if o.flags.contains(MsFlags::MS_BIND) { "bind" } else { "" });
-    let is_bind = o.flags.contains(MsFlags::MS_BIND) || typ == "bind";
-    let source = m.source().clone().unwrap_or_else(|| PathBuf::from(typ));
-    if typ == "cgroup" || typ == "cgroup2" {
-        // podbox makes these mounts itself (binds, or a hierarchy's own options): it has no
-        // place for file system data.
-        if let Some(d) = o.data.first() {
-            return Err(ContainerError::Spec { field: "mounts[].options".into(), msg: format!("unknown option {d:?} for the cgroup mount on {}", dest_rel.display()) });
-        }
-        mount_cgroups(root, dest_rel, &o, cgroupns)?;
-    } else if is_bind {
-        // A bind mount has no file system to hand data to: the kernel would drop it silently.
-        if let Some(d) = o.data.first() {
-            return Err(ContainerError::Spec { field: "mounts[].options".into(), msg: format!("unknown option {d:?} for the bind mount on {}", dest_rel.display()) });
-        }
+pub fn mount_one(root: &RootDir, m: &MountOp, cgroupns: bool) -> Result<()> {
+    let (dest_rel, o, typ) = (m.destination.as_path(), &m.options, m.typ.as_str());
+    let source = m.source.clone();
+    if m.kind == MountKind::Cgroup {
+        mount_cgroups(root, dest_rel, o, cgroupns)?;
+    } else if m.kind == MountKind::Bind {
         let meta = fs::metadata(&source).map_err(io(format!("bind source {}", source.display())))?;
         let target = if meta.is_dir() { root.mkdir_all(dest_rel)? } else { root.create_file(dest_rel)? };
         let flags = MsFlags::MS_BIND | (o.flags & MsFlags::MS_REC);
@@ -248,7 +279,7 @@ pub fn mount_one(root: &RootDir, m: &Mount, cgroupns: bool) -> Result<()> {
         return Ok(());
     }
     let top = reopen(root, dest_rel)?;
-    set_recursive(&top, dest_rel, &o)?;
+    set_recursive(&top, dest_rel, o)?;
     if !o.propagation.is_empty() {
         mount(None::<&str>, proc_fd_path(&top).as_str(), None::<&str>, o.propagation, None::<&str>).map_err(sys(format!("setting propagation of {}", dest_rel.display())))?;
     }

@@ -11,15 +11,17 @@ use nix::sys::stat::{Mode, SFlag, makedev, mknodat};
 use nix::unistd::{UnlinkatFlags, chdir, pivot_root, symlinkat, unlinkat};
 use oci_spec::runtime::{LinuxDeviceType, Spec};
 
+use super::plan::RootfsPlan;
 use super::safe_path::{self, RootDir};
-use super::{ContainerError, Result, Rootfs, io, mounts, sys};
+use super::{ContainerError, Result, Rootfs, io, sys};
 
 /// The standard device set every container gets: (path, major, minor).
 const DEFAULT_DEVICES: &[(&str, u64, u64)] =
     &[("/dev/null", 1, 3), ("/dev/zero", 1, 5), ("/dev/full", 1, 7), ("/dev/random", 1, 8), ("/dev/urandom", 1, 9), ("/dev/tty", 5, 0)];
 
-/// Mount the root file system and everything in it; returns the directory to pivot into.
-pub fn prepare(rootfs: &Rootfs, spec: &Spec) -> Result<PathBuf> {
+/// Set the propagation of the init's mounts and mount the root file system; returns the
+/// directory to pivot into. The spec's mounts and devices go in next (`init::prepare_rootfs`).
+pub fn mount_root(rootfs: &Rootfs, propagation: MsFlags) -> Result<PathBuf> {
     // Mounts we make must not propagate back to the node, while the node's unmounts still reach
     // us (the default of runc: rslave). Shared and unbindable are set on the new root after
     // pivot_root (`set_root_propagation`): pivot_root refuses shared mounts, and an unbindable
@@ -27,7 +29,7 @@ pub fn prepare(rootfs: &Rootfs, spec: &Spec) -> Result<PathBuf> {
     // A shared root (a bidirectional volume) keeps the node's shared mounts peers of the node's:
     // only the mounts the root is made on become private, so that what is mounted there stays
     // in the container (runc's way, which containerd relies on).
-    match root_propagation(spec)? {
+    match propagation {
         MsFlags::MS_SHARED => privatize_mounts_holding(&root_anchors(rootfs))?,
         MsFlags::MS_PRIVATE => mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>).map_err(sys("setting root mount propagation"))?,
         _ => mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_SLAVE, None::<&str>).map_err(sys("setting root mount propagation"))?,
@@ -60,20 +62,6 @@ pub fn prepare(rootfs: &Rootfs, spec: &Spec) -> Result<PathBuf> {
             merged.clone()
         }
     };
-
-    let empty = vec![];
-    let cgroupns = spec.linux().as_ref().and_then(|l| l.namespaces().as_ref()).is_some_and(|n| n.iter().any(|n| n.typ() == oci_spec::runtime::LinuxNamespaceType::Cgroup));
-    let spec_mounts = spec.mounts().as_ref().unwrap_or(&empty);
-    // Before anything is mounted or created, so that a refused spec leaves the image untouched.
-    for m in spec_mounts {
-        mounts::check_proc_sys_destination(&root, m)?;
-    }
-    // Every destination below is resolved inside this descriptor of the root, not by path.
-    let in_root = RootDir::open(&root)?;
-    for m in spec_mounts {
-        mounts::mount_one(&in_root, m, cgroupns)?;
-    }
-    create_devices(&in_root, spec)?;
     Ok(root)
 }
 
@@ -110,21 +98,19 @@ fn overlay_options(lowers: &[PathBuf], upper: &Path, work: &Path) -> Result<Stri
 }
 
 /// A device node to create in the container's /dev.
-struct DeviceNode {
-    path: PathBuf,
-    kind: SFlag,
-    major: u64,
-    minor: u64,
-    mode: u32,
-    uid: Option<u32>,
-    gid: Option<u32>,
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceNode {
+    pub path: PathBuf,
+    pub kind: SFlag,
+    pub major: u64,
+    pub minor: u64,
+    pub mode: u32,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
 }
 
-fn create_devices(root: &RootDir, spec: &Spec) -> Result<()> {
-    let dev = match root.open_path(Path::new("/dev")) {
-        Ok(fd) if nix::sys::stat::fstat(&fd).is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR) => fd,
-        _ => return Ok(()),
-    };
+/// The device nodes of a container: the standard set, replaced or extended by `linux.devices`.
+pub fn device_nodes(spec: &Spec) -> Result<Vec<DeviceNode>> {
     let mut nodes: Vec<DeviceNode> = DEFAULT_DEVICES
         .iter()
         .map(|(p, major, minor)| DeviceNode { path: PathBuf::from(p), kind: SFlag::S_IFCHR, major: *major, minor: *minor, mode: 0o666, uid: None, gid: None })
@@ -141,17 +127,26 @@ fn create_devices(root: &RootDir, spec: &Spec) -> Result<()> {
             nodes.push(DeviceNode { path: d.path().clone(), kind, major: d.major() as u64, minor: d.minor() as u64, mode: d.file_mode().unwrap_or(0o666), uid: d.uid(), gid: d.gid() });
         }
     }
-    for DeviceNode { path, kind, major, minor, mode, uid, gid } in nodes {
+    Ok(nodes)
+}
+
+/// Make `nodes` in the root's /dev (if it has one), with the /dev/fd and std* links.
+pub fn create_devices(root: &RootDir, nodes: &[DeviceNode]) -> Result<()> {
+    let dev = match root.open_path(Path::new("/dev")) {
+        Ok(fd) if nix::sys::stat::fstat(&fd).is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR) => fd,
+        _ => return Ok(()),
+    };
+    for &DeviceNode { ref path, kind, major, minor, mode, uid, gid } in nodes {
         // The parent (e.g. /dev/net for /dev/net/tun) resolved and created inside the root; the
         // node is made, checked and changed relative to it, never through a path.
-        let (parent, name) = root.parent_of(&path)?;
+        let (parent, name) = root.parent_of(path)?;
         let _ = unlinkat(&parent, name.as_os_str(), UnlinkatFlags::NoRemoveDir);
         match mknodat(&parent, name.as_os_str(), kind, Mode::from_bits_truncate(mode), makedev(major, minor)) {
             // A device cgroup that denies mknod (podman's rules do): bind the node's own device
             // instead, as runc does; opening it is still subject to the cgroup's rules.
             Err(nix::Error::EPERM) if path.exists() => {
-                let target = root.create_file(&path)?;
-                mount(Some(&path), safe_path::proc_fd_path(&target).as_str(), None::<&str>, MsFlags::MS_BIND, None::<&str>).map_err(sys(format!("bind-mounting device {}", path.display())))?;
+                let target = root.create_file(path)?;
+                mount(Some(path), safe_path::proc_fd_path(&target).as_str(), None::<&str>, MsFlags::MS_BIND, None::<&str>).map_err(sys(format!("bind-mounting device {}", path.display())))?;
                 continue;
             }
             other => other.map_err(sys(format!("creating device {}", path.display())))?,
@@ -200,7 +195,7 @@ fn privatize_mounts_holding(paths: &[PathBuf]) -> Result<()> {
 }
 
 /// `linux.rootfsPropagation` as mount flags (the default: slave).
-fn root_propagation(spec: &Spec) -> Result<MsFlags> {
+pub fn root_propagation(spec: &Spec) -> Result<MsFlags> {
     Ok(match spec.linux().as_ref().and_then(|l| l.rootfs_propagation().clone()).as_deref() {
         None | Some("rslave") | Some("slave") => MsFlags::MS_SLAVE,
         Some("rprivate") | Some("private") => MsFlags::MS_PRIVATE,
@@ -214,8 +209,7 @@ fn root_propagation(spec: &Spec) -> Result<MsFlags> {
 /// tree. The root and the mounts made on it are private by then (`prepare`), so sharing them
 /// makes peer groups of their own that reach nothing on the node; only a bind of a node mount
 /// that is still a peer of the node's (an `rshared` volume) propagates both ways.
-pub fn set_root_propagation(spec: &Spec) -> Result<()> {
-    let prop = root_propagation(spec)?;
+pub fn set_root_propagation(prop: MsFlags) -> Result<()> {
     if prop == MsFlags::MS_SHARED || prop == MsFlags::MS_UNBINDABLE {
         mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | prop, None::<&str>).map_err(sys("setting linux.rootfsPropagation on the container's root"))?;
     }
@@ -264,12 +258,10 @@ fn verified_dev_null() -> Result<fs::File> {
 /// After pivot: masked paths, read-only paths, read-only root. Each path is resolved inside the
 /// container's `/` (no magic links) and mounted onto its descriptor: a symlink in the image or a
 /// volume cannot turn a mask or a read-only bind toward another file.
-pub fn finish(spec: &Spec) -> Result<()> {
-    let linux = spec.linux().as_ref();
-    let empty = vec![];
+pub fn finish(plan: &RootfsPlan) -> Result<()> {
     let root = RootDir::open(Path::new("/"))?;
     let mut null = None;
-    for p in linux.and_then(|l| l.masked_paths().as_ref()).unwrap_or(&empty) {
+    for p in &plan.masked_paths {
         let target = match root.open_path(Path::new(p)) {
             Err(nix::Error::ENOENT) => continue, // nothing to hide
             other => other.map_err(sys(format!("resolving masked path {p} in the container")))?,
@@ -287,7 +279,7 @@ pub fn finish(spec: &Spec) -> Result<()> {
         }
         .map_err(sys(format!("masking {p} (through {at}: the container needs /proc mounted)")))?;
     }
-    for p in linux.and_then(|l| l.readonly_paths().as_ref()).unwrap_or(&empty) {
+    for p in &plan.readonly_paths {
         let target = match root.open_path(Path::new(p)) {
             Err(nix::Error::ENOENT) => continue,
             other => other.map_err(sys(format!("resolving read-only path {p} in the container")))?,
@@ -299,7 +291,7 @@ pub fn finish(spec: &Spec) -> Result<()> {
         mount(None::<&str>, safe_path::proc_fd_path(&top).as_str(), None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_REC | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC, None::<&str>)
             .map_err(sys(format!("making {p} read-only")))?;
     }
-    if spec.root().as_ref().and_then(|r| r.readonly()).unwrap_or(false) {
+    if plan.readonly_root {
         mount(None::<&str>, "/", None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY, None::<&str>).map_err(sys("making / read-only"))?;
     }
     Ok(())

@@ -137,11 +137,8 @@ pub fn write_maps(pid: Pid, uid: &[IdRange], gid: &[IdRange]) -> Result<()> {
 }
 
 /// Become root of the user namespace (uid and gid 0 must be mapped, as runc requires), so that
-/// what the init creates from here on belongs to the container. A no-op without one.
-pub fn become_root(plan: &Plan) -> Result<()> {
-    if plan.user.is_none() {
-        return Ok(());
-    }
+/// what the init creates from here on belongs to the container.
+pub fn become_root() -> Result<()> {
     nix::unistd::setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0)).map_err(sys("becoming gid 0 in the user namespace (is gid 0 mapped?)"))?;
     nix::unistd::setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0)).map_err(sys("becoming uid 0 in the user namespace (is uid 0 mapped?)"))
 }

@@ -59,7 +59,7 @@ fn main() {
             Cmd::Run(_) | Cmd::Exec(_) | Cmd::Pod(PodCmd::Apply { .. }) => true,
             // The CRI server's workers start containers (the server itself enters none, and
             // spawns its workers and `exec`s from the installed binary).
-            Cmd::Cri(a) => a.worker,
+            Cmd::Cri(a) => a.worker && !a.worker_outside_containers,
             Cmd::Oci { args } => oci_enters_container(args),
             _ => false,
         } {

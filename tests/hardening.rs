@@ -399,6 +399,23 @@ fn anti_spoofing_elements_of_removed_pods_are_pruned() {
     assert!(common::wait_until(5, || node.sh_ok("ip -o link show type veth | wc -l").trim() == "1"));
     node.podbox_ok(&["pod", "create", "last"]);
     assert_eq!(antispoof_elements(&node), 6, "the keep and last pods' elements only");
+    // That prune deleted the noted ports by their kept keys; only live pods' keys remain.
+    let kept = || std::fs::read_dir(node.root.join("network/nft-ports")).unwrap().count();
+    assert_eq!(kept(), 2);
+    assert!(!node.root.join("network/nft-stale").exists());
+    // A pod whose keys were not kept (created by an older podbox): its note has none, and the
+    // prune falls back to listing the sets.
+    let old_id = node.podbox_ok(&["pod", "create", "old"]).trim().to_string();
+    std::fs::remove_file(node.root.join("network/nft-ports").join(&old_id)).unwrap();
+    node.podbox_ok(&["pod", "rm", "-f", "old"]);
+    for i in 0..31 {
+        node.podbox_ok(&["pod", "create", &format!("r{i}")]);
+        node.podbox_ok(&["pod", "rm", "-f", &format!("r{i}")]);
+    }
+    assert!(common::wait_until(5, || node.sh_ok("ip -o link show type veth | wc -l").trim() == "2"));
+    node.podbox_ok(&["pod", "create", "latest"]);
+    assert_eq!(antispoof_elements(&node), 9, "the keep, last and latest pods' elements only");
+    assert_eq!(kept(), 3);
     node.podbox_ok(&["pod", "rm", "-f", "--all"]);
     node.assert_clean();
 }

@@ -85,6 +85,11 @@ pub struct CriArgs {
     /// Internal: do one change the server asks for (a request on stdin, the reply on stdout).
     #[arg(long, hide = true)]
     pub worker: bool,
+    /// Internal: this worker's request neither starts nor enters a container, so the worker
+    /// need not re-execute itself from a sealed copy of the binary (as the CLI's `pod create`,
+    /// `pod rm` or `image pull` do not).
+    #[arg(long, hide = true)]
+    pub worker_outside_containers: bool,
 }
 
 fn cri(cli: &Cli, a: &CriArgs) -> anyhow::Result<i32> {

@@ -35,6 +35,15 @@ pub enum Request {
     RemoveImage { image: String },
 }
 
+impl Request {
+    /// Whether the call starts or enters a container: its worker runs from a sealed copy of
+    /// the binary (`container::sealed_exe`), as the CLI's `run` and `exec` do. The others save
+    /// that second exec (RunPodSandbox: the pause is its own embedded binary).
+    fn enters_container(&self) -> bool {
+        matches!(self, Request::CreateContainer { .. } | Request::StartContainer { .. })
+    }
+}
+
 /// What the child answers: a value (an id, an image ref) or an error with its gRPC code.
 #[derive(Debug, Serialize, Deserialize)]
 pub enum Reply {
@@ -461,9 +470,11 @@ fn remove_log_link(ctx: &Ctx, pod_id: &str, name: &str) {
 pub async fn call(globals: &[std::ffi::OsString], req: &Request, timeout: Duration) -> std::result::Result<String, tonic::Status> {
     use tokio::io::AsyncWriteExt;
     let exe: PathBuf = std::env::current_exe().map_err(|e| tonic::Status::internal(format!("finding the podbox binary: {e}")))?;
+    let outside: &[&str] = if req.enters_container() { &[] } else { &["--worker-outside-containers"] };
     let mut child = tokio::process::Command::new(exe)
         .args(globals)
         .args(["cri", "--worker"])
+        .args(outside)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::inherit())

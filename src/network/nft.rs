@@ -21,7 +21,8 @@
 //! elements of a removed veth match nothing; deleting them costs an nft transaction with an RCU
 //! wait (~12 ms), which `pod rm` does not pay: teardown notes the pod (`mark_stale`) and every
 //! `PRUNE_EVERY` teardowns the next setup deletes the elements of vanished ports in one go (`gc`
-//! does too).
+//! does too). Setup keeps each pod's keys (`network/nft-ports/ID`) and the note carries them, so
+//! that prune deletes those elements by key, without listing sets that grow with the pods.
 
 mod hostports;
 mod stale;
@@ -227,16 +228,25 @@ pub fn apply_pod(root: &Path, cfg: &NetConfig, pod_id: &str, port: &PodPort, por
         );
     }
     prune_if_due(root);
+    note_port_keys(root, pod_id, port);
+    let added = add_pod_elements(root, cfg, stamp, &elements, pod_id, port, ports);
+    if added.is_err() {
+        forget_port_keys(root, pod_id);
+    }
+    added
+}
+
+fn add_pod_elements(root: &Path, cfg: &NetConfig, stamp: Option<String>, elements: &str, pod_id: &str, port: &PodPort, ports: &[PortMapping]) -> Result<(), NetError> {
     let base_current = stamp.is_some() && std::fs::read_to_string(base_stamp_path(root)).ok() == stamp;
     // The common case, a pod without host ports on a node whose tables are in place: three
     // elements over netlink, no nft process.
     if base_current && ports.is_empty() && super::nfset::add_elements(super::nfset::FAMILY_BRIDGE, "podbox", &port_element_keys(pod_id, port)).is_ok() {
         return Ok(());
     }
-    if base_current && apply(&elements).is_ok() {
+    if base_current && apply(elements).is_ok() {
         return Ok(());
     }
-    apply(&(base_script(cfg) + &elements))?;
+    apply(&(base_script(cfg) + elements))?;
     if let Some(stamp) = stamp {
         // Best effort: without the stamp the next pod just rewrites the table again.
         let _ = crate::state::write_atomic(&base_stamp_path(root), stamp.as_bytes());
@@ -280,12 +290,34 @@ pub fn remove_pod(pod_id: &str) -> Result<(), NetError> {
 pub fn gc(root: &Path, live: &[String]) -> Result<(), NetError> {
     let ports = remove_where(|owner| !live.iter().any(|l| l == owner));
     let _ = std::fs::remove_file(stale_path(root));
+    // Kept keys of pods that are gone: the listing prune below deletes their elements.
+    if let Ok(dir) = std::fs::read_dir(root.join("network/nft-ports")) {
+        for e in dir.flatten() {
+            if !live.iter().any(|l| e.file_name() == l.as_str()) {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
     ports.and(prune())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stale_keys_parse_and_delete_script() {
+        let noted = "aa 7 02:00:0a:f4:00:05 10.244.0.5\nbb 9 02:00:0a:f4:00:06 10.244.0.6\naa 7 02:00:0a:f4:00:05 10.244.0.5\n";
+        let k = StaleKeys::parse(noted).unwrap();
+        assert_eq!(k.0.len(), 2);
+        let s = k.delete_script();
+        assert!(s.contains("delete element bridge podbox pod_ports { 7, 9 }"), "{s}");
+        assert!(s.contains("delete element bridge podbox pod_mac { 7 . 02:00:0a:f4:00:05, 9 . 02:00:0a:f4:00:06 }"), "{s}");
+        assert!(s.contains("delete element bridge podbox pod_ip { 7 . 10.244.0.5, 9 . 10.244.0.6 }"), "{s}");
+        // A line without keys (an older podbox's note) needs the listing prune.
+        assert_eq!(StaleKeys::parse("aa 7 02:00:0a:f4:00:05 10.244.0.5\nbb\n"), None);
+        assert_eq!(StaleKeys::parse("aa 7 zz 10.244.0.5\n"), None);
+    }
 
     #[test]
     fn base_script_keeps_pod_to_pod_untranslated() {

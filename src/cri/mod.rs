@@ -7,8 +7,12 @@
 //! This file: the generated API, errors, and how CRI's names and ids map onto podbox's.
 
 pub mod authority;
+mod image_service;
+mod runtime_service;
 pub mod server;
+mod stats;
 pub mod streaming;
+mod views;
 pub mod worker;
 
 use std::path::{Path, PathBuf};

@@ -7,8 +7,10 @@
 //! This file: the generated API, errors, and how CRI's names and ids map onto podbox's.
 
 pub mod authority;
+mod container_config;
 mod image_service;
 mod runtime_service;
+mod pod_config;
 pub mod server;
 mod stats;
 pub mod streaming;

@@ -8,8 +8,23 @@ use crate::pod::model::{ContainerSpec, PullPolicy};
 use crate::pod::volumes::{HostPathType, Volume, VolumeMount, VolumeSource};
 use crate::pod::{Ctx, PodError, containers};
 
+/// CreateContainer: the container created in pod `pod_id` and finished, or, when finishing
+/// fails, removed again.
 pub(super) fn create_container(ctx: &Ctx, pod_id: &str, cfg: &api::ContainerConfig, sandbox: &api::PodSandboxConfig) -> Result<String> {
     let pod = super::find_pod(ctx, pod_id)?;
+    let (c, host_volumes) = container_spec(ctx, cfg, sandbox)?;
+    let name = c.name.clone();
+    containers::create(ctx, &pod.id, &c, &host_volumes)?;
+    let dir = ctx.root.container_dir(&pod.id, &name);
+    if let Err(e) = finish_container(&dir, cfg, sandbox) {
+        let _ = containers::remove(ctx, &pod.id, &name, true);
+        return Err(e);
+    }
+    Ok(super::container_id(&pod.id, &name))
+}
+
+/// The container a ContainerConfig asks for, and the hostPath volumes its CRI mounts become.
+fn container_spec(ctx: &Ctx, cfg: &api::ContainerConfig, sandbox: &api::PodSandboxConfig) -> Result<(ContainerSpec, Vec<Volume>)> {
     let meta = cfg.metadata.clone().ok_or_else(|| CriError::Invalid("ContainerConfig.metadata is required".into()))?;
     let image = cfg.image.as_ref().map(|i| i.image.clone()).filter(|i| !i.is_empty()).ok_or_else(|| CriError::Invalid("ContainerConfig.image.image is required".into()))?;
     if !cfg.devices.is_empty() {
@@ -37,36 +52,10 @@ pub(super) fn create_container(ctx: &Ctx, pod_id: &str, cfg: &api::ContainerConf
     };
     if let Some(l) = &cfg.linux {
         if let Some(sc) = &l.security_context {
-            c.security.privileged = sc.privileged;
-            c.security.read_only = sc.readonly_rootfs;
-            if let Some(caps) = &sc.capabilities {
-                c.security.cap_add = caps.add_capabilities.clone();
-                c.security.cap_drop = caps.drop_capabilities.clone();
-            }
-            if let Some((uid, gid, extra)) = run_as(ctx, c.image.as_deref().unwrap_or_default(), sc)? {
-                c.user = Some((uid, gid));
-                c.group_add.extend(extra);
-            }
-            (c.security.seccomp_unconfined, c.security.seccomp_profile) = seccomp(sc)?;
-            // Empty lists (what an unset field decodes to) keep podbox's defaults, as containerd does.
-            c.security.masked_paths = (!sc.masked_paths.is_empty()).then(|| sc.masked_paths.clone());
-            c.security.readonly_paths = (!sc.readonly_paths.is_empty()).then(|| sc.readonly_paths.clone());
-            c.run_as_non_root = false;
-            c.group_add.extend(sc.supplemental_groups.iter().filter_map(|g| u32::try_from(*g).ok()));
-            c.security.allow_privilege_escalation = !sc.no_new_privs;
+            apply_security_context(ctx, &mut c, sc)?;
         }
         if let Some(r) = &l.resources {
-            if r.memory_limit_in_bytes > 0 {
-                c.resources.memory_bytes = Some(r.memory_limit_in_bytes);
-            }
-            if r.cpu_quota > 0 && r.cpu_period > 0 {
-                c.resources.cpu_millis = Some((r.cpu_quota as u64 * 1000).div_ceil(r.cpu_period as u64));
-            }
-            if r.cpu_shares > 0 {
-                // The inverse of Kubernetes' MilliCPUToShares (1024 per CPU), rounded up so that
-                // the shares written are the shares asked for.
-                c.resources.cpu_request_millis = Some((r.cpu_shares as u64 * 1000).div_ceil(1024));
-            }
+            apply_resources(&mut c, r);
         }
     }
     if cfg.linux.as_ref().and_then(|l| l.security_context.as_ref()).is_none() {
@@ -78,27 +67,61 @@ pub(super) fn create_container(ctx: &Ctx, pod_id: &str, cfg: &api::ContainerConf
     if let Some(l) = &sandbox.linux {
         c.security.sysctls = l.sysctls.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     }
-    containers::create(ctx, &pod.id, &c, &host_volumes)?;
-    let dir = ctx.root.container_dir(&pod.id, &name);
-    let finish = || -> Result<()> {
-        super::write_config(&dir.join(super::CONTAINER_CONFIG), cfg)?;
-        // The monitor writes the log where the kubelet asked for it (so that the kubelet can
-        // rotate it by renaming): the container's own log is a link to it.
-        if let Some(path) = super::cri_log_path(Some(sandbox), cfg) {
-            if let Some(parent) = path.parent() {
-                std::fs::create_dir_all(parent).map_err(|e| CriError::Internal(format!("creating the log directory {}: {e}", parent.display())))?;
-            }
-            let link = dir.join(containers::LOG_FILE);
-            let _ = std::fs::remove_file(&link);
-            std::os::unix::fs::symlink(&path, &link).map_err(|e| CriError::Internal(format!("linking {} to the log {}: {e}", link.display(), path.display())))?;
-        }
-        Ok(())
-    };
-    if let Err(e) = finish() {
-        let _ = containers::remove(ctx, &pod.id, &name, true);
-        return Err(e);
+    Ok((c, host_volumes))
+}
+
+/// A security context's privileges, capabilities, user and groups, seccomp profile and paths.
+fn apply_security_context(ctx: &Ctx, c: &mut ContainerSpec, sc: &api::LinuxContainerSecurityContext) -> Result<()> {
+    c.security.privileged = sc.privileged;
+    c.security.read_only = sc.readonly_rootfs;
+    if let Some(caps) = &sc.capabilities {
+        c.security.cap_add = caps.add_capabilities.clone();
+        c.security.cap_drop = caps.drop_capabilities.clone();
     }
-    Ok(super::container_id(&pod.id, &name))
+    if let Some((uid, gid, extra)) = run_as(ctx, c.image.as_deref().unwrap_or_default(), sc)? {
+        c.user = Some((uid, gid));
+        c.group_add.extend(extra);
+    }
+    (c.security.seccomp_unconfined, c.security.seccomp_profile) = seccomp(sc)?;
+    // Empty lists (what an unset field decodes to) keep podbox's defaults, as containerd does.
+    c.security.masked_paths = (!sc.masked_paths.is_empty()).then(|| sc.masked_paths.clone());
+    c.security.readonly_paths = (!sc.readonly_paths.is_empty()).then(|| sc.readonly_paths.clone());
+    c.run_as_non_root = false;
+    c.group_add.extend(sc.supplemental_groups.iter().filter_map(|g| u32::try_from(*g).ok()));
+    c.security.allow_privilege_escalation = !sc.no_new_privs;
+    Ok(())
+}
+
+/// The resources a ContainerConfig sets: memory limit, CPU quota and shares.
+fn apply_resources(c: &mut ContainerSpec, r: &api::LinuxContainerResources) {
+    if r.memory_limit_in_bytes > 0 {
+        c.resources.memory_bytes = Some(r.memory_limit_in_bytes);
+    }
+    if r.cpu_quota > 0 && r.cpu_period > 0 {
+        c.resources.cpu_millis = Some((r.cpu_quota as u64 * 1000).div_ceil(r.cpu_period as u64));
+    }
+    if r.cpu_shares > 0 {
+        // The inverse of Kubernetes' MilliCPUToShares (1024 per CPU), rounded up so that
+        // the shares written are the shares asked for.
+        c.resources.cpu_request_millis = Some((r.cpu_shares as u64 * 1000).div_ceil(1024));
+    }
+}
+
+/// What CRI adds to a created container in `dir`: its config, recorded for the reads, and the
+/// log link. An error here removes the container again.
+fn finish_container(dir: &std::path::Path, cfg: &api::ContainerConfig, sandbox: &api::PodSandboxConfig) -> Result<()> {
+    super::write_config(&dir.join(super::CONTAINER_CONFIG), cfg)?;
+    // The monitor writes the log where the kubelet asked for it (so that the kubelet can
+    // rotate it by renaming): the container's own log is a link to it.
+    if let Some(path) = super::cri_log_path(Some(sandbox), cfg) {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| CriError::Internal(format!("creating the log directory {}: {e}", parent.display())))?;
+        }
+        let link = dir.join(containers::LOG_FILE);
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(&path, &link).map_err(|e| CriError::Internal(format!("linking {} to the log {}: {e}", link.display(), path.display())))?;
+    }
+    Ok(())
 }
 
 /// The user a security context asks for, as containerd resolves it: a uid or a name through the

@@ -75,19 +75,7 @@ fn handle(ctx: &Ctx, req: Request) -> Result<String> {
             // Containers are killed at once: the kubelet stopped them with their grace before.
             Ok(p) => lifecycle::stop(ctx, &p.id, Duration::ZERO).map(|_| String::new()).map_err(Into::into),
         },
-        Request::RemovePod { id } => match super::find_pod(ctx, &id) {
-            Err(CriError::NotFound(_)) => Ok(String::new()),
-            Err(e) => Err(e),
-            Ok(p) => {
-                for name in crate::state::list_dir(&ctx.root.pod_dir(&p.id).join("containers")).unwrap_or_default() {
-                    remove_log_link(ctx, &p.id, &name);
-                }
-                match lifecycle::remove(ctx, &p.id, true) {
-                    Err(PodError::UnknownPod(_)) => Ok(String::new()),
-                    r => r.map(|_| String::new()).map_err(Into::into),
-                }
-            }
-        },
+        Request::RemovePod { id } => remove_pod(ctx, &id),
         Request::CreateContainer { pod_id, config, sandbox } => {
             create_container(ctx, &pod_id, &decode(&config, "ContainerConfig")?, &decode(&sandbox, "PodSandboxConfig")?)
         }
@@ -101,44 +89,72 @@ fn handle(ctx: &Ctx, req: Request) -> Result<String> {
             containers::stop(ctx, &pod.id, &name, Duration::from_secs(timeout.max(0) as u64))?;
             Ok(String::new())
         }
-        Request::RemoveContainer { id } => match super::find_container(ctx, &id) {
-            Err(CriError::NotFound(_)) => Ok(String::new()),
-            Err(e) => Err(e),
-            Ok((pod, name)) => {
-                remove_log_link(ctx, &pod.id, &name);
-                match containers::remove(ctx, &pod.id, &name, true) {
-                    Err(PodError::UnknownContainer { .. }) => Ok(String::new()),
-                    r => r.map(|_| String::new()).map_err(Into::into),
-                }
-            }
-        },
+        Request::RemoveContainer { id } => remove_container(ctx, &id),
         Request::UpdateResources { id, resources } => {
             let (pod, name) = super::find_container(ctx, &id)?;
             update_resources(ctx, &pod, &name, &decode(&resources, "LinuxContainerResources")?)?;
             Ok(String::new())
         }
-        Request::PullImage { image, creds } => {
-            let store = ctx.image_store()?;
-            let mut opts = crate::image::registry::PullOptions::from_env();
-            opts.progress = crate::image::registry::Progress::Quiet;
-            opts.creds = creds;
-            let info = crate::pod::image::ensure_image(&store, &image, Some(PullPolicy::Always), &opts)?;
-            Ok(info.config_digest)
-        }
-        Request::RemoveImage { image } => {
-            let store = ctx.image_store()?;
-            if store.lookup(&image)?.is_none() {
-                return Ok(String::new());
+        Request::PullImage { image, creds } => pull_image(ctx, &image, creds),
+        Request::RemoveImage { image } => remove_image(ctx, &image),
+    }
+}
+
+/// RemovePodSandbox, idempotent as the kubelet retries: a pod that is gone is removed.
+fn remove_pod(ctx: &Ctx, id: &str) -> Result<String> {
+    match super::find_pod(ctx, id) {
+        Err(CriError::NotFound(_)) => Ok(String::new()),
+        Err(e) => Err(e),
+        Ok(p) => {
+            for name in crate::state::list_dir(&ctx.root.pod_dir(&p.id).join("containers")).unwrap_or_default() {
+                remove_log_link(ctx, &p.id, &name);
             }
-            // Every name of the image goes, as CRI removes an image, not a tag.
-            let info = store.image(&image)?;
-            let users = |d: &str| ctx.image_users(d);
-            for n in if info.names.is_empty() { vec![image.clone()] } else { info.names.clone() } {
-                store.remove(&n, false, &users)?;
+            match lifecycle::remove(ctx, &p.id, true) {
+                Err(PodError::UnknownPod(_)) => Ok(String::new()),
+                r => r.map(|_| String::new()).map_err(Into::into),
             }
-            Ok(String::new())
         }
     }
+}
+
+/// RemoveContainer, idempotent: a container that is gone is removed.
+fn remove_container(ctx: &Ctx, id: &str) -> Result<String> {
+    match super::find_container(ctx, id) {
+        Err(CriError::NotFound(_)) => Ok(String::new()),
+        Err(e) => Err(e),
+        Ok((pod, name)) => {
+            remove_log_link(ctx, &pod.id, &name);
+            match containers::remove(ctx, &pod.id, &name, true) {
+                Err(PodError::UnknownContainer { .. }) => Ok(String::new()),
+                r => r.map(|_| String::new()).map_err(Into::into),
+            }
+        }
+    }
+}
+
+/// PullImage: pulled even when the store has it (the kubelet decides when to pull); returns the image id.
+fn pull_image(ctx: &Ctx, image: &str, creds: Option<(String, String)>) -> Result<String> {
+    let store = ctx.image_store()?;
+    let mut opts = crate::image::registry::PullOptions::from_env();
+    opts.progress = crate::image::registry::Progress::Quiet;
+    opts.creds = creds;
+    let info = crate::pod::image::ensure_image(&store, image, Some(PullPolicy::Always), &opts)?;
+    Ok(info.config_digest)
+}
+
+/// RemoveImage: every name of the image goes, as CRI removes an image, not a tag; an unknown
+/// image is removed already.
+fn remove_image(ctx: &Ctx, image: &str) -> Result<String> {
+    let store = ctx.image_store()?;
+    if store.lookup(image)?.is_none() {
+        return Ok(String::new());
+    }
+    let info = store.image(image)?;
+    let users = |d: &str| ctx.image_users(d);
+    for n in if info.names.is_empty() { vec![image.to_string()] } else { info.names.clone() } {
+        store.remove(&n, false, &users)?;
+    }
+    Ok(String::new())
 }
 
 /// The log at the kubelet's path, which goes with the container (files the kubelet rotated

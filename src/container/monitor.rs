@@ -1,7 +1,7 @@
 //! Starting a container and watching it: the caller spawns a monitor, the monitor spawns the
-//! init and stays its parent, reaps it and records how it ended. The caller learns the init's
-//! PID (or why it could not start) from the sync channel, relayed by the monitor, and may wait
-//! for the monitor to get the exit code.
+//! init and stays its parent, reaps it, records how it ended and starts it again as the restart
+//! policy says (`supervise`). The caller learns the init's PID (or why it could not start) from
+//! the sync channel, relayed by the monitor, and may wait for the monitor to get the exit code.
 
 use std::cell::Cell;
 use std::path::{Path, PathBuf};

@@ -9,8 +9,8 @@
 pub mod authority;
 mod container_config;
 mod image_service;
-mod runtime_service;
 mod pod_config;
+mod runtime_service;
 pub mod server;
 mod stats;
 pub mod streaming;

@@ -1,5 +1,6 @@
-//! Command-line interface: clap definitions and dispatch to the pod layer. Thin by design: it
-//! parses, calls one pod-layer function, and prints.
+//! Command-line interface: clap definitions and dispatch to the layers (pods and their
+//! containers, images, the node network, OCI runtime mode, the CRI server). Thin by design: it
+//! parses, calls one function of a layer, and prints.
 
 pub mod container;
 pub mod image;

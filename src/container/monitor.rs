@@ -1,7 +1,7 @@
 //! Starting a container and watching it: the caller spawns a monitor, the monitor spawns the
-//! init and stays its parent, reaps it and records how it ended. The caller learns the init's
-//! PID (or why it could not start) from the sync channel, relayed by the monitor, and may wait
-//! for the monitor to get the exit code.
+//! init and stays its parent, reaps it, records how it ended and starts it again as the restart
+//! policy says (`supervise`). The caller learns the init's PID (or why it could not start) from
+//! the sync channel, relayed by the monitor, and may wait for the monitor to get the exit code.
 
 use std::cell::Cell;
 use std::path::{Path, PathBuf};
@@ -153,26 +153,10 @@ fn supervise(opts: &StartOptions, plan: &InitPlan, cgroup: Option<&cgroups::Cgro
     let mut prober = prober_of(attempt.init.pid);
     loop {
         let started = std::time::Instant::now();
-        let oom_before = cgroup.map(|c| c.oom_kills()).unwrap_or(0);
-        let status = match (attempt.pipes.take(), &opts.stdio) {
-            (Some(p), Stdio::Tee(log, limits)) => p.copy_until_exit(log, *limits, Pid::from_raw(attempt.init.pid), hub.as_mut()),
-            _ => attempt.init.wait(),
-        };
-        probe::stop(prober.take());
-        let (code, signal) = process::shell_code(status);
-        // The container's cgroup is its own, so an OOM kill counted there during this run
-        // happened to it.
-        let oom_killed = cgroup.map(|c| c.oom_kills() > oom_before).unwrap_or(false);
-        let error = attempt.error.take().map(|f| f.msg);
-        let mut record = ExitRecord { code, signal, finished_at: crate::state::now_rfc3339(), oom_killed, error, diagnosis: probe::killed_reason(&opts.state_dir) };
-        if let Some(hook) = opts.on_exit {
-            hook(&opts.state_dir, &mut record);
-        }
+        let (code, mut record) = wait_run(opts, cgroup, &mut attempt, hub.as_mut(), prober.take());
         let stop = opts.state_dir.join(STOP_FILE);
         if !opts.restart.restarts_after(code) || stop.exists() {
-            let _ = crate::state::write_json(&opts.state_dir.join(EXIT_FILE), &record);
-            // SAFETY: _exit ends the forked monitor without running its parent's atexit state or unwinding.
-            unsafe { libc::_exit(code.clamp(0, 255)) }
+            finish(opts, &record, code);
         }
         // Back off as the kubelet does (doubling, capped), starting over after a long run.
         if started.elapsed() > RESTART_BACKOFF_RESET {
@@ -186,30 +170,15 @@ fn supervise(opts: &StartOptions, plan: &InitPlan, cgroup: Option<&cgroups::Cgro
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
         if stop.exists() {
-            let _ = crate::state::write_json(&opts.state_dir.join(EXIT_FILE), &record);
-            // SAFETY: _exit ends the forked monitor without running its parent's atexit state or unwinding.
-            unsafe { libc::_exit(code.clamp(0, 255)) }
+            finish(opts, &record, code);
         }
         backoff = (backoff * 2).min(RESTART_BACKOFF_MAX);
         restarts += 1;
-        // A restarted container is a new container, as in Kubernetes: it starts from the image
-        // again, not from what the last run wrote. (The overlay was mounted in the last run's
-        // own mount namespace, which went with it.)
-        if let Rootfs::Overlay { upper, work, .. } = &opts.rootfs {
-            for d in [upper, work] {
-                let _ = std::fs::remove_dir_all(d);
-            }
-        }
-        attempt = match spawn_init(opts, plan, cgroup, hub.as_ref()) {
-            Ok(mut a) => {
-                a.read_outcome();
-                a
-            }
+        attempt = match restart(opts, plan, cgroup, hub.as_ref()) {
+            Ok(a) => a,
             Err(msg) => {
                 record.error = Some(format!("restarting: {}", msg.msg));
-                let _ = crate::state::write_json(&opts.state_dir.join(EXIT_FILE), &record);
-                // SAFETY: _exit ends the forked monitor without running its parent's atexit state or unwinding.
-                unsafe { libc::_exit(CODE_RUNTIME) }
+                finish(opts, &record, CODE_RUNTIME);
             }
         };
         prober = prober_of(attempt.init.pid);
@@ -219,6 +188,49 @@ fn supervise(opts: &StartOptions, plan: &InitPlan, cgroup: Option<&cgroups::Cgro
         current.next_start_at = None;
         let _ = crate::state::write_json(&opts.state_dir.join(CURRENT_FILE), &current);
     }
+}
+
+/// Waits for the run of `attempt` to end (copying its output meanwhile), stops its prober,
+/// and returns its shell exit code and its record (after the caller's `on_exit` hook).
+fn wait_run(opts: &StartOptions, cgroup: Option<&cgroups::Cgroup>, attempt: &mut Attempt, hub: Option<&mut attach::Hub>, prober: Option<Pid>) -> (i32, ExitRecord) {
+    let oom_before = cgroup.map(|c| c.oom_kills()).unwrap_or(0);
+    let status = match (attempt.pipes.take(), &opts.stdio) {
+        (Some(p), Stdio::Tee(log, limits)) => p.copy_until_exit(log, *limits, Pid::from_raw(attempt.init.pid), hub),
+        _ => attempt.init.wait(),
+    };
+    probe::stop(prober);
+    let (code, signal) = process::shell_code(status);
+    // The container's cgroup is its own, so an OOM kill counted there during this run
+    // happened to it.
+    let oom_killed = cgroup.map(|c| c.oom_kills() > oom_before).unwrap_or(false);
+    let error = attempt.error.take().map(|f| f.msg);
+    let mut record = ExitRecord { code, signal, finished_at: crate::state::now_rfc3339(), oom_killed, error, diagnosis: probe::killed_reason(&opts.state_dir) };
+    if let Some(hook) = opts.on_exit {
+        hook(&opts.state_dir, &mut record);
+    }
+    (code, record)
+}
+
+/// Starts the container's process again, from a fresh writable layer.
+fn restart(opts: &StartOptions, plan: &InitPlan, cgroup: Option<&cgroups::Cgroup>, hub: Option<&attach::Hub>) -> std::result::Result<Attempt, Failure> {
+    // A restarted container is a new container, as in Kubernetes: it starts from the image
+    // again, not from what the last run wrote. (The overlay was mounted in the last run's
+    // own mount namespace, which went with it.)
+    if let Rootfs::Overlay { upper, work, .. } = &opts.rootfs {
+        for d in [upper, work] {
+            let _ = std::fs::remove_dir_all(d);
+        }
+    }
+    let mut attempt = spawn_init(opts, plan, cgroup, hub)?;
+    attempt.read_outcome();
+    Ok(attempt)
+}
+
+/// Records how the last run ended and ends the monitor with `code`.
+fn finish(opts: &StartOptions, record: &ExitRecord, code: i32) -> ! {
+    let _ = crate::state::write_json(&opts.state_dir.join(EXIT_FILE), record);
+    // SAFETY: _exit ends the forked monitor without running its parent's atexit state or unwinding.
+    unsafe { libc::_exit(code.clamp(0, 255)) }
 }
 
 const RESTART_BACKOFF_MIN: std::time::Duration = std::time::Duration::from_secs(1);

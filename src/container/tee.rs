@@ -51,19 +51,10 @@ impl Pipes {
         drop(out_w);
         drop(err_w);
         let mut log = RotatingLog::open(log, limits);
-        let mut sinks: Vec<(OwnedFd, File, &str)> = Vec::new();
-        // SAFETY: dup of our own standard streams, owned by the returned File.
-        for (r, fd) in [(out_r, 1), (err_r, 2)] {
-            let f = unsafe { std::os::fd::FromRawFd::from_raw_fd(libc::dup(fd)) };
-            sinks.push((r, f, if fd == 1 { "stdout" } else { "stderr" }));
-        }
+        let mut sinks = sinks(out_r, err_r);
         // Readable once the init has ended: a detached monitor sleeps in poll until there is
         // output or an exit, instead of waking every 100 ms to ask waitpid.
-        // SAFETY: pidfd_open of our own child; the descriptor is owned by the OwnedFd.
-        let pidfd = match unsafe { libc::syscall(libc::SYS_pidfd_open, init.as_raw(), 0) } {
-            fd if fd >= 0 => Some(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd as i32) }),
-            _ => None,
-        };
+        let pidfd = pidfd_of(init);
         let mut status = None;
         let mut idle_after_exit = 0;
         let mut buf = vec![0u8; 64 * 1024];
@@ -85,28 +76,7 @@ impl Pipes {
             if let Some(h) = hub.as_deref_mut() {
                 h.service(&ready[hub_at..hub_end]);
             }
-            let mut closed = Vec::new();
-            for (i, (r, sink, stream)) in sinks.iter_mut().enumerate() {
-                if !ready[i] {
-                    continue;
-                }
-                // SAFETY: read into our buffer from a pipe we own.
-                let k = unsafe { libc::read(r.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-                if k <= 0 {
-                    closed.push(i);
-                    continue;
-                }
-                let data = &buf[..k as usize];
-                let _ = sink.write_all(data); // the caller may be gone; the log still gets it
-                if let Some(h) = hub.as_deref_mut() {
-                    h.broadcast(stream, data);
-                }
-                if limits.cri_format {
-                    log.write(&cri_entries(stream, data, std::time::SystemTime::now()));
-                } else {
-                    log.write(data);
-                }
-            }
+            let closed = copy_ready(&mut sinks, &ready, &mut buf, &mut log, limits.cri_format, hub.as_deref_mut());
             for i in closed.into_iter().rev() {
                 sinks.remove(i);
             }
@@ -123,6 +93,57 @@ impl Pipes {
         }
         status.unwrap_or_else(|| super::monitor::wait_for(init))
     }
+}
+
+/// A pipe's read end, the caller's stream its output is copied to, and the stream's name.
+type Sink = (OwnedFd, File, &'static str);
+
+/// The read ends of the init's stdout and stderr, each with a duplicate of this process's own.
+fn sinks(out_r: OwnedFd, err_r: OwnedFd) -> Vec<Sink> {
+    let mut sinks = Vec::new();
+    for (r, fd) in [(out_r, 1), (err_r, 2)] {
+        // SAFETY: dup of our own standard streams, owned by the returned File.
+        let f = unsafe { std::os::fd::FromRawFd::from_raw_fd(libc::dup(fd)) };
+        sinks.push((r, f, if fd == 1 { "stdout" } else { "stderr" }));
+    }
+    sinks
+}
+
+/// A pidfd of our child `init`, readable once it has ended; None where the kernel has none.
+fn pidfd_of(init: Pid) -> Option<OwnedFd> {
+    // SAFETY: pidfd_open of our own child; the descriptor is owned by the OwnedFd.
+    match unsafe { libc::syscall(libc::SYS_pidfd_open, init.as_raw(), 0) } {
+        fd if fd >= 0 => Some(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd as i32) }),
+        _ => None,
+    }
+}
+
+/// Copies what the `ready` sinks' pipes hold to their streams, the log and the attach clients;
+/// returns the indices of the pipes that were closed.
+fn copy_ready(sinks: &mut [Sink], ready: &[bool], buf: &mut [u8], log: &mut RotatingLog, cri_format: bool, mut hub: Option<&mut Hub>) -> Vec<usize> {
+    let mut closed = Vec::new();
+    for (i, (r, sink, stream)) in sinks.iter_mut().enumerate() {
+        if !ready[i] {
+            continue;
+        }
+        // SAFETY: read into our buffer from a pipe we own.
+        let k = unsafe { libc::read(r.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+        if k <= 0 {
+            closed.push(i);
+            continue;
+        }
+        let data = &buf[..k as usize];
+        let _ = sink.write_all(data); // the caller may be gone; the log still gets it
+        if let Some(h) = hub.as_deref_mut() {
+            h.broadcast(stream, data);
+        }
+        if cri_format {
+            log.write(&cri_entries(stream, data, std::time::SystemTime::now()));
+        } else {
+            log.write(data);
+        }
+    }
+    closed
 }
 
 /// `data` read from one stream as CRI log entries, one per line: `TIME STREAM F LINE\n` for a

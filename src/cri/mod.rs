@@ -7,8 +7,14 @@
 //! This file: the generated API, errors, and how CRI's names and ids map onto podbox's.
 
 pub mod authority;
+mod container_config;
+mod image_service;
+mod pod_config;
+mod runtime_service;
 pub mod server;
+mod stats;
 pub mod streaming;
+mod views;
 pub mod worker;
 
 use std::path::{Path, PathBuf};

@@ -171,16 +171,8 @@ fn unpack_entry<R: Read>(root: &OwnedFd, dest: &Path, mut entry: tar::Entry<'_, 
     if !(kind.is_dir() && existing_dir) {
         remove_existing(&parent, name, &tree_path).map_err(|e| fail(e.to_string()))?;
     }
-    let io_fail = |e: std::io::Error| fail(e.to_string());
     match kind {
-        tar::EntryType::Directory => {
-            if !existing_dir {
-                mkdirat(&parent, *name, Mode::from_bits_truncate(0o700)).map_err(|e| fail(e.to_string()))?;
-            }
-            let fd = open_dir(Some(&parent), name).map_err(|e| fail(e.to_string()))?;
-            set_owner_mode(&fd, uid, gid, mode).map_err(io_fail)?;
-            set_xattrs(&fd, &meta.xattrs, &fail)?;
-        }
+        tar::EntryType::Directory => make_dir(&parent, name, existing_dir, &meta, &fail)?,
         tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => write_regular(&parent, name, &mut entry, &meta, &fail)?,
         tar::EntryType::Symlink => make_symlink(&parent, name, &entry, &meta, &fail)?,
         tar::EntryType::Link => {
@@ -191,6 +183,17 @@ fn unpack_entry<R: Read>(root: &OwnedFd, dest: &Path, mut entry: tar::Entry<'_, 
         other => return Err(fail(format!("unsupported tar entry type {other:?}"))),
     }
     Ok(())
+}
+
+/// A directory entry: made (unless an earlier entry made it), then given the entry's owner,
+/// mode and extended attributes.
+fn make_dir(parent: &OwnedFd, name: &OsStr, existing: bool, meta: &EntryMeta, fail: &dyn Fn(String) -> ImageError) -> Result<()> {
+    if !existing {
+        mkdirat(parent, name, Mode::from_bits_truncate(0o700)).map_err(|e| fail(e.to_string()))?;
+    }
+    let fd = open_dir(Some(parent), name).map_err(|e| fail(e.to_string()))?;
+    set_owner_mode(&fd, meta.uid, meta.gid, meta.mode).map_err(|e| fail(e.to_string()))?;
+    set_xattrs(&fd, &meta.xattrs, fail)
 }
 
 /// An entry's owner, mode, mtime and extended attributes: the tar header's, with PAX records

@@ -44,6 +44,25 @@ fn prune_default_parent(cgroup: &[PathBuf]) {
     }
 }
 
+/// What runc leaves out of a spec, left out the same way, each with a warning: bind mounts'
+/// file system options, root fields without a mount namespace, and ambient capabilities that
+/// cannot be raised.
+fn adjust_as_runc(spec: &mut Spec) {
+    let stripped = strip_bind_mount_data(spec);
+    if !stripped.is_empty() {
+        eprintln!("podbox: warning: bind mounts take no file system options; ignored, as runc does: {}", stripped.join(", "));
+    }
+    let dropped = drop_rootfs_fields_without_mount_ns(spec);
+    if !dropped.is_empty() {
+        eprintln!("podbox: warning: no mount namespace in linux.namespaces: {} not applied (the process runs in the caller's mount namespace, chrooted into root.path)", dropped.join(", "));
+    }
+    let process = spec.process().clone().unwrap_or_default();
+    let skipped = container::init::unraisable_ambient(&process);
+    if !skipped.is_empty() {
+        eprintln!("podbox: warning: ambient capabilities {} are not both permitted and inheritable; they cannot be raised and are skipped", skipped.join(", "));
+    }
+}
+
 impl Runtime {
     /// `create`: everything up to exec; the init then waits for `start`.
     pub fn create(&self, a: &CreateArgs) -> Result<ProcRef> {
@@ -54,19 +73,8 @@ impl Runtime {
         let mut spec = load_bundle(&bundle)?;
         self.give_default_cgroup(&mut spec, &a.id);
         allow_standard_devices(&mut spec);
-        let stripped = strip_bind_mount_data(&mut spec);
-        if !stripped.is_empty() {
-            eprintln!("podbox: warning: bind mounts take no file system options; ignored, as runc does: {}", stripped.join(", "));
-        }
-        let dropped = drop_rootfs_fields_without_mount_ns(&mut spec);
-        if !dropped.is_empty() {
-            eprintln!("podbox: warning: no mount namespace in linux.namespaces: {} not applied (the process runs in the caller's mount namespace, chrooted into root.path)", dropped.join(", "));
-        }
+        adjust_as_runc(&mut spec);
         let process = spec.process().clone().unwrap_or_default();
-        let skipped = container::init::unraisable_ambient(&process);
-        if !skipped.is_empty() {
-            eprintln!("podbox: warning: ambient capabilities {} are not both permitted and inheritable; they cannot be raised and are skipped", skipped.join(", "));
-        }
         let terminal = process.terminal().unwrap_or(false);
         if terminal && a.console_socket.is_none() {
             return Err(OciError::Invalid("process.terminal is true: --console-socket is required to hand over the terminal".into()));

@@ -9,6 +9,7 @@ pub use logs::logs;
 pub use removal::{stop_one, stop, remove, TRASH, gc};
 
 use std::fs;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use oci_spec::runtime::{Process, Spec};
@@ -152,6 +153,17 @@ fn record(ctx: &Ctx, pod: &PodRecord, requested: &ContainerSpec, resolved: &supe
     Ok((rec, spec))
 }
 
+/// The container's root: the image's layers under a writable layer in container directory `dir`.
+fn overlay(dir: &Path, lowers: Vec<PathBuf>, writable_size: Option<u64>) -> Rootfs {
+    match writable_size {
+        // The writable layer on a tmpfs of its own, mounted in the container's mount
+        // namespace (invisible here, gone with the container): capped, and never filling
+        // the state root.
+        Some(size) => Rootfs::Overlay { lowers, upper: dir.join("rw/upper"), work: dir.join("rw/work"), merged: dir.join("merged"), tmpfs: Some((dir.join("rw"), size)) },
+        None => Rootfs::Overlay { lowers, upper: dir.join("upper"), work: dir.join("work"), merged: dir.join("merged"), tmpfs: None },
+    }
+}
+
 /// Start a recorded container under a new monitor, then its postStart hook. Call with the root lock.
 fn launch(ctx: &Ctx, pod: &PodRecord, mut rec: ContainerRecord, spec: &Spec, resolved: &super::image::Resolved, detach: bool) -> Result<container::Started> {
     let c = &resolved.spec;
@@ -176,13 +188,7 @@ fn launch(ctx: &Ctx, pod: &PodRecord, mut rec: ContainerRecord, spec: &Spec, res
     };
     let opts = StartOptions {
         spec,
-        rootfs: match c.writable_size {
-            // The writable layer on a tmpfs of its own, mounted in the container's mount
-            // namespace (invisible here, gone with the container): capped, and never filling
-            // the state root.
-            Some(size) => Rootfs::Overlay { lowers, upper: dir.join("rw/upper"), work: dir.join("rw/work"), merged: dir.join("merged"), tmpfs: Some((dir.join("rw"), size)) },
-            None => Rootfs::Overlay { lowers, upper: dir.join("upper"), work: dir.join("work"), merged: dir.join("merged"), tmpfs: None },
-        },
+        rootfs: overlay(&dir, lowers, c.writable_size),
         state_dir: dir.clone(),
         // Detached or not, the monitor writes the log (and rotates it).
         stdio: Stdio::Tee(dir.join(LOG_FILE), c.log),

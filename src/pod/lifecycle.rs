@@ -171,44 +171,13 @@ pub fn destroy(ctx: &Ctx, id: &str, rec: Option<&PodRecord>) -> Vec<String> {
 fn destroy_with(ctx: &Ctx, id: &str, rec: Option<&PodRecord>, users: Option<&NetnsUsers>) -> Vec<String> {
     let dir = ctx.root.pod_dir(id);
     let mut problems = Vec::new();
-    let mut known = Vec::new();
-    let mut monitors = Vec::new();
-    if let Some(r) = rec {
-        known.extend(r.pause);
-        if let Ok(cs) = ctx.container_statuses(r) {
-            for c in cs {
-                // No restart policy may start it again while the pod goes away.
-                let _ = fs::write(ctx.root.container_dir(id, &c.record.name).join(crate::container::STOP_FILE), b"");
-                known.extend(c.record.pid);
-                monitors.extend(c.record.monitor);
-            }
-        }
-    }
-    // Monitors first: a dead monitor starts nothing more (an init it forked dies with it until
-    // it is in its cgroup, and the cgroups are emptied next).
-    sandbox::kill_all(None, &monitors);
     // A pod created to the end has every process recorded; otherwise also look for processes
     // in its network namespace (e.g. a pause whose PID a crashed CLI never wrote down).
     let complete = rec.map(|r| r.phase != PodPhase::Creating && r.pause.is_some()).unwrap_or(false);
     let net_pin = dir.join("ns/net");
-    sandbox::kill_all(if complete { None } else { Some(net_pin.as_path()) }, &known);
-    // The kernel knows every process of the pod's containers and pause, recorded or not: the
-    // pod's cgroup tree. State is only deleted once it is empty.
-    match Cgroup::resolve(&spec::pod_cgroup(id)) {
-        Ok(cg) => {
-            if let Err(left) = cg.kill_all(Duration::from_secs(10)) {
-                problems.push(format!("processes {left:?} of pod {id} did not end after SIGKILL; its state is kept, try again"));
-                return problems;
-            }
-            // Every process is gone: the cgroups can go.
-            if let Err(e) = cg.remove() {
-                problems.push(e.to_string());
-            }
-        }
-        Err(e) => problems.push(e.to_string()),
-    }
-    if let Ok(parent) = Cgroup::resolve(spec::CGROUP_PARENT) {
-        parent.prune();
+    kill_recorded(ctx, id, rec, if complete { None } else { Some(net_pin.as_path()) });
+    if !remove_cgroups(id, &mut problems) {
+        return problems;
     }
     // Performance: deleting a veth synchronously costs ~20 ms of RCU waits. When no process is
     // left in the pod's network namespace, unmounting its pin drops the last reference we know
@@ -223,15 +192,7 @@ fn destroy_with(ctx: &Ctx, id: &str, rec: Option<&PodRecord>, users: Option<&Net
         });
     // CNI plugins clean up inside the pod's network namespace: DEL before the pin goes.
     network::detach_before_unpin(&ctx.root.path, id);
-    // The mounts podbox makes under a pod's directory are exactly these; unmounting them by name
-    // spares reading the mount table, which costs O(mounts) per read on a node with many pods.
-    for m in sandbox::POD_MOUNTS {
-        sandbox::unmount(&dir.join(m));
-    }
-    // Before anything is removed: the removal must never reach through a subPath's bind mount
-    // (nor an idmapped view of an image layer).
-    volumes::unmount_all(&dir);
-    userns_range::unmount_views(&dir);
+    unmount_pod(&dir);
     let hints = network::TeardownHints {
         veth_goes_with_netns: netns_idle && sandbox::pinned_netns_inode(&net_pin).is_none(),
         // A recorded pod without host ports has no NAT elements: no need to run nft.
@@ -241,16 +202,7 @@ fn destroy_with(ctx: &Ctx, id: &str, rec: Option<&PodRecord>, users: Option<&Net
     if let Err(e) = network::teardown_with(&ctx.root.path, id, hints) {
         problems.push(e.to_string());
     }
-    // Anything else still mounted there (never seen; a safety net) is found in the mount table.
-    if fs::remove_dir_all(&dir).is_err() {
-        for m in sandbox::mounts_under(&dir) {
-            sandbox::unmount(&m);
-        }
-    }
-    if let Err(e) = fs::remove_dir_all(&dir)
-        && e.kind() != std::io::ErrorKind::NotFound {
-            problems.push(format!("removing {}: {e}", dir.display()));
-        }
+    remove_pod_dir(&dir, &mut problems);
     // The name index entry, if it still names this pod (an entry left without its pod counts as
     // free anyway).
     if let Some(r) = rec {
@@ -260,6 +212,77 @@ fn destroy_with(ctx: &Ctx, id: &str, rec: Option<&PodRecord>, users: Option<&Net
         }
     }
     problems
+}
+
+/// Kills the monitors, then the containers and pause that `rec` records (and, with `net_pin`,
+/// any other process in that network namespace); marks each container stopped first so that
+/// no restart policy starts it again while the pod goes away.
+fn kill_recorded(ctx: &Ctx, id: &str, rec: Option<&PodRecord>, net_pin: Option<&Path>) {
+    let mut known = Vec::new();
+    let mut monitors = Vec::new();
+    if let Some(r) = rec {
+        known.extend(r.pause);
+        if let Ok(cs) = ctx.container_statuses(r) {
+            for c in cs {
+                let _ = fs::write(ctx.root.container_dir(id, &c.record.name).join(crate::container::STOP_FILE), b"");
+                known.extend(c.record.pid);
+                monitors.extend(c.record.monitor);
+            }
+        }
+    }
+    // Monitors first: a dead monitor starts nothing more (an init it forked dies with it until
+    // it is in its cgroup, and the cgroups are emptied next).
+    sandbox::kill_all(None, &monitors);
+    sandbox::kill_all(net_pin, &known);
+}
+
+/// Kills whatever is left in the pod's cgroup tree, which knows every process of its containers
+/// and pause, recorded or not, then removes the tree. False when processes outlived SIGKILL:
+/// then the pod's state must be kept.
+fn remove_cgroups(id: &str, problems: &mut Vec<String>) -> bool {
+    match Cgroup::resolve(&spec::pod_cgroup(id)) {
+        Ok(cg) => {
+            if let Err(left) = cg.kill_all(Duration::from_secs(10)) {
+                problems.push(format!("processes {left:?} of pod {id} did not end after SIGKILL; its state is kept, try again"));
+                return false;
+            }
+            // Every process is gone: the cgroups can go.
+            if let Err(e) = cg.remove() {
+                problems.push(e.to_string());
+            }
+        }
+        Err(e) => problems.push(e.to_string()),
+    }
+    if let Ok(parent) = Cgroup::resolve(spec::CGROUP_PARENT) {
+        parent.prune();
+    }
+    true
+}
+
+/// Unmounts what podbox mounts under pod directory `dir`, before anything there is removed: the
+/// removal must never reach through a subPath's bind mount (nor an idmapped view of an image layer).
+fn unmount_pod(dir: &Path) {
+    // The mounts podbox makes under a pod's directory are exactly these; unmounting them by name
+    // spares reading the mount table, which costs O(mounts) per read on a node with many pods.
+    for m in sandbox::POD_MOUNTS {
+        sandbox::unmount(&dir.join(m));
+    }
+    volumes::unmount_all(dir);
+    userns_range::unmount_views(dir);
+}
+
+/// Removes pod directory `dir`; anything still mounted there (never seen; a safety net) is
+/// found in the mount table and unmounted first.
+fn remove_pod_dir(dir: &Path, problems: &mut Vec<String>) {
+    if fs::remove_dir_all(dir).is_err() {
+        for m in sandbox::mounts_under(dir) {
+            sandbox::unmount(&m);
+        }
+    }
+    if let Err(e) = fs::remove_dir_all(dir)
+        && e.kind() != std::io::ErrorKind::NotFound {
+            problems.push(format!("removing {}: {e}", dir.display()));
+        }
 }
 
 /// Stop a pod: its containers (SIGTERM, then SIGKILL after `grace`), then the pause; release its

@@ -13,6 +13,7 @@ pub mod model;
 pub mod names;
 pub mod pause;
 pub mod quantity;
+pub mod records;
 pub mod sandbox;
 pub mod security;
 pub mod spec;

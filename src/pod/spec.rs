@@ -6,9 +6,9 @@
 use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::{
-    LinuxBuilder, LinuxCapabilitiesBuilder, LinuxCpuBuilder, LinuxMemoryBuilder, LinuxNamespaceBuilder, LinuxNamespaceType, LinuxPidsBuilder,
-    LinuxResources, LinuxResourcesBuilder, Mount, MountBuilder, PosixRlimitBuilder, PosixRlimitType, ProcessBuilder, RootBuilder, Spec, SpecBuilder,
-    UserBuilder,
+    Capabilities, Linux, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxCpuBuilder, LinuxMemoryBuilder, LinuxNamespace, LinuxNamespaceBuilder, LinuxNamespaceType,
+    LinuxPidsBuilder, LinuxResources, LinuxResourcesBuilder, Mount, MountBuilder, PosixRlimitBuilder, PosixRlimitType, Process, ProcessBuilder, RootBuilder, Spec,
+    SpecBuilder, UserBuilder,
 };
 
 use super::PodError;
@@ -97,22 +97,36 @@ fn build_err(e: oci_spec::OciSpecError) -> PodError {
 
 /// The OCI spec of container `c` in `pod`, whose state directory is `pod_dir`.
 pub fn container_spec(pod: &PodRecord, pod_dir: &Path, c: &ContainerSpec, rootfs: &Path) -> Result<Spec, PodError> {
+    let sec = &c.security;
+    let caps = security::capabilities(&sec.cap_add, &sec.cap_drop, sec.privileged)?;
+    SpecBuilder::default()
+        .version("1.0.2")
+        .root(RootBuilder::default().path(rootfs).readonly(sec.read_only).build().map_err(build_err)?)
+        .hostname(pod.hostname.clone())
+        .process(process_spec(pod, c, &caps)?)
+        .mounts(container_mounts(pod, pod_dir, c)?)
+        .linux(linux_spec(pod, c, &caps)?)
+        .build()
+        .map_err(build_err)
+}
+
+/// What the container runs, as whom, with which capabilities and limits.
+fn process_spec(pod: &PodRecord, c: &ContainerSpec, caps: &Capabilities) -> Result<Process, PodError> {
     let mut env = vec![format!("PATH={DEFAULT_PATH}"), format!("HOSTNAME={}", pod.hostname)];
     container::env::merge(&mut env, container::env::entries(&c.env));
     let (uid, gid) = c.user.unwrap_or((0, 0));
     let sec = &c.security;
-    let caps = security::capabilities(&sec.cap_add, &sec.cap_drop, sec.privileged)?;
     let capabilities = LinuxCapabilitiesBuilder::default()
         .bounding(caps.clone())
         .effective(caps.clone())
         .permitted(caps.clone())
-        .inheritable(oci_spec::runtime::Capabilities::new())
-        .ambient(oci_spec::runtime::Capabilities::new())
+        .inheritable(Capabilities::new())
+        .ambient(Capabilities::new())
         .build()
         .map_err(build_err)?;
     // Open files: as high as container engines go, but never above what this process may set.
     let nofile = hard_nofile().min(1_048_576);
-    let process = ProcessBuilder::default()
+    ProcessBuilder::default()
         .args(c.args.clone())
         .env(env)
         .cwd(c.working_dir.clone().unwrap_or_else(|| "/".into()))
@@ -123,8 +137,11 @@ pub fn container_spec(pod: &PodRecord, pod_dir: &Path, c: &ContainerSpec, rootfs
         .no_new_privileges(!sec.allow_privilege_escalation)
         .rlimits(vec![PosixRlimitBuilder::default().typ(PosixRlimitType::RlimitNofile).soft(nofile).hard(nofile).build().map_err(build_err)?])
         .build()
-        .map_err(build_err)?;
+        .map_err(build_err)
+}
 
+/// The container engines' default mounts, the pod's /etc files and /dev/shm, then the pod's volumes.
+fn container_mounts(pod: &PodRecord, pod_dir: &Path, c: &ContainerSpec) -> Result<Vec<Mount>, PodError> {
     let etc = pod_dir.join("etc");
     let bind = |dest: &str, src: &Path, extra: &[&str]| {
         let mut o = vec!["rbind", "nosuid", "nodev", "noexec"];
@@ -133,25 +150,28 @@ pub fn container_spec(pod: &PodRecord, pod_dir: &Path, c: &ContainerSpec, rootfs
     };
     // In the node's IPC namespace, the node's POSIX shared memory too (as containerd does).
     let shm = if pod.node_namespaces.contains("ipc") { PathBuf::from("/dev/shm") } else { pod_dir.join("shm") };
-    let mounts = vec![
+    let mut mounts = vec![
         mount("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"]),
         mount("/dev", "tmpfs", "tmpfs", &["nosuid", "strictatime", "mode=755", "size=65536k"]),
         mount("/dev/pts", "devpts", "devpts", &["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]),
         bind("/dev/shm", &shm, &[]),
         mount("/dev/mqueue", "mqueue", "mqueue", &["nosuid", "noexec", "nodev"]),
-        mount("/sys", "sysfs", "sysfs", if sec.privileged { &["nosuid", "noexec", "nodev"] } else { &["nosuid", "noexec", "nodev", "ro"] }),
+        mount("/sys", "sysfs", "sysfs", if c.security.privileged { &["nosuid", "noexec", "nodev"] } else { &["nosuid", "noexec", "nodev", "ro"] }),
         bind("/etc/hostname", &etc.join("hostname"), &["ro"]),
         bind("/etc/hosts", &etc.join("hosts"), &[]),
         bind("/etc/resolv.conf", &etc.join("resolv.conf"), &[]),
     ];
-    let mut mounts = mounts;
     // The pod's volumes, after the defaults so that one may be mounted below /dev or /etc.
     let cdir = pod_dir.join("containers").join(&c.name);
     for (dest, src, opts) in super::volumes::spec_mounts(pod_dir, &pod.volumes, &cdir, &c.mounts)? {
         let opts: Vec<&str> = opts.iter().map(String::as_str).collect();
         mounts.push(mount(&dest, "bind", &src.to_string_lossy(), &opts));
     }
+    Ok(mounts)
+}
 
+/// The namespaces of a container of `pod`: the pod's to join by path, fresh mount and cgroup ones.
+fn namespaces(pod: &PodRecord) -> Result<Vec<LinuxNamespace>, PodError> {
     let ns = |t: LinuxNamespaceType, key: &str| -> Result<_, PodError> {
         let mut b = LinuxNamespaceBuilder::default().typ(t);
         if let Some(p) = pod.namespaces.get(key) {
@@ -169,10 +189,16 @@ pub fn container_spec(pod: &PodRecord, pod_dir: &Path, c: &ContainerSpec, rootfs
     if pod.namespaces.contains_key("user") {
         namespaces.push(ns(LinuxNamespaceType::User, "user")?);
     }
+    Ok(namespaces)
+}
 
+/// The Linux section: namespaces, cgroup and resources, sysctls, propagation, and (unless
+/// privileged) masked/read-only paths and the seccomp profile.
+fn linux_spec(pod: &PodRecord, c: &ContainerSpec, caps: &Capabilities) -> Result<Linux, PodError> {
+    let sec = &c.security;
     let strs = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
     let mut linux = LinuxBuilder::default()
-        .namespaces(namespaces)
+        .namespaces(namespaces(pod)?)
         .cgroups_path(container_cgroup(&pod.id, &c.name))
         .resources(resources(&c.resources, security::device_rules(sec.privileged))?);
     if !sec.sysctls.is_empty() {
@@ -190,20 +216,10 @@ pub fn container_spec(pod: &PodRecord, pod_dir: &Path, c: &ContainerSpec, rootfs
         if let Some(profile) = &sec.seccomp_profile {
             linux = linux.seccomp(profile.clone());
         } else if !sec.seccomp_unconfined {
-            linux = linux.seccomp(security::default_seccomp(&caps));
+            linux = linux.seccomp(security::default_seccomp(caps));
         }
     }
-    let linux = linux.build().map_err(build_err)?;
-
-    SpecBuilder::default()
-        .version("1.0.2")
-        .root(RootBuilder::default().path(rootfs).readonly(sec.read_only).build().map_err(build_err)?)
-        .hostname(pod.hostname.clone())
-        .process(process)
-        .mounts(mounts)
-        .linux(linux)
-        .build()
-        .map_err(build_err)
+    linux.build().map_err(build_err)
 }
 
 fn hard_nofile() -> u64 {

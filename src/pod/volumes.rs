@@ -134,6 +134,24 @@ pub fn volume_dir(pod_dir: &Path, name: &str) -> PathBuf {
     pod_dir.join("volumes").join(name)
 }
 
+/// A hostPath volume's node path checked against its type, and made for the `…OrCreate` types.
+fn prepare_host_path(path: &Path, kind: HostPathType) -> Result<(), PodError> {
+    check_host_path(path, kind).map_err(PodError::Invalid)?;
+    match kind {
+        HostPathType::DirectoryOrCreate if !path.exists() => {
+            fs::create_dir_all(path).map_err(kernel(format!("creating hostPath {}", path.display())))?;
+        }
+        HostPathType::FileOrCreate if !path.exists() => {
+            if let Some(p) = path.parent() {
+                fs::create_dir_all(p).map_err(kernel(format!("creating {}", p.display())))?;
+            }
+            fs::OpenOptions::new().write(true).create(true).truncate(false).open(path).map_err(kernel(format!("creating hostPath {}", path.display())))?;
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
 /// Make the pod's volumes (pod create). Undone by `unmount_all` and the removal of the pod's
 /// directory; hostPath directories and files created for `…OrCreate` stay, as with the kubelet.
 /// With `fs_group` (fsGroup) the volumes podbox makes belong to that group, emptyDirs set-gid so
@@ -163,21 +181,7 @@ pub fn setup(pod_dir: &Path, volumes: &[Volume], fs_group: Option<u32>) -> Resul
                 let mode = if fs_group.is_some() { 0o2777 } else { 0o777 };
                 fs::set_permissions(&dir, fs::Permissions::from_mode(mode)).map_err(kernel(format!("chmod {}", dir.display())))?;
             }
-            VolumeSource::HostPath { path, kind } => {
-                check_host_path(path, *kind).map_err(PodError::Invalid)?;
-                match kind {
-                    HostPathType::DirectoryOrCreate if !path.exists() => {
-                        fs::create_dir_all(path).map_err(kernel(format!("creating hostPath {}", path.display())))?;
-                    }
-                    HostPathType::FileOrCreate if !path.exists() => {
-                        if let Some(p) = path.parent() {
-                            fs::create_dir_all(p).map_err(kernel(format!("creating {}", p.display())))?;
-                        }
-                        fs::OpenOptions::new().write(true).create(true).truncate(false).open(path).map_err(kernel(format!("creating hostPath {}", path.display())))?;
-                    }
-                    _ => {}
-                }
-            }
+            VolumeSource::HostPath { path, kind } => prepare_host_path(path, *kind)?,
             VolumeSource::Files { secret, files, .. } => {
                 fs::create_dir_all(&dir).map_err(kernel(format!("creating {}", dir.display())))?;
                 if *secret {

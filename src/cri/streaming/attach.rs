@@ -3,6 +3,7 @@
 //! container::attach). The stream ends when the container does (its monitor closes the
 //! socket) or when the client goes; the container runs on either way.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -11,7 +12,7 @@ use tokio::sync::mpsc;
 
 use super::Env;
 use super::exec::{collect_streams, expected_streams, for_each_size, status_json};
-use super::session::{Session, Writer};
+use super::session::{Session, Stream, Writer};
 use crate::container::attach::{self, frame};
 
 #[derive(Debug, Clone)]
@@ -52,26 +53,7 @@ pub async fn serve(mut session: Session, r: AttachRequest, _env: Env) {
         std::future::pending::<()>().await;
         drop(to_monitor);
     });
-    let mut helpers = Vec::new();
-    if let Some(s) = streams.remove("stdin") {
-        let tx = frames_tx.clone();
-        let mut data = s.data;
-        helpers.push(tokio::spawn(async move {
-            while let Some(d) = data.recv().await {
-                if tx.send(attach::encode(frame::STDIN, &d)).await.is_err() {
-                    return;
-                }
-            }
-            let _ = tx.send(attach::encode(frame::STDIN_EOF, &[])).await;
-        }));
-    }
-    if let Some(s) = streams.remove("resize") {
-        let tx = frames_tx.clone();
-        helpers.push(tokio::spawn(for_each_size(s.data, move |width, height| {
-            let _ = tx.try_send(attach::encode(frame::RESIZE, &[width.to_be_bytes(), height.to_be_bytes()].concat()));
-        })));
-    }
-    drop(frames_tx);
+    let helpers = forward_input(&mut streams, frames_tx);
     let (stdout, stderr) = (streams.remove("stdout").map(|s| s.id), streams.remove("stderr").map(|s| s.id));
     let output = copy_output(&mut from_monitor, stdout, stderr, &w);
     // Until the container ends, or the client closes the connection.
@@ -88,6 +70,29 @@ pub async fn serve(mut session: Session, r: AttachRequest, _env: Env) {
     let _ = w.data(error.id, status_json(&[], Ok(0)).as_bytes()).await;
     let _ = w.fin(error.id).await;
     session.close().await;
+}
+
+/// Tasks that frame the client's stdin (then its end) and terminal resizes for the monitor.
+fn forward_input(streams: &mut HashMap<String, Stream>, frames_tx: mpsc::Sender<Vec<u8>>) -> Vec<tokio::task::JoinHandle<()>> {
+    let mut helpers = Vec::new();
+    if let Some(s) = streams.remove("stdin") {
+        let tx = frames_tx.clone();
+        let mut data = s.data;
+        helpers.push(tokio::spawn(async move {
+            while let Some(d) = data.recv().await {
+                if tx.send(attach::encode(frame::STDIN, &d)).await.is_err() {
+                    return;
+                }
+            }
+            let _ = tx.send(attach::encode(frame::STDIN_EOF, &[])).await;
+        }));
+    }
+    if let Some(s) = streams.remove("resize") {
+        helpers.push(tokio::spawn(for_each_size(s.data, move |width, height| {
+            let _ = frames_tx.try_send(attach::encode(frame::RESIZE, &[width.to_be_bytes(), height.to_be_bytes()].concat()));
+        })));
+    }
+    helpers
 }
 
 async fn connect(state_dir: PathBuf) -> Result<UnixStream, String> {

@@ -65,16 +65,7 @@ pub(super) fn to_pod_spec(m: Manifest, objects: &objects::Objects, ignored: &mut
             let spec = ContainerSpec { restart: if restart == RestartPolicy::Never { RestartPolicy::Never } else { RestartPolicy::OnFailure }, ..spec };
             pod.init_containers.push(spec);
         } else {
-            if pod.node_namespaces.contains("net") {
-                // In the node's network the container binds the node's port itself.
-                let line = "spec.containers[].ports[].hostPort: with hostNetwork the container listens on the node's port itself".to_string();
-                if !host_ports.is_empty() && !ignored.contains(&line) {
-                    ignored.push(line);
-                }
-            } else {
-                pod.ports.extend(host_ports);
-            }
-            pod.containers.push(spec);
+            add_app_container(&mut pod, spec, host_ports, ignored);
         }
     }
     check_unique_names(&pod)?;
@@ -82,6 +73,20 @@ pub(super) fn to_pod_spec(m: Manifest, objects: &objects::Objects, ignored: &mut
     let mounts: Vec<(&str, &str, &[VolumeMount])> = mounts.iter().map(|(l, i, m)| (*l, i.as_str(), *m)).collect();
     volumes::check(&pod.volumes, &mounts).map_err(|(f, m)| invalid(&f, m))?;
     Ok(pod)
+}
+
+/// An app container joins the pod with its hostPorts, which in the node's network are noted as
+/// ignored: there the container binds the node's port itself.
+fn add_app_container(pod: &mut PodSpec, spec: ContainerSpec, host_ports: Vec<PortMapping>, ignored: &mut Vec<String>) {
+    if pod.node_namespaces.contains("net") {
+        let line = "spec.containers[].ports[].hostPort: with hostNetwork the container listens on the node's port itself".to_string();
+        if !host_ports.is_empty() && !ignored.contains(&line) {
+            ignored.push(line);
+        }
+    } else {
+        pod.ports.extend(host_ports);
+    }
+    pod.containers.push(spec);
 }
 
 /// The pod's restartPolicy; Kubernetes' default is Always.
@@ -130,16 +135,9 @@ fn container(i: usize, c: Container, init: bool, wide: &PodWide, host_ports: &mu
     if args.is_empty() && c.image.is_none() {
         return Err(invalid(&format!("spec.containers[{i}].command"), "a container without an image needs a command (and args)"));
     }
-    let pull_policy = match c.image_pull_policy.as_deref() {
-        None => None,
-        Some(p) => Some(p.parse().map_err(|e: String| invalid(&format!("spec.containers[{i}].imagePullPolicy"), e))?),
-    };
+    let pull_policy = c.image_pull_policy.as_deref().map(|p| p.parse().map_err(|e: String| invalid(&format!("spec.containers[{i}].imagePullPolicy"), e))).transpose()?;
     let ports = container_ports(i, &c.ports, host_ports)?;
-    for (j, e) in c.env.iter().enumerate() {
-        if e.name.is_empty() || e.name.contains('=') {
-            return Err(invalid(&format!("spec.containers[{i}].env[{j}].name"), format!("{:?} is not a valid variable name", e.name)));
-        }
-    }
+    check_env_names(i, &c.env)?;
     let resources = match &c.resources {
         Some(r) => resources(i, r)?,
         None => Resources::default(),
@@ -181,6 +179,16 @@ fn container(i: usize, c: Container, init: bool, wide: &PodWide, host_ports: &mu
         init,
         ..Default::default()
     })
+}
+
+/// The names of container `i`'s env entries: not empty and without '='.
+fn check_env_names(i: usize, env: &[EnvVar]) -> Result<(), PodError> {
+    for (j, e) in env.iter().enumerate() {
+        if e.name.is_empty() || e.name.contains('=') {
+            return Err(invalid(&format!("spec.containers[{i}].env[{j}].name"), format!("{:?} is not a valid variable name", e.name)));
+        }
+    }
+    Ok(())
 }
 
 /// A container's ports (containerPort, protocol); those with a hostPort are also added to

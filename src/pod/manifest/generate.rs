@@ -45,23 +45,7 @@ pub fn pod_manifest(pod: &PodRecord, containers: &[ContainerStatus]) -> (Value, 
     if !pod.volumes.is_empty() {
         spec.insert("volumes".into(), pod.volumes.iter().map(|v| volume(v, &mut notes)).collect());
     }
-    if let Some(g) = pod.grace_seconds {
-        spec.insert("terminationGracePeriodSeconds".into(), json!(g));
-    }
-    if pod.hostname != pod.name {
-        spec.insert("hostname".into(), json!(pod.hostname));
-    }
-    if pod.user_range.is_some() {
-        spec.insert("hostUsers".into(), json!(false));
-    }
-    if pod.share_pid {
-        spec.insert("shareProcessNamespace".into(), json!(true));
-    }
-    for (key, ns) in [("hostNetwork", "net"), ("hostPID", "pid"), ("hostIPC", "ipc")] {
-        if pod.node_namespaces.contains(ns) {
-            spec.insert(key.into(), json!(true));
-        }
-    }
+    insert_pod_fields(&mut spec, pod);
     // Kubernetes has one policy per pod; podbox containers started with `run` may differ.
     let policies: Vec<RestartPolicy> = specs.iter().map(|c| c.restart).collect();
     if let Some(&first) = policies.first() {
@@ -82,6 +66,28 @@ pub fn pod_manifest(pod: &PodRecord, containers: &[ContainerStatus]) -> (Value, 
         metadata["labels"] = json!(pod.labels);
     }
     (json!({ "apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": spec }), notes)
+}
+
+/// The pod's own fields where they differ from Kubernetes' defaults: grace period, hostname,
+/// user namespace, shared PID namespace and the node's namespaces.
+fn insert_pod_fields(spec: &mut Map<String, Value>, pod: &PodRecord) {
+    if let Some(g) = pod.grace_seconds {
+        spec.insert("terminationGracePeriodSeconds".into(), json!(g));
+    }
+    if pod.hostname != pod.name {
+        spec.insert("hostname".into(), json!(pod.hostname));
+    }
+    if pod.user_range.is_some() {
+        spec.insert("hostUsers".into(), json!(false));
+    }
+    if pod.share_pid {
+        spec.insert("shareProcessNamespace".into(), json!(true));
+    }
+    for (key, ns) in [("hostNetwork", "net"), ("hostPID", "pid"), ("hostIPC", "ipc")] {
+        if pod.node_namespaces.contains(ns) {
+            spec.insert(key.into(), json!(true));
+        }
+    }
 }
 
 fn container(c: &ContainerSpec, ports: Vec<Value>, notes: &mut Vec<String>) -> Value {

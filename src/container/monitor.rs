@@ -287,16 +287,6 @@ fn spawn_init(opts: &StartOptions, plan: &InitPlan, cgroup: Option<&cgroups::Cgr
     Ok(Attempt { init, pipes: pipes.take(), error: None })
 }
 
-pub(crate) fn wait_for(pid: Pid) -> WaitStatus {
-    loop {
-        match waitpid(pid, None) {
-            Ok(s @ (WaitStatus::Exited(..) | WaitStatus::Signaled(..))) => return s,
-            Ok(_) | Err(nix::Error::EINTR) => continue,
-            Err(_) => return WaitStatus::Exited(pid, CODE_RUNTIME),
-        }
-    }
-}
-
 /// Wait for our child `child` to exit while passing SIGINT, SIGTERM and SIGHUP on to the
 /// process `target` names at the time of each signal (a foreground container's current run,
 /// which its monitor may have restarted, or an exec'd process). Signals go through a pidfd

@@ -179,6 +179,18 @@ pub fn shell_code(status: nix::sys::wait::WaitStatus) -> (i32, Option<i32>) {
     }
 }
 
+/// Reap our child `pid`, retrying on EINTR; how it ended (an unexpected error reads as the
+/// runtime's own failure code).
+pub(crate) fn wait_for(pid: nix::unistd::Pid) -> nix::sys::wait::WaitStatus {
+    loop {
+        match nix::sys::wait::waitpid(pid, None) {
+            Ok(s @ (nix::sys::wait::WaitStatus::Exited(..) | nix::sys::wait::WaitStatus::Signaled(..))) => return s,
+            Ok(_) | Err(nix::Error::EINTR) => continue,
+            Err(_) => return nix::sys::wait::WaitStatus::Exited(pid, super::init::CODE_RUNTIME),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -91,7 +91,7 @@ impl Pipes {
                 }
             }
         }
-        status.unwrap_or_else(|| super::monitor::wait_for(init))
+        status.unwrap_or_else(|| super::process::wait_for(init))
     }
 }
 

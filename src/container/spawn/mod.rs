@@ -155,7 +155,7 @@ impl Child {
         if let Some(Ok(s)) = self.pidfd.as_ref().map(|p| p.wait()) {
             return s;
         }
-        super::monitor::wait_for(Pid::from_raw(self.pid))
+        super::process::wait_for(Pid::from_raw(self.pid))
     }
 
     /// The process's identity as state on disk records it.

@@ -37,9 +37,10 @@ pub enum Request {
 impl Request {
     /// Whether the call starts or enters a container: its worker runs from a sealed copy of
     /// the binary (`container::sealed_exe`), as the CLI's `run` and `exec` do. The others save
-    /// that second exec (RunPodSandbox: the pause is its own embedded binary).
+    /// that second exec (RunPodSandbox: the pause is its own embedded binary; CreateContainer
+    /// only resolves the image and writes the record, `containers::create` forks nothing).
     fn enters_container(&self) -> bool {
-        matches!(self, Request::CreateContainer { .. } | Request::StartContainer { .. })
+        matches!(self, Request::StartContainer { .. })
     }
 }
 

@@ -62,9 +62,12 @@ pub fn prepare_rootfs(pod: &super::model::PodRecord, pod_dir: &Path, cdir: &Path
 
 /// Unmount every idmapped layer view of the pod in `pod_dir` (before its files are removed: the
 /// views are read-only, but nothing must reach into an image through them).
+/// The views are the directory's entries (one per layer), unmounted by name: reading the mount
+/// table instead costs O(mounts on the node) for every pod removed, O(pods²) for `pod rm --all`.
 pub fn unmount_views(pod_dir: &Path) {
-    for m in super::sandbox::mounts_under(&pod_dir.join(IDMAPPED_DIR)) {
-        super::sandbox::unmount(&m);
+    let Ok(entries) = std::fs::read_dir(pod_dir.join(IDMAPPED_DIR)) else { return };
+    for e in entries.flatten() {
+        super::sandbox::unmount(&e.path());
     }
 }
 

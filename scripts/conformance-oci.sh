@@ -51,6 +51,13 @@ else
 fi
 
 cgroups_before=$(mktemp)
+# The suite's programs make their bundles with Go's os.MkdirTemp (ocitest*) and leave them when a
+# check fails: give them a directory of ours and remove it at the end, whatever happens.
+export TMPDIR
+TMPDIR=$(mktemp -d /tmp/podbox-conformance-XXXXXX)
+# Searchable by all, as /tmp is: a user-namespaced container's root reaches its bundle through it.
+chmod 0711 "$TMPDIR"
+trap 'rm -rf "$TMPDIR" "$cgroups_before"' EXIT
 find /sys/fs/cgroup -mindepth 1 -type d 2>/dev/null | sort >"$cgroups_before"
 start=$(date +%s)
 declare -A RESULT PASSED

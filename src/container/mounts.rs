@@ -28,6 +28,7 @@ pub struct Options {
 
 // mount_setattr(2) ABI (linux/mount.h), stable since Linux 5.12.
 pub(crate) const MOUNT_ATTR_RDONLY: u64 = 0x1;
+const MOUNT_ATTR_IDMAP: u64 = 0x10_0000;
 const MOUNT_ATTR_NOSUID: u64 = 0x2;
 const MOUNT_ATTR_NODEV: u64 = 0x4;
 const MOUNT_ATTR_NOEXEC: u64 = 0x8;
@@ -51,10 +52,19 @@ struct MountAttr {
 /// mount_setattr(2): set the mount attributes `set` and clear `clear` on the mount at `path`
 /// relative to `dirfd` (`flags`: AT_RECURSIVE, AT_EMPTY_PATH, AT_SYMLINK_NOFOLLOW…). Linux 5.12.
 pub(crate) fn mount_setattr(dirfd: libc::c_int, path: &std::ffi::CStr, flags: libc::c_int, set: u64, clear: u64) -> std::result::Result<(), nix::Error> {
-    let attr = MountAttr { attr_set: set, attr_clr: clear, propagation: 0, userns_fd: 0 };
+    setattr(dirfd, path, flags, &MountAttr { attr_set: set, attr_clr: clear, propagation: 0, userns_fd: 0 })
+}
+
+/// mount_setattr(2) making the (detached) mount at `path` an idmapped one through the maps of
+/// the user namespace `userns`, with the attributes `set` besides.
+pub(crate) fn mount_setattr_idmap(dirfd: libc::c_int, path: &std::ffi::CStr, flags: libc::c_int, set: u64, userns: std::os::fd::RawFd) -> std::result::Result<(), nix::Error> {
+    setattr(dirfd, path, flags, &MountAttr { attr_set: MOUNT_ATTR_IDMAP | set, attr_clr: 0, propagation: 0, userns_fd: userns as u64 })
+}
+
+fn setattr(dirfd: libc::c_int, path: &std::ffi::CStr, flags: libc::c_int, attr: &MountAttr) -> std::result::Result<(), nix::Error> {
     // SAFETY: mount_setattr(2) reads `attr` (valid, of the size passed) and the NUL-terminated
     // path, both alive for the call.
-    let rc = unsafe { libc::syscall(libc::SYS_mount_setattr, dirfd, path.as_ptr(), flags as libc::c_uint, &attr as *const MountAttr, std::mem::size_of::<MountAttr>()) };
+    let rc = unsafe { libc::syscall(libc::SYS_mount_setattr, dirfd, path.as_ptr(), flags as libc::c_uint, attr as *const MountAttr, std::mem::size_of::<MountAttr>()) };
     if rc != 0 { Err(nix::Error::last()) } else { Ok(()) }
 }
 

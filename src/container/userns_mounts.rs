@@ -21,18 +21,7 @@ pub fn bind_host_sysfs(dest: &std::path::Path, remount_at: impl FnOnce() -> Resu
     Ok(())
 }
 
-/// `struct mount_attr` of mount_setattr(2).
-#[repr(C)]
-struct MountAttr {
-    attr_set: u64,
-    attr_clr: u64,
-    propagation: u64,
-    userns_fd: u64,
-}
-
 const OPEN_TREE_CLONE: libc::c_uint = 1;
-const MOUNT_ATTR_RDONLY: u64 = 0x1;
-const MOUNT_ATTR_IDMAP: u64 = 0x10_0000;
 const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
 
 /// Mount a read-only view of directory `src` at `at` whose files appear owned as through the
@@ -50,12 +39,9 @@ pub fn mount_idmapped(src: &std::path::Path, at: &std::path::Path, userns: &std:
     }
     // SAFETY: a fresh descriptor of ours.
     let tree = unsafe { OwnedFd::from_raw_fd(raw) };
-    let attr = MountAttr { attr_set: MOUNT_ATTR_IDMAP | MOUNT_ATTR_RDONLY, attr_clr: 0, propagation: 0, userns_fd: userns.as_raw_fd() as u64 };
     let empty = c"";
-    // SAFETY: mount_setattr reads `attr` (valid, of the size passed) and the empty path.
-    let rc = unsafe { libc::syscall(libc::SYS_mount_setattr, tree.as_raw_fd(), empty.as_ptr(), (libc::AT_EMPTY_PATH | libc::AT_RECURSIVE) as libc::c_uint, &attr as *const MountAttr, std::mem::size_of::<MountAttr>()) };
-    if rc != 0 {
-        let e = nix::Error::last();
+    let idmapped = super::mounts::mount_setattr_idmap(tree.as_raw_fd(), empty, libc::AT_EMPTY_PATH | libc::AT_RECURSIVE, super::mounts::MOUNT_ATTR_RDONLY, userns.as_raw_fd());
+    if let Err(e) = idmapped {
         return Err(ContainerError::Sys { what: format!("idmapping {} for the pod's user namespace (its file system must support idmapped mounts, as ext4, xfs, btrfs and tmpfs do)", src.display()), source: e });
     }
     // SAFETY: move_mount of our detached tree onto a NUL-terminated path.

@@ -394,34 +394,7 @@ fn podbox_cni_follows_the_spec_call_sequences() {
     node.sh_ok(&format!("umount {ns1} {ns2} {ns3}"));
 }
 
-/// A cgroup parent for podman's containers, removed in every hierarchy when dropped (after the
-/// node, whose end kills its processes).
-struct CgroupParent(String);
 
-impl Drop for CgroupParent {
-    fn drop(&mut self) {
-        fn rmdir_tree(d: &Path) {
-            for e in std::fs::read_dir(d).into_iter().flatten().flatten() {
-                if e.file_type().is_ok_and(|t| t.is_dir()) {
-                    rmdir_tree(&e.path());
-                }
-            }
-            let _ = std::fs::remove_dir(d);
-        }
-        let roots = std::fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten().map(|e| e.path());
-        for hierarchy in roots.chain(std::iter::once(PathBuf::from("/sys/fs/cgroup"))) {
-            let d = hierarchy.join(&self.0);
-            if d.is_dir() {
-                rmdir_tree(&d);
-            }
-        }
-    }
-}
-
-/// podman with its CNI backend and a conflist naming `podbox-cni` runs a two-container pod
-/// reachable on its host port; removing the pod gives the address back. podman runs inside a
-/// node with tmpfs on /run and /var/lib and its storage, config and the CNI store in temp dirs
-/// (as in tests/oci.rs); the containers run on podbox-runc.
 #[test]
 #[ignore = "needs root: scripts/test.sh runs it (cargo test -- --include-ignored)"]
 fn podman_cni_backend_runs_a_pod_on_podbox_cni() {
@@ -430,7 +403,7 @@ fn podman_cni_backend_runs_a_pod_on_podbox_cni() {
         eprintln!("skipped: podman is not installed (apt-get install -y podman)");
         return;
     }
-    let cgroup_parent = CgroupParent(format!("podbox-test-podman-cni-{}", std::process::id()));
+    let cgroup_parent = common::CgroupParent(format!("podbox-test-podman-cni-{}", std::process::id()));
     let node = Node::new("cni-podman");
     let plugin = Plugin::new(&node);
     let d = node.dir.join("podman");

@@ -125,33 +125,6 @@ impl Drop for Containerd {
     }
 }
 
-/// The test's cgroup parent, removed (with what is under it) in every hierarchy when dropped.
-struct CgroupParent(String);
-
-impl CgroupParent {
-    /// Every directory of `rel` below the parent that still exists, in any hierarchy.
-    fn left(&self, rel: &str) -> Vec<PathBuf> {
-        let hier = std::fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten().map(|e| e.path());
-        hier.chain(std::iter::once(PathBuf::from("/sys/fs/cgroup"))).map(|h| h.join(&self.0).join(rel)).filter(|p| p.is_dir()).collect()
-    }
-}
-
-impl Drop for CgroupParent {
-    fn drop(&mut self) {
-        fn rmdir_tree(d: &Path) {
-            for e in std::fs::read_dir(d).into_iter().flatten().flatten() {
-                if e.file_type().is_ok_and(|t| t.is_dir()) {
-                    rmdir_tree(&e.path());
-                }
-            }
-            let _ = std::fs::remove_dir(d);
-        }
-        for d in self.left("") {
-            rmdir_tree(&d);
-        }
-    }
-}
-
 #[test]
 #[ignore = "needs root: scripts/test.sh runs it (cargo test -- --include-ignored)"]
 fn containerd_drives_podbox_through_its_runc_shim() {
@@ -161,7 +134,7 @@ fn containerd_drives_podbox_through_its_runc_shim() {
         eprintln!("skipped: containerd is not installed (apt-get install -y containerd)");
         return;
     }
-    let cg = CgroupParent(format!("podbox-test-ctd-{}", std::process::id()));
+    let cg = common::CgroupParent(format!("podbox-test-ctd-{}", std::process::id()));
     let node = Node::new("ctd");
     let r = Env::new("ctd");
     // The shims' sockets and state go under /run: a tmpfs there, in the node's own mount

@@ -15,27 +15,6 @@ use common::Node;
 use common::oci::Env;
 use serde_json::{Value, json};
 
-/// A cgroup parent of the test's own (`--cgroup-parent` for podman), removed with everything under
-/// it in every hierarchy when dropped — after the node, so its processes are gone by then. podman
-/// leaves its pod and conmon cgroups behind otherwise, and a killed run leaves the containers' too.
-struct CgroupParent(String);
-
-impl Drop for CgroupParent {
-    fn drop(&mut self) {
-        fn rmdir_tree(d: &Path) {
-            for e in std::fs::read_dir(d).into_iter().flatten().flatten() {
-                if e.file_type().is_ok_and(|t| t.is_dir()) { rmdir_tree(&e.path()); }
-            }
-            let _ = std::fs::remove_dir(d);
-        }
-        let roots = std::fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten().map(|e| e.path());
-        for hierarchy in roots.chain(std::iter::once(Path::new("/sys/fs/cgroup").to_path_buf())) {
-            let d = hierarchy.join(&self.0);
-            if d.is_dir() { rmdir_tree(&d); }
-        }
-    }
-}
-
 fn code(out: &std::process::Output) -> i32 {
     out.status.code().unwrap_or(-1)
 }
@@ -311,7 +290,7 @@ fn podman_runs_containers_on_podbox() {
         eprintln!("skipped: podman is not installed (apt-get install -y podman)");
         return;
     }
-    let cgroup_parent = CgroupParent(format!("podbox-test-podman-{}", std::process::id()));
+    let cgroup_parent = common::CgroupParent(format!("podbox-test-podman-{}", std::process::id()));
     let node = Node::new("oci-podman");
     let env = Env::in_node("podman", &node);
     let cg = format!("--cgroup-parent /{}", cgroup_parent.0);

@@ -311,3 +311,33 @@ pub fn json(s: &str) -> serde_json::Value {
 pub fn rootfs() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/rootfs"))
 }
+
+/// A cgroup parent of the test's own (`--cgroup-parent` for podman, containerd's runtime root),
+/// removed with everything under it in every hierarchy when dropped — after the node, so its
+/// processes are gone by then. podman leaves its pod and conmon cgroups behind otherwise, and a
+/// killed run leaves the containers' too.
+pub struct CgroupParent(pub String);
+
+impl CgroupParent {
+    /// Every directory of `rel` below the parent that still exists, in any hierarchy.
+    pub fn left(&self, rel: &str) -> Vec<PathBuf> {
+        let hier = std::fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten().map(|e| e.path());
+        hier.chain(std::iter::once(PathBuf::from("/sys/fs/cgroup"))).map(|h| h.join(&self.0).join(rel)).filter(|p| p.is_dir()).collect()
+    }
+}
+
+impl Drop for CgroupParent {
+    fn drop(&mut self) {
+        fn rmdir_tree(d: &Path) {
+            for e in std::fs::read_dir(d).into_iter().flatten().flatten() {
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    rmdir_tree(&e.path());
+                }
+            }
+            let _ = std::fs::remove_dir(d);
+        }
+        for d in self.left("") {
+            rmdir_tree(&d);
+        }
+    }
+}

@@ -395,6 +395,54 @@ fn podbox_cni_follows_the_spec_call_sequences() {
 }
 
 
+/// DEL leaves the kernel's slow deletion of the veth pair to a detached child (see
+/// `cni/plugin/retire.rs`). What a runtime relies on must hold when DEL returns: the address is
+/// free, no port on the bridge, the container's interface name and route gone, so that an ADD of
+/// the same container and interface right away succeeds. And a bounded time later nothing is
+/// left: no veth (retired or not) on either side, no process. GC deletes a retired pair whose
+/// child never ran.
+#[test]
+#[ignore = "needs root: scripts/test.sh runs it (cargo test -- --include-ignored)"]
+fn podbox_cni_del_then_add_again_leaves_nothing_behind() {
+    require_root!();
+    let node = Node::new("cni-del");
+    let plugin = Plugin::new(&node);
+    let data = node.dir.join("ipam");
+    let conf = podbox_cni_conf(&data, "1.1.0");
+    let ns = netns_pin(&node, "c1");
+    let pod_links = || node.sh_ok(&format!("nsenter --net={ns} ip -o link show | grep -v ': lo:' || true"));
+    for round in 0..3 {
+        let (rc, out) = plugin.call(&node, "ADD", "c1", &ns, &conf);
+        assert_eq!(rc, 0, "round {round}: {out}");
+        let veth = json(&out)["interfaces"][1]["name"].as_str().unwrap().to_string();
+        assert_eq!(plugin.call(&node, "DEL", "c1", &ns, &conf), (0, String::new()));
+        // Right after DEL: nothing of the attachment is in use.
+        assert!(std::fs::read_dir(data.join("pbnet")).unwrap().all(|f| !f.unwrap().file_name().to_string_lossy().starts_with("10.")), "address held");
+        assert!(node.sh_ok("ip -o link show master pb0").trim().is_empty(), "round {round}: port left on the bridge");
+        assert!(!node.sh(&format!("ip link show dev {veth}")).status.success(), "round {round}: {veth} still there");
+        assert!(!node.sh(&format!("nsenter --net={ns} ip link show dev eth0")).status.success(), "round {round}: eth0 still there");
+        assert!(node.sh_ok(&format!("nsenter --net={ns} ip -4 route show")).trim().is_empty(), "round {round}: a route left");
+    }
+    // The same ID again at once, and CHECK on it: a working attachment.
+    let (rc, out) = plugin.call(&node, "ADD", "c1", &ns, &conf);
+    assert_eq!(rc, 0, "{out}");
+    let mut check = conf.clone();
+    check["prevResult"] = json(&out);
+    assert_eq!(plugin.call(&node, "CHECK", "c1", &ns, &check), (0, String::new()));
+    node.sh_ok(&format!("nsenter --net={ns} busybox ping -c 1 -W 2 10.33.0.1"));
+    assert_eq!(plugin.call(&node, "DEL", "c1", &ns, &conf), (0, String::new()));
+    assert!(wait_until(5, || veths(&node).trim().is_empty() && pod_links().trim().is_empty()), "left: {} / {}", veths(&node), pod_links());
+    assert!(wait_until(5, || node.processes().is_empty()), "processes left: {:?}", node.processes());
+    // A retired pair whose deleting child never ran (killed, say): GC deletes it.
+    node.sh_ok(&format!("ip link add pbdel4242 type veth peer name pbdel4243 netns {ns}"));
+    let mut gc = conf.clone();
+    gc["cni.dev/valid-attachments"] = serde_json::json!([]);
+    assert_eq!(plugin.call(&node, "GC", "", "", &gc), (0, String::new()));
+    assert!(veths(&node).trim().is_empty() && pod_links().trim().is_empty(), "GC left: {} / {}", veths(&node), pod_links());
+    node.sh_ok(&format!("umount {ns}"));
+    node.assert_clean();
+}
+
 #[test]
 #[ignore = "needs root: scripts/test.sh runs it (cargo test -- --include-ignored)"]
 fn podman_cni_backend_runs_a_pod_on_podbox_cni() {

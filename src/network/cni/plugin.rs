@@ -6,6 +6,7 @@
 //! (`hostlocal`) and does NAT with podbox's nftables table. Errors are the spec's JSON objects.
 
 mod conf;
+mod retire;
 mod verbs;
 
 use conf::*;

@@ -101,17 +101,24 @@ pub(super) fn add_steps(net: &Net, e: &Env, store: &Store, veth: &str, undo: &mu
     }))
 }
 
-/// Undo ADD from the container ID and interface alone; whatever is gone counts as done.
+/// Undo ADD from the container ID and interface alone; whatever is gone counts as done. The veth
+/// pair is made unobservable first and deleted by a detached child at the very end (`retire`):
+/// the kernel's deletion of a veth is most of a DEL's time, and nothing depends on it.
 pub(super) fn del(net: &Net, e: &Env) -> Result<(), PluginError> {
-    let store = Store::open(&net.data_dir, &net.name)?;
     let veth = host_veth(&e.container_id, &e.ifname);
-    let link = netlink::run(|h| async move { netlink::delete_link(&h, &veth).await });
+    let retired = retire::retire_pair(&veth, &e.netns, &e.ifname);
     let ports = if net.port_capable { nft::remove_pod(&e.container_id) } else { Ok(()) };
     if net.ip_masq || net.port_capable {
         // Its anti-spoofing elements match nothing once the veth is gone; pruned in batches.
         nft::mark_stale(&net.state_root(), &e.container_id);
     }
-    let addr = store.release(&e.container_id, &e.ifname).map(|_| ()).map_err(NetError::from);
+    // The store (and its flock) is closed before the child is forked.
+    let addr = Store::open(&net.data_dir, &net.name)?.release(&e.container_id, &e.ifname).map(|_| ()).map_err(NetError::from);
+    let link = match retired {
+        Ok(Some(dying)) => retire::delete_detached(dying),
+        Ok(None) => Ok(()),
+        Err(x) => Err(x),
+    };
     link.and(ports).and(addr)?;
     Ok(())
 }
@@ -157,7 +164,8 @@ pub(super) fn status(net: &Net) -> Result<(), PluginError> {
     Ok(())
 }
 
-/// Free every attachment of this network not in `valid`: address, veth, host ports.
+/// Free every attachment of this network not in `valid`: address, veth, host ports; and delete
+/// the pairs DEL retired whose deleting child did not finish.
 pub(super) fn gc(net: &Net, valid: &[ValidAttachment]) -> Result<(), PluginError> {
     let store = Store::open(&net.data_dir, &net.name)?;
     let is_valid = |id: &str, ifn: &str| valid.iter().any(|v| v.container_id == id && (v.ifname == ifn || ifn.is_empty()));
@@ -169,6 +177,9 @@ pub(super) fn gc(net: &Net, valid: &[ValidAttachment]) -> Result<(), PluginError
         if let Err(x) = res {
             first.get_or_insert(x.into());
         }
+    }
+    if let Err(x) = retire::sweep() {
+        first.get_or_insert(x.into());
     }
     let live: Vec<String> = valid.iter().map(|v| v.container_id.clone()).collect();
     if let Err(x) = nft::gc(&net.state_root(), &live) {

@@ -230,6 +230,29 @@ stats() {
 now() { date +%s%N; }
 median_of() { awk -F'\t' -v n="$1" '$1 == n {print $2}' "$ROWS"; }
 
+# assert_clean WHAT BRIDGE IPAMDIR: after a teardown nothing may be left: no veth on the node,
+# no allocation, no process but the node's init and this script's ancestry. Veths in a dying
+# netns are removed by the kernel in the background: wait for them (bounded) and report how long.
+assert_clean() {
+    local what=$1 ipam=$2 t0 left
+    t0=$(now)
+    for _ in $(seq 3000); do
+        left=$(ip -o link show type veth | wc -l)
+        [[ $left == 0 ]] && break
+        sleep 0.01
+    done
+    [[ $left == 0 ]] || fail "$what: $left veths left"
+    echo "$what.veths_gone_after_ms $(( ($(now) - t0) / 1000000 ))" >>"$W/notes"
+    local allocs
+    # both IPAMs keep one file per allocated address, named by the address
+    allocs=$(find "$ipam" -type f -regextype posix-extended -regex '.*/[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+' | wc -l)
+    [[ $allocs == 0 ]] || { find "$ipam" -type f >&2; fail "$what: $allocs IPAM allocations left"; }
+    local procs
+    # anything but the node's init, this script and its ps is a leak
+    ps -e -o pid=,ppid= >"$W/ps"
+    procs=$(awk -v me=$$ '$1 != 1 && $1 != me && $2 != me' "$W/ps" | wc -l)
+    [[ $procs == 0 ]] || { ps -ef >&2; fail "$what: $procs processes left"; }
+}
 : >"$W/notes"
 # only PART: whether to run a part (all unless BENCH_ONLY names one).
 only() { [[ -z ${BENCH_ONLY:-} || $BENCH_ONLY == "$1" ]]; }
@@ -255,29 +278,6 @@ hf pod_gone.podbox --prepare "$W/pod-present pg" "$PB --root $R pod rm -f pg"
 hf pod_gone.peer --prepare "$W/peer-up 0" "$W/peer-down 0"
 
 # ---- 4. scale ----------------------------------------------------------------------------------
-# assert_clean WHAT BRIDGE IPAMDIR: after a teardown nothing may be left: no veth on the node,
-# no allocation, no process but the node's init and this script's ancestry. Veths in a dying
-# netns are removed by the kernel in the background: wait for them (bounded) and report how long.
-assert_clean() {
-    local what=$1 ipam=$2 t0 left
-    t0=$(now)
-    for _ in $(seq 3000); do
-        left=$(ip -o link show type veth | wc -l)
-        [[ $left == 0 ]] && break
-        sleep 0.01
-    done
-    [[ $left == 0 ]] || fail "$what: $left veths left"
-    echo "$what.veths_gone_after_ms $(( ($(now) - t0) / 1000000 ))" >>"$W/notes"
-    local allocs
-    # both IPAMs keep one file per allocated address, named by the address
-    allocs=$(find "$ipam" -type f -regextype posix-extended -regex '.*/[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+' | wc -l)
-    [[ $allocs == 0 ]] || { find "$ipam" -type f >&2; fail "$what: $allocs IPAM allocations left"; }
-    local procs
-    # anything but the node's init, this script and its ps is a leak
-    ps -e -o pid=,ppid= >"$W/ps"
-    procs=$(awk -v me=$$ '$1 != 1 && $1 != me && $2 != me' "$W/ps" | wc -l)
-    [[ $procs == 0 ]] || { ps -ef >&2; fail "$what: $procs processes left"; }
-}
 # ping_all FILE: one ping from the node to every pod; FILE has lines "IP NETNS_PIN BRIDGE".
 # Each ping leaves two neighbour entries (the node's for the pod, the pod's for the gateway),
 # and the kernel's ARP table is one for the whole machine (gc_thresh3, 1024 by default), which

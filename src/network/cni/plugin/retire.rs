@@ -147,7 +147,7 @@ fn single_threaded() -> bool {
 /// flock would block the next ADD), the session (signals to the runtime's process group), and
 /// it is killed by an alarm should the deletion hang.
 fn detach() {
-    // SAFETY: plain syscalls on descriptors this process owns.
+    // SAFETY: plain syscalls on descriptors and signal state this process owns.
     unsafe {
         libc::setsid();
         let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
@@ -157,6 +157,12 @@ fn detach() {
             }
         }
         libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
+        // The runtime may have left SIGALRM ignored or blocked for its children.
+        libc::signal(libc::SIGALRM, libc::SIG_DFL);
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGALRM);
+        libc::sigprocmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
         libc::alarm(CHILD_ALARM_SECS);
     }
 }

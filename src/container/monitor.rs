@@ -55,8 +55,11 @@ pub struct Started {
 /// The spec's cgroup is created here and removed again if the container cannot start.
 pub fn start(opts: StartOptions) -> Result<Started> {
     let plan = InitPlan::build(opts.spec)?;
+    crate::trace::step("start: init plan (seccomp compiled)");
     let cgroup = cgroups::setup(opts.spec)?;
+    crate::trace::step("start: cgroup created");
     let result = spawn_monitor(&opts, &plan, cgroup.as_ref());
+    crate::trace::step("start: monitor spawned, init started");
     if result.is_err()
         && let Some(cg) = &cgroup {
             let _ = cg.remove();

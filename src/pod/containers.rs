@@ -37,14 +37,18 @@ pub enum RunOutcome {
 
 /// Run container `c` in pod `key`.
 pub fn run(ctx: &Ctx, key: &str, c: &ContainerSpec, detach: bool) -> Result<RunOutcome> {
+    crate::trace::step("run: start");
     validate_name("container", &c.name)?;
     c.validate()?;
     // Image (pulled if the policy says so) or --rootfs; before the lock: a pull may take long.
     let resolved = super::image::resolve(ctx, c)?;
     let lock = ctx.root.lock()?;
     let pod = running_pod(ctx, key)?;
+    crate::trace::step("run: image, lock, pod");
     let (rec, spec) = record(ctx, &pod, c, &resolved, false)?;
+    crate::trace::step("run: spec, record");
     let started = launch(ctx, &pod, rec, &spec, &resolved, detach)?;
+    crate::trace::step("run: started, record");
     drop(lock);
     if detach {
         return Ok(RunOutcome::Detached(started.pid));
@@ -53,6 +57,7 @@ pub fn run(ctx: &Ctx, key: &str, c: &ContainerSpec, detach: bool) -> Result<RunO
     let current = ctx.root.container_dir(&pod.id, &c.name).join(container::CURRENT_FILE);
     let target = || state::read_json::<container::CurrentRun>(&current).ok().map_or(Some(started.pid), |run| run.pid);
     let code = container::monitor::wait_forwarding(nix::unistd::Pid::from_raw(started.monitor.pid), &target);
+    crate::trace::step("run: exited, status recorded");
     Ok(RunOutcome::Exited(code))
 }
 

@@ -2,6 +2,7 @@
 //! their parent's CPUs and memory nodes), its limits written as the hierarchy spells them.
 
 use std::fs;
+use std::io::Write;
 use std::path::Path;
 
 use super::resources::{Setting, v1_writes};
@@ -19,10 +20,7 @@ impl Dir {
         if self.controllers.iter().any(|c| c == "cpuset") {
             init_cpuset(&self.mount, &self.path)?;
         }
-        for (file, value) in v1_writes(wanted, &self.controllers) {
-            write(&self.path.join(file), &value)?;
-        }
-        Ok(())
+        write_runs(&self.path, &v1_writes(wanted, &self.controllers))
     }
 
     /// The kernel's count of OOM kills in the cgroup (memory hierarchy only).
@@ -31,21 +29,51 @@ impl Dir {
     }
 }
 
-/// A v1 cpuset cgroup starts with empty `cpuset.cpus` and `cpuset.mems`, and a process cannot
-/// join it so: give each level below the mount down to `path` its parent's (as runc does;
-/// setting `cgroup.clone_children` instead would change the parent's own behaviour).
-pub fn init_cpuset(mount: &Path, path: &Path) -> Result<()> {
-    let rel = path.strip_prefix(mount).unwrap_or(Path::new(""));
-    let mut cur = mount.to_path_buf();
-    for comp in rel.components() {
-        let parent = cur.clone();
-        cur.push(comp);
-        for f in ["cpuset.cpus", "cpuset.mems"] {
-            if fs::read_to_string(cur.join(f)).unwrap_or_default().trim().is_empty() {
-                let from = fs::read_to_string(parent.join(f)).map_err(io_err(format!("reading {}", parent.join(f).display())))?;
-                write(&cur.join(f), from.trim())?;
-            }
+/// Write `writes` into the files of directory `dir`, in order. Consecutive writes to one file
+/// (the device rules: the v1 devices controller takes one rule per write(2)) share one open:
+/// each value is still its own write(2), as the kernel parses one per call.
+fn write_runs(dir: &Path, writes: &[(&'static str, String)]) -> Result<()> {
+    let mut i = 0;
+    while i < writes.len() {
+        let file = writes[i].0;
+        let path = dir.join(file);
+        let mut f = fs::OpenOptions::new().write(true).create(true).truncate(true).open(&path).map_err(io_err(format!("writing {:?} to {}", writes[i].1, path.display())))?;
+        while i < writes.len() && writes[i].0 == file {
+            f.write_all(writes[i].1.as_bytes()).map_err(io_err(format!("writing {:?} to {}", writes[i].1, path.display())))?;
+            i += 1;
         }
     }
     Ok(())
+}
+
+/// A v1 cpuset cgroup starts with empty `cpuset.cpus` and `cpuset.mems`, and a process cannot
+/// join it so: give each empty level below the mount down to `path` its parent's (as runc
+/// does; setting `cgroup.clone_children` instead would change the parent's own behaviour).
+/// Walked from `path` upwards, stopping at the first level that has a value: a new container's
+/// cgroup below a pod's costs three file operations per file, not one read per level.
+pub fn init_cpuset(mount: &Path, path: &Path) -> Result<()> {
+    if !path.starts_with(mount) {
+        return Ok(());
+    }
+    for f in ["cpuset.cpus", "cpuset.mems"] {
+        inherit_cpuset(mount, path, f)?;
+    }
+    Ok(())
+}
+
+/// The value of cpuset file `f` of `dir`, first copied from the nearest ancestor with one if empty.
+fn inherit_cpuset(mount: &Path, dir: &Path, f: &str) -> Result<String> {
+    let own = fs::read_to_string(dir.join(f));
+    if let Ok(v) = &own
+        && !v.trim().is_empty() {
+            return Ok(v.trim().to_string());
+        }
+    let parent = match dir.parent() {
+        Some(p) if dir != mount && p.starts_with(mount) => p,
+        // The mount's root always has CPUs and memory nodes; an error reading it is real.
+        _ => return own.map(|v| v.trim().to_string()).map_err(io_err(format!("reading {}", dir.join(f).display()))),
+    };
+    let from = inherit_cpuset(mount, parent, f)?;
+    write(&dir.join(f), &from)?;
+    Ok(from)
 }

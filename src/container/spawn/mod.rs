@@ -302,7 +302,7 @@ fn enter(desc: &Spawn, spawner: i32, chan: &Channel) -> Result<(), String> {
         unsafe { libc::_exit(CODE_RUNTIME) }
     }
     for procs in desc.cgroups {
-        std::fs::write(procs, "0").map_err(|e| format!("joining cgroup {}: {e}", procs.display()))?;
+        join_cgroup(procs).map_err(|e| format!("joining cgroup {}: {e}", procs.display()))?;
     }
     // SAFETY: as above; from here on its cgroup finds it.
     unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, 0, 0, 0, 0) };
@@ -320,6 +320,22 @@ fn enter(desc: &Spawn, spawner: i32, chan: &Channel) -> Result<(), String> {
         PidNs::Inherit => Ok(()),
         PidNs::New => nix::sched::unshare(CloneFlags::CLONE_NEWPID).map_err(|e| format!("creating a PID namespace: {e}")),
         PidNs::Join(ns) => nix::sched::setns(ns.as_fd(), CloneFlags::CLONE_NEWPID).map_err(|e| format!("joining the PID namespace: {e}")),
+    }
+}
+
+/// Move this (single-threaded, freshly forked) process into the cgroup whose `cgroup.procs` is
+/// `procs`. In a v1 hierarchy it writes "0" to the sibling `tasks` file instead: the kernel
+/// moves just the calling thread then, without taking the global threadgroup lock for writing,
+/// whose RCU grace period makes a `cgroup.procs` write cost 2-15 ms per process started. With
+/// one thread, moving the thread is moving the process (its cgroup.procs lists it, its children
+/// are born in it). cgroup2 has no `tasks` file (its cgroup.threads is for threaded subtrees
+/// only): there the write goes to `cgroup.procs` as before.
+fn join_cgroup(procs: &std::path::Path) -> std::io::Result<()> {
+    let tasks = procs.with_file_name("tasks");
+    match std::fs::OpenOptions::new().write(true).open(&tasks) {
+        Ok(mut f) => std::io::Write::write_all(&mut f, b"0"),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::write(procs, "0"),
+        Err(e) => Err(e),
     }
 }
 

@@ -51,7 +51,8 @@ if [[ "${1:-}" != --inner ]]; then
         BIN=$BENCH_PODBOX_DIR # a podbox (and examples/kernel_floor) built elsewhere
     else
         (cd "$HERE" && cargo build --profile "$PROFILE" --quiet && cargo build --profile "$PROFILE" --quiet --example kernel_floor)
-        BIN=$HERE/target/$([[ $PROFILE == dev ]] && echo debug || echo "$PROFILE")
+        # .cargo/config.toml names the host target (static glibc): outputs are under its tuple.
+        BIN=$HERE/target/$(rustc --print host-tuple)/$([[ $PROFILE == dev ]] && echo debug || echo "$PROFILE")
     fi
     [[ -x "$HERE/rootfs/bin/busybox" ]] || "$HERE/scripts/build-rootfs.sh"
 

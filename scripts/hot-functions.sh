@@ -23,7 +23,7 @@ if [[ "${1:-}" != --inner ]]; then
     [[ $(id -u) == 0 ]] || { echo "hot-functions.sh: needs root" >&2; exit 1; }
     if [[ -z ${BIN:-} ]]; then
         (cd "$HERE" && cargo build --release --quiet)
-        BIN=$HERE/target/release/podbox
+        BIN=$HERE/target/$(rustc --print host-tuple)/release/podbox
     fi
     WORK=$(mktemp -d /tmp/podbox-hot.XXXXXX)
     UNSHARE="" INIT=""

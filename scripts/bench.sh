@@ -18,9 +18,10 @@
 # BENCH_ONLY=main|images|cni|cri (one part only; images: pull + unpack of a ~100 MB 5-layer image from a
 # loopback registry vs podman and vs plain gzip|tar, start from it vs from the rootfs, disk use;
 # cri: a crictl loop against `podbox cri` and containerd + runc, scripts/lib/bench-cri.sh),
-# BENCH_CRI_ROUNDS (default 10), BENCH_PROFILE=release|dev (the podbox build measured; dev only to
-# try the script out on a loaded machine: its numbers are not podbox's), BENCH_PODBOX_DIR (measure the
-# podbox in that directory instead of building one).
+# BENCH_CRI_ROUNDS (default 10), BENCH_MEM_RUNS (peak-RSS samples per memory figure, default 7),
+# BENCH_PROFILE=release|dev (the podbox build measured; dev only to try the script out on a
+# loaded machine: its numbers are not podbox's), BENCH_PODBOX_DIR (measure the podbox in that
+# directory instead of building one).
 #
 # Needs root. Installs crun, runc, containernetworking-plugins, hyperfine, catatonit, time with
 # apt-get if they are missing.
@@ -50,7 +51,8 @@ if [[ "${1:-}" != --inner ]]; then
         BIN=$BENCH_PODBOX_DIR # a podbox (and examples/kernel_floor) built elsewhere
     else
         (cd "$HERE" && cargo build --profile "$PROFILE" --quiet && cargo build --profile "$PROFILE" --quiet --example kernel_floor)
-        BIN=$HERE/target/$([[ $PROFILE == dev ]] && echo debug || echo "$PROFILE")
+        # .cargo/config.toml names the host target (static glibc): outputs are under its tuple.
+        BIN=$HERE/target/$(rustc --print host-tuple)/$([[ $PROFILE == dev ]] && echo debug || echo "$PROFILE")
     fi
     [[ -x "$HERE/rootfs/bin/busybox" ]] || "$HERE/scripts/build-rootfs.sh"
 
@@ -351,17 +353,31 @@ maxrss_kib() {
     awk -F': ' '/Maximum resident set size/ {print $2}' "$W/time.out"
 }
 mem_row() { printf '%s\t%s\t%s\t%s\t1\tKiB\n' "$1" "$2" "$2" "$2" >>"$ROWS"; }
+# mem_rows NAME RESET CMD...: peak RSS of CMD over MEM_RUNS runs (RESET, a shell command, runs
+# before each, not measured): median, min and max. One sample is within ~0.2 MB of the next, but
+# the CLI's figure is page-cache text, so a neighbour's activity can move it.
+MEM_RUNS=${BENCH_MEM_RUNS:-7}
+mem_rows() {
+    local name=$1 reset=$2; shift 2
+    : >"$W/mem.samples"
+    for _ in $(seq "$MEM_RUNS"); do
+        sh -c "$reset" >/dev/null 2>&1 || true
+        maxrss_kib "$@" >>"$W/mem.samples"
+    done
+    sort -n "$W/mem.samples" | awk -v n="$name" '{v[NR]=$1} END {
+        printf "%s\t%s\t%s\t%s\t%d\tKiB\n", n, v[int((NR+1)/2)], v[1], v[NR], NR }' >>"$ROWS"
+}
 
 # The first create after the scale run's teardown also prunes the anti-spoofing elements of the
 # removed pods (nft.rs: every 32 removals; `nft -j list` of the table): measured on its own.
 mem_row mem.cli_pod_create_prune.podbox "$(maxrss_kib "$PB" --root "$R" pod create pm0 --network bridge)"
 "$PB" --root "$R" pod rm -f pm0
-mem_row mem.cli_pod_create.podbox "$(maxrss_kib "$PB" --root "$R" pod create pm --network bridge)"
+mem_rows mem.cli_pod_create.podbox "$PB --root $R pod rm -f pm" "$PB" --root "$R" pod create pm --network bridge
 pause_pid=$("$PB" --root "$R" pod inspect pm | jq -r .pause.pid)
 mem_row mem.pause.podbox "$(rss_kib "$pause_pid")"
-mem_row mem.cli_run.podbox "$(maxrss_kib "$PB" --root "$R" run --pod pm --name c1 -- /bin/true)"
-mem_row mem.cli_run.crun "$(maxrss_kib "${CRUN[@]}" run --bundle "$W/b-true" ct)"
-mem_row mem.cli_run.runc "$(maxrss_kib "${RUNC[@]}" run --bundle "$W/b-true" ct)"
+mem_rows mem.cli_run.podbox "$PB --root $R rm -f pm c1" "$PB" --root "$R" run --pod pm --name c1 -- /bin/true
+mem_rows mem.cli_run.crun "${CRUN[*]} delete -f ct" "${CRUN[@]}" run --bundle "$W/b-true" ct
+mem_rows mem.cli_run.runc "${RUNC[*]} delete -f ct" "${RUNC[@]}" run --bundle "$W/b-true" ct
 mem_row mem.cli_run_d_pause.crun "$(maxrss_kib "${CRUN[@]}" run -d --bundle "$W/b-cat" pcat)"
 mem_row mem.pause.catatonit "$(rss_kib "$("${CRUN[@]}" state pcat | jq .pid)")"
 "${CRUN[@]}" run -d --bundle "$W/b-sleep" psleep </dev/null >/dev/null 2>&1

@@ -13,7 +13,7 @@
 #   scripts/conformance-oci.sh                 # all files, all three runtimes (~10 min)
 #   RUNTIMES="podbox runc" FILES="pidfile hooks_stdin" scripts/conformance-oci.sh
 #   CONFORMANCE_DIR=/path/to/shared/conformance  # where build.sh and the sources are
-#   PODBOX_BIN=target/debug/podbox              # test this build instead of building --release
+#   PODBOX_BIN=target/x86_64-unknown-linux-gnu/debug/podbox              # test this build instead of building --release
 # New cgroups the runs leave behind (failed tests do) are removed at the end.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -31,7 +31,7 @@ done
 bin=${PODBOX_BIN:-}
 if [ -z "$bin" ]; then
   (cd "$repo" && cargo build --release -q)
-  bin=$repo/target/release/podbox
+  bin=$repo/target/$(rustc --print host-tuple)/release/podbox # .cargo/config.toml: under the host tuple
 fi
 mkdir -p "$out/podbox"
 cp "$bin" "$out/podbox/podbox.bin"

@@ -13,6 +13,8 @@
 # target/critest-junit.xml and a summary line. Env: CRITEST_TIMEOUT (default 1800 s).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The debug build (.cargo/config.toml names the host target: builds are under its tuple).
+PB=target/$(rustc --print host-tuple)/debug/podbox
 [ "$(id -u)" = 0 ] || { echo "critest.sh: run as root" >&2; exit 1; }
 
 if [ "${1:-}" = "--inside" ]; then
@@ -29,14 +31,14 @@ if [ "${1:-}" = "--inside" ]; then
     while read -r short refs; do for r in $refs; do push "$IM/layout" "$short" "$r"; done; done <"$IM/refs"
   else
     echo "critest.sh: no $IM/refs (run ../shared/conformance/critest-images.sh $IM): busybox from the rootfs under some of the names" >&2
-    target/debug/podbox image import rootfs busybox >/dev/null
+    "$PB" image import rootfs busybox >/dev/null
     L=$W/layout; mkdir -p "$L"; cp -r "$W/images/blobs" "$L/blobs"
     # Specs that only pull, list and remove take any image under the names they ask for; each
     # name gets an image of its own (a label in its config: removing an image removes all its
     # names), test-image-tags one image under three tags.
     refs="e2e-test-images/busybox:1.29-2 k8s-staging-cri-tools/test-image-latest:latest k8s-staging-cri-tools/test-image-tag:test k8s-staging-cri-tools/test-image-tag:all k8s-staging-cri-tools/test-image-tags:1"
     # shellcheck disable=SC2086
-    python3 - "$L" "$(target/debug/podbox image inspect localhost/busybox)" $refs <<'EOF'
+    python3 - "$L" "$("$PB" image inspect localhost/busybox)" $refs <<'EOF'
 import hashlib, json, os, sys
 layout, info, refs = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3:]
 info = info[0] if isinstance(info, list) else info
@@ -60,7 +62,7 @@ EOF
   fi
   printf '[[registry]]\nlocation = "%s"\n[[registry.mirror]]\nlocation = "127.0.0.1:5000"\ninsecure = true\n' registry.k8s.io >"$W/registries.conf"
   printf '[[registry]]\nlocation = "%s"\n[[registry.mirror]]\nlocation = "127.0.0.1:5000"\ninsecure = true\n' gcr.io >>"$W/registries.conf"
-  target/debug/podbox cri --listen "$W/cri.sock" >"$W/cri.log" 2>&1 &
+  "$PB" cri --listen "$W/cri.sock" >"$W/cri.log" 2>&1 &
   for _ in $(seq 100); do [ -S "$W/cri.sock" ] && break; sleep 0.1; done
   rc=0
   timeout "${CRITEST_TIMEOUT:-1800}" target/conformance/bin/critest --runtime-endpoint "unix://$W/cri.sock" --image-endpoint "unix://$W/cri.sock" \
@@ -77,7 +79,7 @@ done
 [ -x target/conformance/bin/critest ] || { [ -n "$conf" ] || { echo "critest.sh: no conformance sources (set PODBOX_CONFORMANCE_DIR)" >&2; exit 1; }; "$conf/build.sh" target/conformance cri; }
 cargo build --quiet
 W=$(mktemp -d /tmp/podbox-critest-XXXXXX)
-unshare --fork --pid --mount --mount-proc --net --uts --ipc --propagation private -- target/debug/podbox pause &
+unshare --fork --pid --mount --mount-proc --net --uts --ipc --propagation private -- "$PB" pause &
 ushare=$!
 init=""
 for _ in $(seq 100); do
@@ -87,7 +89,7 @@ for _ in $(seq 100); do
 done
 [ -n "$init" ] || { echo "critest.sh: the node did not start" >&2; kill "$ushare"; exit 1; }
 cleanup() {
-  nsenter -t "$init" --net --pid --mount --uts --ipc -- env PODBOX_ROOT="$W/root" target/debug/podbox pod rm -f --all >/dev/null 2>&1 || true
+  nsenter -t "$init" --net --pid --mount --uts --ipc -- env PODBOX_ROOT="$W/root" "$PB" pod rm -f --all >/dev/null 2>&1 || true
   kill -KILL "$init" 2>/dev/null || true
   wait "$ushare" 2>/dev/null || true
   cp "$W/junit.xml" target/critest-junit.xml 2>/dev/null || true

@@ -5,7 +5,8 @@
 # Usage: source this file; node_up NAME; in_node NAME CMD...; node_down NAME (or node_down_all).
 
 PODBOX_SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-PODBOX=${PODBOX:-$PODBOX_SRC/target/debug/podbox}
+# (.cargo/config.toml names the host target: builds are under its tuple)
+PODBOX=${PODBOX:-$PODBOX_SRC/target/$(rustc --print host-tuple)/debug/podbox}
 declare -A NODE_INIT NODE_UNSHARE
 NODE_TMP=${NODE_TMP:-$(mktemp -d /tmp/podbox-demo.XXXXXX)}
 

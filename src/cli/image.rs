@@ -10,6 +10,8 @@ use crate::image::{import, load};
 use crate::pod::Ctx;
 
 #[derive(Subcommand, Debug)]
+// A subcommand's flags are defined only when it is invoked (cli::Cmd says why).
+#[command(defer = true)]
 pub enum ImageCmd {
     /// Pull an image from a registry (Docker Registry HTTP API v2).
     Pull {

@@ -30,6 +30,9 @@ pub struct Cli {
 }
 
 #[derive(Subcommand, Debug)]
+// `defer`: a subcommand's flags are defined only when it is the one invoked; defining all of
+// them made every command build (heap) and page in (text) every command's flags (issue #19).
+#[command(defer = true)]
 // `run`'s many flags make its variant large; the command line is parsed once, so no Box.
 #[allow(clippy::large_enum_variant)]
 pub enum Cmd {
@@ -173,5 +176,18 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) {
     line(header.iter().map(|s| s.to_string()).collect());
     for r in rows {
         line(r.clone());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// With `defer`, a subcommand's flags are only defined when it is invoked, so a mistake in
+    /// one (a duplicate name, a bad default) would surface only then: check every definition.
+    #[test]
+    fn every_subcommand_definition_is_valid() {
+        super::Cli::command().debug_assert();
+        super::oci::OciCli::command().debug_assert();
     }
 }

@@ -13,6 +13,8 @@ use crate::pod::Ctx;
 use crate::pod::model::ContainerState;
 
 #[derive(Debug, Clone, clap::Subcommand)]
+// A subcommand's flags are defined only when it is invoked (cli::Cmd says why).
+#[command(defer = true)]
 pub enum NetworkCmd {
     /// Change the node network config (only the given options; the rest is kept).
     Config(ConfigFlags),

@@ -66,6 +66,8 @@ pub struct CreateOpts {
 }
 
 #[derive(Subcommand, Debug)]
+// A subcommand's flags are defined only when it is invoked (cli::Cmd says why).
+#[command(defer = true)]
 pub enum OciCmd {
     /// Set a container up; its process waits for `start`.
     Create(CreateOpts),

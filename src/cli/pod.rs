@@ -9,6 +9,8 @@ use crate::pod::model::{ContainerState, PodRecord, PodSpec, parse_port};
 use crate::pod::{Ctx, containers, init_containers, lifecycle, manifest, volumes};
 
 #[derive(Subcommand, Debug)]
+// A subcommand's flags are defined only when it is invoked (cli::Cmd says why).
+#[command(defer = true)]
 pub enum PodCmd {
     /// Create a pod: pinned net/ipc/uts namespaces, a pause process, and its network.
     Create(CreateArgs),

@@ -32,6 +32,27 @@ fn twenty_parallel_pod_creates_get_distinct_addresses() {
 
 #[test]
 #[ignore = "needs root: scripts/test.sh runs it (cargo test -- --include-ignored)"]
+fn the_node_end_of_a_pod_veth_has_no_ipv6_and_the_pod_keeps_its_link_local() {
+    require_root!();
+    let node = Node::new("v6");
+    node.podbox_ok(&["pod", "create", "a"]);
+    let p = json(&node.podbox_ok(&["pod", "inspect", "a"]));
+    let veth = p["attachment"]["host_veth"].as_str().unwrap();
+    let netns = node.root.join("pods").join(p["id"].as_str().unwrap()).join("ns/net");
+    // A bridge port with hairpin, up, and no IPv6 of its own (addrgenmode none: no link-local
+    // address, DAD or MLD for the node's end).
+    let link = node.sh_ok(&format!("ip -d link show {veth}"));
+    assert!(link.contains("addrgenmode none") && link.contains("hairpin on") && link.contains("state UP"), "{link}");
+    assert!(link.contains(&format!("master {}", p["attachment"]["bridge"].as_str().unwrap())), "{link}");
+    assert_eq!(node.sh_ok(&format!("ip -6 addr show dev {veth}")).trim(), "");
+    // The pod's eth0 keeps its IPv6 link-local address.
+    assert!(wait_until(5, || node.sh_ok(&format!("nsenter --net={} ip -6 addr show dev eth0", netns.display())).contains("inet6 fe80::")));
+    node.podbox_ok(&["pod", "rm", "-f", "a"]);
+    node.assert_clean();
+}
+
+#[test]
+#[ignore = "needs root: scripts/test.sh runs it (cargo test -- --include-ignored)"]
 fn a_failed_create_leaves_no_pod_veth_or_address_and_host_ports_work() {
     require_root!();
     let node = Node::new("hostport");

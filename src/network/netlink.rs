@@ -5,16 +5,19 @@
 use std::fs::File;
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr};
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::AsFd;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use futures_util::TryStreamExt;
 use rtnetlink::packet_route::address::AddressAttribute;
-use rtnetlink::packet_route::link::{InfoData, InfoKind, InfoVeth, LinkAttribute, LinkInfo, LinkMessage, State};
-use rtnetlink::{Handle, LinkBridge, LinkBridgePort, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder};
+use rtnetlink::packet_route::link::{InfoKind, LinkAttribute, LinkInfo, LinkMessage, State};
+use rtnetlink::{Handle, LinkBridge, LinkUnspec, RouteMessageBuilder};
 
 use super::NetError;
+
+mod veth;
+pub use veth::*;
 
 /// A netlink failure, with what we were doing.
 fn nl(what: impl Into<String>) -> impl FnOnce(rtnetlink::Error) -> NetError {
@@ -112,18 +115,28 @@ pub fn name(l: &LinkMessage) -> String {
 
 /// A dump request for the IPv4 addresses of link `index`. The family goes in the request: the
 /// kernel then dumps IPv4 addresses only, instead of every address of the node — among them the
-/// IPv6 link-local address of every pod's veth, which made each `pod create` O(pods). (The index
-/// is filtered here; the kernel filters by index only on strict-checking sockets.)
+/// IPv6 link-local address of every pod's veth, which made each `pod create` O(pods). The index
+/// goes in the request too: on a socket with strict checking (see `addresses`) the kernel then
+/// looks at that one link instead of walking every device of the node (`inet_dump_addr`); on
+/// other sockets it is filtered here.
 fn ipv4_addresses_of(h: &Handle, index: u32) -> impl futures_util::Stream<Item = Result<rtnetlink::packet_route::address::AddressMessage, rtnetlink::Error>> {
     let mut req = h.address().get().set_link_index_filter(index);
     req.message_mut().header.family = rtnetlink::packet_route::AddressFamily::Inet;
+    req.message_mut().header.index = index;
     req.execute()
 }
 
 /// IPv4 addresses (address, prefix) on link `index`.
 pub async fn addresses(h: &Handle, index: u32) -> Result<Vec<(Ipv4Addr, u8)>, NetError> {
+    // Performance: a socket of its own with strict checking, so that the kernel filters by
+    // index (each `pod create` checks the bridge's address: O(1) instead of O(pods)). Where one
+    // cannot be had, the caller's socket does, with the index filtered here.
+    let strict = rtnetlink::new_connection_with_strict_check().ok().map(|(conn, h, _)| {
+        tokio::spawn(conn);
+        h
+    });
     let mut out = Vec::new();
-    let mut s = ipv4_addresses_of(h, index);
+    let mut s = ipv4_addresses_of(strict.as_ref().unwrap_or(h), index);
     while let Some(m) = s.try_next().await.map_err(nl("listing addresses"))? {
         if m.header.index != index {
             continue;
@@ -246,45 +259,6 @@ async fn bridge_link(h: &Handle, name: &str, mtu: u32, owner: Option<&super::Own
     Ok((idx, owned_by))
 }
 
-/// Create the veth pair: `host` on the node, enslaved to the bridge, and its peer created directly
-/// as `eth0` with MAC address `pod_mac` inside the namespace `pod_ns` (no move or rename
-/// afterwards). Returns the host index.
-pub async fn create_veth(h: &Handle, host: &str, bridge_idx: u32, mtu: u32, pod_ns: &File, pod_mac: [u8; 6]) -> Result<u32, NetError> {
-    create_veth_peer(h, host, "eth0", bridge_idx, mtu, pod_ns, Some(pod_mac)).await
-}
-
-/// `create_veth` with the pod end named `peer_name`, and a MAC address of the kernel's choosing
-/// unless `mac` names one.
-pub async fn create_veth_peer(h: &Handle, host: &str, peer_name: &str, bridge_idx: u32, mtu: u32, pod_ns: &File, mac: Option<[u8; 6]>) -> Result<u32, NetError> {
-    let mut peer = LinkMessageBuilder::<LinkUnspec>::new().name(peer_name).mtu(mtu);
-    if let Some(mac) = mac {
-        peer = peer.address(mac.to_vec());
-    }
-    let peer = peer.setns_by_fd(pod_ns.as_raw_fd()).build();
-    let msg = LinkVeth::new(host, peer_name)
-        .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
-        .mtu(mtu)
-        .controller(bridge_idx)
-        .build();
-    h.link().add(msg).execute().await.map_err(nl(format!("creating veth {host} with peer {peer_name} in the pod")))?;
-    let link = link_by_name(h, host).await?.ok_or_else(|| NetError::Netlink {
-        what: format!("creating veth {host}"),
-        msg: "it vanished right after creation".into(),
-    })?;
-    Ok(link.header.index)
-}
-
-/// Hairpin on the bridge port lets a pod reach itself through a host port (the frame goes back
-/// out of the port it came in), then bring the port up.
-pub async fn setup_port(h: &Handle, host: &str, idx: u32, hairpin: bool) -> Result<(), NetError> {
-    h.link()
-        .set_port(LinkBridgePort::new(idx).hairpin(hairpin).build())
-        .execute()
-        .await
-        .map_err(nl(format!("setting hairpin={hairpin} on bridge port {host}")))?;
-    h.link().set(LinkUnspec::new_with_index(idx).up().build()).execute().await.map_err(nl(format!("setting {host} up")))
-}
-
 /// Inside the pod: `lo` and `eth0` up, `ip/prefix` on eth0, default route via `gw`. Returns
 /// eth0's MAC address.
 pub async fn configure_pod(h: &Handle, ip: Ipv4Addr, prefix: u8, gw: Ipv4Addr) -> Result<String, NetError> {
@@ -294,8 +268,8 @@ pub async fn configure_pod(h: &Handle, ip: Ipv4Addr, prefix: u8, gw: Ipv4Addr) -
 /// Inside the pod: `lo` and `ifname` up, `ip/prefix` on it, `routes` (destination, gateway) via
 /// it. Returns its MAC address.
 pub async fn configure_iface(h: &Handle, ifname: &str, ip: Ipv4Addr, prefix: u8, routes: &[(ipnet::Ipv4Net, Ipv4Addr)]) -> Result<String, NetError> {
-    let lo = link_by_name(h, "lo").await?.ok_or_else(|| NetError::Netlink { what: "pod lo".into(), msg: "missing".into() })?;
-    h.link().set(LinkUnspec::new_with_index(lo.header.index).up().build()).execute().await.map_err(nl("setting lo up in the pod"))?;
+    // By name: the kernel finds it (every namespace has one), no lookup of ours first.
+    h.link().set(LinkUnspec::new_with_name("lo").up().build()).execute().await.map_err(nl("setting lo up in the pod"))?;
     let eth0 = link_by_name(h, ifname).await?.ok_or_else(|| NetError::Netlink { what: format!("pod {ifname}"), msg: "missing".into() })?;
     let idx = eth0.header.index;
     h.address().add(idx, IpAddr::V4(ip), prefix).execute().await.map_err(nl(format!("adding {ip}/{prefix} to {ifname} in the pod")))?;

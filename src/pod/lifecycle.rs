@@ -112,12 +112,13 @@ fn build(ctx: &Ctx, rec: &mut PodRecord) -> Result<()> {
     // The pod's cgroup comes into being with the pause's child of it; containers add theirs.
     let pause_cg = Cgroup::resolve(&spec::pause_cgroup(&rec.id))?;
     pause_cg.create(None)?;
+    crate::trace::step("cgroup");
     // The pause is started before the network: this keeps every fork ahead of the threads the
     // network layer may use.
     let pause = sandbox::start_pause(&pins, &pause_cg.procs_files())?;
     rec.pause = Some(pause);
     state::write_json(&ctx.pod_record_path(&rec.id), rec)?;
-    crate::trace::step("cgroup, pause, record");
+    crate::trace::step("pause, record");
     if rec.share_pid && !rec.node_namespaces.contains("pid") {
         // Only a pod that shares its PID namespace lets containers join the pause's.
         let pin = dir.join("ns/pid");

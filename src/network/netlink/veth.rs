@@ -1,0 +1,84 @@
+//! A pod's veth pair on the node's side: created with its peer already in the pod's network
+//! namespace, and made a bridge port (hairpin, no IPv6 of its own, up).
+
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::path::Path;
+
+use rtnetlink::packet_route::link::{AfSpecInet6, AfSpecUnspec, In6AddrGenMode, InfoData, InfoVeth, LinkAttribute, LinkMessage};
+use rtnetlink::{Handle, LinkBridgePort, LinkMessageBuilder, LinkUnspec, LinkVeth};
+
+use super::{NetError, link_by_name, nl};
+
+/// Create the veth pair: `host` on the node, enslaved to the bridge, and its peer created directly
+/// as `eth0` with MAC address `pod_mac` inside the namespace `pod_ns` (no move or rename
+/// afterwards). Returns the host index.
+pub async fn create_veth(h: &Handle, host: &str, bridge_idx: u32, mtu: u32, pod_ns: &File, pod_mac: [u8; 6]) -> Result<u32, NetError> {
+    create_veth_peer(h, host, "eth0", bridge_idx, mtu, pod_ns, Some(pod_mac)).await
+}
+
+/// `create_veth` with the pod end named `peer_name`, and a MAC address of the kernel's choosing
+/// unless `mac` names one.
+pub async fn create_veth_peer(h: &Handle, host: &str, peer_name: &str, bridge_idx: u32, mtu: u32, pod_ns: &File, mac: Option<[u8; 6]>) -> Result<u32, NetError> {
+    let mut peer = LinkMessageBuilder::<LinkUnspec>::new().name(peer_name).mtu(mtu);
+    if let Some(mac) = mac {
+        peer = peer.address(mac.to_vec());
+    }
+    let peer = peer.setns_by_fd(pod_ns.as_raw_fd()).build();
+    let msg = LinkVeth::new(host, peer_name)
+        .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
+        .mtu(mtu)
+        .controller(bridge_idx)
+        .build();
+    let what = || format!("creating veth {host} with peer {peer_name} in the pod");
+    if let Some(idx) = add_echoing_index(h, msg, host).await.map_err(nl(what()))? {
+        return Ok(idx);
+    }
+    // A kernel older than 6.2 does not echo a new link: ask for it.
+    let link = link_by_name(h, host).await?.ok_or_else(|| NetError::Netlink { what: what(), msg: "it vanished right after creation".into() })?;
+    Ok(link.header.index)
+}
+
+/// RTM_NEWLINK (create, exclusive) with NLM_F_ECHO: the kernel (6.2 and later) sends the new
+/// link's own notification back to us, which carries its index. Performance: this saves a
+/// GETLINK per pod, and every message about a veth whose peer is in another namespace costs the
+/// kernel a walk of the node's namespace ids (`__peernet2id`), O(pods). None when no echo came.
+async fn add_echoing_index(h: &Handle, msg: LinkMessage, name: &str) -> Result<Option<u32>, rtnetlink::Error> {
+    use rtnetlink::packet_core::{NLM_F_ACK, NLM_F_CREATE, NLM_F_ECHO, NLM_F_EXCL, NLM_F_REQUEST, NetlinkMessage, NetlinkPayload};
+    use rtnetlink::packet_route::RouteNetlinkMessage;
+    let mut req = NetlinkMessage::from(RouteNetlinkMessage::NewLink(msg));
+    req.header.flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL | NLM_F_ECHO;
+    let mut responses = h.clone().request(req)?;
+    let mut index = None;
+    while let Some(m) = futures_util::StreamExt::next(&mut responses).await {
+        match m.payload {
+            NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(l)) if super::name(&l) == name => index = Some(l.header.index),
+            NetlinkPayload::Error(e) if e.code.is_some() => return Err(rtnetlink::Error::NetlinkError(e)),
+            _ => {}
+        }
+    }
+    Ok(index)
+}
+
+/// Hairpin on the bridge port lets a pod reach itself through a host port (the frame goes back
+/// out of the port it came in), then bring the port up.
+///
+/// The node's end of a pod's veth gets no IPv6 (address generation mode "none", set in the same
+/// message, before the port goes up): it is a bridge port, whose own addresses nobody uses, and
+/// each link-local address costs the kernel a DAD run and MLD and router-solicitation timers —
+/// work that takes the rtnl lock, one for the whole machine, and that on a node with 1,000 pods
+/// competes with every create. The pod's `eth0` keeps its link-local address.
+pub async fn setup_port(h: &Handle, host: &str, idx: u32, hairpin: bool) -> Result<(), NetError> {
+    let mut port = LinkBridgePort::new(idx).hairpin(hairpin).build();
+    // A kernel without IPv6 refuses the attribute (EAFNOSUPPORT) and has no addresses to skip.
+    if ipv6_enabled() {
+        port.attributes.push(LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet6(vec![AfSpecInet6::AddrGenMode(In6AddrGenMode::None)])]));
+    }
+    h.link().set_port(port).execute().await.map_err(nl(format!("setting hairpin={hairpin} and no IPv6 on bridge port {host}")))?;
+    h.link().set(LinkUnspec::new_with_index(idx).up().build()).execute().await.map_err(nl(format!("setting {host} up")))
+}
+
+/// Whether this kernel has IPv6 (not built without it, nor booted with ipv6.disable=1).
+pub fn ipv6_enabled() -> bool {
+    Path::new("/proc/sys/net/ipv6").exists()
+}

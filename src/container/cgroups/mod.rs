@@ -280,6 +280,10 @@ mod tests {
         let read = |f: &str| fs::read_to_string(tmp.join(f)).unwrap();
         assert_eq!((read("a/cpuset.cpus").as_str(), read("a/cpuset.mems").as_str()), ("0-1", "0"));
         assert_eq!((read("a/b/cpuset.cpus").as_str(), read("a/b/cpuset.mems").as_str()), ("1", "0"));
+        // The levels podbox filled pass their values on to their future children; the level
+        // that already had values (not podbox's) is not changed.
+        assert_eq!((read("a/cgroup.clone_children").as_str(), read("a/b/cgroup.clone_children").as_str()), ("1", "1"));
+        assert!(!tmp.join("cgroup.clone_children").exists());
         fs::remove_dir_all(&tmp).unwrap();
     }
 

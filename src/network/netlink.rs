@@ -261,17 +261,28 @@ async fn bridge_link(h: &Handle, name: &str, mtu: u32, owner: Option<&super::Own
 
 /// Inside the pod: `lo` and `eth0` up, `ip/prefix` on eth0, default route via `gw`. Returns
 /// eth0's MAC address.
+///
+/// podbox's pod network is IPv4, and a pod's `eth0` gets no IPv6 address, not even link-local
+/// (as Docker's IPv4-only networks leave containers): a link-local address is not only unused,
+/// it is traffic between pods that no IPv4 rule sees, and its duplicate-address probe and MLD
+/// reports go to a multicast group the bridge floods to every port — each new pod made every
+/// other pod's namespace receive and process them, work that grew with the pods on the node
+/// (issue 19; `perf` at 1,000 pods: more softirq time than podbox's own processes).
 pub async fn configure_pod(h: &Handle, ip: Ipv4Addr, prefix: u8, gw: Ipv4Addr) -> Result<String, NetError> {
-    configure_iface(h, "eth0", ip, prefix, &[(ipnet::Ipv4Net::default(), gw)]).await
+    configure_iface(h, "eth0", ip, prefix, &[(ipnet::Ipv4Net::default(), gw)], false).await
 }
 
 /// Inside the pod: `lo` and `ifname` up, `ip/prefix` on it, `routes` (destination, gateway) via
-/// it. Returns its MAC address.
-pub async fn configure_iface(h: &Handle, ifname: &str, ip: Ipv4Addr, prefix: u8, routes: &[(ipnet::Ipv4Net, Ipv4Addr)]) -> Result<String, NetError> {
+/// it; without `ipv6_link_local`, no IPv6 address is generated on it. Returns its MAC address.
+pub async fn configure_iface(h: &Handle, ifname: &str, ip: Ipv4Addr, prefix: u8, routes: &[(ipnet::Ipv4Net, Ipv4Addr)], ipv6_link_local: bool) -> Result<String, NetError> {
     // By name: the kernel finds it (every namespace has one), no lookup of ours first.
     h.link().set(LinkUnspec::new_with_name("lo").up().build()).execute().await.map_err(nl("setting lo up in the pod"))?;
     let eth0 = link_by_name(h, ifname).await?.ok_or_else(|| NetError::Netlink { what: format!("pod {ifname}"), msg: "missing".into() })?;
     let idx = eth0.header.index;
+    if !ipv6_link_local {
+        // Before the link goes up, when the kernel would make the address.
+        veth::no_ipv6_addresses(h, idx, ifname).await?;
+    }
     h.address().add(idx, IpAddr::V4(ip), prefix).execute().await.map_err(nl(format!("adding {ip}/{prefix} to {ifname} in the pod")))?;
     h.link().set(LinkUnspec::new_with_index(idx).up().build()).execute().await.map_err(nl(format!("setting {ifname} up in the pod")))?;
     for (dst, gw) in routes {

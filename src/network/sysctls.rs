@@ -47,9 +47,10 @@ pub(crate) fn node_sysctls(cfg: &NetConfig) -> Result<(), NetError> {
 }
 
 /// The pod's own network namespace (the calling thread must be in it): no router advertisements,
-/// from anyone. Pods get IPv4 from podbox and IPv6 link-local addresses only — nothing that
-/// another pod could hand out. The namespace is new, so the values are written without being
-/// read first: each /proc/sys lookup costs O(network namespaces) (see `node_sysctls`).
+/// from anyone. Pods get IPv4 from podbox and no IPv6 address (`netlink::configure_pod`), but
+/// SLAAC would still make one from a router advertisement another pod could send. The namespace
+/// is new, so the values are written without being read first: each /proc/sys lookup costs
+/// O(network namespaces) (see `node_sysctls`).
 pub(super) fn pod_sysctls() -> Result<(), NetError> {
     for (i, iface) in ["all", "default", "eth0"].iter().enumerate() {
         let path = format!("/proc/sys/net/ipv6/conf/{iface}/accept_ra");

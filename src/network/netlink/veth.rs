@@ -70,12 +70,24 @@ async fn add_echoing_index(h: &Handle, msg: LinkMessage, name: &str) -> Result<O
 /// competes with every create. The pod's `eth0` keeps its link-local address.
 pub async fn setup_port(h: &Handle, host: &str, idx: u32, hairpin: bool) -> Result<(), NetError> {
     let mut port = LinkBridgePort::new(idx).hairpin(hairpin).build();
-    // A kernel without IPv6 refuses the attribute (EAFNOSUPPORT) and has no addresses to skip.
-    if ipv6_enabled() {
-        port.attributes.push(LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet6(vec![AfSpecInet6::AddrGenMode(In6AddrGenMode::None)])]));
-    }
+    port.attributes.extend(no_ipv6_attribute());
     h.link().set_port(port).execute().await.map_err(nl(format!("setting hairpin={hairpin} and no IPv6 on bridge port {host}")))?;
     h.link().set(LinkUnspec::new_with_index(idx).up().build()).execute().await.map_err(nl(format!("setting {host} up")))
+}
+
+/// Link `idx` (down) will get no IPv6 address when it goes up: address generation mode "none".
+pub async fn no_ipv6_addresses(h: &Handle, idx: u32, name: &str) -> Result<(), NetError> {
+    let Some(attr) = no_ipv6_attribute() else { return Ok(()) };
+    let mut msg = LinkUnspec::new_with_index(idx).build();
+    msg.attributes.push(attr);
+    h.link().set(msg).execute().await.map_err(nl(format!("turning off IPv6 addresses on {name}")))
+}
+
+/// The link attribute "IPv6 address generation mode: none"; None on a kernel without IPv6,
+/// which refuses the attribute (EAFNOSUPPORT) and has no addresses to skip. The kernel refuses
+/// it too in the message that creates a link (no IPv6 state exists yet), so it is set after.
+fn no_ipv6_attribute() -> Option<LinkAttribute> {
+    ipv6_enabled().then(|| LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet6(vec![AfSpecInet6::AddrGenMode(In6AddrGenMode::None)])]))
 }
 
 /// Whether this kernel has IPv6 (not built without it, nor booted with ipv6.disable=1).

@@ -70,7 +70,7 @@ pub(super) fn add_steps(net: &Net, e: &Env, store: &Store, veth: &str, undo: &mu
         Ok(idx)
     })?;
     let (ifn, routes) = (e.ifname.clone(), net.routes.clone());
-    let mac = netlink::in_netns(Path::new(&e.netns), move |h| async move { netlink::configure_iface(&h, &ifn, ip, prefix, &routes).await })?;
+    let mac = netlink::in_netns(Path::new(&e.netns), move |h| async move { netlink::configure_iface(&h, &ifn, ip, prefix, &routes, /* IPv6 link-local kept, as the reference bridge plugin keeps it */ true).await })?;
     undo.push(Undo::Nat);
     if net.ip_masq || !net.ports.is_empty() {
         let root = net.state_root();

@@ -3,7 +3,6 @@
 
 use std::fs::File;
 use std::os::fd::AsRawFd;
-use std::path::Path;
 
 use rtnetlink::packet_route::link::{AfSpecInet6, AfSpecUnspec, In6AddrGenMode, InfoData, InfoVeth, LinkAttribute, LinkMessage};
 use rtnetlink::{Handle, LinkBridgePort, LinkMessageBuilder, LinkUnspec, LinkVeth};
@@ -90,7 +89,16 @@ fn no_ipv6_attribute() -> Option<LinkAttribute> {
     ipv6_enabled().then(|| LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet6(vec![AfSpecInet6::AddrGenMode(In6AddrGenMode::None)])]))
 }
 
-/// Whether this kernel has IPv6 (not built without it, nor booted with ipv6.disable=1).
+/// Whether this kernel has IPv6 (not built without it, nor booted with ipv6.disable=1): then it
+/// has the address family. Asked of socket(2), not of /proc/sys/net/ipv6, whose lookup costs
+/// O(network namespaces) (sysctls.rs); once per process.
 pub fn ipv6_enabled() -> bool {
-    Path::new("/proc/sys/net/ipv6").exists()
+    static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *HAS.get_or_init(|| {
+        let fd = unsafe { libc::socket(libc::AF_INET6, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+        if fd >= 0 {
+            unsafe { libc::close(fd) };
+        }
+        fd >= 0
+    })
 }

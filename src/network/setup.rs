@@ -161,13 +161,10 @@ pub(super) fn setup_steps(root: &Path, pod_id: &str, netns: &Path, ports: &[Port
     injected_failure("veth").map_err(step("creating the veth pair"))?;
     crate::trace::step("net: veth pair and bridge port");
 
-    let mac = netlink::in_netns(netns, move |h| async move {
-        // Before eth0 goes up: from then on it could take in a router advertisement.
-        pod_sysctls()?;
-        netlink::configure_pod(&h, ip, prefix, gw).await
-    })
-    .map_err(step("configuring the pod interface"))?;
-    crate::trace::step("net: pod sysctls, address, route");
+    // No sysctl is written in the pod (see sysctls.rs: `accept_ra` is the bridge's business).
+    let mac = netlink::in_netns(netns, move |h| async move { netlink::configure_pod(&h, ip, prefix, gw).await })
+        .map_err(step("configuring the pod interface"))?;
+    crate::trace::step("net: pod address, route");
 
     done.push(Undo::Nft);
     let port = nft::PodPort { ifindex: host_idx, mac: pod_mac, ip };

@@ -46,33 +46,14 @@ pub(crate) fn node_sysctls(cfg: &NetConfig) -> Result<(), NetError> {
     write_sysctls(&settings)
 }
 
-/// The pod's own network namespace (the calling thread must be in it): no router advertisements,
-/// from anyone. Pods get IPv4 from podbox and no IPv6 address (`netlink::configure_pod`), but
-/// SLAAC would still make one from a router advertisement that reached the pod (the bridge drops
-/// those pods send, nft.rs; this is the pod's own guard).
-///
-/// Performance: looking up the pod namespace's `/proc/sys/net/ipv6` compares the name with the
-/// `ipv6` entry of every network namespace (proc_sys_compare, O(pods): ~10 % of a create's CPU
-/// at 1,000 pods, `perf`), so the `conf` directory is looked up once and the three files are
-/// opened relative to it. The namespace is new: the values are written without being read first.
-pub(super) fn pod_sysctls() -> Result<(), NetError> {
-    use nix::fcntl::{OFlag, open, openat};
-    use nix::sys::stat::Mode;
-    const CONF: &str = "/proc/sys/net/ipv6/conf";
-    let conf = match open(CONF, OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty()) {
-        Ok(fd) => fd,
-        // A kernel without IPv6 (or booted with ipv6.disable=1) has no RA to refuse.
-        Err(nix::errno::Errno::ENOENT) => return Ok(()),
-        Err(e) => return Err(config::io_err(Path::new(CONF), e.into())),
-    };
-    for iface in ["all", "default", "eth0"] {
-        let rel = format!("{iface}/accept_ra");
-        let io = |e: std::io::Error| config::io_err(&Path::new(CONF).join(&rel), e);
-        let fd = openat(&conf, rel.as_str(), OFlag::O_WRONLY | OFlag::O_CLOEXEC, Mode::empty()).map_err(|e| io(e.into()))?;
-        std::io::Write::write_all(&mut std::fs::File::from(fd), b"0").map_err(io)?;
-    }
-    Ok(())
-}
+// No sysctl is written in a pod's own namespace. Router advertisements reach a pod only over the
+// bridge, whose `table bridge podbox` drops every one that enters from a pod's port (nft.rs), and
+// the node's own end, the bridge, has accept_ra=0 (above); a pod's eth0 has no IPv6 address
+// (`netlink::configure_pod`). podbox used to also set accept_ra=0 on the pod's all/default/eth0:
+// each such write looks up the pod namespace's /proc/sys/net/ipv6, and that lookup compares the
+// name with the `ipv6` entry of every network namespace the node has had, live or not yet
+// reclaimed (proc_sys_compare): ~1 ms a pod at 1,000 pods and growing run after run (perf:
+// 7.5 % of a create's CPU), the largest per-pod cost left that grew with the node (issue 19).
 
 pub(super) fn write_sysctls(settings: &[(String, &str)]) -> Result<(), NetError> {
     for (path, val) in settings {

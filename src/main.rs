@@ -16,20 +16,24 @@ fn cni_name(argv0: &str) -> bool {
     std::path::Path::new(argv0).file_name().is_some_and(|n| n == "podbox-cni")
 }
 
+/// The subcommand of command line `args` (without the program name): its first word that is not
+/// an option, skipping the values of the global options in `valued`.
+fn subcommand<'a>(args: &'a [String], valued: &[&str]) -> Option<&'a str> {
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        if valued.contains(&a.as_str()) {
+            it.next();
+        } else if !a.starts_with('-') {
+            return Some(a);
+        }
+    }
+    None
+}
+
 /// Whether the runc command line `args` (without the program name) starts or enters a
 /// container: its subcommand, after the global options.
 fn oci_enters_container(args: &[String]) -> bool {
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "--root" | "--log" | "--log-format" => {
-                it.next();
-            }
-            a if a.starts_with('-') => {}
-            cmd => return matches!(cmd, "create" | "run" | "exec"),
-        }
-    }
-    false
+    matches!(subcommand(args, &["--root", "--log", "--log-format"]), Some("create" | "run" | "exec"))
 }
 
 /// Whether podbox's own command line `args` (without the program name) names `run` or `exec`,
@@ -39,17 +43,7 @@ fn oci_enters_container(args: &[String]) -> bool {
 /// in the copy. Only a shortcut: a miss is sealed after parsing, and a false hit (`--help run`)
 /// costs nothing but the re-execution.
 fn enters_container_early(args: &[String]) -> bool {
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "--root" | "--rootfs" | "--images" => {
-                it.next();
-            }
-            a if a.starts_with('-') => {}
-            cmd => return matches!(cmd, "run" | "exec"),
-        }
-    }
-    false
+    matches!(subcommand(args, &["--root", "--rootfs", "--images"]), Some("run" | "exec"))
 }
 
 /// Commands that start or enter a container run from a sealed copy of the executable (see
@@ -98,4 +92,24 @@ fn main() {
         }
     };
     std::process::exit(code);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(s: &str) -> Vec<String> {
+        s.split_whitespace().map(String::from).collect()
+    }
+
+    /// The subcommand is found past global options and their values, for both command lines.
+    #[test]
+    fn the_subcommand_is_found_past_the_global_options() {
+        assert!(enters_container_early(&words("--root /r --rootfs /fs run --pod p -- true")));
+        assert!(!enters_container_early(&words("--root run pod create p")));
+        assert!(!enters_container_early(&words("pod exec")));
+        assert!(oci_enters_container(&words("--root /r --log l --systemd-cgroup exec c ls")));
+        assert!(!oci_enters_container(&words("--log create state c")));
+        assert!(!oci_enters_container(&words("--debug")));
+    }
 }

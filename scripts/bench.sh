@@ -75,15 +75,8 @@ if [[ "${1:-}" != --inner ]]; then
     }
     trap cleanup EXIT INT TERM
 
-    unshare --fork --pid --mount --mount-proc --net --uts --propagation private -- \
-        "$BIN/podbox" pause </dev/null &
-    UNSHARE=$!
-    for _ in $(seq 200); do
-        INIT=$(cut -d' ' -f1 "/proc/$UNSHARE/task/$UNSHARE/children" 2>/dev/null || true)
-        [[ -n $INIT ]] && [[ $(readlink "/proc/$INIT/exe" 2>/dev/null) == *pause* ]] && break
-        INIT=""
-        sleep 0.01
-    done
+    source "$HERE/scripts/lib/node-init.sh"
+    start_node_init "$BIN/podbox" pause
     [[ -n $INIT ]] || { echo "bench.sh: node init did not start" >&2; exit 1; }
 
     root_links_before=$(ip -o link | awk -F': ' '{print $2}' | sort)

@@ -39,14 +39,8 @@ if [[ "${1:-}" != --inner ]]; then
     # Function symbols with a size, in .text: address and name.
     nm -S --defined-only "$BIN" | awk '($3 == "t" || $3 == "T") && $2 !~ /^0+$/ {print $1, $4}' | sort -u -k1,1 >"$WORK/syms"
     cut -d' ' -f1 "$WORK/syms" >"$WORK/addrs"
-    unshare --fork --pid --mount --mount-proc --net --uts --propagation private -- "$BIN" pause </dev/null &
-    UNSHARE=$!
-    for _ in $(seq 200); do
-        INIT=$(cut -d' ' -f1 "/proc/$UNSHARE/task/$UNSHARE/children" 2>/dev/null || true)
-        [[ -n $INIT ]] && [[ $(readlink "/proc/$INIT/exe" 2>/dev/null) == *pause* ]] && break
-        INIT=""
-        sleep 0.01
-    done
+    source "$HERE/scripts/lib/node-init.sh"
+    start_node_init "$BIN" pause
     [[ -n $INIT ]] || { echo "hot-functions.sh: node init did not start" >&2; exit 1; }
     nsenter -t "$INIT" --net --pid --mount --uts -- env WORK="$WORK" BIN="$BIN" "$HERE/scripts/hot-functions.sh" --inner
     # Groups, each in the binary's present order: what both `pod create` and `run` enter (the

@@ -13,6 +13,7 @@ fn main() {
     // every CLI process); packed it is a few KB.
     println!("cargo:rustc-link-arg-bins=-Wl,-z,pack-relative-relocs");
     hot_functions_first();
+    seccomp_compiler_digest();
     let src = "src/pause/pause.rs";
     println!("cargo:rerun-if-changed={src}");
     let out = PathBuf::from(env::var("OUT_DIR").unwrap()).join("podbox-pause");
@@ -55,4 +56,18 @@ fn hot_functions_first() {
     let path = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap()).join(list);
     println!("cargo:rustc-link-arg-bins=-Wl,--symbol-ordering-file={}", path.display());
     println!("cargo:rustc-link-arg-bins=-Wl,--no-warn-symbol-ordering");
+}
+
+/// The identity of the code that compiles seccomp profiles (our translation and the crates'
+/// versions), for the cache of compiled programs (`src/container/seccomp_cache.rs`): a build
+/// from other code never reads what this one compiled. A hash that changed for no reason (a
+/// new toolchain) only costs one compile per profile.
+fn seccomp_compiler_digest() {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::hash::DefaultHasher::new();
+    for f in ["src/container/seccomp.rs", "Cargo.lock"] {
+        println!("cargo:rerun-if-changed={f}");
+        std::fs::read(f).unwrap_or_default().hash(&mut h);
+    }
+    println!("cargo:rustc-env=PODBOX_SECCOMP_COMPILER={:016x}", h.finish());
 }

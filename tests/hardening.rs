@@ -99,6 +99,11 @@ fn io_uring_is_denied_by_the_default_seccomp_profile() {
     let (code, out) = run(&node, &["--rootfs", rootfs], "p", "c", "/bin/uring-probe");
     assert_eq!(code, 0, "{out}");
     assert_eq!(out.trim(), "IO_URING=EPERM", "default profile");
+    // The second container's programs come from the cache of compiled programs, and deny as much.
+    let cache: Vec<_> = std::fs::read_dir(node.root.join("cache/seccomp")).expect("the seccomp cache").flatten().collect();
+    assert_eq!(cache.len(), 1, "one profile, one entry: {cache:?}");
+    let (code, out) = run(&node, &["--rootfs", rootfs], "p", "c2", "/bin/uring-probe");
+    assert_eq!((code, out.trim()), (0, "IO_URING=EPERM"), "default profile, from the cache");
     if unconfined.trim() == "IO_URING=ok" {
         let out = node.podbox_ok(&["--rootfs", rootfs, "run", "--pod", "p", "--name", "u", "--security-opt", "seccomp=unconfined", "--", "/bin/uring-probe"]);
         assert_eq!(out.trim(), "IO_URING=ok", "unconfined");

@@ -36,6 +36,7 @@ pub mod rootfs;
 pub mod safe_path;
 pub mod sealed_exe;
 pub mod seccomp;
+pub mod seccomp_cache;
 pub mod spawn;
 pub mod supervisor;
 pub mod tee;

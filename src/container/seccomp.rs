@@ -124,9 +124,16 @@ fn rules_of(field: &str, sc: &LinuxSyscall, known: &std::collections::HashSet<&s
 }
 
 /// Compile `linux.seccomp` for this machine's architecture. The programs are to be installed in
-/// order; none at all means no seccomp entry in the spec.
+/// order; none at all means no seccomp entry in the spec. Read from the cache of compiled
+/// programs when it has them (`seccomp_cache`).
 pub fn compile(profile: Option<&LinuxSeccomp>) -> Result<Vec<BpfProgram>> {
-    let Some(p) = profile else { return Ok(vec![]) };
+    match profile {
+        Some(p) => super::seccomp_cache::get_or_compile(p, compile_profile),
+        None => Ok(vec![]),
+    }
+}
+
+pub(super) fn compile_profile(p: &LinuxSeccomp) -> Result<Vec<BpfProgram>> {
     let (arch, scmp_arch) = native()?;
     if let Some(archs) = p.architectures()
         && !archs.is_empty() && !archs.contains(&scmp_arch) && !archs.contains(&Arch::ScmpArchNative) {

@@ -111,7 +111,9 @@ impl Ctx {
                 return Err(PodError::Invalid(format!("{flag} {p}: contains {c:?}, which an overlay mount cannot name (its options are separated by ',' and ':'); choose a path without ',', ':' and '\\'")));
             }
         }
-        Ok(Ctx { root: Root::open(root)?, rootfs: rootfs.map(Path::to_path_buf), images: images.to_path_buf() })
+        let root = Root::open(root)?;
+        crate::container::seccomp_cache::use_dir(root.seccomp_cache_dir());
+        Ok(Ctx { root, rootfs: rootfs.map(Path::to_path_buf), images: images.to_path_buf() })
     }
 
     /// A `--rootfs` that was given must be a usable root file system.

@@ -11,6 +11,7 @@
 //!                                       container.log[.N] (rotated), overlay dirs
 //! pods/<pod-id>/trash/                  containers being removed (renamed here first; gc empties it)
 //! network/                              owned by the network layer
+//! cache/seccomp/                        compiled seccomp programs (container::seccomp_cache)
 //! ```
 
 use std::fs::{self, File, OpenOptions};
@@ -67,6 +68,10 @@ impl Root {
                 return Err(StateError::Io { path: p, source: e });
             }
         }
+    }
+
+    pub fn seccomp_cache_dir(&self) -> PathBuf {
+        self.path.join("cache").join("seccomp")
     }
 
     pub fn pods_dir(&self) -> PathBuf {

@@ -139,6 +139,14 @@ impl Channel {
 
     /// End the conversation for every holder of this end (a copy inherited by a child
     /// included): the peer reads end-of-file.
+    /// True once the other end is closed (its process ended, or dropped it).
+    pub fn peer_closed(&self) -> bool {
+        let mut pfd = libc::pollfd { fd: self.raw_fd(), events: libc::POLLRDHUP, revents: 0 };
+        // SAFETY: poll on one descriptor we own, without waiting.
+        let n = unsafe { libc::poll(&mut pfd, 1, 0) };
+        n > 0 && pfd.revents & (libc::POLLHUP | libc::POLLRDHUP) != 0
+    }
+
     pub fn shutdown(&self) {
         // SAFETY: shutdown(2) on a socket we own.
         unsafe { libc::shutdown(self.raw_fd(), libc::SHUT_RDWR) };

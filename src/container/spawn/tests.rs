@@ -173,6 +173,30 @@ fn a_process_born_in_a_new_pid_namespace_is_pid_1_there_and_our_child_here() {
 }
 
 #[test]
+#[ignore = "needs root (a PID namespace without a user namespace): scripts/test.sh runs it (cargo test -- --include-ignored)"]
+fn without_a_user_namespace_the_process_is_cloned_straight_into_its_pid_namespace() {
+    assert_eq!(unsafe { libc::geteuid() }, 0, "this test needs root");
+    in_helper(|| {
+        let desc = Spawn { new_session: true, pid_ns: PidNs::New, ..Spawn::default() };
+        ensure(born_in_new_pid_ns(&desc), "no intermediate expected")?;
+        let child = spawn(desc, |chan| {
+            // PID 1 of its namespace, parent outside it, its own session: every step ran.
+            let (sid, ppid) = (nix::unistd::getsid(None).map(|p| p.as_raw()).unwrap_or(-1), nix::unistd::getppid().as_raw());
+            chan.send(&Msg::Pid { pid: std::process::id() as i32 * 1000 + ppid * 100 + (sid == 1) as i32 }).map_err(|e| Failure { code: 8, msg: e.to_string() })
+        })
+        .map_err(|e| e.to_string())?;
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", child.pid)).map_err(|e| e.to_string())?;
+        let ppid: i32 = stat.rsplit(')').next().and_then(|r| r.split_whitespace().nth(1)).and_then(|p| p.parse().ok()).ok_or("no ppid")?;
+        ensure(ppid == std::process::id() as i32, format!("parent {ppid}, not the spawner"))?;
+        let outcome = child.outcome();
+        ensure(outcome == Ok(Some(1001)), format!("pid 1, ppid 0, session leader expected: {outcome:?}"))?;
+        ensure(matches!(child.wait(), WaitStatus::Exited(_, 0)), "reaped by the spawner")?;
+        // A user namespace to make first still takes the intermediate.
+        ensure(!born_in_new_pid_ns(&Spawn { unshare: CloneFlags::CLONE_NEWUSER, pid_ns: PidNs::New, ..Spawn::default() }), "userns first")
+    });
+}
+
+#[test]
 fn a_failing_intermediate_is_reported_by_spawn_itself() {
     in_helper(|| {
         // A regular file is no namespace: setns fails in the intermediate, before any clone.

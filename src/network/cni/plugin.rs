@@ -122,7 +122,8 @@ fn env() -> Result<Env, PluginError> {
 /// Entry point of `podbox-cni`: the result (or nothing) on stdout and 0, or a JSON error
 /// object on stdout and 1.
 pub fn main() -> i32 {
-    let mut stdin = Vec::new();
+    // Room for a usual config at once (the default would read it in 32, 64, 128... byte steps).
+    let mut stdin = Vec::with_capacity(16 * 1024);
     let _ = std::io::stdin().read_to_end(&mut stdin);
     let version = serde_json::from_slice::<Value>(&stdin).ok().and_then(|v| v["cniVersion"].as_str().map(str::to_string));
     match run(&stdin) {

@@ -54,7 +54,7 @@ pub(super) fn add_steps(net: &Net, e: &Env, nl: &netlink::Session, store: &Store
         if net.is_gateway { netlink::ensure_bridge(&h, true, bridge, mtu, gw, prefix, None).await } else { netlink::ensure_bridge_link(&h, bridge, mtu).await }
     })?;
     if net.is_gateway {
-        crate::network::node_sysctls(&net.nat_config())?;
+        crate::network::node_sysctls_once(&net.state_root(), &net.nat_config(), bridge_idx)?;
     }
     undo.push(Undo::Address);
     let ip = store.allocate(net.range, &e.container_id, &e.ifname)?;

@@ -125,7 +125,6 @@ pub fn main() -> i32 {
     // Room for a usual config at once (the default would read it in 32, 64, 128... byte steps).
     let mut stdin = Vec::with_capacity(16 * 1024);
     let _ = std::io::stdin().read_to_end(&mut stdin);
-    let version = serde_json::from_slice::<Value>(&stdin).ok().and_then(|v| v["cniVersion"].as_str().map(str::to_string));
     match run(&stdin) {
         Ok(Some(out)) => {
             println!("{out}");
@@ -133,6 +132,9 @@ pub fn main() -> i32 {
         }
         Ok(None) => 0,
         Err(e) => {
+            // The config's version, if it can be read, for the error object (read only now:
+            // a call that succeeds parses its config once).
+            let version = serde_json::from_slice::<Value>(&stdin).ok().and_then(|v| v["cniVersion"].as_str().map(str::to_string));
             let v = version.filter(|v| SUPPORTED.contains(&v.as_str())).unwrap_or_else(|| "1.1.0".into());
             println!("{}", json!({ "cniVersion": v, "code": e.code, "msg": e.msg, "details": e.details }));
             1

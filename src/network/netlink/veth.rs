@@ -25,17 +25,27 @@ pub struct NewVeth {
 
 /// `create_veth` with the pod end named `peer_name`, and a MAC address of the kernel's choosing
 /// unless `mac` names one.
+///
+/// Both ends get one transmit and one receive queue. Performance: unasked, the kernel makes a
+/// veth with a queue of each kind per possible CPU, creates their sysfs entries, and then
+/// (`veth_init_queues`) cuts the queues in use down to one, which removes those entries again
+/// and waits for an expedited RCU grace period (`synchronize_net`), all under the rtnl lock,
+/// for each end. One queue is what a veth uses unless someone raises its channel count
+/// (`ethtool -L`), which a pod's veth never needs; the work grows with the node's CPUs.
 pub async fn create_veth_peer(h: &Handle, host: &str, peer_name: &str, bridge_idx: u32, mtu: u32, pod_ns: &File, mac: Option<[u8; 6]>) -> Result<NewVeth, NetError> {
+    let queues = [LinkAttribute::NumTxQueues(1), LinkAttribute::NumRxQueues(1)];
     let mut peer = LinkMessageBuilder::<LinkUnspec>::new().name(peer_name).mtu(mtu);
     if let Some(mac) = mac {
         peer = peer.address(mac.to_vec());
     }
-    let peer = peer.setns_by_fd(pod_ns.as_raw_fd()).build();
-    let msg = LinkVeth::new(host, peer_name)
+    let mut peer = peer.setns_by_fd(pod_ns.as_raw_fd()).build();
+    peer.attributes.extend(queues.clone());
+    let mut msg = LinkVeth::new(host, peer_name)
         .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
         .mtu(mtu)
         .controller(bridge_idx)
         .build();
+    msg.attributes.extend(queues);
     let what = || format!("creating veth {host} with peer {peer_name} in the pod");
     let link = match add_echoing(h, msg, host).await.map_err(nl(what()))? {
         Some(l) => l,

@@ -465,7 +465,11 @@ fi
 # plugin's iptables work is then nil too), the same pinned netns, the same wrapper on both sides.
 if only cni; then
     mkdir -p "$W/cnibin"
-    ln -sf "$PB" "$W/cnibin/podbox-cni"
+    # The plugin's own binary (src/bin/podbox-cni.rs), as installed; a build without one
+    # (BENCH_PODBOX_DIR of an older build) is measured as podbox behind a symlink.
+    if [[ -x $BENCH_BIN/podbox-cni ]]; then cni_bin=$BENCH_BIN/podbox-cni; else cni_bin=$PB; fi
+    ln -sf "$cni_bin" "$W/cnibin/podbox-cni"
+    echo "cni: podbox-cni is $(basename "$cni_bin") ($(( $(stat -c %s "$cni_bin") / 1048576 )) MiB)" >>"$W/notes"
     sed -e 's/"type": "bridge", "bridge": "cni0"/"type": "podbox-cni", "bridge": "pbcni0"/' \
         -e 's#10.88.0.0/22#10.90.0.0/22#' -e 's/"benchnet"/"benchnet-pb"/' "$W/cni.json" >"$W/podbox-cni.json"
     touch "$W/netns/cnib"; unshare --net="$W/netns/cnib" true

@@ -243,7 +243,8 @@ fn cni_f7_pod_network_across_nodes() {
     assert_f7_pod_network(&a, &b);
 }
 
-/// A `podbox-cni` symlink in a fresh directory of the node, and a way to call it as a runtime does.
+/// A `podbox-cni` in a fresh directory of the node (a symlink to the plugin's own binary), and a
+/// way to call it as a runtime does.
 struct Plugin {
     dir: PathBuf,
     bin: PathBuf,
@@ -251,10 +252,19 @@ struct Plugin {
 
 impl Plugin {
     fn new(node: &Node) -> Plugin {
-        let dir = node.dir.join("podbox-cni");
+        Plugin::linking(node, "podbox-cni", env!("CARGO_BIN_EXE_podbox-cni"))
+    }
+
+    /// The plugin as `podbox` itself, through a `podbox-cni` symlink.
+    fn podbox_symlink(node: &Node) -> Plugin {
+        Plugin::linking(node, "podbox-symlink", common::PODBOX)
+    }
+
+    fn linking(node: &Node, dir: &str, target: &str) -> Plugin {
+        let dir = node.dir.join(dir);
         std::fs::create_dir_all(&dir).unwrap();
         let bin = dir.join("podbox-cni");
-        std::os::unix::fs::symlink(common::PODBOX, &bin).unwrap();
+        std::os::unix::fs::symlink(target, &bin).unwrap();
         Plugin { dir, bin }
     }
 
@@ -307,6 +317,9 @@ fn podbox_cni_follows_the_spec_call_sequences() {
     for want in ["0.4.0", "1.0.0", "1.1.0"] {
         assert!(v["supportedVersions"].as_array().unwrap().iter().any(|s| s == want), "{out}");
     }
+    // podbox itself is the same plugin when called through a `podbox-cni` symlink.
+    let (rc2, out2) = Plugin::podbox_symlink(&node).call(&node, "VERSION", "", "", &serde_json::json!({"cniVersion": "1.0.0"}));
+    assert_eq!((rc2, out2.as_str()), (0, out.as_str()));
 
     let mut add_conf = conf.clone();
     add_conf["runtimeConfig"] = serde_json::json!({"portMappings": [{"hostPort": 8080, "containerPort": 80, "protocol": "tcp"}]});

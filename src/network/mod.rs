@@ -39,8 +39,7 @@ pub use owner::{Owner, check_owner};
 use setup::*;
 pub use setup::{detach_before_unpin, setup, setup_fresh_id, setup_pod};
 pub use status::{NetStatus, PeerRoute, PortStatus, peer_route, status};
-use sysctls::*;
-pub(crate) use sysctls::node_sysctls;
+pub(crate) use sysctls::node_sysctls_once;
 pub use teardown::{TeardownHints, gc, reconfigure, teardown, teardown_with};
 
 use std::net::Ipv4Addr;

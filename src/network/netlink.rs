@@ -16,7 +16,11 @@ use rtnetlink::{Handle, LinkBridge, LinkUnspec, RouteMessageBuilder};
 
 use super::NetError;
 
+mod route;
+mod session;
 mod veth;
+pub use route::*;
+pub use session::Session;
 pub use veth::*;
 
 /// A netlink failure, with what we were doing.
@@ -93,10 +97,15 @@ pub fn mac(l: &LinkMessage) -> String {
     l.attributes
         .iter()
         .find_map(|a| match a {
-            LinkAttribute::Address(b) => Some(b.iter().map(|x| format!("{x:02x}")).collect::<Vec<_>>().join(":")),
+            LinkAttribute::Address(b) => Some(fmt_mac(b)),
             _ => None,
         })
         .unwrap_or_default()
+}
+
+/// A MAC address as `ip link` shows it (lower-case hex, colons).
+pub fn fmt_mac(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect::<Vec<_>>().join(":")
 }
 
 pub fn oper_up(l: &LinkMessage) -> bool {
@@ -135,8 +144,14 @@ pub async fn addresses(h: &Handle, index: u32) -> Result<Vec<(Ipv4Addr, u8)>, Ne
         tokio::spawn(conn);
         h
     });
+    addresses_strict(strict.as_ref().unwrap_or(h), index).await
+}
+
+/// `addresses` on a socket that has strict checking already (a `Session`'s), or not (then the
+/// index is filtered here).
+pub async fn addresses_strict(h: &Handle, index: u32) -> Result<Vec<(Ipv4Addr, u8)>, NetError> {
     let mut out = Vec::new();
-    let mut s = ipv4_addresses_of(strict.as_ref().unwrap_or(h), index);
+    let mut s = ipv4_addresses_of(h, index);
     while let Some(m) = s.try_next().await.map_err(nl("listing addresses"))? {
         if m.header.index != index {
             continue;
@@ -181,9 +196,10 @@ pub async fn set_alias(h: &Handle, idx: u32, text: &str) -> Result<(), NetError>
 /// Make sure `name` is an up bridge with `mtu` holding `gw/prefix`, owned by `owner` if given
 /// (see `super::Owner`: a bridge another state root owns is refused before anything changes; an
 /// unowned one is claimed once it checks out; podbox-cni gives none); returns its index.
-pub async fn ensure_bridge(h: &Handle, name: &str, mtu: u32, gw: Ipv4Addr, prefix: u8, owner: Option<&super::Owner>) -> Result<u32, NetError> {
+/// `strict`: `h`'s socket has strict checking (a `Session`'s), no other socket is needed.
+pub async fn ensure_bridge(h: &Handle, strict: bool, name: &str, mtu: u32, gw: Ipv4Addr, prefix: u8, owner: Option<&super::Owner>) -> Result<u32, NetError> {
     let (idx, owned_by) = bridge_link(h, name, mtu, owner).await?;
-    let have = addresses(h, idx).await?;
+    let have = if strict { addresses_strict(h, idx).await? } else { addresses(h, idx).await? };
     if let Some((ip, p)) = have.iter().find(|a| **a != (gw, prefix)) {
         return Err(NetError::Conflict(format!(
             "bridge {name} has address {ip}/{p}, but the network config wants {gw}/{prefix}; \
@@ -275,10 +291,15 @@ pub async fn configure_pod(h: &Handle, ip: Ipv4Addr, prefix: u8, gw: Ipv4Addr) -
 /// Inside the pod: `lo` and `ifname` up, `ip/prefix` on it, `routes` (destination, gateway) via
 /// it; without `ipv6_link_local`, no IPv6 address is generated on it. Returns its MAC address.
 pub async fn configure_iface(h: &Handle, ifname: &str, ip: Ipv4Addr, prefix: u8, routes: &[(ipnet::Ipv4Net, Ipv4Addr)], ipv6_link_local: bool) -> Result<String, NetError> {
+    let eth0 = link_by_name(h, ifname).await?.ok_or_else(|| NetError::Netlink { what: format!("pod {ifname}"), msg: "missing".into() })?;
+    configure_index(h, ifname, eth0.header.index, ip, prefix, routes, ipv6_link_local).await?;
+    Ok(mac(&eth0))
+}
+
+/// `configure_iface` for an interface whose index in the pod is known (`NewVeth::peer_index`).
+pub async fn configure_index(h: &Handle, ifname: &str, idx: u32, ip: Ipv4Addr, prefix: u8, routes: &[(ipnet::Ipv4Net, Ipv4Addr)], ipv6_link_local: bool) -> Result<(), NetError> {
     // By name: the kernel finds it (every namespace has one), no lookup of ours first.
     h.link().set(LinkUnspec::new_with_name("lo").up().build()).execute().await.map_err(nl("setting lo up in the pod"))?;
-    let eth0 = link_by_name(h, ifname).await?.ok_or_else(|| NetError::Netlink { what: format!("pod {ifname}"), msg: "missing".into() })?;
-    let idx = eth0.header.index;
     if !ipv6_link_local {
         // Before the link goes up, when the kernel would make the address.
         veth::no_ipv6_addresses(h, idx, ifname).await?;
@@ -289,20 +310,31 @@ pub async fn configure_iface(h: &Handle, ifname: &str, ip: Ipv4Addr, prefix: u8,
         let route = RouteMessageBuilder::<Ipv4Addr>::new().destination_prefix(dst.addr(), dst.prefix_len()).gateway(*gw).output_interface(idx).build();
         h.route().add(route).execute().await.map_err(nl(format!("adding route {dst} via {gw} in the pod")))?;
     }
-    Ok(mac(&eth0))
+    Ok(())
 }
 
-/// Wait (bounded) until link `name` is operationally up; a veth is once both ends are up.
-pub async fn wait_oper_up(h: &Handle, name: &str, timeout: Duration) -> Result<(), NetError> {
+/// Wait (bounded) until link `name` is operationally up, a veth once both ends are up; returns
+/// the link as it is then. The state is set by the kernel's link watch, a worker that runs
+/// shortly after the carrier comes: usually done by the first look (29 ADDs in 30), otherwise
+/// within a fraction of a millisecond. So the pauses start at 0.1 ms and double up to 10 ms;
+/// below 1 ms they are blocking sleeps, which give the worker the CPU (tokio's timer counts
+/// whole milliseconds), and nothing else is waiting on this runtime's thread meanwhile.
+pub async fn wait_oper_up(h: &Handle, name: &str, timeout: Duration) -> Result<LinkMessage, NetError> {
     let deadline = Instant::now() + timeout;
+    let mut pause = Duration::from_micros(100);
     loop {
-        if link_by_name(h, name).await?.as_ref().is_some_and(oper_up) {
-            return Ok(());
+        if let Some(l) = link_by_name(h, name).await?.filter(oper_up) {
+            return Ok(l);
         }
         if Instant::now() >= deadline {
             return Err(NetError::Netlink { what: format!("waiting for {name} to come up"), msg: format!("still down after {timeout:?}") });
         }
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        if pause < Duration::from_millis(1) {
+            std::thread::sleep(pause);
+        } else {
+            tokio::time::sleep(pause).await;
+        }
+        pause = (pause * 2).min(Duration::from_millis(10));
     }
 }
 
@@ -327,44 +359,6 @@ pub fn controller(l: &LinkMessage) -> Option<u32> {
         LinkAttribute::Controller(i) => Some(*i),
         _ => None,
     })
-}
-
-/// An IPv4 route of the main table, as `ip route` lists it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Route {
-    pub dst: ipnet::Ipv4Net,
-    pub gateway: Option<Ipv4Addr>,
-    /// Output interface index.
-    pub oif: Option<u32>,
-}
-
-/// The main routing table's IPv4 unicast routes (local/broadcast tables are noise for a picture).
-pub async fn routes(h: &Handle) -> Result<Vec<Route>, NetError> {
-    use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteHeader, RouteType};
-    let mut out = Vec::new();
-    let mut s = h.route().get(RouteMessageBuilder::<Ipv4Addr>::new().build()).execute();
-    while let Some(m) = s.try_next().await.map_err(nl("listing routes"))? {
-        let table = m.attributes.iter().find_map(|a| match a {
-            RouteAttribute::Table(t) => Some(*t),
-            _ => None,
-        });
-        if table.unwrap_or(u32::from(m.header.table)) != u32::from(RouteHeader::RT_TABLE_MAIN) || m.header.kind != RouteType::Unicast {
-            continue;
-        }
-        let mut r = Route { dst: ipnet::Ipv4Net::new(Ipv4Addr::UNSPECIFIED, 0).unwrap(), gateway: None, oif: None };
-        for a in &m.attributes {
-            match a {
-                RouteAttribute::Destination(RouteAddress::Inet(ip)) => {
-                    r.dst = ipnet::Ipv4Net::new(*ip, m.header.destination_prefix_length).unwrap_or(r.dst);
-                }
-                RouteAttribute::Gateway(RouteAddress::Inet(ip)) => r.gateway = Some(*ip),
-                RouteAttribute::Oif(i) => r.oif = Some(*i),
-                _ => {}
-            }
-        }
-        out.push(r);
-    }
-    Ok(out)
 }
 
 /// The peer's index of a veth (IFLA_LINK), in the namespace the peer lives in.

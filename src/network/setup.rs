@@ -136,7 +136,7 @@ pub(super) fn setup_steps(root: &Path, pod_id: &str, netns: &Path, ports: &[Port
     crate::trace::step("net: config, checks, netns open");
 
     let (bridge, gw, prefix, mtu) = (cfg.bridge.clone(), cfg.gateway, cfg.subnet.prefix_len(), cfg.mtu);
-    let bridge_idx = netlink::run(|h| async move { netlink::ensure_bridge(&h, &bridge, mtu, gw, prefix, Some(&owner)).await })
+    let bridge_idx = netlink::run(|h| async move { netlink::ensure_bridge(&h, false, &bridge, mtu, gw, prefix, Some(&owner)).await })
         .map_err(|e| match e {
             // Said plainly: nothing was changed, and the fix is the user's.
             owned @ NetError::OwnedByOtherRoot { .. } => owned,

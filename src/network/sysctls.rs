@@ -16,9 +16,10 @@ use super::*;
 /// Performance: a path lookup under /proc/sys compares the name with the same-named entry of
 /// every network namespace that looked it up (proc_sys_compare), so each read here cost O(pods)
 /// (a profile at 1,000 pods: 12 % of a create). Written once per node and bridge: a stamp
-/// (`network/sysctl.applied`: the node's netns inode, the bridge's name and index) says they are
-/// set; a new bridge (new index) or another node namespace writes them again.
-pub(super) fn node_sysctls_once(root: &Path, cfg: &NetConfig, bridge_idx: u32) -> Result<(), NetError> {
+/// (`network/sysctl.applied` under `root`, podbox's state root or podbox-cni's state directory
+/// of the network: the node's netns inode, the bridge's name and index) says they are set; a new
+/// bridge (new index) or another node namespace writes them again.
+pub(crate) fn node_sysctls_once(root: &Path, cfg: &NetConfig, bridge_idx: u32) -> Result<(), NetError> {
     let stamp_path = config::net_dir(root).join("sysctl.applied");
     let stamp = std::fs::metadata("/proc/self/ns/net").ok().map(|m| format!("{} {} {bridge_idx}", m.ino(), cfg.bridge));
     if stamp.is_some() && std::fs::read_to_string(&stamp_path).ok() == stamp {
@@ -26,21 +27,25 @@ pub(super) fn node_sysctls_once(root: &Path, cfg: &NetConfig, bridge_idx: u32) -
     }
     node_sysctls(cfg)?;
     if let Some(stamp) = stamp {
-        // Best effort: without the stamp the next pod checks the values again.
-        let _ = crate::state::write_atomic(&stamp_path, stamp.as_bytes());
+        // Best effort: without the stamp the next pod checks the values again. podbox-cni's
+        // directory is made by the first ADD that needs it.
+        let write = || crate::state::write_atomic(&stamp_path, stamp.as_bytes());
+        if write().is_err() && std::fs::create_dir_all(config::net_dir(root)).is_ok() {
+            let _ = write();
+        }
     }
     Ok(())
 }
 
-/// The node settings themselves (see `node_sysctls_once`); podbox-cni, which keeps no node
-/// stamp, calls this directly. A value already right is only read.
-pub(crate) fn node_sysctls(cfg: &NetConfig) -> Result<(), NetError> {
+/// The node settings themselves (see `node_sysctls_once`). A value already right is only read.
+fn node_sysctls(cfg: &NetConfig) -> Result<(), NetError> {
     let mut settings = vec![
         ("/proc/sys/net/ipv4/ip_forward".to_string(), "1"),
         (format!("/proc/sys/net/ipv4/conf/{}/route_localnet", cfg.bridge), "1"),
     ];
-    // A kernel without IPv6 (or booted with ipv6.disable=1) has no such file and no RA to refuse.
-    if Path::new("/proc/sys/net/ipv6").exists() {
+    // A kernel without IPv6 (or booted with ipv6.disable=1) has no such file and no RA to refuse;
+    // asked of socket(2), not of a /proc/sys lookup (above).
+    if netlink::ipv6_enabled() {
         settings.push((format!("/proc/sys/net/ipv6/conf/{}/accept_ra", cfg.bridge), "0"));
     }
     write_sysctls(&settings)

@@ -122,9 +122,9 @@ fn env() -> Result<Env, PluginError> {
 /// Entry point of `podbox-cni`: the result (or nothing) on stdout and 0, or a JSON error
 /// object on stdout and 1.
 pub fn main() -> i32 {
-    let mut stdin = Vec::new();
+    // Room for a usual config at once (the default would read it in 32, 64, 128... byte steps).
+    let mut stdin = Vec::with_capacity(16 * 1024);
     let _ = std::io::stdin().read_to_end(&mut stdin);
-    let version = serde_json::from_slice::<Value>(&stdin).ok().and_then(|v| v["cniVersion"].as_str().map(str::to_string));
     match run(&stdin) {
         Ok(Some(out)) => {
             println!("{out}");
@@ -132,6 +132,9 @@ pub fn main() -> i32 {
         }
         Ok(None) => 0,
         Err(e) => {
+            // The config's version, if it can be read, for the error object (read only now:
+            // a call that succeeds parses its config once).
+            let version = serde_json::from_slice::<Value>(&stdin).ok().and_then(|v| v["cniVersion"].as_str().map(str::to_string));
             let v = version.filter(|v| SUPPORTED.contains(&v.as_str())).unwrap_or_else(|| "1.1.0".into());
             println!("{}", json!({ "cniVersion": v, "code": e.code, "msg": e.msg, "details": e.details }));
             1

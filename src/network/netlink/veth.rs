@@ -13,50 +13,68 @@ use super::{NetError, link_by_name, nl};
 /// as `eth0` with MAC address `pod_mac` inside the namespace `pod_ns` (no move or rename
 /// afterwards). Returns the host index.
 pub async fn create_veth(h: &Handle, host: &str, bridge_idx: u32, mtu: u32, pod_ns: &File, pod_mac: [u8; 6]) -> Result<u32, NetError> {
-    create_veth_peer(h, host, "eth0", bridge_idx, mtu, pod_ns, Some(pod_mac)).await
+    Ok(create_veth_peer(h, host, "eth0", bridge_idx, mtu, pod_ns, Some(pod_mac)).await?.index)
+}
+
+/// A veth pair just created: the host end's index, and the pod end's index in the pod's
+/// namespace when the kernel said it (IFLA_LINK of the host end), which spares a lookup there.
+pub struct NewVeth {
+    pub index: u32,
+    pub peer_index: Option<u32>,
 }
 
 /// `create_veth` with the pod end named `peer_name`, and a MAC address of the kernel's choosing
 /// unless `mac` names one.
-pub async fn create_veth_peer(h: &Handle, host: &str, peer_name: &str, bridge_idx: u32, mtu: u32, pod_ns: &File, mac: Option<[u8; 6]>) -> Result<u32, NetError> {
+///
+/// Both ends get one transmit and one receive queue. Performance: unasked, the kernel makes a
+/// veth with a queue of each kind per possible CPU, creates their sysfs entries, and then
+/// (`veth_init_queues`) cuts the queues in use down to one, which removes those entries again
+/// and waits for an expedited RCU grace period (`synchronize_net`), all under the rtnl lock,
+/// for each end. One queue is what a veth uses unless someone raises its channel count
+/// (`ethtool -L`), which a pod's veth never needs; the work grows with the node's CPUs.
+pub async fn create_veth_peer(h: &Handle, host: &str, peer_name: &str, bridge_idx: u32, mtu: u32, pod_ns: &File, mac: Option<[u8; 6]>) -> Result<NewVeth, NetError> {
+    let queues = [LinkAttribute::NumTxQueues(1), LinkAttribute::NumRxQueues(1)];
     let mut peer = LinkMessageBuilder::<LinkUnspec>::new().name(peer_name).mtu(mtu);
     if let Some(mac) = mac {
         peer = peer.address(mac.to_vec());
     }
-    let peer = peer.setns_by_fd(pod_ns.as_raw_fd()).build();
-    let msg = LinkVeth::new(host, peer_name)
+    let mut peer = peer.setns_by_fd(pod_ns.as_raw_fd()).build();
+    peer.attributes.extend(queues.clone());
+    let mut msg = LinkVeth::new(host, peer_name)
         .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
         .mtu(mtu)
         .controller(bridge_idx)
         .build();
+    msg.attributes.extend(queues);
     let what = || format!("creating veth {host} with peer {peer_name} in the pod");
-    if let Some(idx) = add_echoing_index(h, msg, host).await.map_err(nl(what()))? {
-        return Ok(idx);
-    }
-    // A kernel older than 6.2 does not echo a new link: ask for it.
-    let link = link_by_name(h, host).await?.ok_or_else(|| NetError::Netlink { what: what(), msg: "it vanished right after creation".into() })?;
-    Ok(link.header.index)
+    let link = match add_echoing(h, msg, host).await.map_err(nl(what()))? {
+        Some(l) => l,
+        // A kernel older than 6.2 does not echo a new link: ask for it.
+        None => link_by_name(h, host).await?.ok_or_else(|| NetError::Netlink { what: what(), msg: "it vanished right after creation".into() })?,
+    };
+    // The notification is sent once the pair is tied together; 0 would be "no peer".
+    Ok(NewVeth { index: link.header.index, peer_index: super::peer_index(&link).filter(|&i| i != 0) })
 }
 
 /// RTM_NEWLINK (create, exclusive) with NLM_F_ECHO: the kernel (6.2 and later) sends the new
 /// link's own notification back to us, which carries its index. Performance: this saves a
 /// GETLINK per pod, and every message about a veth whose peer is in another namespace costs the
 /// kernel a walk of the node's namespace ids (`__peernet2id`), O(pods). None when no echo came.
-async fn add_echoing_index(h: &Handle, msg: LinkMessage, name: &str) -> Result<Option<u32>, rtnetlink::Error> {
+async fn add_echoing(h: &Handle, msg: LinkMessage, name: &str) -> Result<Option<LinkMessage>, rtnetlink::Error> {
     use rtnetlink::packet_core::{NLM_F_ACK, NLM_F_CREATE, NLM_F_ECHO, NLM_F_EXCL, NLM_F_REQUEST, NetlinkMessage, NetlinkPayload};
     use rtnetlink::packet_route::RouteNetlinkMessage;
     let mut req = NetlinkMessage::from(RouteNetlinkMessage::NewLink(msg));
     req.header.flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL | NLM_F_ECHO;
     let mut responses = h.clone().request(req)?;
-    let mut index = None;
+    let mut link = None;
     while let Some(m) = futures_util::StreamExt::next(&mut responses).await {
         match m.payload {
-            NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(l)) if super::name(&l) == name => index = Some(l.header.index),
+            NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(l)) if super::name(&l) == name => link = Some(l),
             NetlinkPayload::Error(e) if e.code.is_some() => return Err(rtnetlink::Error::NetlinkError(e)),
             _ => {}
         }
     }
-    Ok(index)
+    Ok(link)
 }
 
 /// Hairpin on the bridge port lets a pod reach itself through a host port (the frame goes back

@@ -10,8 +10,6 @@
 //! names free, no NAT — holds when DEL returns; the dead pair itself is gone some tens of
 //! milliseconds later. Should the child not finish, GC deletes every `pbdel*` link it finds.
 
-use std::path::Path;
-
 use crate::network::{NetError, netlink};
 use rtnetlink::LinkUnspec;
 
@@ -49,12 +47,13 @@ async fn retire_link(h: &rtnetlink::Handle, index: u32, down: bool) -> Result<()
 /// `netns`, touched only if it is the host end's peer; a namespace that is gone took the
 /// container end with it. If a step fails, the pair is deleted here, the slow way.
 pub(super) fn retire_pair(host_veth: &str, netns: &str, ifname: &str) -> Result<Option<String>, NetError> {
-    let name = host_veth.to_string();
-    let found = netlink::run(|h| async move { Ok(netlink::link_by_name(&h, &name).await?.map(|l| (l.header.index, netlink::peer_index(&l)))) })?;
+    // One runtime and connection for all of it (`netlink::Session`), gone before the fork.
+    let nl = netlink::Session::new()?;
+    let found = nl.run(|h| async move { Ok(netlink::link_by_name(&h, host_veth).await?.map(|l| (l.header.index, netlink::peer_index(&l)))) })?;
     let Some((index, peer)) = found else { return Ok(None) };
     // The container end first: down, it loses its routes, and the host end its carrier.
-    let res = retire_peer(netns, ifname, peer);
-    netlink::run(|h| async move {
+    let res = retire_peer(&nl, netns, ifname, peer);
+    nl.run(|h| async move {
         match res.and(retire_link(&h, index, false).await) {
             Ok(()) => Ok(Some(dying_name(index))),
             Err(_) => delete_index(&h, index).await.map(|_| None),
@@ -63,14 +62,16 @@ pub(super) fn retire_pair(host_veth: &str, netns: &str, ifname: &str) -> Result<
 }
 
 /// The container end: `ifname` in `netns`, if it is the peer (index `peer` there).
-fn retire_peer(netns: &str, ifname: &str, peer: Option<u32>) -> Result<(), NetError> {
+fn retire_peer(nl: &netlink::Session, netns: &str, ifname: &str, peer: Option<u32>) -> Result<(), NetError> {
     let Some(peer) = peer else { return Ok(()) };
-    if netns.is_empty() || !Path::new(netns).exists() {
-        return Ok(());
-    }
-    let ifname = ifname.to_string();
-    netlink::in_netns(Path::new(netns), move |h| async move {
-        match netlink::link_by_name(&h, &ifname).await? {
+    let ns = match std::fs::File::open(netns) {
+        Ok(ns) => ns,
+        // A namespace that is gone took the container end with it.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(NetError::Netlink { what: format!("opening network namespace {netns}"), msg: e.to_string() }),
+    };
+    nl.in_netns(&ns, |h| async move {
+        match netlink::link_by_name(&h, ifname).await? {
             Some(l) if l.header.index == peer => retire_link(&h, peer, true).await,
             _ => Ok(()),
         }
@@ -88,7 +89,7 @@ async fn delete_index(h: &rtnetlink::Handle, index: u32) -> Result<(), NetError>
 /// Delete link `dying` (a retired pair) in a detached child and return at once; if no child can
 /// be started, delete it here. Call it last, with no file open that others wait for (the
 /// address store's lock): the child is forked from this process, which must be single-threaded
-/// then (the netlink runtimes are current-thread and gone; `in_netns` joins its thread).
+/// then (the netlink runtime is current-thread and gone).
 pub(super) fn delete_detached(dying: String) -> Result<(), NetError> {
     if !single_threaded() {
         return netlink::run(|h| async move { netlink::delete_link(&h, &dying).await });

@@ -18,22 +18,21 @@ pub(super) fn add(net: &Net, e: &Env) -> Result<Value, PluginError> {
         ));
     }
     nft::check_ports_free(&e.container_id, &net.ports)?;
-    let veth = host_veth(&e.container_id, &e.ifname);
-    let v = veth.clone();
-    if netlink::run(|h| async move { netlink::link_by_name(&h, &v).await })?.is_some() {
+    // One runtime and connection for every netlink request of the ADD (see `netlink::Session`).
+    let nl = netlink::Session::new()?;
+    let name = host_veth(&e.container_id, &e.ifname);
+    let veth = name.as_str();
+    if nl.run(|h| async move { netlink::link_by_name(&h, veth).await })?.is_some() {
         return Err(err(code::SETUP_FAILED, format!("link {veth} already exists"), "a leftover of this container (DEL it) or a hash collision"));
     }
     let mut undo = Vec::new();
-    let res = add_steps(net, e, &store, &veth, &mut undo);
+    let res = add_steps(net, e, &nl, &store, veth, &mut undo);
     if res.is_err() {
         // Best effort: the error that caused the rollback is the one worth reporting.
         for u in undo.into_iter().rev() {
             let _ = match u {
                 Undo::Address => store.release(&e.container_id, &e.ifname).map(|_| ()).map_err(NetError::from),
-                Undo::Veth => {
-                    let v = veth.clone();
-                    netlink::run(|h| async move { netlink::delete_link(&h, &v).await })
-                }
+                Undo::Veth => nl.run(|h| async move { netlink::delete_link(&h, veth).await }),
                 Undo::Nat => nft::remove_pod(&e.container_id),
             };
         }
@@ -48,29 +47,34 @@ pub(super) enum Undo {
     Nat,
 }
 
-pub(super) fn add_steps(net: &Net, e: &Env, store: &Store, veth: &str, undo: &mut Vec<Undo>) -> Result<Value, PluginError> {
-    let pod_ns = netlink::open_netns(Path::new(&e.netns)).map_err(|x| err(code::INVALID_ENV, format!("CNI_NETNS {}: cannot open it", e.netns), x.to_string()))?;
-    let (bridge, mtu, gw, prefix, is_gw) = (net.bridge.clone(), net.mtu, net.range.gateway, net.subnet.prefix_len(), net.is_gateway);
-    let bridge_idx = netlink::run(|h| async move {
-        if is_gw { netlink::ensure_bridge(&h, &bridge, mtu, gw, prefix, None).await } else { netlink::ensure_bridge_link(&h, &bridge, mtu).await }
+pub(super) fn add_steps(net: &Net, e: &Env, nl: &netlink::Session, store: &Store, veth: &str, undo: &mut Vec<Undo>) -> Result<Value, PluginError> {
+    let pod_ns = &netlink::open_netns(Path::new(&e.netns)).map_err(|x| err(code::INVALID_ENV, format!("CNI_NETNS {}: cannot open it", e.netns), x.to_string()))?;
+    let (bridge, mtu, gw, prefix) = (&net.bridge, net.mtu, net.range.gateway, net.subnet.prefix_len());
+    let bridge_idx = nl.run(|h| async move {
+        if net.is_gateway { netlink::ensure_bridge(&h, true, bridge, mtu, gw, prefix, None).await } else { netlink::ensure_bridge_link(&h, bridge, mtu).await }
     })?;
     if net.is_gateway {
-        crate::network::node_sysctls(&net.nat_config())?;
+        crate::network::node_sysctls_once(&net.state_root(), &net.nat_config(), bridge_idx)?;
     }
     undo.push(Undo::Address);
     let ip = store.allocate(net.range, &e.container_id, &e.ifname)?;
     undo.push(Undo::Veth);
-    let (v, peer, hairpin) = (veth.to_string(), e.ifname.clone(), net.hairpin);
     // The same address-derived MAC as podbox's own pods: known before the veth exists, so the
     // anti-spoofing elements can name it.
     let mac_addr = crate::network::pod_mac(ip);
-    let host_idx = netlink::run(|h| async move {
-        let idx = netlink::create_veth_peer(&h, &v, &peer, bridge_idx, mtu, &pod_ns, Some(mac_addr)).await?;
-        netlink::setup_port(&h, &v, idx, hairpin).await?;
-        Ok(idx)
+    let new = nl.run(|h| async move {
+        let new = netlink::create_veth_peer(&h, veth, &e.ifname, bridge_idx, mtu, pod_ns, Some(mac_addr)).await?;
+        netlink::setup_port(&h, veth, new.index, net.hairpin).await?;
+        Ok(new)
     })?;
-    let (ifn, routes) = (e.ifname.clone(), net.routes.clone());
-    let mac = netlink::in_netns(Path::new(&e.netns), move |h| async move { netlink::configure_iface(&h, &ifn, ip, prefix, &routes, /* IPv6 link-local kept, as the reference bridge plugin keeps it */ true).await })?;
+    let host_idx = new.index;
+    // IPv6 link-local kept, as the reference bridge plugin keeps it.
+    let mac = nl.in_netns(pod_ns, |h| async move {
+        match new.peer_index {
+            Some(idx) => netlink::configure_index(&h, &e.ifname, idx, ip, prefix, &net.routes, true).await.map(|_| netlink::fmt_mac(&mac_addr)),
+            None => netlink::configure_iface(&h, &e.ifname, ip, prefix, &net.routes, true).await,
+        }
+    })?;
     undo.push(Undo::Nat);
     if net.ip_masq || !net.ports.is_empty() {
         let root = net.state_root();
@@ -78,11 +82,12 @@ pub(super) fn add_steps(net: &Net, e: &Env, store: &Store, veth: &str, undo: &mu
         let port = nft::PodPort { ifindex: host_idx, mac: mac_addr, ip };
         nft::apply_pod(&root, &net.nat_config(), &e.container_id, &port, &net.ports)?;
     }
-    let (v, b) = (veth.to_string(), net.bridge.clone());
-    let (host_mac, bridge_mac) = netlink::run(|h| async move {
-        netlink::wait_oper_up(&h, &v, Duration::from_secs(2)).await?;
+    // The bridge's MAC is read now, not with the bridge above: a bridge takes the lowest MAC of
+    // its ports unless one was set, so a new port can change it.
+    let (host, bridge) = nl.run(|h| async move {
         let m = |l: Option<rtnetlink::packet_route::link::LinkMessage>| l.map(|l| netlink::mac(&l)).unwrap_or_default();
-        Ok((m(netlink::link_by_name(&h, &v).await?), m(netlink::link_by_name(&h, &b).await?)))
+        let (up, b) = tokio::try_join!(netlink::wait_oper_up(&h, veth, Duration::from_secs(2)), netlink::link_by_name(&h, bridge))?;
+        Ok((m(Some(up)), m(b)))
     })?;
     let mut ipc = json!({ "address": format!("{ip}/{prefix}"), "gateway": net.range.gateway.to_string(), "interface": 2 });
     if !crate::network::cni::exec::version_at_least(&net.version, "1.0.0") {
@@ -91,8 +96,8 @@ pub(super) fn add_steps(net: &Net, e: &Env, store: &Store, veth: &str, undo: &mu
     Ok(json!({
         "cniVersion": net.version,
         "interfaces": [
-            { "name": net.bridge, "mac": bridge_mac },
-            { "name": veth, "mac": host_mac },
+            { "name": net.bridge, "mac": bridge },
+            { "name": veth, "mac": host },
             { "name": e.ifname, "mac": mac, "sandbox": e.netns },
         ],
         "ips": [ipc],

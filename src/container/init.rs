@@ -135,12 +135,14 @@ pub(crate) fn execute<K: Kernel>(k: &K, a: &InitArgs) -> Result<Infallible> {
         k.become_root()?;
     }
     enter_namespaces(k, a.plan)?;
+    crate::trace::step("init: namespaces");
     if let Some(adj) = a.plan.oom_score_adj {
         k.write_proc(Path::new("/proc/self/oom_score_adj"), &adj.to_string(), &format!("setting process.oomScoreAdj {adj}"))?;
     }
     // Without a mount namespace of its own the process keeps the caller's mounts and is only
     // chrooted (namespaces::plan refused every field that would need a mount).
     let root = if a.plan.namespaces.mount_ns { Some(prepare_rootfs(k, a.rootfs, &a.plan.rootfs)?) } else { None };
+    crate::trace::step("init: root, mounts, devices");
     if let Some(g) = a.gate {
         g.before_pivot()?;
     }
@@ -158,6 +160,7 @@ pub(crate) fn execute<K: Kernel>(k: &K, a: &InitArgs) -> Result<Infallible> {
         // Last: masked and read-only paths are bind mounts, which an unbindable tree refuses.
         k.set_root_propagation(a.plan.rootfs.propagation)?;
     }
+    crate::trace::step("init: pivot, masked and read-only paths");
     run_process(k, &a.plan.process, a.gate, a.preserve_fds)
 }
 
@@ -247,6 +250,7 @@ fn become_process<K: Kernel>(k: &K, p: &ProcessPlan, exe: &Path, gate: Option<&G
     if p.no_new_privs && !p.seccomp.is_empty() {
         k.load_seccomp(&p.seccomp)?;
     }
+    crate::trace::step("init: process (rlimits, user, capabilities, seccomp)");
     k.exec(exe, &p.argv, &p.env)
 }
 

@@ -122,6 +122,7 @@ fn first_run(opts: &StartOptions, plan: &InitPlan, cgroup: Option<&cgroups::Cgro
         Ok(h) => h,
         Err(e) => chan.fail(CODE_RUNTIME, &format!("opening the attach socket in {}: {e}", opts.state_dir.display())),
     };
+    crate::trace::step("monitor: go");
     let mut attempt = match spawn_init(opts, plan, cgroup, hub.as_ref()) {
         Ok(a) => a,
         Err(f) => chan.fail(f.code, &f.msg),

@@ -297,6 +297,7 @@ where
     if let Err(msg) = enter(desc, spawner, chan, born_in_pid_ns) {
         chan.fail(CODE_RUNTIME, &msg)
     }
+    crate::trace::step("spawn: child entered (cgroups, session, namespaces)");
     if !matches!(desc.pid_ns, PidNs::Inherit) && !born_in_pid_ns {
         // SAFETY: a fork-like clone (no CLONE_VM, no new stack) of this single-threaded
         // process; CLONE_PARENT makes the new process the spawner's child, born in the PID

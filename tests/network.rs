@@ -207,6 +207,13 @@ fn bridge_name_taken_by_a_non_bridge_or_conflicting_address_is_refused() {
     let out = node.podbox(&["network", "add", "--id", &id(1), "--netns", &p]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("bridge cbr0 has address 172.17.0.1/16"));
     assert!(ipam_files(&node).is_empty());
+    // Without the address, the bridge (made with the kernel's defaults) is claimed: podbox turns
+    // its multicast snooping off, as on the bridges it makes.
+    node.sh_ok("ip addr flush dev cbr0");
+    assert_eq!(node.sh_ok("ip -d link show cbr0 | grep -o 'mcast_snooping [01]'").trim(), "mcast_snooping 1");
+    node.podbox_ok(&["network", "add", "--id", &id(1), "--netns", &p]);
+    assert_eq!(node.sh_ok("ip -d link show cbr0 | grep -o 'mcast_snooping [01]'").trim(), "mcast_snooping 0");
+    node.podbox_ok(&["network", "del", "--id", &id(1)]);
     unpin_all(&node);
 }
 

@@ -39,12 +39,22 @@ fn neither_end_of_a_pod_veth_has_ipv6_addresses_and_ipv4_works() {
     let p = json(&node.podbox_ok(&["pod", "inspect", "a"]));
     let veth = p["attachment"]["host_veth"].as_str().unwrap();
     let netns = node.root.join("pods").join(p["id"].as_str().unwrap()).join("ns/net");
-    // A bridge port with hairpin, up, and no IPv6 of its own (addrgenmode none: no link-local
-    // address, DAD or MLD for the node's end).
+    // A bridge port with hairpin, up, and no IPv6 of its own (disable_ipv6: no link-local
+    // address, DAD or MLD for the node's end, nor its ff00::/8 route in the node's table).
     let link = node.sh_ok(&format!("ip -d link show {veth}"));
-    assert!(link.contains("addrgenmode none") && link.contains("hairpin on") && link.contains("state UP"), "{link}");
-    assert!(link.contains(&format!("master {}", p["attachment"]["bridge"].as_str().unwrap())), "{link}");
+    assert!(link.contains("hairpin on") && link.contains("state UP"), "{link}");
+    let bridge = p["attachment"]["bridge"].as_str().unwrap();
+    assert!(link.contains(&format!("master {bridge}")), "{link}");
+    assert_eq!(node.sh_ok(&format!("cat /proc/sys/net/ipv6/conf/{veth}/disable_ipv6")).trim(), "1");
     assert_eq!(node.sh_ok(&format!("ip -6 addr show dev {veth}")).trim(), "");
+    assert_eq!(node.sh_ok(&format!("ip -6 route show table all dev {veth}")).trim(), "");
+    // The bridge: no multicast snooping (per-port work for every other port, netlink.rs), and
+    // the gateway's MAC derived from its address as a pod's is.
+    let br = node.sh_ok(&format!("ip -d link show {bridge}"));
+    assert!(br.contains("mcast_snooping 0"), "{br}");
+    let gw: std::net::Ipv4Addr = p["attachment"]["gateway"].as_str().unwrap().parse().unwrap();
+    let o = gw.octets();
+    assert!(br.contains(&format!("link/ether 0a:58:{:02x}:{:02x}:{:02x}:{:02x}", o[0], o[1], o[2], o[3])), "{br}");
     // Nor has the pod's eth0 (the pod network is IPv4; no link-local address, whose DAD probe
     // and MLD reports the bridge would flood to every pod), and IPv4 works through it.
     let ns = |cmd: &str| node.sh_ok(&format!("nsenter --net={} {cmd}", netns.display()));

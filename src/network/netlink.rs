@@ -12,13 +12,15 @@ use std::time::{Duration, Instant};
 use futures_util::TryStreamExt;
 use rtnetlink::packet_route::address::AddressAttribute;
 use rtnetlink::packet_route::link::{InfoKind, LinkAttribute, LinkInfo, LinkMessage, State};
-use rtnetlink::{Handle, LinkBridge, LinkUnspec, RouteMessageBuilder};
+use rtnetlink::{Handle, LinkUnspec, RouteMessageBuilder};
 
 use super::NetError;
 
+mod bridge;
 mod route;
 mod session;
 mod veth;
+pub use bridge::*;
 pub use route::*;
 pub use session::Session;
 pub use veth::*;
@@ -191,88 +193,6 @@ pub fn alias(l: &LinkMessage) -> Option<String> {
 /// Set the alias of link `idx`.
 pub async fn set_alias(h: &Handle, idx: u32, text: &str) -> Result<(), NetError> {
     h.link().set(LinkUnspec::new_with_index(idx).alias(text).build()).execute().await.map_err(nl(format!("setting the alias of link {idx}")))
-}
-
-/// Make sure `name` is an up bridge with `mtu` holding `gw/prefix`, owned by `owner` if given
-/// (see `super::Owner`: a bridge another state root owns is refused before anything changes; an
-/// unowned one is claimed once it checks out; podbox-cni gives none); returns its index.
-/// `strict`: `h`'s socket has strict checking (a `Session`'s), no other socket is needed.
-pub async fn ensure_bridge(h: &Handle, strict: bool, name: &str, mtu: u32, gw: Ipv4Addr, prefix: u8, owner: Option<&super::Owner>) -> Result<u32, NetError> {
-    let (idx, owned_by) = bridge_link(h, name, mtu, owner).await?;
-    let have = if strict { addresses_strict(h, idx).await? } else { addresses(h, idx).await? };
-    if let Some((ip, p)) = have.iter().find(|a| **a != (gw, prefix)) {
-        return Err(NetError::Conflict(format!(
-            "bridge {name} has address {ip}/{p}, but the network config wants {gw}/{prefix}; \
-             remove that address or change the config (`podbox network config`)"
-        )));
-    }
-    if have.is_empty() {
-        match h.address().add(idx, IpAddr::V4(gw), prefix).execute().await {
-            Ok(()) => {}
-            Err(e) if errno(&e) == libc::EEXIST => {}
-            Err(e) => return Err(nl(format!("adding {gw}/{prefix} to bridge {name}"))(e)),
-        }
-    }
-    if let Some(owner) = owner
-        && owned_by.as_deref() != Some(owner.alias())
-    {
-        set_alias(h, idx, owner.alias()).await?;
-        // Another root claiming at the same moment: the later alias stands, the other one yields.
-        // (Both can still pass if each reads back before the other writes; claims are rare —
-        // a root's first pod — and this narrows that to the same microseconds.)
-        let now = link_by_name(h, name).await?.and_then(|l| alias(&l));
-        owner.check(name, now.as_deref())?;
-    }
-    Ok(idx)
-}
-
-/// Make sure `name` is an up bridge with `mtu` (addresses and owner untouched: podbox-cni's
-/// bridge, configured by its network config); returns its index.
-pub async fn ensure_bridge_link(h: &Handle, name: &str, mtu: u32) -> Result<u32, NetError> {
-    Ok(bridge_link(h, name, mtu, None).await?.0)
-}
-
-/// The bridge link itself: created if missing, checked to be a bridge (and, with `owner`, not
-/// another root's), set up with `mtu`. Returns its index and alias.
-async fn bridge_link(h: &Handle, name: &str, mtu: u32, owner: Option<&super::Owner>) -> Result<(u32, Option<String>), NetError> {
-    let link = match link_by_name(h, name).await? {
-        Some(l) => l,
-        None => {
-            match h.link().add(LinkBridge::new(name).mtu(mtu).build()).execute().await {
-                Ok(()) => {}
-                // Another podbox created it meanwhile: fine, we check it below like any other.
-                Err(e) if errno(&e) == libc::EEXIST => {}
-                Err(e) => return Err(nl(format!("creating bridge {name}"))(e)),
-            }
-            link_by_name(h, name).await?.ok_or_else(|| NetError::Netlink {
-                what: format!("creating bridge {name}"),
-                msg: "it vanished right after creation".into(),
-            })?
-        }
-    };
-    if kind(&link) != Some(&InfoKind::Bridge) {
-        return Err(NetError::Conflict(format!(
-            "link {name} exists but is not a bridge ({:?}); choose another bridge name with `podbox network config --bridge`",
-            kind(&link)
-        )));
-    }
-    let owned_by = alias(&link);
-    if let Some(owner) = owner {
-        owner.check(name, owned_by.as_deref())?;
-    }
-    let idx = link.header.index;
-    // Performance: a request that changes nothing still waits for the rtnl lock, which is one
-    // for the whole machine and contended on a busy node: only when needed.
-    let is_up = link.header.flags.contains(rtnetlink::packet_route::link::LinkFlags::Up);
-    let has_mtu = link.attributes.iter().any(|a| matches!(a, LinkAttribute::Mtu(m) if *m == mtu));
-    if !(is_up && has_mtu) {
-        h.link()
-            .set(LinkUnspec::new_with_index(idx).mtu(mtu).up().build())
-            .execute()
-            .await
-            .map_err(nl(format!("setting bridge {name} up with MTU {mtu}")))?;
-    }
-    Ok((idx, owned_by))
 }
 
 /// Inside the pod: `lo` and `eth0` up, `ip/prefix` on eth0, default route via `gw`. Returns

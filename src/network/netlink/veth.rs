@@ -78,18 +78,33 @@ async fn add_echoing(h: &Handle, msg: LinkMessage, name: &str) -> Result<Option<
 }
 
 /// Hairpin on the bridge port lets a pod reach itself through a host port (the frame goes back
-/// out of the port it came in), then bring the port up.
+/// out of the port it came in; a new port has it off, so only "on" is asked for), then bring the
+/// port up.
 ///
-/// The node's end of a pod's veth gets no IPv6 (address generation mode "none", set in the same
-/// message, before the port goes up): it is a bridge port, whose own addresses nobody uses, and
-/// each link-local address costs the kernel a DAD run and MLD and router-solicitation timers —
-/// work that takes the rtnl lock, one for the whole machine, and that on a node with 1,000 pods
-/// competes with every create. The pod's `eth0` keeps its link-local address.
+/// The node's end of a pod's veth gets no IPv6 at all (`disable_ipv6`, written before the port
+/// goes up): it is a bridge port, whose own IPv6 nobody uses. With IPv6 merely without addresses
+/// (address generation mode "none") the kernel still gave each port a multicast route (ff00::/8,
+/// `addrconf_add_mroute`) in the node's IPv6 table, and each change of a port's IPv6 state walks
+/// that whole table (`rt6_sync_down_dev`, `fib6_clean_all`): O(pods) per create and per removal
+/// (issue 19). Per device, so no other interface of the node changes. The pod's `eth0` is
+/// `configure_iface`'s business.
 pub async fn setup_port(h: &Handle, host: &str, idx: u32, hairpin: bool) -> Result<(), NetError> {
-    let mut port = LinkBridgePort::new(idx).hairpin(hairpin).build();
-    port.attributes.extend(no_ipv6_attribute());
-    h.link().set_port(port).execute().await.map_err(nl(format!("setting hairpin={hairpin} and no IPv6 on bridge port {host}")))?;
+    disable_ipv6(host)?;
+    if hairpin {
+        h.link().set_port(LinkBridgePort::new(idx).hairpin(true).build()).execute().await.map_err(nl(format!("setting hairpin on bridge port {host}")))?;
+    }
     h.link().set(LinkUnspec::new_with_index(idx).up().build()).execute().await.map_err(nl(format!("setting {host} up")))
+}
+
+/// `net.ipv6.conf.<link>.disable_ipv6 = 1` for a link of the calling thread's network namespace;
+/// nothing on a kernel without IPv6. Written without reading it first: a path lookup under
+/// /proc/sys costs O(network namespaces that looked it up, see sysctls.rs), so one, not two.
+fn disable_ipv6(link: &str) -> Result<(), NetError> {
+    if !ipv6_enabled() {
+        return Ok(());
+    }
+    let path = format!("/proc/sys/net/ipv6/conf/{link}/disable_ipv6");
+    std::fs::write(&path, "1").map_err(|e| crate::network::config::io_err(std::path::Path::new(&path), e))
 }
 
 /// Link `idx` (down) will get no IPv6 address when it goes up: address generation mode "none".

@@ -14,8 +14,10 @@
 //! fds 0–2 are open (a runtime gives the plugin all three) and ignores SIGPIPE (with the default,
 //! a plugin whose runtime stopped reading ends, as it would end writing into the error). A panic
 //! aborts instead of exiting with 101: either way the call fails.
-#![no_main]
+// Under `cargo test` the harness brings its own main (the unit-test build has no tests).
+#![cfg_attr(not(test), no_main)]
 
+#[cfg(not(test))]
 #[unsafe(no_mangle)]
 extern "C" fn main(_argc: i32, _argv: *const *const u8) -> i32 {
     podbox::network::cni::plugin::main()

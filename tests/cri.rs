@@ -263,7 +263,7 @@ fn pods_survive_a_killed_cri_server() {
     assert!(cri.ok(&format!("exec -s {cid} grep Seccomp: /proc/self/status")).contains("Seccomp:\t2"));
     // Its resources, in its cgroup.
     let pod_id = pod.clone();
-    let cg = |ctrl: &str, file: &str| node.sh_ok(&format!("cat $(find /sys/fs/cgroup/{ctrl} -type d -path '*/podbox/{pod_id}/main' | head -1)/{file}")).trim().to_string();
+    let cg = |ctrl: &str, file: &str| node.sh_ok(&format!("cat $(find /sys/fs/cgroup/{ctrl} -type d -path '*/podbox/??/{pod_id}/main' | head -1)/{file}")).trim().to_string();
     assert_eq!(cg("memory", "memory.limit_in_bytes"), "67108864");
     assert_eq!(cg("cpu", "cpu.shares"), "512");
     assert_eq!(cg("cpu", "cpu.cfs_quota_us"), "50000");

@@ -160,7 +160,7 @@ fn read_only_root_and_exec_are_confined() {
     let id: serde_json::Value = serde_json::from_str(&id).unwrap();
     let out = node.podbox(&["run", "--pod", "p", "--name", "nf", "--memory", "16m", "--", "no-such-command"]);
     assert_eq!(out.status.code(), Some(127));
-    let left = node.sh_ok(&format!("find /sys/fs/cgroup -type d -path '*/podbox/{}/nf' 2>/dev/null || true", id["id"].as_str().unwrap()));
+    let left = node.sh_ok(&format!("find /sys/fs/cgroup -type d -path '*/podbox/??/{}/nf' 2>/dev/null || true", id["id"].as_str().unwrap()));
     assert!(left.trim().is_empty(), "{left}");
 }
 
@@ -204,7 +204,7 @@ fn memory_hog_is_oom_killed_and_reported() {
     assert_eq!(exit["oom_killed"], true, "{ps}");
     assert_eq!(exit["code"], 137);
     assert!(node.podbox_ok(&["ps"]).contains("OOMKilled"));
-    let limit = node.sh_ok(&format!("cat $(find /sys/fs/cgroup/memory -type d -path '*/podbox/{id}/hog')/memory.limit_in_bytes"));
+    let limit = node.sh_ok(&format!("cat $(find /sys/fs/cgroup/memory -type d -path '*/podbox/??/{id}/hog')/memory.limit_in_bytes"));
     assert_eq!(limit.trim(), (32u64 << 20).to_string());
     // A container within its limit is not reported.
     let (code, _) = run(&node, "p", "small", &["--memory", "32m"], "head -c 1m /dev/zero | tail | wc -c");
@@ -213,7 +213,7 @@ fn memory_hog_is_oom_killed_and_reported() {
     let small = ps.as_array().unwrap().iter().find(|c| c["container"]["name"] == "small").unwrap();
     assert_eq!(small["container"]["exit"]["oom_killed"], false);
     node.podbox_ok(&["rm", "p", "hog"]);
-    assert!(node.sh_ok(&format!("find /sys/fs/cgroup -type d -path '*/podbox/{id}/hog' 2>/dev/null || true")).trim().is_empty(), "container cgroup left");
+    assert!(node.sh_ok(&format!("find /sys/fs/cgroup -type d -path '*/podbox/??/{id}/hog' 2>/dev/null || true")).trim().is_empty(), "container cgroup left");
     node.podbox_ok(&["pod", "rm", "-f", "p"]);
     assert!(cgroup_dirs(&node, &id).is_empty(), "pod cgroups left: {:?}", cgroup_dirs(&node, &id));
     node.assert_clean();
@@ -226,7 +226,7 @@ fn limits_from_flags_and_manifest_reach_the_cgroup() {
     let node = Node::new("limits");
     let id = pod(&node, "p");
     node.podbox_ok(&["run", "--pod", "p", "--name", "c", "-d", "--cpus", "0.5", "--memory", "64m", "--pids-limit", "100", "--", "sleep", "1000"]);
-    let dir = |ctrl: &str, c: &str| node.sh_ok(&format!("find /sys/fs/cgroup/{ctrl} -type d -path '*/podbox/{id}/{c}' 2>/dev/null || true")).trim().to_string();
+    let dir = |ctrl: &str, c: &str| node.sh_ok(&format!("find /sys/fs/cgroup/{ctrl} -type d -path '*/podbox/??/{id}/{c}' 2>/dev/null || true")).trim().to_string();
     let read = |path: String| node.sh_ok(&format!("cat {path}")).trim().to_string();
     assert_eq!(read(format!("{}/cpu.cfs_quota_us", dir("cpu", "c"))), "50000");
     assert_eq!(read(format!("{}/pids.max", dir("pids", "c"))), "100");
@@ -242,7 +242,7 @@ fn limits_from_flags_and_manifest_reach_the_cgroup() {
     )
     .unwrap();
     let mid = node.podbox_ok(&["pod", "apply", "-f", &manifest.to_string_lossy(), "--network", "none"]).trim().to_string();
-    let mdir = |ctrl: &str| node.sh_ok(&format!("find /sys/fs/cgroup/{ctrl} -type d -path '*/podbox/{mid}/web' 2>/dev/null || true")).trim().to_string();
+    let mdir = |ctrl: &str| node.sh_ok(&format!("find /sys/fs/cgroup/{ctrl} -type d -path '*/podbox/??/{mid}/web' 2>/dev/null || true")).trim().to_string();
     assert_eq!(read(format!("{}/memory.limit_in_bytes", mdir("memory"))), (48u64 << 20).to_string());
     assert_eq!(read(format!("{}/cpu.cfs_quota_us", mdir("cpu"))), "25000");
     assert_eq!(read(format!("{}/cpu.shares", mdir("cpu"))), "256");
@@ -283,9 +283,11 @@ fn pure_cgroup_v2_denies_devices_with_ebpf() {
     }
     // One v2 cgroup per container, below the pod's.
     node.podbox_ok(&["run", "-d", "--pod", "p", "--name", "s", "--", "sleep", "100"]);
-    assert_eq!(node.sh_ok(&format!("cat /sys/fs/cgroup/podbox/{id}/s/cgroup.procs | wc -l")).trim(), "1");
+    // Below its middle level (the first two digits of the pod's ID).
+    let level = &id[..2];
+    assert_eq!(node.sh_ok(&format!("cat /sys/fs/cgroup/podbox/{level}/{id}/s/cgroup.procs | wc -l")).trim(), "1");
     let dirs = cgroup_dirs(&node, &id);
-    assert_eq!(dirs, vec![format!("/sys/fs/cgroup/podbox/{id}")], "{dirs:?}");
+    assert_eq!(dirs, vec![format!("/sys/fs/cgroup/podbox/{level}/{id}")], "{dirs:?}");
     node.podbox_ok(&["pod", "rm", "-f", "p"]);
     assert!(cgroup_dirs(&node, &id).is_empty(), "the pod's v2 cgroup is left");
     node.assert_clean();

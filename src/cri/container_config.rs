@@ -180,7 +180,7 @@ pub(super) fn update_resources(ctx: &Ctx, pod: &crate::pod::model::PodRecord, na
         b = b.cpu(cpu.build().map_err(bad)?);
     }
     let st = ctx.container_status(pod, name)?.ok_or_else(|| CriError::NotFound(format!("container {name} not found")))?;
-    let path = st.record.cgroup.clone().unwrap_or_else(|| crate::pod::spec::container_cgroup(&pod.id, name));
+    let path = st.record.cgroup.clone().unwrap_or_else(|| crate::pod::spec::container_cgroup(pod, name));
     let cg = crate::container::cgroups::Cgroup::resolve(&path).map_err(PodError::from)?;
     cg.create(Some(&b.build().map_err(bad)?)).map_err(PodError::from)?;
     Ok(())

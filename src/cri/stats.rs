@@ -31,7 +31,7 @@ pub(super) fn cgroup_usage(cgroup: &str) -> (Option<u64>, Option<u64>) {
 
 pub(super) fn container_stats(s: &Seen) -> api::ContainerStats {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos() as i64;
-    let cgroup = s.status.record.cgroup.clone().unwrap_or_else(|| crate::pod::spec::container_cgroup(&s.pod.id, &s.status.record.name));
+    let cgroup = s.status.record.cgroup.clone().unwrap_or_else(|| crate::pod::spec::container_cgroup(&s.pod, &s.status.record.name));
     let (cpu, mem) = cgroup_usage(&cgroup);
     let v = |x: Option<u64>| x.map(|value| api::UInt64Value { value });
     api::ContainerStats {
@@ -48,7 +48,7 @@ pub(super) fn container_stats(s: &Seen) -> api::ContainerStats {
 /// running container's own stats.
 pub(super) fn pod_stats(ctx: &Ctx, pod: &PodRecord) -> Result<api::PodSandboxStats, CriError> {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos() as i64;
-    let cgroup = crate::pod::spec::pod_cgroup(&pod.id);
+    let cgroup = crate::pod::spec::pod_cgroup(pod);
     let (cpu, mem) = cgroup_usage(&cgroup);
     let processes = crate::container::cgroups::Cgroup::resolve(&cgroup).map(|c| c.procs().len() as u64).ok();
     let cfg = sandbox_config(ctx, pod);

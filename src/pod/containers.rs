@@ -142,7 +142,7 @@ fn record(ctx: &Ctx, pod: &PodRecord, requested: &ContainerSpec, resolved: &supe
         image: resolved.image.as_ref().map(|i| i.0.clone()),
         image_digest: resolved.image.as_ref().map(|i| i.1.clone()),
         stop_signal: resolved.stop_signal,
-        cgroup: Some(spec::container_cgroup(&pod.id, &c.name)),
+        cgroup: Some(spec::container_cgroup(pod, &c.name)),
         awaiting_start,
     };
     // The record (with the cgroup) before any process: from here on removal finds everything.

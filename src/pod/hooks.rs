@@ -16,6 +16,6 @@ use crate::container::probe::{self, Action, Target};
 /// Run `action` against container `name` of `pod` (whose init is `pid`), for at most `timeout`.
 pub fn run(ctx: &Ctx, pod: &PodRecord, name: &str, pid: ProcRef, action: &Action, timeout: Duration) -> Result<(), String> {
     let spec = Spec::load(ctx.root.container_dir(&pod.id, name).join("config.json")).map_err(|e| format!("reading the spec of container {name}: {e}"))?;
-    let procs = Cgroup::resolve(&spec::container_cgroup(&pod.id, name)).map(|c| c.procs_files()).unwrap_or_default();
+    let procs = Cgroup::resolve(&spec::container_cgroup(pod, name)).map(|c| c.procs_files()).unwrap_or_default();
     probe::check(&Target { pid, spec: &spec, cgroup_procs: &procs }, action, timeout.max(Duration::from_secs(1)))
 }

@@ -57,6 +57,7 @@ pub fn create(ctx: &Ctx, spec: &PodSpec) -> Result<PodRecord> {
         fs_group: spec.fs_group,
         grace_seconds: spec.grace_seconds,
         user_range: if spec.userns { Some(userns_range::allocate(ctx)?) } else { None },
+        cgroup: Some(spec::new_pod_cgroup(&id)),
     };
     // The record comes first: from here on, a crash leaves something `gc` can find.
     state::write_json(&ctx.pod_record_path(&id), &rec)?;
@@ -110,7 +111,7 @@ fn build(ctx: &Ctx, rec: &mut PodRecord) -> Result<()> {
     volumes::setup(&dir, &rec.volumes, rec.fs_group)?;
     crate::trace::step("shm, etc, volumes");
     // The pod's cgroup comes into being with the pause's child of it; containers add theirs.
-    let pause_cg = Cgroup::resolve(&spec::pause_cgroup(&rec.id))?;
+    let pause_cg = Cgroup::resolve(&spec::pause_cgroup(rec))?;
     pause_cg.create(None)?;
     crate::trace::step("cgroup");
     // The pause is started before the network: this keeps every fork ahead of the threads the
@@ -241,21 +242,29 @@ fn kill_recorded(ctx: &Ctx, id: &str, rec: Option<&PodRecord>, net_pin: Option<&
 /// and pause, recorded or not, then removes the tree. False when processes outlived SIGKILL:
 /// then the pod's state must be kept.
 fn remove_cgroups(id: &str, problems: &mut Vec<String>) -> bool {
-    match Cgroup::resolve(&spec::pod_cgroup(id)) {
-        Ok(cg) => {
-            if let Err(left) = cg.kill_all(Duration::from_secs(10)) {
-                problems.push(format!("processes {left:?} of pod {id} did not end after SIGKILL; its state is kept, try again"));
-                return false;
+    // The pod's tree, and the one a podbox before the middle levels made for it (containers
+    // made since the upgrade are in the first).
+    for path in [spec::new_pod_cgroup(id), spec::legacy_pod_cgroup(id)] {
+        match Cgroup::resolve(&path) {
+            Ok(cg) if !cg.paths().iter().any(|p| p.exists()) => {}
+            Ok(cg) => {
+                if let Err(left) = cg.kill_all(Duration::from_secs(10)) {
+                    problems.push(format!("processes {left:?} of pod {id} did not end after SIGKILL; its state is kept, try again"));
+                    return false;
+                }
+                // Every process is gone: the cgroups can go.
+                if let Err(e) = cg.remove() {
+                    problems.push(e.to_string());
+                }
             }
-            // Every process is gone: the cgroups can go.
-            if let Err(e) = cg.remove() {
-                problems.push(e.to_string());
-            }
+            Err(e) => problems.push(e.to_string()),
         }
-        Err(e) => problems.push(e.to_string()),
     }
-    if let Ok(parent) = Cgroup::resolve(spec::CGROUP_PARENT) {
-        parent.prune();
+    // The middle level and the parent, once empty (rmdir refuses them before).
+    for path in [spec::pod_cgroup_bucket(id), spec::CGROUP_PARENT.to_string()] {
+        if let Ok(level) = Cgroup::resolve(&path) {
+            level.prune();
+        }
     }
     true
 }

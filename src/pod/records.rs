@@ -62,6 +62,10 @@ pub struct PodRecord {
     /// The host ids of the pod's user namespace (ids 0.. inside are `host_start`.. outside).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_range: Option<UserRange>,
+    /// The pod's cgroup, relative as `linux.cgroupsPath` names it (`spec::new_pod_cgroup`);
+    /// None in a record written before pods had a middle level: then `podbox/<id>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup: Option<String>,
 }
 
 /// A pod's share of the host's uids and gids (the same numbers for both).

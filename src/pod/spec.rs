@@ -17,21 +17,43 @@ use super::security;
 use crate::container;
 
 /// The cgroup of pod `pod_id` (relative: the container layer places it below podbox's own
-/// cgroup), holding one child per container and one for the pause.
-pub fn pod_cgroup(pod_id: &str) -> String {
+/// cgroup), holding one child per container and one for the pause. Pods are spread over 256
+/// middle levels by the first two hex digits of their ID (`podbox/3f/<id>`). Performance (issue
+/// 19): making a v1 cpuset cgroup walks all its siblings (`cpuset_css_online`, as
+/// `cgroup.clone_children` has it), and with every pod in one directory that walk grew with
+/// the pods of the node: a few siblings per level now.
+pub fn new_pod_cgroup(pod_id: &str) -> String {
+    format!("{}/{pod_id}", pod_cgroup_bucket(pod_id))
+}
+
+/// The cgroup of `pod` as its record has it (see `new_pod_cgroup`).
+pub fn pod_cgroup(pod: &PodRecord) -> String {
+    pod.cgroup.clone().unwrap_or_else(|| legacy_pod_cgroup(&pod.id))
+}
+
+/// The middle level pod `pod_id`'s cgroup is in.
+pub fn pod_cgroup_bucket(pod_id: &str) -> String {
+    // IDs are podbox's own hex; anything else (never seen) goes to one level of its own.
+    let bucket = pod_id.get(..2).filter(|b| b.bytes().all(|c| c.is_ascii_hexdigit())).unwrap_or("00");
+    format!("{CGROUP_PARENT}/{bucket}")
+}
+
+/// Where podbox before the middle levels put pod `pod_id`'s cgroup: pods created then live on
+/// there, and their removal must find them.
+pub fn legacy_pod_cgroup(pod_id: &str) -> String {
     format!("{CGROUP_PARENT}/{pod_id}")
 }
 
 /// The cgroup below which every pod's is (shared by all podbox roots of the machine).
 pub const CGROUP_PARENT: &str = "podbox";
 
-pub fn container_cgroup(pod_id: &str, container: &str) -> String {
-    format!("{}/{container}", pod_cgroup(pod_id))
+pub fn container_cgroup(pod: &PodRecord, container: &str) -> String {
+    format!("{}/{container}", pod_cgroup(pod))
 }
 
 /// The pause's cgroup: `_` cannot occur in a container name, so it never collides with one.
-pub fn pause_cgroup(pod_id: &str) -> String {
-    format!("{}/_pause", pod_cgroup(pod_id))
+pub fn pause_cgroup(pod: &PodRecord) -> String {
+    format!("{}/_pause", pod_cgroup(pod))
 }
 
 /// CFS period of podbox's CPU limits (the kernel's default, as Kubernetes uses it).
@@ -199,7 +221,7 @@ fn linux_spec(pod: &PodRecord, c: &ContainerSpec, caps: &Capabilities) -> Result
     let strs = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
     let mut linux = LinuxBuilder::default()
         .namespaces(namespaces(pod)?)
-        .cgroups_path(container_cgroup(&pod.id, &c.name))
+        .cgroups_path(container_cgroup(pod, &c.name))
         .resources(resources(&c.resources, security::device_rules(sec.privileged))?);
     if !sec.sysctls.is_empty() {
         linux = linux.sysctl(sec.sysctls.iter().cloned().collect::<std::collections::HashMap<_, _>>());
@@ -258,8 +280,22 @@ mod tests {
             ignored_fields: vec![],
             volumes: vec![],
             fs_group: None,
-            grace_seconds: None, user_range: None,
+            grace_seconds: None, user_range: None, cgroup: None,
         }
+    }
+
+    #[test]
+    fn pods_are_spread_over_middle_levels_and_old_records_keep_their_cgroup() {
+        let id = "3f0a9c1b2d3e4f5a6b7c8d9e0f1a2b3c";
+        let mut p = pod(false);
+        p.id = id.into();
+        // A record from before the middle levels.
+        assert_eq!(container_cgroup(&p, "web"), format!("podbox/{id}/web"));
+        p.cgroup = Some(new_pod_cgroup(id));
+        assert_eq!(container_cgroup(&p, "web"), format!("podbox/3f/{id}/web"));
+        assert_eq!(pause_cgroup(&p), format!("podbox/3f/{id}/_pause"));
+        assert_eq!(pod_cgroup_bucket(id), "podbox/3f");
+        assert_eq!(pod_cgroup_bucket("é"), "podbox/00", "never a panic on an odd id");
     }
 
     #[test]

@@ -13,7 +13,7 @@ use super::*;
 
 /// The container's cgroup: as recorded, or where podbox puts it (records of older versions).
 pub(super) fn cgroup_of(pod: &PodRecord, name: &str, rec: Option<&ContainerRecord>) -> Result<Cgroup> {
-    let path = rec.and_then(|r| r.cgroup.clone()).unwrap_or_else(|| spec::container_cgroup(&pod.id, name));
+    let path = rec.and_then(|r| r.cgroup.clone()).unwrap_or_else(|| spec::container_cgroup(pod, name));
     Ok(Cgroup::resolve(&path)?)
 }
 

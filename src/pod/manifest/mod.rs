@@ -412,7 +412,7 @@ spec:
         let rec = PodRecord {
             id: "x".into(), name: spec.name.clone(), hostname: spec.name.clone(), phase: PodPhase::Ready, created_at: String::new(),
             share_pid: false, network: true, ports: vec![], namespaces: Default::default(), node_namespaces: Default::default(), attachment: None, pause: None,
-            declared_ports: Default::default(), labels: Default::default(), ignored_fields: vec![], volumes: spec.volumes.clone(), fs_group: spec.fs_group, grace_seconds: spec.grace_seconds, user_range: None,
+            declared_ports: Default::default(), labels: Default::default(), ignored_fields: vec![], volumes: spec.volumes.clone(), fs_group: spec.fs_group, grace_seconds: spec.grace_seconds, user_range: None, cgroup: None,
         };
         let statuses: Vec<ContainerStatus> = spec.init_containers.iter().chain(&spec.containers).map(|c| ContainerStatus {
             record: ContainerRecord { name: c.name.clone(), pod_id: "x".into(), args: c.args.clone(), created_at: String::new(), started_at: None, pid: None, monitor: None, start_error: None, spec: Some(c.clone()), image: None, image_digest: None, stop_signal: None, cgroup: None, awaiting_start: false },
@@ -446,7 +446,7 @@ spec:
         let rec = PodRecord {
             id: "x".into(), name: "h".into(), hostname: "node".into(), phase: PodPhase::Ready, created_at: String::new(),
             share_pid: false, network: false, ports: vec![], namespaces: Default::default(), node_namespaces: want.clone(), attachment: None, pause: None,
-            declared_ports: Default::default(), labels: Default::default(), ignored_fields: vec![], volumes: vec![], fs_group: None, grace_seconds: None, user_range: None,
+            declared_ports: Default::default(), labels: Default::default(), ignored_fields: vec![], volumes: vec![], fs_group: None, grace_seconds: None, user_range: None, cgroup: None,
         };
         let (doc, _) = generate::pod_manifest(&rec, &[]);
         assert_eq!((doc["spec"]["hostNetwork"].as_bool(), doc["spec"]["hostPID"].as_bool(), doc["spec"]["hostIPC"].as_bool()), (Some(true), Some(true), Some(true)), "{doc}");
@@ -462,7 +462,7 @@ spec:
         let rec = PodRecord {
             id: "x".into(), name: spec.name.clone(), hostname: spec.hostname.clone().unwrap(), phase: PodPhase::Ready, created_at: String::new(),
             share_pid: spec.share_pid, network: true, ports: spec.ports.clone(), namespaces: Default::default(), node_namespaces: Default::default(), attachment: None, pause: None,
-            declared_ports: Default::default(), labels: spec.labels.clone(), ignored_fields: vec![], volumes: vec![], fs_group: None, grace_seconds: None, user_range: None,
+            declared_ports: Default::default(), labels: spec.labels.clone(), ignored_fields: vec![], volumes: vec![], fs_group: None, grace_seconds: None, user_range: None, cgroup: None,
         };
         let statuses: Vec<ContainerStatus> = spec.containers.iter().map(|c| ContainerStatus {
             record: ContainerRecord { name: c.name.clone(), pod_id: "x".into(), args: c.args.clone(), created_at: String::new(), started_at: None, pid: None, monitor: None, start_error: None, spec: Some(c.clone()), image: None, image_digest: None, stop_signal: None, cgroup: None, awaiting_start: false },

@@ -38,22 +38,13 @@ fn errno(e: &rtnetlink::Error) -> i32 {
     }
 }
 
-/// Run `f` with a fresh netlink connection on a current-thread runtime, in the calling thread's
-/// network namespace.
+/// Run `f` with a fresh netlink connection (no strict checking) on a current-thread runtime, in
+/// the calling thread's network namespace: a `Session` for one step.
 pub fn run<T, Fut>(f: impl FnOnce(Handle) -> Fut) -> Result<T, NetError>
 where
     Fut: Future<Output = Result<T, NetError>>,
 {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| NetError::Netlink { what: "starting the netlink runtime".into(), msg: e.to_string() })?;
-    rt.block_on(async {
-        let (conn, handle, _) = rtnetlink::new_connection()
-            .map_err(|e| NetError::Netlink { what: "opening a netlink socket".into(), msg: e.to_string() })?;
-        tokio::spawn(conn);
-        f(handle).await
-    })
+    Session::checking(false)?.run(f)
 }
 
 /// Like `run`, but inside the network namespace at `netns`: a new thread enters it (setns is

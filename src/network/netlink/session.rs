@@ -28,10 +28,17 @@ fn fail(what: &str) -> impl FnOnce(std::io::Error) -> NetError + '_ {
 }
 
 impl Session {
-    /// A runtime and a connection in the calling thread's network namespace.
+    /// A runtime and a connection with strict checking in the calling thread's network
+    /// namespace.
     pub fn new() -> Result<Session, NetError> {
+        Session::checking(true)
+    }
+
+    /// `new`, with strict checking of requests or without (`netlink::run`'s, as pod create has
+    /// always used it).
+    pub(super) fn checking(strict: bool) -> Result<Session, NetError> {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(fail("starting the netlink runtime"))?;
-        let handle = connect(&rt)?;
+        let handle = connect(&rt, strict)?;
         Ok(Session { rt, handle })
     }
 
@@ -60,7 +67,7 @@ impl Session {
         let home = File::open("/proc/thread-self/ns/net").map_err(fail("opening this thread's network namespace"))?;
         let enter = |to: &File| nix::sched::setns(to.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET);
         enter(ns).map_err(|e| NetError::Netlink { what: "entering the pod's network namespace".into(), msg: e.to_string() })?;
-        let h = connect(&self.rt);
+        let h = connect(&self.rt, true);
         if let Err(e) = enter(&home) {
             // This thread would go on in the pod's namespace, where nothing of ours belongs;
             // never seen (the namespace is our own, and its file is open), but not survivable.
@@ -71,12 +78,13 @@ impl Session {
     }
 }
 
-/// A connection with strict checking (the kernel filters dumps by what the request names, see
-/// `addresses`), its task spawned on `rt`.
-fn connect(rt: &Runtime) -> Result<Handle, NetError> {
+/// A connection, with strict checking (the kernel filters dumps by what the request names, see
+/// `addresses_strict`) or not, its task spawned on `rt`.
+fn connect(rt: &Runtime, strict: bool) -> Result<Handle, NetError> {
     // The socket registers with the runtime's reactor when created: inside its context.
     let _in = rt.enter();
-    let (conn, handle, _) = rtnetlink::new_connection_with_strict_check().map_err(fail("opening a netlink socket"))?;
+    let made = if strict { rtnetlink::new_connection_with_strict_check() } else { rtnetlink::new_connection() };
+    let (conn, handle, _) = made.map_err(fail("opening a netlink socket"))?;
     rt.spawn(conn);
     Ok(handle)
 }

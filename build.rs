@@ -13,6 +13,12 @@ fn main() {
     // every CLI process); packed it is a few KB.
     println!("cargo:rustc-link-arg-bins=-Wl,-z,pack-relative-relocs");
     hot_functions_first();
+    // The executable's entry point is main.rs's `podbox_entry`, which re-executes from the
+    // sealed clone before libc starts when the command line needs it (container::early_seal),
+    // then jumps to libc's `_start`. x86-64 only; elsewhere `_start` stays the entry.
+    if env::var("CARGO_CFG_TARGET_ARCH").as_deref() == Ok("x86_64") && env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("linux") {
+        println!("cargo:rustc-link-arg-bin=podbox=-Wl,-e,podbox_entry");
+    }
     seccomp_compiler_digest();
     let src = "src/pause/pause.rs";
     println!("cargo:rerun-if-changed={src}");

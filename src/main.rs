@@ -3,47 +3,46 @@
 //! container's own status).
 use clap::Parser;
 
-/// Invoked as `…runc` or `…-oci` (e.g. a symlink `podbox-runc`), podbox speaks the runc command
-/// line that podman/conmon and containerd use; see README "OCI runtime mode".
-fn oci_name(argv0: &str) -> bool {
-    let name = std::path::Path::new(argv0).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    name.ends_with("runc") || name.ends_with("-oci")
+use podbox::container::early_seal::{self, Dialect};
+
+/// The entry point of the executable (build.rs names it to the linker): before the C library
+/// starts, a command line that starts or enters a container re-executes from a read-only clone
+/// of the executable (`early_seal`), then `_start` runs as usual (in the clone, or here if
+/// nothing was done or it failed: `seal_or_exit` below does it then). The initial stack is
+/// handed over untouched, and `rdx` (the dynamic linker's exit hook, which `_start` reads) is
+/// kept in a register the call preserves.
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+#[unsafe(naked)]
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn podbox_entry() -> ! {
+    core::arch::naked_asm!(
+        "xor ebp, ebp",
+        "mov r12, rdx",
+        "mov r13, rsp",
+        "mov rdi, rsp",
+        "call {early}",
+        "mov rsp, r13",
+        "mov rdx, r12",
+        "jmp _start",
+        early = sym early_seal::early_reexec,
+    )
 }
 
-/// Invoked as `podbox-cni` (a symlink a container engine's CNI plugin path holds), podbox is a
-/// CNI plugin; see README "CNI".
-fn cni_name(argv0: &str) -> bool {
-    std::path::Path::new(argv0).file_name().is_some_and(|n| n == "podbox-cni")
+/// How command line `argv` (with the program name) speaks (see `early_seal::dialect_of`).
+fn dialect(argv0: &str) -> Option<Dialect> {
+    let c = std::ffi::CString::new(argv0).unwrap_or_default();
+    // SAFETY: a C string.
+    unsafe { early_seal::dialect_of(c.as_ptr().cast()) }
 }
 
-/// The subcommand of command line `args` (without the program name): its first word that is not
-/// an option, skipping the values of the global options in `valued`.
-fn subcommand<'a>(args: &'a [String], valued: &[&str]) -> Option<&'a str> {
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        if valued.contains(&a.as_str()) {
-            it.next();
-        } else if !a.starts_with('-') {
-            return Some(a);
-        }
-    }
-    None
-}
-
-/// Whether the runc command line `args` (without the program name) starts or enters a
-/// container: its subcommand, after the global options.
-fn oci_enters_container(args: &[String]) -> bool {
-    matches!(subcommand(args, &["--root", "--log", "--log-format"]), Some("create" | "run" | "exec"))
-}
-
-/// Whether podbox's own command line `args` (without the program name) names `run` or `exec`,
-/// the commands that start or enter a container, as its subcommand: a look at the words only,
-/// skipping the global options' values, so that the re-execution from the sealed copy happens
-/// before clap builds and parses the whole command tree (~0.5 ms), not after it and then again
-/// in the copy. Only a shortcut: a miss is sealed after parsing, and a false hit (`--help run`)
-/// costs nothing but the re-execution.
-fn enters_container_early(args: &[String]) -> bool {
-    matches!(subcommand(args, &["--root", "--rootfs", "--images"]), Some("run" | "exec"))
+/// Whether `args` (without the program name) name a command that starts or enters a
+/// container: the test `early_seal` made at the entry point, made again here for when it did
+/// not re-execute (a memfd copy is asked for, or the clone failed).
+fn enters_container(dialect: Dialect, args: &[String]) -> bool {
+    let words: Vec<std::ffi::CString> = args.iter().map(|a| std::ffi::CString::new(a.as_str()).unwrap_or_default()).collect();
+    let ptrs: Vec<*const u8> = words.iter().map(|w| w.as_ptr().cast()).collect();
+    // SAFETY: ptrs are valid C strings that outlive the call.
+    unsafe { early_seal::enters_container(dialect, ptrs.as_ptr(), ptrs.len()) }
 }
 
 /// Commands that start or enter a container run from a sealed copy of the executable (see
@@ -57,16 +56,20 @@ fn seal_or_exit() {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    if args.first().is_some_and(|a| cni_name(a)) {
-        std::process::exit(podbox::network::cni::plugin::main());
-    }
-    if args.first().is_some_and(|a| oci_name(a)) {
-        if oci_enters_container(&args[1..]) {
-            seal_or_exit();
+    let rest = args.get(1..).unwrap_or_default();
+    match args.first().map_or(Some(Dialect::Podbox), |a| dialect(a)) {
+        None => std::process::exit(podbox::network::cni::plugin::main()),
+        Some(Dialect::Runc) => {
+            if enters_container(Dialect::Runc, rest) {
+                seal_or_exit();
+            }
+            std::process::exit(podbox::cli::oci::main(args));
         }
-        std::process::exit(podbox::cli::oci::main(args));
+        Some(Dialect::Podbox) => {}
     }
-    let sealed = enters_container_early(args.get(1..).unwrap_or_default());
+    // Before clap builds and parses the whole command tree (~0.5 ms), not after it and then
+    // again in the copy. Only a shortcut: a miss is sealed after parsing.
+    let sealed = enters_container(Dialect::Podbox, rest);
     if sealed {
         seal_or_exit();
     }
@@ -78,7 +81,7 @@ fn main() {
             // The CRI server's workers start containers (the server itself enters none, and
             // spawns its workers and `exec`s from the installed binary).
             Cmd::Cri(a) => a.worker && !a.worker_outside_containers,
-            Cmd::Oci { args } => oci_enters_container(args),
+            Cmd::Oci { args } => enters_container(Dialect::Runc, args),
             _ => false,
         } {
             seal_or_exit();
@@ -92,24 +95,4 @@ fn main() {
         }
     };
     std::process::exit(code);
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn words(s: &str) -> Vec<String> {
-        s.split_whitespace().map(String::from).collect()
-    }
-
-    /// The subcommand is found past global options and their values, for both command lines.
-    #[test]
-    fn the_subcommand_is_found_past_the_global_options() {
-        assert!(enters_container_early(&words("--root /r --rootfs /fs run --pod p -- true")));
-        assert!(!enters_container_early(&words("--root run pod create p")));
-        assert!(!enters_container_early(&words("pod exec")));
-        assert!(oci_enters_container(&words("--root /r --log l --systemd-cgroup exec c ls")));
-        assert!(!oci_enters_container(&words("--log create state c")));
-        assert!(!oci_enters_container(&words("--debug")));
-    }
 }

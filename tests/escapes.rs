@@ -159,6 +159,35 @@ fn pod_containers_never_see_the_runtime_binary() {
     node.podbox_ok(&["pod", "rm", "-f", "p"]);
 }
 
+/// The re-execution from the read-only clone happens at the entry point, before libc starts
+/// (`container::early_seal`): the clone's `execveat` comes before libc's first system calls
+/// (`brk`, `arch_prctl`), for podbox's own command line and for runc's. Should the early path
+/// fail, the late one still seals every container (the tests above), only slower: this is
+/// what notices.
+#[test]
+#[ignore = "needs root: scripts/test.sh runs it (cargo test -- --include-ignored)"]
+fn the_sealed_reexecution_comes_before_libc_starts() {
+    require_root!();
+    let node = Node::new("esc-early");
+    let r = Runc::new("early");
+    for (what, cmd) in [
+        ("podbox run", format!("{} --root {} run --pod nope -- true", common::PODBOX, node.root.display())),
+        ("runc create", r.cmd("create --bundle /nonexistent c")),
+    ] {
+        let trace = node.dir.join("early.trace");
+        node.sh(&format!("strace -o {} {cmd}", trace.display()));
+        let text = std::fs::read_to_string(&trace).unwrap();
+        let calls: Vec<&str> = text.lines().filter_map(|l| l.split_once('(').map(|(name, _)| name)).collect();
+        let reexec = calls.iter().position(|c| *c == "execveat").unwrap_or_else(|| panic!("{what}: no re-execution at all: {calls:?}"));
+        let libc = calls.iter().position(|c| *c == "brk" || *c == "arch_prctl").unwrap();
+        assert!(reexec < libc, "{what}: libc started before the re-execution (the early path fell back): {:?}", &calls[..=reexec]);
+    }
+    // Other commands start no container and are not re-executed.
+    let trace = node.dir.join("early.trace");
+    node.sh(&format!("strace -o {} {} --root {} ps", trace.display(), common::PODBOX, node.root.display()));
+    assert!(!std::fs::read_to_string(&trace).unwrap().contains("execveat("), "`ps` was re-executed");
+}
+
 /// Sysctls no namespace of the container isolates would be written to the host kernel: they are
 /// refused before anything exists, and nothing is written. Namespaced ones still work.
 #[test]

@@ -18,6 +18,7 @@ pub mod cgroups;
 pub mod create;
 mod device_filter;
 pub mod env;
+pub mod early_seal;
 pub mod exec;
 #[cfg(test)]
 mod fake_kernel;

@@ -21,7 +21,7 @@ use std::os::unix::ffi::OsStringExt;
 /// not take fails instead of re-executing forever. Removed again once checked.
 const MARKER: &str = "_PODBOX_SEALED_EXE";
 
-const SEALS: libc::c_int = libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
+pub(crate) const SEALS: libc::c_int = libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
 /// memfd_create(2)'s MFD_EXEC (Linux 6.3): ask for an executable memfd explicitly where
 /// `vm.memfd_noexec` would otherwise default to non-executable.
 const MFD_EXEC: libc::c_uint = 0x10;

@@ -11,6 +11,9 @@ use podbox::container::early_seal::{self, Dialect};
 /// nothing was done or it failed: `seal_or_exit` below does it then). The initial stack is
 /// handed over untouched, and `rdx` (the dynamic linker's exit hook, which `_start` reads) is
 /// kept in a register the call preserves.
+///
+/// # Safety
+/// Only the kernel calls it, as the process's first instruction.
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 #[unsafe(naked)]
 #[unsafe(no_mangle)]

@@ -74,8 +74,8 @@ pub enum NetError {
     Cni(#[from] cni::CniError),
     #[error(
         "bridge {bridge} in this network namespace belongs to podbox state root {owner}: one root owns a node's network \
-         (two would hand out the same addresses on it). Use `--root {owner}`, or another bridge (`podbox network config --bridge`); \
-         once that root has no pods, `ip link set {bridge} alias ''` releases the bridge"
+         (two would hand out the same addresses on it, and rewrite each other's NAT table). Use `--root {owner}`, or this root in \
+         another network namespace; once that root has no pods, `ip link set {bridge} alias ''` releases the bridge"
     )]
     OwnedByOtherRoot { bridge: String, owner: String },
 }

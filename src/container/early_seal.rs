@@ -29,12 +29,14 @@
 
 use core::arch::asm;
 
-/// The marker `sealed_exe` expects in the environment of the re-executed copy.
+/// The marker `sealed_exe` expects in the environment of the re-executed copy (`sealed_exe::MARKER`,
+/// as a test checks), and its name as an environment entry starts.
 const MARKER_ASSIGNMENT: &[u8; 21] = b"_PODBOX_SEALED_EXE=1\0";
+const MARKER_PREFIX: &[u8; 20] = b"_PODBOX_SEALED_EXE=\0";
 
-/// The address of a byte-string literal (written with its NUL), by casts only.
+/// The address of a byte-string literal or constant (written with its NUL), by casts only.
 macro_rules! lit {
-    ($s:literal) => {
+    ($s:expr) => {
         ($s as *const [u8] as *const u8)
     };
 }
@@ -247,7 +249,7 @@ pub unsafe extern "C" fn early_reexec(sp: *const usize) {
             if e as usize == 0 {
                 break;
             }
-            if starts_with(e, lit!(b"_PODBOX_SEALED_EXE=\0")) || starts_with(e, lit!(b"PODBOX_EXE_CLONE=\0")) {
+            if starts_with(e, lit!(MARKER_PREFIX)) || starts_with(e, lit!(b"PODBOX_EXE_CLONE=\0")) {
                 return;
             }
             n += 1;
@@ -289,7 +291,7 @@ unsafe fn reexec_from_clone(mem: usize, argv: *const usize, envp: *const usize, 
                 set_word(env, i, word(envp, i));
                 i += 1;
             }
-            set_word(env, n, MARKER_ASSIGNMENT as *const [u8; 21] as usize);
+            set_word(env, n, lit!(MARKER_ASSIGNMENT) as usize);
             set_word(env, n + 1, 0);
             sys(libc::SYS_execveat, fd, lit!(b"\0") as usize, argv as usize, env as usize, libc::AT_EMPTY_PATH as usize, 0);
         }
@@ -362,6 +364,13 @@ mod tests {
         assert_eq!(dialect("/x/podbox-oci"), Some("runc"));
         assert_eq!(dialect("/opt/cni/bin/podbox-cni"), None);
         assert_eq!(dialect("/a/runc/podbox"), Some("podbox"));
+    }
+
+    #[test]
+    fn the_marker_is_the_one_sealed_exe_reads() {
+        let name = super::super::sealed_exe::MARKER;
+        assert_eq!(&MARKER_ASSIGNMENT[..], format!("{name}=1\0").as_bytes());
+        assert_eq!(&MARKER_PREFIX[..], format!("{name}=\0").as_bytes());
     }
 
     /// The test binary runs from a writable file: not sealed.

@@ -19,7 +19,7 @@ use std::os::unix::ffi::OsStringExt;
 
 /// Set in the environment of the re-executed process, so that a copy whose seals somehow did
 /// not take fails instead of re-executing forever. Removed again once checked.
-const MARKER: &str = "_PODBOX_SEALED_EXE";
+pub(crate) const MARKER: &str = "_PODBOX_SEALED_EXE";
 
 pub(crate) const SEALS: libc::c_int = libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
 /// memfd_create(2)'s MFD_EXEC (Linux 6.3): ask for an executable memfd explicitly where

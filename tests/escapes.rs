@@ -170,22 +170,24 @@ fn the_sealed_reexecution_comes_before_libc_starts() {
     require_root!();
     let node = Node::new("esc-early");
     let r = Runc::new("early");
+    // The names of the system calls `cmd` makes (the first process only), in order.
+    let calls_of = |cmd: &str| -> Vec<String> {
+        let trace = node.dir.join("early.trace");
+        node.sh(&format!("strace -o {} {cmd}", trace.display()));
+        std::fs::read_to_string(&trace).unwrap().lines().filter_map(|l| l.split_once('(').map(|(name, _)| name.to_string())).collect()
+    };
     for (what, cmd) in [
         ("podbox run", format!("{} --root {} run --pod nope -- true", common::PODBOX, node.root.display())),
         ("runc create", r.cmd("create --bundle /nonexistent c")),
     ] {
-        let trace = node.dir.join("early.trace");
-        node.sh(&format!("strace -o {} {cmd}", trace.display()));
-        let text = std::fs::read_to_string(&trace).unwrap();
-        let calls: Vec<&str> = text.lines().filter_map(|l| l.split_once('(').map(|(name, _)| name)).collect();
-        let reexec = calls.iter().position(|c| *c == "execveat").unwrap_or_else(|| panic!("{what}: no re-execution at all: {calls:?}"));
-        let libc = calls.iter().position(|c| *c == "brk" || *c == "arch_prctl").unwrap();
+        let calls = calls_of(&cmd);
+        let reexec = calls.iter().position(|c| c == "execveat").unwrap_or_else(|| panic!("{what}: no re-execution at all: {calls:?}"));
+        let libc = calls.iter().position(|c| c == "brk" || c == "arch_prctl").unwrap();
         assert!(reexec < libc, "{what}: libc started before the re-execution (the early path fell back): {:?}", &calls[..=reexec]);
     }
     // Other commands start no container and are not re-executed.
-    let trace = node.dir.join("early.trace");
-    node.sh(&format!("strace -o {} {} --root {} ps", trace.display(), common::PODBOX, node.root.display()));
-    assert!(!std::fs::read_to_string(&trace).unwrap().contains("execveat("), "`ps` was re-executed");
+    let ps = calls_of(&format!("{} --root {} ps", common::PODBOX, node.root.display()));
+    assert!(!ps.iter().any(|c| c == "execveat"), "`ps` was re-executed");
 }
 
 /// Sysctls no namespace of the container isolates would be written to the host kernel: they are

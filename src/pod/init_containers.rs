@@ -24,9 +24,8 @@ pub fn run_all(ctx: &Ctx, pod_id: &str, inits: &[ContainerSpec], progress: &mut 
                 let code = st.last_exit.as_ref().map(|e| e.code.to_string()).unwrap_or_else(|| "?".into());
                 progress(&format!("init container {} failed (exit {code}); trying again after a back-off (restart {seen_restarts})", c.name));
             }
-            // Its process may be gone a moment before its monitor has written how it ended.
-            let recording = st.exit.is_none() && st.record.monitor.is_some_and(|m| m.alive());
-            if st.state == ContainerState::Exited && !recording {
+            // (A process gone whose monitor is still writing how it ended counts as running.)
+            if st.state == ContainerState::Exited {
                 let code = st.exit.as_ref().map(|e| e.code);
                 if code == Some(0) {
                     break;

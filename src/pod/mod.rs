@@ -206,6 +206,11 @@ impl Ctx {
         let dir = self.root.container_dir(&pod.id, name);
         let Some(record) = state::read_json_opt::<ContainerRecord>(&dir.join("container.json"))? else { return Ok(None) };
         let mut record = record;
+        // Whether the monitor lives, seen before its exit record is read: a monitor writes that
+        // record and then ends, so one seen gone has left its record for the read below. (Seen
+        // after, a monitor that recorded and ended between the two looked like one killed before
+        // recording: an exited container with no exit status.)
+        let monitor_alive = record.monitor.map(|m| m.alive()).unwrap_or(false);
         let exit: Option<ExitRecord> = state::read_json_opt(&dir.join(EXIT_FILE))?;
         // A container its monitor has started again: the current run is what counts.
         let current: Option<CurrentRun> = state::read_json_opt(&dir.join(CURRENT_FILE))?;
@@ -221,7 +226,6 @@ impl Ctx {
                 record.started_at = c.started_at;
             }
         }
-        let monitor_alive = record.monitor.map(|m| m.alive()).unwrap_or(false);
         // A monitor killed (with its caller) between starting the init and recording it leaves a
         // running container that no record names: the kernel still does, in the container's
         // cgroup (the init joins it before it may outlive the monitor).

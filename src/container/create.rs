@@ -72,7 +72,7 @@ fn spawn_init(
     let desc = Spawn { cgroups: &procs, user: userns::spawn_step(&plan.namespaces)?, pid_ns: namespaces::pid_ns_for(&plan.namespaces.pid)?, ..Spawn::default() };
     let init = spawn::spawn(desc, |chan| {
         let gate = Gate { fifo: fifo.as_raw_fd(), chan, hooks: opts.spec.hooks().clone(), started: Cell::new(false), state_json: RefCell::new(String::new()) };
-        init::run(InitArgs { rootfs: &opts.rootfs, plan, stdio: &opts.stdio, chan, gate: Some(&gate), preserve_fds: opts.preserve_fds, no_pivot: opts.no_pivot })
+        init::run(InitArgs { rootfs: &opts.rootfs, plan, stdio: &opts.stdio, chan, gate: Some(&gate), preserve_fds: opts.preserve_fds, no_pivot: opts.no_pivot, placement: None })
     })?;
     let pid = init.proc_ref();
     *init_pid = Some(pid);

@@ -1,6 +1,7 @@
 //! The init's order of operations, run against the recording `FakeKernel` (no root needed), and
 //! the plan's refusals of bad specs before anything is forked.
 
+use std::cell::Cell;
 use std::path::PathBuf;
 
 use nix::sched::CloneFlags;
@@ -10,7 +11,7 @@ use serde_json::json;
 use super::fake_kernel::{EXECED, FakeKernel};
 use super::init::{self, InitArgs};
 use super::plan::{InitPlan, unraisable_ambient};
-use super::spawn::Channel;
+use super::spawn::{Channel, Msg};
 use super::{ContainerError, Rootfs, Stdio};
 
 /// A typical container: new mount, network, UTS and IPC namespaces, a user with additional
@@ -53,10 +54,52 @@ fn run_init(k: &FakeKernel, spec: &Spec, no_pivot: bool) -> ContainerError {
     let plan = InitPlan::build(spec).expect("the plan");
     let (_parent, child) = Channel::pair().expect("socketpair");
     let rootfs = Rootfs::Plain(PathBuf::from("/bundle/rootfs"));
-    let args = InitArgs { rootfs: &rootfs, plan: &plan, stdio: &Stdio::Inherit, chan: &child, gate: None, preserve_fds: 0, no_pivot };
+    let args = InitArgs { rootfs: &rootfs, plan: &plan, stdio: &Stdio::Inherit, chan: &child, gate: None, preserve_fds: 0, no_pivot, placement: None };
     match init::execute(k, &args) {
         Ok(never) => match never {},
         Err(e) => e,
+    }
+}
+
+/// `init::Placement` (pod mode): the monitor makes the init's cgroups while the init sets up,
+/// and the init joins them once made. The cgroup namespace is made once it is there (it is rooted where the init is when
+/// it is made): right before the first cgroup mount, else once the mounts and devices are
+/// made, before pivot_root (the host's cgroup files are out of reach after); every other
+/// namespace is made as before.
+#[test]
+fn a_placed_init_makes_its_cgroup_namespace_once_it_is_in_its_cgroups() {
+    for cgroup_mount in [false, true] {
+        let mut v = typical();
+        v["linux"]["namespaces"].as_array_mut().unwrap().push(json!({"type": "cgroup"}));
+        if cgroup_mount {
+            v["mounts"].as_array_mut().unwrap().insert(1, json!({"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup"}));
+        }
+        let plan = InitPlan::build(&spec(v)).expect("the plan");
+        let k = FakeKernel::default();
+        let (monitor, child) = Channel::pair().expect("socketpair");
+        // Sent before the init waits for it: otherwise it would wait (and exit the test on
+        // end-of-file).
+        monitor.send(&Msg::CgroupsMade).expect("send");
+        let placement = init::Placement { chan: &child, cgroups: &[], done: Cell::new(false) };
+        let rootfs = Rootfs::Plain(PathBuf::from("/bundle/rootfs"));
+        let args = InitArgs { rootfs: &rootfs, plan: &plan, stdio: &Stdio::Inherit, chan: &child, gate: None, preserve_fds: 0, no_pivot: false, placement: Some(&placement) };
+        let err = match init::execute(&k, &args) {
+            Ok(never) => match never {},
+            Err(e) => e,
+        };
+        assert!(err.to_string().contains(EXECED), "{err}");
+        let others = CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWNET | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWIPC;
+        assert_eq!(position(&k, &format!("unshare {:#x}", others.bits())), 3, "{:#?}", k.ops.borrow());
+        let cgroupns = format!("unshare {:#x}", CloneFlags::CLONE_NEWCGROUP.bits());
+        let made = position(&k, &cgroupns);
+        assert_eq!(k.ops.borrow().iter().filter(|o| o.starts_with("unshare")).count(), 2, "{:#?}", k.ops.borrow());
+        if cgroup_mount {
+            assert_eq!(made + 1, position(&k, "mount cgroup cgroup on /sys/fs/cgroup"), "{:#?}", k.ops.borrow());
+            assert!(made > position(&k, "mount proc proc on /proc"), "{:#?}", k.ops.borrow());
+        } else {
+            assert_eq!(made, position(&k, "create_devices") + 1, "{:#?}", k.ops.borrow());
+            assert_eq!(made + 1, position(&k, "pivot_root"), "{:#?}", k.ops.borrow());
+        }
     }
 }
 

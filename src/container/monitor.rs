@@ -28,8 +28,7 @@ pub struct StartOptions<'a> {
     /// Detach the monitor from the caller's terminal and standard streams.
     pub detach: bool,
     pub on_exit: Option<ExitHook>,
-    /// Run in the init after its namespaces exist and before the root file system is set up,
-    /// e.g. to join cgroups.
+    /// More cgroups (their `cgroup.procs` files) the init is moved into, after the spec's.
     pub cgroup_procs: Vec<PathBuf>,
     pub restart: RestartPolicy,
     /// Called with the monitor's identity before the monitor may start anything: the caller
@@ -52,12 +51,13 @@ pub struct Started {
 }
 
 /// Start a container from `opts.spec`. Must be called while the process has a single thread.
-/// The spec's cgroup is created here and removed again if the container cannot start.
+/// The spec's cgroup is created here (while the monitor starts the init, see
+/// `init::Placement`) and removed again if the container cannot start.
 pub fn start(opts: StartOptions) -> Result<Started> {
     let plan = InitPlan::build(opts.spec)?;
     crate::trace::step("start: init plan (seccomp compiled)");
-    let cgroup = cgroups::setup(opts.spec)?;
-    crate::trace::step("start: cgroup created");
+    let cgroup = cgroups::plan(opts.spec)?;
+    crate::trace::step("start: cgroup planned");
     let result = spawn_monitor(&opts, &plan, cgroup.as_ref());
     crate::trace::step("start: monitor spawned, init started");
     if result.is_err()
@@ -81,7 +81,30 @@ fn spawn_monitor(opts: &StartOptions, plan: &InitPlan, cgroup: Option<&cgroups::
         return Err(ContainerError::StartFailed { code: CODE_RUNTIME, msg });
     }
     let _ = monitor.send(&Msg::Go);
-    match monitor.outcome() {
+    // The monitor asks for the cgroup once it has forked the init, which sets up meanwhile
+    // (see `init::Placement`). Woken by the request, this process is usually moved to the idle
+    // CPU, so the two run side by side.
+    let mut not_made = None;
+    let outcome = monitor.serve(|request| match request {
+        Msg::CgroupDue => match cgroup.map(|cg| cg.create(opts.spec.linux().as_ref().and_then(|l| l.resources().as_ref()))) {
+            Some(Err(e)) => {
+                not_made = Some(e);
+                Err(Failure { code: CODE_RUNTIME, msg: String::new() })
+            }
+            _ => {
+                crate::trace::step("start: cgroup created");
+                Ok(Some(Msg::CgroupsMade))
+            }
+        },
+        other => Err(Failure { code: CODE_RUNTIME, msg: format!("unexpected message {other:?} from the container monitor") }),
+    });
+    if let Some(e) = not_made {
+        // The init has not joined anything yet: it dies with its monitor.
+        monitor.kill();
+        monitor.wait();
+        return Err(e);
+    }
+    match outcome {
         Ok(Some(pid)) => Ok(Started { pid: ProcRef::of(pid).unwrap_or(ProcRef { pid, start_time: 0 }), monitor: monitor_ref }),
         Ok(None) => {
             monitor.wait();
@@ -123,7 +146,11 @@ fn first_run(opts: &StartOptions, plan: &InitPlan, cgroup: Option<&cgroups::Cgro
         Err(e) => chan.fail(CODE_RUNTIME, &format!("opening the attach socket in {}: {e}", opts.state_dir.display())),
     };
     crate::trace::step("monitor: go");
-    let mut attempt = match spawn_init(opts, plan, cgroup, hub.as_ref()) {
+    let caller_made_cgroup = || match chan.send(&Msg::CgroupDue).ok().and_then(|_| chan.recv().ok()) {
+        Some(Some(Msg::CgroupsMade)) => Ok(()),
+        _ => Err(Failure { code: CODE_RUNTIME, msg: "the caller gave up before the container's cgroup was made".into() }),
+    };
+    let mut attempt = match spawn_init(opts, plan, cgroup, hub.as_ref(), &caller_made_cgroup) {
         Ok(a) => a,
         Err(f) => chan.fail(f.code, &f.msg),
     };
@@ -225,7 +252,7 @@ fn restart(opts: &StartOptions, plan: &InitPlan, cgroup: Option<&cgroups::Cgroup
             let _ = std::fs::remove_dir_all(d);
         }
     }
-    let mut attempt = spawn_init(opts, plan, cgroup, hub)?;
+    let mut attempt = spawn_init(opts, plan, cgroup, hub, &|| Ok(()))?;
     attempt.read_outcome();
     Ok(attempt)
 }
@@ -256,8 +283,11 @@ impl Attempt {
     }
 }
 
-/// Spawn the init of one run: in the container's cgroup from birth, born in its PID namespace.
-fn spawn_init(opts: &StartOptions, plan: &InitPlan, cgroup: Option<&cgroups::Cgroup>, hub: Option<&attach::Hub>) -> std::result::Result<Attempt, Failure> {
+/// Spawn the init of one run, born in its PID namespace, into the container's cgroup once
+/// `cgroup_made` says it exists (the first run's caller makes it): the init sets up meanwhile
+/// and joins it later (see `init::Placement`), or, when it enters a user namespace, where it
+/// could not write the host's cgroup files, it is spawned only then and joins at birth.
+fn spawn_init(opts: &StartOptions, plan: &InitPlan, cgroup: Option<&cgroups::Cgroup>, hub: Option<&attach::Hub>, cgroup_made: &dyn Fn() -> std::result::Result<(), Failure>) -> std::result::Result<Attempt, Failure> {
     let runtime = |msg: String| Failure { code: CODE_RUNTIME, msg };
     let pipes = match (&opts.stdio, hub.and_then(|h| h.terminal_output())) {
         // A terminal's output is read from its master.
@@ -267,11 +297,15 @@ fn spawn_init(opts: &StartOptions, plan: &InitPlan, cgroup: Option<&cgroups::Cgr
     };
     // Taken by the child (its copy of this cell); the monitor's copy keeps the pipes.
     let pipes = Cell::new(pipes);
-    // The spec's own cgroup first: the init is confined before it does anything else.
+    // The spec's own cgroup first (the process is found by it, see `Cgroup::procs`).
     let procs: Vec<PathBuf> = cgroup.map(|c| c.procs_files()).unwrap_or_default().into_iter().chain(opts.cgroup_procs.iter().cloned()).collect();
     let pid_ns = namespaces::pid_ns_for(&plan.namespaces.pid).map_err(|e| runtime(e.to_string()))?;
     let user = userns::spawn_step(&plan.namespaces).map_err(|e| runtime(e.to_string()))?;
-    let desc = Spawn { cgroups: &procs, user, pid_ns, ..Spawn::default() };
+    let later = matches!(user, spawn::UserNs::Inherit);
+    if !later {
+        cgroup_made()?;
+    }
+    let desc = Spawn { cgroups: if later { &[] } else { &procs }, cgroups_later: later, user, pid_ns, ..Spawn::default() };
     let init = spawn::spawn(desc, |chan| {
         if let Some(p) = pipes.take() {
             p.attach_child();
@@ -285,9 +319,20 @@ fn spawn_init(opts: &StartOptions, plan: &InitPlan, cgroup: Option<&cgroups::Cgr
             None if matches!(opts.stdio, Stdio::Tee(..)) => &Stdio::Inherit,
             None => &opts.stdio,
         };
-        init::run(InitArgs { rootfs: &opts.rootfs, plan, stdio, chan, gate: None, preserve_fds: 0, no_pivot: false })
+        let placement = init::Placement { chan, cgroups: &procs, done: Cell::new(false) };
+        init::run(InitArgs { rootfs: &opts.rootfs, plan, stdio, chan, gate: None, preserve_fds: 0, no_pivot: false, placement: later.then_some(&placement) })
     })
     .map_err(SpawnError::into_failure)?;
+    if later {
+        if let Err(failure) = cgroup_made() {
+            init.kill();
+            // What the init said before it died explains more.
+            let failure = init.outcome().err().unwrap_or(failure);
+            init.wait();
+            return Err(failure);
+        }
+        init.cgroups_made();
+    }
     Ok(Attempt { init, pipes: pipes.take(), error: None })
 }
 

@@ -114,20 +114,32 @@ pub fn controllers_of(dir: &Path) -> Result<Vec<String>> {
 
 /// The cgroup of `spec`, created with its resources; None when the spec has no cgroupsPath.
 pub fn setup(spec: &Spec) -> Result<Option<Cgroup>> {
-    let linux = spec.linux().as_ref();
-    let resources = linux.and_then(|l| l.resources().as_ref());
-    let Some(path) = linux.and_then(|l| l.cgroups_path().as_ref()) else {
+    let Some(cg) = plan(spec)? else { return Ok(None) };
+    if let Err(e) = cg.create(resources_of(spec)) {
+        let _ = cg.remove();
+        return Err(e);
+    }
+    Ok(Some(cg))
+}
+
+/// The cgroup of `spec` with its resources checked against this machine, nothing created
+/// (`Cgroup::create` does that later, e.g. in the monitor beside the init's own set-up); None
+/// when the spec has no cgroupsPath.
+pub fn plan(spec: &Spec) -> Result<Option<Cgroup>> {
+    let resources = resources_of(spec);
+    let Some(path) = spec.linux().as_ref().and_then(|l| l.cgroups_path().as_ref()) else {
         if resources.is_some() {
             return Err(spec_err("linux.resources", "limits need linux.cgroupsPath to say which cgroup to put them on"));
         }
         return Ok(None);
     };
     let cg = Cgroup::resolve(&path.to_string_lossy())?;
-    if let Err(e) = cg.create(resources) {
-        let _ = cg.remove();
-        return Err(e);
-    }
+    cg.settings(resources)?;
     Ok(Some(cg))
+}
+
+fn resources_of(spec: &Spec) -> Option<&LinuxResources> {
+    spec.linux().as_ref().and_then(|l| l.resources().as_ref())
 }
 
 impl Cgroup {
@@ -136,8 +148,8 @@ impl Cgroup {
         Ok(Cgroup { dirs: discovery::plan(&discovery::mounts()?, &discovery::own_memberships()?, cgroups_path)? })
     }
 
-    /// Create the cgroup and apply `resources`. On error the caller removes it.
-    pub fn create(&self, resources: Option<&LinuxResources>) -> Result<()> {
+    /// `resources` as file settings, or the spec error of the first one no hierarchy here takes.
+    fn settings(&self, resources: Option<&LinuxResources>) -> Result<Vec<resources::Setting>> {
         let wanted = match resources {
             Some(r) => resources::settings(r)?,
             None => vec![],
@@ -146,6 +158,12 @@ impl Cgroup {
         if let Some(s) = wanted.iter().find(|s| !resources::applicable(s, &wanted, &available)) {
             return Err(spec_err(s.field, format!("the {} cgroup controller is not available on this machine (not mounted, or not enabled in cgroup.controllers)", s.controller)));
         }
+        Ok(wanted)
+    }
+
+    /// Create the cgroup and apply `resources`. On error the caller removes it.
+    pub fn create(&self, resources: Option<&LinuxResources>) -> Result<()> {
+        let wanted = self.settings(resources)?;
         let devices = resources.and_then(|r| r.devices().as_deref()).unwrap_or_default();
         for d in &self.dirs {
             d.create(&wanted, devices)?;

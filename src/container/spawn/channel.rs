@@ -39,6 +39,12 @@ pub enum Msg {
     /// Parent → child: the maps are written; the child goes on to make the namespaces the
     /// user namespace is to own.
     MapsWritten,
+    /// Monitor → its caller (`monitor::start`): make the container's cgroup now; the init is
+    /// forked and sets up meanwhile, unless it joins at birth.
+    CgroupDue,
+    /// Caller → monitor: the container's cgroup exists. Spawner → child
+    /// (`Spawn::cgroups_later`): the child's cgroups exist, it may join them.
+    CgroupsMade,
 }
 
 #[derive(Debug, thiserror::Error)]

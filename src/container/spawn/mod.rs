@@ -64,6 +64,10 @@ pub struct Spawn<'a> {
     /// `cgroup.procs` files to write "0" to, first of all: the process is confined before it
     /// does anything else.
     pub cgroups: &'a [PathBuf],
+    /// The process joins its cgroups later, itself (`join_when_made`), once the spawner, going
+    /// on beside it, has made them (`Child::cgroups_made`). Until then it dies with the
+    /// spawner, as any process here does until it is in its cgroups.
+    pub cgroups_later: bool,
     /// A new session (setsid): the process leaves the spawner's terminal.
     pub new_session: bool,
     /// Before any other namespace: it owns those made after it.
@@ -76,7 +80,7 @@ pub struct Spawn<'a> {
 
 impl Default for Spawn<'_> {
     fn default() -> Self {
-        Spawn { cgroups: &[], new_session: false, user: UserNs::Inherit, join: Vec::new(), unshare: CloneFlags::empty(), pid_ns: PidNs::Inherit }
+        Spawn { cgroups: &[], cgroups_later: false, new_session: false, user: UserNs::Inherit, join: Vec::new(), unshare: CloneFlags::empty(), pid_ns: PidNs::Inherit }
     }
 }
 
@@ -151,6 +155,26 @@ impl Child {
                     }
                 }
             }
+        }
+    }
+
+    /// `Spawn::cgroups_later`: the process's cgroups exist, it may join them (an error means it
+    /// is gone: its own report says why).
+    pub fn cgroups_made(&self) {
+        let _ = self.chan.send(&Msg::CgroupsMade);
+    }
+
+    /// SIGKILL the process (through the pidfd where there is one: it cannot have been reused,
+    /// being our unreaped child either way).
+    pub fn kill(&self) {
+        match &self.pidfd {
+            Some(p) => {
+                let _ = p.signal(libc::SIGKILL);
+            }
+            // SAFETY: kill(2) of our own unreaped child.
+            None => unsafe {
+                libc::kill(self.pid, libc::SIGKILL);
+            },
         }
     }
 
@@ -339,8 +363,10 @@ fn enter(desc: &Spawn, spawner: i32, chan: &Channel, born_in_pid_ns: bool) -> Re
     for procs in desc.cgroups {
         join_cgroup(procs).map_err(|e| format!("joining cgroup {}: {e}", procs.display()))?;
     }
-    // SAFETY: as above; from here on its cgroup finds it.
-    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, 0, 0, 0, 0) };
+    if !desc.cgroups_later {
+        // SAFETY: as above; from here on its cgroup finds it.
+        unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, 0, 0, 0, 0) };
+    }
     if desc.new_session {
         let _ = nix::unistd::setsid();
     }
@@ -359,13 +385,31 @@ fn enter(desc: &Spawn, spawner: i32, chan: &Channel, born_in_pid_ns: bool) -> Re
     }
 }
 
+/// The process's side of `Spawn::cgroups_later`: wait until the spawner has made the cgroups
+/// whose `cgroup.procs` files are `cgroups`, join them, and stop dying with the spawner (its
+/// cgroup finds it now). Exits quietly if the spawner died or gave up first (it kills the
+/// process then anyway).
+pub fn join_when_made(chan: &Channel, cgroups: &[PathBuf]) -> Result<(), String> {
+    if !matches!(chan.recv(), Ok(Some(Msg::CgroupsMade))) {
+        // SAFETY: _exit in a forked child whose spawner is gone or has given up on it.
+        unsafe { libc::_exit(CODE_RUNTIME) }
+    }
+    for procs in cgroups {
+        join_cgroup(procs).map_err(|e| format!("joining cgroup {}: {e}", procs.display()))?;
+    }
+    // SAFETY: prctl with integer arguments.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, 0, 0, 0, 0) };
+    Ok(())
+}
+
 /// Move this (single-threaded, freshly forked) process into the cgroup whose `cgroup.procs` is
 /// `procs`. In a v1 hierarchy it writes "0" to the sibling `tasks` file instead: the kernel
 /// moves just the calling thread then, without taking the global threadgroup lock for writing,
-/// whose RCU grace period makes a `cgroup.procs` write cost 2-15 ms per process started. With
-/// one thread, moving the thread is moving the process (its cgroup.procs lists it, its children
-/// are born in it). cgroup2 has no `tasks` file (its cgroup.threads is for threaded subtrees
-/// only): there the write goes to `cgroup.procs` as before.
+/// whose RCU grace period makes a `cgroup.procs` write cost 2-15 ms per process started (as
+/// does writing any PID but 0, even to `tasks`: so every process joins by itself). With one
+/// thread, moving the thread is moving the process (its cgroup.procs lists it, its children are
+/// born in it). cgroup2 has no `tasks` file (its cgroup.threads is for threaded subtrees only):
+/// there the write goes to `cgroup.procs` as before.
 fn join_cgroup(procs: &std::path::Path) -> std::io::Result<()> {
     let tasks = procs.with_file_name("tasks");
     match std::fs::OpenOptions::new().write(true).open(&tasks) {

@@ -53,6 +53,8 @@ fn messages_round_trip_through_their_encoding() {
         Msg::Ready,
         Msg::MapsDue,
         Msg::MapsWritten,
+        Msg::CgroupDue,
+        Msg::CgroupsMade,
     ];
     for m in all {
         let bytes = Channel::encode(&m);
@@ -217,6 +219,54 @@ fn a_child_that_cannot_join_its_cgroup_says_which() {
             Err(f) => ensure(f.msg.contains("joining cgroup /nonexistent/podbox-test/cgroup.procs"), f.msg),
             Ok(p) => Err(format!("no error: {p:?}")),
         }
+    });
+}
+
+/// `cgroups_later`: the process joins its cgroups (here a directory with a `tasks` file, as a
+/// v1 cgroup has) only once the spawner says they are made, dying with the spawner until then;
+/// a spawner that gives up instead ends it quietly, having joined nothing.
+#[test]
+fn a_process_joins_its_cgroups_later_only_once_they_are_made() {
+    in_helper(|| {
+        let dir = std::env::temp_dir().join(format!("podbox-cgroups-later-{}", std::process::id()));
+        let tasks = dir.join("tasks");
+        let _ = std::fs::create_dir_all(&dir);
+        let result = (|| {
+            let procs = [dir.join("cgroup.procs")];
+            let pdeathsig = || {
+                let mut sig: libc::c_int = -1;
+                // SAFETY: prctl writes the signal number to our own int.
+                unsafe { libc::prctl(libc::PR_GET_PDEATHSIG, &mut sig as *mut libc::c_int, 0, 0, 0) };
+                sig
+            };
+            let main = |chan: &Channel| -> std::result::Result<(), Failure> {
+                let before = pdeathsig();
+                join_when_made(chan, &procs).map_err(|msg| Failure { code: 2, msg })?;
+                let code = 10 * i32::from(before == libc::SIGKILL) + i32::from(pdeathsig() == 0);
+                // SAFETY: leave the spawned process with the verdict as its exit code.
+                unsafe { libc::_exit(code) }
+            };
+            for made in [true, false] {
+                std::fs::write(&tasks, "").map_err(|e| e.to_string())?;
+                let child = spawn(Spawn { cgroups_later: true, ..Spawn::default() }, main).map_err(|e| e.to_string())?;
+                std::thread::sleep(Duration::from_millis(20));
+                ensure(std::fs::read_to_string(&tasks).map_err(|e| e.to_string())?.is_empty(), "joined before the cgroups were made")?;
+                let Child { pid, chan, .. } = child;
+                if made {
+                    chan.send(&Msg::CgroupsMade).map_err(|e| e.to_string())?;
+                }
+                drop(chan);
+                let status = waitpid(Pid::from_raw(pid), None).map_err(|e| e.to_string())?;
+                let joined = std::fs::read_to_string(&tasks).map_err(|e| e.to_string())?;
+                match made {
+                    true => ensure(status == WaitStatus::Exited(Pid::from_raw(pid), 11) && joined == "0", format!("made: {status:?}, tasks {joined:?}"))?,
+                    false => ensure(status == WaitStatus::Exited(Pid::from_raw(pid), CODE_RUNTIME) && joined.is_empty(), format!("given up: {status:?}, tasks {joined:?}"))?,
+                }
+            }
+            Ok(())
+        })();
+        let _ = std::fs::remove_dir_all(&dir);
+        result
     });
 }
 

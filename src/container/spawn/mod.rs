@@ -335,6 +335,18 @@ where
             // SAFETY: _exit ends the intermediate without running the spawner's destructors.
             unsafe { libc::_exit(0) }
         }
+        if desc.cgroups_later {
+            // A clone starts without a parent-death signal: the process is not in its cgroups
+            // yet, so it must die with the spawner (its parent, through CLONE_PARENT) as the
+            // intermediate would have. A spawner gone before the prctl is seen on the channel,
+            // whose other end only the spawner holds.
+            // SAFETY: prctl with integer arguments.
+            unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
+            if chan.peer_closed() {
+                // SAFETY: _exit in a forked child whose spawner is gone.
+                unsafe { libc::_exit(CODE_RUNTIME) }
+            }
+        }
     }
     match main(chan) {
         // SAFETY: as above, for a child with nothing left to do.

@@ -223,8 +223,9 @@ fn a_child_that_cannot_join_its_cgroup_says_which() {
 }
 
 /// `cgroups_later`: the process joins its cgroups (here a directory with a `tasks` file, as a
-/// v1 cgroup has) only once the spawner says they are made, dying with the spawner until then;
-/// a spawner that gives up instead ends it quietly, having joined nothing.
+/// v1 cgroup has) only once the spawner says they are made, dying with the spawner until then
+/// (also when an intermediate clones it into its PID namespace: a clone starts without a
+/// parent-death signal); a spawner that gives up instead ends it quietly, having joined nothing.
 #[test]
 fn a_process_joins_its_cgroups_later_only_once_they_are_made() {
     in_helper(|| {
@@ -246,9 +247,14 @@ fn a_process_joins_its_cgroups_later_only_once_they_are_made() {
                 // SAFETY: leave the spawned process with the verdict as its exit code.
                 unsafe { libc::_exit(code) }
             };
-            for made in [true, false] {
+            // The second kind goes through an intermediate: a user namespace must own the PID one.
+            for (made, intermediate) in [(true, false), (false, false), (true, true), (false, true)] {
                 std::fs::write(&tasks, "").map_err(|e| e.to_string())?;
-                let child = spawn(Spawn { cgroups_later: true, ..Spawn::default() }, main).map_err(|e| e.to_string())?;
+                let desc = match intermediate {
+                    false => Spawn { cgroups_later: true, ..Spawn::default() },
+                    true => Spawn { cgroups_later: true, user: own_ids(), pid_ns: PidNs::New, ..Spawn::default() },
+                };
+                let child = spawn(desc, main).map_err(|e| e.to_string())?;
                 std::thread::sleep(Duration::from_millis(20));
                 ensure(std::fs::read_to_string(&tasks).map_err(|e| e.to_string())?.is_empty(), "joined before the cgroups were made")?;
                 let Child { pid, chan, .. } = child;
@@ -259,8 +265,8 @@ fn a_process_joins_its_cgroups_later_only_once_they_are_made() {
                 let status = waitpid(Pid::from_raw(pid), None).map_err(|e| e.to_string())?;
                 let joined = std::fs::read_to_string(&tasks).map_err(|e| e.to_string())?;
                 match made {
-                    true => ensure(status == WaitStatus::Exited(Pid::from_raw(pid), 11) && joined == "0", format!("made: {status:?}, tasks {joined:?}"))?,
-                    false => ensure(status == WaitStatus::Exited(Pid::from_raw(pid), CODE_RUNTIME) && joined.is_empty(), format!("given up: {status:?}, tasks {joined:?}"))?,
+                    true => ensure(status == WaitStatus::Exited(Pid::from_raw(pid), 11) && joined == "0", format!("made (intermediate {intermediate}): {status:?}, tasks {joined:?}"))?,
+                    false => ensure(status == WaitStatus::Exited(Pid::from_raw(pid), CODE_RUNTIME) && joined.is_empty(), format!("given up (intermediate {intermediate}): {status:?}, tasks {joined:?}"))?,
                 }
             }
             Ok(())

@@ -372,9 +372,7 @@ fn enter(desc: &Spawn, spawner: i32, chan: &Channel, born_in_pid_ns: bool) -> Re
         // SAFETY: the spawner died before the prctl; end quietly.
         unsafe { libc::_exit(CODE_RUNTIME) }
     }
-    for procs in desc.cgroups {
-        join_cgroup(procs).map_err(|e| format!("joining cgroup {}: {e}", procs.display()))?;
-    }
+    join_cgroups(desc.cgroups)?;
     if !desc.cgroups_later {
         // SAFETY: as above; from here on its cgroup finds it.
         unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, 0, 0, 0, 0) };
@@ -406,11 +404,17 @@ pub fn join_when_made(chan: &Channel, cgroups: &[PathBuf]) -> Result<(), String>
         // SAFETY: _exit in a forked child whose spawner is gone or has given up on it.
         unsafe { libc::_exit(CODE_RUNTIME) }
     }
+    join_cgroups(cgroups)?;
+    // SAFETY: prctl with integer arguments.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, 0, 0, 0, 0) };
+    Ok(())
+}
+
+/// Join each cgroup whose `cgroup.procs` is listed, in order (see `join_cgroup`).
+fn join_cgroups(cgroups: &[PathBuf]) -> Result<(), String> {
     for procs in cgroups {
         join_cgroup(procs).map_err(|e| format!("joining cgroup {}: {e}", procs.display()))?;
     }
-    // SAFETY: prctl with integer arguments.
-    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, 0, 0, 0, 0) };
     Ok(())
 }
 

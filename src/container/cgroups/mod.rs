@@ -123,8 +123,8 @@ pub fn setup(spec: &Spec) -> Result<Option<Cgroup>> {
 }
 
 /// The cgroup of `spec` with its resources checked against this machine, nothing created
-/// (`Cgroup::create` does that later, e.g. in the monitor beside the init's own set-up); None
-/// when the spec has no cgroupsPath.
+/// (`Cgroup::create` does that later: `monitor::start`, while the init sets up); None when the
+/// spec has no cgroupsPath.
 pub fn plan(spec: &Spec) -> Result<Option<Cgroup>> {
     let resources = resources_of(spec);
     let Some(path) = spec.linux().as_ref().and_then(|l| l.cgroups_path().as_ref()) else {

@@ -86,7 +86,7 @@ fn spawn_monitor(opts: &StartOptions, plan: &InitPlan, cgroup: Option<&cgroups::
     // CPU, so the two run side by side.
     let mut not_made = None;
     let outcome = monitor.serve(|request| match request {
-        Msg::CgroupDue => match cgroup.map(|cg| cg.create(opts.spec.linux().as_ref().and_then(|l| l.resources().as_ref()))) {
+        Msg::CgroupDue => match cgroup.map(|cg| cg.create(cgroups::resources_of(opts.spec))) {
             Some(Err(e)) => {
                 not_made = Some(e);
                 Err(Failure { code: CODE_RUNTIME, msg: String::new() })

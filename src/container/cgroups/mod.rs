@@ -138,7 +138,8 @@ pub fn plan(spec: &Spec) -> Result<Option<Cgroup>> {
     Ok(Some(cg))
 }
 
-fn resources_of(spec: &Spec) -> Option<&LinuxResources> {
+/// The limits `spec` puts on its cgroup, if any.
+pub fn resources_of(spec: &Spec) -> Option<&LinuxResources> {
     spec.linux().as_ref().and_then(|l| l.resources().as_ref())
 }
 
